@@ -1,0 +1,70 @@
+/* A fake modprobe for the tests. It never touches the real system: it acts on the fake tree
+ * named by $FAKE_SYSFS_ROOT, following that tree's modprobe.table (see fakesys.h), and logs its
+ * argv to modprobe.log so tests can check exactly how it was run. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fakesys.h"
+
+int main(int argc, char **argv)
+{
+    const char *root = getenv("FAKE_SYSFS_ROOT");
+    if (!root || !*root) {
+        fprintf(stderr, "fake-modprobe: FAKE_SYSFS_ROOT is not set\n");
+        return 2;
+    }
+
+    char *log_path = fs_path(root, "modprobe.log");
+    FILE *log = fopen(log_path, "a");
+    if (!log) {
+        fprintf(stderr, "fake-modprobe: %s: %s\n", log_path, strerror(errno));
+        return 2;
+    }
+    fprintf(log, "argc=%d", argc);
+    for (int i = 0; i < argc; i++)
+        fprintf(log, " [%s]", argv[i]);
+    fputc('\n', log);
+    fclose(log);
+    free(log_path);
+
+    if (argc != 3 || strcmp(argv[1], "-b") != 0) {
+        fprintf(stderr, "fake-modprobe: expected exactly: -b MODULE\n");
+        return 2;
+    }
+    const char *module = argv[2];
+
+    char *table = fs_read(root, "modprobe.table");
+    int rc = -1;
+    for (char *line = strtok(table ? table : "", "\n"); line; line = strtok(NULL, "\n")) {
+        char *sp = strchr(line, ' ');
+        if (!sp)
+            continue;
+        *sp = '\0';
+        if (strcmp(line, module) != 0)
+            continue;
+        const char *action = sp + 1;
+        if (action[0] == '!') {
+            fprintf(stderr, "%s\n", action + 1);
+            rc = 1;
+        } else if (strcmp(action, "=") == 0) {
+            rc = 0; /* built in: nothing to do */
+        } else if (strcmp(action, "-") == 0) {
+            fs_module(root, module);
+            rc = 0;
+        } else {
+            fs_loaded_driver(root, module, action);
+            rc = 0;
+        }
+        break;
+    }
+    free(table);
+    if (rc < 0) {
+        fprintf(stderr, "modprobe: FATAL: Module %s not found in directory /lib/modules/fake\n",
+                module);
+        rc = 1;
+    }
+    return rc;
+}

@@ -1,0 +1,463 @@
+/* Driver-name resolution (SPEC 3.1) through the C API, on fake sysfs trees with a fake
+ * modprobe: every step and fallback, the real module/driver name pairs, module-load failures,
+ * bad input (which must never reach the file system or modprobe), and the log callback. */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <syslog.h>
+
+#include "fakesys.h"
+#include "harness.h"
+
+static char *root;
+static pcibind_ctx *ctx;
+
+/* A fresh tree and a context on it that loads modules with the fake modprobe. */
+static void setup(void)
+{
+    root = fs_new();
+    CHECK_RC(pcibind_ctx_new(root, 0, &ctx), PCIBIND_OK);
+    CHECK_RC(pcibind_ctx_set_modprobe(ctx, getenv("FAKE_MODPROBE")), PCIBIND_OK);
+}
+
+static void teardown(void)
+{
+    pcibind_ctx_free(ctx);
+    ctx = NULL;
+    fs_destroy(root);
+    root = NULL;
+}
+
+/* Resolves `name` and checks the answer (expected NULL = must fail with `rc`). */
+static void expect_resolve(const char *name, const char *expected)
+{
+    char *driver = (char *)(uintptr_t)0x1; /* set to NULL on entry by the library */
+    CHECK_RC(pcibind_resolve_driver(ctx, name, 0, &driver), PCIBIND_OK);
+    CHECK_STR(driver, expected);
+    pcibind_string_free(driver);
+}
+
+static void expect_failure(const char *name, int rc)
+{
+    char *driver = (char *)(uintptr_t)0x1;
+    CHECK_RC(pcibind_resolve_driver(ctx, name, 0, &driver), rc);
+    CHECK(driver == NULL);
+}
+
+static void expect_modprobe_log(const char *expected)
+{
+    char *log = fs_modprobe_log(root);
+    CHECK_STR(log, expected);
+    free(log);
+}
+
+static void step1_exact_driver_name(void)
+{
+    setup();
+    fs_loaded_driver(root, "vfio_pci", "vfio-pci");
+    expect_resolve("vfio-pci", "vfio-pci");
+    expect_modprobe_log("");
+    teardown();
+}
+
+static void step2_underscored_driver_name(void)
+{
+    setup();
+    fs_loaded_driver(root, "mlx5_vfio_pci", "mlx5_vfio_pci");
+    fs_loaded_driver(root, "pds_vfio_pci", "pds_vfio_pci");
+    expect_resolve("mlx5-vfio-pci", "mlx5_vfio_pci");
+    expect_resolve("pds-vfio-pci", "pds_vfio_pci");
+    expect_modprobe_log("");
+    teardown();
+}
+
+static void step3_loaded_module_link(void)
+{
+    setup();
+    fs_loaded_driver(root, "vfio_pci", "vfio-pci");
+    fs_loaded_driver(root, "xe_vfio_pci", "xe-vfio-pci");
+    fs_loaded_driver(root, "qat_4xxx", "4xxx");
+    fs_loaded_driver(root, "xhci_pci", "xhci_hcd");
+    expect_resolve("vfio_pci", "vfio-pci");
+    expect_resolve("xe_vfio_pci", "xe-vfio-pci");
+    expect_resolve("qat_4xxx", "4xxx");
+    expect_resolve("qat-4xxx", "4xxx");
+    expect_resolve("xhci_pci", "xhci_hcd");
+    expect_modprobe_log(""); /* all loaded already */
+    teardown();
+}
+
+static void step3_loads_the_module_with_exact_argv(void)
+{
+    setup();
+    fs_modprobe_table(root, "vfio_pci vfio-pci");
+    fs_modprobe_table(root, "xe_vfio_pci xe-vfio-pci");
+    expect_resolve("vfio_pci", "vfio-pci");
+    expect_resolve("xe-vfio-pci", "xe-vfio-pci"); /* loaded as its module name xe_vfio_pci */
+    char *expected = NULL;
+    const char *prog = getenv("FAKE_MODPROBE");
+    CHECK(asprintf(&expected, "argc=3 [%s] [-b] [vfio_pci]\nargc=3 [%s] [-b] [xe_vfio_pci]\n",
+                   prog, prog) > 0);
+    expect_modprobe_log(expected);
+    /* Loaded now: resolving again runs nothing. */
+    expect_resolve("vfio_pci", "vfio-pci");
+    expect_modprobe_log(expected);
+    free(expected);
+    teardown();
+}
+
+static void step3_prefers_the_driver_named_like_the_module(void)
+{
+    setup();
+    /* Module foo_b registers pci:aaa and pci:foo-b; the name says foo_b. */
+    fs_loaded_driver(root, "foo_b", "aaa");
+    fs_loaded_driver(root, "foo_b", "foo-b");
+    expect_resolve("foo_b", "foo-b");
+    teardown();
+}
+
+static void step3_else_the_first_driver_in_name_order(void)
+{
+    setup();
+    fs_loaded_driver(root, "multi", "zeta");
+    fs_loaded_driver(root, "multi", "alpha");
+    expect_resolve("multi", "alpha");
+    teardown();
+}
+
+static void step3_ignores_a_link_to_an_unregistered_driver(void)
+{
+    setup();
+    /* module/stale/drivers/pci:gone points at a driver that no longer exists. */
+    fs_module(root, "stale");
+    fs_mkdirs(root, "module/stale/drivers");
+    fs_symlink(root, "module/stale/drivers/pci:gone", "../../../bus/pci/drivers/gone");
+    expect_failure("stale", PCIBIND_ERR_NO_DRIVER);
+    CHECK_CONTAINS(pcibind_last_error_message(), "registers no PCI driver");
+    teardown();
+}
+
+static void step3_ignores_drivers_of_other_buses(void)
+{
+    setup();
+    fs_module(root, "usbthing");
+    fs_mkdirs(root, "module/usbthing/drivers/usb:usbthing");
+    expect_failure("usbthing", PCIBIND_ERR_NO_DRIVER);
+    teardown();
+}
+
+static void step4_driver_whose_module_link_names_the_module(void)
+{
+    setup();
+    /* intel_agp registers agpgart-intel, but module/intel_agp has no drivers/ directory. */
+    fs_driver_with_module_link_only(root, "intel_agp", "agpgart-intel");
+    expect_resolve("intel_agp", "agpgart-intel");
+    expect_resolve("intel-agp", "agpgart-intel");
+    expect_modprobe_log("");
+    teardown();
+}
+
+static void step4_builtin_named_like_the_module_612_style(void)
+{
+    setup();
+    /* 6.12-style built-in with no drivers/ link: module/virtio_pci holds only `version`. */
+    fs_builtin_driver(root, "virtio-pci", "virtio_pci");
+    expect_resolve("virtio_pci", "virtio-pci");
+    expect_resolve("virtio-pci", "virtio-pci");
+    expect_modprobe_log(""); /* the module exists, so nothing is loaded */
+    teardown();
+}
+
+static void step4_builtin_without_module_dir_61_style(void)
+{
+    setup();
+    /* 6.1-style built-in: no module/ entry at all; modprobe -b of a built-in succeeds and does
+     * nothing, then the name fallback finds the driver. */
+    fs_builtin_driver(root, "virtio-pci", NULL);
+    fs_modprobe_table(root, "virtio_pci =");
+    expect_resolve("virtio_pci", "virtio-pci");
+    char *log = fs_modprobe_log(root);
+    CHECK_CONTAINS(log, "[-b] [virtio_pci]");
+    free(log);
+    teardown();
+}
+
+static void step4_builtin_found_even_when_modprobe_fails(void)
+{
+    setup();
+    fs_builtin_driver(root, "ehci-pci", NULL);
+    fs_modprobe_table(root, "ehci_pci !modprobe: FATAL: Module ehci_pci not found");
+    expect_resolve("ehci_pci", "ehci-pci");
+    teardown();
+}
+
+static void real_name_pairs_of_spec_section_1(void)
+{
+    setup();
+    /* Loadable modules, loaded, with the drivers/pci:DRV link. */
+    static const char *const loaded[][2] = {
+        {"vfio_pci", "vfio-pci"},           {"mlx5_vfio_pci", "mlx5_vfio_pci"},
+        {"pds_vfio_pci", "pds_vfio_pci"},   {"virtio_vfio_pci", "virtio_vfio_pci"},
+        {"qat_vfio_pci", "qat_vfio_pci"},   {"xe_vfio_pci", "xe-vfio-pci"},
+        {"hisi_acc_vfio_pci", "hisi_acc_vfio_pci"},
+        {"nvgrace_gpu_vfio_pci", "nvgrace_gpu_vfio_pci"},
+        {"qat_4xxx", "4xxx"},               {"xhci_pci", "xhci_hcd"},
+        {"ehci_pci", "ehci-pci"},           {"intel_agp", "agpgart-intel"},
+    };
+    for (size_t i = 0; i < sizeof(loaded) / sizeof(loaded[0]); i++)
+        fs_loaded_driver(root, loaded[i][0], loaded[i][1]);
+    /* Built-ins: 6.12 gives every one a module dir with the link; older kernels may not. */
+    fs_loaded_driver(root, "pcieportdrv", "pcieport");
+    fs_loaded_driver(root, "8250_pci", "serial");
+    fs_builtin_driver(root, "virtio-pci", "virtio_pci");
+
+    static const char *const pairs[][2] = {
+        {"vfio_pci", "vfio-pci"},         {"vfio-pci", "vfio-pci"},
+        {"mlx5_vfio_pci", "mlx5_vfio_pci"}, {"mlx5-vfio-pci", "mlx5_vfio_pci"},
+        {"pds_vfio_pci", "pds_vfio_pci"}, {"pds-vfio-pci", "pds_vfio_pci"},
+        {"virtio_vfio_pci", "virtio_vfio_pci"}, {"virtio-vfio-pci", "virtio_vfio_pci"},
+        {"qat_vfio_pci", "qat_vfio_pci"}, {"xe_vfio_pci", "xe-vfio-pci"},
+        {"xe-vfio-pci", "xe-vfio-pci"},   {"hisi_acc_vfio_pci", "hisi_acc_vfio_pci"},
+        {"nvgrace-gpu-vfio-pci", "nvgrace_gpu_vfio_pci"},
+        {"qat_4xxx", "4xxx"},             {"4xxx", "4xxx"},
+        {"xhci_pci", "xhci_hcd"},         {"xhci_hcd", "xhci_hcd"},
+        {"ehci_pci", "ehci-pci"},         {"ehci-pci", "ehci-pci"},
+        {"virtio_pci", "virtio-pci"},     {"virtio-pci", "virtio-pci"},
+        {"8250_pci", "serial"},           {"serial", "serial"},
+        {"pcieportdrv", "pcieport"},      {"pcieport", "pcieport"},
+        {"intel_agp", "agpgart-intel"},   {"agpgart-intel", "agpgart-intel"},
+    };
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
+        expect_resolve(pairs[i][0], pairs[i][1]);
+    expect_modprobe_log("");
+    teardown();
+}
+
+static void module_load_failure_carries_modprobe_stderr(void)
+{
+    setup();
+    fs_modprobe_table(root, "broken !modprobe: ERROR: could not insert 'broken': Operation not permitted");
+    expect_failure("broken", PCIBIND_ERR_MODULE_LOAD);
+    const char *msg = pcibind_last_error_message();
+    CHECK_CONTAINS(msg, "could not insert 'broken': Operation not permitted");
+    CHECK_CONTAINS(msg, "status 1");
+    CHECK_CONTAINS(msg, "broken");
+    teardown();
+}
+
+static void unknown_module_is_a_module_load_error(void)
+{
+    setup();
+    expect_failure("no_such_mod", PCIBIND_ERR_MODULE_LOAD);
+    CHECK_CONTAINS(pcibind_last_error_message(), "Module no_such_mod not found");
+    teardown();
+}
+
+static void loaded_module_without_pci_driver(void)
+{
+    setup();
+    fs_modprobe_table(root, "nopci -");
+    expect_failure("nopci", PCIBIND_ERR_NO_DRIVER);
+    char *where = fs_path(root, "module/nopci/drivers");
+    CHECK_CONTAINS(pcibind_last_error_message(),
+                   "module 'nopci' was loaded but registers no PCI driver (looked in");
+    CHECK_CONTAINS(pcibind_last_error_message(), where);
+    free(where);
+    teardown();
+}
+
+static void already_loaded_module_without_pci_driver(void)
+{
+    setup();
+    fs_module(root, "kvm");
+    expect_failure("kvm", PCIBIND_ERR_NO_DRIVER);
+    CHECK_CONTAINS(pcibind_last_error_message(), "module 'kvm' is loaded but registers no PCI driver");
+    expect_modprobe_log("");
+    teardown();
+}
+
+static void modprobe_disabled_never_runs(void)
+{
+    setup();
+    fs_modprobe_table(root, "vfio_pci vfio-pci");
+    CHECK_RC(pcibind_ctx_set_modprobe(ctx, NULL), PCIBIND_OK);
+    expect_failure("vfio_pci", PCIBIND_ERR_NO_DRIVER);
+    CHECK_CONTAINS(pcibind_last_error_message(), "module loading is disabled");
+    expect_modprobe_log("");
+    /* A registered driver still resolves without loading anything. */
+    fs_loaded_driver(root, "vfio_pci", "vfio-pci");
+    expect_resolve("vfio_pci", "vfio-pci");
+    teardown();
+}
+
+static void missing_modprobe_program(void)
+{
+    setup();
+    char *prog = fs_path(root, "no-such-modprobe");
+    CHECK_RC(pcibind_ctx_set_modprobe(ctx, prog), PCIBIND_OK);
+    expect_failure("vfio_pci", PCIBIND_ERR_MODULE_LOAD);
+    CHECK_CONTAINS(pcibind_last_error_message(), "cannot run");
+    free(prog);
+    teardown();
+}
+
+static void bad_names_are_rejected_before_any_file_or_modprobe(void)
+{
+    setup();
+    /* Make every bad name's "clean" neighbour resolvable, so a leak would show. */
+    fs_loaded_driver(root, "vfio_pci", "vfio-pci");
+    fs_modprobe_table(root, "r vfio-pci");
+    static const char *const bad[] = {
+        "",
+        "-r",
+        "--help",
+        ".vfio-pci",
+        "..",
+        "../vfio-pci",
+        "vfio-pci/..",
+        "a..b",
+        "/etc/passwd",
+        "vfio-pci/",
+        "vfio pci",
+        "vfio-pci\n",
+        "\tvfio-pci",
+        "vfio\x01pci",
+        "vfio\x7fpci",
+        "vfio-pci;reboot",
+        "$(reboot)",
+        "vfio*",
+        "\xff\xfe",
+        "caf\xc3\xa9",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", /* 65 */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        expect_failure(bad[i], PCIBIND_ERR_INVALID_ARG);
+        if (pcibind_last_error_message()[0] == '\0') {
+            printf("#   no message for bad name #%zu\n", i);
+            harness_failed_now = 1;
+        }
+    }
+    expect_modprobe_log("");
+    /* 64 bytes is the longest accepted name. */
+    fs_loaded_driver(root, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                     "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+    expect_resolve("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                   "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+    teardown();
+}
+
+static void null_arguments_and_flags(void)
+{
+    setup();
+    fs_loaded_driver(root, "vfio_pci", "vfio-pci");
+    char *driver = (char *)(uintptr_t)0x1;
+    CHECK_RC(pcibind_resolve_driver(NULL, "vfio-pci", 0, &driver), PCIBIND_ERR_INVALID_ARG);
+    CHECK(driver == NULL);
+    CHECK_CONTAINS(pcibind_last_error_message(), "ctx is NULL");
+    driver = (char *)(uintptr_t)0x1;
+    CHECK_RC(pcibind_resolve_driver(ctx, NULL, 0, &driver), PCIBIND_ERR_INVALID_ARG);
+    CHECK(driver == NULL);
+    CHECK_CONTAINS(pcibind_last_error_message(), "name is NULL");
+    CHECK_RC(pcibind_resolve_driver(ctx, "vfio-pci", 0, NULL), PCIBIND_ERR_INVALID_ARG);
+    CHECK_CONTAINS(pcibind_last_error_message(), "driver_out is NULL");
+    driver = (char *)(uintptr_t)0x1;
+    CHECK_RC(pcibind_resolve_driver(ctx, "vfio-pci", 1, &driver), PCIBIND_ERR_INVALID_ARG);
+    CHECK(driver == NULL);
+    CHECK_CONTAINS(pcibind_last_error_message(), "flag");
+    CHECK_RC(pcibind_resolve_driver(ctx, "vfio-pci", 0x80000000u, &driver), PCIBIND_ERR_INVALID_ARG);
+    teardown();
+}
+
+static void returned_strings_are_malloced(void)
+{
+    setup();
+    fs_loaded_driver(root, "vfio_pci", "vfio-pci");
+    char *driver = NULL;
+    CHECK_RC(pcibind_resolve_driver(ctx, "vfio_pci", 0, &driver), PCIBIND_OK);
+    CHECK_STR(driver, "vfio-pci");
+    free(driver); /* plain free() must work (valgrind checks the pairing) */
+    teardown();
+}
+
+struct log_capture {
+    int count;
+    int worst;
+    char text[4096];
+};
+
+static void capture_log(void *userdata, int priority, const char *message)
+{
+    struct log_capture *cap = userdata;
+    cap->count++;
+    if (priority > cap->worst)
+        cap->worst = priority;
+    size_t len = strlen(cap->text);
+    snprintf(cap->text + len, sizeof(cap->text) - len, "<%d>%s\n", priority, message);
+}
+
+static void log_callback_delivery_and_filtering(void)
+{
+    setup();
+    fs_modprobe_table(root, "vfio_pci vfio-pci");
+    fs_modprobe_table(root, "broken !boom");
+    struct log_capture cap = {0};
+
+    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_log, &cap, LOG_DEBUG), PCIBIND_OK);
+    expect_resolve("vfio_pci", "vfio-pci");
+    CHECK(cap.count > 0);
+    CHECK_CONTAINS(cap.text, "<6>loading module 'vfio_pci'");
+    CHECK_CONTAINS(cap.text, "<7>module 'vfio_pci' registers PCI driver 'vfio-pci'");
+
+    /* At LOG_WARNING, the debug and info lines stay out and the warning comes through. */
+    memset(&cap, 0, sizeof(cap));
+    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_log, &cap, LOG_WARNING), PCIBIND_OK);
+    expect_resolve("vfio-pci", "vfio-pci");
+    CHECK(cap.count == 0);
+    expect_failure("broken", PCIBIND_ERR_MODULE_LOAD);
+    CHECK(cap.count == 1);
+    CHECK(cap.worst == LOG_WARNING);
+    CHECK_CONTAINS(cap.text, "boom");
+
+    /* NULL silences. */
+    memset(&cap, 0, sizeof(cap));
+    CHECK_RC(pcibind_ctx_set_log_fn(ctx, NULL, NULL, LOG_DEBUG), PCIBIND_OK);
+    expect_failure("broken", PCIBIND_ERR_MODULE_LOAD);
+    CHECK(cap.count == 0);
+
+    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_log, &cap, 8), PCIBIND_ERR_INVALID_ARG);
+    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_log, &cap, -1), PCIBIND_ERR_INVALID_ARG);
+    teardown();
+}
+
+static void no_driver_message_names_what_and_where(void)
+{
+    setup();
+    CHECK_RC(pcibind_ctx_set_modprobe(ctx, NULL), PCIBIND_OK);
+    expect_failure("foo-bar", PCIBIND_ERR_NO_DRIVER);
+    char *where = fs_path(root, "bus/pci/drivers");
+    CHECK_CONTAINS(pcibind_last_error_message(), "no PCI driver 'foo-bar' in ");
+    CHECK_CONTAINS(pcibind_last_error_message(), where);
+    CHECK_CONTAINS(pcibind_last_error_message(), "module 'foo_bar' is not loaded");
+    free(where);
+    teardown();
+}
+
+RUN_TESTS(TEST_CASE(step1_exact_driver_name), TEST_CASE(step2_underscored_driver_name),
+          TEST_CASE(step3_loaded_module_link), TEST_CASE(step3_loads_the_module_with_exact_argv),
+          TEST_CASE(step3_prefers_the_driver_named_like_the_module),
+          TEST_CASE(step3_else_the_first_driver_in_name_order),
+          TEST_CASE(step3_ignores_a_link_to_an_unregistered_driver),
+          TEST_CASE(step3_ignores_drivers_of_other_buses),
+          TEST_CASE(step4_driver_whose_module_link_names_the_module),
+          TEST_CASE(step4_builtin_named_like_the_module_612_style),
+          TEST_CASE(step4_builtin_without_module_dir_61_style),
+          TEST_CASE(step4_builtin_found_even_when_modprobe_fails),
+          TEST_CASE(real_name_pairs_of_spec_section_1),
+          TEST_CASE(module_load_failure_carries_modprobe_stderr),
+          TEST_CASE(unknown_module_is_a_module_load_error),
+          TEST_CASE(loaded_module_without_pci_driver),
+          TEST_CASE(already_loaded_module_without_pci_driver),
+          TEST_CASE(modprobe_disabled_never_runs), TEST_CASE(missing_modprobe_program),
+          TEST_CASE(bad_names_are_rejected_before_any_file_or_modprobe),
+          TEST_CASE(null_arguments_and_flags), TEST_CASE(returned_strings_are_malloced),
+          TEST_CASE(log_callback_delivery_and_filtering),
+          TEST_CASE(no_driver_message_names_what_and_where))

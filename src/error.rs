@@ -1,0 +1,62 @@
+//! The one error type of the core. The C layer maps each variant to a `pcibind_error` code in
+//! one place (`ffi::code_of`).
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::address::PciAddress;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A bad argument: a malformed name, a bad flag, a missing value.
+    #[error("invalid argument: {0}")]
+    InvalidArg(String),
+
+    #[error("invalid PCI address \"{input}\": {reason}")]
+    InvalidAddress { input: String, reason: &'static str },
+
+    #[error("no PCI device {address} (looked for {})", path.display())]
+    NoDevice { address: PciAddress, path: PathBuf },
+
+    /// The name resolves to no PCI driver; the message says what was looked for and where.
+    #[error("{0}")]
+    NoDriver(String),
+
+    /// modprobe could not be run, or failed; `detail` carries its exit status and stderr.
+    #[error("loading module '{module}' failed: {detail}")]
+    ModuleLoad { module: String, detail: String },
+
+    /// An unexpected OS error while doing `step` on `path`.
+    #[error("{step}: {}: {source}", path.display())]
+    Io {
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The context caught a panic earlier and refuses further calls.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub(crate) fn io(step: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io {
+            step,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The OS error number behind this error, or 0.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error().unwrap_or(0),
+            Error::NoDevice { .. } => libc::ENODEV,
+            _ => 0,
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! The C API: every exported function, written out literally. Each one only converts and checks
+//! its arguments and forwards to [`crate::Context`]; `boundary` holds the shared machinery.
+
+#![allow(non_camel_case_types)]
+// Exported functions take raw pointers from C by design; they check them in `boundary`.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
+mod boundary;
+
+use std::ffi::{c_char, c_int, c_uint, c_void};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use boundary::{
+    check_flags, guarded, malloc_string, null, out_init, path_arg, str_arg, with_ctx, with_ctx_mut,
+};
+
+use crate::error::Error;
+use crate::log::{Logger, Priority};
+use crate::{Context, Modprobe};
+
+/// Result codes. `0` is success; every failure is negative and comes with a message from
+/// `pcibind_last_error_message()`. Values never change once released.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum pcibind_error {
+    PCIBIND_OK = 0,
+    /// A NULL pointer, a malformed name, unknown flag bits, a relative path.
+    PCIBIND_ERR_INVALID_ARG = -1,
+    /// The PCI address is not `DDDD:BB:DD.F` (or the short `BB:DD.F`).
+    PCIBIND_ERR_INVALID_ADDRESS = -2,
+    /// No PCI device with that address exists.
+    PCIBIND_ERR_NO_DEVICE = -3,
+    /// The name resolves to no PCI driver.
+    PCIBIND_ERR_NO_DRIVER = -4,
+    /// modprobe failed or is unavailable; the message carries its exit status and stderr.
+    PCIBIND_ERR_MODULE_LOAD = -5,
+    /// The kernel did not bind; the device was restored to where it was.
+    PCIBIND_ERR_BIND = -6,
+    /// Binding failed AND restoring failed; the message says where the device is.
+    PCIBIND_ERR_RESTORE = -7,
+    /// The device is in use on the host (override with PCIBIND_BIND_FORCE).
+    PCIBIND_ERR_IN_USE = -8,
+    /// An unexpected OS error; see `pcibind_last_error_errno()`.
+    PCIBIND_ERR_IO = -9,
+    /// A lock could not be taken.
+    PCIBIND_ERR_BUSY = -10,
+    /// A bug (a caught panic); the context now refuses further calls.
+    PCIBIND_ERR_INTERNAL = -11,
+    /// The target driver does not claim this device (override with PCIBIND_BIND_FORCE).
+    PCIBIND_ERR_NOT_CLAIMED = -12,
+}
+
+/// The one place core errors become C codes.
+pub(crate) fn code_of(err: &Error) -> c_int {
+    use pcibind_error::*;
+    let code = match err {
+        Error::InvalidArg(_) => PCIBIND_ERR_INVALID_ARG,
+        Error::InvalidAddress { .. } => PCIBIND_ERR_INVALID_ADDRESS,
+        Error::NoDevice { .. } => PCIBIND_ERR_NO_DEVICE,
+        Error::NoDriver(_) => PCIBIND_ERR_NO_DRIVER,
+        Error::ModuleLoad { .. } => PCIBIND_ERR_MODULE_LOAD,
+        Error::Io { .. } => PCIBIND_ERR_IO,
+        Error::Internal(_) => PCIBIND_ERR_INTERNAL,
+    };
+    code as c_int
+}
+
+/// An opaque library context: one sysfs tree and the settings used on it. Create it with
+/// `pcibind_ctx_new()`, release it with `pcibind_ctx_free()`. Operations taking a
+/// `const pcibind_ctx *` may be called from many threads at once; the setters taking a
+/// `pcibind_ctx *` must not run concurrently with any other call on the same context.
+pub struct pcibind_ctx {
+    inner: Context,
+    poisoned: AtomicBool,
+}
+
+/// A log callback: `priority` is a syslog priority (`LOG_ERR` = 3 .. `LOG_DEBUG` = 7) and
+/// `message` a NUL-terminated line without a trailing newline, valid only during the call. It
+/// may be called from any thread that calls into the library, and must not unwind or longjmp.
+pub type pcibind_log_fn =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, priority: c_int, message: *const c_char)>;
+
+/// Creates a context for the sysfs tree at `sysfs_root` (an absolute path to a directory; NULL
+/// means `"/sys"`). `flags` must be 0. The new context is silent (no log callback), looks for
+/// `modules.alias` in `/lib/modules/<release>` then `/usr/lib/modules/<release>`, loads modules
+/// with the first of `/usr/sbin/modprobe`, `/sbin/modprobe` that exists, and keeps lock files in
+/// `/run/pcibind`.
+///
+/// On success `*ctx_out` receives the context, which the caller owns and releases with
+/// `pcibind_ctx_free()`. On failure `*ctx_out` is NULL.
+/// Returns 0, or PCIBIND_ERR_INVALID_ARG (NULL `ctx_out`, bad flags, relative root) or
+/// PCIBIND_ERR_IO (the root is not a readable directory).
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_ctx_new(
+    sysfs_root: *const c_char,
+    flags: c_uint,
+    ctx_out: *mut *mut pcibind_ctx,
+) -> c_int {
+    let out = out_init(ctx_out);
+    guarded(None, || {
+        let out = out.ok_or_else(|| null("ctx_out"))?;
+        check_flags(flags, 0)?;
+        let root = path_arg(sysfs_root).unwrap_or_else(|| "/sys".into());
+        let ctx = Box::new(pcibind_ctx {
+            inner: Context::new(root)?,
+            poisoned: AtomicBool::new(false),
+        });
+        *out = Box::into_raw(ctx);
+        Ok(())
+    })
+}
+
+/// Releases a context and everything it holds. NULL is fine. No call on `ctx` may be running
+/// or follow.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_ctx_free(ctx: *mut pcibind_ctx) {
+    if ctx.is_null() {
+        return;
+    }
+    // SAFETY: ctx came from pcibind_ctx_new (Box::into_raw) and is released once.
+    let ctx = unsafe { Box::from_raw(ctx) };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(ctx)));
+}
+
+/// Sets the directory holding `modules.alias` (and `modules.builtin.modinfo`), as an absolute
+/// path; NULL restores the default search (`/lib/modules/<release>`, then
+/// `/usr/lib/modules/<release>`). The string is copied.
+/// Returns 0 or PCIBIND_ERR_INVALID_ARG.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_ctx_set_modules_dir(ctx: *mut pcibind_ctx, dir: *const c_char) -> c_int {
+    with_ctx_mut(ctx, |ctx| ctx.set_modules_dir(path_arg(dir)))
+}
+
+/// Sets the program used to load kernel modules, as an absolute path. It is run directly (no
+/// shell) as `PATH -b MODULE` with the caller's environment. NULL means never load modules:
+/// a name whose module is not loaded then resolves only if a matching driver is already
+/// registered. The string is copied.
+/// Returns 0 or PCIBIND_ERR_INVALID_ARG.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_ctx_set_modprobe(ctx: *mut pcibind_ctx, path: *const c_char) -> c_int {
+    with_ctx_mut(ctx, |ctx| {
+        ctx.set_modprobe(path_arg(path).map_or(Modprobe::Disabled, Modprobe::Program))
+    })
+}
+
+/// Sets the directory for the per-device lock files shared with other processes, as an
+/// absolute path; NULL restores the default, `/run/pcibind`. The string is copied.
+/// Returns 0 or PCIBIND_ERR_INVALID_ARG.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_ctx_set_lock_dir(ctx: *mut pcibind_ctx, dir: *const c_char) -> c_int {
+    with_ctx_mut(ctx, |ctx| ctx.set_lock_dir(path_arg(dir)))
+}
+
+/// Sets the log callback: messages of syslog priority `max_priority` or more severe (0..7;
+/// `LOG_WARNING` = 4 gets warnings and errors, `LOG_DEBUG` = 7 everything) are passed to
+/// `fn` with `userdata`. NULL `fn` silences the context (the default). The library does not own
+/// `userdata`; it must stay valid while the context can log.
+/// Returns 0 or PCIBIND_ERR_INVALID_ARG (`max_priority` outside 0..7).
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_ctx_set_log_fn(
+    ctx: *mut pcibind_ctx,
+    fn_: pcibind_log_fn,
+    userdata: *mut c_void,
+    max_priority: c_int,
+) -> c_int {
+    with_ctx_mut(ctx, |ctx| {
+        if !(0..=7).contains(&max_priority) {
+            return Err(Error::InvalidArg(format!(
+                "max_priority {max_priority} is not a syslog priority (0..7)"
+            )));
+        }
+        let logger = match fn_ {
+            None => Logger::default(),
+            Some(callback) => {
+                let userdata = userdata as usize;
+                let sink = move |priority: Priority, message: &str| {
+                    let message = boundary::c_string_lossy(message);
+                    // SAFETY: the caller gave a callback that accepts its own userdata and a
+                    // NUL-terminated message valid for the duration of the call.
+                    unsafe {
+                        callback(userdata as *mut c_void, priority as c_int, message.as_ptr())
+                    };
+                };
+                Logger::new(Arc::new(sink), max_priority)
+            }
+        };
+        ctx.set_logger(logger);
+        Ok(())
+    })
+}
+
+/// Resolves `name`, a PCI driver name or a kernel module name in either `-`/`_` spelling
+/// (`vfio_pci`, `vfio-pci`, `qat_4xxx`, `mlx5-vfio-pci`), to the exact name of a PCI driver
+/// registered in `<root>/bus/pci/drivers/` now, loading the module when needed. `flags` must
+/// be 0.
+///
+/// On success `*driver_out` receives the driver name; the caller owns it and releases it with
+/// `pcibind_string_free()` (or `free()`). On failure `*driver_out` is NULL.
+/// Returns 0, or PCIBIND_ERR_INVALID_ARG (NULL argument, bad flags, a name outside
+/// `[A-Za-z0-9_.+-]{1,64}` or starting with `-` or `.`; nothing is touched then),
+/// PCIBIND_ERR_NO_DRIVER, PCIBIND_ERR_MODULE_LOAD, PCIBIND_ERR_IO.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_resolve_driver(
+    ctx: *const pcibind_ctx,
+    name: *const c_char,
+    flags: c_uint,
+    driver_out: *mut *mut c_char,
+) -> c_int {
+    let out = out_init(driver_out);
+    with_ctx(ctx, |ctx| {
+        let out = out.ok_or_else(|| null("driver_out"))?;
+        check_flags(flags, 0)?;
+        let driver = ctx.resolve_driver(str_arg(name, "name")?)?;
+        *out = malloc_string(driver.as_str())?;
+        Ok(())
+    })
+}
+
+/// Reads which driver the device at `address` (`DDDD:BB:DD.F` or `BB:DD.F`) is bound to.
+///
+/// On success `*driver_out` receives the driver name, or NULL when the device is unbound; the
+/// caller owns a non-NULL result and releases it with `pcibind_string_free()` (or `free()`).
+/// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
+/// PCIBIND_ERR_IO.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_current_driver(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    driver_out: *mut *mut c_char,
+) -> c_int {
+    let out = out_init(driver_out);
+    with_ctx(ctx, |ctx| {
+        let out = out.ok_or_else(|| null("driver_out"))?;
+        if let Some(driver) = ctx.current_driver(str_arg(address, "address")?)? {
+            *out = malloc_string(driver.as_str())?;
+        }
+        Ok(())
+    })
+}
+
+/// Releases a string returned by the library. NULL is fine. Same as `free()`.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_string_free(s: *mut c_char) {
+    // SAFETY: s is NULL or a malloc'ed string the library returned.
+    unsafe { libc::free(s as *mut c_void) }
+}
+
+/// Releases a NULL-terminated array of strings returned by the library, and each string in it.
+/// NULL is fine.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_strv_free(v: *mut *mut c_char) {
+    if v.is_null() {
+        return;
+    }
+    // SAFETY: v is a malloc'ed, NULL-terminated array of malloc'ed strings the library returned.
+    unsafe {
+        let mut p = v;
+        while !(*p).is_null() {
+            libc::free(*p as *mut c_void);
+            p = p.add(1);
+        }
+        libc::free(v as *mut c_void);
+    }
+}
+
+/// A static, human-readable description of a result code; unknown codes get
+/// `"unknown error"`. Never NULL; do not free.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_strerror(code: c_int) -> *const c_char {
+    let text = match code {
+        0 => c"success",
+        -1 => c"invalid argument",
+        -2 => c"invalid PCI address",
+        -3 => c"no such PCI device",
+        -4 => c"name resolves to no PCI driver",
+        -5 => c"module could not be loaded",
+        -6 => c"kernel did not bind the device; it was restored to where it was",
+        -7 => c"binding failed and the device could not be restored",
+        -8 => c"device is in use on the host",
+        -9 => c"unexpected operating system error",
+        -10 => c"lock could not be taken",
+        -11 => c"internal error; the context refuses further calls",
+        -12 => c"driver does not claim this device",
+        _ => c"unknown error",
+    };
+    text.as_ptr()
+}
+
+/// The message of the last failed call on this thread (what failed, where, and why), or `""`
+/// when the last call succeeded. Never NULL. Owned by the library: valid until the next call
+/// into the library on this thread other than `pcibind_last_error_message()`,
+/// `pcibind_last_error_errno()`, `pcibind_strerror()`, `pcibind_version()` and the free
+/// functions.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_last_error_message() -> *const c_char {
+    boundary::last_error_message()
+}
+
+/// The OS error number (`errno`) behind the last failed call on this thread, or 0 when there
+/// is none (for PCIBIND_ERR_IO it is always set).
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_last_error_errno() -> c_int {
+    boundary::last_error_errno()
+}
+
+/// The library's version, e.g. `"0.1.0"`. Static; do not free.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_version() -> *const c_char {
+    static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    VERSION.as_ptr() as *const c_char
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::{CStr, CString};
+
+    fn last_message() -> String {
+        // SAFETY: the library returns a valid NUL-terminated string.
+        unsafe { CStr::from_ptr(pcibind_last_error_message()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_internal_and_poisons_the_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = CString::new(dir.path().to_str().unwrap()).unwrap();
+        let mut ctx = std::ptr::null_mut();
+        assert_eq!(pcibind_ctx_new(root.as_ptr(), 0, &mut ctx), 0);
+
+        let rc = with_ctx(ctx, |_| panic!("boom"));
+        assert_eq!(rc, pcibind_error::PCIBIND_ERR_INTERNAL as c_int);
+        assert!(last_message().contains("boom"), "{}", last_message());
+
+        // Every later call on that context is refused, even a harmless one.
+        let mut out = std::ptr::null_mut();
+        let rc = pcibind_current_driver(ctx, c"0000:00:00.0".as_ptr(), &mut out);
+        assert_eq!(rc, pcibind_error::PCIBIND_ERR_INTERNAL as c_int);
+        assert!(out.is_null());
+        assert!(last_message().contains("refuses further calls"));
+        pcibind_ctx_free(ctx);
+    }
+
+    #[test]
+    fn every_code_has_its_own_description() {
+        let texts: Vec<_> = (-12..=0)
+            .map(|c| unsafe { CStr::from_ptr(pcibind_strerror(c)) })
+            .collect();
+        let unique: std::collections::HashSet<_> = texts.iter().collect();
+        assert_eq!(unique.len(), texts.len());
+        let unknown = unsafe { CStr::from_ptr(pcibind_strerror(-13)) };
+        assert_eq!(unknown.to_str().unwrap(), "unknown error");
+    }
+}

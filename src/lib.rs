@@ -1,0 +1,138 @@
+//! libpcibind: move Linux PCI devices between kernel drivers for device assignment.
+//!
+//! The Rust API is [`Context`]; the C API (`src/ffi/`) is a thin layer over it. Data flows one
+//! way: C API -> core (resolution, ...) -> `sysfs`, the only module that touches the file system.
+
+pub mod address;
+pub mod error;
+pub mod log;
+pub mod modprobe;
+pub mod name;
+mod resolve;
+pub mod sysfs;
+
+#[doc(hidden)]
+pub mod ffi;
+
+use std::path::{Path, PathBuf};
+
+pub use address::PciAddress;
+pub use error::{Error, Result};
+pub use log::{Logger, Priority};
+pub use modprobe::Modprobe;
+pub use name::{DriverName, ModuleName};
+
+use sysfs::Sysfs;
+
+/// Where per-device lock files go unless configured otherwise.
+pub const DEFAULT_LOCK_DIR: &str = "/run/pcibind";
+
+/// A handle on one sysfs tree and the settings used to act on it. Operations take `&self` and
+/// may run from many threads at once; the setters take `&mut self`.
+#[derive(Debug)]
+pub struct Context {
+    sysfs: Sysfs,
+    modules_dir: Option<PathBuf>,
+    modprobe: Modprobe,
+    lock_dir: PathBuf,
+    log: Logger,
+}
+
+fn require_absolute(what: &str, path: &Path) -> Result<()> {
+    if path.is_absolute() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArg(format!(
+            "{what} must be an absolute path, not {:?}",
+            path
+        )))
+    }
+}
+
+impl Context {
+    /// A context on the sysfs tree at `root` (normally `/sys`), which must be an existing
+    /// directory given as an absolute path.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Context> {
+        let root = root.into();
+        require_absolute("the sysfs root", &root)?;
+        let meta =
+            std::fs::metadata(&root).map_err(|e| Error::io("opening the sysfs root", &root, e))?;
+        if !meta.is_dir() {
+            return Err(Error::io(
+                "opening the sysfs root",
+                &root,
+                std::io::Error::from_raw_os_error(libc::ENOTDIR),
+            ));
+        }
+        Ok(Context {
+            sysfs: Sysfs::new(root),
+            modules_dir: None,
+            modprobe: Modprobe::default(),
+            lock_dir: PathBuf::from(DEFAULT_LOCK_DIR),
+            log: Logger::default(),
+        })
+    }
+
+    pub fn sysfs_root(&self) -> &Path {
+        self.sysfs.root()
+    }
+
+    /// The directory holding `modules.alias`; `None` = `/lib/modules/<release>`, then
+    /// `/usr/lib/modules/<release>`.
+    pub fn set_modules_dir(&mut self, dir: Option<PathBuf>) -> Result<()> {
+        if let Some(dir) = &dir {
+            require_absolute("the modules directory", dir)?;
+        }
+        self.modules_dir = dir;
+        Ok(())
+    }
+
+    pub fn modules_dir(&self) -> Option<&Path> {
+        self.modules_dir.as_deref()
+    }
+
+    pub fn set_modprobe(&mut self, modprobe: Modprobe) -> Result<()> {
+        if let Modprobe::Program(p) = &modprobe {
+            require_absolute("the modprobe program", p)?;
+        }
+        self.modprobe = modprobe;
+        Ok(())
+    }
+
+    /// The directory for per-device lock files; `None` = [`DEFAULT_LOCK_DIR`].
+    pub fn set_lock_dir(&mut self, dir: Option<PathBuf>) -> Result<()> {
+        match dir {
+            Some(dir) => {
+                require_absolute("the lock directory", &dir)?;
+                self.lock_dir = dir;
+            }
+            None => self.lock_dir = PathBuf::from(DEFAULT_LOCK_DIR),
+        }
+        Ok(())
+    }
+
+    pub fn lock_dir(&self) -> &Path {
+        &self.lock_dir
+    }
+
+    pub fn set_logger(&mut self, log: Logger) {
+        self.log = log;
+    }
+
+    pub fn logger(&self) -> &Logger {
+        &self.log
+    }
+
+    /// The exact name of the registered PCI driver that `name` (a driver or module name, in
+    /// either `-`/`_` spelling) stands for, loading its module when needed (SPEC 3.1).
+    pub fn resolve_driver(&self, name: &str) -> Result<DriverName> {
+        let name = DriverName::new(name)?;
+        resolve::resolve_driver(&self.sysfs, &self.modprobe, &self.log, &name)
+    }
+
+    /// The driver the device at `address` is bound to, or `None` when it is unbound.
+    pub fn current_driver(&self, address: &str) -> Result<Option<DriverName>> {
+        let address = PciAddress::parse(address)?;
+        self.sysfs.device_driver(&address)
+    }
+}
