@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Builds the Rust static library with cargo and copies it where meson expects it.
+
+meson links libpcibind.so.0 itself from this archive (with its own version script); cargo keeps
+its own dependency tracking, so this runs on every build and is cheap when nothing changed.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--cargo", required=True)
+    p.add_argument("--manifest-path", required=True)
+    p.add_argument("--target-dir", required=True)
+    p.add_argument("--release", action="store_true")
+    p.add_argument("--output", required=True)
+    a = p.parse_args()
+
+    cmd = [a.cargo, "build", "--locked", "--lib", "--manifest-path", a.manifest_path,
+           "--target-dir", a.target_dir]
+    if a.release:
+        cmd.append("--release")
+    rc = subprocess.call(cmd)
+    if rc != 0:
+        sys.exit(rc)
+    built = os.path.join(a.target_dir, "release" if a.release else "debug", "libpcibind.a")
+    # Copy only when the archive changed, so meson does not relink for nothing.
+    if not os.path.exists(a.output) or not same_file(built, a.output):
+        shutil.copy2(built, a.output)
+
+
+def same_file(x, y):
+    sx, sy = os.stat(x), os.stat(y)
+    return sx.st_size == sy.st_size and int(sx.st_mtime) == int(sy.st_mtime)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Checks the exported ABI: the functions declared in the header, the names in the version
+script and the dynamic symbols libpcibind.so exports must be the same set, every export must
+carry a PCIBIND_* version, and nothing else may be exported."""
+import re
+import subprocess
+import sys
+
+
+def header_functions(path):
+    text = open(path).read()
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    return set(re.findall(r"\b(pcibind_\w+)\s*\(", text)) - {"pcibind_log_fn"}
+
+
+def version_script_names(path):
+    text = re.sub(r"/\*.*?\*/", "", open(path).read(), flags=re.S)
+    return set(re.findall(r"\b(pcibind_\w+)\s*;", text))
+
+
+def exported(lib):
+    out = subprocess.run(["readelf", "--dyn-syms", "--wide", lib], capture_output=True,
+                         text=True, check=True).stdout
+    syms = {}
+    for line in out.splitlines():
+        f = line.split()
+        # Num: Value Size Type Bind Vis Ndx Name
+        if len(f) < 8 or not f[0].rstrip(":").isdigit():
+            continue
+        typ, bind, ndx, name = f[3], f[4], f[6], f[7]
+        if ndx == "UND" or bind == "LOCAL" or typ in ("SECTION", "FILE"):
+            continue
+        base, _, version = name.partition("@")
+        syms[base] = (typ, version.lstrip("@"))
+    return syms
+
+
+def main():
+    header, script, lib = sys.argv[1:4]
+    declared = header_functions(header)
+    listed = version_script_names(script)
+    syms = exported(lib)
+    errors = []
+    if declared != listed:
+        errors.append(f"header vs version script: only in header {sorted(declared - listed)},"
+                      f" only in script {sorted(listed - declared)}")
+    funcs = {n for n, (typ, _) in syms.items() if typ == "FUNC"}
+    if funcs != declared:
+        errors.append(f"header vs exports: not exported {sorted(declared - funcs)},"
+                      f" exported but not declared {sorted(funcs - declared)}")
+    for name, (typ, version) in sorted(syms.items()):
+        if typ == "OBJECT" and name.startswith("PCIBIND_"):
+            continue  # version node definitions
+        if not version.startswith("PCIBIND_"):
+            errors.append(f"{name} ({typ}) exported without a PCIBIND_* version")
+        if not name.startswith("pcibind_") and not name.startswith("PCIBIND_"):
+            errors.append(f"{name} ({typ}) exported but is not part of the API")
+    for e in errors:
+        print("error:", e)
+    if not errors:
+        print(f"{len(funcs)} functions exported, all versioned, all declared in the header")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
