@@ -83,6 +83,27 @@ static void real_devices_report_their_driver(void)
     pcibind_ctx_free(ctx);
 }
 
+static void real_devices_get_a_vfio_module(void)
+{
+    pcibind_ctx *ctx = NULL;
+    CHECK_RC(pcibind_ctx_new(NULL, 0, &ctx), PCIBIND_OK);
+    /* The default tables of the running kernel, or (this CI machine has none) the fallback. */
+    DIR *d = opendir("/sys/bus/pci/devices");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *module = NULL;
+        CHECK_RC(pcibind_find_vfio_variant(ctx, e->d_name, &module), PCIBIND_OK);
+        CHECK(module != NULL && strstr(module, "vfio") != NULL);
+        printf("# %s -> %s\n", e->d_name, module ? module : "(NULL)");
+        free(module);
+    }
+    if (d)
+        closedir(d);
+    pcibind_ctx_free(ctx);
+}
+
 int main(void)
 {
     real_driver = first_bound_driver();
@@ -92,7 +113,8 @@ int main(void)
     }
     printf("# real driver: %s\n", real_driver);
     static const struct test_case cases[] = {TEST_CASE(real_driver_resolves_in_both_spellings),
-                                             TEST_CASE(real_devices_report_their_driver)};
+                                             TEST_CASE(real_devices_report_their_driver),
+                                             TEST_CASE(real_devices_get_a_vfio_module)};
     int rc = run_tests(cases, sizeof(cases) / sizeof(cases[0]));
     free(real_driver);
     return rc;

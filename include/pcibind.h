@@ -173,6 +173,28 @@ int pcibind_resolve_driver(const struct pcibind_ctx *ctx,
 int pcibind_current_driver(const struct pcibind_ctx *ctx, const char *address, char **driver_out);
 
 /**
+ * Finds the module of the best VFIO driver for the device at `address`: the most specific
+ * VFIO variant driver whose `vfio_pci:` alias (in `modules.alias` or, for built-ins,
+ * `modules.builtin.modinfo`) matches the device's `modalias` (`mlx5_vfio_pci` for a
+ * ConnectX VF), else `"vfio_pci"`. Ranking: fewest wildcard fields, then fewest wildcards, then
+ * file order; a tie between modules is logged as a warning. The tables come from the
+ * configured modules dir (`pcibind_ctx_set_modules_dir()`), else `/lib/modules/<release>`,
+ * then `/usr/lib/modules/<release>`; they are parsed once per context and re-read only when
+ * they change. When none can be read this is not an error: a warning is logged and the answer
+ * is `"vfio_pci"`. The result is a module name; `pcibind_resolve_driver()` turns it into the
+ * driver name (`vfio_pci` -> `vfio-pci`). Nothing is loaded or written.
+ *
+ * On success `*module_out` receives the module name; the caller owns it and releases it with
+ * `pcibind_string_free()` (or `free()`). On failure `*module_out` is NULL.
+ * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
+ * PCIBIND_ERR_IO (the device's `modalias` is missing, unreadable or malformed; errno EINVAL
+ * for malformed).
+ */
+int pcibind_find_vfio_variant(const struct pcibind_ctx *ctx,
+                              const char *address,
+                              char **module_out);
+
+/**
  * Releases a string returned by the library. NULL is fine. Same as `free()`.
  */
 void pcibind_string_free(char *s);

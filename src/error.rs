@@ -37,6 +37,10 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A sysfs attribute whose content is not what the kernel writes there.
+    #[error("unexpected content in {}: {detail}", path.display())]
+    Malformed { path: PathBuf, detail: String },
+
     /// The context caught a panic earlier and refuses further calls.
     #[error("internal error: {0}")]
     Internal(String),
@@ -56,6 +60,7 @@ impl Error {
         match self {
             Error::Io { source, .. } => source.raw_os_error().unwrap_or(0),
             Error::NoDevice { .. } => libc::ENODEV,
+            Error::Malformed { .. } => libc::EINVAL,
             _ => 0,
         }
     }

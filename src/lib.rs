@@ -4,8 +4,11 @@
 //! way: C API -> core (resolution, ...) -> `sysfs`, the only module that touches the file system.
 
 pub mod address;
+pub mod alias;
 pub mod error;
+pub mod glob;
 pub mod log;
+pub mod modalias;
 pub mod modprobe;
 pub mod name;
 mod resolve;
@@ -22,6 +25,7 @@ pub use log::{Logger, Priority};
 pub use modprobe::Modprobe;
 pub use name::{DriverName, ModuleName};
 
+use alias::AliasCache;
 use sysfs::Sysfs;
 
 /// Where per-device lock files go unless configured otherwise.
@@ -36,6 +40,7 @@ pub struct Context {
     modprobe: Modprobe,
     lock_dir: PathBuf,
     log: Logger,
+    aliases: AliasCache,
 }
 
 fn require_absolute(what: &str, path: &Path) -> Result<()> {
@@ -70,6 +75,7 @@ impl Context {
             modprobe: Modprobe::default(),
             lock_dir: PathBuf::from(DEFAULT_LOCK_DIR),
             log: Logger::default(),
+            aliases: AliasCache::default(),
         })
     }
 
@@ -134,5 +140,80 @@ impl Context {
     pub fn current_driver(&self, address: &str) -> Result<Option<DriverName>> {
         let address = PciAddress::parse(address)?;
         self.sysfs.device_driver(&address)
+    }
+
+    /// The module of the most specific VFIO driver for the device at `address` (SPEC 3.2):
+    /// a variant such as `mlx5_vfio_pci` when one of its `vfio_pci:` aliases matches the
+    /// device's modalias, else `vfio_pci`. Missing or unreadable alias tables are not an
+    /// error: a warning is logged and the answer is `vfio_pci`.
+    pub fn find_vfio_variant(&self, address: &str) -> Result<ModuleName> {
+        let address = PciAddress::parse(address)?;
+        let modalias = self.sysfs.modalias(&address)?;
+        Ok(self.vfio_variant_for(&address, &modalias))
+    }
+
+    fn vfio_variant_for(&self, address: &PciAddress, modalias: &modalias::Modalias) -> ModuleName {
+        let fallback = || ModuleName::new(alias::VFIO_PCI_MODULE).expect("a valid module name");
+        let index = match self.alias_index() {
+            Ok(index) => index,
+            Err(why) => {
+                self.log.log(
+                    Priority::Warning,
+                    format_args!("{why}; using {} for {address}", alias::VFIO_PCI_MODULE),
+                );
+                return fallback();
+            }
+        };
+        let Some(choice) = index.best_match(modalias) else {
+            self.log.log(
+                Priority::Info,
+                format_args!("no vfio_pci alias matches {address} ({modalias}); using vfio_pci"),
+            );
+            return fallback();
+        };
+        if let Some((other, pattern)) = &choice.tie {
+            self.log.log(
+                Priority::Warning,
+                format_args!(
+                    "tie for {address}: '{}' ({}) and '{other}' ({pattern}) match equally \
+                     specifically; choosing '{}', first in file order",
+                    choice.module, choice.pattern, choice.module
+                ),
+            );
+        }
+        self.log.log(
+            Priority::Info,
+            format_args!(
+                "{address} ({modalias}) -> {} by alias {}",
+                choice.module, choice.pattern
+            ),
+        );
+        choice.module
+    }
+
+    /// The alias index of the configured modules dir, or of the first default dir that has
+    /// a `modules.alias`.
+    fn alias_index(
+        &self,
+    ) -> std::result::Result<std::sync::Arc<alias::AliasIndex>, alias::TablesUnavailable> {
+        if let Some(dir) = &self.modules_dir {
+            return self.aliases.index(dir, &self.log);
+        }
+        let candidates = alias::default_modules_dirs();
+        let dir = candidates
+            .iter()
+            .find(|d| d.join(alias::ALIAS_FILE).exists())
+            .ok_or_else(|| {
+                let looked: Vec<String> = candidates
+                    .iter()
+                    .map(|d| d.join(alias::ALIAS_FILE).display().to_string())
+                    .collect();
+                alias::TablesUnavailable(format!(
+                    "no {} found (looked for {})",
+                    alias::ALIAS_FILE,
+                    looked.join(", ")
+                ))
+            })?;
+        self.aliases.index(dir, &self.log)
     }
 }

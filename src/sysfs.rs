@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::address::PciAddress;
 use crate::error::{Error, Result};
+use crate::modalias::Modalias;
 use crate::name::{DriverName, ModuleName};
 
 #[derive(Clone, Debug)]
@@ -129,6 +130,40 @@ impl Sysfs {
                 )
             }),
         }
+    }
+}
+
+/// Largest sysfs attribute read; the kernel's are at most a page.
+const MAX_ATTR: u64 = 4096;
+
+impl Sysfs {
+    /// The content of the device attribute `name`, read whole (at most a page).
+    pub fn device_attr(&self, address: &PciAddress, name: &'static str) -> Result<String> {
+        let path = self.require_device(address)?.join(name);
+        let step = "reading a device attribute";
+        let file = fs::File::open(&path).map_err(|e| Error::io(step, &path, e))?;
+        let mut content = Vec::new();
+        io::Read::read_to_end(&mut io::Read::take(file, MAX_ATTR + 1), &mut content)
+            .map_err(|e| Error::io(step, &path, e))?;
+        if content.len() as u64 > MAX_ATTR {
+            return Err(Error::Malformed {
+                path,
+                detail: format!("longer than {MAX_ATTR} bytes"),
+            });
+        }
+        String::from_utf8(content).map_err(|_| Error::Malformed {
+            path,
+            detail: "not UTF-8".into(),
+        })
+    }
+
+    /// The device's validated `modalias`.
+    pub fn modalias(&self, address: &PciAddress) -> Result<Modalias> {
+        let content = self.device_attr(address, "modalias")?;
+        Modalias::parse(&content).map_err(|detail| Error::Malformed {
+            path: self.device_dir(address).join("modalias"),
+            detail,
+        })
     }
 }
 

@@ -60,7 +60,7 @@ pub(crate) fn code_of(err: &Error) -> c_int {
         Error::NoDevice { .. } => PCIBIND_ERR_NO_DEVICE,
         Error::NoDriver(_) => PCIBIND_ERR_NO_DRIVER,
         Error::ModuleLoad { .. } => PCIBIND_ERR_MODULE_LOAD,
-        Error::Io { .. } => PCIBIND_ERR_IO,
+        Error::Io { .. } | Error::Malformed { .. } => PCIBIND_ERR_IO,
         Error::Internal(_) => PCIBIND_ERR_INTERNAL,
     };
     code as c_int
@@ -235,6 +235,37 @@ pub extern "C" fn pcibind_current_driver(
         if let Some(driver) = ctx.current_driver(str_arg(address, "address")?)? {
             *out = malloc_string(driver.as_str())?;
         }
+        Ok(())
+    })
+}
+
+/// Finds the module of the best VFIO driver for the device at `address`: the most specific
+/// VFIO variant driver whose `vfio_pci:` alias (in `modules.alias` or, for built-ins,
+/// `modules.builtin.modinfo`) matches the device's `modalias` (`mlx5_vfio_pci` for a
+/// ConnectX VF), else `"vfio_pci"`. Ranking: fewest wildcard fields, then fewest wildcards, then
+/// file order; a tie between modules is logged as a warning. The tables come from the
+/// configured modules dir (`pcibind_ctx_set_modules_dir()`), else `/lib/modules/<release>`,
+/// then `/usr/lib/modules/<release>`; they are parsed once per context and re-read only when
+/// they change. When none can be read this is not an error: a warning is logged and the answer
+/// is `"vfio_pci"`. The result is a module name; `pcibind_resolve_driver()` turns it into the
+/// driver name (`vfio_pci` -> `vfio-pci`). Nothing is loaded or written.
+///
+/// On success `*module_out` receives the module name; the caller owns it and releases it with
+/// `pcibind_string_free()` (or `free()`). On failure `*module_out` is NULL.
+/// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
+/// PCIBIND_ERR_IO (the device's `modalias` is missing, unreadable or malformed; errno EINVAL
+/// for malformed).
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_find_vfio_variant(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    module_out: *mut *mut c_char,
+) -> c_int {
+    let out = out_init(module_out);
+    with_ctx(ctx, |ctx| {
+        let out = out.ok_or_else(|| null("module_out"))?;
+        let module = ctx.find_vfio_variant(str_arg(address, "address")?)?;
+        *out = malloc_string(module.as_str())?;
         Ok(())
     })
 }

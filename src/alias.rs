@@ -1,0 +1,479 @@
+//! The kernel's module alias tables (`modules.alias`, `modules.builtin.modinfo`), reduced to
+//! the `vfio_pci:` aliases VFIO variant drivers declare, ranked by specificity, and cached per
+//! context until the files change.
+//!
+//! A first lookup costs about one read of `modules.alias`: a SIMD substring search finds the
+//! few `vfio_pci:` lines of the ~35,000, and only those are parsed. The cached index holds just
+//! those lines (a few hundred bytes on real kernels), so later lookups cost two `stat`s and a
+//! glob match per variant alias.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::glob::{glob_match, has_wildcard, wildcard_count};
+use crate::log::{Logger, Priority};
+use crate::modalias::{Modalias, FIELDS};
+use crate::name::ModuleName;
+
+/// The prefix depmod gives the aliases of `PCI_DRIVER_OVERRIDE_DEVICE_VFIO()` IDs.
+pub const VFIO_PREFIX: &str = "vfio_pci:";
+/// The module behind the catch-all `vfio_pci:v*d*sv*sd*bc*sc*i*` alias.
+pub const VFIO_PCI_MODULE: &str = "vfio_pci";
+
+pub const ALIAS_FILE: &str = "modules.alias";
+pub const BUILTIN_MODINFO_FILE: &str = "modules.builtin.modinfo";
+
+#[derive(Debug)]
+struct VfioAlias {
+    /// The glob after `vfio_pci:`, matched against a modalias after `pci:`.
+    pattern: Box<str>,
+    module: ModuleName,
+    /// Modalias fields (v, d, sv, sd, bc, sc, i) the pattern leaves open: fewer is more specific.
+    wild_fields: u8,
+    /// Wildcards in the whole pattern: the tie-breaker after `wild_fields`.
+    wild_chars: u16,
+}
+
+/// How many modalias fields a pattern leaves open. A field is open when its part of the pattern
+/// holds a wildcard, or when the pattern has no such field at all (a `*` swallowed it).
+fn wild_fields(pattern: &str) -> u8 {
+    let mut open = 0;
+    let mut pos = 0;
+    let mut found: Vec<(usize, usize)> = Vec::with_capacity(FIELDS.len()); // (start of value, marker start)
+    for (marker, _) in FIELDS {
+        match pattern[pos..].find(marker) {
+            Some(i) => {
+                found.push((pos + i + marker.len(), pos + i));
+                pos += i + marker.len();
+            }
+            None => open += 1,
+        }
+    }
+    for (k, &(value_start, _)) in found.iter().enumerate() {
+        let value_end = found
+            .get(k + 1)
+            .map_or(pattern.len(), |&(_, marker)| marker);
+        if has_wildcard(&pattern.as_bytes()[value_start..value_end]) {
+            open += 1;
+        }
+    }
+    open
+}
+
+/// The parsed `vfio_pci:` aliases of one kernel, in file order (`modules.alias` first).
+#[derive(Debug, Default)]
+pub struct AliasIndex {
+    aliases: Vec<VfioAlias>,
+}
+
+/// The winner of a lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    pub module: ModuleName,
+    pub pattern: String,
+    /// Another module whose alias matched exactly as specifically (it lost on file order).
+    pub tie: Option<(ModuleName, String)>,
+}
+
+impl AliasIndex {
+    /// Builds the index from the contents of `modules.alias` and, when present,
+    /// `modules.builtin.modinfo`. Malformed `vfio_pci:` lines are skipped with a debug log.
+    pub fn parse(alias_file: &[u8], builtin_modinfo: Option<&[u8]>, log: &Logger) -> AliasIndex {
+        let mut index = AliasIndex::default();
+        let finder = memchr::memmem::Finder::new(VFIO_PREFIX);
+        let mut pos = 0;
+        while let Some(offset) = finder.find(&alias_file[pos..]) {
+            let hit = pos + offset;
+            let start = memchr::memrchr(b'\n', &alias_file[..hit]).map_or(0, |i| i + 1);
+            let end =
+                memchr::memchr(b'\n', &alias_file[hit..]).map_or(alias_file.len(), |i| hit + i);
+            index.parse_alias_line(&alias_file[start..end], start, log);
+            pos = end;
+        }
+        if let Some(modinfo) = builtin_modinfo {
+            for record in modinfo.split(|&b| b == 0) {
+                index.parse_modinfo_record(record, log);
+            }
+        }
+        index
+    }
+
+    fn parse_alias_line(&mut self, line: &[u8], offset: usize, log: &Logger) {
+        let malformed = |why: &str| {
+            log.log(
+                Priority::Debug,
+                format_args!(
+                    "{ALIAS_FILE}: skipping malformed line at byte {offset} ({why}): {:?}",
+                    String::from_utf8_lossy(line)
+                ),
+            )
+        };
+        let Ok(text) = std::str::from_utf8(line) else {
+            return malformed("not UTF-8");
+        };
+        let mut words = text.split_ascii_whitespace();
+        match words.next() {
+            Some("alias") => {}
+            Some(w) if w.starts_with('#') => return,
+            _ => return malformed("not an alias line"),
+        }
+        let (Some(pattern), Some(module), None) = (words.next(), words.next(), words.next()) else {
+            return malformed("expected: alias PATTERN MODULE");
+        };
+        // `vfio_pci:` elsewhere on an alias line (say, in a module name) is not a VFIO alias.
+        if let Some(pattern) = pattern.strip_prefix(VFIO_PREFIX) {
+            self.add(pattern, module, log, ALIAS_FILE);
+        }
+    }
+
+    fn parse_modinfo_record(&mut self, record: &[u8], log: &Logger) {
+        // Records are `MODULE.KEY=VALUE`; ours are `MODULE.alias=vfio_pci:PATTERN`.
+        let Ok(text) = std::str::from_utf8(record) else {
+            return;
+        };
+        let Some((module, rest)) = text.split_once('.') else {
+            return;
+        };
+        if let Some(pattern) = rest
+            .strip_prefix("alias=")
+            .and_then(|a| a.strip_prefix(VFIO_PREFIX))
+        {
+            self.add(pattern, module, log, BUILTIN_MODINFO_FILE);
+        }
+    }
+
+    fn add(&mut self, pattern: &str, module: &str, log: &Logger, origin: &str) {
+        let module = match ModuleName::new(module) {
+            Ok(m) => m,
+            Err(e) => {
+                log.log(
+                    Priority::Debug,
+                    format_args!("{origin}: skipping alias: {e}"),
+                );
+                return;
+            }
+        };
+        if pattern.is_empty() || pattern.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            log.log(
+                Priority::Debug,
+                format_args!("{origin}: skipping malformed alias pattern {pattern:?} of {module}"),
+            );
+            return;
+        }
+        self.aliases.push(VfioAlias {
+            wild_fields: wild_fields(pattern),
+            wild_chars: wildcard_count(pattern.as_bytes()).min(u16::MAX as usize) as u16,
+            pattern: pattern.into(),
+            module,
+        });
+    }
+
+    /// The number of `vfio_pci:` aliases held.
+    pub fn len(&self) -> usize {
+        self.aliases.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.aliases.is_empty()
+    }
+
+    /// Bytes of heap the index holds (for the memory budget in the benchmarks).
+    pub fn heap_bytes(&self) -> usize {
+        self.aliases.capacity() * std::mem::size_of::<VfioAlias>()
+            + self
+                .aliases
+                .iter()
+                .map(|a| a.pattern.len() + a.module.as_str().len())
+                .sum::<usize>()
+    }
+
+    /// The most specific `vfio_pci:` alias matching the device: fewest open fields, then fewest
+    /// wildcards, then file order. `None` when nothing matches (not even a catch-all).
+    pub fn best_match(&self, modalias: &Modalias) -> Option<Choice> {
+        let text = modalias.body().as_bytes();
+        let mut best: Option<&VfioAlias> = None;
+        let mut tie: Option<&VfioAlias> = None;
+        for alias in &self.aliases {
+            if !glob_match(alias.pattern.as_bytes(), text) {
+                continue;
+            }
+            let key = (alias.wild_fields, alias.wild_chars);
+            match best {
+                Some(b) if key > (b.wild_fields, b.wild_chars) => {}
+                Some(b) if key == (b.wild_fields, b.wild_chars) => {
+                    if tie.is_none() && alias.module != b.module {
+                        tie = Some(alias);
+                    }
+                }
+                _ => {
+                    best = Some(alias);
+                    tie = None;
+                }
+            }
+        }
+        best.map(|b| Choice {
+            module: b.module.clone(),
+            pattern: format!("{VFIO_PREFIX}{}", b.pattern),
+            tie: tie.map(|t| (t.module.clone(), format!("{VFIO_PREFIX}{}", t.pattern))),
+        })
+    }
+}
+
+/// What identifies one version of a file: a change of any of these means reload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> io::Result<Stamp> {
+        let m = fs::metadata(path)?;
+        Ok(Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+        })
+    }
+}
+
+struct Cached {
+    dir: PathBuf,
+    stamps: (Stamp, Option<Stamp>),
+    index: Arc<AliasIndex>,
+}
+
+/// Why no alias index could be had: the tables are missing or unreadable.
+#[derive(Debug)]
+pub struct TablesUnavailable(pub String);
+
+impl fmt::Display for TablesUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The alias index of one context, shared by its threads and reloaded when the tables change.
+#[derive(Default)]
+pub struct AliasCache {
+    slot: Mutex<Option<Cached>>,
+}
+
+impl fmt::Debug for AliasCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AliasCache")
+    }
+}
+
+impl AliasCache {
+    /// The index for the tables in `dir`, from the cache while `modules.alias` and
+    /// `modules.builtin.modinfo` keep their identity, size and mtime.
+    pub fn index(&self, dir: &Path, log: &Logger) -> Result<Arc<AliasIndex>, TablesUnavailable> {
+        let alias_path = dir.join(ALIAS_FILE);
+        let builtin_path = dir.join(BUILTIN_MODINFO_FILE);
+        let unavailable =
+            |e: io::Error| TablesUnavailable(format!("cannot read {}: {e}", alias_path.display()));
+        let stamps = (
+            Stamp::of(&alias_path).map_err(unavailable)?,
+            Stamp::of(&builtin_path).ok(),
+        );
+        // Loading happens under the lock, so threads arriving together load once.
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cached) = slot.as_ref() {
+            if cached.dir == dir && cached.stamps == stamps {
+                return Ok(Arc::clone(&cached.index));
+            }
+        }
+        let alias_data = fs::read(&alias_path).map_err(unavailable)?;
+        let builtin_data = match fs::read(&builtin_path) {
+            Ok(data) => Some(data),
+            Err(e) => {
+                if e.kind() != io::ErrorKind::NotFound {
+                    log.log(
+                        Priority::Warning,
+                        format_args!("ignoring {}: {e}", builtin_path.display()),
+                    );
+                }
+                None
+            }
+        };
+        let index = Arc::new(AliasIndex::parse(&alias_data, builtin_data.as_deref(), log));
+        log.log(
+            Priority::Debug,
+            format_args!(
+                "loaded {} vfio_pci aliases from {}",
+                index.len(),
+                dir.display()
+            ),
+        );
+        *slot = Some(Cached {
+            dir: dir.to_path_buf(),
+            stamps,
+            index: Arc::clone(&index),
+        });
+        Ok(index)
+    }
+}
+
+/// The running kernel's release (`uname -r`).
+pub fn kernel_release() -> Option<String> {
+    // SAFETY: uname fills the zeroed struct; its fields are NUL-terminated.
+    unsafe {
+        let mut uts: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut uts) != 0 {
+            return None;
+        }
+        let release = std::ffi::CStr::from_ptr(uts.release.as_ptr());
+        release.to_str().ok().map(str::to_owned)
+    }
+}
+
+/// Where the tables are looked for when no modules dir is configured, in order.
+pub fn default_modules_dirs() -> Vec<PathBuf> {
+    match kernel_release() {
+        Some(release) => vec![
+            Path::new("/lib/modules").join(&release),
+            Path::new("/usr/lib/modules").join(&release),
+        ],
+        None => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(alias: &str, modinfo: Option<&[u8]>) -> AliasIndex {
+        AliasIndex::parse(alias.as_bytes(), modinfo, &Logger::default())
+    }
+
+    fn best(index: &AliasIndex, modalias: &str) -> Option<String> {
+        index
+            .best_match(&Modalias::parse(modalias).unwrap())
+            .map(|c| c.module.to_string())
+    }
+
+    const MLX5_VF: &str = "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i00";
+
+    #[test]
+    fn counts_open_fields() {
+        assert_eq!(wild_fields("v*d*sv*sd*bc*sc*i*"), 7);
+        assert_eq!(wild_fields("v000015B3d0000101Esv*sd*bc*sc*i*"), 5);
+        assert_eq!(
+            wild_fields("v000015B3d0000101Esv000015B3sd00000048bc*sc*i*"),
+            3
+        );
+        assert_eq!(wild_fields("v000015B3d0000101E*"), 6);
+        assert_eq!(wild_fields("v000015B3d0000101Esv*sd*bc02sc00i00"), 2);
+    }
+
+    #[test]
+    fn keeps_only_vfio_aliases_and_skips_junk() {
+        let idx = index(
+            "# Aliases extracted from modules themselves.\n\
+             alias pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_core\n\
+             alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n\
+             alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i*\n\
+             alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* bad/module\n\
+             garbage vfio_pci:x y\n\
+             alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci extra\n\
+             alias pci:v* not_vfio_pci:v*\n\
+             alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci",
+            None,
+        );
+        assert_eq!(idx.len(), 2);
+        assert_eq!(best(&idx, MLX5_VF).as_deref(), Some("mlx5_vfio_pci"));
+    }
+
+    #[test]
+    fn builtin_modinfo_aliases_count() {
+        let modinfo = b"vfio_pci.description=VFIO PCI\0xe_vfio_pci.alias=vfio_pci:v00008086d0000E20Bsv*sd*bc*sc*i*\0xe_vfio_pci.license=GPL\0";
+        let idx = index(
+            "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n",
+            Some(modinfo),
+        );
+        assert_eq!(
+            best(
+                &idx,
+                "pci:v00008086d0000E20Bsv00008086sd00001100bc03sc00i00"
+            )
+            .as_deref(),
+            Some("xe_vfio_pci")
+        );
+    }
+
+    #[test]
+    fn more_specific_wins_then_file_order() {
+        let idx = index(
+            "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n\
+             alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* generic_variant\n\
+             alias vfio_pci:v000015B3d0000101Esv000015B3sd00000048bc*sc*i* subsys_variant\n\
+             alias vfio_pci:v000015B3d0000101Esv*sd*bc02sc07i* class_variant\n",
+            None,
+        );
+        assert_eq!(best(&idx, MLX5_VF).as_deref(), Some("subsys_variant"));
+        // Class 02/07: class_variant and subsys_variant don't both match; class wins over generic.
+        assert_eq!(
+            best(
+                &idx,
+                "pci:v000015B3d0000101Esv000015B3sd00000026bc02sc07i00"
+            )
+            .as_deref(),
+            Some("class_variant")
+        );
+        let tie = index(
+            "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* first_mod\n\
+             alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* second_mod\n",
+            None,
+        );
+        let choice = tie.best_match(&Modalias::parse(MLX5_VF).unwrap()).unwrap();
+        assert_eq!(choice.module.as_str(), "first_mod");
+        assert_eq!(choice.tie.unwrap().0.as_str(), "second_mod");
+    }
+
+    #[test]
+    fn no_match_at_all() {
+        let idx = index(
+            "alias vfio_pci:v00001AF4d*sv*sd*bc*sc*i* virtio_vfio_pci\n",
+            None,
+        );
+        assert_eq!(best(&idx, MLX5_VF), None);
+    }
+
+    #[test]
+    fn real_tables_rank_every_device_row() {
+        // Copies of ../shared/data/kernel-*/ (see tests/data/README.md).
+        for kernel in ["kernel-6.8.0-151-generic", "kernel-6.12.117+deb12-amd64"] {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data")
+                .join(kernel);
+            let alias = fs::read(dir.join(ALIAS_FILE)).unwrap();
+            let modinfo = fs::read(dir.join(BUILTIN_MODINFO_FILE)).unwrap();
+            let idx = AliasIndex::parse(&alias, Some(&modinfo), &Logger::default());
+            assert!(idx.heap_bytes() < 64 * 1024);
+            let rows = fs::read_to_string(dir.join("devices.tsv")).unwrap();
+            for row in rows.lines().skip(1) {
+                let cols: Vec<&str> = row.split('\t').collect();
+                let expected = cols[2]
+                    .split(',')
+                    .find(|m| *m != VFIO_PCI_MODULE)
+                    .unwrap_or(VFIO_PCI_MODULE);
+                assert_eq!(
+                    best(&idx, cols[1]).as_deref(),
+                    Some(expected),
+                    "{kernel} {}",
+                    cols[0]
+                );
+            }
+        }
+    }
+}

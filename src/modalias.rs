@@ -1,0 +1,99 @@
+//! A PCI device's `modalias` (`pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X`), validated.
+
+use std::fmt;
+
+/// The fields of a PCI modalias, in order, with the number of hex digits each holds.
+pub const FIELDS: [(&str, usize); 7] = [
+    ("v", 8),
+    ("d", 8),
+    ("sv", 8),
+    ("sd", 8),
+    ("bc", 2),
+    ("sc", 2),
+    ("i", 2),
+];
+
+/// A validated PCI modalias. The kernel prints upper-case hex; other case is accepted (and then
+/// matches only case-insensitive aliases, as with kmod: alias matching is case-sensitive).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Modalias(String);
+
+impl Modalias {
+    /// Parses the attribute's content; one trailing newline is allowed.
+    pub fn parse(content: &str) -> Result<Modalias, String> {
+        let text = content.strip_suffix('\n').unwrap_or(content);
+        let mut rest = text.strip_prefix("pci:").ok_or_else(|| {
+            format!(
+                "{:?} does not start with \"pci:\"",
+                text.escape_debug().to_string()
+            )
+        })?;
+        for (marker, digits) in FIELDS {
+            let value = rest
+                .strip_prefix(marker)
+                .filter(|r| r.len() >= digits && r.as_bytes()[..digits].iter().all(u8::is_ascii_hexdigit))
+                .ok_or_else(|| {
+                    format!(
+                        "{:?} is not pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X (at field \"{marker}\")",
+                        text.escape_debug().to_string()
+                    )
+                })?;
+            rest = &value[digits..];
+        }
+        if !rest.is_empty() {
+            return Err(format!(
+                "{:?} has trailing characters",
+                text.escape_debug().to_string()
+            ));
+        }
+        Ok(Modalias(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part after `pci:`, which is also what a `vfio_pci:` alias matches after its prefix.
+    pub fn body(&self) -> &str {
+        &self.0[4..]
+    }
+}
+
+impl fmt::Display for Modalias {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_kernel_modaliases() {
+        let m = Modalias::parse("pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i00\n").unwrap();
+        assert_eq!(
+            m.body(),
+            "v000015B3d0000101Esv000015B3sd00000048bc02sc00i00"
+        );
+        assert!(Modalias::parse("pci:v000015b3d0000101esv000015b3sd00000048bc02sc00i00").is_ok());
+    }
+
+    #[test]
+    fn rejects_other_shapes() {
+        for bad in [
+            "",
+            "\n",
+            "usb:v1234p5678",
+            "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00",
+            "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i00 ",
+            "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i00\n\n",
+            "pci:v15B3d101Esv15B3sd48bc02sc00i00",
+            "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc0Gi00",
+            "pci:v*d*sv*sd*bc*sc*i*",
+            "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i000",
+        ] {
+            assert!(Modalias::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
