@@ -9,10 +9,12 @@
 
 use std::fmt;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use memchr::memmem::Finder;
 
 use crate::glob::{glob_match, has_wildcard, wildcard_count};
 use crate::log::{Logger, Priority};
@@ -70,13 +72,14 @@ pub struct AliasIndex {
     aliases: Vec<VfioAlias>,
 }
 
-/// The winner of a lookup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Choice {
-    pub module: ModuleName,
-    pub pattern: String,
+/// The winner of a lookup, borrowed from the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choice<'a> {
+    pub module: &'a ModuleName,
+    /// The winning pattern, after `vfio_pci:`.
+    pub pattern: &'a str,
     /// Another module whose alias matched exactly as specifically (it lost on file order).
-    pub tie: Option<(ModuleName, String)>,
+    pub tie: Option<(&'a ModuleName, &'a str)>,
 }
 
 impl AliasIndex {
@@ -84,22 +87,69 @@ impl AliasIndex {
     /// `modules.builtin.modinfo`. Malformed `vfio_pci:` lines are skipped with a debug log.
     pub fn parse(alias_file: &[u8], builtin_modinfo: Option<&[u8]>, log: &Logger) -> AliasIndex {
         let mut index = AliasIndex::default();
-        let finder = memchr::memmem::Finder::new(VFIO_PREFIX);
-        let mut pos = 0;
-        while let Some(offset) = finder.find(&alias_file[pos..]) {
-            let hit = pos + offset;
-            let start = memchr::memrchr(b'\n', &alias_file[..hit]).map_or(0, |i| i + 1);
-            let end =
-                memchr::memchr(b'\n', &alias_file[hit..]).map_or(alias_file.len(), |i| hit + i);
-            index.parse_alias_line(&alias_file[start..end], start, log);
-            pos = end;
-        }
+        index.scan_alias_lines(&Finder::new(VFIO_PREFIX), alias_file, 0, log);
         if let Some(modinfo) = builtin_modinfo {
-            for record in modinfo.split(|&b| b == 0) {
-                index.parse_modinfo_record(record, log);
-            }
+            index.scan_builtin_modinfo(modinfo, log);
         }
         index
+    }
+
+    /// Reads `modules.alias` in chunks, so the 1-2 MB file is searched while it is still in
+    /// the CPU cache and never held whole.
+    fn read_alias_file(&mut self, mut file: impl Read, log: &Logger) -> io::Result<()> {
+        const CHUNK: usize = 64 * 1024;
+        let finder = Finder::new(VFIO_PREFIX);
+        let mut buf = vec![0u8; CHUNK];
+        let (mut filled, mut offset) = (0, 0);
+        loop {
+            if filled == buf.len() {
+                buf.resize(buf.len() * 2, 0); // one line longer than the buffer
+            }
+            let n = match file.read(&mut buf[filled..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                self.scan_alias_lines(&finder, &buf[..filled], offset, log);
+                return Ok(());
+            }
+            filled += n;
+            // Scan the complete lines; carry the partial last one over to the next read.
+            if let Some(last_newline) = memchr::memrchr(b'\n', &buf[..filled]) {
+                let complete = last_newline + 1;
+                self.scan_alias_lines(&finder, &buf[..complete], offset, log);
+                buf.copy_within(complete..filled, 0);
+                filled -= complete;
+                offset += complete;
+            }
+        }
+    }
+
+    /// Parses the lines of `text` (whole lines, starting at byte `offset` of the file) that
+    /// contain `vfio_pci:`; the others are never looked at.
+    fn scan_alias_lines(&mut self, finder: &Finder<'_>, text: &[u8], offset: usize, log: &Logger) {
+        let mut pos = 0;
+        while let Some(found) = finder.find(&text[pos..]) {
+            let hit = pos + found;
+            let start = memchr::memrchr(b'\n', &text[..hit]).map_or(0, |i| i + 1);
+            let end = memchr::memchr(b'\n', &text[hit..]).map_or(text.len(), |i| hit + i);
+            self.parse_alias_line(&text[start..end], offset + start, log);
+            pos = end;
+        }
+    }
+
+    /// Finds the `MODULE.alias=vfio_pci:PATTERN` records among the NUL-separated ones.
+    fn scan_builtin_modinfo(&mut self, modinfo: &[u8], log: &Logger) {
+        let finder = Finder::new("alias=vfio_pci:");
+        let mut pos = 0;
+        while let Some(found) = finder.find(&modinfo[pos..]) {
+            let hit = pos + found;
+            let start = memchr::memrchr(0, &modinfo[..hit]).map_or(0, |i| i + 1);
+            let end = memchr::memchr(0, &modinfo[hit..]).map_or(modinfo.len(), |i| hit + i);
+            self.parse_modinfo_record(&modinfo[start..end], log);
+            pos = end;
+        }
     }
 
     fn parse_alias_line(&mut self, line: &[u8], offset: usize, log: &Logger) {
@@ -193,7 +243,7 @@ impl AliasIndex {
 
     /// The most specific `vfio_pci:` alias matching the device: fewest open fields, then fewest
     /// wildcards, then file order. `None` when nothing matches (not even a catch-all).
-    pub fn best_match(&self, modalias: &Modalias) -> Option<Choice> {
+    pub fn best_match(&self, modalias: &Modalias) -> Option<Choice<'_>> {
         let text = modalias.body().as_bytes();
         let mut best: Option<&VfioAlias> = None;
         let mut tie: Option<&VfioAlias> = None;
@@ -216,9 +266,9 @@ impl AliasIndex {
             }
         }
         best.map(|b| Choice {
-            module: b.module.clone(),
-            pattern: format!("{VFIO_PREFIX}{}", b.pattern),
-            tie: tie.map(|t| (t.module.clone(), format!("{VFIO_PREFIX}{}", t.pattern))),
+            module: &b.module,
+            pattern: &b.pattern,
+            tie: tie.map(|t| (&t.module, &*t.pattern)),
         })
     }
 }
@@ -289,24 +339,24 @@ impl AliasCache {
         // Loading happens under the lock, so threads arriving together load once.
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(cached) = slot.as_ref() {
-            if cached.dir == dir && cached.stamps == stamps {
+            // Byte comparison: cheaper than Path's component-wise one, and as exact.
+            if cached.stamps == stamps && cached.dir.as_os_str() == dir.as_os_str() {
                 return Ok(Arc::clone(&cached.index));
             }
         }
-        let alias_data = fs::read(&alias_path).map_err(unavailable)?;
-        let builtin_data = match fs::read(&builtin_path) {
-            Ok(data) => Some(data),
-            Err(e) => {
-                if e.kind() != io::ErrorKind::NotFound {
-                    log.log(
-                        Priority::Warning,
-                        format_args!("ignoring {}: {e}", builtin_path.display()),
-                    );
-                }
-                None
-            }
-        };
-        let index = Arc::new(AliasIndex::parse(&alias_data, builtin_data.as_deref(), log));
+        let mut index = AliasIndex::default();
+        fs::File::open(&alias_path)
+            .and_then(|file| index.read_alias_file(file, log))
+            .map_err(unavailable)?;
+        match fs::read(&builtin_path) {
+            Ok(data) => index.scan_builtin_modinfo(&data, log),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => log.log(
+                Priority::Warning,
+                format_args!("ignoring {}: {e}", builtin_path.display()),
+            ),
+        }
+        let index = Arc::new(index);
         log.log(
             Priority::Debug,
             format_args!(
@@ -435,7 +485,8 @@ mod tests {
              alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* second_mod\n",
             None,
         );
-        let choice = tie.best_match(&Modalias::parse(MLX5_VF).unwrap()).unwrap();
+        let modalias = Modalias::parse(MLX5_VF).unwrap();
+        let choice = tie.best_match(&modalias).unwrap();
         assert_eq!(choice.module.as_str(), "first_mod");
         assert_eq!(choice.tie.unwrap().0.as_str(), "second_mod");
     }

@@ -171,12 +171,13 @@ impl Context {
             );
             return fallback();
         };
-        if let Some((other, pattern)) = &choice.tie {
+        let vfio = alias::VFIO_PREFIX;
+        if let Some((other, pattern)) = choice.tie {
             self.log.log(
                 Priority::Warning,
                 format_args!(
-                    "tie for {address}: '{}' ({}) and '{other}' ({pattern}) match equally \
-                     specifically; choosing '{}', first in file order",
+                    "tie for {address}: '{}' ({vfio}{}) and '{other}' ({vfio}{pattern}) match \
+                     equally specifically; choosing '{}', first in file order",
                     choice.module, choice.pattern, choice.module
                 ),
             );
@@ -184,11 +185,11 @@ impl Context {
         self.log.log(
             Priority::Info,
             format_args!(
-                "{address} ({modalias}) -> {} by alias {}",
+                "{address} ({modalias}) -> {} by alias {vfio}{}",
                 choice.module, choice.pattern
             ),
         );
-        choice.module
+        choice.module.clone()
     }
 
     /// The alias index of the configured modules dir, or of the first default dir that has

@@ -134,24 +134,37 @@ impl Sysfs {
 }
 
 /// Largest sysfs attribute read; the kernel's are at most a page.
-const MAX_ATTR: u64 = 4096;
+const MAX_ATTR: usize = 4096;
 
 impl Sysfs {
-    /// The content of the device attribute `name`, read whole (at most a page).
+    /// The content of the device attribute `name` (at most a page), in one read: sysfs hands
+    /// over a whole attribute at once, and a short read of a regular file means its end.
     pub fn device_attr(&self, address: &PciAddress, name: &'static str) -> Result<String> {
-        let path = self.require_device(address)?.join(name);
+        let path = self.device_dir(address).join(name);
         let step = "reading a device attribute";
-        let file = fs::File::open(&path).map_err(|e| Error::io(step, &path, e))?;
-        let mut content = Vec::new();
-        io::Read::read_to_end(&mut io::Read::take(file, MAX_ATTR + 1), &mut content)
-            .map_err(|e| Error::io(step, &path, e))?;
-        if content.len() as u64 > MAX_ATTR {
+        let mut file = match fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) => {
+                // Tell a missing device from a missing attribute.
+                self.require_device(address)?;
+                return Err(Error::io(step, &path, e));
+            }
+        };
+        let mut buf = [0u8; MAX_ATTR + 1];
+        let n = loop {
+            match io::Read::read(&mut file, &mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(step, &path, e)),
+            }
+        };
+        if n > MAX_ATTR {
             return Err(Error::Malformed {
                 path,
                 detail: format!("longer than {MAX_ATTR} bytes"),
             });
         }
-        String::from_utf8(content).map_err(|_| Error::Malformed {
+        String::from_utf8(buf[..n].to_vec()).map_err(|_| Error::Malformed {
             path,
             detail: "not UTF-8".into(),
         })
