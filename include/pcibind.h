@@ -71,6 +71,22 @@ typedef enum pcibind_error {
 } pcibind_error;
 
 /**
+ * Flags of `pcibind_bind()` (and `pcibind_bind_plan()`); combine with `|`.
+ */
+typedef enum pcibind_bind_flags {
+  /**
+   * Skip the safety checks: device in use on the host (network interface up with an
+   * address or route, block device mounted, used as swap or held), SR-IOV PF with VFs
+   * enabled going to a VFIO driver, target driver that does not claim the device.
+   */
+  PCIBIND_BIND_FORCE = 1,
+  /**
+   * Change nothing: log the exact plan (at LOG_NOTICE) instead of carrying it out.
+   */
+  PCIBIND_BIND_DRY_RUN = 2,
+} pcibind_bind_flags;
+
+/**
  * An opaque library context: one sysfs tree and the settings used on it. Create it with
  * `pcibind_ctx_new()`, release it with `pcibind_ctx_free()`. Operations taking a
  * `const pcibind_ctx *` may be called from many threads at once; the setters taking a
@@ -134,6 +150,14 @@ int pcibind_ctx_set_modprobe(struct pcibind_ctx *ctx, const char *path);
 int pcibind_ctx_set_lock_dir(struct pcibind_ctx *ctx, const char *dir);
 
 /**
+ * Sets where the in-use checks of `pcibind_bind()` read the kernel's proc files
+ * (`net/route`, `net/if_inet6`, `self/mountinfo`, `swaps`), as an absolute path; NULL
+ * restores the default, `/proc`. Meant for tests against fake trees. The string is copied.
+ * Returns 0 or PCIBIND_ERR_INVALID_ARG.
+ */
+int pcibind_ctx_set_proc_root(struct pcibind_ctx *ctx, const char *dir);
+
+/**
  * Sets the log callback: messages of syslog priority `max_priority` or more severe (0..7;
  * `LOG_WARNING` = 4 gets warnings and errors, `LOG_DEBUG` = 7 everything) are passed to
  * `fn` with `userdata`. NULL `fn` silences the context (the default). The library does not own
@@ -193,6 +217,128 @@ int pcibind_current_driver(const struct pcibind_ctx *ctx, const char *address, c
 int pcibind_find_vfio_variant(const struct pcibind_ctx *ctx,
                               const char *address,
                               char **module_out);
+
+/**
+ * Binds the device at `address` to the driver `name` (a PCI driver or module name in either
+ * `-`/`_` spelling, resolved as `pcibind_resolve_driver()` does, loading its module when
+ * needed), or, with NULL `name`, to the best VFIO driver for it (`pcibind_find_vfio_variant()`,
+ * falling back to `vfio-pci` with a warning when the variant's module cannot be loaded).
+ *
+ * A transaction: the device ends on exactly that driver, or it is put back where it started
+ * (its driver and its `driver_override`) and the call fails. Steps: resolve the target;
+ * return at once if the device is already bound to it (nothing is written); unless
+ * PCIBIND_BIND_FORCE, refuse a device in use on the host, an SR-IOV PF with VFs enabled going
+ * to a VFIO driver, and a target whose module's aliases do not match the device; write
+ * `driver_override`, unbind from the current driver, write `drivers_probe`, and check that the
+ * device is now bound to exactly the target. The override stays set afterwards, so a later
+ * reprobe keeps the device where it is. Operations on one device are serialized, in this
+ * process and across processes (a lock file per device in the lock directory).
+ * With PCIBIND_BIND_DRY_RUN nothing is changed or loaded: the plan is logged at LOG_NOTICE
+ * (`pcibind_bind_plan()` returns it as text) and `*driver_out` names the target, when it can
+ * be known without loading a module (else the call fails with PCIBIND_ERR_NO_DRIVER).
+ *
+ * `driver_out` may be NULL; otherwise on success it receives the driver the device is bound
+ * to, which the caller owns and releases with `pcibind_string_free()`. On failure it is NULL.
+ * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
+ * PCIBIND_ERR_NO_DRIVER, PCIBIND_ERR_MODULE_LOAD, PCIBIND_ERR_IN_USE,
+ * PCIBIND_ERR_NOT_CLAIMED (nothing was written for any of these), PCIBIND_ERR_BIND (the kernel
+ * did not bind; the device was restored, the message says what failed and
+ * `pcibind_last_error_errno()` the kernel's answer), PCIBIND_ERR_RESTORE (binding and
+ * restoring failed; the message says where the device is now), PCIBIND_ERR_BUSY,
+ * PCIBIND_ERR_IO.
+ */
+int pcibind_bind(const struct pcibind_ctx *ctx,
+                 const char *address,
+                 const char *name,
+                 unsigned int flags,
+                 char **driver_out);
+
+/**
+ * What `pcibind_bind()` with the same arguments would do, without doing any of it: one
+ * action per line (modprobe runs, each sysfs write with its value and path, the check, and
+ * the state a failure would restore). Nothing is written or loaded; the safety checks run
+ * (and fail the call) unless PCIBIND_BIND_FORCE is given. PCIBIND_BIND_DRY_RUN is implied.
+ *
+ * On success `*plan_out` receives the plan, which the caller owns and releases with
+ * `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of `pcibind_bind()`
+ * that can occur before anything is written.
+ */
+int pcibind_bind_plan(const struct pcibind_ctx *ctx,
+                      const char *address,
+                      const char *name,
+                      unsigned int flags,
+                      char **plan_out);
+
+/**
+ * Detaches the device at `address` from its driver and leaves it unbound. Its
+ * `driver_override` is first set to `"none"`, a name no driver has, so that no later probe
+ * (a `drivers_probe`, a module load) grabs the device; `pcibind_reattach()` clears it. An
+ * unbound device gets the override too. On failure the device is put back as it was.
+ * `flags` must be 0.
+ * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
+ * PCIBIND_ERR_BIND (restored), PCIBIND_ERR_RESTORE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
+ */
+int pcibind_unbind(const struct pcibind_ctx *ctx, const char *address, unsigned int flags);
+
+/**
+ * Gives the device at `address` back to the host: clears its `driver_override`, unbinds it,
+ * and lets the kernel probe its host driver (loading the module the alias tables name for it
+ * when none binds). With a `name` (resolved as `pcibind_resolve_driver()` does) it binds
+ * exactly that driver instead, and checks it. Success with no driver happens only when
+ * `name` is NULL and no host driver matches the device. On failure the device is put back as
+ * it was (PCIBIND_ERR_BIND) or the message says where it is (PCIBIND_ERR_RESTORE).
+ * `flags` must be 0.
+ *
+ * `driver_out` may be NULL; otherwise on success it receives the driver the device is bound
+ * to, or NULL when it was left unbound; the caller owns a non-NULL result and releases it with
+ * `pcibind_string_free()`.
+ * Returns 0, or the codes of `pcibind_bind()` except PCIBIND_ERR_IN_USE and
+ * PCIBIND_ERR_NOT_CLAIMED.
+ */
+int pcibind_reattach(const struct pcibind_ctx *ctx,
+                     const char *address,
+                     const char *name,
+                     unsigned int flags,
+                     char **driver_out);
+
+/**
+ * Sets `*result_out` to 1 when the device at `address` is bound to a VFIO driver (it has
+ * `vfio-dev/`, or its driver is `vfio-pci` or a VFIO variant driver such as
+ * `mlx5_vfio_pci`), else 0. Use this instead of comparing the driver name with "vfio-pci".
+ * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
+ * PCIBIND_ERR_IO. On failure `*result_out` is 0.
+ */
+int pcibind_is_vfio_bound(const struct pcibind_ctx *ctx, const char *address, int *result_out);
+
+/**
+ * Lists the members of the IOMMU group of the device at `address` (the device included), in
+ * address order, as `DDDD:BB:DD.F` strings.
+ *
+ * On success `*addresses_out` receives a NULL-terminated array that the caller owns and
+ * releases with `pcibind_strv_free()`. On failure it is NULL.
+ * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
+ * PCIBIND_ERR_IO (errno ENOENT: the device has no IOMMU group).
+ */
+int pcibind_iommu_group_members(const struct pcibind_ctx *ctx,
+                                const char *address,
+                                char ***addresses_out);
+
+/**
+ * Tells whether the IOMMU group of the device at `address` can be assigned to a guest: it
+ * can when no member is *blocking*, i.e. every member is bound to a VFIO driver, to no
+ * driver, to `pci-stub` or to `pcieport`. `flags` must be 0.
+ *
+ * On success `*viable_out` is 1 or 0, and, when `reason_out` is not NULL, `*reason_out` is
+ * NULL for a viable group, else a message naming each blocking member and its driver, which
+ * the caller owns and releases with `pcibind_string_free()`. On failure `*viable_out` is 0
+ * and `*reason_out` NULL.
+ * Returns 0, or the codes of `pcibind_iommu_group_members()`.
+ */
+int pcibind_iommu_group_viable(const struct pcibind_ctx *ctx,
+                               const char *address,
+                               unsigned int flags,
+                               int *viable_out,
+                               char **reason_out);
 
 /**
  * Releases a string returned by the library. NULL is fine. Same as `free()`.

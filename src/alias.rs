@@ -241,6 +241,19 @@ impl AliasIndex {
                 .sum::<usize>()
     }
 
+    /// True when `module` declares `vfio_pci:` aliases: a VFIO driver's module.
+    pub fn is_vfio_module(&self, module: &ModuleName) -> bool {
+        self.aliases.iter().any(|a| a.module == *module)
+    }
+
+    /// True when one of `module`'s `vfio_pci:` aliases matches the device.
+    pub fn vfio_module_matches(&self, module: &ModuleName, modalias: &Modalias) -> bool {
+        let text = modalias.body().as_bytes();
+        self.aliases
+            .iter()
+            .any(|a| a.module == *module && glob_match(a.pattern.as_bytes(), text))
+    }
+
     /// The most specific `vfio_pci:` alias matching the device: fewest open fields, then fewest
     /// wildcards, then file order. `None` when nothing matches (not even a catch-all).
     pub fn best_match(&self, modalias: &Modalias) -> Option<Choice<'_>> {
@@ -372,6 +385,47 @@ impl AliasCache {
         });
         Ok(index)
     }
+}
+
+/// Every plain `pci:` alias in the tables of `dir` (`modules.alias`, then the `alias=pci:`
+/// records of `modules.builtin.modinfo`), as (module, pattern after `pci:`), in file order.
+/// Read afresh on each call: the claim check and reattach need it once per operation, and
+/// keeping the ~10,000 patterns of a real kernel would cost far more memory than the VFIO index.
+pub fn pci_aliases(dir: &Path) -> Result<Vec<(ModuleName, String)>, TablesUnavailable> {
+    let alias_path = dir.join(ALIAS_FILE);
+    let text = fs::read(&alias_path)
+        .map_err(|e| TablesUnavailable(format!("cannot read {}: {e}", alias_path.display())))?;
+    let mut out = Vec::new();
+    for line in text.split(|&b| b == b'\n') {
+        let Ok(line) = std::str::from_utf8(line) else {
+            continue;
+        };
+        let mut words = line.split_ascii_whitespace();
+        if let (Some("alias"), Some(pattern), Some(module), None) =
+            (words.next(), words.next(), words.next(), words.next())
+        {
+            if let (Some(pattern), Ok(module)) =
+                (pattern.strip_prefix("pci:"), ModuleName::new(module))
+            {
+                out.push((module, pattern.to_owned()));
+            }
+        }
+    }
+    if let Ok(modinfo) = fs::read(dir.join(BUILTIN_MODINFO_FILE)) {
+        for record in modinfo.split(|&b| b == 0) {
+            let Ok(record) = std::str::from_utf8(record) else {
+                continue;
+            };
+            if let Some((module, rest)) = record.split_once('.') {
+                if let (Some(pattern), Ok(module)) =
+                    (rest.strip_prefix("alias=pci:"), ModuleName::new(module))
+                {
+                    out.push((module, pattern.to_owned()));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The running kernel's release (`uname -r`).

@@ -5,6 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::address::PciAddress;
+use crate::name::DriverName;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -41,6 +42,40 @@ pub enum Error {
     #[error("unexpected content in {}: {detail}", path.display())]
     Malformed { path: PathBuf, detail: String },
 
+    /// The kernel did not bind; the device was restored to where it was (and `errno` is the
+    /// kernel's answer to the step that failed, or 0).
+    #[error("{address}: {message}")]
+    Bind {
+        address: PciAddress,
+        message: String,
+        errno: i32,
+    },
+
+    /// Binding failed and so did restoring; the message says where the device is now.
+    #[error("{address}: {message}")]
+    Restore {
+        address: PciAddress,
+        message: String,
+        errno: i32,
+    },
+
+    #[error("{address} is in use on the host: {reason} (PCIBIND_BIND_FORCE overrides this check)")]
+    InUse { address: PciAddress, reason: String },
+
+    #[error(
+        "PCI driver '{driver}' does not claim {address}: {detail} (PCIBIND_BIND_FORCE overrides \
+         this check)"
+    )]
+    NotClaimed {
+        address: PciAddress,
+        driver: DriverName,
+        detail: String,
+    },
+
+    /// A lock could not be taken in time.
+    #[error("{0}")]
+    Busy(String),
+
     /// The context caught a panic earlier and refuses further calls.
     #[error("internal error: {0}")]
     Internal(String),
@@ -61,6 +96,8 @@ impl Error {
             Error::Io { source, .. } => source.raw_os_error().unwrap_or(0),
             Error::NoDevice { .. } => libc::ENODEV,
             Error::Malformed { .. } => libc::EINVAL,
+            Error::Bind { errno, .. } | Error::Restore { errno, .. } => *errno,
+            Error::Busy(_) => libc::EWOULDBLOCK,
             _ => 0,
         }
     }

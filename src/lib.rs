@@ -5,8 +5,12 @@
 
 pub mod address;
 pub mod alias;
+mod bind;
 pub mod error;
 pub mod glob;
+pub mod group;
+mod inuse;
+pub mod lock;
 pub mod log;
 pub mod modalias;
 pub mod modprobe;
@@ -20,12 +24,15 @@ pub mod ffi;
 use std::path::{Path, PathBuf};
 
 pub use address::PciAddress;
+pub use bind::BindOptions;
 pub use error::{Error, Result};
+pub use group::{GroupMember, MemberClass};
 pub use log::{Logger, Priority};
 pub use modprobe::Modprobe;
 pub use name::{DriverName, ModuleName};
 
 use alias::AliasCache;
+use lock::DeviceLocks;
 use sysfs::Sysfs;
 
 /// Where per-device lock files go unless configured otherwise.
@@ -41,6 +48,8 @@ pub struct Context {
     lock_dir: PathBuf,
     log: Logger,
     aliases: AliasCache,
+    locks: DeviceLocks,
+    proc_root: PathBuf,
 }
 
 fn require_absolute(what: &str, path: &Path) -> Result<()> {
@@ -76,6 +85,8 @@ impl Context {
             lock_dir: PathBuf::from(DEFAULT_LOCK_DIR),
             log: Logger::default(),
             aliases: AliasCache::default(),
+            locks: DeviceLocks::default(),
+            proc_root: PathBuf::from("/proc"),
         })
     }
 
@@ -119,6 +130,19 @@ impl Context {
 
     pub fn lock_dir(&self) -> &Path {
         &self.lock_dir
+    }
+
+    /// Where the in-use checks read `net/route`, `net/if_inet6`, `self/mountinfo` and `swaps`;
+    /// `None` = `/proc`.
+    pub fn set_proc_root(&mut self, dir: Option<PathBuf>) -> Result<()> {
+        match dir {
+            Some(dir) => {
+                require_absolute("the proc root", &dir)?;
+                self.proc_root = dir;
+            }
+            None => self.proc_root = PathBuf::from("/proc"),
+        }
+        Ok(())
     }
 
     pub fn set_logger(&mut self, log: Logger) {
@@ -192,18 +216,16 @@ impl Context {
         choice.module.clone()
     }
 
-    /// The alias index of the configured modules dir, or of the first default dir that has
-    /// a `modules.alias`.
-    fn alias_index(
-        &self,
-    ) -> std::result::Result<std::sync::Arc<alias::AliasIndex>, alias::TablesUnavailable> {
+    /// The configured modules dir, or the first default dir that has a `modules.alias`.
+    fn modules_dir_in_use(&self) -> std::result::Result<PathBuf, alias::TablesUnavailable> {
         if let Some(dir) = &self.modules_dir {
-            return self.aliases.index(dir, &self.log);
+            return Ok(dir.clone());
         }
         let candidates = alias::default_modules_dirs();
-        let dir = candidates
+        candidates
             .iter()
             .find(|d| d.join(alias::ALIAS_FILE).exists())
+            .cloned()
             .ok_or_else(|| {
                 let looked: Vec<String> = candidates
                     .iter()
@@ -214,7 +236,14 @@ impl Context {
                     alias::ALIAS_FILE,
                     looked.join(", ")
                 ))
-            })?;
-        self.aliases.index(dir, &self.log)
+            })
+    }
+
+    /// The (cached) alias index of the tables in use.
+    fn alias_index(
+        &self,
+    ) -> std::result::Result<std::sync::Arc<alias::AliasIndex>, alias::TablesUnavailable> {
+        let dir = self.modules_dir_in_use()?;
+        self.aliases.index(&dir, &self.log)
     }
 }

@@ -180,6 +180,175 @@ impl Sysfs {
     }
 }
 
+/// A block device found under a PCI device (a disk or a partition).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockDevice {
+    pub name: String,
+    /// `MAJOR:MINOR`, as in its `dev` attribute.
+    pub dev: String,
+    /// Entries of its `holders/` (device-mapper, md, ... stacked on it).
+    pub holders: Vec<String>,
+}
+
+/// How deep below a PCI device block devices are looked for (AHCI puts them at
+/// `BDF/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda1`).
+const MAX_BLOCK_DEPTH: usize = 8;
+
+/// The driver_override value that names no driver: what `unbind` leaves so nothing grabs the
+/// device on a later probe.
+pub const NO_DRIVER_OVERRIDE: &str = "none";
+
+impl Sysfs {
+    /// The device's `driver_override`: `None` when unset (the kernel shows `(null)`, some
+    /// kernels an empty line).
+    pub fn driver_override(&self, address: &PciAddress) -> Result<Option<String>> {
+        let content = self.device_attr(address, "driver_override")?;
+        let value = content.strip_suffix('\n').unwrap_or(&content);
+        Ok(match value {
+            "" | "(null)" => None,
+            v => Some(v.to_owned()),
+        })
+    }
+
+    /// Writes `value` to a kernel file in one write, never creating or truncating it.
+    fn write_kernel_file(&self, path: PathBuf, value: &[u8], step: &'static str) -> Result<()> {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(step, &path, e))?;
+        io::Write::write_all(&mut file, value).map_err(|e| Error::io(step, &path, e))
+    }
+
+    /// Sets (`Some`) or clears (`None`, written as `"\n"`) the device's `driver_override`.
+    pub fn set_driver_override(&self, address: &PciAddress, value: Option<&str>) -> Result<()> {
+        let path = self.device_dir(address).join("driver_override");
+        let bytes = value.map_or(&b"\n"[..], str::as_bytes);
+        self.write_kernel_file(path, bytes, "writing driver_override")
+    }
+
+    pub fn unbind(&self, driver: &DriverName, address: &PciAddress) -> Result<()> {
+        let path = self.driver_dir(driver).join("unbind");
+        self.write_kernel_file(path, address.to_string().as_bytes(), "unbinding")
+    }
+
+    pub fn bind(&self, driver: &DriverName, address: &PciAddress) -> Result<()> {
+        let path = self.driver_dir(driver).join("bind");
+        self.write_kernel_file(path, address.to_string().as_bytes(), "binding")
+    }
+
+    /// Asks the kernel to probe drivers for an unbound device. The kernel reports success even
+    /// when no driver took the device: callers must look at the `driver` link afterwards.
+    pub fn probe(&self, address: &PciAddress) -> Result<()> {
+        let path = self.root.join("bus/pci/drivers_probe");
+        self.write_kernel_file(path, address.to_string().as_bytes(), "probing drivers")
+    }
+
+    /// True when the device has `vfio-dev/` (bound to a VFIO driver, kernel 6.1 or later).
+    pub fn has_vfio_dev(&self, address: &PciAddress) -> bool {
+        is_dir(&self.device_dir(address).join("vfio-dev"))
+    }
+
+    /// The device's IOMMU group number; `None` when it has none (no IOMMU).
+    pub fn iommu_group(&self, address: &PciAddress) -> Result<Option<u32>> {
+        let link = self.require_device(address)?.join("iommu_group");
+        match link_basename(&link, "reading the device's iommu_group link")? {
+            None => Ok(None),
+            Some(name) => name.parse().map(Some).map_err(|_| Error::Malformed {
+                path: link,
+                detail: format!("names group {name:?}, not a number"),
+            }),
+        }
+    }
+
+    /// The members of IOMMU group `group`, in address order.
+    pub fn iommu_group_devices(&self, group: u32) -> Result<Vec<PciAddress>> {
+        let dir = self
+            .root
+            .join("kernel/iommu_groups")
+            .join(group.to_string())
+            .join("devices");
+        let mut out: Vec<PciAddress> = list_dir(&dir, "listing an IOMMU group")?
+            .iter()
+            .filter_map(|n| PciAddress::parse(n).ok())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// The number of enabled SR-IOV virtual functions (0 for a device that is no PF).
+    pub fn sriov_numvfs(&self, address: &PciAddress) -> Result<u32> {
+        match self.device_attr(address, "sriov_numvfs") {
+            Ok(text) => text.trim().parse().map_err(|_| Error::Malformed {
+                path: self.device_dir(address).join("sriov_numvfs"),
+                detail: format!("{:?} is not a number", text.trim()),
+            }),
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The device's network interfaces with their `flags` (IFF_UP is bit 0).
+    pub fn net_interfaces(&self, address: &PciAddress) -> Result<Vec<(String, u32)>> {
+        let dir = self.require_device(address)?.join("net");
+        let names = match list_dir(&dir, "listing the device's network interfaces") {
+            Ok(names) => names,
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for name in names {
+            if name.contains('/') || name.starts_with('.') {
+                continue;
+            }
+            let flags_path = dir.join(&name).join("flags");
+            let flags = fs::read_to_string(&flags_path)
+                .ok()
+                .and_then(|t| u32::from_str_radix(t.trim().trim_start_matches("0x"), 16).ok())
+                .unwrap_or(0);
+            out.push((name, flags));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Block devices (disks and partitions) anywhere below the device, found by their
+    /// `subsystem` link naming `block`; symlinks are not followed.
+    pub fn block_devices(&self, address: &PciAddress) -> Result<Vec<BlockDevice>> {
+        let mut out = Vec::new();
+        let mut stack = vec![(self.require_device(address)?, 0usize)];
+        while let Some((dir, depth)) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if !kind.is_dir() || depth >= MAX_BLOCK_DEPTH {
+                    continue;
+                }
+                let path = entry.path();
+                let is_block = fs::read_link(path.join("subsystem"))
+                    .is_ok_and(|t| t.file_name().is_some_and(|n| n == "block"));
+                if is_block {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let dev = fs::read_to_string(path.join("dev"))
+                        .map(|t| t.trim().to_owned())
+                        .unwrap_or_default();
+                    let holders =
+                        list_dir(&path.join("holders"), "listing holders").unwrap_or_default();
+                    out.push(BlockDevice { name, dev, holders });
+                }
+                stack.push((path, depth + 1));
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
 fn is_dir(path: &Path) -> bool {
     fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false)
 }

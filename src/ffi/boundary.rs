@@ -184,3 +184,34 @@ pub(crate) fn malloc_string(s: &str) -> Result<*mut c_char> {
         Ok(p)
     }
 }
+
+/// A `malloc`ed, NULL-terminated array of `malloc`ed copies of `strings`, as
+/// `pcibind_strv_free()` releases it.
+pub(crate) fn malloc_strv(strings: &[String]) -> Result<*mut *mut c_char> {
+    let enomem = || {
+        Error::io(
+            "allocating a string array",
+            "",
+            std::io::Error::from_raw_os_error(libc::ENOMEM),
+        )
+    };
+    // SAFETY: the array has room for every pointer plus the NULL terminator; on any failure
+    // everything allocated so far is freed.
+    unsafe {
+        let v =
+            libc::calloc(strings.len() + 1, std::mem::size_of::<*mut c_char>()) as *mut *mut c_char;
+        if v.is_null() {
+            return Err(enomem());
+        }
+        for (i, s) in strings.iter().enumerate() {
+            match malloc_string(s) {
+                Ok(p) => *v.add(i) = p,
+                Err(e) => {
+                    super::pcibind_strv_free(v);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(v)
+    }
+}

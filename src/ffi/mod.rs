@@ -51,6 +51,38 @@ pub enum pcibind_error {
     PCIBIND_ERR_NOT_CLAIMED = -12,
 }
 
+/// Flags of `pcibind_bind()` (and `pcibind_bind_plan()`); combine with `|`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum pcibind_bind_flags {
+    /// Skip the safety checks: device in use on the host (network interface up with an
+    /// address or route, block device mounted, used as swap or held), SR-IOV PF with VFs
+    /// enabled going to a VFIO driver, target driver that does not claim the device.
+    PCIBIND_BIND_FORCE = 1,
+    /// Change nothing: log the exact plan (at LOG_NOTICE) instead of carrying it out.
+    PCIBIND_BIND_DRY_RUN = 2,
+}
+
+const BIND_FLAGS: c_uint = pcibind_bind_flags::PCIBIND_BIND_FORCE as c_uint
+    | pcibind_bind_flags::PCIBIND_BIND_DRY_RUN as c_uint;
+
+fn bind_options(flags: c_uint) -> crate::Result<crate::BindOptions> {
+    check_flags(flags, BIND_FLAGS)?;
+    Ok(crate::BindOptions {
+        force: flags & pcibind_bind_flags::PCIBIND_BIND_FORCE as c_uint != 0,
+        dry_run: flags & pcibind_bind_flags::PCIBIND_BIND_DRY_RUN as c_uint != 0,
+    })
+}
+
+/// An optional string argument (NULL = `None`).
+fn opt_str_arg<'a>(p: *const c_char, what: &str) -> crate::Result<Option<&'a str>> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        str_arg(p, what).map(Some)
+    }
+}
+
 /// The one place core errors become C codes.
 pub(crate) fn code_of(err: &Error) -> c_int {
     use pcibind_error::*;
@@ -61,6 +93,11 @@ pub(crate) fn code_of(err: &Error) -> c_int {
         Error::NoDriver(_) => PCIBIND_ERR_NO_DRIVER,
         Error::ModuleLoad { .. } => PCIBIND_ERR_MODULE_LOAD,
         Error::Io { .. } | Error::Malformed { .. } => PCIBIND_ERR_IO,
+        Error::Bind { .. } => PCIBIND_ERR_BIND,
+        Error::Restore { .. } => PCIBIND_ERR_RESTORE,
+        Error::InUse { .. } => PCIBIND_ERR_IN_USE,
+        Error::NotClaimed { .. } => PCIBIND_ERR_NOT_CLAIMED,
+        Error::Busy(_) => PCIBIND_ERR_BUSY,
         Error::Internal(_) => PCIBIND_ERR_INTERNAL,
     };
     code as c_int
@@ -150,6 +187,15 @@ pub extern "C" fn pcibind_ctx_set_modprobe(ctx: *mut pcibind_ctx, path: *const c
 #[unsafe(no_mangle)]
 pub extern "C" fn pcibind_ctx_set_lock_dir(ctx: *mut pcibind_ctx, dir: *const c_char) -> c_int {
     with_ctx_mut(ctx, |ctx| ctx.set_lock_dir(path_arg(dir)))
+}
+
+/// Sets where the in-use checks of `pcibind_bind()` read the kernel's proc files
+/// (`net/route`, `net/if_inet6`, `self/mountinfo`, `swaps`), as an absolute path; NULL
+/// restores the default, `/proc`. Meant for tests against fake trees. The string is copied.
+/// Returns 0 or PCIBIND_ERR_INVALID_ARG.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_ctx_set_proc_root(ctx: *mut pcibind_ctx, dir: *const c_char) -> c_int {
+    with_ctx_mut(ctx, |ctx| ctx.set_proc_root(path_arg(dir)))
 }
 
 /// Sets the log callback: messages of syslog priority `max_priority` or more severe (0..7;
@@ -266,6 +312,219 @@ pub extern "C" fn pcibind_find_vfio_variant(
         let out = out.ok_or_else(|| null("module_out"))?;
         let module = ctx.find_vfio_variant(str_arg(address, "address")?)?;
         *out = malloc_string(module.as_str())?;
+        Ok(())
+    })
+}
+
+/// Binds the device at `address` to the driver `name` (a PCI driver or module name in either
+/// `-`/`_` spelling, resolved as `pcibind_resolve_driver()` does, loading its module when
+/// needed), or, with NULL `name`, to the best VFIO driver for it (`pcibind_find_vfio_variant()`,
+/// falling back to `vfio-pci` with a warning when the variant's module cannot be loaded).
+///
+/// A transaction: the device ends on exactly that driver, or it is put back where it started
+/// (its driver and its `driver_override`) and the call fails. Steps: resolve the target;
+/// return at once if the device is already bound to it (nothing is written); unless
+/// PCIBIND_BIND_FORCE, refuse a device in use on the host, an SR-IOV PF with VFs enabled going
+/// to a VFIO driver, and a target whose module's aliases do not match the device; write
+/// `driver_override`, unbind from the current driver, write `drivers_probe`, and check that the
+/// device is now bound to exactly the target. The override stays set afterwards, so a later
+/// reprobe keeps the device where it is. Operations on one device are serialized, in this
+/// process and across processes (a lock file per device in the lock directory).
+/// With PCIBIND_BIND_DRY_RUN nothing is changed or loaded: the plan is logged at LOG_NOTICE
+/// (`pcibind_bind_plan()` returns it as text) and `*driver_out` names the target, when it can
+/// be known without loading a module (else the call fails with PCIBIND_ERR_NO_DRIVER).
+///
+/// `driver_out` may be NULL; otherwise on success it receives the driver the device is bound
+/// to, which the caller owns and releases with `pcibind_string_free()`. On failure it is NULL.
+/// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
+/// PCIBIND_ERR_NO_DRIVER, PCIBIND_ERR_MODULE_LOAD, PCIBIND_ERR_IN_USE,
+/// PCIBIND_ERR_NOT_CLAIMED (nothing was written for any of these), PCIBIND_ERR_BIND (the kernel
+/// did not bind; the device was restored, the message says what failed and
+/// `pcibind_last_error_errno()` the kernel's answer), PCIBIND_ERR_RESTORE (binding and
+/// restoring failed; the message says where the device is now), PCIBIND_ERR_BUSY,
+/// PCIBIND_ERR_IO.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_bind(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    name: *const c_char,
+    flags: c_uint,
+    driver_out: *mut *mut c_char,
+) -> c_int {
+    let out = out_init(driver_out);
+    with_ctx(ctx, |ctx| {
+        let options = bind_options(flags)?;
+        let driver = ctx.bind(
+            str_arg(address, "address")?,
+            opt_str_arg(name, "name")?,
+            options,
+        )?;
+        if let Some(out) = out {
+            *out = malloc_string(driver.as_str())?;
+        }
+        Ok(())
+    })
+}
+
+/// What `pcibind_bind()` with the same arguments would do, without doing any of it: one
+/// action per line (modprobe runs, each sysfs write with its value and path, the check, and
+/// the state a failure would restore). Nothing is written or loaded; the safety checks run
+/// (and fail the call) unless PCIBIND_BIND_FORCE is given. PCIBIND_BIND_DRY_RUN is implied.
+///
+/// On success `*plan_out` receives the plan, which the caller owns and releases with
+/// `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of `pcibind_bind()`
+/// that can occur before anything is written.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_bind_plan(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    name: *const c_char,
+    flags: c_uint,
+    plan_out: *mut *mut c_char,
+) -> c_int {
+    let out = out_init(plan_out);
+    with_ctx(ctx, |ctx| {
+        let out = out.ok_or_else(|| null("plan_out"))?;
+        let options = bind_options(flags)?;
+        let plan = ctx.bind_plan(
+            str_arg(address, "address")?,
+            opt_str_arg(name, "name")?,
+            options,
+        )?;
+        *out = malloc_string(&plan)?;
+        Ok(())
+    })
+}
+
+/// Detaches the device at `address` from its driver and leaves it unbound. Its
+/// `driver_override` is first set to `"none"`, a name no driver has, so that no later probe
+/// (a `drivers_probe`, a module load) grabs the device; `pcibind_reattach()` clears it. An
+/// unbound device gets the override too. On failure the device is put back as it was.
+/// `flags` must be 0.
+/// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
+/// PCIBIND_ERR_BIND (restored), PCIBIND_ERR_RESTORE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_unbind(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    flags: c_uint,
+) -> c_int {
+    with_ctx(ctx, |ctx| {
+        check_flags(flags, 0)?;
+        ctx.unbind(str_arg(address, "address")?)
+    })
+}
+
+/// Gives the device at `address` back to the host: clears its `driver_override`, unbinds it,
+/// and lets the kernel probe its host driver (loading the module the alias tables name for it
+/// when none binds). With a `name` (resolved as `pcibind_resolve_driver()` does) it binds
+/// exactly that driver instead, and checks it. Success with no driver happens only when
+/// `name` is NULL and no host driver matches the device. On failure the device is put back as
+/// it was (PCIBIND_ERR_BIND) or the message says where it is (PCIBIND_ERR_RESTORE).
+/// `flags` must be 0.
+///
+/// `driver_out` may be NULL; otherwise on success it receives the driver the device is bound
+/// to, or NULL when it was left unbound; the caller owns a non-NULL result and releases it with
+/// `pcibind_string_free()`.
+/// Returns 0, or the codes of `pcibind_bind()` except PCIBIND_ERR_IN_USE and
+/// PCIBIND_ERR_NOT_CLAIMED.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_reattach(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    name: *const c_char,
+    flags: c_uint,
+    driver_out: *mut *mut c_char,
+) -> c_int {
+    let out = out_init(driver_out);
+    with_ctx(ctx, |ctx| {
+        check_flags(flags, 0)?;
+        let driver = ctx.reattach(str_arg(address, "address")?, opt_str_arg(name, "name")?)?;
+        if let (Some(out), Some(driver)) = (out, driver) {
+            *out = malloc_string(driver.as_str())?;
+        }
+        Ok(())
+    })
+}
+
+/// Sets `*result_out` to 1 when the device at `address` is bound to a VFIO driver (it has
+/// `vfio-dev/`, or its driver is `vfio-pci` or a VFIO variant driver such as
+/// `mlx5_vfio_pci`), else 0. Use this instead of comparing the driver name with "vfio-pci".
+/// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
+/// PCIBIND_ERR_IO. On failure `*result_out` is 0.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_is_vfio_bound(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    result_out: *mut c_int,
+) -> c_int {
+    // SAFETY: a non-NULL result_out points at a writable int (the C contract).
+    let out = unsafe { result_out.as_mut() };
+    let out = out.map(|o| {
+        *o = 0;
+        o
+    });
+    with_ctx(ctx, |ctx| {
+        let out = out.ok_or_else(|| null("result_out"))?;
+        *out = ctx.is_vfio_bound(str_arg(address, "address")?)? as c_int;
+        Ok(())
+    })
+}
+
+/// Lists the members of the IOMMU group of the device at `address` (the device included), in
+/// address order, as `DDDD:BB:DD.F` strings.
+///
+/// On success `*addresses_out` receives a NULL-terminated array that the caller owns and
+/// releases with `pcibind_strv_free()`. On failure it is NULL.
+/// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
+/// PCIBIND_ERR_IO (errno ENOENT: the device has no IOMMU group).
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_iommu_group_members(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    addresses_out: *mut *mut *mut c_char,
+) -> c_int {
+    let out = out_init(addresses_out);
+    with_ctx(ctx, |ctx| {
+        let out = out.ok_or_else(|| null("addresses_out"))?;
+        let members = ctx.iommu_group(str_arg(address, "address")?)?;
+        let strings: Vec<String> = members.iter().map(|m| m.address.to_string()).collect();
+        *out = boundary::malloc_strv(&strings)?;
+        Ok(())
+    })
+}
+
+/// Tells whether the IOMMU group of the device at `address` can be assigned to a guest: it
+/// can when no member is *blocking*, i.e. every member is bound to a VFIO driver, to no
+/// driver, to `pci-stub` or to `pcieport`. `flags` must be 0.
+///
+/// On success `*viable_out` is 1 or 0, and, when `reason_out` is not NULL, `*reason_out` is
+/// NULL for a viable group, else a message naming each blocking member and its driver, which
+/// the caller owns and releases with `pcibind_string_free()`. On failure `*viable_out` is 0
+/// and `*reason_out` NULL.
+/// Returns 0, or the codes of `pcibind_iommu_group_members()`.
+#[unsafe(no_mangle)]
+pub extern "C" fn pcibind_iommu_group_viable(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    flags: c_uint,
+    viable_out: *mut c_int,
+    reason_out: *mut *mut c_char,
+) -> c_int {
+    // SAFETY: a non-NULL viable_out points at a writable int (the C contract).
+    let viable = unsafe { viable_out.as_mut() }.map(|v| {
+        *v = 0;
+        v
+    });
+    let reason = out_init(reason_out);
+    with_ctx(ctx, |ctx| {
+        let viable = viable.ok_or_else(|| null("viable_out"))?;
+        check_flags(flags, 0)?;
+        let why = ctx.iommu_group_viability(str_arg(address, "address")?)?;
+        if let (Some(reason), Some(why)) = (reason, &why) {
+            *reason = malloc_string(why)?;
+        }
+        *viable = why.is_none() as c_int;
         Ok(())
     })
 }

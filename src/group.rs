@@ -1,0 +1,61 @@
+//! IOMMU groups (SPEC 3.4): a device's group members, what each member's driver means for
+//! assigning the group, and whether the group is viable.
+
+use std::fmt;
+
+use crate::address::PciAddress;
+use crate::name::DriverName;
+
+/// What a group member's driver means for assignment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberClass {
+    /// Bound to a VFIO driver (`vfio-pci` or a variant).
+    Vfio,
+    /// No driver, `pci-stub`, or a PCIe port driver: no host use of the device.
+    Harmless,
+    /// Bound to some other driver: the host uses it, so the group cannot be assigned.
+    Blocking,
+}
+
+impl fmt::Display for MemberClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MemberClass::Vfio => "vfio",
+            MemberClass::Harmless => "harmless",
+            MemberClass::Blocking => "blocking",
+        })
+    }
+}
+
+/// Drivers whose binding means the host does not use the device.
+const HARMLESS_DRIVERS: [&str; 2] = ["pci-stub", "pcieport"];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupMember {
+    pub address: PciAddress,
+    pub driver: Option<DriverName>,
+    pub class: MemberClass,
+}
+
+/// Classifies a member from its driver and whether that driver is a VFIO one.
+pub(crate) fn classify(driver: Option<&DriverName>, is_vfio: bool) -> MemberClass {
+    match driver {
+        None => MemberClass::Harmless,
+        Some(_) if is_vfio => MemberClass::Vfio,
+        Some(d) if HARMLESS_DRIVERS.contains(&d.as_str()) => MemberClass::Harmless,
+        Some(_) => MemberClass::Blocking,
+    }
+}
+
+/// `None` when the group is viable (no blocking member), else why not.
+pub fn viability(members: &[GroupMember]) -> Option<String> {
+    let blocking: Vec<String> = members
+        .iter()
+        .filter(|m| m.class == MemberClass::Blocking)
+        .map(|m| match &m.driver {
+            Some(d) => format!("{} (bound to {d})", m.address),
+            None => m.address.to_string(),
+        })
+        .collect();
+    (!blocking.is_empty()).then(|| format!("blocking group members: {}", blocking.join(", ")))
+}
