@@ -1,8 +1,10 @@
 #define _GNU_SOURCE
 #include "fakesys.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +103,7 @@ char *fs_new(void)
     fs_mkdirs(root, "devices/pci0000:00");
     fs_mkdirs(root, "module");
     fs_mkdirs(root, "kernel/iommu_groups");
+    fs_write(root, "bus/pci/drivers_probe", "");
     fs_write(root, "modprobe.table", "");
     setenv("FAKE_SYSFS_ROOT", root, 1);
     return root;
@@ -184,9 +187,24 @@ void fs_driver_with_module_link_only(const char *root, const char *module, const
     module_link(root, module, driver);
 }
 
-void fs_device(const char *root, const char *bdf, const char *modalias, const char *driver)
+/* "../" once per component of rel: the way from rel's directory back up to the root. */
+static char *up_from(const char *rel)
 {
-    char *dev = xasprintf("devices/pci0000:00/%s", bdf);
+    size_t depth = 1;
+    for (const char *s = rel; *s; s++)
+        depth += *s == '/';
+    char *up = calloc(depth * 3 + 1, 1);
+    if (!up)
+        die("calloc");
+    for (size_t i = 0; i < depth; i++)
+        strcat(up, "../");
+    return up;
+}
+
+void fs_device_under(const char *root, const char *parent, const char *bdf, const char *modalias,
+                     const char *driver)
+{
+    char *dev = xasprintf("%s/%s", parent, bdf);
     fs_mkdirs(root, dev);
     char *f = xasprintf("%s/modalias", dev);
     char *line = xasprintf("%s\n", modalias);
@@ -198,24 +216,31 @@ void fs_device(const char *root, const char *bdf, const char *modalias, const ch
     free(f);
 
     char *link = xasprintf("bus/pci/devices/%s", bdf);
-    char *target = xasprintf("../../../devices/pci0000:00/%s", bdf);
+    char *target = xasprintf("../../../%s", dev);
     fs_symlink(root, link, target);
     free(link);
     free(target);
 
     if (driver) {
+        char *up = up_from(dev);
         link = xasprintf("%s/driver", dev);
-        target = xasprintf("../../../bus/pci/drivers/%s", driver);
+        target = xasprintf("%sbus/pci/drivers/%s", up, driver);
         fs_symlink(root, link, target);
+        free(up);
         free(link);
         free(target);
         link = xasprintf("bus/pci/drivers/%s/%s", driver, bdf);
-        target = xasprintf("../../../../devices/pci0000:00/%s", bdf);
+        target = xasprintf("../../../../%s", dev);
         fs_symlink(root, link, target);
         free(link);
         free(target);
     }
     free(dev);
+}
+
+void fs_device(const char *root, const char *bdf, const char *modalias, const char *driver)
+{
+    fs_device_under(root, "devices/pci0000:00", bdf, modalias, driver);
 }
 
 void fs_modprobe_table(const char *root, const char *line)
@@ -233,4 +258,117 @@ char *fs_modprobe_log(const char *root)
 {
     char *log = fs_read(root, "modprobe.log");
     return log ? log : strdup("");
+}
+
+static void append_line(const char *root, const char *rel, const char *line)
+{
+    char *p = fs_path(root, rel);
+    FILE *f = fopen(p, "a");
+    if (!f)
+        die("fopen %s", p);
+    fprintf(f, "%s\n", line);
+    fclose(f);
+    free(p);
+}
+
+void fs_driver_ids(const char *root, const char *driver, const char *pattern)
+{
+    char *rel = xasprintf("bus/pci/drivers/%s/fake_ids", driver);
+    append_line(root, rel, pattern);
+    free(rel);
+}
+
+void fs_vfio_driver(const char *root, const char *module, const char *driver)
+{
+    fs_loaded_driver(root, module, driver);
+    char *rel = xasprintf("bus/pci/drivers/%s/fake_vfio", driver);
+    fs_write(root, rel, "");
+    free(rel);
+}
+
+void fs_fault(const char *root, const char *line)
+{
+    append_line(root, "fault.table", line);
+}
+
+char *fs_write_log(const char *root)
+{
+    char *log = fs_read(root, "write.log");
+    return log ? log : strdup("");
+}
+
+/* The canonical path of rel under root, NULL when it does not resolve. */
+static char *resolve(const char *root, const char *rel)
+{
+    char *p = fs_path(root, rel);
+    char *r = realpath(p, NULL);
+    free(p);
+    return r;
+}
+
+int fs_is_bound_to(const char *root, const char *bdf, const char *driver)
+{
+    char *rel = xasprintf("bus/pci/devices/%s", bdf);
+    char *dev = resolve(root, rel);
+    free(rel);
+    if (!dev)
+        return 0;
+
+    char *link = xasprintf("%s/driver", dev);
+    char target[PATH_MAX];
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    free(link);
+    int ok;
+    if (!driver) {
+        /* No driver link, and no driver lists the device. */
+        ok = n < 0;
+        char *drivers = fs_path(root, "bus/pci/drivers");
+        DIR *d = opendir(drivers);
+        struct dirent *e;
+        while (ok && d && (e = readdir(d))) {
+            struct stat st;
+            char *p = xasprintf("%s/%s/%s", drivers, e->d_name, bdf);
+            ok = lstat(p, &st) < 0;
+            free(p);
+        }
+        if (d)
+            closedir(d);
+        free(drivers);
+    } else if (n <= 0) {
+        ok = 0;
+    } else {
+        target[n] = '\0';
+        const char *base = strrchr(target, '/');
+        ok = strcmp(base ? base + 1 : target, driver) == 0;
+        /* The driver link must lead to the driver's directory, which must lead back. */
+        rel = xasprintf("bus/pci/drivers/%s", driver);
+        char *drv_dir = resolve(root, rel);
+        free(rel);
+        link = xasprintf("%s/driver", dev);
+        char *via_link = realpath(link, NULL);
+        free(link);
+        ok = ok && drv_dir && via_link && strcmp(drv_dir, via_link) == 0;
+        free(drv_dir);
+        free(via_link);
+        rel = xasprintf("bus/pci/drivers/%s/%s", driver, bdf);
+        char *back = resolve(root, rel);
+        free(rel);
+        ok = ok && back && strcmp(back, dev) == 0;
+        free(back);
+    }
+    free(dev);
+    return ok;
+}
+
+char *fs_override(const char *root, const char *bdf)
+{
+    char *rel = xasprintf("bus/pci/devices/%s/driver_override", bdf);
+    char *s = fs_read(root, rel);
+    free(rel);
+    if (s) {
+        size_t len = strlen(s);
+        if (len && s[len - 1] == '\n')
+            s[len - 1] = '\0';
+    }
+    return s;
 }

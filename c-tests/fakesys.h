@@ -2,9 +2,32 @@
  *   devices/pci0000:00/BDF/{modalias,driver_override,driver -> ...}
  *   bus/pci/devices/BDF -> ../../../devices/pci0000:00/BDF
  *   bus/pci/drivers/DRV/{bind,unbind,new_id,remove_id,module -> ../../../../module/MOD}
+ *   bus/pci/drivers_probe
  *   module/MOD/drivers/pci:DRV -> ../../../bus/pci/drivers/DRV
  * plus two files of our own at the root for the fake modprobe: modprobe.table (what each module
- * registers when loaded) and modprobe.log (one line per run, with its argv). */
+ * registers when loaded) and modprobe.log (one line per run, with its argv).
+ *
+ * Writes to the kernel's files in such a tree take effect when the test runs with the kernel
+ * shim preloaded (kernel-shim.c, LD_PRELOAD=$KERNEL_SHIM). It reads these files of our own:
+ *   bus/pci/drivers/DRV/fake_ids     the driver's static ID table: one fnmatch() glob per line,
+ *                                    matched against the device's whole modalias, e.g.
+ *                                    pci:v000015B3d0000101Esv*sd*bc*sc*i* (no file: no table,
+ *                                    like vfio-pci's)
+ *   bus/pci/drivers/DRV/fake_dynids  IDs added by new_id, one "vvvv dddd" (lower-case hex) per
+ *                                    line, or the full "vvvv dddd sv sd class mask data" form
+ *   bus/pci/drivers/DRV/fake_vfio    exists for a VFIO driver: binding creates BDF/vfio-dev/vfio0
+ *   fault.table                      fault injection, one "TARGET FAULT [COUNT]" per line; COUNT
+ *                                    is how many more times it fires (decremented in the file),
+ *                                    none = every time:
+ *       REL_PATH ERRNO          a write to that root-relative file (bus/pci/drivers_probe,
+ *                               bus/pci/drivers/DRV/unbind, bus/pci/devices/BDF/driver_override)
+ *                               fails with ERRNO (EIO, EBUSY, ... or a number), changing nothing
+ *       probe:DRV ERRNO         DRV's probe fails with ERRNO (bind answers it; drivers_probe goes
+ *       probe:DRV@BDF ERRNO     on to the next matching driver; new_id skips the device)
+ *       vanish:BDF after-unbind the device leaves the bus right after it is unbound
+ * and writes one: write.log, one line per write the shim intercepted,
+ * "REL_PATH<TAB>VALUE<TAB>RESULT\n": VALUE is the bytes written with \n, \t, \\ and \xHH
+ * escapes; RESULT is "ok" or the errno name (ENODEV, ...). */
 #ifndef FAKESYS_H
 #define FAKESYS_H
 
@@ -25,8 +48,29 @@ void fs_driver_with_module_link_only(const char *root, const char *module, const
 void fs_module(const char *root, const char *module);
 /* A PCI device; driver may be NULL (unbound). */
 void fs_device(const char *root, const char *bdf, const char *modalias, const char *driver);
+/* The same in another parent directory (root-relative), e.g. "devices/pci0000:40" or, behind a
+ * bridge, "devices/pci0000:00/0000:00:1c.0"; fs_device() uses "devices/pci0000:00". */
+void fs_device_under(const char *root, const char *parent, const char *bdf, const char *modalias,
+                     const char *driver);
 
-/* Adds a line to modprobe.table: "MOD DRV" (loading registers DRV), "MOD -" (loads, registers
+/* For the kernel shim (see above). */
+/* Appends a glob to DRV's static ID table (fake_ids). */
+void fs_driver_ids(const char *root, const char *driver, const char *pattern);
+/* A loaded VFIO driver: fs_loaded_driver() plus fake_vfio. */
+void fs_vfio_driver(const char *root, const char *module, const char *driver);
+/* Appends a line to fault.table. */
+void fs_fault(const char *root, const char *line);
+/* The contents of write.log ("" when nothing was written); caller frees. */
+char *fs_write_log(const char *root);
+/* 1 when the device exists, its driver link names `driver` and the driver's BDF link leads
+ * back to it; with driver NULL, 1 when the device exists and is bound to nothing. */
+int fs_is_bound_to(const char *root, const char *bdf, const char *driver);
+/* The device's driver_override without its newline ("(null)" when unset), NULL when the device
+ * has none; caller frees. */
+char *fs_override(const char *root, const char *bdf);
+
+/* Adds a line to modprobe.table: "MOD DRV" (loading registers DRV; "MOD DRV vfio" marks it a
+ * VFIO driver for the kernel shim, "MOD DRV ids=GLOB" gives it an ID table), "MOD -" (loads, registers
  * no PCI driver), "MOD =" (built in: succeeds, changes nothing), "MOD !TEXT" (fails: TEXT on
  * stderr, exit 1). Modules not in the table fail as "not found". */
 void fs_modprobe_table(const char *root, const char *line);
