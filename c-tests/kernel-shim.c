@@ -1,0 +1,1316 @@
+/* kernel-shim: an LD_PRELOAD module for the tests. Writes into a fake sysfs tree (the directory
+ * named by $FAKE_SYSFS_ROOT when the file is opened) get the kernel's effects, synchronously:
+ *
+ *   bus/pci/devices/BDF/driver_override   (or any path ending in /driver_override)
+ *   bus/pci/drivers/DRV/bind, unbind, new_id, remove_id
+ *   bus/pci/drivers_probe
+ *
+ * An open() of one of these files for writing is remembered by fd; a write() to that fd is
+ * emulated (links created or removed, driver_override rewritten) and never stores its bytes in
+ * the file. Everything else passes straight through to libc. The emulation reads the tree's own
+ * conventions, all described in fakesys.h: DRV/fake_ids (static ID table, fnmatch globs against
+ * the modalias), DRV/fake_dynids (IDs added by new_id), DRV/fake_vfio (a VFIO driver: binding
+ * creates BDF/vfio-dev/vfio0), ROOT/fault.table (fault injection) and ROOT/write.log (one line
+ * per intercepted write).
+ *
+ * As a safety net the shim also refuses, with EACCES, any open for writing of a path under the
+ * real /sys: tests must never write it. */
+#undef _FORTIFY_SOURCE /* its inline wrappers would clash with our definitions of open() */
+#undef _FILE_OFFSET_BITS /* it renames open() to open64(): we define both, separately */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* sysfs hands a store at most one page; driver_override refuses values that long. */
+#define SYSFS_PAGE 4096
+#define MAX_TRACKED_FD 65536
+#define PCI_ANY_ID 0xffffffffu
+
+/* ---- The real libc functions --------------------------------------------------------------- */
+
+static struct {
+    int (*open)(const char *, int, ...);
+    int (*open64)(const char *, int, ...);
+    int (*openat)(int, const char *, int, ...);
+    int (*openat64)(int, const char *, int, ...);
+    ssize_t (*write)(int, const void *, size_t);
+    ssize_t (*writev)(int, const struct iovec *, int);
+    ssize_t (*pwrite)(int, const void *, size_t, off_t);
+    ssize_t (*pwrite64)(int, const void *, size_t, off64_t);
+    int (*close)(int);
+    int (*dup)(int);
+    int (*dup2)(int, int);
+    int (*dup3)(int, int, int);
+} real;
+
+static void resolve_one(void *slot, const char *name)
+{
+    void *p = dlsym(RTLD_NEXT, name);
+    if (!p) {
+        fprintf(stderr, "kernel-shim: dlsym(%s): %s\n", name, dlerror());
+        abort();
+    }
+    /* memcpy: ISO C has no cast from an object pointer to a function pointer. */
+    memcpy(slot, &p, sizeof p);
+}
+
+#define RESOLVE(f) resolve_one(&real.f, #f)
+
+static void resolve_all(void)
+{
+    RESOLVE(open);
+    RESOLVE(open64);
+    RESOLVE(openat);
+    RESOLVE(openat64);
+    RESOLVE(write);
+    RESOLVE(writev);
+    RESOLVE(pwrite);
+    RESOLVE(pwrite64);
+    RESOLVE(close);
+    RESOLVE(dup);
+    RESOLVE(dup2);
+    RESOLVE(dup3);
+}
+
+static pthread_once_t resolved = PTHREAD_ONCE_INIT;
+
+static void init(void)
+{
+    pthread_once(&resolved, resolve_all);
+}
+
+/* ---- State ------------------------------------------------------------------------------- */
+
+/* Set while the shim itself works, so its own calls are never intercepted. */
+static _Thread_local int in_shim;
+
+/* One lock for the fd table and for every emulated write: the tests write from many threads. */
+static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
+
+enum kind { K_OVERRIDE, K_BIND, K_UNBIND, K_NEW_ID, K_REMOVE_ID, K_PROBE };
+
+struct tracked {
+    enum kind kind;
+    char *root;   /* the fake root when the file was opened */
+    char *abs;    /* the file, as opened (normalized) */
+    char *rel;    /* relative to root: what write.log and fault.table name */
+    char *driver; /* DRV for the drivers/DRV/ files */
+};
+
+/* tracked_fd[fd] is set while files[fd] holds an entry; it lets untracked fds (nearly all)
+ * pass through without taking the lock. */
+static atomic_uchar tracked_fd[MAX_TRACKED_FD];
+static struct tracked *files[MAX_TRACKED_FD];
+
+static void prepare_fork(void)
+{
+    pthread_mutex_lock(&state_lock);
+}
+
+static void after_fork(void)
+{
+    pthread_mutex_unlock(&state_lock);
+}
+
+__attribute__((constructor)) static void shim_init(void)
+{
+    init();
+    pthread_atfork(prepare_fork, after_fork, after_fork);
+}
+
+/* ---- Small helpers ----------------------------------------------------------------------- */
+
+static void *check_alloc(void *p)
+{
+    if (!p) {
+        fprintf(stderr, "kernel-shim: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static char *xstrdup(const char *s)
+{
+    return check_alloc(strdup(s));
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+    return check_alloc(strndup(s, n));
+}
+
+static char *pathf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return check_alloc(s);
+}
+
+/* The whole file, or NULL (errno set) when it cannot be read. */
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return NULL;
+    size_t cap = 256, len = 0;
+    char *buf = check_alloc(malloc(cap));
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len - 1 == 0)
+            buf = check_alloc(realloc(buf, cap *= 2));
+    }
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* A file's contents without its one trailing newline (as sysfs shows attributes). */
+static char *read_attr(const char *path)
+{
+    char *s = read_all(path);
+    if (s) {
+        size_t len = strlen(s);
+        if (len && s[len - 1] == '\n')
+            s[len - 1] = '\0';
+    }
+    return s;
+}
+
+static int write_file(const char *path, const char *mode, const char *content)
+{
+    FILE *f = fopen(path, mode);
+    if (!f)
+        return errno;
+    fputs(content, f);
+    return fclose(f) == 0 ? 0 : errno;
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static int is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void rm_rf(const char *path)
+{
+    if (exists(path))
+        nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The entries of a directory (not . and ..), sorted by strcmp, NULL-terminated; NULL-free. */
+static char **list_dir(const char *path, int dirs_only)
+{
+    size_t n = 0, cap = 16;
+    char **names = check_alloc(malloc(cap * sizeof *names));
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (dirs_only) {
+            char *p = pathf("%s/%s", path, e->d_name);
+            int ok = is_dir(p);
+            free(p);
+            if (!ok)
+                continue;
+        }
+        if (n + 1 >= cap)
+            names = check_alloc(realloc(names, (cap *= 2) * sizeof *names));
+        names[n++] = xstrdup(e->d_name);
+    }
+    if (d)
+        closedir(d);
+    qsort(names, n, sizeof *names, cmp_names);
+    names[n] = NULL;
+    return names;
+}
+
+static void free_list(char **names)
+{
+    for (char **p = names; *p; p++)
+        free(*p);
+    free(names);
+}
+
+/* ---- errno names ------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    int value;
+} errnos[] = {
+    {"EPERM", EPERM},         {"ENOENT", ENOENT},       {"ESRCH", ESRCH},
+    {"EINTR", EINTR},         {"EIO", EIO},             {"ENXIO", ENXIO},
+    {"E2BIG", E2BIG},         {"ENOEXEC", ENOEXEC},     {"EBADF", EBADF},
+    {"ECHILD", ECHILD},       {"EAGAIN", EAGAIN},       {"ENOMEM", ENOMEM},
+    {"EACCES", EACCES},       {"EFAULT", EFAULT},       {"EBUSY", EBUSY},
+    {"EEXIST", EEXIST},       {"EXDEV", EXDEV},         {"ENODEV", ENODEV},
+    {"ENOTDIR", ENOTDIR},     {"EISDIR", EISDIR},       {"EINVAL", EINVAL},
+    {"ENFILE", ENFILE},       {"EMFILE", EMFILE},       {"ENOTTY", ENOTTY},
+    {"EFBIG", EFBIG},         {"ENOSPC", ENOSPC},       {"ESPIPE", ESPIPE},
+    {"EROFS", EROFS},         {"EMLINK", EMLINK},       {"EPIPE", EPIPE},
+    {"ERANGE", ERANGE},       {"EDEADLK", EDEADLK},     {"ENAMETOOLONG", ENAMETOOLONG},
+    {"ENOSYS", ENOSYS},       {"ENODATA", ENODATA},     {"ETIME", ETIME},
+    {"EOPNOTSUPP", EOPNOTSUPP}, {"ENOTSUP", ENOTSUP},   {"ETIMEDOUT", ETIMEDOUT},
+    {"EALREADY", EALREADY},   {"EINPROGRESS", EINPROGRESS}, {"ECANCELED", ECANCELED},
+    {"ESHUTDOWN", ESHUTDOWN}, {"EWOULDBLOCK", EWOULDBLOCK}, {"EHWPOISON", EHWPOISON},
+};
+
+static const char *errno_name(int e)
+{
+    static _Thread_local char buf[16];
+    for (size_t i = 0; i < sizeof errnos / sizeof errnos[0]; i++)
+        if (errnos[i].value == e)
+            return errnos[i].name;
+    snprintf(buf, sizeof buf, "E%d", e);
+    return buf;
+}
+
+/* An errno name, or a plain positive number; 0 when neither. */
+static int errno_from_name(const char *s)
+{
+    for (size_t i = 0; i < sizeof errnos / sizeof errnos[0]; i++)
+        if (!strcmp(errnos[i].name, s))
+            return errnos[i].value;
+    char *end;
+    long v = strtol(s, &end, 10);
+    return *s && !*end && v > 0 && v < 4096 ? (int)v : 0;
+}
+
+/* ---- Which files are the kernel's --------------------------------------------------------- */
+
+/* `abs` (absolute) with "//", "." and ".." resolved lexically. */
+static char *normalize(const char *abs)
+{
+    char *out = check_alloc(malloc(strlen(abs) + 2));
+    size_t o = 0;
+    const char *p = abs;
+    while (*p) {
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        const char *e = strchrnul(p, '/');
+        size_t len = (size_t)(e - p);
+        if (len == 1 && p[0] == '.') {
+            /* nothing */
+        } else if (len == 2 && p[0] == '.' && p[1] == '.') {
+            while (o > 0 && out[o - 1] != '/')
+                o--;
+            if (o > 0)
+                o--;
+        } else {
+            out[o++] = '/';
+            memcpy(out + o, p, len);
+            o += len;
+        }
+        p = e;
+    }
+    if (o == 0)
+        out[o++] = '/';
+    out[o] = '\0';
+    return out;
+}
+
+/* The part of `path` below `dir` (both normalized), or NULL. */
+static const char *below(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    if (n <= 1 || strncmp(path, dir, n) != 0 || path[n] != '/' || !path[n + 1])
+        return NULL;
+    return path + n + 1;
+}
+
+/* The absolute, normalized path an open(at) names, or NULL. */
+static char *absolute(int dirfd, const char *path)
+{
+    char *joined;
+    if (path[0] == '/') {
+        joined = xstrdup(path);
+    } else {
+        char base[PATH_MAX];
+        if (dirfd == AT_FDCWD) {
+            if (!getcwd(base, sizeof base))
+                return NULL;
+        } else {
+            char link[64];
+            snprintf(link, sizeof link, "/proc/self/fd/%d", dirfd);
+            ssize_t n = readlink(link, base, sizeof base - 1);
+            if (n <= 0 || base[0] != '/')
+                return NULL;
+            base[n] = '\0';
+        }
+        joined = pathf("%s/%s", base, path);
+    }
+    char *norm = normalize(joined);
+    free(joined);
+    return norm;
+}
+
+static int is_real_sys(const char *abs)
+{
+    if (!strcmp(abs, "/sys") || !strncmp(abs, "/sys/", 5))
+        return 1;
+    char *resolved = realpath(abs, NULL);
+    int sys = resolved && (!strcmp(resolved, "/sys") || !strncmp(resolved, "/sys/", 5));
+    free(resolved);
+    return sys;
+}
+
+static void free_tracked(struct tracked *t)
+{
+    if (!t)
+        return;
+    free(t->root);
+    free(t->abs);
+    free(t->rel);
+    free(t->driver);
+    free(t);
+}
+
+/* A tracked-file record when `abs` is one of the kernel files under the fake root. */
+static struct tracked *classify(const char *abs)
+{
+    const char *env = getenv("FAKE_SYSFS_ROOT");
+    if (!env || env[0] != '/')
+        return NULL;
+    char *root = normalize(env);
+    const char *rel = below(abs, root);
+    if (!rel) {
+        /* A path found through /proc/self/fd is canonical; the root may not be. */
+        char *real_root = realpath(root, NULL);
+        const char *r = real_root ? below(abs, real_root) : NULL;
+        if (!r) {
+            free(real_root);
+            free(root);
+            return NULL;
+        }
+        free(root);
+        root = real_root;
+        rel = r;
+    }
+
+    char *copy = xstrdup(rel);
+    char *comp[8];
+    size_t n = 0;
+    char *save = NULL;
+    const char *last = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
+    for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+        if (n < 8)
+            comp[n] = c;
+        n++;
+    }
+
+    struct tracked *t = check_alloc(calloc(1, sizeof *t));
+    int ok = 1;
+    if (n == 3 && !strcmp(comp[0], "bus") && !strcmp(comp[1], "pci") &&
+        !strcmp(comp[2], "drivers_probe")) {
+        t->kind = K_PROBE;
+    } else if (n == 5 && !strcmp(comp[0], "bus") && !strcmp(comp[1], "pci") &&
+               !strcmp(comp[2], "drivers") &&
+               (!strcmp(comp[4], "bind") || !strcmp(comp[4], "unbind") ||
+                !strcmp(comp[4], "new_id") || !strcmp(comp[4], "remove_id"))) {
+        t->kind = !strcmp(comp[4], "bind")     ? K_BIND
+                  : !strcmp(comp[4], "unbind") ? K_UNBIND
+                  : !strcmp(comp[4], "new_id") ? K_NEW_ID
+                                               : K_REMOVE_ID;
+        t->driver = xstrdup(comp[3]);
+    } else if (n >= 2 && !strcmp(last, "driver_override")) {
+        t->kind = K_OVERRIDE;
+    } else {
+        ok = 0;
+    }
+    if (ok) {
+        t->root = root;
+        t->abs = xstrdup(abs);
+        t->rel = xstrdup(rel);
+        root = NULL;
+    } else {
+        free_tracked(t);
+        t = NULL;
+    }
+    free(copy);
+    free(root);
+    return t;
+}
+
+/* ---- The fd table ------------------------------------------------------------------------ */
+
+static int is_tracked(int fd)
+{
+    return fd >= 0 && fd < MAX_TRACKED_FD &&
+           atomic_load_explicit(&tracked_fd[fd], memory_order_acquire);
+}
+
+/* Records what fd now refers to (t NULL: nothing of ours). Takes ownership of t. */
+static void set_tracked(int fd, struct tracked *t)
+{
+    if (fd < 0 || fd >= MAX_TRACKED_FD) {
+        free_tracked(t);
+        return;
+    }
+    if (!t && !is_tracked(fd))
+        return;
+    pthread_mutex_lock(&state_lock);
+    free_tracked(files[fd]);
+    files[fd] = t;
+    atomic_store_explicit(&tracked_fd[fd], t != NULL, memory_order_release);
+    pthread_mutex_unlock(&state_lock);
+}
+
+static struct tracked *copy_tracked(int fd)
+{
+    struct tracked *c = NULL;
+    pthread_mutex_lock(&state_lock);
+    const struct tracked *t = fd >= 0 && fd < MAX_TRACKED_FD ? files[fd] : NULL;
+    if (t) {
+        c = check_alloc(calloc(1, sizeof *c));
+        c->kind = t->kind;
+        c->root = xstrdup(t->root);
+        c->abs = xstrdup(t->abs);
+        c->rel = xstrdup(t->rel);
+        c->driver = t->driver ? xstrdup(t->driver) : NULL;
+    }
+    pthread_mutex_unlock(&state_lock);
+    return c;
+}
+
+/* ---- Fault injection --------------------------------------------------------------------- */
+
+/* Fires the first armed line of ROOT/fault.table ("TARGET FAULT [COUNT]") whose TARGET is one of
+ * `targets` and whose FAULT is the literal `want` or, when want is NULL, an errno name. A line
+ * with a COUNT fires that many times: the count is decremented in the file. Returns the errno
+ * (or 1 for a literal fault), 0 when nothing fired. */
+static int fault_fire(const char *root, const char *const *targets, size_t ntargets,
+                      const char *want)
+{
+    char *path = pathf("%s/fault.table", root);
+    char *text = read_all(path);
+    int fired = 0;
+    for (char *line = text; line && *line && !fired;) {
+        size_t len = strcspn(line, "\n");
+        char *copy = xstrndup(line, len);
+        char *save = NULL;
+        char *target = strtok_r(copy, " \t\r", &save);
+        char *fault = target ? strtok_r(NULL, " \t\r", &save) : NULL;
+        char *count = fault ? strtok_r(NULL, " \t\r", &save) : NULL;
+        char *extra = count ? strtok_r(NULL, " \t\r", &save) : NULL;
+        int wanted = 0;
+        for (size_t i = 0; target && i < ntargets; i++)
+            wanted |= !strcmp(target, targets[i]);
+        if (wanted && fault && !extra) {
+            int e = want ? !strcmp(fault, want) : errno_from_name(fault);
+            if (!want && !e)
+                fprintf(stderr, "kernel-shim: fault.table: unknown errno %s\n", fault);
+            long left = -1;
+            if (e && count) {
+                char *end;
+                left = strtol(count, &end, 10);
+                if (*end || left < 0) {
+                    fprintf(stderr, "kernel-shim: fault.table: bad count %s\n", count);
+                    e = 0;
+                }
+            }
+            if (e && left != 0) {
+                fired = e;
+                if (count) {
+                    FILE *f = fopen(path, "we");
+                    if (f) {
+                        fwrite(text, 1, (size_t)(line - text), f);
+                        fprintf(f, "%s %s %ld", target, fault, left - 1);
+                        fputs(line + len, f);
+                        fclose(f);
+                    }
+                }
+            }
+        }
+        free(copy);
+        line += len;
+        if (*line)
+            line++;
+    }
+    free(text);
+    free(path);
+    return fired;
+}
+
+/* ---- The device model -------------------------------------------------------------------- */
+
+struct ctx {
+    const char *root;
+    char *real_root;
+};
+
+struct device {
+    char *name;     /* BDF */
+    char *dir;      /* its directory, canonical */
+    char *rel;      /* the same, relative to the root */
+    char *modalias; /* without newline */
+    char *override; /* NULL when unset */
+    char *driver;   /* bound driver, NULL when unbound */
+};
+
+static void free_device(struct device *d)
+{
+    free(d->name);
+    free(d->dir);
+    free(d->rel);
+    free(d->modalias);
+    free(d->override);
+    free(d->driver);
+    memset(d, 0, sizeof *d);
+}
+
+static int valid_name(const char *s)
+{
+    return *s && !strchr(s, '/') && strcmp(s, ".") && strcmp(s, "..") && strlen(s) < NAME_MAX;
+}
+
+/* The device named exactly `name` on the bus; ENODEV when there is none. */
+static int load_device(const struct ctx *c, const char *name, struct device *d)
+{
+    memset(d, 0, sizeof *d);
+    if (!valid_name(name) || !c->real_root)
+        return ENODEV;
+    char *link = pathf("%s/bus/pci/devices/%s", c->root, name);
+    d->dir = realpath(link, NULL);
+    free(link);
+    const char *rel = d->dir && is_dir(d->dir) ? below(d->dir, c->real_root) : NULL;
+    if (!rel) {
+        free_device(d);
+        return ENODEV;
+    }
+    d->name = xstrdup(name);
+    d->rel = xstrdup(rel);
+
+    char *p = pathf("%s/modalias", d->dir);
+    d->modalias = read_attr(p);
+    free(p);
+    if (!d->modalias)
+        d->modalias = xstrdup("");
+
+    p = pathf("%s/driver_override", d->dir);
+    d->override = read_attr(p);
+    free(p);
+    if (d->override && (!*d->override || !strcmp(d->override, "(null)"))) {
+        free(d->override);
+        d->override = NULL;
+    }
+
+    p = pathf("%s/driver", d->dir);
+    char target[PATH_MAX];
+    ssize_t n = readlink(p, target, sizeof target - 1);
+    free(p);
+    if (n > 0) {
+        target[n] = '\0';
+        const char *base = strrchr(target, '/');
+        d->driver = xstrdup(base ? base + 1 : target);
+    }
+    return 0;
+}
+
+struct pci_id {
+    unsigned vendor, device, subvendor, subdevice, class_, class_mask;
+};
+
+static int parse_modalias(const char *m, struct pci_id *id)
+{
+    unsigned bc, sc, pi;
+    if (sscanf(m, "pci:v%8Xd%8Xsv%8Xsd%8Xbc%2Xsc%2Xi%2X", &id->vendor, &id->device,
+               &id->subvendor, &id->subdevice, &bc, &sc, &pi) != 7)
+        return 0;
+    id->class_ = bc << 16 | sc << 8 | pi;
+    id->class_mask = 0;
+    return 1;
+}
+
+/* A new_id/remove_id/fake_dynids line, with the kernel's defaults; the number of fields. */
+static int parse_dynid(const char *s, struct pci_id *id, unsigned long *driver_data)
+{
+    *id = (struct pci_id){0, 0, PCI_ANY_ID, PCI_ANY_ID, 0, 0};
+    unsigned long dd = 0;
+    int n = sscanf(s, "%x %x %x %x %x %x %lx", &id->vendor, &id->device, &id->subvendor,
+                   &id->subdevice, &id->class_, &id->class_mask, &dd);
+    if (driver_data)
+        *driver_data = dd;
+    return n;
+}
+
+/* pci_match_one_device() */
+static int id_matches(const struct pci_id *id, const struct pci_id *dev)
+{
+    return (id->vendor == PCI_ANY_ID || id->vendor == dev->vendor) &&
+           (id->device == PCI_ANY_ID || id->device == dev->device) &&
+           (id->subvendor == PCI_ANY_ID || id->subvendor == dev->subvendor) &&
+           (id->subdevice == PCI_ANY_ID || id->subdevice == dev->subdevice) &&
+           !((id->class_ ^ dev->class_) & id->class_mask);
+}
+
+/* Whether DRV's ID tables (dynamic, then static) match a device with this modalias. */
+static int ids_match(const struct ctx *c, const char *drv, const char *modalias)
+{
+    int found = 0;
+    struct pci_id dev;
+    char *p = pathf("%s/bus/pci/drivers/%s/fake_dynids", c->root, drv);
+    char *text = read_all(p);
+    free(p);
+    if (text && parse_modalias(modalias, &dev)) {
+        char *save = NULL;
+        for (char *l = strtok_r(text, "\n", &save); l && !found; l = strtok_r(NULL, "\n", &save)) {
+            struct pci_id id;
+            found = parse_dynid(l, &id, NULL) >= 2 && id_matches(&id, &dev);
+        }
+    }
+    free(text);
+
+    p = pathf("%s/bus/pci/drivers/%s/fake_ids", c->root, drv);
+    text = read_all(p);
+    free(p);
+    if (text) {
+        char *save = NULL;
+        for (char *l = strtok_r(text, "\n", &save); l && !found; l = strtok_r(NULL, "\n", &save))
+            found = *l != '#' && fnmatch(l, modalias, 0) == 0;
+    }
+    free(text);
+    return found;
+}
+
+/* pci_match_device(): an override admits only the driver it names, whatever its IDs. */
+static int driver_matches(const struct ctx *c, const char *drv, const struct device *d)
+{
+    if (d->override)
+        return !strcmp(d->override, drv);
+    return ids_match(c, drv, d->modalias);
+}
+
+static int make_link(const char *path, const char *target)
+{
+    unlink(path);
+    return symlink(target, path) == 0 ? 0 : errno;
+}
+
+/* The probe: fails as fault.table says, else binds (both links, vfio-dev for VFIO drivers). */
+static int probe(const struct ctx *c, const char *drv, struct device *d)
+{
+    char *generic = pathf("probe:%s", drv);
+    char *specific = pathf("probe:%s@%s", drv, d->name);
+    const char *targets[] = {generic, specific};
+    int err = fault_fire(c->root, targets, 2, NULL);
+    free(generic);
+    free(specific);
+    if (err)
+        return err;
+
+    /* driver -> ../(one per component of the device's own path)bus/pci/drivers/DRV */
+    size_t depth = 1;
+    for (const char *s = d->rel; *s; s++)
+        depth += *s == '/';
+    size_t cap = depth * 3 + strlen(drv) + 32;
+    char *up = check_alloc(calloc(1, cap));
+    for (size_t i = 0; i < depth; i++)
+        strcat(up, "../");
+    char *target = pathf("%sbus/pci/drivers/%s", up, drv);
+    char *link = pathf("%s/driver", d->dir);
+    err = make_link(link, target);
+    free(up);
+    free(target);
+    free(link);
+    if (!err) {
+        link = pathf("%s/bus/pci/drivers/%s/%s", c->root, drv, d->name);
+        target = pathf("../../../../%s", d->rel);
+        err = make_link(link, target);
+        free(link);
+        free(target);
+    }
+    char *vfio = pathf("%s/bus/pci/drivers/%s/fake_vfio", c->root, drv);
+    if (!err && exists(vfio)) {
+        char *dir = pathf("%s/vfio-dev", d->dir);
+        char *dev = pathf("%s/vfio-dev/vfio0", d->dir);
+        if ((mkdir(dir, 0755) < 0 && errno != EEXIST) || (mkdir(dev, 0755) < 0 && errno != EEXIST))
+            err = errno;
+        free(dir);
+        free(dev);
+    }
+    free(vfio);
+    if (!err) {
+        free(d->driver);
+        d->driver = xstrdup(drv);
+    }
+    return err;
+}
+
+static void remove_dangling_links(const char *dir)
+{
+    char **names = list_dir(dir, 0);
+    for (char **n = names; *n; n++) {
+        char *p = pathf("%s/%s", dir, *n);
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISLNK(st.st_mode) && stat(p, &st) < 0 && errno == ENOENT)
+            unlink(p);
+        free(p);
+    }
+    free_list(names);
+}
+
+/* The device (and whatever sat below it) leaves the bus, as on surprise removal. */
+static void vanish(const struct ctx *c, const struct device *d)
+{
+    rm_rf(d->dir);
+    char *p = pathf("%s/bus/pci/devices/%s", c->root, d->name);
+    unlink(p);
+    free(p);
+
+    p = pathf("%s/bus/pci/devices", c->root);
+    remove_dangling_links(p);
+    free(p);
+    char *drivers = pathf("%s/bus/pci/drivers", c->root);
+    char **names = list_dir(drivers, 1);
+    for (char **n = names; *n; n++) {
+        p = pathf("%s/%s", drivers, *n);
+        remove_dangling_links(p);
+        free(p);
+    }
+    free_list(names);
+    free(drivers);
+    char *groups = pathf("%s/kernel/iommu_groups", c->root);
+    names = list_dir(groups, 1);
+    for (char **n = names; *n; n++) {
+        p = pathf("%s/%s/devices", groups, *n);
+        remove_dangling_links(p);
+        free(p);
+    }
+    free_list(names);
+    free(groups);
+}
+
+static void unbind_device(const struct ctx *c, struct device *d)
+{
+    char *p = pathf("%s/driver", d->dir);
+    unlink(p);
+    free(p);
+    p = pathf("%s/bus/pci/drivers/%s/%s", c->root, d->driver, d->name);
+    unlink(p);
+    free(p);
+    p = pathf("%s/vfio-dev", d->dir);
+    rm_rf(p);
+    free(p);
+    free(d->driver);
+    d->driver = NULL;
+
+    char *target = pathf("vanish:%s", d->name);
+    const char *targets[] = {target};
+    if (fault_fire(c->root, targets, 1, "after-unbind"))
+        vanish(c, d);
+    free(target);
+}
+
+/* ---- The stores -------------------------------------------------------------------------- */
+
+/* The device name in a bind/unbind/drivers_probe write: sysfs_streq() allows one newline. */
+static void strip_newline(char *s)
+{
+    size_t len = strlen(s);
+    if (len && s[len - 1] == '\n')
+        s[len - 1] = '\0';
+}
+
+static int store_override(const struct tracked *t, const char *s, size_t count)
+{
+    if (count >= SYSFS_PAGE - 1)
+        return EINVAL;
+    size_t len = strcspn(s, "\n");
+    char *content = len ? pathf("%.*s\n", (int)len, s) : xstrdup("(null)\n");
+    int err = write_file(t->abs, "we", content);
+    free(content);
+    return err;
+}
+
+static int store_bind(const struct ctx *c, const char *drv, char *s)
+{
+    strip_newline(s);
+    struct device d;
+    int err = load_device(c, s, &d);
+    /* bind_store(): the match first, then device_driver_attach() refuses a bound device. */
+    if (!err && !driver_matches(c, drv, &d))
+        err = ENODEV;
+    if (!err && d.driver)
+        err = EBUSY;
+    if (!err)
+        err = probe(c, drv, &d);
+    free_device(&d);
+    return err;
+}
+
+static int store_unbind(const struct ctx *c, const char *drv, char *s)
+{
+    strip_newline(s);
+    struct device d;
+    int err = load_device(c, s, &d);
+    if (!err && (!d.driver || strcmp(d.driver, drv) != 0))
+        err = ENODEV;
+    if (!err)
+        unbind_device(c, &d);
+    free_device(&d);
+    return err;
+}
+
+/* device_attach(): every matching driver in turn until one probes; success even when none. */
+static void attach_any(const struct ctx *c, struct device *d)
+{
+    char *dir = pathf("%s/bus/pci/drivers", c->root);
+    char **names = list_dir(dir, 1);
+    for (char **n = names; *n; n++)
+        if (driver_matches(c, *n, d) && probe(c, *n, d) == 0)
+            break;
+    free_list(names);
+    free(dir);
+}
+
+static int store_probe(const struct ctx *c, char *s)
+{
+    strip_newline(s);
+    struct device d;
+    int err = load_device(c, s, &d);
+    if (!err && !d.driver)
+        attach_any(c, &d);
+    free_device(&d);
+    return err;
+}
+
+static int store_new_id(const struct ctx *c, const char *drv, const char *s)
+{
+    struct pci_id id;
+    unsigned long driver_data;
+    int fields = parse_dynid(s, &id, &driver_data);
+    if (fields < 2)
+        return EINVAL;
+    if (fields != 7) {
+        /* new_id_store() refuses an ID the driver already matches (on a device that has it). */
+        struct pci_id fake = {id.vendor & 0xffff, id.device & 0xffff, id.subvendor & 0xffff,
+                              id.subdevice & 0xffff, id.class_, 0};
+        char *modalias = pathf("pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X", fake.vendor,
+                               fake.device, fake.subvendor, fake.subdevice,
+                               fake.class_ >> 16 & 0xff, fake.class_ >> 8 & 0xff,
+                               fake.class_ & 0xff);
+        int present = ids_match(c, drv, modalias);
+        free(modalias);
+        if (present)
+            return EEXIST;
+    }
+
+    char *line;
+    if (fields == 2)
+        line = pathf("%04x %04x\n", id.vendor, id.device);
+    else
+        line = pathf("%04x %04x %04x %04x %06x %06x %lx\n", id.vendor, id.device, id.subvendor,
+                     id.subdevice, id.class_, id.class_mask, driver_data);
+    char *p = pathf("%s/bus/pci/drivers/%s/fake_dynids", c->root, drv);
+    int err = write_file(p, "ae", line);
+    free(p);
+    free(line);
+    if (err)
+        return err;
+
+    /* driver_attach(): every unbound device the driver now matches; probe failures ignored. */
+    char *dir = pathf("%s/bus/pci/devices", c->root);
+    char **names = list_dir(dir, 0);
+    for (char **n = names; *n; n++) {
+        struct device d;
+        if (load_device(c, *n, &d) == 0 && !d.driver && driver_matches(c, drv, &d))
+            probe(c, drv, &d);
+        free_device(&d);
+    }
+    free_list(names);
+    free(dir);
+    return 0;
+}
+
+static int store_remove_id(const struct ctx *c, const char *drv, const char *s)
+{
+    struct pci_id want;
+    if (parse_dynid(s, &want, NULL) < 2)
+        return EINVAL;
+    char *p = pathf("%s/bus/pci/drivers/%s/fake_dynids", c->root, drv);
+    char *text = read_all(p);
+    int err = ENODEV;
+    for (char *line = text; line && *line;) {
+        size_t len = strcspn(line, "\n");
+        char *copy = xstrndup(line, len);
+        struct pci_id id;
+        if (parse_dynid(copy, &id, NULL) >= 2 && id.vendor == want.vendor &&
+            id.device == want.device &&
+            (want.subvendor == PCI_ANY_ID || id.subvendor == want.subvendor) &&
+            (want.subdevice == PCI_ANY_ID || id.subdevice == want.subdevice) &&
+            !((id.class_ ^ want.class_) & want.class_mask)) {
+            FILE *f = fopen(p, "we");
+            if (f) {
+                fwrite(text, 1, (size_t)(line - text), f);
+                fputs(line[len] ? line + len + 1 : "", f);
+                fclose(f);
+            }
+            err = 0;
+            free(copy);
+            break;
+        }
+        free(copy);
+        line += len;
+        if (*line)
+            line++;
+    }
+    free(text);
+    free(p);
+    return err;
+}
+
+/* One store, under state_lock; returns 0 or the errno. */
+static int apply(const struct tracked *t, const char *buf, size_t count)
+{
+    /* kernfs_fop_write_iter(): a removed attribute answers ENODEV to its open fds. */
+    if (!exists(t->abs))
+        return ENODEV;
+
+    char *canonical = NULL;
+    const char *targets[2] = {t->rel, NULL};
+    size_t ntargets = 1;
+    if (t->kind == K_OVERRIDE) {
+        /* A fault on bus/pci/devices/BDF/driver_override applies whichever path is written. */
+        char *dir = xstrdup(t->abs);
+        *strrchr(dir, '/') = '\0';
+        canonical = pathf("bus/pci/devices/%s/driver_override", strrchr(dir, '/') + 1);
+        free(dir);
+        targets[ntargets++] = canonical;
+    }
+    int err = fault_fire(t->root, targets, ntargets, NULL);
+    free(canonical);
+    if (err)
+        return err;
+
+    struct ctx c = {t->root, realpath(t->root, NULL)};
+    char *s = xstrndup(buf, count); /* the store sees a C string: it ends at the first NUL */
+    switch (t->kind) {
+    case K_OVERRIDE:
+        err = store_override(t, s, count);
+        break;
+    case K_BIND:
+        err = store_bind(&c, t->driver, s);
+        break;
+    case K_UNBIND:
+        err = store_unbind(&c, t->driver, s);
+        break;
+    case K_PROBE:
+        err = store_probe(&c, s);
+        break;
+    case K_NEW_ID:
+        err = store_new_id(&c, t->driver, s);
+        break;
+    case K_REMOVE_ID:
+        err = store_remove_id(&c, t->driver, s);
+        break;
+    }
+    free(s);
+    free(c.real_root);
+    return err;
+}
+
+/* ROOT/write.log: "REL_PATH<TAB>VALUE<TAB>RESULT", VALUE escaped C-style (\n, \t, \\, \xHH). */
+static void log_write(const struct tracked *t, const char *buf, size_t count, int err)
+{
+    char *p = pathf("%s/write.log", t->root);
+    FILE *f = fopen(p, "ae");
+    free(p);
+    if (!f)
+        return;
+    fprintf(f, "%s\t", t->rel);
+    for (size_t i = 0; i < count; i++) {
+        unsigned char ch = (unsigned char)buf[i];
+        if (ch == '\n')
+            fputs("\\n", f);
+        else if (ch == '\t')
+            fputs("\\t", f);
+        else if (ch == '\\')
+            fputs("\\\\", f);
+        else if (ch < 0x20 || ch >= 0x7f)
+            fprintf(f, "\\x%02x", ch);
+        else
+            fputc(ch, f);
+    }
+    fprintf(f, "\t%s\n", err ? errno_name(err) : "ok");
+    fclose(f);
+}
+
+static ssize_t emulate(int fd, const void *buf, size_t count)
+{
+    pthread_mutex_lock(&state_lock);
+    const struct tracked *t = files[fd];
+    if (!t) { /* closed meanwhile by another thread */
+        pthread_mutex_unlock(&state_lock);
+        return real.write(fd, buf, count);
+    }
+    in_shim = 1;
+    /* sysfs_kf_write(): an empty write never reaches the store; a store sees at most a page. */
+    size_t len = count < SYSFS_PAGE ? count : SYSFS_PAGE;
+    int err = len ? apply(t, buf, len) : 0;
+    log_write(t, buf, count, err);
+    in_shim = 0;
+    pthread_mutex_unlock(&state_lock);
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+/* ---- The intercepted calls --------------------------------------------------------------- */
+
+enum opener { O_OPEN, O_OPEN64, O_OPENAT, O_OPENAT64 };
+
+static int call_open(enum opener which, int dirfd, const char *path, int flags, mode_t mode)
+{
+    switch (which) {
+    case O_OPEN:
+        return real.open(path, flags, mode);
+    case O_OPEN64:
+        return real.open64(path, flags, mode);
+    case O_OPENAT:
+        return real.openat(dirfd, path, flags, mode);
+    default:
+        return real.openat64(dirfd, path, flags, mode);
+    }
+}
+
+static int needs_mode(int flags)
+{
+    return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
+}
+
+static int intercept_open(enum opener which, int dirfd, const char *path, int flags, mode_t mode)
+{
+    init();
+    if (in_shim || !path || (flags & O_ACCMODE) == O_RDONLY || (flags & O_PATH))
+        return call_open(which, dirfd, path, flags, mode);
+
+    in_shim = 1;
+    struct tracked *t = NULL;
+    char *abs = absolute(dirfd, path);
+    int fd, err = 0;
+    if (abs && is_real_sys(abs)) {
+        fprintf(stderr, "kernel-shim: refusing to open %s for writing: tests never write the "
+                        "real /sys\n", abs);
+        err = EACCES;
+    } else if (abs) {
+        t = classify(abs);
+    }
+    if (t && (flags & O_CREAT) && !exists(t->abs))
+        err = EACCES; /* sysfs directories have no create() */
+    else if (t && (flags & O_CREAT) && (flags & O_EXCL))
+        err = EEXIST;
+    free(abs);
+
+    if (err) {
+        free_tracked(t);
+        fd = -1;
+    } else {
+        /* sysfs ignores truncation; the fake file must keep its contents. */
+        int real_flags = t ? flags & ~(O_CREAT | O_EXCL | O_TRUNC) : flags;
+        fd = call_open(which, dirfd, path, real_flags, mode);
+        err = errno;
+        if (fd >= MAX_TRACKED_FD && t) {
+            real.close(fd);
+            fd = -1;
+            err = EMFILE;
+        }
+        if (fd >= 0)
+            set_tracked(fd, t);
+        else
+            free_tracked(t);
+    }
+    in_shim = 0;
+    errno = err;
+    return fd;
+}
+
+#define MODE_ARG(flags, last)                                                                  \
+    mode_t mode = 0;                                                                           \
+    if (needs_mode(flags)) {                                                                   \
+        va_list ap;                                                                            \
+        va_start(ap, last);                                                                    \
+        mode = va_arg(ap, mode_t);                                                             \
+        va_end(ap);                                                                            \
+    }
+
+EXPORT int open(const char *path, int flags, ...)
+{
+    MODE_ARG(flags, flags);
+    return intercept_open(O_OPEN, AT_FDCWD, path, flags, mode);
+}
+
+EXPORT int open64(const char *path, int flags, ...)
+{
+    MODE_ARG(flags, flags);
+    return intercept_open(O_OPEN64, AT_FDCWD, path, flags, mode);
+}
+
+EXPORT int openat(int dirfd, const char *path, int flags, ...)
+{
+    MODE_ARG(flags, flags);
+    return intercept_open(O_OPENAT, dirfd, path, flags, mode);
+}
+
+EXPORT int openat64(int dirfd, const char *path, int flags, ...)
+{
+    MODE_ARG(flags, flags);
+    return intercept_open(O_OPENAT64, dirfd, path, flags, mode);
+}
+
+/* What _FORTIFY_SOURCE builds call instead of open() when flags are not constant. */
+EXPORT int __open_2(const char *path, int flags)
+{
+    return intercept_open(O_OPEN, AT_FDCWD, path, flags, 0);
+}
+
+EXPORT int __open64_2(const char *path, int flags)
+{
+    return intercept_open(O_OPEN64, AT_FDCWD, path, flags, 0);
+}
+
+EXPORT int __openat_2(int dirfd, const char *path, int flags)
+{
+    return intercept_open(O_OPENAT, dirfd, path, flags, 0);
+}
+
+EXPORT int __openat64_2(int dirfd, const char *path, int flags)
+{
+    return intercept_open(O_OPENAT64, dirfd, path, flags, 0);
+}
+
+EXPORT ssize_t write(int fd, const void *buf, size_t count)
+{
+    init();
+    if (!in_shim && is_tracked(fd))
+        return emulate(fd, buf, count);
+    return real.write(fd, buf, count);
+}
+
+/* Offsets mean nothing to a sysfs attribute's store; vectors arrive as one buffer. */
+EXPORT ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
+{
+    init();
+    if (!in_shim && is_tracked(fd))
+        return emulate(fd, buf, count);
+    return real.pwrite(fd, buf, count, offset);
+}
+
+EXPORT ssize_t pwrite64(int fd, const void *buf, size_t count, off64_t offset)
+{
+    init();
+    if (!in_shim && is_tracked(fd))
+        return emulate(fd, buf, count);
+    return real.pwrite64(fd, buf, count, offset);
+}
+
+EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    init();
+    if (in_shim || !is_tracked(fd) || iovcnt < 0)
+        return real.writev(fd, iov, iovcnt);
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    char *buf = check_alloc(malloc(total + 1));
+    size_t off = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        memcpy(buf + off, iov[i].iov_base, iov[i].iov_len);
+        off += iov[i].iov_len;
+    }
+    ssize_t n = emulate(fd, buf, total);
+    int err = errno;
+    free(buf);
+    errno = err;
+    return n;
+}
+
+EXPORT int close(int fd)
+{
+    init();
+    if (!in_shim)
+        set_tracked(fd, NULL); /* before the fd number can be reused */
+    return real.close(fd);
+}
+
+EXPORT int dup(int fd)
+{
+    init();
+    int new_fd = real.dup(fd);
+    if (!in_shim && new_fd >= 0) {
+        int err = errno;
+        set_tracked(new_fd, copy_tracked(fd));
+        errno = err;
+    }
+    return new_fd;
+}
+
+EXPORT int dup2(int fd, int new_fd)
+{
+    init();
+    int r = real.dup2(fd, new_fd);
+    if (!in_shim && r >= 0 && fd != new_fd) {
+        int err = errno;
+        set_tracked(r, copy_tracked(fd));
+        errno = err;
+    }
+    return r;
+}
+
+EXPORT int dup3(int fd, int new_fd, int flags)
+{
+    init();
+    int r = real.dup3(fd, new_fd, flags);
+    if (!in_shim && r >= 0) {
+        int err = errno;
+        set_tracked(r, copy_tracked(fd));
+        errno = err;
+    }
+    return r;
+}

@@ -1,0 +1,885 @@
+/* The kernel shim (kernel-shim.c, preloaded): every kernel reaction it emulates, checked with
+ * plain open()/write()/close() on fake trees and by the state of the tree afterwards (links,
+ * driver_override, vfio-dev, fault.table, write.log). The first test fails when the shim is not
+ * loaded, so a broken LD_PRELOAD cannot make the others pass vacuously. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "fakesys.h"
+#include "harness.h"
+
+#define MLX "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i00"
+#define MLX_IDS "pci:v000015B3d0000101Esv*sd*bc*sc*i*"
+#define NVME "pci:v0000144Dd0000A808sv0000144Dsd0000A801bc01sc08i02"
+#define NVME_IDS "pci:v0000144Dd0000A808sv*sd*bc*sc*i*"
+#define E1000E "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00"
+
+#define DEV1 "0000:01:00.0"
+#define DEV2 "0000:02:00.0"
+#define DEV3 "0000:03:00.0"
+
+/* wr() results above this are open() failures: OPEN_FAILED + errno. */
+#define OPEN_FAILED 1000
+
+static int write_fd(int fd, const void *buf, size_t len)
+{
+    ssize_t n = write(fd, buf, len);
+    if (n < 0)
+        return errno;
+    return (size_t)n == len ? 0 : -1;
+}
+
+/* Writes len bytes to ROOT/rel with open()/write()/close(): 0 or the errno. */
+static int wr_n(const char *root, const char *rel, const char *buf, size_t len)
+{
+    char *p = fs_path(root, rel);
+    int fd = open(p, O_WRONLY | O_CLOEXEC);
+    free(p);
+    if (fd < 0)
+        return OPEN_FAILED + errno;
+    int err = write_fd(fd, buf, len);
+    close(fd);
+    return err;
+}
+
+static int wr(const char *root, const char *rel, const char *value)
+{
+    return wr_n(root, rel, value, strlen(value));
+}
+
+static const char *err_name(int e)
+{
+    static char bufs[4][64];
+    static int next;
+    char *b = bufs[next++ % 4];
+    if (e == 0)
+        return "success";
+    if (e == -1)
+        return "short write";
+    if (e > OPEN_FAILED)
+        snprintf(b, 64, "open failed: %s", strerrorname_np(e - OPEN_FAILED));
+    else
+        snprintf(b, 64, "%s", strerrorname_np(e) ? strerrorname_np(e) : "?");
+    return b;
+}
+
+#define CHECK_ERR(call, expected)                                                        \
+    do {                                                                                 \
+        int e_ = (call), x_ = (expected);                                                \
+        if (e_ != x_) {                                                                  \
+            printf("#   %s:%d: %s gave %s, expected %s\n", __FILE__, __LINE__, #call,    \
+                   err_name(e_), err_name(x_));                                          \
+            harness_failed_now = 1;                                                      \
+        }                                                                                \
+    } while (0)
+
+#define CHECK_FILE(root, rel, expected)                                                  \
+    do {                                                                                 \
+        char *f_ = fs_read(root, rel);                                                   \
+        CHECK_STR(f_, expected);                                                         \
+        free(f_);                                                                        \
+    } while (0)
+
+#define CHECK_LOG(root, expected)                                                        \
+    do {                                                                                 \
+        char *l_ = fs_write_log(root);                                                   \
+        CHECK_STR(l_, expected);                                                         \
+        free(l_);                                                                        \
+    } while (0)
+
+#define CHECK_OVERRIDE(root, bdf, expected)                                              \
+    do {                                                                                 \
+        char *o_ = fs_override(root, bdf);                                               \
+        CHECK_STR(o_, expected);                                                         \
+        free(o_);                                                                        \
+    } while (0)
+
+#define CHECK_BOUND(root, bdf, driver)                                                   \
+    do {                                                                                 \
+        if (!fs_is_bound_to(root, bdf, driver)) {                                        \
+            printf("#   %s:%d: %s is not bound to %s\n", __FILE__, __LINE__, bdf,        \
+                   driver ? driver : "(nothing)");                                       \
+            harness_failed_now = 1;                                                      \
+        }                                                                                \
+    } while (0)
+
+static int exists(const char *root, const char *rel)
+{
+    char *p = fs_path(root, rel);
+    struct stat st;
+    int r = lstat(p, &st) == 0;
+    free(p);
+    return r;
+}
+
+static int is_dir(const char *root, const char *rel)
+{
+    char *p = fs_path(root, rel);
+    struct stat st;
+    int r = stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+    free(p);
+    return r;
+}
+
+/* mlx5_core (IDs match MLX), nvme (IDs match NVME), vfio-pci (VFIO, no ID table). */
+static char *standard_tree(void)
+{
+    char *root = fs_new();
+    fs_loaded_driver(root, "mlx5_core", "mlx5_core");
+    fs_driver_ids(root, "mlx5_core", MLX_IDS);
+    fs_loaded_driver(root, "nvme", "nvme");
+    fs_driver_ids(root, "nvme", NVME_IDS);
+    fs_vfio_driver(root, "vfio_pci", "vfio-pci");
+    return root;
+}
+
+/* ---- the shim is there ------------------------------------------------------------------- */
+
+static void shim_is_loaded(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1 "\n"), 0);
+    /* Without the shim the bytes would have landed in the file and nothing would be bound. */
+    CHECK_FILE(root, "bus/pci/drivers/mlx5_core/bind", "");
+    CHECK_BOUND(root, DEV1, "mlx5_core");
+    char *link = fs_path(root, "bus/pci/drivers/mlx5_core/" DEV1);
+    char target[256] = {0};
+    CHECK(readlink(link, target, sizeof target - 1) > 0);
+    CHECK_STR(target, "../../../../devices/pci0000:00/" DEV1);
+    free(link);
+    CHECK_LOG(root, "bus/pci/drivers/mlx5_core/bind\t" DEV1 "\\n\tok\n");
+    fs_destroy(root);
+}
+
+static void real_sys_is_never_opened_for_writing(void)
+{
+    /* Does not exist: without the shim this is ENOENT, with it the refusal comes first. */
+    int fd = open("/sys/bus/pci/kernel-shim-test-nonexistent", O_WRONLY);
+    CHECK(fd < 0 && errno == EACCES);
+    if (fd >= 0)
+        close(fd);
+    fd = open("/sys/bus/pci/../pci/kernel-shim-test-nonexistent", O_RDONLY);
+    CHECK(fd < 0 && errno == ENOENT); /* reading stays allowed */
+}
+
+/* ---- driver_override --------------------------------------------------------------------- */
+
+static void override_stores_up_to_the_first_newline(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);
+    const char *f = "bus/pci/devices/" DEV1 "/driver_override";
+    CHECK_OVERRIDE(root, DEV1, "(null)");
+
+    CHECK_ERR(wr(root, f, "vfio-pci"), 0);
+    CHECK_FILE(root, f, "vfio-pci\n");
+    CHECK_ERR(wr(root, f, "nvme\n"), 0);
+    CHECK_OVERRIDE(root, DEV1, "nvme");
+    CHECK_ERR(wr(root, f, "vfio_pci"), 0); /* no -/_ folding */
+    CHECK_OVERRIDE(root, DEV1, "vfio_pci");
+    CHECK_ERR(wr(root, f, "  \n"), 0); /* no trimming either */
+    CHECK_OVERRIDE(root, DEV1, "  ");
+    CHECK_ERR(wr(root, f, "a\nb\n"), 0);
+    CHECK_OVERRIDE(root, DEV1, "a");
+    CHECK_ERR(wr_n(root, f, "b\0c", 3), 0); /* the store sees a C string */
+    CHECK_OVERRIDE(root, DEV1, "b");
+    CHECK_ERR(wr(root, f, "\n"), 0); /* clears */
+    CHECK_FILE(root, f, "(null)\n");
+    CHECK_BOUND(root, DEV1, NULL); /* none of this binds */
+    fs_destroy(root);
+}
+
+static void override_empty_and_oversized_writes(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);
+    const char *f = "bus/pci/devices/" DEV1 "/driver_override";
+    CHECK_ERR(wr(root, f, "nvme"), 0);
+    CHECK_ERR(wr(root, f, ""), 0); /* zero-length: returns 0, changes nothing */
+    CHECK_OVERRIDE(root, DEV1, "nvme");
+
+    char big[4096];
+    memset(big, 'x', sizeof big);
+    CHECK_ERR(wr_n(root, f, big, 4095), EINVAL); /* longer than sysfs can show back */
+    CHECK_OVERRIDE(root, DEV1, "nvme");
+    CHECK_ERR(wr_n(root, f, big, 4094), 0);
+    char *o = fs_override(root, DEV1);
+    CHECK(o && strlen(o) == 4094);
+    free(o);
+    fs_destroy(root);
+}
+
+static void override_never_unbinds(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, "mlx5_core");
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "vfio-pci\n"), 0);
+    CHECK_BOUND(root, DEV1, "mlx5_core");
+    CHECK_OVERRIDE(root, DEV1, "vfio-pci");
+    /* drivers_probe on a bound device: success, no change, whatever the override says. */
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
+    CHECK_BOUND(root, DEV1, "mlx5_core");
+    CHECK(!exists(root, "bus/pci/devices/" DEV1 "/vfio-dev"));
+    fs_destroy(root);
+}
+
+static void override_through_the_device_directory(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);
+    const char *f = "devices/pci0000:00/" DEV1 "/driver_override";
+    CHECK_ERR(wr(root, f, "vfio-pci\n"), 0);
+    CHECK_OVERRIDE(root, DEV1, "vfio-pci");
+    CHECK_LOG(root, "devices/pci0000:00/" DEV1 "/driver_override\tvfio-pci\\n\tok\n");
+    /* A fault named by the bus path applies to the same file reached another way. */
+    fs_fault(root, "bus/pci/devices/" DEV1 "/driver_override EIO");
+    CHECK_ERR(wr(root, f, "\n"), EIO);
+    CHECK_OVERRIDE(root, DEV1, "vfio-pci");
+    fs_destroy(root);
+}
+
+/* ---- bind -------------------------------------------------------------------------------- */
+
+static void bind_follows_the_id_table(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);
+    fs_device(root, DEV2, NVME, NULL);
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV2), ENODEV);
+    CHECK_BOUND(root, DEV2, NULL);
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1), 0); /* newline optional */
+    CHECK_BOUND(root, DEV1, "mlx5_core");
+    CHECK(!exists(root, "bus/pci/devices/" DEV1 "/vfio-dev")); /* not a VFIO driver */
+    CHECK_ERR(wr(root, "bus/pci/drivers/nvme/bind", DEV2 "\n"), 0);
+    CHECK_BOUND(root, DEV2, "nvme");
+    CHECK_FILE(root, "bus/pci/drivers/nvme/bind", "");
+    CHECK_LOG(root, "bus/pci/drivers/mlx5_core/bind\t" DEV2 "\tENODEV\n"
+                    "bus/pci/drivers/mlx5_core/bind\t" DEV1 "\tok\n"
+                    "bus/pci/drivers/nvme/bind\t" DEV2 "\\n\tok\n");
+    fs_destroy(root);
+}
+
+static void bind_needs_the_exact_full_name(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);
+    const char *bind = "bus/pci/drivers/mlx5_core/bind";
+    CHECK_ERR(wr(root, bind, "0000:09:00.0\n"), ENODEV);
+    CHECK_ERR(wr(root, bind, "01:00.0\n"), ENODEV); /* the short form is unknown */
+    CHECK_ERR(wr(root, bind, DEV1 "\n\n"), ENODEV); /* only one newline is forgiven */
+    CHECK_ERR(wr(root, bind, " " DEV1), ENODEV);
+    CHECK_ERR(wr(root, bind, "\n"), ENODEV);
+    CHECK_ERR(wr(root, bind, "../../../devices/pci0000:00/" DEV1), ENODEV);
+    CHECK_BOUND(root, DEV1, NULL);
+    CHECK_ERR(wr(root, bind, ""), 0); /* never reaches the kernel */
+    CHECK_BOUND(root, DEV1, NULL);
+    fs_destroy(root);
+}
+
+static void bind_to_a_bound_device(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, "mlx5_core");
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1), EBUSY);
+    /* bind_store() checks the match before device_driver_attach() sees the device is bound. */
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV1), ENODEV);
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV1), EBUSY);
+    CHECK_BOUND(root, DEV1, "mlx5_core");
+    CHECK(!exists(root, "bus/pci/drivers/vfio-pci/" DEV1));
+    fs_destroy(root);
+}
+
+static void vfio_pci_binds_only_with_the_exact_override(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);
+    const char *ovr = "bus/pci/devices/" DEV1 "/driver_override";
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV1), ENODEV); /* no ID table */
+    CHECK_ERR(wr(root, ovr, "vfio_pci\n"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV1), ENODEV);
+    CHECK_ERR(wr(root, ovr, "vfio-pci\n"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV1), 0);
+    CHECK_BOUND(root, DEV1, "vfio-pci");
+    CHECK(is_dir(root, "devices/pci0000:00/" DEV1 "/vfio-dev/vfio0"));
+    fs_destroy(root);
+}
+
+static void an_override_excludes_every_other_driver(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "nvme\n"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1), ENODEV); /* IDs match, but */
+    CHECK_BOUND(root, DEV1, NULL);
+    /* The driver it names binds although its IDs do not match. */
+    CHECK_ERR(wr(root, "bus/pci/drivers/nvme/bind", DEV1), 0);
+    CHECK_BOUND(root, DEV1, "nvme");
+    fs_destroy(root);
+}
+
+/* ---- unbind ------------------------------------------------------------------------------ */
+
+static void unbind_only_through_the_bound_driver(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, "mlx5_core");
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/unbind", DEV1), ENODEV);
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", "0000:09:00.0"), ENODEV);
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", "01:00.0\n"), ENODEV);
+    CHECK_BOUND(root, DEV1, "mlx5_core");
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", DEV1 "\n"), 0);
+    CHECK_BOUND(root, DEV1, NULL);
+    CHECK(!exists(root, "bus/pci/devices/" DEV1 "/driver"));
+    CHECK(!exists(root, "bus/pci/drivers/mlx5_core/" DEV1));
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", DEV1), ENODEV); /* not bound */
+    CHECK_FILE(root, "bus/pci/drivers/mlx5_core/unbind", "");
+    fs_destroy(root);
+}
+
+static void unbind_from_vfio_removes_vfio_dev(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
+    CHECK_BOUND(root, DEV1, "vfio-pci");
+    CHECK(is_dir(root, "bus/pci/devices/" DEV1 "/vfio-dev/vfio0"));
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/unbind", DEV1), 0);
+    CHECK_BOUND(root, DEV1, NULL);
+    CHECK(!exists(root, "bus/pci/devices/" DEV1 "/vfio-dev"));
+    CHECK_OVERRIDE(root, DEV1, "vfio-pci"); /* unbinding leaves the override alone */
+    fs_destroy(root);
+}
+
+/* ---- drivers_probe ----------------------------------------------------------------------- */
+
+static void drivers_probe_unknown_devices(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", "0000:09:00.0\n"), ENODEV);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", "01:00.0"), ENODEV);
+    CHECK_BOUND(root, DEV1, NULL);
+    CHECK_FILE(root, "bus/pci/drivers_probe", "");
+    fs_destroy(root);
+}
+
+static void drivers_probe_with_an_override(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);
+    fs_device(root, DEV2, MLX, NULL);
+    /* Only the named driver is tried, IDs or not. */
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "nvme"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1 "\n"), 0);
+    CHECK_BOUND(root, DEV1, "nvme");
+    /* An override naming no driver: success, and nothing binds (mlx5_core is not tried). */
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "vfio_pci"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV2 "\n"), 0);
+    CHECK_BOUND(root, DEV2, NULL);
+    CHECK_FILE(root, "bus/pci/drivers_probe", "");
+    fs_destroy(root);
+}
+
+static void drivers_probe_without_an_override(void)
+{
+    char *root = standard_tree();
+    fs_loaded_driver(root, "aaa", "aaa");
+    fs_driver_ids(root, "aaa", "pci:v000015B3d*");
+    fs_device(root, DEV1, MLX, NULL);
+    fs_device(root, DEV2, E1000E, NULL);
+    /* Matching drivers in name order: aaa before mlx5_core. */
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
+    CHECK_BOUND(root, DEV1, "aaa");
+    /* No driver matches: success all the same. */
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV2), 0);
+    CHECK_BOUND(root, DEV2, NULL);
+    CHECK_LOG(root, "bus/pci/drivers_probe\t" DEV1 "\tok\n"
+                    "bus/pci/drivers_probe\t" DEV2 "\tok\n");
+    fs_destroy(root);
+}
+
+/* ---- fault.table ------------------------------------------------------------------------- */
+
+static void probe_fault_fails_bind(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);
+    fs_fault(root, "probe:mlx5_core ENXIO 1");
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1), ENXIO);
+    CHECK_BOUND(root, DEV1, NULL);
+    CHECK_FILE(root, "fault.table", "probe:mlx5_core ENXIO 0\n");
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1), 0); /* used up */
+    CHECK_BOUND(root, DEV1, "mlx5_core");
+    CHECK_LOG(root, "bus/pci/drivers/mlx5_core/bind\t" DEV1 "\tENXIO\n"
+                    "bus/pci/drivers/mlx5_core/bind\t" DEV1 "\tok\n");
+    fs_destroy(root);
+}
+
+static void probe_fault_with_override_tries_no_other_driver(void)
+{
+    char *root = standard_tree();
+    fs_loaded_driver(root, "aaa", "aaa");
+    fs_driver_ids(root, "aaa", MLX_IDS);
+    fs_device(root, DEV1, MLX, NULL);
+    fs_fault(root, "probe:mlx5_core EIO");
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "mlx5_core"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
+    CHECK_BOUND(root, DEV1, NULL);
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1), EIO); /* unlimited */
+    CHECK_BOUND(root, DEV1, NULL);
+    CHECK_FILE(root, "fault.table", "probe:mlx5_core EIO\n");
+    fs_destroy(root);
+}
+
+static void probe_fault_without_override_moves_on(void)
+{
+    char *root = standard_tree();
+    fs_loaded_driver(root, "aaa", "aaa");
+    fs_driver_ids(root, "aaa", MLX_IDS);
+    fs_device(root, DEV1, MLX, NULL);
+    fs_device(root, DEV2, MLX, NULL);
+    fs_fault(root, "probe:aaa@" DEV1 " ENODEV");
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
+    CHECK_BOUND(root, DEV1, "mlx5_core"); /* aaa refused it, the next one took it */
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV2), 0);
+    CHECK_BOUND(root, DEV2, "aaa"); /* the fault named the other device */
+    fs_destroy(root);
+}
+
+static void write_faults_change_nothing(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, "mlx5_core");
+    fs_device(root, DEV2, MLX, NULL);
+    fs_fault(root, "# comments and blank lines are skipped");
+    fs_fault(root, "");
+    fs_fault(root, "bus/pci/drivers/mlx5_core/unbind EBUSY 1");
+    fs_fault(root, "bus/pci/devices/" DEV2 "/driver_override EPERM 2");
+    fs_fault(root, "bus/pci/drivers_probe ENOMEM 1");
+    fs_fault(root, "bus/pci/drivers/mlx5_core/bind 11 1"); /* a number works too: EAGAIN */
+    fs_fault(root, "bus/pci/drivers/nvme/bind EINVAL 0"); /* spent: never fires */
+
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", DEV1), EBUSY);
+    CHECK_BOUND(root, DEV1, "mlx5_core");
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", DEV1), 0);
+    CHECK_BOUND(root, DEV1, NULL);
+
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "nvme"), EPERM);
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "nvme"), EPERM);
+    CHECK_OVERRIDE(root, DEV2, "(null)");
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "nvme"), 0);
+    CHECK_OVERRIDE(root, DEV2, "nvme");
+
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV2), ENOMEM);
+    CHECK_BOUND(root, DEV2, NULL);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV2), 0);
+    CHECK_BOUND(root, DEV2, "nvme");
+
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1), EAGAIN);
+    CHECK_BOUND(root, DEV1, NULL);
+    CHECK_ERR(wr(root, "bus/pci/drivers/nvme/unbind", DEV2), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers/nvme/bind", DEV2), 0);
+
+    CHECK_FILE(root, "fault.table",
+               "# comments and blank lines are skipped\n"
+               "\n"
+               "bus/pci/drivers/mlx5_core/unbind EBUSY 0\n"
+               "bus/pci/devices/" DEV2 "/driver_override EPERM 0\n"
+               "bus/pci/drivers_probe ENOMEM 0\n"
+               "bus/pci/drivers/mlx5_core/bind 11 0\n"
+               "bus/pci/drivers/nvme/bind EINVAL 0\n");
+    CHECK_LOG(root, "bus/pci/drivers/mlx5_core/unbind\t" DEV1 "\tEBUSY\n"
+                    "bus/pci/drivers/mlx5_core/unbind\t" DEV1 "\tok\n"
+                    "bus/pci/devices/" DEV2 "/driver_override\tnvme\tEPERM\n"
+                    "bus/pci/devices/" DEV2 "/driver_override\tnvme\tEPERM\n"
+                    "bus/pci/devices/" DEV2 "/driver_override\tnvme\tok\n"
+                    "bus/pci/drivers_probe\t" DEV2 "\tENOMEM\n"
+                    "bus/pci/drivers_probe\t" DEV2 "\tok\n"
+                    "bus/pci/drivers/mlx5_core/bind\t" DEV1 "\tEAGAIN\n"
+                    "bus/pci/drivers/nvme/unbind\t" DEV2 "\tok\n"
+                    "bus/pci/drivers/nvme/bind\t" DEV2 "\tok\n");
+    fs_destroy(root);
+}
+
+static void vanish_after_unbind(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, "mlx5_core");
+    fs_device(root, DEV2, MLX, "mlx5_core");
+    fs_mkdirs(root, "kernel/iommu_groups/7/devices");
+    fs_symlink(root, "kernel/iommu_groups/7/devices/" DEV1, "../../../../devices/pci0000:00/" DEV1);
+    fs_symlink(root, "devices/pci0000:00/" DEV1 "/iommu_group", "../../../kernel/iommu_groups/7");
+    fs_fault(root, "vanish:" DEV1 " after-unbind");
+
+    /* An fd opened before the device goes answers ENODEV afterwards, as sysfs does. */
+    char *ovr = fs_path(root, "bus/pci/devices/" DEV1 "/driver_override");
+    int fd = open(ovr, O_WRONLY);
+    CHECK(fd >= 0);
+
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", DEV1), 0);
+    CHECK(!exists(root, "devices/pci0000:00/" DEV1));
+    CHECK(!exists(root, "bus/pci/devices/" DEV1));
+    CHECK(!exists(root, "bus/pci/drivers/mlx5_core/" DEV1));
+    CHECK(!exists(root, "kernel/iommu_groups/7/devices/" DEV1));
+    CHECK(is_dir(root, "kernel/iommu_groups/7"));
+    CHECK_BOUND(root, DEV2, "mlx5_core"); /* the other one stays */
+
+    CHECK_ERR(write_fd(fd, "nvme", 4), ENODEV);
+    close(fd);
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1), ENODEV);
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", DEV1), ENODEV);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), ENODEV);
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "\n"), OPEN_FAILED + ENOENT);
+    free(ovr);
+    fs_destroy(root);
+}
+
+/* ---- new_id / remove_id ------------------------------------------------------------------ */
+
+static void new_id_binds_every_eligible_device(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);          /* unbound, no override: binds */
+    fs_device(root, DEV2, MLX, NULL);          /* override names nvme: stays */
+    fs_device(root, DEV3, MLX, "mlx5_core");   /* bound: stays */
+    fs_device(root, "0000:04:00.0", NVME, NULL); /* other ID: stays */
+    fs_device(root, "0000:05:00.0", NVME, NULL); /* override names vfio-pci: binds */
+    fs_device(root, "0000:06:00.0", MLX, NULL);  /* its probe fails: stays, new_id succeeds */
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "nvme"), 0);
+    CHECK_ERR(wr(root, "bus/pci/devices/0000:05:00.0/driver_override", "vfio-pci"), 0);
+    fs_fault(root, "probe:vfio-pci@0000:06:00.0 EIO");
+
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/new_id", "15b3 101e\n"), 0);
+    CHECK_FILE(root, "bus/pci/drivers/vfio-pci/fake_dynids", "15b3 101e\n");
+    CHECK_FILE(root, "bus/pci/drivers/vfio-pci/new_id", "");
+    CHECK_BOUND(root, DEV1, "vfio-pci");
+    CHECK(is_dir(root, "bus/pci/devices/" DEV1 "/vfio-dev/vfio0"));
+    CHECK_BOUND(root, DEV2, NULL);
+    CHECK_BOUND(root, DEV3, "mlx5_core");
+    CHECK_BOUND(root, "0000:04:00.0", NULL);
+    CHECK_BOUND(root, "0000:05:00.0", "vfio-pci");
+    CHECK_BOUND(root, "0000:06:00.0", NULL);
+
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/new_id", "15B3 101E"), EEXIST);
+    CHECK_FILE(root, "bus/pci/drivers/vfio-pci/fake_dynids", "15b3 101e\n");
+    fs_destroy(root);
+}
+
+static void new_id_refuses_bad_and_known_ids(void)
+{
+    char *root = standard_tree();
+    const char *new_id = "bus/pci/drivers/mlx5_core/new_id";
+    CHECK_ERR(wr(root, new_id, "15b3\n"), EINVAL);
+    CHECK_ERR(wr(root, new_id, "zz 101e\n"), EINVAL);
+    CHECK_ERR(wr(root, new_id, "\n"), EINVAL);
+    CHECK_ERR(wr(root, new_id, "15b3 101e\n"), EEXIST); /* its static table has it */
+    CHECK_FILE(root, "bus/pci/drivers/mlx5_core/fake_dynids", NULL);
+    CHECK_ERR(wr(root, new_id, "15b3 1021\n"), 0);
+    CHECK_ERR(wr(root, new_id, "15b3 1021 15b3 0048\n"), EEXIST); /* covered by 15b3 1021 */
+    CHECK_FILE(root, "bus/pci/drivers/mlx5_core/fake_dynids", "15b3 1021\n");
+    fs_destroy(root);
+}
+
+static void dynamic_ids_bind_and_remove_id_removes_them(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, "mlx5_core");
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/new_id", "15b3 101e"), 0);
+    CHECK_BOUND(root, DEV1, "mlx5_core"); /* bound devices are left alone */
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", DEV1), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV1), 0); /* by the dynamic ID */
+    CHECK_BOUND(root, DEV1, "vfio-pci");
+
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/remove_id", "15b3\n"), EINVAL);
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/remove_id", "15b3 1021\n"), ENODEV);
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/remove_id", "15b3 101e\n"), 0);
+    CHECK_FILE(root, "bus/pci/drivers/vfio-pci/fake_dynids", "");
+    CHECK_FILE(root, "bus/pci/drivers/vfio-pci/remove_id", "");
+    CHECK_BOUND(root, DEV1, "vfio-pci"); /* remove_id unbinds nothing */
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/remove_id", "15b3 101e\n"), ENODEV);
+
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/unbind", DEV1), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV1), ENODEV); /* the ID is gone */
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
+    CHECK_BOUND(root, DEV1, "mlx5_core");
+    fs_destroy(root);
+}
+
+static void full_form_dynamic_ids(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);                          /* subsystem 15b3:0048 */
+    fs_device(root, DEV2, "pci:v000015B3d0000101Esv000015B3sd00000049bc02sc00i00", NULL);
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/new_id", "15b3 101e 15b3 0049"), 0);
+    CHECK_BOUND(root, DEV1, NULL);
+    CHECK_BOUND(root, DEV2, "vfio-pci");
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/remove_id", "15b3 101e 15b3 0048"), ENODEV);
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/remove_id", "15b3 101e"), 0);
+    CHECK_FILE(root, "bus/pci/drivers/vfio-pci/fake_dynids", "");
+    fs_destroy(root);
+}
+
+/* ---- write.log, pass-through, entry points ----------------------------------------------- */
+
+static void write_log_escapes_values(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);
+    const char *ovr = "bus/pci/devices/" DEV1 "/driver_override";
+    CHECK_ERR(wr(root, ovr, "a\tb\\c\x01\xff\n"), 0);
+    CHECK_ERR(wr(root, ovr, ""), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers/nvme/bind", DEV1), ENODEV);
+    CHECK_LOG(root, "bus/pci/devices/" DEV1 "/driver_override\ta\\tb\\\\c\\x01\\xff\\n\tok\n"
+                    "bus/pci/devices/" DEV1 "/driver_override\t\tok\n"
+                    "bus/pci/drivers/nvme/bind\t" DEV1 "\tENODEV\n");
+    fs_destroy(root);
+}
+
+static void other_files_pass_through(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);
+    /* A file under the root that is not one of the kernel's: bytes land as usual. */
+    CHECK_ERR(wr(root, "devices/pci0000:00/" DEV1 "/modalias", "hello"), 0);
+    char *m = fs_read(root, "devices/pci0000:00/" DEV1 "/modalias");
+    CHECK(m && strncmp(m, "hello", 5) == 0 && strcmp(m + 5, &(MLX "\n")[5]) == 0);
+    free(m);
+    /* Opened read-only: not tracked, so the write fails like any write to such an fd. */
+    char *bind = fs_path(root, "bus/pci/drivers/mlx5_core/bind");
+    int fd = open(bind, O_RDONLY);
+    CHECK(fd >= 0);
+    CHECK_ERR(write_fd(fd, DEV1, strlen(DEV1)), EBADF);
+    close(fd);
+    /* A kernel-looking path outside the fake root is an ordinary file. */
+    char *other = fs_new();
+    setenv("FAKE_SYSFS_ROOT", root, 1);
+    fs_loaded_driver(other, "mlx5_core", "mlx5_core");
+    CHECK_ERR(wr(other, "bus/pci/drivers/mlx5_core/bind", DEV1), 0);
+    CHECK_FILE(other, "bus/pci/drivers/mlx5_core/bind", DEV1);
+    /* Without FAKE_SYSFS_ROOT nothing is emulated. */
+    unsetenv("FAKE_SYSFS_ROOT");
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1), 0);
+    CHECK_FILE(root, "bus/pci/drivers/mlx5_core/bind", DEV1);
+    CHECK_BOUND(root, DEV1, NULL);
+    setenv("FAKE_SYSFS_ROOT", root, 1);
+    CHECK_LOG(root, "");
+    CHECK_LOG(other, "");
+    free(bind);
+    fs_destroy(other);
+    fs_destroy(root);
+}
+
+static void open_flags_are_those_of_sysfs(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "nvme"), 0);
+    /* O_TRUNC truncates nothing (as `echo x > driver_override` shows). */
+    char *ovr = fs_path(root, "bus/pci/devices/" DEV1 "/driver_override");
+    int fd = open(ovr, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHECK(fd >= 0);
+    CHECK_OVERRIDE(root, DEV1, "nvme");
+    CHECK_ERR(write_fd(fd, "vfio-pci\n", 9), 0);
+    CHECK_OVERRIDE(root, DEV1, "vfio-pci");
+    close(fd);
+    /* O_RDWR is tracked too, and reads see the new value. */
+    fd = open(ovr, O_RDWR);
+    CHECK_ERR(write_fd(fd, "\n", 1), 0);
+    char buf[32] = {0};
+    CHECK(pread(fd, buf, sizeof buf - 1, 0) == 7);
+    CHECK_STR(buf, "(null)\n");
+    close(fd);
+    /* Creating a kernel file that is not there: sysfs directories refuse. */
+    char *missing = fs_path(root, "bus/pci/drivers/nosuch/bind");
+    fs_mkdirs(root, "bus/pci/drivers/nosuch");
+    fd = open(missing, O_WRONLY | O_CREAT, 0644);
+    CHECK(fd < 0 && errno == EACCES);
+    CHECK(!exists(root, "bus/pci/drivers/nosuch/bind"));
+    fd = open(missing, O_WRONLY);
+    CHECK(fd < 0 && errno == ENOENT);
+    free(missing);
+    free(ovr);
+    fs_destroy(root);
+}
+
+static void every_entry_point_is_emulated(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);
+    fs_device(root, DEV2, NVME, NULL);
+    char *bind = fs_path(root, "bus/pci/drivers/mlx5_core/bind");
+    char *unbind = fs_path(root, "bus/pci/drivers/mlx5_core/unbind");
+
+    int fd = open64(bind, O_WRONLY | O_CLOEXEC);
+    CHECK_ERR(write_fd(fd, DEV1, strlen(DEV1)), 0);
+    close(fd);
+    CHECK_BOUND(root, DEV1, "mlx5_core");
+
+    fd = openat(AT_FDCWD, unbind, O_WRONLY);
+    struct iovec iov[2] = {{(void *)"0000:01", 7}, {(void *)":00.0\n", 6}};
+    CHECK(writev(fd, iov, 2) == 13);
+    close(fd);
+    CHECK_BOUND(root, DEV1, NULL);
+
+    int dirfd = open(root, O_RDONLY | O_DIRECTORY);
+    fd = openat64(dirfd, "bus/pci/drivers/mlx5_core/bind", O_WRONLY);
+    CHECK(pwrite(fd, DEV1, strlen(DEV1), 42) == (ssize_t)strlen(DEV1));
+    close(fd);
+    CHECK_BOUND(root, DEV1, "mlx5_core");
+
+    /* A relative path from the working directory. */
+    char cwd[4096];
+    CHECK(getcwd(cwd, sizeof cwd) != NULL);
+    CHECK(fchdir(dirfd) == 0);
+    fd = open("bus/pci/drivers/../drivers/mlx5_core/unbind", O_WRONLY);
+    int copy = dup(fd);
+    close(fd);
+    CHECK_ERR(write_fd(copy, DEV1, strlen(DEV1)), 0); /* through the duplicate */
+    close(copy);
+    CHECK(chdir(cwd) == 0);
+    CHECK_BOUND(root, DEV1, NULL);
+    close(dirfd);
+
+    /* dup2 onto a tracked fd: the new file is not ours any more. */
+    fd = open(bind, O_WRONLY);
+    char *plain = fs_path(root, "plain-file");
+    int other = open(plain, O_WRONLY | O_CREAT, 0644);
+    CHECK(dup2(other, fd) == fd);
+    CHECK_ERR(write_fd(fd, "text", 4), 0);
+    close(fd);
+    close(other);
+    CHECK_FILE(root, "plain-file", "text");
+    CHECK_FILE(root, "bus/pci/drivers/mlx5_core/bind", "");
+
+    CHECK_LOG(root, "bus/pci/drivers/mlx5_core/bind\t" DEV1 "\tok\n"
+                    "bus/pci/drivers/mlx5_core/unbind\t" DEV1 "\\n\tok\n"
+                    "bus/pci/drivers/mlx5_core/bind\t" DEV1 "\tok\n"
+                    "bus/pci/drivers/mlx5_core/unbind\t" DEV1 "\tok\n");
+    free(plain);
+    free(bind);
+    free(unbind);
+    fs_destroy(root);
+}
+
+static void devices_in_other_directories(void)
+{
+    char *root = standard_tree();
+    fs_device_under(root, "devices/pci0000:40/0000:40:01.0", "0000:41:00.0", MLX, NULL);
+    fs_device_under(root, "devices/pci0001:00", "0001:00:00.0", MLX, NULL);
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", "0000:41:00.0"), 0);
+    CHECK_BOUND(root, "0000:41:00.0", "mlx5_core");
+    char *link = fs_path(root, "devices/pci0000:40/0000:40:01.0/0000:41:00.0/driver");
+    char target[256] = {0};
+    CHECK(readlink(link, target, sizeof target - 1) > 0);
+    CHECK_STR(target, "../../../../bus/pci/drivers/mlx5_core");
+    free(link);
+    link = fs_path(root, "bus/pci/drivers/mlx5_core/0000:41:00.0");
+    memset(target, 0, sizeof target);
+    CHECK(readlink(link, target, sizeof target - 1) > 0);
+    CHECK_STR(target, "../../../../devices/pci0000:40/0000:40:01.0/0000:41:00.0");
+    free(link);
+
+    CHECK_ERR(wr(root, "devices/pci0001:00/0001:00:00.0/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", "0001:00:00.0"), 0);
+    CHECK_BOUND(root, "0001:00:00.0", "vfio-pci");
+    CHECK(is_dir(root, "devices/pci0001:00/0001:00:00.0/vfio-dev/vfio0"));
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", "0000:41:00.0"), 0);
+    CHECK_BOUND(root, "0000:41:00.0", NULL);
+    fs_destroy(root);
+}
+
+/* ---- threads ----------------------------------------------------------------------------- */
+
+#define THREADS 12
+
+struct job {
+    const char *root;
+    char bdf[16];
+    int err;
+};
+
+static void *bind_one(void *arg)
+{
+    struct job *j = arg;
+    char rel[64];
+    snprintf(rel, sizeof rel, "bus/pci/devices/%s/driver_override", j->bdf);
+    j->err = wr(j->root, rel, "vfio-pci\n");
+    if (!j->err)
+        j->err = wr(j->root, "bus/pci/drivers/mlx5_core/unbind", j->bdf);
+    if (!j->err)
+        j->err = wr(j->root, "bus/pci/drivers_probe", j->bdf);
+    return NULL;
+}
+
+static void concurrent_writers(void)
+{
+    char *root = standard_tree();
+    struct job jobs[THREADS];
+    pthread_t threads[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        jobs[i].root = root;
+        snprintf(jobs[i].bdf, sizeof jobs[i].bdf, "0000:%02x:00.0", i + 0x10);
+        fs_device(root, jobs[i].bdf, MLX, "mlx5_core");
+    }
+    for (int i = 0; i < THREADS; i++)
+        CHECK(pthread_create(&threads[i], NULL, bind_one, &jobs[i]) == 0);
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(threads[i], NULL);
+        CHECK_ERR(jobs[i].err, 0);
+        CHECK_BOUND(root, jobs[i].bdf, "vfio-pci");
+        char rel[64];
+        snprintf(rel, sizeof rel, "bus/pci/drivers/mlx5_core/%s", jobs[i].bdf);
+        CHECK(!exists(root, rel));
+    }
+    char *log = fs_write_log(root);
+    int lines = 0, ok = 0;
+    for (const char *p = log; (p = strchr(p, '\n')); p++)
+        lines++;
+    for (const char *p = log; (p = strstr(p, "\tok\n")); p++)
+        ok++;
+    CHECK(lines == 3 * THREADS);
+    CHECK(ok == 3 * THREADS);
+    free(log);
+    fs_destroy(root);
+}
+
+RUN_TESTS(TEST_CASE(shim_is_loaded),
+          TEST_CASE(real_sys_is_never_opened_for_writing),
+          TEST_CASE(override_stores_up_to_the_first_newline),
+          TEST_CASE(override_empty_and_oversized_writes),
+          TEST_CASE(override_never_unbinds),
+          TEST_CASE(override_through_the_device_directory),
+          TEST_CASE(bind_follows_the_id_table),
+          TEST_CASE(bind_needs_the_exact_full_name),
+          TEST_CASE(bind_to_a_bound_device),
+          TEST_CASE(vfio_pci_binds_only_with_the_exact_override),
+          TEST_CASE(an_override_excludes_every_other_driver),
+          TEST_CASE(unbind_only_through_the_bound_driver),
+          TEST_CASE(unbind_from_vfio_removes_vfio_dev),
+          TEST_CASE(drivers_probe_unknown_devices),
+          TEST_CASE(drivers_probe_with_an_override),
+          TEST_CASE(drivers_probe_without_an_override),
+          TEST_CASE(probe_fault_fails_bind),
+          TEST_CASE(probe_fault_with_override_tries_no_other_driver),
+          TEST_CASE(probe_fault_without_override_moves_on),
+          TEST_CASE(write_faults_change_nothing),
+          TEST_CASE(vanish_after_unbind),
+          TEST_CASE(new_id_binds_every_eligible_device),
+          TEST_CASE(new_id_refuses_bad_and_known_ids),
+          TEST_CASE(dynamic_ids_bind_and_remove_id_removes_them),
+          TEST_CASE(full_form_dynamic_ids),
+          TEST_CASE(write_log_escapes_values),
+          TEST_CASE(other_files_pass_through),
+          TEST_CASE(open_flags_are_those_of_sysfs),
+          TEST_CASE(every_entry_point_is_emulated),
+          TEST_CASE(devices_in_other_directories),
+          TEST_CASE(concurrent_writers))
