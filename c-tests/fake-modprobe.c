@@ -55,7 +55,25 @@ int main(int argc, char **argv)
             fs_module(root, module);
             rc = 0;
         } else {
+            /* "DRV" or "DRV vfio" (a VFIO driver: the kernel shim gives its devices vfio-dev/)
+             * or "DRV ids=GLOB" (its static ID table). */
+            char *extra = strchr(action, ' ');
+            if (extra)
+                *extra++ = '\0';
             fs_loaded_driver(root, module, action);
+            if (extra && strcmp(extra, "vfio") == 0) {
+                char *marker = NULL;
+                if (asprintf(&marker, "bus/pci/drivers/%s/fake_vfio", action) > 0)
+                    fs_write(root, marker, "");
+                free(marker);
+            } else if (extra && strncmp(extra, "ids=", 4) == 0) {
+                char *ids = NULL, *line = NULL;
+                if (asprintf(&ids, "bus/pci/drivers/%s/fake_ids", action) > 0 &&
+                    asprintf(&line, "%s\n", extra + 4) > 0)
+                    fs_write(root, ids, line);
+                free(ids);
+                free(line);
+            }
             rc = 0;
         }
         break;

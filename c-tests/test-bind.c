@@ -1,0 +1,659 @@
+/* Binding as a transaction (SPEC 3.3-3.5) through the C API, with the kernel-emulation shim
+ * preloaded: every scenario asserts the final sysfs state (driver link, driver_override) and
+ * the writes made, not only the return code. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "fakesys.h"
+#include "harness.h"
+
+static char *root;
+static pcibind_ctx *ctx;
+
+static const char *const MLX5_VF = "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i00";
+static const char *const E1000E = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
+static const char *const VIRTIO_NET = "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00";
+static const char *const NVME = "pci:v00008086d0000F1A8sv00008086sd0000390Bbc01sc08i02";
+
+static char warnings[8192];
+static void capture_log(void *userdata, int priority, const char *message)
+{
+    (void)userdata;
+    if (priority <= LOG_WARNING) {
+        size_t len = strlen(warnings);
+        snprintf(warnings + len, sizeof(warnings) - len, "%s\n", message);
+    }
+}
+
+/* A tree with the real Ubuntu 6.8 alias tables, host drivers whose ID tables match their
+ * devices, vfio-pci loaded, and a context using the fake modprobe, lock and proc dirs in it. */
+static void setup(void)
+{
+    root = fs_new();
+    warnings[0] = '\0';
+    fs_mkdirs(root, "locks");
+    fs_mkdirs(root, "proc/net");
+    fs_mkdirs(root, "proc/self");
+    fs_vfio_driver(root, "vfio_pci", "vfio-pci");
+    fs_loaded_driver(root, "mlx5_core", "mlx5_core");
+    fs_driver_ids(root, "mlx5_core", "pci:v000015B3d0000101Esv*sd*bc*sc*i*");
+    fs_loaded_driver(root, "e1000e", "e1000e");
+    fs_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
+    CHECK_RC(pcibind_ctx_new(root, 0, &ctx), PCIBIND_OK);
+    CHECK_RC(pcibind_ctx_set_modprobe(ctx, getenv("FAKE_MODPROBE")), PCIBIND_OK);
+    char *dir = NULL;
+    CHECK(asprintf(&dir, "%s/kernel-6.8.0-151-generic", getenv("PCIBIND_TEST_DATA")) > 0);
+    CHECK_RC(pcibind_ctx_set_modules_dir(ctx, dir), PCIBIND_OK);
+    free(dir);
+    char *locks = fs_path(root, "locks");
+    CHECK_RC(pcibind_ctx_set_lock_dir(ctx, locks), PCIBIND_OK);
+    free(locks);
+    char *proc = fs_path(root, "proc");
+    CHECK_RC(pcibind_ctx_set_proc_root(ctx, proc), PCIBIND_OK);
+    free(proc);
+    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_log, NULL, LOG_WARNING), PCIBIND_OK);
+}
+
+static void teardown(void)
+{
+    pcibind_ctx_free(ctx);
+    ctx = NULL;
+    fs_destroy(root);
+    root = NULL;
+}
+
+static void expect_override(const char *bdf, const char *expected)
+{
+    char *value = fs_override(root, bdf);
+    CHECK_STR(value, expected);
+    free(value);
+}
+
+static void expect_bound(const char *bdf, const char *driver)
+{
+    if (!fs_is_bound_to(root, bdf, driver)) {
+        printf("#   %s is not bound to %s\n", bdf, driver ? driver : "(no driver)");
+        harness_failed_now = 1;
+    }
+}
+
+static void expect_nothing_written(void)
+{
+    char *log = fs_write_log(root);
+    CHECK_STR(log, "");
+    free(log);
+}
+
+static void expect_bind(const char *bdf, const char *name, unsigned flags, const char *driver)
+{
+    char *out = (char *)(uintptr_t)0x1;
+    CHECK_RC(pcibind_bind(ctx, bdf, name, flags, &out), PCIBIND_OK);
+    CHECK_STR(out, driver);
+    free(out);
+    expect_bound(bdf, driver);
+}
+
+static int vfio_bound(const char *bdf)
+{
+    int result = -1;
+    CHECK_RC(pcibind_is_vfio_bound(ctx, bdf, &result), PCIBIND_OK);
+    return result;
+}
+
+/* --- the basic moves --- */
+
+static void unbound_device_to_vfio_pci(void)
+{
+    setup();
+    fs_device(root, "0000:01:00.0", VIRTIO_NET, NULL);
+    CHECK(vfio_bound("0000:01:00.0") == 0);
+    expect_bind("0000:01:00.0", "vfio-pci", 0, "vfio-pci");
+    expect_override("0000:01:00.0", "vfio-pci"); /* kept, so a reprobe keeps it there */
+    char *vfio_dev = fs_path(root, "devices/pci0000:00/0000:01:00.0/vfio-dev");
+    CHECK(access(vfio_dev, F_OK) == 0);
+    free(vfio_dev);
+    CHECK(vfio_bound("0000:01:00.0") == 1);
+    teardown();
+}
+
+static void host_device_to_vfio_pci_and_back(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    expect_bind("0000:02:00.0", "vfio-pci", 0, "vfio-pci");
+    char *log = fs_write_log(root);
+    /* Override first, then unbind, then probe: never an unbound moment without the override. */
+    char *o = strstr(log, "driver_override"), *u = strstr(log, "e1000e/unbind"),
+         *p = strstr(log, "drivers_probe");
+    CHECK(o && u && p && o < u && u < p);
+    free(log);
+
+    char *driver = NULL;
+    CHECK_RC(pcibind_reattach(ctx, "0000:02:00.0", NULL, 0, &driver), PCIBIND_OK);
+    CHECK_STR(driver, "e1000e");
+    free(driver);
+    expect_bound("0000:02:00.0", "e1000e");
+    expect_override("0000:02:00.0", "(null)");
+    CHECK(vfio_bound("0000:02:00.0") == 0);
+    teardown();
+}
+
+static void bind_by_module_name_loads_it(void)
+{
+    setup();
+    fs_device(root, "0000:01:00.0", VIRTIO_NET, NULL);
+    /* A module name whose driver has another spelling. */
+    expect_bind("0000:01:00.0", "vfio_pci", 0, "vfio-pci");
+    teardown();
+
+    setup();
+    fs_device(root, "0000:03:00.0", "pci:v00008086d0000E20Bsv00008086sd00001100bc03sc00i00", NULL);
+    fs_modprobe_table(root, "xe_vfio_pci xe-vfio-pci vfio");
+    /* Not in the 6.8 tables, so the claim check cannot tell and allows it (with a warning). */
+    expect_bind("0000:03:00.0", "xe_vfio_pci", 0, "xe-vfio-pci");
+    char *log = fs_modprobe_log(root);
+    CHECK_CONTAINS(log, "[-b] [xe_vfio_pci]");
+    free(log);
+    CHECK(vfio_bound("0000:03:00.0") == 1);
+    teardown();
+}
+
+static void null_name_picks_the_variant(void)
+{
+    setup();
+    fs_device(root, "0000:3b:00.2", MLX5_VF, "mlx5_core");
+    fs_modprobe_table(root, "mlx5_vfio_pci mlx5_vfio_pci vfio");
+    expect_bind("0000:3b:00.2", NULL, 0, "mlx5_vfio_pci");
+    expect_override("0000:3b:00.2", "mlx5_vfio_pci");
+    CHECK(vfio_bound("0000:3b:00.2") == 1);
+    teardown();
+}
+
+static void null_name_without_variant_gets_vfio_pci(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    expect_bind("0000:02:00.0", NULL, 0, "vfio-pci");
+    teardown();
+}
+
+static void variant_that_will_not_load_falls_back_to_vfio_pci(void)
+{
+    setup();
+    fs_device(root, "0000:3b:00.2", MLX5_VF, "mlx5_core");
+    fs_modprobe_table(root, "mlx5_vfio_pci !modprobe: ERROR: could not insert 'mlx5_vfio_pci': Operation not permitted");
+    expect_bind("0000:3b:00.2", NULL, 0, "vfio-pci");
+    CHECK_CONTAINS(warnings, "falling back to vfio-pci");
+    teardown();
+}
+
+static void already_on_target_writes_nothing(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    expect_bind("0000:02:00.0", "e1000e", 0, "e1000e");
+    expect_nothing_written();
+    teardown();
+}
+
+/* --- failures and rollback --- */
+
+static void probe_failure_restores_driver_and_override(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    fs_fault(root, "probe:vfio-pci ENODEV");
+    char *out = (char *)(uintptr_t)0x1;
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, &out), PCIBIND_ERR_BIND);
+    CHECK(out == NULL);
+    CHECK_CONTAINS(pcibind_last_error_message(), "the kernel did not bind vfio-pci");
+    CHECK_CONTAINS(pcibind_last_error_message(), "restored (bound to e1000e, driver_override unset)");
+    expect_bound("0000:02:00.0", "e1000e");
+    expect_override("0000:02:00.0", "(null)");
+    teardown();
+}
+
+static void probe_and_rebind_failing_is_a_restore_error(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    fs_fault(root, "probe:vfio-pci ENODEV");
+    fs_fault(root, "bus/pci/drivers/e1000e/bind EIO");
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_RESTORE);
+    const char *msg = pcibind_last_error_message();
+    CHECK_CONTAINS(msg, "restoring failed");
+    CHECK_CONTAINS(msg, "rebinding e1000e");
+    /* The message states the real state, which is: unbound, override cleared. */
+    CHECK_CONTAINS(msg, "the device is now bound to no driver, driver_override unset");
+    expect_bound("0000:02:00.0", NULL);
+    expect_override("0000:02:00.0", "(null)");
+    teardown();
+}
+
+static void unbind_ebusy_changes_nothing(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    fs_fault(root, "bus/pci/drivers/e1000e/unbind EBUSY");
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_BIND);
+    CHECK(pcibind_last_error_errno() == EBUSY);
+    CHECK_CONTAINS(pcibind_last_error_message(), "unbinding from e1000e failed");
+    expect_bound("0000:02:00.0", "e1000e");
+    expect_override("0000:02:00.0", "(null)");
+    teardown();
+}
+
+static void device_removed_mid_transaction(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    fs_fault(root, "vanish:0000:02:00.0 after-unbind");
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_RESTORE);
+    CHECK_CONTAINS(pcibind_last_error_message(), "disappeared");
+    char *dummy = NULL;
+    CHECK_RC(pcibind_current_driver(ctx, "0000:02:00.0", &dummy), PCIBIND_ERR_NO_DEVICE);
+    teardown();
+}
+
+static void someone_elses_override_is_restored(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    fs_write(root, "devices/pci0000:00/0000:02:00.0/driver_override", "e1000e\n");
+    fs_fault(root, "probe:vfio-pci ENODEV");
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_BIND);
+    expect_bound("0000:02:00.0", "e1000e");
+    expect_override("0000:02:00.0", "e1000e");
+    teardown();
+}
+
+static void override_write_eio_restores(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    fs_fault(root, "bus/pci/devices/0000:02:00.0/driver_override EIO 1");
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_BIND);
+    CHECK(pcibind_last_error_errno() == EIO);
+    expect_bound("0000:02:00.0", "e1000e");
+    expect_override("0000:02:00.0", "(null)");
+    teardown();
+}
+
+/* --- safety checks --- */
+
+static void in_use_netdev_is_refused_unless_forced(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    fs_mkdirs(root, "devices/pci0000:00/0000:02:00.0/net/eth0");
+    fs_write(root, "devices/pci0000:00/0000:02:00.0/net/eth0/flags", "0x1003\n");
+    fs_write(root, "proc/net/route",
+             "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+             "eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
+    CHECK_CONTAINS(pcibind_last_error_message(), "network interface eth0 is up");
+    expect_nothing_written();
+    expect_bind("0000:02:00.0", "vfio-pci", PCIBIND_BIND_FORCE, "vfio-pci");
+    teardown();
+}
+
+static void netdev_with_only_a_link_local_address_is_not_in_use(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    fs_mkdirs(root, "devices/pci0000:00/0000:02:00.0/net/eth0");
+    fs_write(root, "devices/pci0000:00/0000:02:00.0/net/eth0/flags", "0x1003\n");
+    /* Up, but only a link-local IPv6 address: not in use. */
+    fs_write(root, "proc/net/if_inet6", "fe800000000000000000000000000001 02 40 20 80 eth0\n");
+    expect_bind("0000:02:00.0", "vfio-pci", 0, "vfio-pci");
+    teardown();
+}
+
+static void mounted_block_device_is_refused_unless_forced(void)
+{
+    setup();
+    fs_loaded_driver(root, "nvme", "nvme");
+    fs_driver_ids(root, "nvme", "pci:v*d*sv*sd*bc01sc08i02");
+    fs_device(root, "0000:04:00.0", NVME, "nvme");
+    const char *disk = "devices/pci0000:00/0000:04:00.0/nvme/nvme0/nvme0n1";
+    char rel[256];
+    fs_mkdirs(root, disk);
+    snprintf(rel, sizeof(rel), "%s/subsystem", disk);
+    fs_symlink(root, rel, "../../../../../../class/block");
+    snprintf(rel, sizeof(rel), "%s/dev", disk);
+    fs_write(root, rel, "259:0\n");
+    snprintf(rel, sizeof(rel), "%s/holders", disk);
+    fs_mkdirs(root, rel);
+    fs_write(root, "proc/self/mountinfo",
+             "29 1 259:0 / / rw,relatime shared:1 - ext4 /dev/nvme0n1 rw\n");
+    CHECK_RC(pcibind_bind(ctx, "0000:04:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
+    CHECK_CONTAINS(pcibind_last_error_message(), "block device nvme0n1 is mounted on /");
+    expect_nothing_written();
+    expect_bind("0000:04:00.0", "vfio-pci", PCIBIND_BIND_FORCE, "vfio-pci");
+    teardown();
+}
+
+static void held_block_device_is_refused(void)
+{
+    setup();
+    fs_loaded_driver(root, "nvme", "nvme");
+    fs_device(root, "0000:04:00.0", NVME, "nvme");
+    const char *disk = "devices/pci0000:00/0000:04:00.0/nvme/nvme0/nvme0n1";
+    char rel[256];
+    fs_mkdirs(root, disk);
+    snprintf(rel, sizeof(rel), "%s/subsystem", disk);
+    fs_symlink(root, rel, "../../../../../../class/block");
+    snprintf(rel, sizeof(rel), "%s/holders/dm-0", disk);
+    fs_mkdirs(root, rel);
+    CHECK_RC(pcibind_bind(ctx, "0000:04:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
+    CHECK_CONTAINS(pcibind_last_error_message(), "held by dm-0");
+    expect_nothing_written();
+    teardown();
+}
+
+static void pf_with_vfs_is_refused_for_vfio_unless_forced(void)
+{
+    setup();
+    fs_device(root, "0000:3b:00.0", "pci:v000015B3d00001017sv000015B3sd00000020bc02sc00i00", "mlx5_core");
+    fs_write(root, "devices/pci0000:00/0000:3b:00.0/sriov_numvfs", "4\n");
+    CHECK_RC(pcibind_bind(ctx, "0000:3b:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
+    CHECK_CONTAINS(pcibind_last_error_message(), "4 VFs enabled");
+    expect_nothing_written();
+    expect_bind("0000:3b:00.0", "vfio-pci", PCIBIND_BIND_FORCE, "vfio-pci");
+    teardown();
+}
+
+static void driver_that_does_not_claim_is_refused(void)
+{
+    setup();
+    fs_loaded_driver(root, "iavf", "iavf");
+    fs_device(root, "0000:3b:00.2", MLX5_VF, "mlx5_core");
+    CHECK_RC(pcibind_bind(ctx, "0000:3b:00.2", "iavf", 0, NULL), PCIBIND_ERR_NOT_CLAIMED);
+    CHECK_CONTAINS(pcibind_last_error_message(), "no pci: alias of module iavf matches");
+    expect_nothing_written();
+    expect_bound("0000:3b:00.2", "mlx5_core");
+
+    /* Forced: the override makes the kernel probe iavf anyway. */
+    expect_bind("0000:3b:00.2", "iavf", PCIBIND_BIND_FORCE, "iavf");
+    /* A named reattach brings it back to its host driver. */
+    char *driver = NULL;
+    CHECK_RC(pcibind_reattach(ctx, "0000:3b:00.2", "mlx5_core", 0, &driver), PCIBIND_OK);
+    CHECK_STR(driver, "mlx5_core");
+    free(driver);
+    expect_bound("0000:3b:00.2", "mlx5_core");
+    expect_override("0000:3b:00.2", "(null)");
+    teardown();
+}
+
+static void variant_that_does_not_claim_is_refused(void)
+{
+    setup();
+    fs_vfio_driver(root, "mlx5_vfio_pci", "mlx5_vfio_pci");
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "mlx5_vfio_pci", 0, NULL), PCIBIND_ERR_NOT_CLAIMED);
+    CHECK_CONTAINS(pcibind_last_error_message(), "no vfio_pci: alias of module mlx5_vfio_pci");
+    expect_nothing_written();
+    teardown();
+}
+
+/* --- unbind, dry run, groups --- */
+
+static void unbind_leaves_device_unbound_and_ungrabbable(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    CHECK_RC(pcibind_unbind(ctx, "0000:02:00.0", 0), PCIBIND_OK);
+    expect_bound("0000:02:00.0", NULL);
+    expect_override("0000:02:00.0", "none");
+    /* A later probe (e1000e's ID table matches) must not grab it. */
+    char *probe = fs_path(root, "bus/pci/drivers_probe");
+    int fd = open(probe, O_WRONLY);
+    CHECK(fd >= 0 && write(fd, "0000:02:00.0", 12) == 12);
+    if (fd >= 0)
+        close(fd);
+    free(probe);
+    expect_bound("0000:02:00.0", NULL);
+    /* reattach brings it back. */
+    CHECK_RC(pcibind_reattach(ctx, "0000:02:00.0", NULL, 0, NULL), PCIBIND_OK);
+    expect_bound("0000:02:00.0", "e1000e");
+    CHECK_RC(pcibind_unbind(ctx, "0000:02:00.0", 1), PCIBIND_ERR_INVALID_ARG);
+    teardown();
+}
+
+static void reattach_of_a_device_no_host_driver_matches(void)
+{
+    setup();
+    fs_device(root, "0000:05:00.0", "pci:v0000FFFEd0000FFFEsv00000000sd00000000bcFFscFFi00", NULL);
+    expect_bind("0000:05:00.0", "vfio-pci", PCIBIND_BIND_FORCE, "vfio-pci");
+    char *driver = (char *)(uintptr_t)0x1;
+    CHECK_RC(pcibind_reattach(ctx, "0000:05:00.0", NULL, 0, &driver), PCIBIND_OK);
+    CHECK(driver == NULL);
+    expect_bound("0000:05:00.0", NULL);
+    expect_override("0000:05:00.0", "(null)");
+    teardown();
+}
+
+static void dry_run_touches_nothing(void)
+{
+    setup();
+    fs_device(root, "0000:3b:00.2", MLX5_VF, "mlx5_core");
+    fs_modprobe_table(root, "mlx5_vfio_pci mlx5_vfio_pci vfio");
+    char *plan = NULL;
+    CHECK_RC(pcibind_bind_plan(ctx, "0000:3b:00.2", NULL, 0, &plan), PCIBIND_OK);
+    CHECK_CONTAINS(plan, "choose mlx5_vfio_pci");
+    CHECK_CONTAINS(plan, "-b mlx5_vfio_pci");
+    CHECK_CONTAINS(plan, "mlx5_core/unbind");
+    CHECK_CONTAINS(plan, "drivers_probe");
+    free(plan);
+    char *driver = (char *)(uintptr_t)0x1;
+    CHECK_RC(pcibind_bind(ctx, "0000:3b:00.2", "vfio-pci", PCIBIND_BIND_DRY_RUN, &driver), PCIBIND_OK);
+    CHECK_STR(driver, "vfio-pci");
+    free(driver);
+    expect_nothing_written();
+    char *log = fs_modprobe_log(root);
+    CHECK_STR(log, "");
+    free(log);
+    expect_bound("0000:3b:00.2", "mlx5_core");
+    teardown();
+}
+
+static void iommu_group_with_bridge_and_blocking_sibling(void)
+{
+    setup();
+    fs_loaded_driver(root, "snd_hda_intel", "snd_hda_intel");
+    fs_builtin_driver(root, "pcieport", "pcieportdrv");
+    fs_device(root, "0000:00:01.0", "pci:v00008086d00001901sv00000000sd00000000bc06sc04i00", "pcieport");
+    fs_device(root, "0000:01:00.0", "pci:v000010DEd00002204sv00001462sd00003880bc03sc00i00", NULL);
+    fs_device(root, "0000:01:00.1", "pci:v000010DEd00001AEFsv00001462sd00003880bc04sc03i00", "snd_hda_intel");
+    static const char *const members[] = {"0000:00:01.0", "0000:01:00.0", "0000:01:00.1"};
+    for (size_t i = 0; i < 3; i++) {
+        char link[128], target[128];
+        snprintf(link, sizeof(link), "kernel/iommu_groups/1/devices/%s", members[i]);
+        snprintf(target, sizeof(target), "../../../../devices/pci0000:00/%s", members[i]);
+        fs_mkdirs(root, "kernel/iommu_groups/1/devices");
+        fs_symlink(root, link, target);
+        snprintf(link, sizeof(link), "devices/pci0000:00/%s/iommu_group", members[i]);
+        fs_symlink(root, link, "../../../kernel/iommu_groups/1");
+    }
+    char **list = (char **)(uintptr_t)0x1;
+    CHECK_RC(pcibind_iommu_group_members(ctx, "0000:01:00.0", &list), PCIBIND_OK);
+    CHECK(list != NULL && list[0] && list[1] && list[2] && !list[3]);
+    if (list && list[0] && list[1] && list[2]) {
+        CHECK_STR(list[0], "0000:00:01.0");
+        CHECK_STR(list[1], "0000:01:00.0");
+        CHECK_STR(list[2], "0000:01:00.1");
+    }
+    pcibind_strv_free(list);
+
+    int viable = -1;
+    char *reason = NULL;
+    CHECK_RC(pcibind_iommu_group_viable(ctx, "0000:01:00.0", 0, &viable, &reason), PCIBIND_OK);
+    CHECK(viable == 0);
+    CHECK_CONTAINS(reason, "0000:01:00.1 (bound to snd_hda_intel)");
+    CHECK(reason && !strstr(reason, "00:01.0"));
+    free(reason);
+
+    expect_bind("0000:01:00.1", "vfio-pci", 0, "vfio-pci");
+    reason = (char *)(uintptr_t)0x1;
+    CHECK_RC(pcibind_iommu_group_viable(ctx, "0000:01:00.0", 0, &viable, &reason), PCIBIND_OK);
+    CHECK(viable == 1);
+    CHECK(reason == NULL);
+
+    /* A device without a group. */
+    fs_device(root, "0000:06:00.0", E1000E, NULL);
+    list = (char **)(uintptr_t)0x1;
+    CHECK_RC(pcibind_iommu_group_members(ctx, "0000:06:00.0", &list), PCIBIND_ERR_IO);
+    CHECK(list == NULL);
+    CHECK(pcibind_last_error_errno() == ENOENT);
+    teardown();
+}
+
+/* --- concurrency --- */
+
+struct job {
+    const char *bdf;
+    const char *name;
+    int rc;
+};
+
+static void *bind_job(void *arg)
+{
+    struct job *j = arg;
+    j->rc = pcibind_bind(ctx, j->bdf, j->name, PCIBIND_BIND_FORCE, NULL);
+    return NULL;
+}
+
+static void eight_threads_bind_eight_devices(void)
+{
+    setup();
+    static const char *const bdfs[] = {"0000:10:00.0", "0000:11:00.0", "0000:12:00.0", "0000:13:00.0",
+                                       "0000:14:00.0", "0000:15:00.0", "0000:16:00.0", "0000:17:00.0"};
+    pthread_t threads[8];
+    struct job jobs[8];
+    for (int i = 0; i < 8; i++) {
+        fs_device(root, bdfs[i], E1000E, "e1000e");
+        jobs[i] = (struct job){bdfs[i], "vfio-pci", -100};
+    }
+    for (int i = 0; i < 8; i++)
+        pthread_create(&threads[i], NULL, bind_job, &jobs[i]);
+    for (int i = 0; i < 8; i++) {
+        pthread_join(threads[i], NULL);
+        CHECK(jobs[i].rc == PCIBIND_OK);
+        expect_bound(bdfs[i], "vfio-pci");
+    }
+    teardown();
+}
+
+static void four_threads_race_on_one_device(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    pthread_t threads[4];
+    struct job jobs[4];
+    static const char *const targets[] = {"vfio-pci", "e1000e", "vfio-pci", "e1000e"};
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (struct job){"0000:02:00.0", targets[i], -100};
+        pthread_create(&threads[i], NULL, bind_job, &jobs[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(threads[i], NULL);
+        CHECK(jobs[i].rc == PCIBIND_OK);
+    }
+    /* Serialized: the device is on one of the two, consistently with its override. */
+    char *override = fs_override(root, "0000:02:00.0");
+    CHECK(override != NULL);
+    if (override && strcmp(override, "vfio-pci") == 0)
+        expect_bound("0000:02:00.0", "vfio-pci");
+    else
+        expect_bound("0000:02:00.0", "e1000e");
+    free(override);
+    teardown();
+}
+
+static void two_processes_race_on_one_device(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    pid_t pids[2];
+    for (int i = 0; i < 2; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            int ok = 1;
+            for (int n = 0; n < 20 && ok; n++) {
+                ok = pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", PCIBIND_BIND_FORCE, NULL) == 0 &&
+                     pcibind_reattach(ctx, "0000:02:00.0", "e1000e", 0, NULL) == 0;
+            }
+            _exit(ok ? 0 : 1);
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        int status = -1;
+        waitpid(pids[i], &status, 0);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    expect_bound("0000:02:00.0", "e1000e");
+    expect_override("0000:02:00.0", "(null)");
+    teardown();
+}
+
+/* --- bad input --- */
+
+static void bad_input_through_bind_unbind_reattach(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    static const char *const bad_names[] = {"", "-r", "../vfio-pci", "/vfio-pci", "a..b", "vfio pci",
+                                            "vfio-pci\n", "\xff", ".x"};
+    for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+        CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", bad_names[i], 0, NULL), PCIBIND_ERR_INVALID_ARG);
+        CHECK_RC(pcibind_reattach(ctx, "0000:02:00.0", bad_names[i], 0, NULL), PCIBIND_ERR_INVALID_ARG);
+    }
+    static const char *const bad_addresses[] = {"", "0000:02:00", "0000:02:00.0\n", "../0000:02:00.0",
+                                                "0000:02:20.0", "zz"};
+    for (size_t i = 0; i < sizeof(bad_addresses) / sizeof(bad_addresses[0]); i++) {
+        CHECK_RC(pcibind_bind(ctx, bad_addresses[i], "vfio-pci", 0, NULL), PCIBIND_ERR_INVALID_ADDRESS);
+        CHECK_RC(pcibind_unbind(ctx, bad_addresses[i], 0), PCIBIND_ERR_INVALID_ADDRESS);
+        CHECK_RC(pcibind_reattach(ctx, bad_addresses[i], NULL, 0, NULL), PCIBIND_ERR_INVALID_ADDRESS);
+    }
+    CHECK_RC(pcibind_bind(ctx, "0000:09:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_NO_DEVICE);
+    CHECK_RC(pcibind_unbind(ctx, "0000:09:00.0", 0), PCIBIND_ERR_NO_DEVICE);
+    CHECK_RC(pcibind_reattach(ctx, "0000:09:00.0", NULL, 0, NULL), PCIBIND_ERR_NO_DEVICE);
+    CHECK_RC(pcibind_bind(ctx, NULL, "vfio-pci", 0, NULL), PCIBIND_ERR_INVALID_ARG);
+    CHECK_RC(pcibind_bind(NULL, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_INVALID_ARG);
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 4, NULL), PCIBIND_ERR_INVALID_ARG);
+    CHECK_RC(pcibind_reattach(ctx, "0000:02:00.0", NULL, 1, NULL), PCIBIND_ERR_INVALID_ARG);
+    CHECK_RC(pcibind_is_vfio_bound(ctx, "0000:02:00.0", NULL), PCIBIND_ERR_INVALID_ARG);
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "no_such_driver", 0, NULL), PCIBIND_ERR_MODULE_LOAD);
+    expect_nothing_written();
+    expect_bound("0000:02:00.0", "e1000e");
+    teardown();
+}
+
+RUN_TESTS(TEST_CASE(unbound_device_to_vfio_pci), TEST_CASE(host_device_to_vfio_pci_and_back),
+          TEST_CASE(bind_by_module_name_loads_it), TEST_CASE(null_name_picks_the_variant),
+          TEST_CASE(null_name_without_variant_gets_vfio_pci),
+          TEST_CASE(variant_that_will_not_load_falls_back_to_vfio_pci),
+          TEST_CASE(already_on_target_writes_nothing),
+          TEST_CASE(probe_failure_restores_driver_and_override),
+          TEST_CASE(probe_and_rebind_failing_is_a_restore_error),
+          TEST_CASE(unbind_ebusy_changes_nothing), TEST_CASE(device_removed_mid_transaction),
+          TEST_CASE(someone_elses_override_is_restored), TEST_CASE(override_write_eio_restores),
+          TEST_CASE(in_use_netdev_is_refused_unless_forced),
+          TEST_CASE(netdev_with_only_a_link_local_address_is_not_in_use),
+          TEST_CASE(mounted_block_device_is_refused_unless_forced),
+          TEST_CASE(held_block_device_is_refused),
+          TEST_CASE(pf_with_vfs_is_refused_for_vfio_unless_forced),
+          TEST_CASE(driver_that_does_not_claim_is_refused),
+          TEST_CASE(variant_that_does_not_claim_is_refused),
+          TEST_CASE(unbind_leaves_device_unbound_and_ungrabbable),
+          TEST_CASE(reattach_of_a_device_no_host_driver_matches), TEST_CASE(dry_run_touches_nothing),
+          TEST_CASE(iommu_group_with_bridge_and_blocking_sibling),
+          TEST_CASE(eight_threads_bind_eight_devices), TEST_CASE(four_threads_race_on_one_device),
+          TEST_CASE(two_processes_race_on_one_device),
+          TEST_CASE(bad_input_through_bind_unbind_reattach))
