@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::address::PciAddress;
-use crate::alias::{self, VFIO_PCI_MODULE};
+use crate::alias::{self, AliasIndex, TablesUnavailable, VFIO_PCI_MODULE};
 use crate::error::{Error, Result};
 use crate::group::{self, GroupMember};
 use crate::inuse;
@@ -93,19 +93,18 @@ impl Context {
     /// True when `driver` is a VFIO driver: `vfio-pci`, or a driver whose module declares
     /// `vfio_pci:` aliases.
     pub(crate) fn is_vfio_driver(&self, driver: &DriverName) -> bool {
+        self.is_vfio_driver_in(driver, self.alias_index().ok().as_deref())
+    }
+
+    fn is_vfio_driver_in(&self, driver: &DriverName, index: Option<&AliasIndex>) -> bool {
         if driver.as_str() == "vfio-pci" {
             return true;
         }
         let Ok(candidates) = self.module_candidates(driver, None) else {
             return false;
         };
-        if candidates.contains(&vfio_pci_module()) {
-            return true;
-        }
-        match self.alias_index() {
-            Ok(index) => candidates.iter().any(|m| index.is_vfio_module(m)),
-            Err(_) => false,
-        }
+        candidates.contains(&vfio_pci_module())
+            || index.is_some_and(|index| candidates.iter().any(|m| index.is_vfio_module(m)))
     }
 
     /// The driver a bind should target: the named one (SPEC 3.1), or the best VFIO driver for
@@ -150,7 +149,9 @@ impl Context {
                 reason,
             });
         }
-        let target_is_vfio = self.is_vfio_driver(target);
+        // Fetched once for both checks below.
+        let index = self.alias_index();
+        let target_is_vfio = self.is_vfio_driver_in(target, index.as_deref().ok());
         if target_is_vfio {
             let vfs = self.sysfs.sriov_numvfs(address)?;
             if vfs > 0 {
@@ -163,7 +164,7 @@ impl Context {
                 });
             }
         }
-        self.check_claims(address, target, given, target_is_vfio)
+        self.check_claims(address, target, given, target_is_vfio, index)
     }
 
     /// Refuses a target whose module's aliases do not match the device (SPEC 3.3 step 5):
@@ -175,6 +176,7 @@ impl Context {
         target: &DriverName,
         given: Option<&DriverName>,
         target_is_vfio: bool,
+        index: std::result::Result<std::sync::Arc<AliasIndex>, TablesUnavailable>,
     ) -> Result<()> {
         let modalias = self.sysfs.modalias(address)?;
         let candidates = self.module_candidates(target, given)?;
@@ -188,7 +190,7 @@ impl Context {
             Ok(())
         };
         if target_is_vfio {
-            let index = match self.alias_index() {
+            let index = match index {
                 Ok(index) => index,
                 Err(why) => return allow(why.to_string()),
             };

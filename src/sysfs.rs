@@ -115,10 +115,13 @@ impl Sysfs {
 
     /// The driver a device is bound to, from its `driver` link; `None` when unbound.
     pub fn device_driver(&self, address: &PciAddress) -> Result<Option<DriverName>> {
-        let dir = self.require_device(address)?;
-        let link = dir.join("driver");
+        let link = self.device_dir(address).join("driver");
         match link_basename(&link, "reading the device's driver link")? {
-            None => Ok(None),
+            None => {
+                // No link: unbound, or no such device at all.
+                self.require_device(address)?;
+                Ok(None)
+            }
             Some(name) => DriverName::new(&name).map(Some).map_err(|_| {
                 Error::io(
                     "reading the device's driver link",
@@ -289,7 +292,8 @@ impl Sysfs {
 
     /// The device's network interfaces with their `flags` (IFF_UP is bit 0).
     pub fn net_interfaces(&self, address: &PciAddress) -> Result<Vec<(String, u32)>> {
-        let dir = self.require_device(address)?.join("net");
+        // A device that vanished has no interfaces; the caller checked it exists.
+        let dir = self.device_dir(address).join("net");
         let names = match list_dir(&dir, "listing the device's network interfaces") {
             Ok(names) => names,
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
@@ -317,7 +321,7 @@ impl Sysfs {
     /// `subsystem` link naming `block`; symlinks are not followed.
     pub fn block_devices(&self, address: &PciAddress) -> Result<Vec<BlockDevice>> {
         let mut out = Vec::new();
-        let mut stack = vec![(self.require_device(address)?, 0usize)];
+        let mut stack = vec![(self.device_dir(address), 0usize)];
         while let Some((dir, depth)) = stack.pop() {
             let Ok(entries) = fs::read_dir(&dir) else {
                 continue;
