@@ -16,9 +16,10 @@
  *   bus/pci/drivers/DRV/fake_dynids  IDs added by new_id, one "vvvv dddd" (lower-case hex) per
  *                                    line, or the full "vvvv dddd sv sd class mask data" form
  *   bus/pci/drivers/DRV/fake_vfio    exists for a VFIO driver: binding creates BDF/vfio-dev/vfio0
- *   fault.table                      fault injection, one "TARGET FAULT [COUNT]" per line; COUNT
- *                                    is how many more times it fires (decremented in the file),
- *                                    none = every time:
+ *   fault.table                      fault injection, one "TARGET FAULT [COUNT [SKIP]]" per
+ *                                    line; COUNT is how many more times it fires (decremented in
+ *                                    the file), none = every time; SKIP how many matching events
+ *                                    pass before it starts firing (decremented in the file):
  *       REL_PATH ERRNO          a write to that root-relative file (bus/pci/drivers_probe,
  *                               bus/pci/drivers/DRV/unbind, bus/pci/devices/BDF/driver_override)
  *                               fails with ERRNO (EIO, EBUSY, ... or a number), changing nothing

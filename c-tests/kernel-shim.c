@@ -519,24 +519,27 @@ static struct tracked *copy_tracked(int fd)
 
 /* ---- Fault injection --------------------------------------------------------------------- */
 
-/* Fires the first armed line of ROOT/fault.table ("TARGET FAULT [COUNT]") whose TARGET is one of
- * `targets` and whose FAULT is the literal `want` or, when want is NULL, an errno name. A line
- * with a COUNT fires that many times: the count is decremented in the file. Returns the errno
- * (or 1 for a literal fault), 0 when nothing fired. */
+/* Fires the first armed line of ROOT/fault.table ("TARGET FAULT [COUNT [SKIP]]") whose TARGET is
+ * one of `targets` and whose FAULT is the literal `want` or, when want is NULL, an errno name. A
+ * line with a COUNT fires that many times: the count is decremented in the file. A line with a
+ * SKIP first lets that many matching events pass (decrementing SKIP), so a fault can hit, say,
+ * the second write of driver_override (a restore step) and not the first. Returns the errno (or
+ * 1 for a literal fault), 0 when nothing fired. */
 static int fault_fire(const char *root, const char *const *targets, size_t ntargets,
                       const char *want)
 {
     char *path = pathf("%s/fault.table", root);
     char *text = read_all(path);
-    int fired = 0;
-    for (char *line = text; line && *line && !fired;) {
+    int fired = 0, consumed = 0;
+    for (char *line = text; line && *line && !fired && !consumed;) {
         size_t len = strcspn(line, "\n");
         char *copy = xstrndup(line, len);
         char *save = NULL;
         char *target = strtok_r(copy, " \t\r", &save);
         char *fault = target ? strtok_r(NULL, " \t\r", &save) : NULL;
         char *count = fault ? strtok_r(NULL, " \t\r", &save) : NULL;
-        char *extra = count ? strtok_r(NULL, " \t\r", &save) : NULL;
+        char *skip = count ? strtok_r(NULL, " \t\r", &save) : NULL;
+        char *extra = skip ? strtok_r(NULL, " \t\r", &save) : NULL;
         int wanted = 0;
         for (size_t i = 0; target && i < ntargets; i++)
             wanted |= !strcmp(target, targets[i]);
@@ -553,17 +556,32 @@ static int fault_fire(const char *root, const char *const *targets, size_t ntarg
                     e = 0;
                 }
             }
+            long skipping = 0;
+            if (e && skip) {
+                char *end;
+                skipping = strtol(skip, &end, 10);
+                if (*end || skipping < 0) {
+                    fprintf(stderr, "kernel-shim: fault.table: bad skip %s\n", skip);
+                    e = 0;
+                }
+            }
             if (e && left != 0) {
-                fired = e;
+                if (skipping == 0)
+                    fired = e;
                 if (count) {
                     FILE *f = fopen(path, "we");
                     if (f) {
                         fwrite(text, 1, (size_t)(line - text), f);
-                        fprintf(f, "%s %s %ld", target, fault, left - 1);
+                        if (skipping > 0)
+                            fprintf(f, "%s %s %ld %ld", target, fault, left, skipping - 1);
+                        else
+                            fprintf(f, "%s %s %ld", target, fault, left - 1);
                         fputs(line + len, f);
                         fclose(f);
                     }
                 }
+                /* A skipped event is this line's: no later line sees it. */
+                consumed = skipping > 0;
             }
         }
         free(copy);

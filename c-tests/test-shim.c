@@ -510,6 +510,22 @@ static void write_faults_change_nothing(void)
     fs_destroy(root);
 }
 
+static void a_fault_can_skip_the_first_matching_writes(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV2, MLX, NULL);
+    /* Let two writes pass, fail the third, then never again. */
+    fs_fault(root, "bus/pci/devices/" DEV2 "/driver_override EIO 1 2");
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "nvme"), 0);
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "\n"), 0);
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "nvme"), EIO);
+    CHECK_OVERRIDE(root, DEV2, "(null)");
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "nvme"), 0);
+    CHECK_OVERRIDE(root, DEV2, "nvme");
+    CHECK_FILE(root, "fault.table", "bus/pci/devices/" DEV2 "/driver_override EIO 0\n");
+    fs_destroy(root);
+}
+
 static void vanish_after_unbind(void)
 {
     char *root = standard_tree();
@@ -871,7 +887,7 @@ RUN_TESTS(TEST_CASE(shim_is_loaded),
           TEST_CASE(probe_fault_fails_bind),
           TEST_CASE(probe_fault_with_override_tries_no_other_driver),
           TEST_CASE(probe_fault_without_override_moves_on),
-          TEST_CASE(write_faults_change_nothing),
+          TEST_CASE(write_faults_change_nothing), TEST_CASE(a_fault_can_skip_the_first_matching_writes),
           TEST_CASE(vanish_after_unbind),
           TEST_CASE(new_id_binds_every_eligible_device),
           TEST_CASE(new_id_refuses_bad_and_known_ids),
