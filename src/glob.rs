@@ -1,51 +1,261 @@
-//! Shell-glob matching with the semantics kmod gets from `fnmatch(pattern, text, 0)`: `*`, `?`,
-//! bracket expressions (`[abc]`, `[a-f]`, `[!x]`/`[^x]`, `[[:digit:]]`), backslash escapes,
-//! case-sensitive, in the C locale (bytes). No allocation, and no exponential backtracking: one
-//! `*` is backtracked at a time, which is enough because a later `*` subsumes an earlier one.
+//! Shell-glob matching with the semantics kmod gets from `fnmatch(pattern, text, 0)` in the C
+//! locale (bytes): `*`, `?`, backslash escapes, and bracket expressions with ranges, `!`/`^`
+//! negation, classes (`[[:digit:]]`), equivalence classes and collating symbols (`[[=a=]]`,
+//! `[[.a.]]`), and glibc's handling of malformed and unterminated brackets, all checked by
+//! differential fuzzing against glibc (fuzz/). Case-sensitive. No allocation, and no
+//! exponential backtracking: one `*` is backtracked at a time, which is enough because a later
+//! `*` subsumes an earlier one.
 
-/// A parsed bracket expression starting at `pattern[start] == b'['`: whether `c` is in it, and
-/// where the pattern continues. `None` when the bracket is not closed (then `[` is literal).
-fn bracket(pattern: &[u8], start: usize, c: u8) -> Option<(bool, usize)> {
-    let mut i = start + 1;
-    let negate = matches!(pattern.get(i), Some(b'!') | Some(b'^'));
+/// What a bracket expression at `pattern[start] == b'['` makes of one text byte. This follows
+/// glibc's `fnmatch` (C locale, flags 0) step by step, quirks included, because kmod matches
+/// aliases with it: members are read in order; once one matches, the rest is skipped with
+/// laxer rules; a malformed part met before that fails the match at this position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bracket {
+    /// The byte is in the set (after negation); the pattern continues at the index.
+    In(usize),
+    /// The byte is not in the set; the bracket ends before the index.
+    Out(usize),
+    /// The bracket cannot match here (an unknown class name, a malformed range end, an
+    /// unterminated bracket after a member matched): no match at this position.
+    Fail,
+    /// Unterminated: `[` is an ordinary character.
+    Literal,
+}
+
+/// glibc's limit on a class name (CHARCLASS_NAME_MAX).
+const CHAR_CLASS_MAX_LENGTH: usize = 2048;
+
+fn bracket(pattern: &[u8], start: usize, ch: u8) -> Bracket {
+    // Reading past the end yields NUL, as in C.
+    let at = |i: usize| pattern.get(i).copied().unwrap_or(0);
+    let mut p = start + 1;
+    let negate = at(p) == b'!' || at(p) == b'^';
     if negate {
-        i += 1;
+        p += 1;
     }
-    let mut matched = false;
-    let mut first = true;
-    loop {
-        let mut lo = *pattern.get(i)?;
-        if lo == b']' && !first {
-            return Some((matched != negate, i + 1));
-        }
-        first = false;
-        if lo == b'[' && pattern.get(i + 1) == Some(&b':') {
-            // A character class such as [:digit:].
-            let name_start = i + 2;
-            let len = pattern[name_start..].windows(2).position(|w| w == b":]")?;
-            let name = &pattern[name_start..name_start + len];
-            matched |= class_contains(name, c)?;
-            i = name_start + len + 2;
-            continue;
-        }
-        if lo == b'\\' {
-            i += 1;
-            lo = *pattern.get(i)?;
-        }
-        i += 1;
-        // A range lo-hi, unless the '-' is the last thing before ']'.
-        if pattern.get(i) == Some(&b'-') && pattern.get(i + 1).is_some_and(|&h| h != b']') {
-            let mut hi = pattern[i + 1];
-            i += 2;
-            if hi == b'\\' {
-                hi = *pattern.get(i)?;
-                i += 1;
+    let mut c = at(p);
+    p += 1;
+
+    // The members, until one matches (then skip to the end) or `]` closes the set.
+    let matched = 'members: loop {
+        // `c` is the member's first byte, `p` the index after it.
+        let mut range_start: Option<u8> = None;
+        if c == b'\\' {
+            if at(p) == 0 {
+                return Bracket::Fail;
             }
-            matched |= lo <= c && c <= hi;
+            c = at(p);
+            p += 1;
+            range_start = Some(c);
+        } else if c == b'[' && at(p) == b':' {
+            let name_start = p + 1;
+            let mut q = p;
+            let mut class = None;
+            loop {
+                if q - p == CHAR_CLASS_MAX_LENGTH {
+                    return Bracket::Fail;
+                }
+                q += 1;
+                let k = at(q);
+                if k == b':' && at(q + 1) == b']' {
+                    class = Some(&pattern[name_start..q]);
+                    break;
+                }
+                if !(b'a'..b'z').contains(&k) {
+                    break; // cannot be a class name: `[` is an ordinary member
+                }
+            }
+            match class {
+                Some(name) => {
+                    p = q + 2;
+                    match class_contains(name, ch) {
+                        None => return Bracket::Fail,
+                        Some(true) => break 'members true,
+                        Some(false) => {}
+                    }
+                    c = at(p);
+                    p += 1;
+                }
+                None => range_start = Some(b'['),
+            }
+        } else if c == 0 {
+            return Bracket::Literal;
+        } else if c == b'[' && at(p) == b'=' {
+            // An equivalence class: in the C locale, `[=x=]` is the byte x.
+            let x = at(p + 1);
+            if x != 0 && at(p + 2) == b'=' && at(p + 3) == b']' {
+                p += 4;
+                if x == ch {
+                    break 'members true;
+                }
+                c = at(p);
+                p += 1;
+            } else {
+                range_start = Some(b'[');
+            }
+        } else if c == b'[' && at(p) == b'.' {
+            // A collating symbol: in the C locale only `[.x.]`, the byte x itself.
+            let mut q = p;
+            let len = loop {
+                q += 1;
+                let k = at(q);
+                if k == b'.' && at(q + 1) == b']' {
+                    break q - p - 1;
+                }
+                if k == 0 {
+                    return Bracket::Fail;
+                }
+            };
+            if len != 1 {
+                return Bracket::Fail;
+            }
+            let x = at(p + 1);
+            p = q + 2;
+            let is_range = at(p) == b'-' && at(p + 1) != 0;
+            if !is_range && x == ch {
+                break 'members true;
+            }
+            c = at(p);
+            p += 1;
+            match range(pattern, &mut p, &mut c, x, ch) {
+                Some(true) => break 'members true,
+                Some(false) => {}
+                None => return Bracket::Fail,
+            }
         } else {
-            matched |= lo == c;
+            range_start = Some(c);
+        }
+        if let Some(first) = range_start {
+            // An ordinary member `first`, maybe the start of a range `first-last`.
+            let is_range = at(p) == b'-' && at(p + 1) != 0 && at(p + 1) != b']';
+            if !is_range && first == ch {
+                break 'members true;
+            }
+            c = at(p);
+            p += 1;
+            match range(pattern, &mut p, &mut c, first, ch) {
+                Some(true) => break 'members true,
+                Some(false) => {}
+                None => return Bracket::Fail,
+            }
+        }
+        if c == b']' {
+            break 'members false;
+        }
+    };
+
+    if !matched {
+        return if negate {
+            Bracket::In(p)
+        } else {
+            Bracket::Out(p)
+        };
+    }
+    // Skip the rest of the set, with glibc's rules for that part. Running off the end of the
+    // pattern makes the whole bracket an ordinary `[` (glibc bug 28792, fixed in 2.36).
+    loop {
+        c = at(p);
+        p += 1;
+        if c == b']' {
+            break;
+        }
+        if c == 0 {
+            return Bracket::Literal;
+        }
+        if c == b'\\' {
+            if at(p) == 0 {
+                return Bracket::Literal;
+            }
+            p += 1;
+        } else if c == b'[' && at(p) == b':' {
+            let startp = p;
+            let mut len = 0;
+            loop {
+                p += 1;
+                let k = at(p);
+                len += 1;
+                if len == CHAR_CLASS_MAX_LENGTH {
+                    return Bracket::Fail;
+                }
+                if k == b':' && at(p + 1) == b']' {
+                    p += 2;
+                    break;
+                }
+                if !(b'a'..b'z').contains(&k) {
+                    p = startp;
+                    break;
+                }
+            }
+        } else if c == b'[' && at(p) == b'=' {
+            if at(p + 1) == 0 || at(p + 2) != b'=' || at(p + 3) != b']' {
+                return Bracket::Fail;
+            }
+            p += 4;
+        } else if c == b'[' && at(p) == b'.' {
+            loop {
+                p += 1;
+                let k = at(p);
+                if k == 0 {
+                    return Bracket::Fail;
+                }
+                if k == b'.' && at(p + 1) == b']' {
+                    break;
+                }
+            }
+            p += 2;
         }
     }
+    if negate {
+        Bracket::Out(p)
+    } else {
+        Bracket::In(p)
+    }
+}
+
+/// After a member `first` and the byte `c` that follows it (at `p - 1`): if that is a range
+/// `first-last`, whether `ch` is in it (`None`: a malformed end, the match fails). Leaves `c`
+/// on the byte after the member or range.
+fn range(pattern: &[u8], p: &mut usize, c: &mut u8, first: u8, ch: u8) -> Option<bool> {
+    let at = |i: usize| pattern.get(i).copied().unwrap_or(0);
+    if *c != b'-' || at(*p) == b']' {
+        return Some(false);
+    }
+    let mut last = at(*p);
+    *p += 1;
+    if last == b'[' && at(*p) == b'.' {
+        let start = *p;
+        let mut q = *p;
+        loop {
+            q += 1;
+            let k = at(q);
+            if k == b'.' && at(q + 1) == b']' {
+                break;
+            }
+            if k == 0 {
+                return None;
+            }
+        }
+        if q - start - 1 != 1 {
+            return None;
+        }
+        last = at(start + 1);
+        *p = q + 2;
+    } else {
+        if last == b'\\' {
+            last = at(*p);
+            *p += 1;
+        }
+        if last == 0 {
+            return None;
+        }
+    }
+    if first <= ch && ch <= last {
+        return Some(true);
+    }
+    *c = at(*p);
+    *p += 1;
+    Some(false)
 }
 
 /// Membership in a POSIX character class; `None` for an unknown class name (then, like glibc,
@@ -82,9 +292,9 @@ pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
             }
             Some(b'?') => Some(p + 1),
             Some(b'[') => match bracket(pattern, p, text[t]) {
-                Some((true, next)) => Some(next),
-                Some((false, _)) => None,
-                None => (text[t] == b'[').then_some(p + 1),
+                Bracket::In(next) => Some(next),
+                Bracket::Out(_) | Bracket::Fail => None,
+                Bracket::Literal => (text[t] == b'[').then_some(p + 1),
             },
             Some(b'\\') => match pattern.get(p + 1) {
                 Some(&e) => (e == text[t]).then_some(p + 2),
@@ -120,13 +330,15 @@ pub fn wildcard_count(pattern: &[u8]) -> usize {
         match pattern[i] {
             b'*' | b'?' => n += 1,
             b'\\' => i += 1,
-            b'[' => {
-                if let Some((_, next)) = bracket(pattern, i, 0) {
+            b'[' => match bracket(pattern, i, 0) {
+                Bracket::In(next) | Bracket::Out(next) => {
                     n += 1;
                     i = next;
                     continue;
                 }
-            }
+                Bracket::Fail => n += 1,
+                Bracket::Literal => {}
+            },
             _ => {}
         }
         i += 1;
@@ -180,6 +392,39 @@ mod tests {
         assert!(!m("*a*a*a*a*a*a*a*b", &"a".repeat(40)));
     }
 
+    /// Inputs the differential fuzzer found (fuzz/README.md) and glibc's own regression cases
+    /// for unterminated brackets (bug 28792), checked against the expected answer and fnmatch.
+    #[test]
+    fn glibc_bracket_quirks() {
+        let cases: [(&[u8], &[u8], bool); 9] = [
+            (b"*[[:\xff[]*", b":\xff[.-", true), // `[:` not followed by a name: `[` is a member
+            (b"*[W[..]\\]", b"W", false),        // an escape while skipping a matched set
+            (b"[", b"[", true),
+            (b"[[", b"[[", true),
+            (b"[\\]", b"[]", true),
+            (b"[[\\]", b"[[]", true),
+            (b"*[a[:bogus:]]", b"ba", true), // an unknown class after the matching member
+            (b"[[:bogus:]a]", b"a", false),  // an unknown class before it
+            (b"[[.a.]-c]", b"b", true),      // a collating symbol as a range start
+        ];
+        for (pattern, text, expected) in cases {
+            assert_eq!(
+                glob_match(pattern, text),
+                expected,
+                "{:?} {:?}",
+                pattern,
+                text
+            );
+            assert_eq!(
+                fnmatch(pattern, text),
+                expected,
+                "glibc changed: {:?} {:?}",
+                pattern,
+                text
+            );
+        }
+    }
+
     #[test]
     fn wildcards_are_counted() {
         assert_eq!(wildcard_count(b"v*d*sv*sd*bc*sc*i*"), 7);
@@ -215,8 +460,8 @@ mod tests {
     #[test]
     fn agrees_with_fnmatch_on_random_inputs() {
         let mut rng = Rng(0x9e3779b97f4a7c15);
-        let pattern_alphabet = b"ab-]![^*?\\A0";
-        let text_alphabet = b"ab-]![^*?\\A0";
+        let pattern_alphabet = b"ab-]![^*?\\A0:=.";
+        let text_alphabet = b"ab-]![^*?\\A0:";
         let mut matches = 0;
         for case in 0..200_000 {
             let plen = (rng.next() % 9) as usize;
