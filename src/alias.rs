@@ -297,8 +297,15 @@ struct Stamp {
 }
 
 impl Stamp {
+    /// The stamp of a regular file; anything else (a FIFO would block the reader) is refused.
     fn of(path: &Path) -> io::Result<Stamp> {
         let m = fs::metadata(path)?;
+        if !m.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
         Ok(Stamp {
             dev: m.dev(),
             ino: m.ino(),
@@ -361,13 +368,15 @@ impl AliasCache {
         fs::File::open(&alias_path)
             .and_then(|file| index.read_alias_file(file, log))
             .map_err(unavailable)?;
-        match fs::read(&builtin_path) {
-            Ok(data) => index.scan_builtin_modinfo(&data, log),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => log.log(
-                Priority::Warning,
-                format_args!("ignoring {}: {e}", builtin_path.display()),
-            ),
+        // Optional: only a regular file that had a stamp is read.
+        if stamps.1.is_some() {
+            match fs::read(&builtin_path) {
+                Ok(data) => index.scan_builtin_modinfo(&data, log),
+                Err(e) => log.log(
+                    Priority::Warning,
+                    format_args!("ignoring {}: {e}", builtin_path.display()),
+                ),
+            }
         }
         let index = Arc::new(index);
         log.log(
@@ -393,7 +402,8 @@ impl AliasCache {
 /// keeping the ~10,000 patterns of a real kernel would cost far more memory than the VFIO index.
 pub fn pci_aliases(dir: &Path) -> Result<Vec<(ModuleName, String)>, TablesUnavailable> {
     let alias_path = dir.join(ALIAS_FILE);
-    let text = fs::read(&alias_path)
+    let text = Stamp::of(&alias_path)
+        .and_then(|_| fs::read(&alias_path))
         .map_err(|e| TablesUnavailable(format!("cannot read {}: {e}", alias_path.display())))?;
     let mut out = Vec::new();
     for line in text.split(|&b| b == b'\n') {
@@ -411,7 +421,8 @@ pub fn pci_aliases(dir: &Path) -> Result<Vec<(ModuleName, String)>, TablesUnavai
             }
         }
     }
-    if let Ok(modinfo) = fs::read(dir.join(BUILTIN_MODINFO_FILE)) {
+    let modinfo_path = dir.join(BUILTIN_MODINFO_FILE);
+    if let Ok(modinfo) = Stamp::of(&modinfo_path).and_then(|_| fs::read(&modinfo_path)) {
         for record in modinfo.split(|&b| b == 0) {
             let Ok(record) = std::str::from_utf8(record) else {
                 continue;

@@ -38,6 +38,10 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A link in the tree leads outside the sysfs root (or loops): refused, never followed.
+    #[error("{step}: {}: a link there leads outside the sysfs root; refusing to follow it", path.display())]
+    Escape { step: &'static str, path: PathBuf },
+
     /// A sysfs attribute whose content is not what the kernel writes there.
     #[error("unexpected content in {}: {detail}", path.display())]
     Malformed { path: PathBuf, detail: String },
@@ -83,6 +87,12 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(step: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        if source.raw_os_error() == Some(libc::EXDEV) {
+            return Error::Escape {
+                step,
+                path: path.into(),
+            };
+        }
         Error::Io {
             step,
             path: path.into(),
@@ -96,6 +106,7 @@ impl Error {
             Error::Io { source, .. } => source.raw_os_error().unwrap_or(0),
             Error::NoDevice { .. } => libc::ENODEV,
             Error::Malformed { .. } => libc::EINVAL,
+            Error::Escape { .. } => libc::EXDEV,
             Error::Bind { errno, .. } | Error::Restore { errno, .. } => *errno,
             Error::Busy(_) => libc::EWOULDBLOCK,
             _ => 0,

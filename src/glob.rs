@@ -23,7 +23,8 @@ enum Bracket {
     Literal,
 }
 
-/// glibc's limit on a class name (CHARCLASS_NAME_MAX).
+/// glibc's limit on a class name (CHARCLASS_NAME_MAX). Class names are read as bytes in
+/// `a..=y`: glibc stops at `z` too (no class name has one), a quirk kept for fidelity.
 const CHAR_CLASS_MAX_LENGTH: usize = 2048;
 
 fn bracket(pattern: &[u8], start: usize, ch: u8) -> Bracket {
@@ -62,7 +63,7 @@ fn bracket(pattern: &[u8], start: usize, ch: u8) -> Bracket {
                     class = Some(&pattern[name_start..q]);
                     break;
                 }
-                if !(b'a'..b'z').contains(&k) {
+                if !(b'a'..=b'y').contains(&k) {
                     break; // cannot be a class name: `[` is an ordinary member
                 }
             }
@@ -182,7 +183,7 @@ fn bracket(pattern: &[u8], start: usize, ch: u8) -> Bracket {
                     p += 2;
                     break;
                 }
-                if !(b'a'..b'z').contains(&k) {
+                if !(b'a'..=b'y').contains(&k) {
                     p = startp;
                     break;
                 }

@@ -4,6 +4,8 @@
 //! files under the configured proc root (`/proc` normally; a fake tree's in tests).
 
 use std::fs;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::address::PciAddress;
@@ -17,10 +19,21 @@ const SCOPE_LINK: u32 = 0x20;
 /// Lines of a proc file; a missing or unreadable file reads as empty (a fake tree may not have
 /// every file; the real /proc always does).
 fn proc_lines(proc_root: &Path, rel: &str) -> Vec<String> {
-    fs::read_to_string(proc_root.join(rel))
-        .map(|t| t.lines().map(str::to_owned).collect())
-        .unwrap_or_default()
+    // Bounded, and non-blocking in case something other than a proc file sits there.
+    let mut text = String::new();
+    let read = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(proc_root.join(rel))
+        .and_then(|f| f.take(MAX_PROC_FILE).read_to_string(&mut text));
+    match read {
+        Ok(_) => text.lines().map(str::to_owned).collect(),
+        Err(_) => Vec::new(),
+    }
 }
+
+/// Largest proc file read (a mountinfo of tens of thousands of mounts fits).
+const MAX_PROC_FILE: u64 = 64 << 20;
 
 /// Why the device is in use, or `None` when it is not.
 pub(crate) fn in_use_reason(

@@ -5,6 +5,7 @@
 
 pub mod address;
 pub mod alias;
+mod beneath;
 mod bind;
 pub mod error;
 pub mod glob;
@@ -69,17 +70,10 @@ impl Context {
     pub fn new(root: impl Into<PathBuf>) -> Result<Context> {
         let root = root.into();
         require_absolute("the sysfs root", &root)?;
-        let meta =
-            std::fs::metadata(&root).map_err(|e| Error::io("opening the sysfs root", &root, e))?;
-        if !meta.is_dir() {
-            return Err(Error::io(
-                "opening the sysfs root",
-                &root,
-                std::io::Error::from_raw_os_error(libc::ENOTDIR),
-            ));
-        }
+        // Opening the tree fails with ENOTDIR for a file, ENOENT for nothing.
+        let sysfs = Sysfs::new(root)?;
         Ok(Context {
-            sysfs: Sysfs::new(root),
+            sysfs,
             modules_dir: None,
             modprobe: Modprobe::default(),
             lock_dir: PathBuf::from(DEFAULT_LOCK_DIR),

@@ -1,26 +1,35 @@
 //! The only code that touches the file system under the sysfs root.
 //!
 //! Every path is built from the root and validated components (`PciAddress`, `DriverName`,
-//! `ModuleName`), none of which can hold `/` or `..`, so no path built here leaves the root.
-//! Names read back from the tree (directory entries, link targets) are validated before use.
+//! `ModuleName`), none of which can hold `/` or `..`; every open resolves beneath the root
+//! (`beneath.rs`), so neither a path built here nor a link in a hostile tree leads outside it.
+//! Names read back from the tree (directory entries, link targets) are validated before use,
+//! and reads are bounded.
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::beneath::{Beneath, EntryKind};
 
 use crate::address::PciAddress;
 use crate::error::{Error, Result};
 use crate::modalias::Modalias;
 use crate::name::{DriverName, ModuleName};
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Sysfs {
     root: PathBuf,
+    tree: Beneath,
 }
 
 impl Sysfs {
-    pub fn new(root: PathBuf) -> Sysfs {
-        Sysfs { root }
+    /// Opens the tree at `root`, which must be a directory.
+    pub fn new(root: PathBuf) -> Result<Sysfs> {
+        let tree =
+            Beneath::new(&root).map_err(|e| Error::io("opening the sysfs root", &root, e))?;
+        Ok(Sysfs { root, tree })
     }
 
     pub fn root(&self) -> &Path {
@@ -45,20 +54,20 @@ impl Sysfs {
 
     /// True when `bus/pci/drivers/DRIVER` is a directory, i.e. the PCI driver is registered.
     pub fn driver_exists(&self, driver: &DriverName) -> bool {
-        is_dir(&self.driver_dir(driver))
+        self.tree.is_dir(&self.driver_dir(driver))
     }
 
     pub fn module_exists(&self, module: &ModuleName) -> bool {
-        is_dir(&self.module_dir(module))
+        self.tree.is_dir(&self.module_dir(module))
     }
 
     /// Registered PCI drivers, in name order. Entries that are not valid names are skipped.
     pub fn drivers(&self) -> Result<Vec<DriverName>> {
         let dir = self.drivers_dir();
         let mut out = Vec::new();
-        for name in list_dir(&dir, "listing PCI drivers")? {
+        for name in self.list_dir(&dir, "listing PCI drivers")? {
             if let Ok(driver) = DriverName::new(&name) {
-                if is_dir(&dir.join(&name)) {
+                if self.tree.is_dir(&dir.join(&name)) {
                     out.push(driver);
                 }
             }
@@ -71,7 +80,7 @@ impl Sysfs {
     /// A module without a `drivers/` directory (typical of built-ins) registers none we can see.
     pub fn module_pci_drivers(&self, module: &ModuleName) -> Result<Vec<DriverName>> {
         let dir = self.module_dir(module).join("drivers");
-        let names = match list_dir(&dir, "listing a module's drivers") {
+        let names = match self.list_dir(&dir, "listing a module's drivers") {
             Ok(names) => names,
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 return Ok(Vec::new())
@@ -90,19 +99,16 @@ impl Sysfs {
     /// The module a driver belongs to, from its `module` link (absent for built-in drivers).
     pub fn driver_module(&self, driver: &DriverName) -> Result<Option<ModuleName>> {
         let link = self.driver_dir(driver).join("module");
-        Ok(link_basename(&link, "reading a driver's module link")?
+        Ok(self
+            .link_basename(&link, "reading a driver's module link")?
             .and_then(|n| ModuleName::new(&n).ok()))
     }
 
     /// Fails with `NoDevice` unless `bus/pci/devices/ADDRESS` exists.
     pub fn require_device(&self, address: &PciAddress) -> Result<PathBuf> {
         let dir = self.device_dir(address);
-        match fs::metadata(&dir) {
-            Ok(m) if m.is_dir() => Ok(dir),
-            Ok(_) => Err(Error::NoDevice {
-                address: *address,
-                path: dir,
-            }),
+        match self.tree.open(&dir, libc::O_PATH | libc::O_DIRECTORY) {
+            Ok(_) => Ok(dir),
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
                 Err(Error::NoDevice {
                     address: *address,
@@ -116,7 +122,7 @@ impl Sysfs {
     /// The driver a device is bound to, from its `driver` link; `None` when unbound.
     pub fn device_driver(&self, address: &PciAddress) -> Result<Option<DriverName>> {
         let link = self.device_dir(address).join("driver");
-        match link_basename(&link, "reading the device's driver link")? {
+        match self.link_basename(&link, "reading the device's driver link")? {
             None => {
                 // No link: unbound, or no such device at all.
                 self.require_device(address)?;
@@ -140,35 +146,33 @@ impl Sysfs {
 const MAX_ATTR: usize = 4096;
 
 impl Sysfs {
-    /// The content of the device attribute `name` (at most a page), in one read: sysfs hands
-    /// over a whole attribute at once, and a short read of a regular file means its end.
+    /// The content of the device attribute `name` (at most a page).
     pub fn device_attr(&self, address: &PciAddress, name: &'static str) -> Result<String> {
         let path = self.device_dir(address).join(name);
-        let step = "reading a device attribute";
-        let mut file = match fs::File::open(&path) {
-            Ok(file) => file,
-            Err(e) => {
+        match self.read_small(&path, "reading a device attribute") {
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 // Tell a missing device from a missing attribute.
                 self.require_device(address)?;
-                return Err(Error::io(step, &path, e));
+                Err(Error::io("reading a device attribute", &path, source))
             }
-        };
-        let mut buf = [0u8; MAX_ATTR + 1];
-        let n = loop {
-            match io::Read::read(&mut file, &mut buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io(step, &path, e)),
-            }
-        };
-        if n > MAX_ATTR {
+            other => other,
+        }
+    }
+
+    /// A small file under the root (at most a page), as UTF-8.
+    fn read_small(&self, path: &Path, step: &'static str) -> Result<String> {
+        let bytes = self
+            .tree
+            .read(path, MAX_ATTR)
+            .map_err(|e| Error::io(step, path, e))?;
+        if bytes.len() > MAX_ATTR {
             return Err(Error::Malformed {
-                path,
+                path: path.to_path_buf(),
                 detail: format!("longer than {MAX_ATTR} bytes"),
             });
         }
-        String::from_utf8(buf[..n].to_vec()).map_err(|_| Error::Malformed {
-            path,
+        String::from_utf8(bytes).map_err(|_| Error::Malformed {
+            path: path.to_path_buf(),
             detail: "not UTF-8".into(),
         })
     }
@@ -213,10 +217,16 @@ impl Sysfs {
         })
     }
 
-    /// Writes `value` to a kernel file in one write, never creating or truncating it.
+    /// Writes `value` to a kernel file in one write, never creating or truncating it, and
+    /// never through a link that leads outside the root.
     fn write_kernel_file(&self, path: PathBuf, value: &[u8], step: &'static str) -> Result<()> {
+        self.tree
+            .check(&path)
+            .map_err(|e| Error::io(step, &path, e))?;
         let mut file = fs::OpenOptions::new()
             .write(true)
+            // A FIFO planted in the tree fails (ENXIO) instead of blocking.
+            .custom_flags(libc::O_NONBLOCK)
             .open(&path)
             .map_err(|e| Error::io(step, &path, e))?;
         io::Write::write_all(&mut file, value).map_err(|e| Error::io(step, &path, e))
@@ -248,13 +258,13 @@ impl Sysfs {
 
     /// True when the device has `vfio-dev/` (bound to a VFIO driver, kernel 6.1 or later).
     pub fn has_vfio_dev(&self, address: &PciAddress) -> bool {
-        is_dir(&self.device_dir(address).join("vfio-dev"))
+        self.tree.is_dir(&self.device_dir(address).join("vfio-dev"))
     }
 
     /// The device's IOMMU group number; `None` when it has none (no IOMMU).
     pub fn iommu_group(&self, address: &PciAddress) -> Result<Option<u32>> {
         let link = self.require_device(address)?.join("iommu_group");
-        match link_basename(&link, "reading the device's iommu_group link")? {
+        match self.link_basename(&link, "reading the device's iommu_group link")? {
             None => Ok(None),
             Some(name) => name.parse().map(Some).map_err(|_| Error::Malformed {
                 path: link,
@@ -270,7 +280,8 @@ impl Sysfs {
             .join("kernel/iommu_groups")
             .join(group.to_string())
             .join("devices");
-        let mut out: Vec<PciAddress> = list_dir(&dir, "listing an IOMMU group")?
+        let mut out: Vec<PciAddress> = self
+            .list_dir(&dir, "listing an IOMMU group")?
             .iter()
             .filter_map(|n| PciAddress::parse(n).ok())
             .collect();
@@ -294,7 +305,7 @@ impl Sysfs {
     pub fn net_interfaces(&self, address: &PciAddress) -> Result<Vec<(String, u32)>> {
         // A device that vanished has no interfaces; the caller checked it exists.
         let dir = self.device_dir(address).join("net");
-        let names = match list_dir(&dir, "listing the device's network interfaces") {
+        let names = match self.list_dir(&dir, "listing the device's network interfaces") {
             Ok(names) => names,
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 return Ok(Vec::new())
@@ -307,7 +318,8 @@ impl Sysfs {
                 continue;
             }
             let flags_path = dir.join(&name).join("flags");
-            let flags = fs::read_to_string(&flags_path)
+            let flags = self
+                .read_small(&flags_path, "reading an interface's flags")
                 .ok()
                 .and_then(|t| u32::from_str_radix(t.trim().trim_start_matches("0x"), 16).ok())
                 .unwrap_or(0);
@@ -323,27 +335,33 @@ impl Sysfs {
         let mut out = Vec::new();
         let mut stack = vec![(self.device_dir(address), 0usize)];
         while let Some((dir, depth)) = stack.pop() {
-            let Ok(entries) = fs::read_dir(&dir) else {
+            let Ok(entries) = self.tree.read_dir(&dir) else {
                 continue;
             };
-            for entry in entries.flatten() {
-                let Ok(kind) = entry.file_type() else {
-                    continue;
-                };
-                if !kind.is_dir() || depth >= MAX_BLOCK_DEPTH {
+            for (name, kind) in entries {
+                if kind != EntryKind::Dir || depth >= MAX_BLOCK_DEPTH {
                     continue;
                 }
-                let path = entry.path();
-                let is_block = fs::read_link(path.join("subsystem"))
-                    .is_ok_and(|t| t.file_name().is_some_and(|n| n == "block"));
+                let path = dir.join(&name);
+                let is_block = self
+                    .tree
+                    .read_link(&path.join("subsystem"))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|t| t.file_name().is_some_and(|n| n == "block"));
                 if is_block {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    let dev = fs::read_to_string(path.join("dev"))
+                    let dev = self
+                        .read_small(&path.join("dev"), "reading a block device's number")
                         .map(|t| t.trim().to_owned())
                         .unwrap_or_default();
-                    let holders =
-                        list_dir(&path.join("holders"), "listing holders").unwrap_or_default();
-                    out.push(BlockDevice { name, dev, holders });
+                    let holders = self
+                        .list_dir(&path.join("holders"), "listing holders")
+                        .unwrap_or_default();
+                    out.push(BlockDevice {
+                        name: name.to_string_lossy().into_owned(),
+                        dev,
+                        holders,
+                    });
                 }
                 stack.push((path, depth + 1));
             }
@@ -351,33 +369,32 @@ impl Sysfs {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
-}
 
-fn is_dir(path: &Path) -> bool {
-    fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false)
-}
-
-fn list_dir(dir: &Path, step: &'static str) -> Result<Vec<String>> {
-    let entries = fs::read_dir(dir).map_err(|e| Error::io(step, dir, e))?;
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(step, dir, e))?;
-        // Non-UTF-8 names cannot be valid driver or module names; skip them.
-        if let Ok(name) = entry.file_name().into_string() {
-            names.push(name);
-        }
+    /// The UTF-8 names in a directory (others cannot be valid names and are skipped).
+    fn list_dir(&self, dir: &Path, step: &'static str) -> Result<Vec<String>> {
+        let entries = self
+            .tree
+            .read_dir(dir)
+            .map_err(|e| Error::io(step, dir, e))?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .collect())
     }
-    Ok(names)
-}
 
-/// The last component of a symlink's target, or `None` when the link does not exist.
-fn link_basename(link: &Path, step: &'static str) -> Result<Option<String>> {
-    match fs::read_link(link) {
-        Ok(target) => Ok(target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map(str::to_owned)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(step, link, e)),
+    /// The last component of a symlink's target, or `None` when the link does not exist. A
+    /// target whose last component is not UTF-8 is an error, not an absent link.
+    fn link_basename(&self, link: &Path, step: &'static str) -> Result<Option<String>> {
+        match self.tree.read_link(link) {
+            Ok(None) => Ok(None),
+            Ok(Some(target)) => match target.file_name().map(|n| n.to_str()) {
+                Some(Some(name)) => Ok(Some(name.to_owned())),
+                _ => Err(Error::Malformed {
+                    path: link.to_path_buf(),
+                    detail: format!("link target {target:?} has no usable last component"),
+                }),
+            },
+            Err(e) => Err(Error::io(step, link, e)),
+        }
     }
 }

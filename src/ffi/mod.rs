@@ -92,7 +92,7 @@ pub(crate) fn code_of(err: &Error) -> c_int {
         Error::NoDevice { .. } => PCIBIND_ERR_NO_DEVICE,
         Error::NoDriver(_) => PCIBIND_ERR_NO_DRIVER,
         Error::ModuleLoad { .. } => PCIBIND_ERR_MODULE_LOAD,
-        Error::Io { .. } | Error::Malformed { .. } => PCIBIND_ERR_IO,
+        Error::Io { .. } | Error::Malformed { .. } | Error::Escape { .. } => PCIBIND_ERR_IO,
         Error::Bind { .. } => PCIBIND_ERR_BIND,
         Error::Restore { .. } => PCIBIND_ERR_RESTORE,
         Error::InUse { .. } => PCIBIND_ERR_IN_USE,

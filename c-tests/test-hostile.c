@@ -1,0 +1,282 @@
+/* Hostile trees: a fake root whose links lead outside it (absolute, or climbing out with ..),
+ * symlink loops, FIFOs and huge files where small attributes belong, directories where files
+ * belong, and non-UTF-8 names. Every call must return an error (none may succeed by reading
+ * outside the root, none may hang), and nothing outside the root may be read or written:
+ * the "outside" directory holds a plausible device and driver whose files must stay unchanged,
+ * and whose valid contents would make the calls succeed if they were followed. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fakesys.h"
+#include "harness.h"
+
+static const char *const MLX5_VF = "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i00";
+
+static char *base;    /* holds root/ and outside/ */
+static char *root;
+static char *outside;
+static pcibind_ctx *ctx;
+
+static void setup(void)
+{
+    base = fs_new();
+    fs_mkdirs(base, "root");
+    fs_mkdirs(base, "outside/dev");
+    fs_mkdirs(base, "outside/drv");
+    root = fs_path(base, "root");
+    outside = fs_path(base, "outside");
+    /* A believable device and driver outside the root. */
+    char line[128];
+    snprintf(line, sizeof(line), "%s\n", MLX5_VF);
+    fs_write(outside, "dev/modalias", line);
+    fs_write(outside, "dev/driver_override", "(null)\n");
+    fs_write(outside, "drv/bind", "");
+    fs_write(outside, "drv/unbind", "");
+    fs_mkdirs(root, "bus/pci/devices");
+    fs_mkdirs(root, "bus/pci/drivers");
+    fs_mkdirs(root, "devices/pci0000:00");
+    fs_mkdirs(root, "module");
+    fs_mkdirs(root, "kernel/iommu_groups");
+    fs_write(root, "bus/pci/drivers_probe", "");
+    fs_mkdirs(root, "lib-modules");
+    fs_write(root, "lib-modules/modules.alias",
+             "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
+             "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci\n");
+    fs_vfio_driver(root, "vfio_pci", "vfio-pci");
+    setenv("FAKE_SYSFS_ROOT", root, 1);
+
+    CHECK_RC(pcibind_ctx_new(root, 0, &ctx), PCIBIND_OK);
+    CHECK_RC(pcibind_ctx_set_modprobe(ctx, NULL), PCIBIND_OK);
+    char *p = fs_path(root, "lib-modules");
+    CHECK_RC(pcibind_ctx_set_modules_dir(ctx, p), PCIBIND_OK);
+    free(p);
+    p = fs_path(base, "locks");
+    CHECK_RC(pcibind_ctx_set_lock_dir(ctx, p), PCIBIND_OK);
+    free(p);
+    p = fs_path(base, "proc");
+    CHECK_RC(pcibind_ctx_set_proc_root(ctx, p), PCIBIND_OK);
+    free(p);
+}
+
+static void outside_untouched(void)
+{
+    char *o = fs_read(outside, "dev/driver_override");
+    CHECK_STR(o, "(null)\n");
+    free(o);
+    char *b = fs_read(outside, "drv/bind");
+    CHECK_STR(b, "");
+    free(b);
+    b = fs_read(outside, "drv/unbind");
+    CHECK_STR(b, "");
+    free(b);
+}
+
+static void teardown(void)
+{
+    outside_untouched();
+    pcibind_ctx_free(ctx);
+    ctx = NULL;
+    free(root);
+    free(outside);
+    fs_destroy(base);
+}
+
+/* Every device call on `bdf` fails (with one of the codes a bad tree may give). */
+static void every_call_fails(const char *bdf)
+{
+    char *s = (char *)(uintptr_t)0x1;
+    char **v = (char **)(uintptr_t)0x1;
+    int flag = -1;
+    int rc;
+#define FAILS(call)                                                                           \
+    do {                                                                                      \
+        rc = (call);                                                                          \
+        if (rc != PCIBIND_ERR_IO && rc != PCIBIND_ERR_NO_DEVICE) {                            \
+            printf("#   %s on %s gave %d (%s)\n", #call, bdf, rc, pcibind_last_error_message()); \
+            harness_failed_now = 1;                                                           \
+        }                                                                                     \
+    } while (0)
+    FAILS(pcibind_find_vfio_variant(ctx, bdf, &s));
+    CHECK(s == NULL);
+    FAILS(pcibind_bind(ctx, bdf, "vfio-pci", PCIBIND_BIND_FORCE, &s));
+    CHECK(s == NULL);
+    FAILS(pcibind_bind(ctx, bdf, NULL, 0, &s));
+    FAILS(pcibind_unbind(ctx, bdf, 0));
+    FAILS(pcibind_reattach(ctx, bdf, NULL, 0, &s));
+    FAILS(pcibind_iommu_group_members(ctx, bdf, &v));
+    CHECK(v == NULL);
+#undef FAILS
+    (void)flag;
+}
+
+static void absolute_link_out_of_the_root(void)
+{
+    setup();
+    char *target = fs_path(outside, "dev");
+    fs_symlink(root, "bus/pci/devices/0000:01:00.0", target);
+    free(target);
+    every_call_fails("0000:01:00.0");
+    char *driver = NULL;
+    int rc = pcibind_current_driver(ctx, "0000:01:00.0", &driver);
+    CHECK(rc == PCIBIND_ERR_IO || rc == PCIBIND_ERR_NO_DEVICE);
+    teardown();
+}
+
+static void relative_link_climbing_out(void)
+{
+    setup();
+    fs_symlink(root, "bus/pci/devices/0000:02:00.0", "../../../../outside/dev");
+    every_call_fails("0000:02:00.0");
+    CHECK_CONTAINS(pcibind_last_error_message(), "outside the sysfs root");
+    CHECK(pcibind_last_error_errno() == EXDEV);
+    teardown();
+}
+
+static void attribute_linked_outside(void)
+{
+    setup();
+    fs_device(root, "0000:03:00.0", MLX5_VF, NULL);
+    char *rel = "devices/pci0000:00/0000:03:00.0/modalias";
+    char *p = fs_path(root, rel);
+    unlink(p);
+    free(p);
+    char *target = fs_path(outside, "dev/modalias");
+    fs_symlink(root, rel, target);
+    free(target);
+    char *s = NULL;
+    CHECK_RC(pcibind_find_vfio_variant(ctx, "0000:03:00.0", &s), PCIBIND_ERR_IO);
+    CHECK_CONTAINS(pcibind_last_error_message(), "outside the sysfs root");
+    /* A write target linked outside is refused too. */
+    p = fs_path(root, "devices/pci0000:00/0000:03:00.0/driver_override");
+    unlink(p);
+    free(p);
+    target = fs_path(outside, "dev/driver_override");
+    fs_symlink(root, "devices/pci0000:00/0000:03:00.0/driver_override", target);
+    free(target);
+    CHECK(pcibind_unbind(ctx, "0000:03:00.0", 0) < 0);
+    teardown();
+}
+
+static void driver_directory_linked_outside(void)
+{
+    setup();
+    char *target = fs_path(outside, "drv");
+    fs_symlink(root, "bus/pci/drivers/evil", target);
+    free(target);
+    fs_device(root, "0000:04:00.0", MLX5_VF, NULL);
+    char *driver = NULL;
+    CHECK_RC(pcibind_resolve_driver(ctx, "evil", 0, &driver), PCIBIND_ERR_NO_DRIVER);
+    CHECK(driver == NULL);
+    CHECK(pcibind_bind(ctx, "0000:04:00.0", "evil", PCIBIND_BIND_FORCE, NULL) < 0);
+    teardown();
+}
+
+static void symlink_loops(void)
+{
+    setup();
+    fs_symlink(root, "bus/pci/devices/0000:05:00.0", "0000:05:00.0");
+    every_call_fails("0000:05:00.0");
+    fs_device(root, "0000:05:00.1", MLX5_VF, NULL);
+    fs_symlink(root, "devices/pci0000:00/0000:05:00.1/driver", "driver");
+    char *driver = NULL;
+    int rc = pcibind_current_driver(ctx, "0000:05:00.1", &driver);
+    /* A self-referencing driver link names a driver "driver" that is not registered. */
+    CHECK(rc == PCIBIND_OK || rc == PCIBIND_ERR_IO);
+    free(driver);
+    CHECK(pcibind_bind(ctx, "0000:05:00.1", "vfio-pci", PCIBIND_BIND_FORCE, NULL) < 0);
+    teardown();
+}
+
+static void fifo_and_huge_files_where_attributes_belong(void)
+{
+    setup();
+    fs_device(root, "0000:06:00.0", MLX5_VF, NULL);
+    char *p = fs_path(root, "devices/pci0000:00/0000:06:00.0/modalias");
+    unlink(p);
+    CHECK(mkfifo(p, 0600) == 0);
+    free(p);
+    char *s = NULL;
+    CHECK_RC(pcibind_find_vfio_variant(ctx, "0000:06:00.0", &s), PCIBIND_ERR_IO); /* no hang */
+
+    fs_device(root, "0000:06:00.1", MLX5_VF, NULL);
+    p = fs_path(root, "devices/pci0000:00/0000:06:00.1/modalias");
+    CHECK(truncate(p, 1L << 30) == 0); /* 1 GiB, sparse */
+    free(p);
+    CHECK_RC(pcibind_find_vfio_variant(ctx, "0000:06:00.1", &s), PCIBIND_ERR_IO);
+    CHECK_CONTAINS(pcibind_last_error_message(), "longer than");
+
+    fs_device(root, "0000:06:00.2", MLX5_VF, NULL);
+    p = fs_path(root, "devices/pci0000:00/0000:06:00.2/driver_override");
+    CHECK(truncate(p, 1L << 30) == 0);
+    free(p);
+    CHECK(pcibind_bind(ctx, "0000:06:00.2", "vfio-pci", PCIBIND_BIND_FORCE, NULL) < 0);
+
+    /* A FIFO as a driver's unbind file: the write fails instead of blocking. */
+    fs_device(root, "0000:06:00.3", MLX5_VF, "vfio-pci");
+    p = fs_path(root, "bus/pci/drivers/vfio-pci/unbind");
+    unlink(p);
+    CHECK(mkfifo(p, 0600) == 0);
+    free(p);
+    CHECK(pcibind_unbind(ctx, "0000:06:00.3", 0) < 0);
+    teardown();
+}
+
+static void directories_where_files_belong(void)
+{
+    setup();
+    fs_device(root, "0000:07:00.0", MLX5_VF, NULL);
+    char *p = fs_path(root, "devices/pci0000:00/0000:07:00.0/modalias");
+    unlink(p);
+    free(p);
+    fs_mkdirs(root, "devices/pci0000:00/0000:07:00.0/modalias");
+    char *s = NULL;
+    CHECK_RC(pcibind_find_vfio_variant(ctx, "0000:07:00.0", &s), PCIBIND_ERR_IO);
+
+    fs_device(root, "0000:07:00.1", MLX5_VF, NULL);
+    fs_mkdirs(root, "devices/pci0000:00/0000:07:00.1/driver");
+    char *driver = NULL;
+    CHECK_RC(pcibind_current_driver(ctx, "0000:07:00.1", &driver), PCIBIND_ERR_IO);
+    CHECK(pcibind_bind(ctx, "0000:07:00.1", "vfio-pci", PCIBIND_BIND_FORCE, NULL) < 0);
+
+    /* The alias table a directory: not an error, the fallback with a warning. */
+    p = fs_path(root, "lib-modules/modules.alias");
+    unlink(p);
+    free(p);
+    fs_mkdirs(root, "lib-modules/modules.alias");
+    fs_device(root, "0000:07:00.2", MLX5_VF, NULL);
+    CHECK_RC(pcibind_find_vfio_variant(ctx, "0000:07:00.2", &s), PCIBIND_OK);
+    CHECK_STR(s, "vfio_pci");
+    free(s);
+    teardown();
+}
+
+static void non_utf8_names(void)
+{
+    setup();
+    fs_device(root, "0000:08:00.0", MLX5_VF, NULL);
+    fs_mkdirs(root, "bus/pci/drivers/\xff\xfe");
+    fs_symlink(root, "devices/pci0000:00/0000:08:00.0/driver", "../../../bus/pci/drivers/\xff\xfe");
+    char *driver = NULL;
+    CHECK_RC(pcibind_current_driver(ctx, "0000:08:00.0", &driver), PCIBIND_ERR_IO);
+    CHECK(driver == NULL);
+    /* Listing drivers skips the non-UTF-8 one; resolution still works for the others. */
+    CHECK_RC(pcibind_resolve_driver(ctx, "vfio_pci", 0, &driver), PCIBIND_OK);
+    CHECK_STR(driver, "vfio-pci");
+    free(driver);
+    fs_mkdirs(root, "kernel/iommu_groups/3/devices");
+    fs_mkdirs(root, "kernel/iommu_groups/3/devices/\xff");
+    fs_symlink(root, "devices/pci0000:00/0000:08:00.0/iommu_group", "../../../kernel/iommu_groups/\xff");
+    char **v = NULL;
+    CHECK(pcibind_iommu_group_members(ctx, "0000:08:00.0", &v) < 0);
+    CHECK(v == NULL);
+    teardown();
+}
+
+RUN_TESTS(TEST_CASE(absolute_link_out_of_the_root), TEST_CASE(relative_link_climbing_out),
+          TEST_CASE(attribute_linked_outside), TEST_CASE(driver_directory_linked_outside),
+          TEST_CASE(symlink_loops), TEST_CASE(fifo_and_huge_files_where_attributes_belong),
+          TEST_CASE(directories_where_files_belong), TEST_CASE(non_utf8_names))
