@@ -95,7 +95,12 @@ fn main() {
     std::fs::create_dir_all(&dev).unwrap();
     std::fs::write(dev.join("modalias"), format!("{MODALIAS}\n")).unwrap();
     std::fs::create_dir_all(tree.path().join("bus/pci/devices")).unwrap();
-    std::os::unix::fs::symlink(&dev, tree.path().join("bus/pci/devices").join(ADDRESS)).unwrap();
+    // Relative, as the kernel's links are (an absolute one would be refused as leaving the root).
+    std::os::unix::fs::symlink(
+        format!("../../../devices/pci0000:3b/{ADDRESS}"),
+        tree.path().join("bus/pci/devices").join(ADDRESS),
+    )
+    .unwrap();
 
     let new_ctx = || {
         let mut ctx = Context::new(tree.path()).unwrap();

@@ -7,10 +7,12 @@
 //! those lines (a few hundred bytes on real kernels), so later lookups cost two `stat`s and a
 //! glob match per variant alias.
 
+use std::ffi::CStr;
 use std::fmt;
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +30,9 @@ pub const VFIO_PCI_MODULE: &str = "vfio_pci";
 
 pub const ALIAS_FILE: &str = "modules.alias";
 pub const BUILTIN_MODINFO_FILE: &str = "modules.builtin.modinfo";
+/// The same names for `fstatat` (`tests::file_names_agree` keeps the pairs equal).
+const ALIAS_FILE_C: &CStr = c"modules.alias";
+const BUILTIN_MODINFO_FILE_C: &CStr = c"modules.builtin.modinfo";
 
 #[derive(Debug)]
 struct VfioAlias {
@@ -316,10 +321,49 @@ impl Stamp {
     }
 }
 
+impl Stamp {
+    /// The stamp of `name` in the directory `dir` (no path walk from `/`).
+    fn at(dir: &OwnedFd, name: &CStr) -> io::Result<Stamp> {
+        // SAFETY: a zeroed stat is valid; fstatat fills it from a valid descriptor and name.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        Ok(Stamp {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime: st.st_mtime,
+            mtime_nsec: st.st_mtime_nsec,
+        })
+    }
+}
+
 struct Cached {
     dir: PathBuf,
+    /// The directory as loaded, so a cached lookup checks the two files without walking the
+    /// whole path again. (Should the directory itself be renamed away and replaced, this would
+    /// keep checking the old one; deleting it makes the checks fail and forces a reload.)
+    dir_fd: Option<OwnedFd>,
     stamps: (Stamp, Option<Stamp>),
     index: Arc<AliasIndex>,
+}
+
+impl Cached {
+    /// True when both tables are still the files the index was built from.
+    fn fresh(&self, dir: &Path) -> bool {
+        let Some(fd) = &self.dir_fd else { return false };
+        // Byte comparison: cheaper than Path's component-wise one, and as exact.
+        self.dir.as_os_str() == dir.as_os_str()
+            && Stamp::at(fd, ALIAS_FILE_C).ok() == Some(self.stamps.0)
+            && Stamp::at(fd, BUILTIN_MODINFO_FILE_C).ok() == self.stamps.1
+    }
 }
 
 /// Why no alias index could be had: the tables are missing or unreadable.
@@ -348,6 +392,11 @@ impl AliasCache {
     /// The index for the tables in `dir`, from the cache while `modules.alias` and
     /// `modules.builtin.modinfo` keep their identity, size and mtime.
     pub fn index(&self, dir: &Path, log: &Logger) -> Result<Arc<AliasIndex>, TablesUnavailable> {
+        // Loading happens under the lock, so threads arriving together load once.
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cached) = slot.as_ref().filter(|c| c.fresh(dir)) {
+            return Ok(Arc::clone(&cached.index));
+        }
         let alias_path = dir.join(ALIAS_FILE);
         let builtin_path = dir.join(BUILTIN_MODINFO_FILE);
         let unavailable =
@@ -356,14 +405,12 @@ impl AliasCache {
             Stamp::of(&alias_path).map_err(unavailable)?,
             Stamp::of(&builtin_path).ok(),
         );
-        // Loading happens under the lock, so threads arriving together load once.
-        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(cached) = slot.as_ref() {
-            // Byte comparison: cheaper than Path's component-wise one, and as exact.
-            if cached.stamps == stamps && cached.dir.as_os_str() == dir.as_os_str() {
-                return Ok(Arc::clone(&cached.index));
-            }
-        }
+        let dir_fd = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(dir)
+            .ok()
+            .map(OwnedFd::from);
         let mut index = AliasIndex::default();
         fs::File::open(&alias_path)
             .and_then(|file| index.read_alias_file(file, log))
@@ -389,6 +436,7 @@ impl AliasCache {
         );
         *slot = Some(Cached {
             dir: dir.to_path_buf(),
+            dir_fd,
             stamps,
             index: Arc::clone(&index),
         });
@@ -478,6 +526,15 @@ mod tests {
     }
 
     const MLX5_VF: &str = "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i00";
+
+    #[test]
+    fn file_names_agree() {
+        assert_eq!(ALIAS_FILE_C.to_str().unwrap(), ALIAS_FILE);
+        assert_eq!(
+            BUILTIN_MODINFO_FILE_C.to_str().unwrap(),
+            BUILTIN_MODINFO_FILE
+        );
+    }
 
     #[test]
     fn counts_open_fields() {
