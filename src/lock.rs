@@ -30,13 +30,13 @@ pub struct DeviceLocks {
 pub struct DeviceGuard<'a> {
     locks: &'a DeviceLocks,
     address: PciAddress,
-    _file: Option<File>,
+    file: Option<File>,
 }
 
 impl Drop for DeviceGuard<'_> {
     fn drop(&mut self) {
         // Release the flock (close the file) before letting the next thread in.
-        self._file = None;
+        self.file = None;
         let mut held = self.locks.held.lock().unwrap_or_else(|e| e.into_inner());
         held.remove(&self.address);
         self.locks.released.notify_all();
@@ -64,7 +64,7 @@ impl DeviceLocks {
         let mut guard = DeviceGuard {
             locks: self,
             address: *address,
-            _file: None,
+            file: None,
         };
 
         fs::DirBuilder::new()
@@ -103,7 +103,7 @@ impl DeviceLocks {
             thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(50));
         }
-        guard._file = Some(file);
+        guard.file = Some(file);
         Ok(guard)
     }
 }
