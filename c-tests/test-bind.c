@@ -10,8 +10,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "fakesys.h"
-#include "harness.h"
+#include "testctx.h"
 
 static char *root;
 static pcibind_ctx *ctx;
@@ -37,26 +36,15 @@ static void setup(void)
 {
     root = fs_new();
     warnings[0] = '\0';
-    fs_mkdirs(root, "locks");
-    fs_mkdirs(root, "proc/net");
-    fs_mkdirs(root, "proc/self");
     fs_vfio_driver(root, "vfio_pci", "vfio-pci");
     fs_loaded_driver(root, "mlx5_core", "mlx5_core");
     fs_driver_ids(root, "mlx5_core", "pci:v000015B3d0000101Esv*sd*bc*sc*i*");
     fs_loaded_driver(root, "e1000e", "e1000e");
     fs_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
-    CHECK_RC(pcibind_ctx_new(root, 0, &ctx), PCIBIND_OK);
-    CHECK_RC(pcibind_ctx_set_modprobe(ctx, getenv("FAKE_MODPROBE")), PCIBIND_OK);
     char *dir = NULL;
     CHECK(asprintf(&dir, "%s/kernel-6.8.0-151-generic", getenv("PCIBIND_TEST_DATA")) > 0);
-    CHECK_RC(pcibind_ctx_set_modules_dir(ctx, dir), PCIBIND_OK);
+    ctx = test_context(root, root, getenv("FAKE_MODPROBE"), dir);
     free(dir);
-    char *locks = fs_path(root, "locks");
-    CHECK_RC(pcibind_ctx_set_lock_dir(ctx, locks), PCIBIND_OK);
-    free(locks);
-    char *proc = fs_path(root, "proc");
-    CHECK_RC(pcibind_ctx_set_proc_root(ctx, proc), PCIBIND_OK);
-    free(proc);
     CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_log, NULL, LOG_WARNING), PCIBIND_OK);
 }
 
@@ -315,12 +303,10 @@ static void netdev_with_only_a_link_local_address_is_not_in_use(void)
     teardown();
 }
 
-static void mounted_block_device_is_refused_unless_forced(void)
+/* An NVMe disk nvme0n1 under the device at 0000:04:00.0, as sysfs shows one: a directory whose
+ * `subsystem` link names `block`, with its `dev` number and `holders/`. */
+static void add_nvme_disk(const char *holder)
 {
-    setup();
-    fs_loaded_driver(root, "nvme", "nvme");
-    fs_driver_ids(root, "nvme", "pci:v*d*sv*sd*bc01sc08i02");
-    fs_device(root, "0000:04:00.0", NVME, "nvme");
     const char *disk = "devices/pci0000:00/0000:04:00.0/nvme/nvme0/nvme0n1";
     char rel[256];
     fs_mkdirs(root, disk);
@@ -328,8 +314,17 @@ static void mounted_block_device_is_refused_unless_forced(void)
     fs_symlink(root, rel, "../../../../../../class/block");
     snprintf(rel, sizeof(rel), "%s/dev", disk);
     fs_write(root, rel, "259:0\n");
-    snprintf(rel, sizeof(rel), "%s/holders", disk);
+    snprintf(rel, sizeof(rel), "%s/holders/%s", disk, holder ? holder : "");
     fs_mkdirs(root, rel);
+}
+
+static void mounted_block_device_is_refused_unless_forced(void)
+{
+    setup();
+    fs_loaded_driver(root, "nvme", "nvme");
+    fs_driver_ids(root, "nvme", "pci:v*d*sv*sd*bc01sc08i02");
+    fs_device(root, "0000:04:00.0", NVME, "nvme");
+    add_nvme_disk(NULL);
     fs_write(root, "proc/self/mountinfo",
              "29 1 259:0 / / rw,relatime shared:1 - ext4 /dev/nvme0n1 rw\n");
     CHECK_RC(pcibind_bind(ctx, "0000:04:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
@@ -344,13 +339,7 @@ static void held_block_device_is_refused(void)
     setup();
     fs_loaded_driver(root, "nvme", "nvme");
     fs_device(root, "0000:04:00.0", NVME, "nvme");
-    const char *disk = "devices/pci0000:00/0000:04:00.0/nvme/nvme0/nvme0n1";
-    char rel[256];
-    fs_mkdirs(root, disk);
-    snprintf(rel, sizeof(rel), "%s/subsystem", disk);
-    fs_symlink(root, rel, "../../../../../../class/block");
-    snprintf(rel, sizeof(rel), "%s/holders/dm-0", disk);
-    fs_mkdirs(root, rel);
+    add_nvme_disk("dm-0");
     CHECK_RC(pcibind_bind(ctx, "0000:04:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
     CHECK_CONTAINS(pcibind_last_error_message(), "held by dm-0");
     expect_nothing_written();

@@ -12,8 +12,7 @@
 #include <stdint.h>
 #include <unistd.h>
 
-#include "fakesys.h"
-#include "harness.h"
+#include "testctx.h"
 
 #define BDF "0000:02:00.0"
 static const char *const E1000E = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
@@ -53,26 +52,12 @@ static void report(const char *name)
 
 static pcibind_ctx *context(const char *root)
 {
-    pcibind_ctx *ctx = NULL;
-    CHECK_RC(pcibind_ctx_new(root, 0, &ctx), PCIBIND_OK);
-    CHECK_RC(pcibind_ctx_set_modprobe(ctx, getenv("FAKE_MODPROBE")), PCIBIND_OK);
-    char *locks = fs_path(root, "locks");
-    CHECK_RC(pcibind_ctx_set_lock_dir(ctx, locks), PCIBIND_OK);
-    free(locks);
-    char *proc = fs_path(root, "proc");
-    CHECK_RC(pcibind_ctx_set_proc_root(ctx, proc), PCIBIND_OK);
-    free(proc);
-    char *modules = fs_path(root, "lib-modules");
-    CHECK_RC(pcibind_ctx_set_modules_dir(ctx, modules), PCIBIND_OK);
-    free(modules);
-    return ctx;
+    return test_context(root, root, getenv("FAKE_MODPROBE"), NULL);
 }
 
 static char *tree(const char *original_override)
 {
     char *root = fs_new();
-    fs_mkdirs(root, "locks");
-    fs_mkdirs(root, "proc");
     fs_mkdirs(root, "lib-modules");
     fs_write(root, "lib-modules/modules.alias",
              "alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n"

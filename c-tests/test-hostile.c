@@ -11,8 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fakesys.h"
-#include "harness.h"
+#include "testctx.h"
 
 static const char *const MLX5_VF = "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i00";
 
@@ -49,17 +48,9 @@ static void setup(void)
     fs_vfio_driver(root, "vfio_pci", "vfio-pci");
     setenv("FAKE_SYSFS_ROOT", root, 1);
 
-    CHECK_RC(pcibind_ctx_new(root, 0, &ctx), PCIBIND_OK);
-    CHECK_RC(pcibind_ctx_set_modprobe(ctx, NULL), PCIBIND_OK);
-    char *p = fs_path(root, "lib-modules");
-    CHECK_RC(pcibind_ctx_set_modules_dir(ctx, p), PCIBIND_OK);
-    free(p);
-    p = fs_path(base, "locks");
-    CHECK_RC(pcibind_ctx_set_lock_dir(ctx, p), PCIBIND_OK);
-    free(p);
-    p = fs_path(base, "proc");
-    CHECK_RC(pcibind_ctx_set_proc_root(ctx, p), PCIBIND_OK);
-    free(p);
+    char *modules = fs_path(root, "lib-modules");
+    ctx = test_context(root, base, NULL, modules); /* locks and proc outside the tree */
+    free(modules);
 }
 
 static void outside_untouched(void)

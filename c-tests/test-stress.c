@@ -11,8 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fakesys.h"
-#include "harness.h"
+#include "testctx.h"
 
 static const char *const E1000E = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
 static const char *const DEVICES[] = {"0000:02:00.0", "0000:02:00.1", "0000:03:00.0", "0000:03:00.1"};
@@ -92,8 +91,6 @@ static void consistent_afterwards(void)
 static void two_processes_of_eight_threads(void)
 {
     root = fs_new();
-    fs_mkdirs(root, "locks");
-    fs_mkdirs(root, "proc");
     fs_mkdirs(root, "lib-modules");
     fs_write(root, "lib-modules/modules.alias",
              "alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n"
@@ -104,17 +101,7 @@ static void two_processes_of_eight_threads(void)
     for (int i = 0; i < NDEV; i++)
         fs_device(root, DEVICES[i], E1000E, "e1000e");
 
-    CHECK_RC(pcibind_ctx_new(root, 0, &ctx), PCIBIND_OK);
-    CHECK_RC(pcibind_ctx_set_modprobe(ctx, NULL), PCIBIND_OK);
-    char *p = fs_path(root, "locks");
-    CHECK_RC(pcibind_ctx_set_lock_dir(ctx, p), PCIBIND_OK);
-    free(p);
-    p = fs_path(root, "proc");
-    CHECK_RC(pcibind_ctx_set_proc_root(ctx, p), PCIBIND_OK);
-    free(p);
-    p = fs_path(root, "lib-modules");
-    CHECK_RC(pcibind_ctx_set_modules_dir(ctx, p), PCIBIND_OK);
-    free(p);
+    ctx = test_context(root, root, NULL, NULL);
 
     const char *secs = getenv("STRESS_SECONDS");
     deadline = now() + (secs ? atof(secs) : 2.0);
