@@ -20,8 +20,9 @@ def main():
     p.add_argument("--output", required=True)
     a = p.parse_args()
 
-    cmd = [a.cargo, "build", "--locked", "--lib", "--manifest-path", a.manifest_path,
-           "--target-dir", a.target_dir]
+    # The library alone, without the command-line tool's dependencies.
+    cmd = [a.cargo, "build", "--locked", "--lib", "--no-default-features", "--manifest-path",
+           a.manifest_path, "--target-dir", a.target_dir]
     if a.release:
         cmd.append("--release")
     rc = subprocess.call(cmd)

@@ -14,6 +14,12 @@
 
 Modules not loaded yet, loadable through the fake modprobe: vfio_pci (vfio-pci),
 mlx5_vfio_pci, xe_vfio_pci (xe-vfio-pci), qat_4xxx (4xxx).
+
+It also follows the conventions of the test suite's kernel emulation (c-tests/kernel-shim.c):
+host drivers have an ID table (`fake_ids`), VFIO drivers are marked (`fake_vfio`, and `vfio` in
+modprobe.table), and DIR/lib-modules/modules.alias holds the alias lines the variant choice and
+the claim check read: real lines from Ubuntu 6.8's table (tests/data) plus a synthetic
+xe_vfio_pci line (that module is newer than 6.8). DIR/proc is an empty proc root.
 """
 import os
 import sys
@@ -44,10 +50,36 @@ DRIVERS = {
 }
 BUILTIN = {"virtio-pci", "pcieport", "serial"}
 
+# Each host driver's ID table (globs on the modalias), as the kernel shim reads it.
+IDS = {
+    "virtio-pci": "pci:v00001AF4d*sv*sd*bc*sc*i*",
+    "e1000e": "pci:v00008086d000010D3sv*sd*bc*sc*i*",
+    "pcieport": "pci:v*d*sv*sd*bc06sc04i00",
+    "nouveau": "pci:v000010DEd*sv*sd*bc03sc*i*",
+    "snd_hda_intel": "pci:v*d*sv*sd*bc04sc03i*",
+    "xe": "pci:v00008086d0000E20Bsv*sd*bc*sc*i*",
+    "mlx5_core": "pci:v000015B3d0000101Esv*sd*bc*sc*i*",
+}
+
+MODULES_ALIAS = """\
+# From Ubuntu 24.04's 6.8.0-151-generic modules.alias (tests/data), except where marked.
+alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e
+alias pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_core
+alias pci:v000010DEd*sv*sd*bc03sc*i* nouveau
+alias pci:v*d*sv*sd*bc04sc03i* snd_hda_intel
+alias pci:v00008086d0000E20Bsv*sd*bc03sc*i* xe
+alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci
+alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci
+alias vfio_pci:v00001AF4d00001041sv*sd*bc*sc*i* virtio_vfio_pci
+# Synthetic: xe_vfio_pci is newer than 6.8.
+alias vfio_pci:v00008086d0000E20Bsv*sd*bc*sc*i* xe_vfio_pci
+"""
+
 MODPROBE_TABLE = """\
-vfio_pci vfio-pci
-mlx5_vfio_pci mlx5_vfio_pci
-xe_vfio_pci xe-vfio-pci
+vfio_pci vfio-pci vfio
+mlx5_vfio_pci mlx5_vfio_pci vfio
+xe_vfio_pci xe-vfio-pci vfio
+virtio_vfio_pci virtio_vfio_pci vfio
 qat_4xxx 4xxx
 virtio_pci =
 """
@@ -65,8 +97,11 @@ def link(path, target):
 
 
 def main(root):
-    for d in ("bus/pci/devices", "bus/pci/drivers", "module", "kernel/iommu_groups"):
+    for d in ("bus/pci/devices", "bus/pci/drivers", "module", "kernel/iommu_groups",
+              "proc/net", "proc/self", "lib-modules", "locks"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
+    write(os.path.join(root, "bus/pci/drivers_probe"))
+    write(os.path.join(root, "lib-modules/modules.alias"), MODULES_ALIAS)
 
     for drv, (mod, linked) in DRIVERS.items():
         ddir = os.path.join(root, "bus/pci/drivers", drv)
@@ -80,6 +115,8 @@ def main(root):
             link(os.path.join(ddir, "module"), f"../../../../module/{mod}")
         if linked:
             link(os.path.join(mdir, "drivers", f"pci:{drv}"), f"../../../bus/pci/drivers/{drv}")
+        if drv in IDS:
+            write(os.path.join(ddir, "fake_ids"), IDS[drv] + "\n")
 
     for bdf, ven, dev, sven, sdev, cls, drv, group in DEVICES:
         rel = f"devices/pci{bdf[:7]}/{bdf}"

@@ -7,6 +7,7 @@ pub mod address;
 pub mod alias;
 mod beneath;
 mod bind;
+pub mod device;
 pub mod error;
 pub mod glob;
 pub mod group;
@@ -23,9 +24,11 @@ pub mod sysfs;
 pub mod ffi;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use address::PciAddress;
 pub use bind::BindOptions;
+pub use device::DeviceInfo;
 pub use error::{Error, Result};
 pub use group::{GroupMember, MemberClass};
 pub use log::{Logger, Priority};
@@ -51,6 +54,8 @@ pub struct Context {
     aliases: AliasCache,
     locks: DeviceLocks,
     proc_root: PathBuf,
+    /// Set once the missing alias tables have been warned about (cleared when they load).
+    tables_warned: AtomicBool,
 }
 
 fn require_absolute(what: &str, path: &Path) -> Result<()> {
@@ -81,6 +86,7 @@ impl Context {
             aliases: AliasCache::default(),
             locks: DeviceLocks::default(),
             proc_root: PathBuf::from("/proc"),
+            tables_warned: AtomicBool::new(false),
         })
     }
 
@@ -173,10 +179,19 @@ impl Context {
     fn vfio_variant_for(&self, address: &PciAddress, modalias: &modalias::Modalias) -> ModuleName {
         let fallback = || ModuleName::new(alias::VFIO_PCI_MODULE).expect("a valid module name");
         let index = match self.alias_index() {
-            Ok(index) => index,
+            Ok(index) => {
+                self.tables_warned.store(false, Ordering::Relaxed);
+                index
+            }
             Err(why) => {
+                // A warning the first time; the same news for every device after it is noise.
+                let priority = if self.tables_warned.swap(true, Ordering::Relaxed) {
+                    Priority::Debug
+                } else {
+                    Priority::Warning
+                };
                 self.log.log(
-                    Priority::Warning,
+                    priority,
                     format_args!("{why}; using {} for {address}", alias::VFIO_PCI_MODULE),
                 );
                 return fallback();

@@ -57,6 +57,28 @@ impl Modalias {
     pub fn body(&self) -> &str {
         &self.0[4..]
     }
+
+    fn hex(&self, range: std::ops::Range<usize>) -> u32 {
+        // The shape was checked by `parse`.
+        u32::from_str_radix(&self.body()[range], 16).unwrap_or(0)
+    }
+
+    pub fn vendor(&self) -> u16 {
+        self.hex(1..9) as u16
+    }
+
+    pub fn device(&self) -> u16 {
+        self.hex(10..18) as u16
+    }
+
+    /// Base class, subclass and programming interface.
+    pub fn class(&self) -> (u8, u8, u8) {
+        (
+            self.hex(40..42) as u8,
+            self.hex(44..46) as u8,
+            self.hex(47..49) as u8,
+        )
+    }
 }
 
 impl fmt::Display for Modalias {
@@ -71,7 +93,11 @@ mod tests {
 
     #[test]
     fn accepts_kernel_modaliases() {
-        let m = Modalias::parse("pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i00\n").unwrap();
+        let m = Modalias::parse("pci:v000015B3d0000101Esv000015B3sd00000048bc02sc07i01\n").unwrap();
+        assert_eq!(
+            (m.vendor(), m.device(), m.class()),
+            (0x15b3, 0x101e, (2, 7, 1))
+        );
         assert_eq!(
             m.body(),
             "v000015B3d0000101Esv000015B3sd00000048bc02sc00i00"

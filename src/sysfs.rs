@@ -61,6 +61,18 @@ impl Sysfs {
         self.tree.is_dir(&self.module_dir(module))
     }
 
+    /// Every PCI device (`bus/pci/devices/`), in address order.
+    pub fn devices(&self) -> Result<Vec<PciAddress>> {
+        let dir = self.root.join("bus/pci/devices");
+        let mut out: Vec<PciAddress> = self
+            .list_dir(&dir, "listing PCI devices")?
+            .iter()
+            .filter_map(|n| PciAddress::parse(n).ok())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// Registered PCI drivers, in name order. Entries that are not valid names are skipped.
     pub fn drivers(&self) -> Result<Vec<DriverName>> {
         let dir = self.drivers_dir();

@@ -1,0 +1,519 @@
+//! `pcibind`: move PCI devices between kernel drivers by hand, on the libpcibind Rust API.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use pcibind::device::class_name;
+use pcibind::{BindOptions, Context, DeviceInfo, Error, Logger, Modprobe, PciAddress, Priority};
+
+const AFTER_HELP: &str = "\
+Exit status:
+  0   success
+  2   bad arguments (a malformed address or name, an unknown option)
+  3   no such PCI device
+  4   the name is no PCI driver (and loading it as a module found none)
+  5   a module could not be loaded
+  6   the kernel did not bind; the device was put back where it was
+  7   binding failed and so did putting the device back: check it (the message says where it is)
+  8   the device is in use on the host (--force overrides)
+  9   the driver does not claim the device (--force overrides)
+  10  another process holds the device's lock
+  11  any other error (I/O, a malformed sysfs tree)
+With several devices, the status is that of the worst failure.
+
+driverctl users: set-override ADDR DRIVER = `pcibind bind ADDR DRIVER`;
+unset-override ADDR = `pcibind reattach ADDR`; list-devices = `pcibind list`;
+list-overrides = `pcibind list --overrides`.";
+
+/// Move Linux PCI devices between kernel drivers, e.g. from their host driver to vfio-pci or the
+/// right VFIO variant driver and back, as a transaction: each device ends on exactly the driver
+/// asked for, or it is put back where it was and the error says why.
+#[derive(Parser)]
+#[command(name = "pcibind", version, after_help = AFTER_HELP, args_override_self = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// The sysfs tree to act on
+    #[arg(long, global = true, value_name = "DIR", default_value = "/sys")]
+    sysfs_root: PathBuf,
+    /// The directory holding modules.alias [default: /lib/modules/$(uname -r), then /usr/lib/...]
+    #[arg(long, global = true, value_name = "DIR")]
+    modules_dir: Option<PathBuf>,
+    /// The module loader, or `none` never to load modules [default: /usr/sbin/modprobe or /sbin/modprobe]
+    #[arg(long, global = true, value_name = "PATH")]
+    modprobe: Option<PathBuf>,
+    /// Where the per-device lock files go
+    #[arg(long, global = true, value_name = "DIR", default_value = pcibind::DEFAULT_LOCK_DIR)]
+    lock_dir: PathBuf,
+    /// Where the in-use checks read net/route, net/if_inet6, self/mountinfo and swaps (tests)
+    #[arg(long, global = true, value_name = "DIR", hide = true)]
+    proc_root: Option<PathBuf>,
+    /// Log more to stderr (-v: what is done, -vv: everything)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every PCI device: address, IDs, class, driver, driver_override, IOMMU group,
+    /// whether it is on a VFIO driver, and the VFIO driver it would get
+    List {
+        /// Only devices whose driver_override is set (driverctl's list-overrides)
+        #[arg(long)]
+        overrides: bool,
+        /// JSON instead of a table (an array of objects; see the README)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one device in detail, with its IOMMU group and whether binding would be refused
+    Show {
+        address: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resolve a module or driver name (either spelling) to the exact PCI driver name
+    Resolve { name: String },
+    /// Print the module of the best VFIO driver for a device
+    Variant { address: String },
+    /// Bind devices to DRIVER (a driver or module name), or with no DRIVER to the best VFIO
+    /// driver for each; the driver_override stays set so a reprobe keeps them there
+    Bind {
+        /// One or more device addresses, then optionally the driver
+        #[arg(required = true, value_name = "ADDRESS... [DRIVER]")]
+        args: Vec<String>,
+        /// Skip the safety checks (device in use, PF with VFs, driver not claiming the device)
+        #[arg(long)]
+        force: bool,
+        /// Change nothing; print the exact plan
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Detach devices from their driver and leave them unbound (driver_override set to `none`
+    /// so no probe takes them)
+    Unbind {
+        #[arg(required = true, value_name = "ADDRESS")]
+        addresses: Vec<String>,
+    },
+    /// Give devices back to their host driver (clear driver_override, reprobe), or bind them to
+    /// DRIVER
+    Reattach {
+        #[arg(required = true, value_name = "ADDRESS... [DRIVER]")]
+        args: Vec<String>,
+    },
+    /// Print the man page (roff) to stdout
+    #[command(hide = true)]
+    Man,
+}
+
+/// The exit status of an error (documented in AFTER_HELP), and how bad it is among several.
+fn status_of(err: &Error) -> u8 {
+    match err {
+        Error::InvalidArg(_) | Error::InvalidAddress { .. } => 2,
+        Error::NoDevice { .. } => 3,
+        Error::NoDriver(_) => 4,
+        Error::ModuleLoad { .. } => 5,
+        Error::Bind { .. } => 6,
+        Error::Restore { .. } => 7,
+        Error::InUse { .. } => 8,
+        Error::NotClaimed { .. } => 9,
+        Error::Busy(_) => 10,
+        _ => 11,
+    }
+}
+
+fn severity(status: u8) -> u8 {
+    // A device left somewhere unknown first, then unexpected errors, then the rest.
+    match status {
+        7 => 100,
+        11 => 90,
+        0 => 0,
+        s => s,
+    }
+}
+
+fn context(g: &Global) -> Result<Context, Error> {
+    let mut ctx = Context::new(&g.sysfs_root)?;
+    ctx.set_modules_dir(g.modules_dir.clone())?;
+    match &g.modprobe {
+        Some(p) if p.as_os_str() == "none" => ctx.set_modprobe(Modprobe::Disabled)?,
+        Some(p) => ctx.set_modprobe(Modprobe::Program(absolute(p)))?,
+        None => {}
+    }
+    ctx.set_lock_dir(Some(absolute(&g.lock_dir)))?;
+    if let Some(p) = &g.proc_root {
+        ctx.set_proc_root(Some(absolute(p)))?;
+    }
+    let max = match g.verbose {
+        0 => Priority::Warning,
+        1 => Priority::Info,
+        _ => Priority::Debug,
+    };
+    ctx.set_logger(Logger::new(
+        Arc::new(|priority: Priority, message: &str| {
+            let tag = if priority <= Priority::Warning {
+                "warning: "
+            } else {
+                ""
+            };
+            eprintln!("pcibind: {tag}{message}");
+        }),
+        max as i32,
+    ));
+    Ok(ctx)
+}
+
+/// Paths given on the command line may be relative; the library takes absolute ones.
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Splits `ADDRESS... [DRIVER]`: the last argument is the driver when it is not an address.
+fn split_driver(args: &[String]) -> (Vec<String>, Option<String>) {
+    match args.split_last() {
+        Some((last, rest)) if !rest.is_empty() && PciAddress::parse(last).is_err() => {
+            (rest.to_vec(), Some(last.clone()))
+        }
+        _ => (args.to_vec(), None),
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn json_opt(s: Option<&str>) -> String {
+    s.map_or_else(|| "null".to_owned(), json_str)
+}
+
+fn device_json_fields(info: &DeviceInfo) -> String {
+    let (vendor, device, class, cname) = match &info.modalias {
+        Some(m) => {
+            let (b, s, i) = m.class();
+            (
+                json_str(&format!("{:04x}", m.vendor())),
+                json_str(&format!("{:04x}", m.device())),
+                json_str(&format!("{b:02x}{s:02x}{i:02x}")),
+                json_str(class_name(b, s)),
+            )
+        }
+        None => ("null".into(), "null".into(), "null".into(), "null".into()),
+    };
+    format!(
+        "\"address\": {}, \"vendor\": {vendor}, \"device\": {device}, \"class\": {class}, \
+         \"class_name\": {cname}, \"driver\": {}, \"driver_override\": {}, \"iommu_group\": {}, \
+         \"vfio_bound\": {}, \"vfio_driver_module\": {}",
+        json_str(&info.address.to_string()),
+        json_opt(info.driver.as_ref().map(|d| d.as_str())),
+        json_opt(info.driver_override.as_deref()),
+        info.iommu_group.map_or("null".into(), |g| g.to_string()),
+        info.vfio_bound,
+        json_opt(info.vfio_module.as_ref().map(|m| m.as_str())),
+    )
+}
+
+fn list(ctx: &Context, overrides: bool, json: bool) -> Result<(), Error> {
+    let mut infos = Vec::new();
+    for address in ctx.devices()? {
+        let info = ctx.device_info(&address.to_string())?;
+        if !overrides || info.driver_override.is_some() {
+            infos.push(info);
+        }
+    }
+    let mut out = io::stdout().lock();
+    if json {
+        let items: Vec<String> = infos
+            .iter()
+            .map(|i| format!("  {{{}}}", device_json_fields(i)))
+            .collect();
+        let _ = writeln!(out, "[\n{}\n]", items.join(",\n"));
+        return Ok(());
+    }
+    let rows: Vec<[String; 8]> = infos
+        .iter()
+        .map(|i| {
+            let (ids, class) = match &i.modalias {
+                Some(m) => {
+                    let (b, s, _) = m.class();
+                    (
+                        format!("{:04x}:{:04x}", m.vendor(), m.device()),
+                        class_name(b, s).to_owned(),
+                    )
+                }
+                None => ("?".into(), "?".into()),
+            };
+            [
+                i.address.to_string(),
+                ids,
+                class,
+                i.driver.as_ref().map_or("-".into(), |d| d.to_string()),
+                i.driver_override.clone().unwrap_or_else(|| "-".into()),
+                i.iommu_group.map_or("-".into(), |g| g.to_string()),
+                if i.vfio_bound { "yes" } else { "no" }.into(),
+                i.vfio_module.as_ref().map_or("-".into(), |m| m.to_string()),
+            ]
+        })
+        .collect();
+    let header = [
+        "ADDRESS",
+        "ID",
+        "CLASS",
+        "DRIVER",
+        "OVERRIDE",
+        "GROUP",
+        "VFIO",
+        "VFIO DRIVER",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let _ = writeln!(out, "{}", line(header.to_vec()));
+    for row in &rows {
+        let _ = writeln!(out, "{}", line(row.iter().map(String::as_str).collect()));
+    }
+    Ok(())
+}
+
+fn show(ctx: &Context, address: &str, json: bool) -> Result<(), Error> {
+    let info = ctx.device_info(address)?;
+    let a = info.address.to_string();
+    let members = ctx.iommu_group(&a).ok();
+    let viability = members.as_ref().map(|m| pcibind::group::viability(m));
+    let in_use = ctx.in_use_reason(&a)?;
+    let mut out = io::stdout().lock();
+    if json {
+        let members_json = members.as_ref().map_or("null".into(), |ms| {
+            let items: Vec<String> = ms
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{{\"address\": {}, \"driver\": {}, \"class\": {}}}",
+                        json_str(&m.address.to_string()),
+                        json_opt(m.driver.as_ref().map(|d| d.as_str())),
+                        json_str(&m.class.to_string())
+                    )
+                })
+                .collect();
+            format!("[{}]", items.join(", "))
+        });
+        let _ = writeln!(
+            out,
+            "{{{}, \"modalias\": {}, \"iommu_group_members\": {members_json}, \
+             \"iommu_group_viable\": {}, \"in_use\": {}}}",
+            device_json_fields(&info),
+            json_opt(info.modalias.as_ref().map(|m| m.as_str())),
+            viability
+                .as_ref()
+                .map_or("null".into(), |v| v.is_none().to_string()),
+            json_opt(in_use.as_deref()),
+        );
+        return Ok(());
+    }
+    let opt = |s: Option<String>, none: &str| s.unwrap_or_else(|| none.to_owned());
+    let _ = writeln!(out, "device:          {a}");
+    if let Some(m) = &info.modalias {
+        let (b, s, i) = m.class();
+        let _ = writeln!(
+            out,
+            "id:              {:04x}:{:04x}",
+            m.vendor(),
+            m.device()
+        );
+        let _ = writeln!(
+            out,
+            "class:           {b:02x}{s:02x}{i:02x} ({})",
+            class_name(b, s)
+        );
+        let _ = writeln!(out, "modalias:        {m}");
+    }
+    let _ = writeln!(
+        out,
+        "driver:          {}",
+        opt(info.driver.as_ref().map(|d| d.to_string()), "(none)")
+    );
+    let _ = writeln!(
+        out,
+        "driver_override: {}",
+        opt(info.driver_override.clone(), "(unset)")
+    );
+    let _ = writeln!(
+        out,
+        "vfio-bound:      {}",
+        if info.vfio_bound { "yes" } else { "no" }
+    );
+    let _ = writeln!(
+        out,
+        "vfio driver:     {}",
+        opt(
+            info.vfio_module.as_ref().map(|m| m.to_string()),
+            "(unknown)"
+        )
+    );
+    match (&members, info.iommu_group) {
+        (Some(ms), Some(g)) => {
+            let _ = writeln!(out, "iommu group:     {g}");
+            for m in ms {
+                let _ = writeln!(
+                    out,
+                    "  {}  {:<16} {}",
+                    m.address,
+                    m.driver
+                        .as_ref()
+                        .map_or("(no driver)".into(), |d| d.to_string()),
+                    m.class
+                );
+            }
+            let _ = writeln!(
+                out,
+                "group viable:    {}",
+                match viability.flatten() {
+                    None => "yes".to_owned(),
+                    Some(why) => format!("no ({why})"),
+                }
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "iommu group:     (none: is the IOMMU enabled?)");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "in use on host:  {}",
+        in_use.map_or("no".to_owned(), |why| format!(
+            "yes: {why} (bind refuses it without --force)"
+        ))
+    );
+    Ok(())
+}
+
+/// Runs `op` on each address, reporting one line per device and a summary; the status of the
+/// worst failure.
+fn each(addresses: &[String], verb: &str, op: impl Fn(&str) -> Result<String, Error>) -> u8 {
+    let tty = io::stderr().is_terminal();
+    let (mut done, mut failed, mut status) = (0, 0, 0u8);
+    for address in addresses {
+        if tty && addresses.len() > 1 {
+            eprint!("{verb} {address} ...\r");
+        }
+        match op(address) {
+            Ok(what) => {
+                done += 1;
+                println!("{address}: {what}");
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("pcibind: {address}: {e}");
+                let s = status_of(&e);
+                if severity(s) > severity(status) {
+                    status = s;
+                }
+            }
+        }
+    }
+    if addresses.len() > 1 {
+        println!("{} devices: {done} done, {failed} failed", addresses.len());
+    }
+    status
+}
+
+fn run(cli: Cli) -> Result<u8, Error> {
+    if let Command::Man = cli.command {
+        let man = clap_mangen::Man::new(Cli::command());
+        let mut out = Vec::new();
+        man.render(&mut out)
+            .map_err(|e| Error::Internal(format!("rendering the man page: {e}")))?;
+        let _ = io::stdout().write_all(&out);
+        return Ok(0);
+    }
+    let ctx = context(&cli.global)?;
+    Ok(match cli.command {
+        Command::List { overrides, json } => list(&ctx, overrides, json).map(|_| 0)?,
+        Command::Show { address, json } => show(&ctx, &address, json).map(|_| 0)?,
+        Command::Resolve { name } => {
+            println!("{}", ctx.resolve_driver(&name)?);
+            0
+        }
+        Command::Variant { address } => {
+            println!("{}", ctx.find_vfio_variant(&address)?);
+            0
+        }
+        Command::Bind {
+            args,
+            force,
+            dry_run,
+        } => {
+            let (addresses, driver) = split_driver(&args);
+            let options = BindOptions {
+                force,
+                dry_run: false,
+            };
+            if dry_run {
+                each(&addresses, "planning", |a| {
+                    ctx.bind_plan(a, driver.as_deref(), options)
+                        .map(|plan| format!("plan (nothing changed):\n{plan}"))
+                })
+            } else {
+                each(&addresses, "binding", |a| {
+                    ctx.bind(a, driver.as_deref(), options)
+                        .map(|d| format!("bound to {d}"))
+                })
+            }
+        }
+        Command::Unbind { addresses } => each(&addresses, "unbinding", |a| {
+            ctx.unbind(a)
+                .map(|_| "unbound (driver_override none)".to_owned())
+        }),
+        Command::Reattach { args } => {
+            let (addresses, driver) = split_driver(&args);
+            each(&addresses, "reattaching", |a| {
+                ctx.reattach(a, driver.as_deref()).map(|d| match d {
+                    Some(d) => format!("bound to {d}"),
+                    None => "left unbound: no host driver matches it".to_owned(),
+                })
+            })
+        }
+        Command::Man => unreachable!(),
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(status) => ExitCode::from(status),
+        Err(e) => {
+            eprintln!("pcibind: {e}");
+            ExitCode::from(status_of(&e))
+        }
+    }
+}

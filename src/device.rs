@@ -1,0 +1,94 @@
+//! What a device is and where it stands, for listings (the command-line tool's `list` and
+//! `show`): one read-only look at each fact, through `sysfs`.
+
+use crate::address::PciAddress;
+use crate::error::Result;
+use crate::inuse;
+use crate::modalias::Modalias;
+use crate::name::{DriverName, ModuleName};
+use crate::Context;
+
+/// One device's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub address: PciAddress,
+    /// `None` when the device's `modalias` is missing or malformed.
+    pub modalias: Option<Modalias>,
+    pub driver: Option<DriverName>,
+    pub driver_override: Option<String>,
+    pub iommu_group: Option<u32>,
+    pub vfio_bound: bool,
+    /// The module of the best VFIO driver for it (`None` without a usable modalias).
+    pub vfio_module: Option<ModuleName>,
+}
+
+impl Context {
+    /// Every PCI device in the tree, in address order.
+    pub fn devices(&self) -> Result<Vec<PciAddress>> {
+        self.sysfs.devices()
+    }
+
+    /// The state of the device at `address`.
+    pub fn device_info(&self, address: &str) -> Result<DeviceInfo> {
+        let address = PciAddress::parse(address)?;
+        self.sysfs.require_device(&address)?;
+        let modalias = self.sysfs.modalias(&address).ok();
+        let driver = self.sysfs.device_driver(&address)?;
+        let vfio_bound = match &driver {
+            Some(d) => self.sysfs.has_vfio_dev(&address) || self.is_vfio_driver(d),
+            None => false,
+        };
+        Ok(DeviceInfo {
+            vfio_module: modalias
+                .as_ref()
+                .map(|m| self.vfio_variant_for(&address, m)),
+            modalias,
+            driver,
+            driver_override: self.sysfs.driver_override(&address)?,
+            iommu_group: self.sysfs.iommu_group(&address).unwrap_or(None),
+            vfio_bound,
+            address,
+        })
+    }
+
+    /// Why `bind` would refuse the device as in use on the host, or `None`.
+    pub fn in_use_reason(&self, address: &str) -> Result<Option<String>> {
+        let address = PciAddress::parse(address)?;
+        self.sysfs.require_device(&address)?;
+        inuse::in_use_reason(&self.sysfs, &self.proc_root, &address)
+    }
+}
+
+/// A short name for a PCI class (base class, subclass).
+pub fn class_name(base: u8, sub: u8) -> &'static str {
+    match (base, sub) {
+        (0x01, 0x06) => "SATA controller",
+        (0x01, 0x08) => "NVMe controller",
+        (0x01, _) => "storage controller",
+        (0x02, 0x00) => "Ethernet controller",
+        (0x02, _) => "network controller",
+        (0x03, 0x00) => "VGA controller",
+        (0x03, 0x02) => "3D controller",
+        (0x03, _) => "display controller",
+        (0x04, 0x03) => "audio device",
+        (0x04, _) => "multimedia controller",
+        (0x05, _) => "memory controller",
+        (0x06, 0x00) => "host bridge",
+        (0x06, 0x01) => "ISA bridge",
+        (0x06, 0x04) => "PCI bridge",
+        (0x06, _) => "bridge",
+        (0x07, _) => "communication controller",
+        (0x08, _) => "system peripheral",
+        (0x09, _) => "input device",
+        (0x0b, _) => "processor",
+        (0x0c, 0x03) => "USB controller",
+        (0x0c, 0x05) => "SMBus",
+        (0x0c, _) => "serial bus controller",
+        (0x0d, _) => "wireless controller",
+        (0x10, _) => "encryption controller",
+        (0x11, _) => "signal processing controller",
+        (0x12, _) => "processing accelerator",
+        (0xff, _) => "unassigned class",
+        _ => "other",
+    }
+}

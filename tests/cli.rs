@@ -1,0 +1,336 @@
+//! The `pcibind` command-line tool, run as a program on the example tree
+//! (examples/example-sysfs.py) with the kernel-emulation shim preloaded for the commands that
+//! write. The shim and the fake modprobe are compiled here from c-tests/ with the system's C
+//! compiler, so `cargo test` alone runs these.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const SRC: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The shim and the fake modprobe, built once per test run.
+fn helpers() -> &'static (PathBuf, PathBuf) {
+    static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let c = Path::new(SRC).join("c-tests");
+        let shim = out.join("kernel-shim.so");
+        let modprobe = out.join("fake-modprobe");
+        let run = |args: &[&str]| {
+            let status = Command::new("cc")
+                .args(args)
+                .status()
+                .expect("a C compiler");
+            assert!(status.success(), "cc {args:?}");
+        };
+        run(&[
+            "-shared",
+            "-fPIC",
+            "-O1",
+            "-o",
+            shim.to_str().unwrap(),
+            c.join("kernel-shim.c").to_str().unwrap(),
+            "-ldl",
+            "-lpthread",
+        ]);
+        run(&[
+            "-O1",
+            "-o",
+            modprobe.to_str().unwrap(),
+            c.join("fake-modprobe.c").to_str().unwrap(),
+            c.join("fakesys.c").to_str().unwrap(),
+        ]);
+        (shim, modprobe)
+    })
+}
+
+struct Tree {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Tree {
+    fn new() -> Tree {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("sys");
+        let status = Command::new("python3")
+            .arg(Path::new(SRC).join("examples/example-sysfs.py"))
+            .arg(&root)
+            .status()
+            .expect("python3");
+        assert!(status.success());
+        Tree { _dir: dir, root }
+    }
+
+    /// Runs pcibind with the tree's global options and the shim preloaded.
+    fn run(&self, args: &[&str]) -> Output {
+        let (shim, modprobe) = helpers();
+        Command::new(env!("CARGO_BIN_EXE_pcibind"))
+            .arg("--sysfs-root")
+            .arg(&self.root)
+            .arg("--modules-dir")
+            .arg(self.root.join("lib-modules"))
+            .arg("--modprobe")
+            .arg(modprobe)
+            .arg("--lock-dir")
+            .arg(self.root.join("locks"))
+            .arg("--proc-root")
+            .arg(self.root.join("proc"))
+            .args(args)
+            .env("LD_PRELOAD", shim)
+            .env("FAKE_SYSFS_ROOT", &self.root)
+            .output()
+            .unwrap()
+    }
+
+    fn driver(&self, bdf: &str) -> Option<String> {
+        std::fs::read_link(self.root.join("bus/pci/devices").join(bdf).join("driver"))
+            .ok()
+            .map(|t| t.file_name().unwrap().to_string_lossy().into_owned())
+    }
+
+    fn driver_override(&self, bdf: &str) -> String {
+        let s = std::fs::read_to_string(
+            self.root
+                .join("bus/pci/devices")
+                .join(bdf)
+                .join("driver_override"),
+        )
+        .unwrap();
+        s.trim_end().to_owned()
+    }
+
+    fn writes(&self) -> String {
+        std::fs::read_to_string(self.root.join("write.log")).unwrap_or_default()
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const VF: &str = "0000:3b:00.2"; // ConnectX-5 VF on mlx5_core
+const NIC: &str = "0000:00:02.0"; // e1000e
+const XE: &str = "0000:03:00.0"; // Intel Xe GPU
+const GPU: &str = "0000:01:00.0"; // RTX 3090, its audio function at .1 in the same group
+
+#[test]
+fn list_shows_every_device_as_a_table() {
+    let t = Tree::new();
+    let o = t.run(&["list"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("ADDRESS"));
+    assert_eq!(out.lines().count(), 9, "{out}");
+    let vf = out.lines().find(|l| l.starts_with(VF)).unwrap();
+    for cell in [
+        "15b3:101e",
+        "Ethernet controller",
+        "mlx5_core",
+        "no",
+        "mlx5_vfio_pci",
+        " 7 ",
+    ] {
+        assert!(vf.contains(cell), "{cell} missing in {vf}");
+    }
+    assert!(out
+        .lines()
+        .any(|l| l.starts_with(XE) && l.contains("xe_vfio_pci")));
+}
+
+#[test]
+fn list_json_has_one_object_per_device() {
+    let t = Tree::new();
+    let out = stdout(&t.run(&["list", "--json"]));
+    assert!(out.trim_start().starts_with('[') && out.trim_end().ends_with(']'));
+    assert_eq!(out.matches("\"address\": ").count(), 8);
+    for key in [
+        "vendor",
+        "device",
+        "class",
+        "class_name",
+        "driver",
+        "driver_override",
+        "iommu_group",
+        "vfio_bound",
+        "vfio_driver_module",
+    ] {
+        assert_eq!(out.matches(&format!("\"{key}\": ")).count(), 8, "{key}");
+    }
+    assert!(out.contains("\"address\": \"0000:00:1f.0\", \"vendor\": \"8086\", \"device\": \"a143\", \"class\": \"060100\", \"class_name\": \"ISA bridge\", \"driver\": null, \"driver_override\": null, \"iommu_group\": 4, \"vfio_bound\": false"));
+}
+
+#[test]
+fn show_gives_group_and_in_use_verdict() {
+    let t = Tree::new();
+    let o = t.run(&["show", GPU]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("iommu group:     5"), "{out}");
+    assert!(out.contains("0000:01:00.1  snd_hda_intel"), "{out}");
+    assert!(
+        out.contains("group viable:    no (blocking group members"),
+        "{out}"
+    );
+    assert!(out.contains("in use on host:  no"), "{out}");
+    let json = stdout(&t.run(&["show", GPU, "--json"]));
+    assert!(json.contains("\"iommu_group_members\": [{\"address\": \"0000:01:00.0\", \"driver\": \"nouveau\", \"class\": \"blocking\"}"), "{json}");
+    assert!(json.contains("\"iommu_group_viable\": false"));
+    assert!(json.contains("\"in_use\": null"));
+}
+
+#[test]
+fn resolve_and_variant() {
+    let t = Tree::new();
+    let o = t.run(&["resolve", "xe_vfio_pci"]);
+    assert_eq!(stdout(&o), "xe-vfio-pci\n", "{}", stderr(&o));
+    assert_eq!(stdout(&t.run(&["resolve", "pcieportdrv"])), "pcieport\n");
+    assert_eq!(stdout(&t.run(&["variant", VF])), "mlx5_vfio_pci\n");
+    assert_eq!(stdout(&t.run(&["variant", NIC])), "vfio_pci\n");
+}
+
+#[test]
+fn bind_auto_variant_then_reattach() {
+    let t = Tree::new();
+    let o = t.run(&["bind", VF, XE]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("{VF}: bound to mlx5_vfio_pci")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{XE}: bound to xe-vfio-pci")),
+        "{out}"
+    );
+    assert!(out.contains("2 devices: 2 done, 0 failed"), "{out}");
+    assert_eq!(t.driver(VF).as_deref(), Some("mlx5_vfio_pci"));
+    assert_eq!(t.driver_override(VF), "mlx5_vfio_pci");
+    assert!(stdout(&t.run(&["list"]))
+        .lines()
+        .any(|l| l.starts_with(VF) && l.contains(" yes ")));
+
+    let o = t.run(&["reattach", VF, XE]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(t.driver(VF).as_deref(), Some("mlx5_core"));
+    assert_eq!(t.driver(XE).as_deref(), Some("xe"));
+    assert_eq!(t.driver_override(VF), "(null)");
+}
+
+#[test]
+fn driverctl_style_set_and_unset_override() {
+    let t = Tree::new();
+    assert_eq!(t.run(&["bind", NIC, "vfio_pci"]).status.code(), Some(0));
+    assert_eq!(t.driver(NIC).as_deref(), Some("vfio-pci"));
+    let overrides = stdout(&t.run(&["list", "--overrides"]));
+    assert_eq!(overrides.lines().count(), 2, "{overrides}");
+    assert!(overrides.contains(NIC));
+    assert_eq!(t.run(&["reattach", NIC]).status.code(), Some(0));
+    assert_eq!(t.driver(NIC).as_deref(), Some("e1000e"));
+    assert_eq!(stdout(&t.run(&["list", "--overrides"])).lines().count(), 1);
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_touches_nothing() {
+    let t = Tree::new();
+    let o = t.run(&["bind", VF, "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("plan (nothing changed)"), "{out}");
+    assert!(out.contains("mlx5_vfio_pci"), "{out}");
+    assert!(out.contains("mlx5_core/unbind"), "{out}");
+    assert_eq!(t.writes(), "");
+    assert_eq!(t.driver(VF).as_deref(), Some("mlx5_core"));
+    assert!(!t.root.join("modprobe.log").exists());
+}
+
+#[test]
+fn unbind_leaves_devices_unbound() {
+    let t = Tree::new();
+    let o = t.run(&["unbind", NIC]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(t.driver(NIC), None);
+    assert_eq!(t.driver_override(NIC), "none");
+}
+
+#[test]
+fn exit_codes_name_the_failure() {
+    let t = Tree::new();
+    let bad = t.run(&["bind", "0000:00:99.0", "vfio-pci"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("invalid PCI address"));
+    assert_eq!(
+        t.run(&["bind", "../etc", "vfio-pci"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(t.run(&["bind", NIC, "../evil"]).status.code(), Some(2));
+    assert_eq!(t.run(&["show", "0000:09:00.0"]).status.code(), Some(3));
+    assert_eq!(
+        t.run(&["--modprobe", "none", "resolve", "no_such_driver"])
+            .status
+            .code(),
+        Some(4)
+    );
+    let load = t.run(&["resolve", "no_such_driver"]);
+    assert_eq!(load.status.code(), Some(5));
+    assert!(stderr(&load).contains("not found"), "{}", stderr(&load));
+    // e1000e claims no ConnectX VF.
+    let claim = t.run(&["bind", VF, "e1000e"]);
+    assert_eq!(claim.status.code(), Some(9), "{}", stderr(&claim));
+    assert!(stderr(&claim).starts_with(&format!("pcibind: {VF}: ")));
+    assert_eq!(t.writes(), "");
+    // A refused probe: restored, status 6.
+    std::fs::write(t.root.join("fault.table"), "probe:vfio-pci ENODEV\n").unwrap();
+    let refused = t.run(&["bind", NIC, "vfio-pci"]);
+    assert_eq!(refused.status.code(), Some(6), "{}", stderr(&refused));
+    assert_eq!(t.driver(NIC).as_deref(), Some("e1000e"));
+    // Several devices: the worst status, and a summary.
+    let mixed = t.run(&["bind", XE, NIC, "vfio-pci"]);
+    assert_eq!(mixed.status.code(), Some(6));
+    assert!(
+        stdout(&mixed).contains("2 devices: 0 done, 2 failed"),
+        "{}",
+        stdout(&mixed)
+    );
+}
+
+#[test]
+fn in_use_device_is_refused_unless_forced() {
+    let t = Tree::new();
+    let net = t.root.join("devices/pci0000:00/0000:00:02.0/net/eth0");
+    std::fs::create_dir_all(&net).unwrap();
+    std::fs::write(net.join("flags"), "0x1003\n").unwrap();
+    std::fs::write(
+        t.root.join("proc/net/route"),
+        "Iface\tDestination\neth0\t0002000A\n",
+    )
+    .unwrap();
+    let o = t.run(&["bind", NIC, "vfio-pci"]);
+    assert_eq!(o.status.code(), Some(8));
+    assert!(stderr(&o).contains("eth0 is up"), "{}", stderr(&o));
+    assert!(stdout(&t.run(&["show", NIC])).contains("in use on host:  yes"));
+    assert_eq!(
+        t.run(&["bind", NIC, "vfio-pci", "--force"]).status.code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn help_and_man_page() {
+    let t = Tree::new();
+    for cmd in [
+        "list", "show", "resolve", "variant", "bind", "unbind", "reattach",
+    ] {
+        let o = t.run(&[cmd, "--help"]);
+        assert_eq!(o.status.code(), Some(0), "{cmd}");
+        assert!(stdout(&o).contains("Usage: pcibind"), "{cmd}");
+    }
+    assert!(stdout(&t.run(&["--help"])).contains("set-override ADDR DRIVER"));
+    let man = stdout(&t.run(&["man"]));
+    assert!(man.contains(".TH pcibind"), "{man}");
+}
