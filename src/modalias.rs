@@ -100,7 +100,7 @@ mod tests {
         );
         assert_eq!(
             m.body(),
-            "v000015B3d0000101Esv000015B3sd00000048bc02sc00i00"
+            "v000015B3d0000101Esv000015B3sd00000048bc02sc07i01"
         );
         assert!(Modalias::parse("pci:v000015b3d0000101esv000015b3sd00000048bc02sc00i00").is_ok());
     }
