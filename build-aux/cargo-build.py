@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Builds the Rust static library with cargo and copies it where meson expects it.
+"""Builds the Rust static library (or, with --bin, the command-line tool) with cargo and copies
+it where meson expects it.
 
 meson links libpcibind.so.0 itself from this archive (with its own version script); cargo keeps
 its own dependency tracking, so this runs on every build and is cheap when nothing changed.
@@ -18,17 +19,23 @@ def main():
     p.add_argument("--target-dir", required=True)
     p.add_argument("--release", action="store_true")
     p.add_argument("--output", required=True)
+    p.add_argument("--bin", help="build this binary instead of the static library")
     a = p.parse_args()
 
-    # The library alone, without the command-line tool's dependencies.
-    cmd = [a.cargo, "build", "--locked", "--lib", "--no-default-features", "--manifest-path",
-           a.manifest_path, "--target-dir", a.target_dir]
+    if a.bin:
+        cmd = [a.cargo, "build", "--locked", "--bin", a.bin, "--manifest-path", a.manifest_path,
+               "--target-dir", a.target_dir]
+    else:
+        # The library alone, without the command-line tool's dependencies.
+        cmd = [a.cargo, "build", "--locked", "--lib", "--no-default-features", "--manifest-path",
+               a.manifest_path, "--target-dir", a.target_dir]
     if a.release:
         cmd.append("--release")
     rc = subprocess.call(cmd)
     if rc != 0:
         sys.exit(rc)
-    built = os.path.join(a.target_dir, "release" if a.release else "debug", "libpcibind.a")
+    built = os.path.join(a.target_dir, "release" if a.release else "debug",
+                         a.bin if a.bin else "libpcibind.a")
     # Copy only when the archive changed, so meson does not relink for nothing.
     if not os.path.exists(a.output) or not same_file(built, a.output):
         shutil.copy2(built, a.output)

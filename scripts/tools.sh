@@ -1,27 +1,28 @@
-# Sourced by the scripts: installs, on first use, the build tools a fresh machine lacks (meson
-# and ninja from PyPI into a virtual environment, the pinned cbindgen from crates.io) into a
-# cache shared by every checkout, and puts them first on PATH.
+# Sourced by the scripts: installs, on first use, the build tools a fresh machine lacks (meson,
+# ninja and pkgconf from PyPI into a virtual environment, the pinned cbindgen from crates.io)
+# into a cache shared by every checkout, and puts them first on PATH.
 # Needs only python3 (with venv) and cargo. PCIBIND_TOOLS_DIR overrides the cache location.
 
 MESON_VERSION=1.12.1
 NINJA_VERSION=1.13.2
+PKGCONF_VERSION=3.0.7.post0
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CBINDGEN_VERSION=$(cat "$TOP/build-aux/cbindgen-version")
 TOOLS=${PCIBIND_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/libpcibind-tools}
 
 ensure_tools() {
     mkdir -p "$TOOLS"
-    local venv="$TOOLS/venv-meson-$MESON_VERSION-ninja-$NINJA_VERSION"
+    local venv="$TOOLS/venv-meson-$MESON_VERSION-ninja-$NINJA_VERSION-pkgconf-$PKGCONF_VERSION"
     # The stamp is written last, so an interrupted install is redone, not trusted.
     if [ ! -f "$venv/.complete" ]; then
-        echo "==> installing meson $MESON_VERSION and ninja $NINJA_VERSION into $venv"
+        echo "==> installing meson $MESON_VERSION, ninja $NINJA_VERSION, pkgconf $PKGCONF_VERSION into $venv"
         rm -rf "$venv"
         python3 -m venv "$venv" || {
             echo "error: python3 -m venv failed (on Debian: apt-get install python3-venv)" >&2
             return 1
         }
         "$venv/bin/pip" install --quiet --disable-pip-version-check \
-            "meson==$MESON_VERSION" "ninja==$NINJA_VERSION" || return 1
+            "meson==$MESON_VERSION" "ninja==$NINJA_VERSION" "pkgconf==$PKGCONF_VERSION" || return 1
         touch "$venv/.complete"
     fi
     local cb="$TOOLS/cbindgen-$CBINDGEN_VERSION"

@@ -433,7 +433,10 @@ fn each(addresses: &[String], verb: &str, op: impl Fn(&str) -> Result<String, Er
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("pcibind: {address}: {e}");
+                eprintln!(
+                    "pcibind: {address}: {}",
+                    e.to_string().replace("PCIBIND_BIND_FORCE", "--force")
+                );
                 let s = status_of(&e);
                 if severity(s) > severity(status) {
                     status = s;
