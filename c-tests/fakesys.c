@@ -243,16 +243,6 @@ void fs_device(const char *root, const char *bdf, const char *modalias, const ch
     fs_device_under(root, "devices/pci0000:00", bdf, modalias, driver);
 }
 
-void fs_modprobe_table(const char *root, const char *line)
-{
-    char *p = fs_path(root, "modprobe.table");
-    FILE *f = fopen(p, "a");
-    if (!f)
-        die("fopen %s", p);
-    fprintf(f, "%s\n", line);
-    fclose(f);
-    free(p);
-}
 
 char *fs_modprobe_log(const char *root)
 {
@@ -269,6 +259,11 @@ static void append_line(const char *root, const char *rel, const char *line)
     fprintf(f, "%s\n", line);
     fclose(f);
     free(p);
+}
+
+void fs_modprobe_table(const char *root, const char *line)
+{
+    append_line(root, "modprobe.table", line);
 }
 
 void fs_driver_ids(const char *root, const char *driver, const char *pattern)

@@ -58,13 +58,7 @@ static pcibind_ctx *context(const char *root)
 static char *tree(const char *original_override)
 {
     char *root = fs_new();
-    fs_mkdirs(root, "lib-modules");
-    fs_write(root, "lib-modules/modules.alias",
-             "alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n"
-             "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n");
-    fs_vfio_driver(root, "vfio_pci", "vfio-pci");
-    fs_loaded_driver(root, "e1000e", "e1000e");
-    fs_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
+    e1000e_and_vfio_pci(root);
     fs_device(root, BDF, E1000E, "e1000e");
     if (original_override) {
         char *line = NULL;

@@ -91,13 +91,7 @@ static void consistent_afterwards(void)
 static void two_processes_of_eight_threads(void)
 {
     root = fs_new();
-    fs_mkdirs(root, "lib-modules");
-    fs_write(root, "lib-modules/modules.alias",
-             "alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n"
-             "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n");
-    fs_vfio_driver(root, "vfio_pci", "vfio-pci");
-    fs_loaded_driver(root, "e1000e", "e1000e");
-    fs_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
+    e1000e_and_vfio_pci(root);
     for (int i = 0; i < NDEV; i++)
         fs_device(root, DEVICES[i], E1000E, "e1000e");
 

@@ -28,4 +28,17 @@ static inline pcibind_ctx *test_context(const char *root, const char *state, con
     return ctx;
 }
 
+/* The common fixture of the writing tests: vfio-pci loaded, e1000e loaded with an ID table for
+ * the 82574L, and STATE/lib-modules/modules.alias with the aliases the claim check needs. */
+static inline void e1000e_and_vfio_pci(const char *root)
+{
+    fs_mkdirs(root, "lib-modules");
+    fs_write(root, "lib-modules/modules.alias",
+             "alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n"
+             "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n");
+    fs_vfio_driver(root, "vfio_pci", "vfio-pci");
+    fs_loaded_driver(root, "e1000e", "e1000e");
+    fs_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
+}
+
 #endif
