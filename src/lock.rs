@@ -107,3 +107,65 @@ impl DeviceLocks {
         Ok(guard)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Threads locking the same device never overlap; other devices are not held up.
+    #[test]
+    fn one_holder_per_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = Arc::new(DeviceLocks::default());
+        let inside = Arc::new(AtomicUsize::new(0));
+        let a = PciAddress::parse("0000:01:00.0").unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (locks, inside, dir) = (locks.clone(), inside.clone(), dir.path().to_owned());
+                thread::spawn(move || {
+                    for _ in 0..50 {
+                        let _g = locks.lock(&dir, &a, DEFAULT_LOCK_TIMEOUT).unwrap();
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                        thread::yield_now();
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        // Meanwhile another device locks at once.
+        let b = PciAddress::parse("0000:02:00.0").unwrap();
+        drop(
+            locks
+                .lock(dir.path(), &b, Duration::from_millis(100))
+                .unwrap(),
+        );
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(dir.path().join("0000:01:00.0.lock").exists());
+    }
+
+    /// A lock held through another open file description (as another process would) makes
+    /// the caller wait, then give up with Busy.
+    #[test]
+    fn busy_when_another_holder_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = PciAddress::parse("0000:01:00.0").unwrap();
+        let path = dir.path().join("0000:01:00.0.lock");
+        let other = File::create(&path).unwrap();
+        // SAFETY: flock on a descriptor we own.
+        assert_eq!(unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX) }, 0);
+        let locks = DeviceLocks::default();
+        match locks.lock(dir.path(), &a, Duration::from_millis(50)) {
+            Err(Error::Busy(msg)) => assert!(msg.contains("0000:01:00.0")),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("took a lock another holder has"),
+        }
+        drop(other);
+        assert!(locks
+            .lock(dir.path(), &a, Duration::from_millis(50))
+            .is_ok());
+    }
+}
