@@ -38,7 +38,8 @@ ensure_tools() {
 build_project() {
     ensure_tools || return 1
     if [ -f "$TOP/build/build.ninja" ]; then
-        meson setup --reconfigure "$TOP/build" "$TOP" >/dev/null || return 1
+        local out
+        out=$(meson setup --reconfigure "$TOP/build" "$TOP" 2>&1) || { echo "$out"; return 1; }
     else
         meson setup "$TOP/build" "$TOP" || return 1
     fi
