@@ -32,15 +32,21 @@ static void capture(void *u, int prio, const char *msg)
     }
 }
 
-static char *driver_of(const char *bdf)
+/* The last component of the device's link `attr` (driver, iommu_group), or NULL. */
+static char *link_of(const char *bdf, const char *attr)
 {
     char path[PATH_MAX], target[PATH_MAX];
-    snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", bdf);
+    snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/%s", bdf, attr);
     ssize_t n = readlink(path, target, sizeof(target) - 1);
     if (n <= 0)
         return NULL;
     target[n] = '\0';
     return strdup(strrchr(target, '/') + 1);
+}
+
+static char *driver_of(const char *bdf)
+{
+    return link_of(bdf, "driver");
 }
 
 static char *override_of(const char *bdf)
@@ -177,13 +183,7 @@ static void variant_choice_on_the_real_tables(void)
 
 static char *group_of(const char *bdf)
 {
-    char path[PATH_MAX], target[PATH_MAX];
-    snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
-    ssize_t n = readlink(path, target, sizeof(target) - 1);
-    if (n <= 0)
-        return NULL;
-    target[n] = '\0';
-    return strdup(strrchr(target, '/') + 1);
+    return link_of(bdf, "iommu_group");
 }
 
 static void nic_to_vfio_pci_and_back(void)
