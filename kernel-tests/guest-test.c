@@ -1,97 +1,229 @@
 /* The guest suite: runs inside a real kernel booted by scripts/test-kernel under QEMU, through
  * the C API on the real /sys, asserting the real sysfs state after every step. Devices (see
- * KERNEL-VM.md): e1000e 0000:00:02.0 (its netdev eth0), virtio-net 00:03.0, nvme 00:04.0, ICH9
- * HDA 00:05.0, a root port 00:06.0 with an e1000e at 0000:01:00.0 behind it, pci-serial 00:07.0,
- * the ICH9 LPC/SATA/SMBus functions 00:1f.* unbound. */
+ * shared/KERNEL-VM.md): e1000e 0000:00:02.0, virtio-net 00:03.0, nvme 00:04.0, ICH9 HDA
+ * 00:05.0, a root port 00:06.0 with an e1000e at 0000:01:00.0 behind it, pci-serial 00:07.0,
+ * the ICH9 functions 00:1f.0 (LPC, unbound), 00:1f.2 (SATA, unbound), 00:1f.3 (SMBus, on
+ * i801_smbus), all three in one IOMMU group.
+ *
+ * The scenarios run in order and each leaves the devices as it found them (both NICs on
+ * e1000e with no override). The last part, kernel_*, checks with plain open()/write() the
+ * kernel reactions that c-tests/kernel-shim.c emulates for the fast suite, with the same
+ * expectations as c-tests/test-shim.c, so a difference between the two shows up here. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../c-tests/harness.h"
 
 #define NIC "0000:00:02.0"
 #define NIC2 "0000:01:00.0"
+#define PORT "0000:00:06.0"
+#define SERIAL "0000:00:07.0"
+#define LPC "0000:00:1f.0"
+#define SMBUS "0000:00:1f.3"
+#define DEV "/sys/bus/pci/devices/"
+#define DRV "/sys/bus/pci/drivers/"
+#define PROBE "/sys/bus/pci/drivers_probe"
 
 static pcibind_ctx *ctx;
-static char warnings[4096];
+static int kernel_612; /* 6.12 or later: built-in drivers have /sys/module entries */
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static char warnings[8192];
+static pthread_mutex_t warnings_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void capture(void *u, int prio, const char *msg)
 {
     (void)u;
+    pthread_mutex_lock(&warnings_lock);
     if (prio <= LOG_WARNING) {
         size_t n = strlen(warnings);
         snprintf(warnings + n, sizeof(warnings) - n, "%s\n", msg);
     }
+    pthread_mutex_unlock(&warnings_lock);
 }
 
-/* The last component of the device's link `attr` (driver, iommu_group), or NULL. */
-static char *link_of(const char *bdf, const char *attr)
+static char *vpath(const char *fmt, va_list ap)
 {
-    char path[PATH_MAX], target[PATH_MAX];
-    snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/%s", bdf, attr);
-    ssize_t n = readlink(path, target, sizeof(target) - 1);
+    static _Thread_local char bufs[4][PATH_MAX];
+    static _Thread_local int next;
+    char *b = bufs[next++ % 4];
+    vsnprintf(b, PATH_MAX, fmt, ap);
+    return b;
+}
+
+static int exists(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    struct stat st;
+    int r = lstat(vpath(fmt, ap), &st) == 0;
+    va_end(ap);
+    return r;
+}
+
+/* The last component of a symlink's target, or NULL (caller frees). */
+static char *link_name(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char target[PATH_MAX];
+    ssize_t n = readlink(vpath(fmt, ap), target, sizeof(target) - 1);
+    va_end(ap);
     if (n <= 0)
         return NULL;
     target[n] = '\0';
-    return strdup(strrchr(target, '/') + 1);
+    return strdup(strrchr(target, '/') ? strrchr(target, '/') + 1 : target);
+}
+
+static char *link_target(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char target[PATH_MAX];
+    ssize_t n = readlink(vpath(fmt, ap), target, sizeof(target) - 1);
+    va_end(ap);
+    if (n <= 0)
+        return NULL;
+    target[n] = '\0';
+    return strdup(target);
 }
 
 static char *driver_of(const char *bdf)
 {
-    return link_of(bdf, "driver");
+    return link_name(DEV "%s/driver", bdf);
 }
 
-static char *override_of(const char *bdf)
+static char *group_of(const char *bdf)
 {
-    char path[PATH_MAX], buf[256] = "";
-    snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override", bdf);
-    int fd = open(path, O_RDONLY);
+    return link_name(DEV "%s/iommu_group", bdf);
+}
+
+/* A sysfs attribute's contents without the trailing newline ("" when unreadable). */
+static char *read_attr(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char buf[8192] = "";
+    int fd = open(vpath(fmt, ap), O_RDONLY | O_CLOEXEC);
+    va_end(ap);
     ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
     if (fd >= 0)
         close(fd);
     buf[n > 0 ? n : 0] = '\0';
-    buf[strcspn(buf, "\n")] = '\0';
+    if (n > 0 && buf[n - 1] == '\n')
+        buf[n - 1] = '\0';
     return strdup(buf);
 }
 
-#define CHECK_DRIVER(bdf, expected)                                                         \
-    do {                                                                                    \
-        char *d_ = driver_of(bdf);                                                          \
-        CHECK_STR(d_, expected);                                                            \
-        free(d_);                                                                           \
-    } while (0)
+static char *override_of(const char *bdf)
+{
+    return read_attr(DEV "%s/driver_override", bdf);
+}
 
-#define CHECK_OVERRIDE(bdf, expected)                                                       \
-    do {                                                                                    \
-        char *o_ = override_of(bdf);                                                        \
-        CHECK_STR(o_, expected);                                                            \
-        free(o_);                                                                           \
-    } while (0)
-
-static int exists(const char *fmt, const char *arg)
+/* The device's (first) network interface, or NULL. */
+static char *ifname_of(const char *bdf)
 {
     char path[PATH_MAX];
-    snprintf(path, sizeof(path), fmt, arg);
-    return access(path, F_OK) == 0;
+    snprintf(path, sizeof(path), DEV "%s/net", bdf);
+    DIR *d = opendir(path);
+    char *name = NULL;
+    for (struct dirent *e; d && !name && (e = readdir(d));)
+        if (e->d_name[0] != '.')
+            name = strdup(e->d_name);
+    if (d)
+        closedir(d);
+    return name;
 }
 
-static void write_sys(const char *path, const char *value)
+/* Writes len bytes with open()/write()/close(): 0 or the errno (1000 + errno: open failed;
+ * -1: short write). */
+#define OPEN_FAILED 1000
+static int wr_n(const char *path, const char *buf, size_t len)
 {
-    int fd = open(path, O_WRONLY);
-    if (fd >= 0) {
-        ssize_t r = write(fd, value, strlen(value));
-        (void)r;
-        close(fd);
-    }
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return OPEN_FAILED + errno;
+    ssize_t n = write(fd, buf, len);
+    int err = n < 0 ? errno : (size_t)n == len ? 0 : -1;
+    close(fd);
+    return err;
 }
+
+static int wr(const char *path, const char *value)
+{
+    return wr_n(path, value, strlen(value));
+}
+
+static const char *err_name(int e)
+{
+    static char bufs[4][64];
+    static int next;
+    char *b = bufs[next++ % 4];
+    if (e == 0)
+        return "success";
+    if (e == -1)
+        return "short write";
+    if (e > OPEN_FAILED)
+        snprintf(b, 64, "open failed: %s", strerrorname_np(e - OPEN_FAILED));
+    else
+        snprintf(b, 64, "%s", strerrorname_np(e) ? strerrorname_np(e) : "?");
+    return b;
+}
+
+#define CHECK_ERR(call, expected)                                                        \
+    do {                                                                                 \
+        int e_ = (call), x_ = (expected);                                                \
+        if (e_ != x_) {                                                                  \
+            printf("#   %s:%d: %s gave %s, expected %s\n", __FILE__, __LINE__, #call,    \
+                   err_name(e_), err_name(x_));                                          \
+            harness_failed_now = 1;                                                      \
+        }                                                                                \
+    } while (0)
+
+#define CHECK_DRIVER(bdf, expected)                                                      \
+    do {                                                                                 \
+        char *d_ = driver_of(bdf);                                                       \
+        CHECK_STR(d_, expected);                                                         \
+        free(d_);                                                                        \
+    } while (0)
+
+#define CHECK_OVERRIDE(bdf, expected)                                                    \
+    do {                                                                                 \
+        char *o_ = override_of(bdf);                                                     \
+        CHECK_STR(o_, expected);                                                         \
+        free(o_);                                                                        \
+    } while (0)
+
+/* The kernel's driver link and the library's answer agree. */
+#define CHECK_CURRENT(bdf, expected)                                                     \
+    do {                                                                                 \
+        char *c_ = NULL;                                                                 \
+        CHECK_RC(pcibind_current_driver(ctx, bdf, &c_), PCIBIND_OK);                     \
+        CHECK_STR(c_, expected);                                                         \
+        free(c_);                                                                        \
+        CHECK_DRIVER(bdf, expected);                                                     \
+    } while (0)
+
+/* A NIC at rest: on e1000e, no override, its network interface there. */
+#define CHECK_NIC_AT_REST(bdf)                                                           \
+    do {                                                                                 \
+        CHECK_DRIVER(bdf, "e1000e");                                                     \
+        CHECK_OVERRIDE(bdf, "(null)");                                                   \
+        CHECK(exists(DEV "%s/net", bdf));                                                \
+    } while (0)
 
 static void expect_resolve(const char *name, const char *expected)
 {
@@ -101,237 +233,901 @@ static void expect_resolve(const char *name, const char *expected)
     free(out);
 }
 
+static pcibind_ctx *new_ctx(void)
+{
+    pcibind_ctx *c = NULL;
+    CHECK_RC(pcibind_ctx_new(NULL, 0, &c), PCIBIND_OK);
+    CHECK_RC(pcibind_ctx_set_modprobe(c, "/sbin/modprobe"), PCIBIND_OK);
+    CHECK_RC(pcibind_ctx_set_lock_dir(c, "/run/pcibind"), PCIBIND_OK);
+    return c;
+}
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Whether /proc/net/if_inet6 lists a link-local (scope 20) address of interface `ifname`. */
+static int has_link_local(const char *ifname)
+{
+    FILE *f = fopen("/proc/net/if_inet6", "re");
+    char line[256];
+    int found = 0;
+    while (f && fgets(line, sizeof(line), f)) {
+        char addr[64], name[64];
+        unsigned idx, plen, scope, flags;
+        if (sscanf(line, "%63s %x %x %x %x %63s", addr, &idx, &plen, &scope, &flags, name) == 6 &&
+            !strcmp(name, ifname) && scope == 0x20)
+            found = 1;
+    }
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* Puts a NIC back at rest with raw sysfs writes, whatever a failed check left behind. */
+static void raw_restore(const char *bdf)
+{
+    char p[PATH_MAX];
+    char *d = driver_of(bdf);
+    if (d && strcmp(d, "e1000e") != 0) {
+        snprintf(p, sizeof(p), DRV "%s/unbind", d);
+        wr(p, bdf);
+    }
+    snprintf(p, sizeof(p), DEV "%s/driver_override", bdf);
+    wr(p, "\n");
+    if (!d || strcmp(d, "e1000e") != 0)
+        wr(PROBE, bdf);
+    free(d);
+}
+
+/* ---- names -------------------------------------------------------------------------------- */
+
+static void kernel_generation_layout(void)
+{
+    struct utsname u;
+    uname(&u);
+    printf("# kernel %s: built-in drivers %s /sys/module entries\n", u.release,
+           kernel_612 ? "have" : "lack");
+    /* Loaded modules: both links, on every kernel. */
+    CHECK(exists("/sys/module/e1000e/drivers/pci:e1000e"));
+    char *m = link_name(DRV "e1000e/module");
+    CHECK_STR(m, "e1000e");
+    free(m);
+    m = link_name(DRV "i801_smbus/module");
+    CHECK_STR(m, "i2c_i801");
+    free(m);
+    if (kernel_612) {
+        /* 6.12: a built-in looks like a loaded module: module/MOD/drivers/pci:DRV and
+         * drivers/DRV/module -> module/MOD. */
+        CHECK(exists("/sys/module/8250_pci/drivers/pci:serial"));
+        CHECK(exists("/sys/module/pcieportdrv/drivers/pci:pcieport"));
+        m = link_name(DRV "serial/module");
+        CHECK_STR(m, "8250_pci");
+        free(m);
+        m = link_name(DRV "pcieport/module");
+        CHECK_STR(m, "pcieportdrv");
+        free(m);
+    } else {
+        /* 6.1: no trace of the module of a built-in driver without parameters. */
+        CHECK(!exists("/sys/module/8250_pci"));
+        CHECK(!exists("/sys/module/pcieportdrv"));
+        CHECK(!exists(DRV "serial/module"));
+        CHECK(!exists(DRV "pcieport/module"));
+        /* ...but one with parameters (shpchp) has its entry and both links. */
+        CHECK(exists("/sys/module/shpchp/drivers/pci:shpchp"));
+    }
+}
+
 static void resolve_every_bound_driver_in_both_spellings(void)
 {
     DIR *d = opendir("/sys/bus/pci/devices");
-    struct dirent *e;
     int seen = 0;
-    while (d && (e = readdir(d))) {
+    for (struct dirent *e; d && (e = readdir(d));) {
         if (e->d_name[0] == '.')
             continue;
         char *drv = driver_of(e->d_name);
+        CHECK_CURRENT(e->d_name, drv);
         if (!drv)
             continue;
         seen++;
         expect_resolve(drv, drv);
-        char *us = strdup(drv);
+        char *us = strdup(drv), *dash = strdup(drv);
         for (char *p = us; *p; p++)
-            if (*p == '-')
-                *p = '_';
+            *p = *p == '-' ? '_' : *p;
+        for (char *p = dash; *p; p++)
+            *p = *p == '_' ? '-' : *p;
         expect_resolve(us, drv);
-        printf("# %s: %s (also as %s)\n", e->d_name, drv, us);
+        expect_resolve(dash, drv);
+        /* The module the kernel names for the driver, where it names one. */
+        char *mod = link_name(DRV "%s/module", drv);
+        if (mod) {
+            expect_resolve(mod, drv);
+            char *mdash = strdup(mod);
+            for (char *p = mdash; *p; p++)
+                *p = *p == '_' ? '-' : *p;
+            expect_resolve(mdash, drv);
+            free(mdash);
+        }
+        printf("# %s: %s (also as %s, %s; module %s)\n", e->d_name, drv, us, dash,
+               mod ? mod : "not shown");
+        free(mod);
         free(us);
+        free(dash);
         free(drv);
     }
     if (d)
         closedir(d);
-    CHECK(seen >= 3);
+    CHECK(seen >= 8);
 }
 
 static void module_names_of_loaded_and_builtin_drivers(void)
 {
     expect_resolve("e1000e", "e1000e");
-    /* Built-ins: only where the kernel shows a module entry with the link (6.12). */
-    if (exists("/sys/module/%s/drivers", "8250_pci"))
+    expect_resolve("virtio_pci", "virtio-pci");
+    expect_resolve("i2c_i801", "i801_smbus"); /* unrelated spelling, loaded module */
+    expect_resolve("i2c-i801", "i801_smbus");
+    expect_resolve("snd-hda-intel", "snd_hda_intel");
+    if (kernel_612) {
         expect_resolve("8250_pci", "serial");
-    else
-        printf("# 8250_pci has no drivers/ link on this kernel\n");
-    if (exists("/sys/module/%s/drivers", "pcieportdrv"))
         expect_resolve("pcieportdrv", "pcieport");
-    else
-        printf("# pcieportdrv has no drivers/ link on this kernel\n");
+    } else {
+        /* 6.1: modprobe -b 8250_pci succeeds (built in) and leaves no trace: unresolvable,
+         * and said so (README, known limits). pcieportdrv is not even in modules.builtin. */
+        char *out = NULL;
+        CHECK_RC(pcibind_resolve_driver(ctx, "8250_pci", 0, &out), PCIBIND_ERR_NO_DRIVER);
+        CHECK_CONTAINS(pcibind_last_error_message(), "8250_pci");
+        printf("# 8250_pci: %s\n", pcibind_last_error_message());
+        CHECK(out == NULL);
+        CHECK_RC(pcibind_resolve_driver(ctx, "pcieportdrv", 0, &out), PCIBIND_ERR_MODULE_LOAD);
+        CHECK_CONTAINS(pcibind_last_error_message(), "pcieportdrv");
+        printf("# pcieportdrv: %s\n", pcibind_last_error_message());
+    }
+    /* Nothing was bound or unbound by resolving. */
+    CHECK_NIC_AT_REST(NIC);
 }
 
 static void vfio_pci_loads_through_real_modprobe(void)
 {
-    CHECK(!exists("/sys/bus/pci/drivers/%s", "vfio-pci"));
+    CHECK(!exists(DRV "vfio-pci"));
+    CHECK(!exists("/sys/module/vfio_pci"));
     expect_resolve("vfio_pci", "vfio-pci");
-    CHECK(exists("/sys/module/%s", "vfio_pci"));
+    CHECK(exists("/sys/module/vfio_pci/drivers/pci:vfio-pci"));
+    char *m = link_name(DRV "vfio-pci/module");
+    CHECK_STR(m, "vfio_pci");
+    free(m);
+    CHECK(exists("/sys/module/vfio_iommu_type1")); /* its soft dependency came along */
+    expect_resolve("vfio-pci", "vfio-pci");
     char *out = NULL;
     CHECK_RC(pcibind_resolve_driver(ctx, "no_such_module", 0, &out), PCIBIND_ERR_MODULE_LOAD);
-    CHECK_CONTAINS(pcibind_last_error_message(), "no_such_module");
-    CHECK_CONTAINS(pcibind_last_error_message(), "not found");
+    /* modprobe's own words: "modprobe: FATAL: Module no_such_module not found in ..." */
+    CHECK_CONTAINS(pcibind_last_error_message(), "FATAL: Module no_such_module not found");
+    printf("# %s\n", pcibind_last_error_message());
+    CHECK(out == NULL);
+    CHECK(!exists("/sys/module/no_such_module"));
+    CHECK_RC(pcibind_resolve_driver(ctx, "no-such-module", 0, &out), PCIBIND_ERR_MODULE_LOAD);
 }
+
+/* ---- variant choice ----------------------------------------------------------------------- */
 
 static void variant_choice_on_the_real_tables(void)
 {
-    char *m = NULL;
-    CHECK_RC(pcibind_find_vfio_variant(ctx, NIC, &m), PCIBIND_OK);
-    CHECK_STR(m, "vfio_pci");
-    free(m);
+    /* The guest's own tables (depmod over the modules in the initramfs), then Debian's complete
+     * modules.alias: no variant driver for any device here, so vfio_pci everywhere. */
+    const char *dirs[] = {NULL, "/real-modules"};
+    for (size_t i = 0; i < 2; i++) {
+        pcibind_ctx *c = new_ctx();
+        if (dirs[i])
+            CHECK_RC(pcibind_ctx_set_modules_dir(c, dirs[i]), PCIBIND_OK);
+        CHECK_RC(pcibind_ctx_set_log_fn(c, capture, NULL, LOG_WARNING), PCIBIND_OK);
+        warnings[0] = '\0';
+        DIR *d = opendir("/sys/bus/pci/devices");
+        for (struct dirent *e; d && (e = readdir(d));) {
+            if (e->d_name[0] == '.')
+                continue;
+            char *m = NULL;
+            CHECK_RC(pcibind_find_vfio_variant(c, e->d_name, &m), PCIBIND_OK);
+            CHECK_STR(m, "vfio_pci");
+            free(m);
+        }
+        if (d)
+            closedir(d);
+        CHECK_STR(warnings, ""); /* the tables were found and read */
+        pcibind_ctx_free(c);
+    }
+}
+
+static void missing_variant_module_falls_back_to_vfio_pci(void)
+{
     /* A modules dir adding a variant alias for the NIC whose module does not exist: bind with
      * no name falls back to vfio-pci with a warning. */
-    pcibind_ctx *c2 = NULL;
-    CHECK_RC(pcibind_ctx_new(NULL, 0, &c2), PCIBIND_OK);
-    CHECK_RC(pcibind_ctx_set_modprobe(c2, "/sbin/modprobe"), PCIBIND_OK);
-    CHECK_RC(pcibind_ctx_set_modules_dir(c2, "/fake-modules"), PCIBIND_OK);
-    CHECK_RC(pcibind_ctx_set_lock_dir(c2, "/run/pcibind"), PCIBIND_OK);
-    CHECK_RC(pcibind_ctx_set_log_fn(c2, capture, NULL, LOG_WARNING), PCIBIND_OK);
+    pcibind_ctx *c = new_ctx();
+    CHECK_RC(pcibind_ctx_set_modules_dir(c, "/fake-modules"), PCIBIND_OK);
+    CHECK_RC(pcibind_ctx_set_log_fn(c, capture, NULL, LOG_WARNING), PCIBIND_OK);
     warnings[0] = '\0';
-    CHECK_RC(pcibind_find_vfio_variant(c2, NIC, &m), PCIBIND_OK);
+    char *m = NULL;
+    CHECK_RC(pcibind_find_vfio_variant(c, NIC, &m), PCIBIND_OK);
+    CHECK_STR(m, "e1000e_vfio_missing");
+    free(m);
+    CHECK_RC(pcibind_find_vfio_variant(c, NIC2, &m), PCIBIND_OK); /* same IDs */
     CHECK_STR(m, "e1000e_vfio_missing");
     free(m);
     char *d = NULL;
-    CHECK_RC(pcibind_bind(c2, NIC, NULL, 0, &d), PCIBIND_OK);
+    CHECK_RC(pcibind_bind(c, NIC, NULL, 0, &d), PCIBIND_OK);
     CHECK_STR(d, "vfio-pci");
     free(d);
+    CHECK_CONTAINS(warnings, "e1000e_vfio_missing");
     CHECK_CONTAINS(warnings, "falling back to vfio-pci");
-    CHECK_RC(pcibind_reattach(c2, NIC, NULL, 0, NULL), PCIBIND_OK);
-    CHECK_DRIVER(NIC, "e1000e");
-    pcibind_ctx_free(c2);
+    printf("# warning: %s", warnings);
+    CHECK_DRIVER(NIC, "vfio-pci");
+    CHECK_OVERRIDE(NIC, "vfio-pci");
+    CHECK(exists(DEV NIC "/vfio-dev"));
+    CHECK(!exists("/sys/module/e1000e_vfio_missing"));
+    CHECK_RC(pcibind_reattach(c, NIC, NULL, 0, NULL), PCIBIND_OK);
+    CHECK_NIC_AT_REST(NIC);
+
+    /* No alias tables at all: not an error, a warning and vfio_pci. */
+    CHECK_RC(pcibind_ctx_set_modules_dir(c, "/tmp"), PCIBIND_OK);
+    warnings[0] = '\0';
+    CHECK_RC(pcibind_find_vfio_variant(c, NIC, &m), PCIBIND_OK);
+    CHECK_STR(m, "vfio_pci");
+    free(m);
+    CHECK(warnings[0] != '\0');
+    printf("# warning: %s", warnings);
+    pcibind_ctx_free(c);
 }
 
-static char *group_of(const char *bdf)
-{
-    return link_of(bdf, "iommu_group");
-}
+/* ---- binding ------------------------------------------------------------------------------ */
 
 static void nic_to_vfio_pci_and_back(void)
 {
-    CHECK(exists("/sys/bus/pci/devices/%s/net", NIC));
+    CHECK_NIC_AT_REST(NIC);
+    char *ifname = ifname_of(NIC);
+    CHECK(ifname != NULL);
+    char *g = group_of(NIC);
+    CHECK(g != NULL);
+    CHECK(!exists("/dev/vfio/%s", g));
+
     char *d = NULL;
     CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, &d), PCIBIND_OK);
     CHECK_STR(d, "vfio-pci");
     free(d);
-    CHECK_DRIVER(NIC, "vfio-pci");
+    CHECK_CURRENT(NIC, "vfio-pci");
     CHECK_OVERRIDE(NIC, "vfio-pci");
-    CHECK(exists("/sys/bus/pci/devices/%s/vfio-dev", NIC));
-    char *g = group_of(NIC);
-    CHECK(g != NULL);
-    if (g)
-        CHECK(exists("/dev/vfio/%s", g));
-    free(g);
+    CHECK(exists(DEV NIC "/vfio-dev"));
+    CHECK(exists(DRV "vfio-pci/" NIC));
+    CHECK(!exists(DRV "e1000e/" NIC));
+    CHECK(!exists(DEV NIC "/net"));
+    CHECK(exists("/dev/vfio/%s", g));
     int vfio = -1;
     CHECK_RC(pcibind_is_vfio_bound(ctx, NIC, &vfio), PCIBIND_OK);
     CHECK(vfio == 1);
+    CHECK_RC(pcibind_is_vfio_bound(ctx, NIC2, &vfio), PCIBIND_OK);
+    CHECK(vfio == 0);
+
+    /* Binding again: nothing to do. */
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio_pci", 0, NULL), PCIBIND_OK);
+    CHECK_DRIVER(NIC, "vfio-pci");
+
+    /* The override keeps the device on vfio-pci across an unbind and a reprobe. */
+    CHECK_ERR(wr(DRV "vfio-pci/unbind", NIC), 0);
+    CHECK_DRIVER(NIC, NULL);
+    CHECK(!exists("/dev/vfio/%s", g));
+    CHECK_ERR(wr(PROBE, NIC), 0);
+    CHECK_DRIVER(NIC, "vfio-pci");
+    CHECK(exists("/dev/vfio/%s", g));
+
     d = NULL;
     CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, &d), PCIBIND_OK);
     CHECK_STR(d, "e1000e");
     free(d);
-    CHECK_DRIVER(NIC, "e1000e");
-    CHECK_OVERRIDE(NIC, "(null)");
-    CHECK(exists("/sys/bus/pci/devices/%s/net", NIC));
+    CHECK_CURRENT(NIC, "e1000e");
+    CHECK_NIC_AT_REST(NIC);
+    CHECK(!exists(DEV NIC "/vfio-dev"));
+    CHECK(!exists("/dev/vfio/%s", g));
+    char *again = ifname_of(NIC);
+    CHECK_STR(again, ifname);
+    CHECK_RC(pcibind_is_vfio_bound(ctx, NIC, &vfio), PCIBIND_OK);
+    CHECK(vfio == 0);
+    free(again);
+    free(ifname);
+    free(g);
+}
+
+static void reattach_to_a_named_driver(void)
+{
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_OK);
+    CHECK_DRIVER(NIC, "vfio-pci");
+    char *d = NULL;
+    CHECK_RC(pcibind_reattach(ctx, NIC, "e1000e", 0, &d), PCIBIND_OK);
+    CHECK_STR(d, "e1000e");
+    free(d);
+    CHECK_NIC_AT_REST(NIC);
 }
 
 static void claim_check_refuses_nvme_for_the_nic(void)
 {
     CHECK_RC(pcibind_bind(ctx, NIC, "nvme", 0, NULL), PCIBIND_ERR_NOT_CLAIMED);
-    CHECK_DRIVER(NIC, "e1000e");
-    CHECK_OVERRIDE(NIC, "(null)");
+    printf("# %s\n", pcibind_last_error_message());
+    CHECK_CONTAINS(pcibind_last_error_message(), "nvme");
+    CHECK_NIC_AT_REST(NIC); /* nothing was written */
+    /* A built-in driver cannot be judged: Debian's modules.builtin.modinfo lists no pci:
+     * aliases of built-ins (none for 8250_pci on 6.1 or 6.12), so the check allows `serial`
+     * with a warning, and it is serial's own probe that refuses; the NIC is put back. */
+    pcibind_ctx *c = new_ctx();
+    CHECK_RC(pcibind_ctx_set_log_fn(c, capture, NULL, LOG_WARNING), PCIBIND_OK);
+    warnings[0] = '\0';
+    CHECK_RC(pcibind_bind(c, NIC, "serial", 0, NULL), PCIBIND_ERR_BIND);
+    CHECK_CONTAINS(warnings, "cannot tell whether 'serial' claims " NIC);
+    printf("# warning: %s", warnings);
+    CHECK_NIC_AT_REST(NIC);
+    pcibind_ctx_free(c);
+}
+
+/* Why the claim check exists, and what each kernel generation does without it: 6.1's nvme
+ * probe accepts the NIC (the controller checks run later, asynchronously); 6.12's waits for the
+ * controller to get ready (about 12 s here), gives up and refuses, and the transaction puts
+ * the NIC back. */
+static void forced_nvme_shows_why_the_claim_check_exists(void)
+{
+    double t0 = now();
+    int rc = pcibind_bind(ctx, NIC, "nvme", PCIBIND_BIND_FORCE, NULL);
+    printf("# forced nvme: rc %d after %.1f s: %s\n", rc, now() - t0,
+           pcibind_last_error_message());
+    if (kernel_612) {
+        CHECK_RC(rc, PCIBIND_ERR_BIND);
+        CHECK_NIC_AT_REST(NIC);
+    } else {
+        CHECK_RC(rc, PCIBIND_OK);
+        CHECK_DRIVER(NIC, "nvme");
+        CHECK_OVERRIDE(NIC, "nvme");
+        t0 = now();
+        CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_OK);
+        printf("# reattach from nvme: %.1f s\n", now() - t0);
+        CHECK_NIC_AT_REST(NIC);
+    }
+    raw_restore(NIC);
 }
 
 static void real_refusal_rolls_back(void)
 {
-    write_sys("/sys/bus/pci/devices/" NIC "/driver_override", "e1000e");
+    CHECK_ERR(wr(DEV NIC "/driver_override", "e1000e"), 0);
     CHECK_RC(pcibind_bind(ctx, NIC, "serial", PCIBIND_BIND_FORCE, NULL), PCIBIND_ERR_BIND);
-    printf("# %s\n", pcibind_last_error_message());
+    printf("# %s (errno %d)\n", pcibind_last_error_message(), pcibind_last_error_errno());
+    CHECK_CONTAINS(pcibind_last_error_message(), "restored");
     CHECK_DRIVER(NIC, "e1000e");
     CHECK_OVERRIDE(NIC, "e1000e");
-    write_sys("/sys/bus/pci/devices/" NIC "/driver_override", "\n");
+    CHECK(exists(DEV NIC "/net"));
+    CHECK(!exists(DRV "serial/" NIC));
+    CHECK_ERR(wr(DEV NIC "/driver_override", "\n"), 0);
+    CHECK_NIC_AT_REST(NIC);
 }
 
 static void in_use_nic_is_refused_unless_forced(void)
 {
-    CHECK(system("/bin/ip link set eth0 up && /bin/ip addr add 10.0.2.15/24 dev eth0") == 0);
-    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
-    CHECK_CONTAINS(pcibind_last_error_message(), "eth0");
-    CHECK_DRIVER(NIC, "e1000e");
-    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", PCIBIND_BIND_FORCE, NULL), PCIBIND_OK);
+    char *ifname = ifname_of(NIC);
+    CHECK(ifname != NULL);
+    if (!ifname)
+        return;
+    char cmd[256];
+    /* Up, with only the link-local address every interface that is up gets: not in use. */
+    snprintf(cmd, sizeof(cmd), "/bin/ip link set %s up", ifname);
+    CHECK(system(cmd) == 0);
+    for (int i = 0; i < 50 && !has_link_local(ifname); i++)
+        usleep(100000);
+    CHECK(has_link_local(ifname));
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_OK);
     CHECK_DRIVER(NIC, "vfio-pci");
     CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_OK);
-    CHECK_DRIVER(NIC, "e1000e");
+    CHECK_NIC_AT_REST(NIC);
+
+    /* An IPv4 address (and so a route in net/route): refused, nothing written. */
+    snprintf(cmd, sizeof(cmd), "/bin/ip link set %s up && /bin/ip addr add 10.0.2.15/24 dev %s",
+             ifname, ifname);
+    CHECK(system(cmd) == 0);
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
+    printf("# %s\n", pcibind_last_error_message());
+    CHECK_CONTAINS(pcibind_last_error_message(), ifname);
+    CHECK_CONTAINS(pcibind_last_error_message(), "IPv4");
+    CHECK_NIC_AT_REST(NIC);
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", PCIBIND_BIND_FORCE, NULL), PCIBIND_OK);
+    CHECK_DRIVER(NIC, "vfio-pci");
+    CHECK(!exists(DEV NIC "/net"));
+    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_OK);
+    CHECK_NIC_AT_REST(NIC);
+
+    /* A global IPv6 address only: refused. */
+    char *again = ifname_of(NIC);
+    snprintf(cmd, sizeof(cmd), "/bin/ip link set %s up && /bin/ip -6 addr add 2001:db8::15/64 dev %s",
+             again ? again : "?", again ? again : "?");
+    CHECK(system(cmd) == 0);
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
+    printf("# %s\n", pcibind_last_error_message());
+    CHECK_CONTAINS(pcibind_last_error_message(), "20010db8");
+    CHECK_NIC_AT_REST(NIC);
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", PCIBIND_BIND_FORCE, NULL), PCIBIND_OK);
+    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_OK);
+    CHECK_NIC_AT_REST(NIC);
+    free(again);
+    free(ifname);
+}
+
+/* ---- IOMMU groups ------------------------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The members of `bdf`'s group as the kernel lists them, sorted, joined with spaces. */
+static char *kernel_group_members(const char *bdf)
+{
+    char *g = group_of(bdf);
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "/sys/kernel/iommu_groups/%s/devices", g ? g : "?");
+    free(g);
+    char *names[64];
+    size_t n = 0;
+    DIR *d = opendir(path);
+    for (struct dirent *e; d && n < 64 && (e = readdir(d));)
+        if (e->d_name[0] != '.')
+            names[n++] = strdup(e->d_name);
+    if (d)
+        closedir(d);
+    qsort(names, n, sizeof(names[0]), cmp_str);
+    char *out = calloc(1, 64 * 16);
+    for (size_t i = 0; i < n; i++) {
+        strcat(out, i ? " " : "");
+        strcat(out, names[i]);
+        free(names[i]);
+    }
+    return out;
+}
+
+static char *library_group_members(const char *bdf)
+{
+    char **v = NULL;
+    CHECK_RC(pcibind_iommu_group_members(ctx, bdf, &v), PCIBIND_OK);
+    char *out = calloc(1, 64 * 16);
+    for (char **p = v; p && *p && strlen(out) < 64 * 15; p++) {
+        strcat(out, p == v ? "" : " ");
+        strcat(out, *p);
+    }
+    pcibind_strv_free(v);
+    return out;
+}
+
+static void viable(const char *bdf, int expected, const char *reason_part)
+{
+    int v = -1;
+    char *why = NULL;
+    CHECK_RC(pcibind_iommu_group_viable(ctx, bdf, 0, &v, &why), PCIBIND_OK);
+    CHECK(v == expected);
+    if (reason_part)
+        CHECK_CONTAINS(why, reason_part);
+    else
+        CHECK(why == NULL);
+    printf("# group of %s: viable %d%s%s\n", bdf, v, why ? ": " : "", why ? why : "");
+    free(why);
 }
 
 static void iommu_groups(void)
 {
-    char *port = group_of("0000:00:06.0"), *nic2 = group_of(NIC2);
-    CHECK(port && nic2 && strcmp(port, nic2) != 0);
+    /* Every device: the library lists exactly the kernel's members. */
+    DIR *d = opendir("/sys/bus/pci/devices");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *k = kernel_group_members(e->d_name), *l = library_group_members(e->d_name);
+        CHECK_STR(l, k);
+        free(k);
+        free(l);
+    }
+    if (d)
+        closedir(d);
+    /* The root port and the NIC behind it: different groups, one member each. */
+    char *port = library_group_members(PORT), *nic2 = library_group_members(NIC2);
+    CHECK_STR(port, PORT);
+    CHECK_STR(nic2, NIC2);
     free(port);
     free(nic2);
-    char **v = NULL;
-    CHECK_RC(pcibind_iommu_group_members(ctx, "0000:00:1f.0", &v), PCIBIND_OK);
-    int n = 0;
-    for (char **p = v; p && *p; p++)
-        n++;
-    CHECK(n >= 3);
-    pcibind_strv_free(v);
-    int viable = -1;
-    char *why = NULL;
-    CHECK_RC(pcibind_iommu_group_viable(ctx, "0000:00:1f.0", 0, &viable, &why), PCIBIND_OK);
-    printf("# ICH9 group: %d members, viable %d %s\n", n, viable, why ? why : "");
-    free(why);
-    why = NULL;
-    CHECK_RC(pcibind_iommu_group_viable(ctx, NIC, 0, &viable, &why), PCIBIND_OK);
-    CHECK(viable == 0);
-    CHECK_CONTAINS(why, NIC " (bound to e1000e)");
-    free(why);
+    char *gp = group_of(PORT), *gn = group_of(NIC2);
+    CHECK(gp && gn && strcmp(gp, gn) != 0);
+    free(gp);
+    free(gn);
+    /* The ICH9 functions share one. */
+    char *ich9 = library_group_members(LPC);
+    CHECK_STR(ich9, "0000:00:1f.0 0000:00:1f.2 0000:00:1f.3");
+    free(ich9);
+
+    viable(PORT, 1, NULL);                               /* pcieport is harmless */
+    viable(NIC2, 0, NIC2 " (bound to e1000e)");
+    /* The ICH9 group: 1f.0 and 1f.2 unbound, but their sibling 1f.3 on i801_smbus blocks. */
+    CHECK_DRIVER(SMBUS, "i801_smbus");
+    viable(LPC, 0, SMBUS " (bound to i801_smbus)");
+    /* The blocking sibling to vfio-pci: viable; back to its host driver: blocking again. */
+    CHECK_RC(pcibind_bind(ctx, SMBUS, NULL, 0, NULL), PCIBIND_OK);
+    CHECK_DRIVER(SMBUS, "vfio-pci");
+    int v = -1;
+    CHECK_RC(pcibind_is_vfio_bound(ctx, SMBUS, &v), PCIBIND_OK);
+    CHECK(v == 1);
+    viable(LPC, 1, NULL);
+    viable(SMBUS, 1, NULL);
+    char *g = group_of(SMBUS);
+    CHECK(exists("/dev/vfio/%s", g));
+    free(g);
+    CHECK_RC(pcibind_reattach(ctx, SMBUS, NULL, 0, NULL), PCIBIND_OK);
+    CHECK_DRIVER(SMBUS, "i801_smbus");
+    CHECK_OVERRIDE(SMBUS, "(null)");
+    viable(LPC, 0, SMBUS " (bound to i801_smbus)");
+    /* NIC2 to vfio-pci makes its own group viable. */
+    CHECK_RC(pcibind_bind(ctx, NIC2, "vfio-pci", 0, NULL), PCIBIND_OK);
+    viable(NIC2, 1, NULL);
+    CHECK_RC(pcibind_reattach(ctx, NIC2, NULL, 0, NULL), PCIBIND_OK);
+    CHECK_NIC_AT_REST(NIC2);
 }
+
+/* ---- unbind ------------------------------------------------------------------------------- */
 
 static void unbind_stays_unbound(void)
 {
     CHECK_RC(pcibind_unbind(ctx, NIC, 0), PCIBIND_OK);
+    CHECK_CURRENT(NIC, NULL);
+    CHECK_OVERRIDE(NIC, "none");
+    CHECK(!exists(DEV NIC "/net"));
+    CHECK_ERR(wr(PROBE, NIC), 0);
     CHECK_DRIVER(NIC, NULL);
-    write_sys("/sys/bus/pci/drivers_probe", NIC);
+    CHECK_ERR(wr(DRV "e1000e/bind", NIC), ENODEV); /* the override excludes it */
     CHECK_DRIVER(NIC, NULL);
-    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_OK);
-    CHECK_DRIVER(NIC, "e1000e");
+    /* Unbinding again: still unbound, still "none". */
+    CHECK_RC(pcibind_unbind(ctx, NIC, 0), PCIBIND_OK);
+    CHECK_DRIVER(NIC, NULL);
+    CHECK_OVERRIDE(NIC, "none");
+    char *d = (char *)"x";
+    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, &d), PCIBIND_OK);
+    CHECK_STR(d, "e1000e");
+    free(d);
+    CHECK_NIC_AT_REST(NIC);
+
+    /* A device no driver wants: unbind sets the override; reattach with no name clears it
+     * and succeeds with no driver. */
+    CHECK_DRIVER(LPC, NULL);
+    CHECK_RC(pcibind_unbind(ctx, LPC, 0), PCIBIND_OK);
+    CHECK_OVERRIDE(LPC, "none");
+    d = (char *)"x";
+    CHECK_RC(pcibind_reattach(ctx, LPC, NULL, 0, &d), PCIBIND_OK);
+    CHECK(d == NULL);
+    CHECK_DRIVER(LPC, NULL);
+    CHECK_OVERRIDE(LPC, "(null)");
 }
+
+/* ---- concurrency -------------------------------------------------------------------------- */
+
+static pthread_barrier_t barrier;
 
 static void *bind_thread(void *arg)
 {
-    return (void *)(intptr_t)pcibind_bind(ctx, arg, "vfio-pci", PCIBIND_BIND_FORCE, NULL);
+    pthread_barrier_wait(&barrier);
+    return (void *)(intptr_t)pcibind_bind(ctx, arg, "vfio-pci", 0, NULL);
 }
 
-static void two_nics_concurrently(void)
+static void *reattach_thread(void *arg)
 {
-    pthread_t a, b;
+    pthread_barrier_wait(&barrier);
+    return (void *)(intptr_t)pcibind_reattach(ctx, arg, NULL, 0, NULL);
+}
+
+static void two_threads(void *(*fn)(void *), const char *a, const char *b)
+{
+    pthread_t ta, tb;
     void *ra, *rb;
-    pthread_create(&a, NULL, bind_thread, NIC);
-    pthread_create(&b, NULL, bind_thread, NIC2);
-    pthread_join(a, &ra);
-    pthread_join(b, &rb);
-    CHECK((intptr_t)ra == 0 && (intptr_t)rb == 0);
+    pthread_barrier_init(&barrier, NULL, 2);
+    pthread_create(&ta, NULL, fn, (void *)a);
+    pthread_create(&tb, NULL, fn, (void *)b);
+    pthread_join(ta, &ra);
+    pthread_join(tb, &rb);
+    pthread_barrier_destroy(&barrier);
+    CHECK((intptr_t)ra == 0);
+    CHECK((intptr_t)rb == 0);
+}
+
+static void two_nics_from_two_threads(void)
+{
+    two_threads(bind_thread, NIC, NIC2);
     CHECK_DRIVER(NIC, "vfio-pci");
     CHECK_DRIVER(NIC2, "vfio-pci");
-    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_OK);
-    CHECK_RC(pcibind_reattach(ctx, NIC2, NULL, 0, NULL), PCIBIND_OK);
+    CHECK_OVERRIDE(NIC, "vfio-pci");
+    CHECK_OVERRIDE(NIC2, "vfio-pci");
+    CHECK(exists(DEV NIC "/vfio-dev") && exists(DEV NIC2 "/vfio-dev"));
+    two_threads(reattach_thread, NIC, NIC2);
+    CHECK_NIC_AT_REST(NIC);
+    CHECK_NIC_AT_REST(NIC2);
+}
+
+/* Each child is a separate program as far as the library goes (its own context), and they
+ * start together: both block on a pipe that the parent closes once both exist. */
+static void two_processes(const char *a, const char *b, int reattach)
+{
+    const char *devs[2] = {a, b};
+    int go[2];
+    CHECK(pipe(go) == 0);
+    fflush(stdout);
     pid_t pids[2];
-    const char *nics[2] = {NIC, NIC2};
     for (int i = 0; i < 2; i++) {
         pids[i] = fork();
-        if (pids[i] == 0)
-            _exit(pcibind_bind(ctx, nics[i], "vfio-pci", PCIBIND_BIND_FORCE, NULL) == 0 ? 0 : 1);
+        if (pids[i] == 0) {
+            close(go[1]);
+            char c;
+            while (read(go[0], &c, 1) > 0) {
+            }
+            pcibind_ctx *c2 = NULL;
+            if (pcibind_ctx_new(NULL, 0, &c2) || pcibind_ctx_set_modprobe(c2, "/sbin/modprobe") ||
+                pcibind_ctx_set_lock_dir(c2, "/run/pcibind"))
+                _exit(99);
+            int rc = reattach ? pcibind_reattach(c2, devs[i], NULL, 0, NULL)
+                              : pcibind_bind(c2, devs[i], "vfio-pci", 0, NULL);
+            if (rc)
+                printf("# child %d (%s): %d %s\n", i, devs[i], rc, pcibind_last_error_message());
+            fflush(stdout);
+            pcibind_ctx_free(c2);
+            _exit(rc == 0 ? 0 : 1);
+        }
     }
+    close(go[0]);
+    close(go[1]);
     for (int i = 0; i < 2; i++) {
         int st = -1;
         waitpid(pids[i], &st, 0);
         CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     }
+}
+
+static void two_nics_from_two_processes(void)
+{
+    two_processes(NIC, NIC2, 0);
     CHECK_DRIVER(NIC, "vfio-pci");
     CHECK_DRIVER(NIC2, "vfio-pci");
+    CHECK_OVERRIDE(NIC, "vfio-pci");
+    CHECK_OVERRIDE(NIC2, "vfio-pci");
+    two_processes(NIC, NIC2, 1);
+    CHECK_NIC_AT_REST(NIC);
+    CHECK_NIC_AT_REST(NIC2);
+}
+
+static void one_nic_from_two_processes(void)
+{
+    /* Serialized by the lock file: one binds, the other finds it done. */
+    two_processes(NIC, NIC, 0);
+    CHECK_DRIVER(NIC, "vfio-pci");
+    CHECK_OVERRIDE(NIC, "vfio-pci");
+    CHECK(exists(DRV "vfio-pci/" NIC));
+    CHECK(exists("/run/pcibind"));
+    two_processes(NIC, NIC, 1);
+    CHECK_NIC_AT_REST(NIC);
+}
+
+/* ---- the kernel's reactions that the shim emulates (cf. c-tests/test-shim.c) -------------- */
+
+static void kernel_override_stores_up_to_the_first_newline(void)
+{
+    const char *f = DEV NIC2 "/driver_override";
+    CHECK_OVERRIDE(NIC2, "(null)");
+    CHECK_ERR(wr(f, "vfio-pci"), 0);
+    CHECK_OVERRIDE(NIC2, "vfio-pci");
+    CHECK_ERR(wr(f, "nvme\n"), 0);
+    CHECK_OVERRIDE(NIC2, "nvme");
+    CHECK_ERR(wr(f, "vfio_pci"), 0); /* no -/_ folding */
+    CHECK_OVERRIDE(NIC2, "vfio_pci");
+    CHECK_ERR(wr(f, "  \n"), 0); /* no trimming */
+    CHECK_OVERRIDE(NIC2, "  ");
+    CHECK_ERR(wr(f, "a\nb\n"), 0);
+    CHECK_OVERRIDE(NIC2, "a");
+    CHECK_ERR(wr_n(f, "b\0c", 3), 0); /* the store sees a C string */
+    CHECK_OVERRIDE(NIC2, "b");
+    CHECK_ERR(wr(f, ""), 0); /* zero-length: returns 0, changes nothing */
+    CHECK_OVERRIDE(NIC2, "b");
+    CHECK_ERR(wr_n(f, "\0x", 2), 0); /* an empty C string clears */
+    CHECK_OVERRIDE(NIC2, "(null)");
+    char big[4096];
+    memset(big, 'x', sizeof big);
+    CHECK_ERR(wr(f, "nvme"), 0);
+    CHECK_ERR(wr_n(f, big, 4095), EINVAL); /* longer than sysfs can show back */
+    CHECK_OVERRIDE(NIC2, "nvme");
+    CHECK_ERR(wr_n(f, big, 4094), 0);
+    char *o = override_of(NIC2);
+    CHECK(o && strlen(o) == 4094);
+    free(o);
+    /* O_TRUNC truncates nothing; O_RDWR reads the new value back. */
+    CHECK_ERR(wr(f, "nvme"), 0);
+    int fd = open(f, O_WRONLY | O_TRUNC);
+    CHECK(fd >= 0);
+    CHECK_OVERRIDE(NIC2, "nvme");
+    CHECK(write(fd, "vfio-pci\n", 9) == 9);
+    close(fd);
+    CHECK_OVERRIDE(NIC2, "vfio-pci");
+    fd = open(f, O_RDWR);
+    CHECK(write(fd, "\n", 1) == 1);
+    char buf[32] = {0};
+    CHECK(pread(fd, buf, sizeof buf - 1, 0) == 7);
+    CHECK_STR(buf, "(null)\n");
+    close(fd);
+    CHECK_DRIVER(NIC2, "e1000e"); /* none of this unbinds */
+    /* drivers_probe on a bound device: success, no change, whatever the override says. */
+    CHECK_ERR(wr(f, "vfio-pci"), 0);
+    CHECK_ERR(wr(PROBE, NIC2), 0);
+    CHECK_DRIVER(NIC2, "e1000e");
+    CHECK(!exists(DEV NIC2 "/vfio-dev"));
+    /* Through the device's own directory: the same file. */
+    CHECK_ERR(wr("/sys/devices/pci0000:00/" PORT "/" NIC2 "/driver_override", "\n"), 0);
+    CHECK_OVERRIDE(NIC2, "(null)");
+    raw_restore(NIC2);
+}
+
+static void kernel_bind(void)
+{
+    CHECK_ERR(wr(DRV "e1000e/unbind", NIC2), 0);
+    CHECK_DRIVER(NIC2, NULL);
+    /* Follows the ID table. */
+    CHECK_ERR(wr(DRV "nvme/bind", NIC2), ENODEV);
+    CHECK_ERR(wr(DRV "serial/bind", NIC2), ENODEV);
+    /* Needs the exact full name. */
+    const char *bind = DRV "e1000e/bind";
+    CHECK_ERR(wr(bind, "0000:09:00.0\n"), ENODEV);
+    CHECK_ERR(wr(bind, "01:00.0\n"), ENODEV);
+    CHECK_ERR(wr(bind, NIC2 "\n\n"), ENODEV);
+    CHECK_ERR(wr(bind, " " NIC2), ENODEV);
+    CHECK_ERR(wr(bind, "\n"), ENODEV);
+    CHECK_ERR(wr(bind, "../../../devices/pci0000:00/" PORT "/" NIC2), ENODEV);
+    CHECK_ERR(wr(bind, ""), 0); /* never reaches the kernel */
+    CHECK_DRIVER(NIC2, NULL);
+    CHECK_ERR(wr(bind, NIC2), 0); /* newline optional */
+    CHECK_DRIVER(NIC2, "e1000e");
+    char *t = link_target(DEV NIC2 "/driver");
+    CHECK_STR(t, "../../../../bus/pci/drivers/e1000e");
+    free(t);
+    t = link_target(DRV "e1000e/" NIC2);
+    CHECK_STR(t, "../../../../devices/pci0000:00/" PORT "/" NIC2);
+    free(t);
+    /* To a bound device: the match first, then EBUSY. */
+    CHECK_ERR(wr(bind, NIC2 "\n"), EBUSY);
+    CHECK_ERR(wr(DRV "vfio-pci/bind", NIC2), ENODEV);
+    CHECK_ERR(wr(DEV NIC2 "/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(DRV "vfio-pci/bind", NIC2), EBUSY);
+    CHECK_DRIVER(NIC2, "e1000e");
+    CHECK(!exists(DRV "vfio-pci/" NIC2));
+    raw_restore(NIC2);
+    CHECK_NIC_AT_REST(NIC2);
+}
+
+static void kernel_override_admits_only_its_driver(void)
+{
+    const char *ovr = DEV NIC2 "/driver_override";
+    CHECK_ERR(wr(DRV "e1000e/unbind", NIC2), 0);
+    CHECK_ERR(wr(DRV "vfio-pci/bind", NIC2), ENODEV); /* no ID table */
+    CHECK_ERR(wr(ovr, "vfio_pci\n"), 0);
+    CHECK_ERR(wr(DRV "vfio-pci/bind", NIC2), ENODEV);
+    CHECK_ERR(wr(DRV "e1000e/bind", NIC2), ENODEV); /* IDs match, but */
+    CHECK_ERR(wr(PROBE, NIC2 "\n"), 0);               /* an override naming no driver */
+    CHECK_DRIVER(NIC2, NULL);
+    CHECK_ERR(wr(ovr, "vfio-pci\n"), 0);
+    CHECK_ERR(wr(DRV "vfio-pci/bind", NIC2), 0);
+    CHECK_DRIVER(NIC2, "vfio-pci");
+    CHECK(exists(DEV NIC2 "/vfio-dev"));
+    CHECK_ERR(wr(DRV "vfio-pci/unbind", NIC2), 0);
+    CHECK_DRIVER(NIC2, NULL);
+    CHECK(!exists(DEV NIC2 "/vfio-dev"));
+    CHECK_OVERRIDE(NIC2, "vfio-pci"); /* unbinding leaves the override alone */
+    /* The original driver cannot come back while the override names another one. */
+    CHECK_ERR(wr(DRV "e1000e/bind", NIC2), ENODEV);
+    CHECK_ERR(wr(ovr, "\n"), 0);
+    CHECK_ERR(wr(DRV "e1000e/bind", NIC2), 0);
+    CHECK_NIC_AT_REST(NIC2);
+}
+
+static void kernel_unbind(void)
+{
+    CHECK_ERR(wr(DRV "vfio-pci/unbind", NIC2), ENODEV);
+    CHECK_ERR(wr(DRV "e1000e/unbind", "0000:09:00.0"), ENODEV);
+    CHECK_ERR(wr(DRV "e1000e/unbind", "01:00.0\n"), ENODEV);
+    CHECK_DRIVER(NIC2, "e1000e");
+    CHECK_ERR(wr(DRV "e1000e/unbind", NIC2 "\n"), 0);
+    CHECK_DRIVER(NIC2, NULL);
+    CHECK(!exists(DRV "e1000e/" NIC2));
+    CHECK(!exists(DEV NIC2 "/net"));
+    CHECK_ERR(wr(DRV "e1000e/unbind", NIC2), ENODEV); /* not bound */
+    /* drivers_probe without an override: the driver whose IDs match. */
+    CHECK_ERR(wr(PROBE, NIC2), 0);
+    CHECK_NIC_AT_REST(NIC2);
+}
+
+static void kernel_drivers_probe(void)
+{
+    CHECK_ERR(wr(PROBE, "0000:09:00.0\n"), ENODEV);
+    CHECK_ERR(wr(PROBE, "00:1f.0"), ENODEV);
+    /* No driver matches: success all the same. */
+    CHECK_ERR(wr(PROBE, LPC), 0);
+    CHECK_DRIVER(LPC, NULL);
+    /* A bound device: success, no change. */
+    CHECK_ERR(wr(PROBE, NIC2 "\n"), 0);
+    CHECK_DRIVER(NIC2, "e1000e");
+}
+
+static void kernel_vfio_dev_takes_the_lowest_free_index(void)
+{
+    CHECK_RC(pcibind_bind(ctx, NIC2, "vfio-pci", 0, NULL), PCIBIND_OK);
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_OK);
+    CHECK(exists(DEV NIC2 "/vfio-dev/vfio0"));
+    CHECK(exists(DEV NIC "/vfio-dev/vfio1"));
+    CHECK_ERR(wr(DRV "vfio-pci/unbind", NIC2), 0);
+    CHECK_ERR(wr(DRV "vfio-pci/unbind", NIC), 0);
+    CHECK_ERR(wr(DRV "vfio-pci/bind", NIC), 0);
+    CHECK(exists(DEV NIC "/vfio-dev/vfio0"));
+    CHECK_ERR(wr(DRV "vfio-pci/bind", NIC2), 0);
+    CHECK(exists(DEV NIC2 "/vfio-dev/vfio1"));
     CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_OK);
     CHECK_RC(pcibind_reattach(ctx, NIC2, NULL, 0, NULL), PCIBIND_OK);
-    CHECK_DRIVER(NIC, "e1000e");
-    CHECK_DRIVER(NIC2, "e1000e");
+    CHECK_NIC_AT_REST(NIC);
+    CHECK_NIC_AT_REST(NIC2);
+}
+
+static void kernel_new_id_and_remove_id(void)
+{
+    CHECK_ERR(wr(DRV "e1000e/unbind", NIC2), 0);
+    CHECK_ERR(wr(DRV "vfio-pci/new_id", "8086 10d3\n"), 0);
+    CHECK_DRIVER(NIC2, "vfio-pci"); /* every unbound device it now matches */
+    CHECK(exists(DEV NIC2 "/vfio-dev"));
+    CHECK_DRIVER(NIC, "e1000e");    /* bound devices are left alone */
+    CHECK_ERR(wr(DRV "vfio-pci/new_id", "8086 10D3"), EEXIST);
+    CHECK_ERR(wr(DRV "vfio-pci/new_id", "8086\n"), EINVAL);
+    CHECK_ERR(wr(DRV "vfio-pci/new_id", "zz 10d3\n"), EINVAL);
+    CHECK_ERR(wr(DRV "vfio-pci/new_id", "\n"), EINVAL);
+    CHECK_ERR(wr(DRV "e1000e/new_id", "8086 10d3\n"), EEXIST); /* its static table has it */
+    CHECK_ERR(wr(DRV "vfio-pci/remove_id", "8086\n"), EINVAL);
+    CHECK_ERR(wr(DRV "vfio-pci/remove_id", "8086 1021\n"), ENODEV);
+    CHECK_ERR(wr(DRV "vfio-pci/remove_id", "8086 10d3\n"), 0);
+    CHECK_DRIVER(NIC2, "vfio-pci"); /* remove_id unbinds nothing */
+    CHECK_ERR(wr(DRV "vfio-pci/remove_id", "8086 10d3\n"), ENODEV);
+    CHECK_ERR(wr(DRV "vfio-pci/unbind", NIC2), 0);
+    CHECK_ERR(wr(DRV "vfio-pci/bind", NIC2), ENODEV); /* the ID is gone */
+    CHECK_ERR(wr(PROBE, NIC2), 0);
+    CHECK_NIC_AT_REST(NIC2);
 }
 
 int main(void)
 {
-    CHECK_RC(pcibind_ctx_new(NULL, 0, &ctx), PCIBIND_OK);
-    CHECK_RC(pcibind_ctx_set_modprobe(ctx, "/sbin/modprobe"), PCIBIND_OK);
-    CHECK_RC(pcibind_ctx_set_lock_dir(ctx, "/run/pcibind"), PCIBIND_OK);
+    struct utsname u;
+    unsigned major = 0, minor = 0;
+    if (uname(&u) == 0)
+        sscanf(u.release, "%u.%u", &major, &minor);
+    kernel_612 = major > 6 || (major == 6 && minor >= 12);
+    ctx = new_ctx();
     static const struct test_case cases[] = {
+        TEST_CASE(kernel_generation_layout),
         TEST_CASE(resolve_every_bound_driver_in_both_spellings),
         TEST_CASE(module_names_of_loaded_and_builtin_drivers),
         TEST_CASE(vfio_pci_loads_through_real_modprobe),
         TEST_CASE(variant_choice_on_the_real_tables),
+        TEST_CASE(missing_variant_module_falls_back_to_vfio_pci),
         TEST_CASE(nic_to_vfio_pci_and_back),
+        TEST_CASE(reattach_to_a_named_driver),
         TEST_CASE(claim_check_refuses_nvme_for_the_nic),
+        TEST_CASE(forced_nvme_shows_why_the_claim_check_exists),
         TEST_CASE(real_refusal_rolls_back),
         TEST_CASE(in_use_nic_is_refused_unless_forced),
         TEST_CASE(iommu_groups),
         TEST_CASE(unbind_stays_unbound),
-        TEST_CASE(two_nics_concurrently),
+        TEST_CASE(two_nics_from_two_threads),
+        TEST_CASE(two_nics_from_two_processes),
+        TEST_CASE(one_nic_from_two_processes),
+        TEST_CASE(kernel_override_stores_up_to_the_first_newline),
+        TEST_CASE(kernel_bind),
+        TEST_CASE(kernel_override_admits_only_its_driver),
+        TEST_CASE(kernel_unbind),
+        TEST_CASE(kernel_drivers_probe),
+        TEST_CASE(kernel_vfio_dev_takes_the_lowest_free_index),
+        TEST_CASE(kernel_new_id_and_remove_id),
     };
     int rc = run_tests(cases, sizeof(cases) / sizeof(cases[0]));
     pcibind_ctx_free(ctx);
