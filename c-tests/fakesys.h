@@ -15,7 +15,7 @@
  *                                    like vfio-pci's)
  *   bus/pci/drivers/DRV/fake_dynids  IDs added by new_id, one "vvvv dddd" (lower-case hex) per
  *                                    line, or the full "vvvv dddd sv sd class mask data" form
- *   bus/pci/drivers/DRV/fake_vfio    exists for a VFIO driver: binding creates BDF/vfio-dev/vfio0
+ *   bus/pci/drivers/DRV/fake_vfio    exists for a VFIO driver: binding creates BDF/vfio-dev/vfioN (lowest free N)
  *   fault.table                      fault injection, one "TARGET FAULT [COUNT [SKIP]]" per
  *                                    line; COUNT is how many more times it fires (decremented in
  *                                    the file), none = every time; SKIP how many matching events

@@ -10,8 +10,8 @@
  * the file. Everything else passes straight through to libc. The emulation reads the tree's own
  * conventions, all described in fakesys.h: DRV/fake_ids (static ID table, fnmatch globs against
  * the modalias), DRV/fake_dynids (IDs added by new_id), DRV/fake_vfio (a VFIO driver: binding
- * creates BDF/vfio-dev/vfio0), ROOT/fault.table (fault injection) and ROOT/write.log (one line
- * per intercepted write).
+ * creates BDF/vfio-dev/vfioN, the lowest free N), ROOT/fault.table (fault injection) and
+ * ROOT/write.log (one line per intercepted write).
  *
  * As a safety net the shim also refuses, with EACCES, any open for writing of a path under the
  * real /sys: tests must never write it. */
@@ -749,7 +749,35 @@ static int make_link(const char *path, const char *target)
     return symlink(target, path) == 0 ? 0 : errno;
 }
 
-/* The probe: fails as fault.table says, else binds (both links, vfio-dev for VFIO drivers). */
+/* vfio_init_device(): the lowest vfioN index that no device bound to a VFIO driver holds
+ * (ida_alloc), so the first device gets vfio0, the next vfio1, and a freed index is reused. */
+static unsigned free_vfio_index(const struct ctx *c)
+{
+    char *devices = pathf("%s/bus/pci/devices", c->root);
+    char **names = list_dir(devices, 0);
+    unsigned char used[256] = {0};
+    for (char **n = names; *n; n++) {
+        char *p = pathf("%s/%s/vfio-dev", devices, *n);
+        char **held = list_dir(p, 0);
+        for (char **h = held; *h; h++) {
+            unsigned i;
+            char end;
+            if (sscanf(*h, "vfio%u%c", &i, &end) == 1 && i < sizeof used)
+                used[i] = 1;
+        }
+        free_list(held);
+        free(p);
+    }
+    free_list(names);
+    free(devices);
+    unsigned i = 0;
+    while (i < sizeof used - 1 && used[i])
+        i++;
+    return i;
+}
+
+/* The probe: fails as fault.table says, else binds (both links, vfio-dev/vfioN for VFIO
+ * drivers). */
 static int probe(const struct ctx *c, const char *drv, struct device *d)
 {
     char *generic = pathf("probe:%s", drv);
@@ -785,7 +813,7 @@ static int probe(const struct ctx *c, const char *drv, struct device *d)
     char *vfio = pathf("%s/bus/pci/drivers/%s/fake_vfio", c->root, drv);
     if (!err && exists(vfio)) {
         char *dir = pathf("%s/vfio-dev", d->dir);
-        char *dev = pathf("%s/vfio-dev/vfio0", d->dir);
+        char *dev = pathf("%s/vfio-dev/vfio%u", d->dir, free_vfio_index(c));
         if ((mkdir(dir, 0755) < 0 && errno != EEXIST) || (mkdir(dev, 0755) < 0 && errno != EEXIST))
             err = errno;
         free(dir);

@@ -359,6 +359,33 @@ static void unbind_from_vfio_removes_vfio_dev(void)
     fs_destroy(root);
 }
 
+/* As on a real kernel (checked by kernel-tests/guest-test.c): each device bound to a VFIO
+ * driver gets vfio-dev/vfioN with the lowest N no other device holds. */
+static void vfio_dev_takes_the_lowest_free_index(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, NULL);
+    fs_device(root, DEV2, MLX, NULL);
+    fs_device(root, DEV3, NVME, "nvme");
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV2), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV1), 0);
+    CHECK(is_dir(root, "bus/pci/devices/" DEV2 "/vfio-dev/vfio0"));
+    CHECK(is_dir(root, "bus/pci/devices/" DEV1 "/vfio-dev/vfio1"));
+    CHECK(!exists(root, "bus/pci/devices/" DEV1 "/vfio-dev/vfio0"));
+    /* vfio0 freed, then taken again by the next device bound. */
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/unbind", DEV2), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers/nvme/unbind", DEV3), 0);
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV3 "/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV3), 0);
+    CHECK(is_dir(root, "bus/pci/devices/" DEV3 "/vfio-dev/vfio0"));
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV2), 0);
+    CHECK(is_dir(root, "bus/pci/devices/" DEV2 "/vfio-dev/vfio2"));
+    CHECK(is_dir(root, "bus/pci/devices/" DEV1 "/vfio-dev/vfio1"));
+    fs_destroy(root);
+}
+
 /* ---- drivers_probe ----------------------------------------------------------------------- */
 
 static void drivers_probe_unknown_devices(void)
@@ -881,6 +908,7 @@ RUN_TESTS(TEST_CASE(shim_is_loaded),
           TEST_CASE(an_override_excludes_every_other_driver),
           TEST_CASE(unbind_only_through_the_bound_driver),
           TEST_CASE(unbind_from_vfio_removes_vfio_dev),
+          TEST_CASE(vfio_dev_takes_the_lowest_free_index),
           TEST_CASE(drivers_probe_unknown_devices),
           TEST_CASE(drivers_probe_with_an_override),
           TEST_CASE(drivers_probe_without_an_override),
