@@ -1,0 +1,137 @@
+#!/bin/sh
+# The guest suite through the pcibind tool (run by kernel-tests/init when /pcibind exists):
+# each check runs the tool, compares its exit status with the documented one (README, `pcibind
+# --help`) and asserts the real sysfs state afterwards. TAP output, like guest-test's.
+NIC=0000:00:02.0
+NIC2=0000:01:00.0
+DEV=/sys/bus/pci/devices
+n=0
+failed=0
+
+pcibind() { /pcibind --modprobe /sbin/modprobe --lock-dir /run/pcibind "$@"; }
+drv() { [ -e "$DEV/$1/driver" ] && basename "$(readlink "$DEV/$1/driver")"; }
+ovr() { cat "$DEV/$1/driver_override"; }
+ifname() { ls "$DEV/$1/net" 2>/dev/null | head -n 1; }
+group() { basename "$(readlink "$DEV/$1/iommu_group")"; }
+
+# expect STATUS COMMAND...: runs it, output in /tmp/cli.out; fails unless it exits STATUS.
+expect() {
+    want=$1
+    shift
+    "$@" >/tmp/cli.out 2>&1
+    got=$?
+    [ "$got" = "$want" ] && return 0
+    echo "$* exited $got, expected $want; it said:"
+    cat /tmp/cli.out
+    return 1
+}
+# state ADDRESS DRIVER OVERRIDE: the kernel's view of the device (DRIVER "" = unbound).
+state() {
+    d=$(drv "$1")
+    o=$(ovr "$1")
+    [ "$d" = "$2" ] && [ "$o" = "$3" ] && return 0
+    echo "$1: driver '$d', driver_override '$o'; expected '$2', '$3'"
+    return 1
+}
+at_rest() { state "$1" e1000e "(null)" && [ -n "$(ifname "$1")" ] || { echo "$1 has no interface"; return 1; }; }
+said() { grep -q -- "$1" /tmp/cli.out || { echo "output lacks '$1':"; cat /tmp/cli.out; return 1; }; }
+
+check() {  # check NAME: runs the shell function NAME as one TAP test
+    n=$((n + 1))
+    if out=$("$1" 2>&1); then
+        echo "ok $n - cli: $1"
+    else
+        echo "not ok $n - cli: $1"
+        echo "$out" | sed 's/^/#   /'
+        failed=$((failed + 1))
+    fi
+}
+
+lists_and_shows() {
+    expect 0 pcibind list && grep -q "^$NIC .*e1000e" /tmp/cli.out || { cat /tmp/cli.out; return 1; }
+    expect 0 pcibind list --json && said "\"address\": \"$NIC\"" &&
+    expect 0 pcibind show $NIC --json && said '"driver": "e1000e"' && said '"vfio_bound": false' &&
+    expect 0 pcibind list --overrides && ! grep -q "$NIC" /tmp/cli.out
+}
+
+resolves_names() {
+    expect 0 pcibind resolve vfio_pci && [ "$(cat /tmp/cli.out)" = vfio-pci ] &&
+    expect 0 pcibind resolve i2c-i801 && [ "$(cat /tmp/cli.out)" = i801_smbus ] &&
+    expect 5 pcibind resolve no_such_module && said "no_such_module" &&
+    expect 2 pcibind resolve ../e1000e &&
+    expect 0 pcibind variant $NIC && [ "$(cat /tmp/cli.out)" = vfio_pci ]
+}
+
+binds_to_the_best_vfio_driver_and_back() {
+    g=$(group $NIC)
+    expect 0 pcibind bind $NIC && state $NIC vfio-pci vfio-pci && [ -d $DEV/$NIC/vfio-dev ] &&
+    [ -e /dev/vfio/"$g" ] &&
+    expect 0 pcibind show $NIC --json && said '"vfio_bound": true' &&
+    expect 0 pcibind list --overrides && said "$NIC" &&
+    expect 0 pcibind reattach $NIC && at_rest $NIC && [ ! -e /dev/vfio/"$g" ]
+}
+
+dry_run_changes_nothing() {
+    expect 0 pcibind bind $NIC vfio-pci --dry-run && said driver_override && at_rest $NIC
+}
+
+refuses_what_the_driver_does_not_claim() {
+    expect 9 pcibind bind $NIC nvme && at_rest $NIC
+}
+
+rolls_back_a_real_refusal() {
+    expect 6 pcibind bind $NIC serial --force && said restored && at_rest $NIC
+}
+
+refuses_an_interface_in_use() {
+    i=$(ifname $NIC)
+    ip link set "$i" up && ip addr add 10.0.2.16/24 dev "$i" || return 1
+    expect 8 pcibind bind $NIC vfio-pci && said "$i" && at_rest $NIC &&
+    expect 0 pcibind bind $NIC vfio-pci --force && state $NIC vfio-pci vfio-pci &&
+    expect 0 pcibind reattach $NIC && at_rest $NIC
+}
+
+unbind_stays_unbound() {
+    expect 0 pcibind unbind $NIC && state $NIC "" none &&
+    echo $NIC >/sys/bus/pci/drivers_probe && state $NIC "" none &&
+    expect 0 pcibind reattach $NIC && at_rest $NIC
+}
+
+two_devices_in_one_command() {
+    expect 0 pcibind bind $NIC $NIC2 vfio-pci && state $NIC vfio-pci vfio-pci &&
+    state $NIC2 vfio-pci vfio-pci &&
+    expect 0 pcibind reattach $NIC $NIC2 && at_rest $NIC && at_rest $NIC2
+}
+
+two_processes_at_once() {
+    pcibind bind $NIC vfio-pci >/tmp/a.out 2>&1 & a=$!
+    pcibind bind $NIC2 vfio-pci >/tmp/b.out 2>&1 & b=$!
+    wait $a || { cat /tmp/a.out; return 1; }
+    wait $b || { cat /tmp/b.out; return 1; }
+    state $NIC vfio-pci vfio-pci && state $NIC2 vfio-pci vfio-pci || return 1
+    pcibind reattach $NIC >/tmp/a.out 2>&1 & a=$!
+    pcibind reattach $NIC2 >/tmp/b.out 2>&1 & b=$!
+    wait $a || { cat /tmp/a.out; return 1; }
+    wait $b || { cat /tmp/b.out; return 1; }
+    at_rest $NIC && at_rest $NIC2
+}
+
+bad_arguments() {
+    expect 2 pcibind bind 0000:00:02 vfio-pci && expect 3 pcibind bind 0000:09:00.0 vfio-pci &&
+    expect 4 pcibind --modprobe none bind $NIC no_such_driver && at_rest $NIC
+}
+
+check lists_and_shows
+check resolves_names
+check binds_to_the_best_vfio_driver_and_back
+check dry_run_changes_nothing
+check refuses_what_the_driver_does_not_claim
+check rolls_back_a_real_refusal
+check refuses_an_interface_in_use
+check unbind_stays_unbound
+check two_devices_in_one_command
+check two_processes_at_once
+check bad_arguments
+echo "1..$n"
+echo "# cli: $((n - failed)) passed, $failed failed"
+[ "$failed" = 0 ]
