@@ -17,7 +17,9 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <syslog.h>
@@ -615,7 +617,7 @@ static void in_use_nic_is_refused_unless_forced(void)
     /* Up, with only the link-local address every interface that is up gets: not in use. */
     snprintf(cmd, sizeof(cmd), "/bin/ip link set %s up", ifname);
     CHECK(system(cmd) == 0);
-    for (int i = 0; i < 50 && !has_link_local(ifname); i++)
+    for (int i = 0; i < 100 && !has_link_local(ifname); i++)
         usleep(100000);
     CHECK(has_link_local(ifname));
     CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_OK);
@@ -844,6 +846,8 @@ static void two_nics_from_two_threads(void)
     two_threads(reattach_thread, NIC, NIC2);
     CHECK_NIC_AT_REST(NIC);
     CHECK_NIC_AT_REST(NIC2);
+    raw_restore(NIC); /* whatever a failure left behind, for the next scenario */
+    raw_restore(NIC2);
 }
 
 /* Each child is a separate program as far as the library goes (its own context), and they
@@ -894,6 +898,8 @@ static void two_nics_from_two_processes(void)
     two_processes(NIC, NIC2, 1);
     CHECK_NIC_AT_REST(NIC);
     CHECK_NIC_AT_REST(NIC2);
+    raw_restore(NIC); /* whatever a failure left behind, for the next scenario */
+    raw_restore(NIC2);
 }
 
 static void one_nic_from_two_processes(void)
@@ -906,6 +912,121 @@ static void one_nic_from_two_processes(void)
     CHECK(exists("/run/pcibind"));
     two_processes(NIC, NIC, 1);
     CHECK_NIC_AT_REST(NIC);
+    raw_restore(NIC); /* whatever a failure left behind, for the next scenario */
+    raw_restore(NIC2);
+}
+
+/* openat2(RESOLVE_BENEATH) of `rel` under /sys, as the library opens every sysfs path: 0 or
+ * the errno. */
+static int open_beneath(int root, const char *rel)
+{
+    struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+    int fd = (int)syscall(SYS_openat2, root, rel, &how, sizeof how);
+    if (fd < 0)
+        return errno;
+    close(fd);
+    return 0;
+}
+
+/* Binds and reattaches from two processes, each on its own NIC, ROUNDS times over, while a
+ * third process reads through the library (is_vfio_bound, current_driver) and opens sysfs paths
+ * the way the library does, counting the kernel's EAGAIN answers. openat2(2): with
+ * RESOLVE_BENEATH the kernel answers EAGAIN when a rename or mount anywhere may have let a ".."
+ * escape during the lookup, and "the caller may choose to retry"; every bus/pci/devices/BDF
+ * link holds "..". Every library call must succeed all the same. */
+#define ROUNDS 12
+static void concurrent_binds_survive_lookup_races(void)
+{
+    const char *nics[2] = {NIC, NIC2};
+    int go[2], counts[2];
+    CHECK(pipe(go) == 0);
+    CHECK(pipe(counts) == 0);
+    fflush(stdout);
+    pid_t pids[3];
+    for (int i = 0; i < 3; i++) {
+        pids[i] = fork();
+        if (pids[i] != 0)
+            continue;
+        close(go[1]);
+        close(counts[1]);
+        char c;
+        while (read(go[0], &c, 1) > 0) {
+        }
+        if (i == 2) { /* the prober: until the parent closes `counts` (both binders are done) */
+            int root = open("/sys", O_PATH | O_DIRECTORY | O_CLOEXEC);
+            fcntl(counts[0], F_SETFL, O_NONBLOCK);
+            pcibind_ctx *c3 = NULL;
+            if (pcibind_ctx_new(NULL, 0, &c3))
+                _exit(99);
+            unsigned tries = 0, eagain = 0, other = 0, calls = 0, failed = 0;
+            for (double end = now() + 60; now() < end;) {
+                int e = open_beneath(root, "bus/pci/devices/" NIC2 "/modalias");
+                tries++;
+                eagain += e == EAGAIN;
+                other += e != 0 && e != EAGAIN;
+                /* The library, reading: the same kind of lookups. */
+                int v;
+                char *d = NULL;
+                const char *dev = tries % 2 ? NIC2 : LPC;
+                int rc = tries % 4 < 2 ? pcibind_is_vfio_bound(c3, dev, &v)
+                                       : pcibind_current_driver(c3, dev, &d);
+                free(d);
+                calls++;
+                if (rc && failed++ < 3)
+                    printf("# reader: %s: %d %s (errno %d)\n", dev, rc,
+                           pcibind_last_error_message(), pcibind_last_error_errno());
+                if (tries % 64 == 0 && read(counts[0], &c, 1) == 0)
+                    break;
+            }
+            printf("# kernel: openat2(RESOLVE_BENEATH) of bus/pci/devices/%s/modalias answered "
+                   "EAGAIN %u times in %u tries (other errors: %u) during the binds\n",
+                   NIC2, eagain, tries, other);
+            printf("# reader: %u of %u library calls failed\n", failed, calls);
+            fflush(stdout);
+            pcibind_ctx_free(c3);
+            _exit(failed ? 1 : 0);
+        }
+        pcibind_ctx *c2 = NULL;
+        if (pcibind_ctx_new(NULL, 0, &c2) || pcibind_ctx_set_modprobe(c2, "/sbin/modprobe") ||
+            pcibind_ctx_set_lock_dir(c2, "/run/pcibind"))
+            _exit(99);
+        int failures = 0;
+        for (int r = 0; r < ROUNDS; r++) {
+            int rc = pcibind_bind(c2, nics[i], "vfio-pci", 0, NULL);
+            if (rc) {
+                failures++;
+                printf("# %s round %d: bind: %d %s\n", nics[i], r, rc, pcibind_last_error_message());
+            }
+            rc = pcibind_reattach(c2, nics[i], NULL, 0, NULL);
+            if (rc) {
+                failures++;
+                printf("# %s round %d: reattach: %d %s\n", nics[i], r, rc,
+                       pcibind_last_error_message());
+            }
+            fflush(stdout);
+        }
+        printf("# %s: %d of %d calls failed\n", nics[i], failures, 2 * ROUNDS);
+        fflush(stdout);
+        pcibind_ctx_free(c2);
+        _exit(failures ? 1 : 0);
+    }
+    close(go[0]);
+    close(go[1]);
+    close(counts[0]);
+    for (int i = 0; i < 2; i++) {
+        int st = -1;
+        waitpid(pids[i], &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    close(counts[1]); /* tells the prober to stop */
+    int st = -1;
+    waitpid(pids[2], &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    raw_restore(NIC);
+    raw_restore(NIC2);
+    CHECK_NIC_AT_REST(NIC);
+    CHECK_NIC_AT_REST(NIC2);
 }
 
 /* ---- the kernel's reactions that the shim emulates (cf. c-tests/test-shim.c) -------------- */
@@ -1121,6 +1242,7 @@ int main(void)
         TEST_CASE(two_nics_from_two_threads),
         TEST_CASE(two_nics_from_two_processes),
         TEST_CASE(one_nic_from_two_processes),
+        TEST_CASE(concurrent_binds_survive_lookup_races),
         TEST_CASE(kernel_override_stores_up_to_the_first_newline),
         TEST_CASE(kernel_bind),
         TEST_CASE(kernel_override_admits_only_its_driver),
