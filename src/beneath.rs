@@ -32,6 +32,9 @@ pub struct Beneath {
 /// Cleared at the first ENOSYS: the process uses the fallback from then on.
 static OPENAT2: AtomicBool = AtomicBool::new(true);
 
+/// How often an openat2 answered with EAGAIN is retried before the realpath check is used.
+const OPENAT2_TRIES: usize = 16;
+
 fn escape() -> io::Error {
     io::Error::from_raw_os_error(libc::EXDEV)
 }
@@ -69,25 +72,34 @@ impl Beneath {
             let mut how: libc::open_how = unsafe { std::mem::zeroed() };
             how.flags = (flags | libc::O_CLOEXEC) as u64;
             how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
-            // SAFETY: valid descriptor, NUL-terminated path and a correctly sized open_how.
-            let fd = unsafe {
-                libc::syscall(
-                    libc::SYS_openat2,
-                    self.fd.as_raw_fd(),
-                    c.as_ptr(),
-                    &how as *const libc::open_how,
-                    std::mem::size_of::<libc::open_how>(),
-                )
-            };
-            if fd >= 0 {
-                // SAFETY: the kernel just gave us this descriptor.
-                return Ok(unsafe { File::from_raw_fd(fd as libc::c_int) });
+            // EAGAIN: a rename or mount anywhere in the system raced with a lookup through
+            // `..` (every bus/pci/devices link has some), and the kernel asks us to retry
+            // (openat2(2)). After a few tries the realpath check below serves this call.
+            for _ in 0..OPENAT2_TRIES {
+                // SAFETY: valid descriptor, NUL-terminated path, a correctly sized open_how.
+                let fd = unsafe {
+                    libc::syscall(
+                        libc::SYS_openat2,
+                        self.fd.as_raw_fd(),
+                        c.as_ptr(),
+                        &how as *const libc::open_how,
+                        std::mem::size_of::<libc::open_how>(),
+                    )
+                };
+                if fd >= 0 {
+                    // SAFETY: the kernel just gave us this descriptor.
+                    return Ok(unsafe { File::from_raw_fd(fd as libc::c_int) });
+                }
+                let err = io::Error::last_os_error();
+                match err.raw_os_error() {
+                    Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
+                    Some(libc::ENOSYS) => {
+                        OPENAT2.store(false, Ordering::Relaxed);
+                        break;
+                    }
+                    _ => return Err(err),
+                }
             }
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::ENOSYS) {
-                return Err(err);
-            }
-            OPENAT2.store(false, Ordering::Relaxed);
         }
         // Fallback: resolve every link, then insist the result is still under the root.
         let resolved = std::fs::canonicalize(path)?;
