@@ -212,11 +212,11 @@ static void probe_and_rebind_failing_is_a_restore_error(void)
     setup();
     fs_device(root, "0000:02:00.0", E1000E, "e1000e");
     fs_fault(root, "probe:vfio-pci ENODEV");
-    fs_fault(root, "bus/pci/drivers/e1000e/bind EIO");
+    fs_fault(root, "probe:e1000e EIO");
     CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_RESTORE);
     const char *msg = pcibind_last_error_message();
     CHECK_CONTAINS(msg, "restoring failed");
-    CHECK_CONTAINS(msg, "rebinding e1000e");
+    CHECK_CONTAINS(msg, "the kernel did not bind e1000e");
     /* The message states the real state, which is: unbound, override cleared. */
     CHECK_CONTAINS(msg, "the device is now bound to no driver, driver_override unset");
     expect_bound("0000:02:00.0", NULL);
@@ -452,6 +452,268 @@ static void dry_run_touches_nothing(void)
     teardown();
 }
 
+/* --- from vfio-pci, reattach, dry run --- */
+
+/* A NIC as a manager leaves it after detaching: moved onto vfio-pci by the library (so the shim
+ * made its vfio-dev/), override "vfio-pci"; write.log emptied afterwards. */
+static void detached_nic(const char *bdf)
+{
+    fs_device(root, bdf, E1000E, "e1000e");
+    expect_bind(bdf, "vfio-pci", 0, "vfio-pci");
+    fs_write(root, "write.log", "");
+}
+
+static void expect_back_on_vfio_pci(const char *bdf)
+{
+    expect_bound(bdf, "vfio-pci");
+    expect_override(bdf, "vfio-pci");
+    CHECK(vfio_bound(bdf) == 1);
+}
+
+static void failed_move_off_vfio_pci_comes_back_to_it(void)
+{
+    setup();
+    detached_nic("0000:02:00.0");
+    fs_fault(root, "probe:e1000e ENODEV");
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "e1000e", 0, NULL), PCIBIND_ERR_BIND);
+    CHECK_CONTAINS(pcibind_last_error_message(),
+                   "the device was restored (bound to vfio-pci, driver_override 'vfio-pci')");
+    expect_back_on_vfio_pci("0000:02:00.0");
+    /* Back through the override: vfio-pci/bind was never written (the kernel refuses it). */
+    char *log = fs_write_log(root);
+    CHECK(strstr(log, "vfio-pci/bind") == NULL);
+    free(log);
+    teardown();
+}
+
+static void failed_reattach_from_vfio_pci_comes_back_to_it(void)
+{
+    setup();
+    detached_nic("0000:02:00.0");
+    fs_fault(root, "probe:e1000e ENODEV");
+    char *driver = (char *)(uintptr_t)0x1;
+    CHECK_RC(pcibind_reattach(ctx, "0000:02:00.0", NULL, 0, &driver), PCIBIND_ERR_BIND);
+    CHECK(driver == NULL);
+    CHECK_CONTAINS(pcibind_last_error_message(), "reattaching to the host driver");
+    expect_back_on_vfio_pci("0000:02:00.0");
+
+    fs_fault(root, "probe:e1000e ENODEV");
+    CHECK_RC(pcibind_reattach(ctx, "0000:02:00.0", "e1000e", 0, NULL), PCIBIND_ERR_BIND);
+    CHECK_CONTAINS(pcibind_last_error_message(), "the kernel did not bind e1000e");
+    expect_back_on_vfio_pci("0000:02:00.0");
+    teardown();
+}
+
+static void reattach_of_a_device_on_its_host_driver_writes_nothing(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    const char *names[] = {NULL, "e1000e"};
+    for (size_t i = 0; i < 2; i++) {
+        char *driver = NULL;
+        CHECK_RC(pcibind_reattach(ctx, "0000:02:00.0", names[i], 0, &driver), PCIBIND_OK);
+        CHECK_STR(driver, "e1000e");
+        free(driver);
+    }
+    expect_nothing_written();
+    expect_override("0000:02:00.0", "(null)");
+    teardown();
+}
+
+static void reattach_to_the_vfio_driver_it_is_on_writes_nothing(void)
+{
+    setup();
+    detached_nic("0000:02:00.0");
+    const char *names[] = {"vfio-pci", "vfio_pci"};
+    for (size_t i = 0; i < 2; i++) {
+        char *driver = NULL;
+        CHECK_RC(pcibind_reattach(ctx, "0000:02:00.0", names[i], 0, &driver), PCIBIND_OK);
+        CHECK_STR(driver, "vfio-pci");
+        free(driver);
+    }
+    expect_nothing_written();
+    expect_back_on_vfio_pci("0000:02:00.0");
+    teardown();
+}
+
+static void named_reattach_to_a_host_driver_clears_the_override(void)
+{
+    setup();
+    detached_nic("0000:02:00.0");
+    char *driver = NULL;
+    CHECK_RC(pcibind_reattach(ctx, "0000:02:00.0", "e1000e", 0, &driver), PCIBIND_OK);
+    CHECK_STR(driver, "e1000e");
+    free(driver);
+    expect_bound("0000:02:00.0", "e1000e");
+    expect_override("0000:02:00.0", "(null)");
+
+    /* On e1000e with the override naming it (as a bind leaves it): only the override goes,
+     * the NIC is not unbound. */
+    fs_write(root, "devices/pci0000:00/0000:02:00.0/driver_override", "e1000e\n");
+    fs_write(root, "write.log", "");
+    CHECK_RC(pcibind_reattach(ctx, "0000:02:00.0", "e1000e", 0, NULL), PCIBIND_OK);
+    char *log = fs_write_log(root);
+    CHECK_CONTAINS(log, "driver_override");
+    CHECK(strstr(log, "unbind") == NULL && strstr(log, "drivers_probe") == NULL);
+    free(log);
+    expect_bound("0000:02:00.0", "e1000e");
+    expect_override("0000:02:00.0", "(null)");
+    teardown();
+}
+
+static void named_reattach_to_a_driver_that_does_not_claim_keeps_the_override(void)
+{
+    setup();
+    fs_loaded_driver(root, "iavf", "iavf");
+    fs_device(root, "0000:3b:00.2", MLX5_VF, "mlx5_core");
+    /* iavf does not claim an mlx5 VF: only the override keeps it there after a reprobe. */
+    CHECK_RC(pcibind_reattach(ctx, "0000:3b:00.2", "iavf", 0, NULL), PCIBIND_OK);
+    expect_bound("0000:3b:00.2", "iavf");
+    expect_override("0000:3b:00.2", "iavf");
+    teardown();
+}
+
+static void reattach_with_no_name_loads_the_host_module_first(void)
+{
+    setup();
+    /* An NVMe controller: the 6.8 tables name nvme, which is not loaded yet. */
+    fs_device(root, "0000:04:00.0", NVME, NULL);
+    expect_bind("0000:04:00.0", "vfio-pci", 0, "vfio-pci");
+    fs_modprobe_table(root, "nvme nvme ids=pci:v*d*sv*sd*bc01sc08i02");
+    char *driver = NULL;
+    CHECK_RC(pcibind_reattach(ctx, "0000:04:00.0", NULL, 0, &driver), PCIBIND_OK);
+    CHECK_STR(driver, "nvme");
+    free(driver);
+    expect_bound("0000:04:00.0", "nvme");
+    expect_override("0000:04:00.0", "(null)");
+    char *log = fs_modprobe_log(root);
+    CHECK_CONTAINS(log, "[-b] [nvme]");
+    free(log);
+    teardown();
+}
+
+static void unbind_of_an_unbound_device_kept_so_writes_nothing(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    CHECK_RC(pcibind_unbind(ctx, "0000:02:00.0", 0), PCIBIND_OK);
+    fs_write(root, "write.log", "");
+    CHECK_RC(pcibind_unbind(ctx, "0000:02:00.0", 0), PCIBIND_OK);
+    expect_nothing_written();
+    expect_bound("0000:02:00.0", NULL);
+    expect_override("0000:02:00.0", "none");
+    teardown();
+}
+
+/* A tree whose vfio-pci is not loaded yet: the fake modprobe would register it. */
+static void setup_without_vfio_pci(void)
+{
+    root = fs_new();
+    warnings[0] = '\0';
+    fs_loaded_driver(root, "e1000e", "e1000e");
+    fs_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
+    fs_modprobe_table(root, "vfio_pci vfio-pci vfio");
+    char *dir = NULL;
+    CHECK(asprintf(&dir, "%s/kernel-6.8.0-151-generic", getenv("PCIBIND_TEST_DATA")) > 0);
+    ctx = test_context(root, root, getenv("FAKE_MODPROBE"), dir);
+    free(dir);
+}
+
+static char plan_lines[8192];
+static int plan_messages, plan_messages_with_newline;
+static void capture_plan(void *userdata, int priority, const char *message)
+{
+    (void)userdata;
+    if (priority != LOG_NOTICE)
+        return;
+    plan_messages++;
+    plan_messages_with_newline += strchr(message, '\n') != NULL;
+    size_t len = strlen(plan_lines);
+    snprintf(plan_lines + len, sizeof(plan_lines) - len, "%s\n", message);
+}
+
+static void dry_run_before_the_module_is_loaded_checks_and_loads_nothing(void)
+{
+    setup_without_vfio_pci();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    plan_lines[0] = '\0';
+    plan_messages = plan_messages_with_newline = 0;
+    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_plan, NULL, LOG_NOTICE), PCIBIND_OK);
+
+    /* Not in use: success, no driver known yet, the plan says what would be loaded. */
+    char *driver = (char *)(uintptr_t)0x1;
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", NULL, PCIBIND_BIND_DRY_RUN, &driver), PCIBIND_OK);
+    CHECK(driver == NULL);
+    CHECK_CONTAINS(plan_lines, "-b vfio_pci");
+    CHECK_CONTAINS(plan_lines, "safety checks passed");
+    CHECK_CONTAINS(plan_lines, "<the PCI driver of module vfio_pci>");
+    CHECK_CONTAINS(plan_lines, "e1000e/unbind");
+    CHECK_CONTAINS(plan_lines, "on failure, restore");
+    CHECK(plan_messages > 5);
+    CHECK(plan_messages_with_newline == 0);
+
+    /* In use: refused exactly as the real bind would refuse it. */
+    fs_mkdirs(root, "devices/pci0000:00/0000:02:00.0/net/eth0");
+    fs_write(root, "devices/pci0000:00/0000:02:00.0/net/eth0/flags", "0x1003\n");
+    fs_write(root, "proc/net/route",
+             "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+             "eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");
+    char *plan = (char *)(uintptr_t)0x1;
+    CHECK_RC(pcibind_bind_plan(ctx, "0000:02:00.0", "vfio-pci", 0, &plan), PCIBIND_ERR_IN_USE);
+    CHECK(plan == NULL);
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", NULL, PCIBIND_BIND_DRY_RUN, NULL), PCIBIND_ERR_IN_USE);
+    CHECK_CONTAINS(pcibind_last_error_message(), "network interface eth0 is up");
+
+    expect_nothing_written();
+    char *log = fs_modprobe_log(root);
+    CHECK_STR(log, "");
+    free(log);
+    char *module = fs_path(root, "module/vfio_pci");
+    CHECK(access(module, F_OK) != 0);
+    free(module);
+    teardown();
+}
+
+static void dry_run_claim_check_needs_no_module_load(void)
+{
+    setup_without_vfio_pci();
+    fs_modprobe_table(root, "nvme nvme");
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    /* nvme is not loaded, but the tables say it does not claim the NIC. */
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "nvme", PCIBIND_BIND_DRY_RUN, NULL),
+             PCIBIND_ERR_NOT_CLAIMED);
+    CHECK_CONTAINS(pcibind_last_error_message(), "no pci: alias of module nvme matches");
+    char *log = fs_modprobe_log(root);
+    CHECK_STR(log, "");
+    free(log);
+    teardown();
+}
+
+/* The plan is the step list the bind runs: every write the real bind makes is in the plan. */
+static void dry_run_plan_names_every_write_the_bind_makes(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    char *plan = NULL;
+    CHECK_RC(pcibind_bind_plan(ctx, "0000:02:00.0", "vfio-pci", 0, &plan), PCIBIND_OK);
+    expect_bind("0000:02:00.0", "vfio-pci", 0, "vfio-pci");
+    char *log = fs_write_log(root);
+    char *save = NULL;
+    int writes = 0;
+    for (char *line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        /* write.log: "PATH<TAB>VALUE<TAB>RESULT": the plan names each path (under the root). */
+        char *tab = strchr(line, '\t');
+        if (tab)
+            *tab = '\0';
+        CHECK_CONTAINS(plan, line);
+        writes++;
+    }
+    CHECK(writes == 3);
+    free(log);
+    free(plan);
+    teardown();
+}
+
 static void iommu_group_with_bridge_and_blocking_sibling(void)
 {
     setup();
@@ -642,6 +904,17 @@ RUN_TESTS(TEST_CASE(unbound_device_to_vfio_pci), TEST_CASE(host_device_to_vfio_p
           TEST_CASE(variant_that_does_not_claim_is_refused),
           TEST_CASE(unbind_leaves_device_unbound_and_ungrabbable),
           TEST_CASE(reattach_of_a_device_no_host_driver_matches), TEST_CASE(dry_run_touches_nothing),
+          TEST_CASE(failed_move_off_vfio_pci_comes_back_to_it),
+          TEST_CASE(failed_reattach_from_vfio_pci_comes_back_to_it),
+          TEST_CASE(reattach_of_a_device_on_its_host_driver_writes_nothing),
+          TEST_CASE(reattach_to_the_vfio_driver_it_is_on_writes_nothing),
+          TEST_CASE(named_reattach_to_a_host_driver_clears_the_override),
+          TEST_CASE(named_reattach_to_a_driver_that_does_not_claim_keeps_the_override),
+          TEST_CASE(reattach_with_no_name_loads_the_host_module_first),
+          TEST_CASE(unbind_of_an_unbound_device_kept_so_writes_nothing),
+          TEST_CASE(dry_run_before_the_module_is_loaded_checks_and_loads_nothing),
+          TEST_CASE(dry_run_claim_check_needs_no_module_load),
+          TEST_CASE(dry_run_plan_names_every_write_the_bind_makes),
           TEST_CASE(iommu_group_with_bridge_and_blocking_sibling),
           TEST_CASE(eight_threads_bind_eight_devices), TEST_CASE(four_threads_race_on_one_device),
           TEST_CASE(two_processes_race_on_one_device),

@@ -7,7 +7,10 @@
  *   - PCIBIND_ERR_RESTORE: the message states the device's real state (or that it vanished);
  *   - a failure before any write (module load): nothing was written.
  * Each case also checks that its fault really fired, so no case passes by not testing anything.
- * Every case runs with the original override unset and with it set by someone else. */
+ * Both directions run: a device on e1000e going to vfio-pci (with its original override unset
+ * and set by someone else), and a device on vfio-pci (override "vfio-pci", as every device a
+ * manager detached) going back to e1000e: vfio-pci binds only through the override, so a
+ * restore that cleared it first would strand the device with no driver. */
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <unistd.h>
@@ -17,26 +20,42 @@
 #define BDF "0000:02:00.0"
 static const char *const E1000E = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
 
-struct fault_case {
-    const char *step;
-    const char *fault;     /* fault.table line; %s is replaced by the errno name */
-    int needs_override;    /* only meaningful when the original override is set */
-    const char *name;      /* bind target */
+/* Where a case starts and where it binds to. */
+struct start {
+    const char *driver;   /* the original driver */
+    const char *override; /* the original driver_override, NULL = unset */
+    const char *target;
 };
 
-/* The transaction's writes, in order, for a device on e1000e going to vfio-pci:
- * driver_override (1st), e1000e/unbind, drivers_probe, [vfio-pci's probe], then on failure:
- * driver_override (2nd: clear), e1000e/bind [e1000e's probe], driver_override (3rd: the
- * original value back, only when there was one). A primary fault makes the restore run. */
+static const struct start STARTS[] = {
+    {"e1000e", NULL, "vfio-pci"},
+    {"e1000e", "e1000e", "vfio-pci"},
+    {"vfio-pci", "vfio-pci", "e1000e"},
+};
+
+struct fault_case {
+    const char *step;
+    const char *fault; /* fault.table lines; %s is the errno name, ORIG the original driver,
+                          TARGET the target driver */
+    int only_when_override_differs; /* the last restore write happens only when the original
+                                       override is not the original driver's name */
+};
+
+/* The transaction's writes, in order: driver_override := TARGET (1st), ORIG/unbind,
+ * drivers_probe (1st), [TARGET's probe]; then on failure the restore: driver_override := ORIG
+ * (2nd), drivers_probe (2nd), [ORIG's probe], driver_override := the original value (3rd;
+ * only when that is not ORIG). A primary fault makes the restore run. */
 static const struct fault_case CASES[] = {
-    {"override write", "bus/pci/devices/" BDF "/driver_override %s 1", 0, "vfio-pci"},
-    {"unbind", "bus/pci/drivers/e1000e/unbind %s 1", 0, "vfio-pci"},
-    {"drivers_probe", "bus/pci/drivers_probe %s 1", 0, "vfio-pci"},
-    {"probe", "probe:vfio-pci %s 1", 0, "vfio-pci"},
-    {"restore: clear override", "probe:vfio-pci ENODEV 1\nbus/pci/devices/" BDF "/driver_override %s 1 1", 0, "vfio-pci"},
-    {"restore: rebind", "probe:vfio-pci ENODEV 1\nbus/pci/drivers/e1000e/bind %s 1", 0, "vfio-pci"},
-    {"restore: rebind probe", "probe:vfio-pci ENODEV 1\nprobe:e1000e %s 1", 0, "vfio-pci"},
-    {"restore: override back", "probe:vfio-pci ENODEV 1\nbus/pci/devices/" BDF "/driver_override %s 1 2", 1, "vfio-pci"},
+    {"override write", "bus/pci/devices/" BDF "/driver_override %s 1", 0},
+    {"unbind", "bus/pci/drivers/ORIG/unbind %s 1", 0},
+    {"drivers_probe", "bus/pci/drivers_probe %s 1", 0},
+    {"probe", "probe:TARGET %s 1", 0},
+    {"restore: override := original driver",
+     "probe:TARGET ENODEV 1\nbus/pci/devices/" BDF "/driver_override %s 1 1", 0},
+    {"restore: drivers_probe", "probe:TARGET ENODEV 1\nbus/pci/drivers_probe %s 1 1", 0},
+    {"restore: original driver's probe", "probe:TARGET ENODEV 1\nprobe:ORIG %s 1", 0},
+    {"restore: override back",
+     "probe:TARGET ENODEV 1\nbus/pci/devices/" BDF "/driver_override %s 1 2", 1},
 };
 static const char *const ERRNOS[] = {"EIO", "EBUSY", "ENODEV"};
 
@@ -55,14 +74,14 @@ static pcibind_ctx *context(const char *root)
     return test_context(root, root, getenv("FAKE_MODPROBE"), NULL);
 }
 
-static char *tree(const char *original_override)
+static char *tree(const struct start *st)
 {
     char *root = fs_new();
     e1000e_and_vfio_pci(root);
-    fs_device(root, BDF, E1000E, "e1000e");
-    if (original_override) {
+    fs_device(root, BDF, E1000E, st->driver);
+    if (st->override) {
         char *line = NULL;
-        CHECK(asprintf(&line, "%s\n", original_override) > 0);
+        CHECK(asprintf(&line, "%s\n", st->override) > 0);
         fs_write(root, "devices/pci0000:00/" BDF "/driver_override", line);
         free(line);
     }
@@ -104,15 +123,15 @@ static void expect_faults_fired(const char *root)
     free(table);
 }
 
-static void check_invariant(const char *root, int rc, const char *original_override)
+static void check_invariant(const char *root, int rc, const struct start *st)
 {
     const char *msg = pcibind_last_error_message();
     if (rc == PCIBIND_OK) {
-        CHECK(fs_is_bound_to(root, BDF, "vfio-pci"));
+        CHECK(fs_is_bound_to(root, BDF, st->target));
     } else if (rc == PCIBIND_ERR_BIND) {
-        CHECK(fs_is_bound_to(root, BDF, "e1000e"));
+        CHECK(fs_is_bound_to(root, BDF, st->driver));
         char *override = fs_override(root, BDF);
-        CHECK_STR(override, original_override ? original_override : "(null)");
+        CHECK_STR(override, st->override ? st->override : "(null)");
         free(override);
         CHECK_CONTAINS(msg, "the device was restored");
     } else if (rc == PCIBIND_ERR_RESTORE) {
@@ -134,48 +153,77 @@ static void check_invariant(const char *root, int rc, const char *original_overr
     }
 }
 
-static void run_case(const struct fault_case *c, const char *err, const char *original_override)
+/* s with every ORIG and TARGET replaced by the start's drivers. */
+static char *fill(const char *s, const struct start *st)
 {
-    char *root = tree(original_override);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    CHECK(f != NULL);
+    while (*s) {
+        if (!strncmp(s, "ORIG", 4)) {
+            fputs(st->driver, f);
+            s += 4;
+        } else if (!strncmp(s, "TARGET", 6)) {
+            fputs(st->target, f);
+            s += 6;
+        } else {
+            fputc(*s++, f);
+        }
+    }
+    fclose(f);
+    return out;
+}
+
+static void case_name(char *buf, size_t size, const char *step, const char *fault,
+                      const struct start *st, int rc)
+{
+    snprintf(buf, size, "%s x %s, from %s (override %s) to %s -> %d", step, fault, st->driver,
+             st->override ? st->override : "unset", st->target, rc);
+}
+
+static void run_case(const struct fault_case *c, const char *err, const struct start *st)
+{
+    char *root = tree(st);
+    char *pattern = fill(c->fault, st);
     char *faults = NULL;
-    CHECK(asprintf(&faults, c->fault, err) > 0);
+    CHECK(asprintf(&faults, pattern, err) > 0);
     fs_fault(root, faults);
     pcibind_ctx *ctx = context(root);
-    int rc = pcibind_bind(ctx, BDF, c->name, 0, NULL);
+    int rc = pcibind_bind(ctx, BDF, st->target, 0, NULL);
     if (rc == PCIBIND_OK) {
         printf("#   the fault did not make the bind fail\n");
         harness_failed_now = 1;
     }
-    check_invariant(root, rc, original_override);
+    check_invariant(root, rc, st);
     expect_faults_fired(root);
     char name[256];
-    snprintf(name, sizeof(name), "%s x %s, original override %s -> %d", c->step, err,
-             original_override ? original_override : "unset", rc);
+    case_name(name, sizeof(name), c->step, err, st, rc);
     report(name);
     pcibind_ctx_free(ctx);
     free(faults);
+    free(pattern);
     fs_destroy(root);
 }
 
-static void run_vanish(const char *original_override)
+static void run_vanish(const struct start *st)
 {
-    char *root = tree(original_override);
+    char *root = tree(st);
     fs_fault(root, "vanish:" BDF " after-unbind");
     pcibind_ctx *ctx = context(root);
-    int rc = pcibind_bind(ctx, BDF, "vfio-pci", 0, NULL);
+    int rc = pcibind_bind(ctx, BDF, st->target, 0, NULL);
     CHECK(rc == PCIBIND_ERR_RESTORE);
-    check_invariant(root, rc, original_override);
+    check_invariant(root, rc, st);
     char name[256];
-    snprintf(name, sizeof(name), "unbind x device vanishes, original override %s -> %d",
-             original_override ? original_override : "unset", rc);
+    case_name(name, sizeof(name), "unbind", "device vanishes", st, rc);
     report(name);
     pcibind_ctx_free(ctx);
     fs_destroy(root);
 }
 
-static void run_module_load(const char *original_override)
+static void run_module_load(const struct start *st)
 {
-    char *root = tree(original_override);
+    char *root = tree(st);
     pcibind_ctx *ctx = context(root);
     /* Not registered, and the fake modprobe knows no such module. */
     int rc = pcibind_bind(ctx, BDF, "no_such_variant", 0, NULL);
@@ -183,10 +231,9 @@ static void run_module_load(const char *original_override)
     char *log = fs_write_log(root);
     CHECK_STR(log, "");
     free(log);
-    CHECK(fs_is_bound_to(root, BDF, "e1000e"));
+    CHECK(fs_is_bound_to(root, BDF, st->driver));
     char name[256];
-    snprintf(name, sizeof(name), "module load x modprobe fails, original override %s -> %d",
-             original_override ? original_override : "unset", rc);
+    case_name(name, sizeof(name), "module load", "modprobe fails", st, rc);
     report(name);
     pcibind_ctx_free(ctx);
     fs_destroy(root);
@@ -195,19 +242,20 @@ static void run_module_load(const char *original_override)
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    static const char *const overrides[] = {NULL, "e1000e"};
-    for (size_t o = 0; o < 2; o++) {
-        run_module_load(overrides[o]);
+    for (size_t s = 0; s < sizeof(STARTS) / sizeof(STARTS[0]); s++) {
+        const struct start *st = &STARTS[s];
+        int override_differs = !st->override || strcmp(st->override, st->driver) != 0;
+        run_module_load(st);
         for (size_t c = 0; c < sizeof(CASES) / sizeof(CASES[0]); c++) {
-            if (CASES[c].needs_override && !overrides[o])
+            if (CASES[c].only_when_override_differs && !override_differs)
                 continue;
             for (size_t e = 0; e < sizeof(ERRNOS) / sizeof(ERRNOS[0]); e++)
-                run_case(&CASES[c], ERRNOS[e], overrides[o]);
+                run_case(&CASES[c], ERRNOS[e], st);
         }
-        run_vanish(overrides[o]);
+        run_vanish(st);
     }
     printf("1..%d\n", cases_run);
-    printf("# fault matrix: %d cases (steps x faults x original override), %d passed, %d failed\n",
+    printf("# fault matrix: %d cases (steps x faults x starting points), %d passed, %d failed\n",
            cases_run, cases_run - cases_failed, cases_failed);
     return cases_failed ? 1 : 0;
 }

@@ -1,246 +1,67 @@
-//! Binding as a transaction (SPEC 3.3): the device ends on exactly the requested driver, or it
-//! is put back where it started (driver and `driver_override`) and the caller learns which and
-//! why. Also unbind and reattach, and the VFIO queries built on the same facts.
+//! The operations that move a device between drivers (SPEC 3.3): bind, unbind and reattach.
+//! Each works out its transaction as a step list (`txn.rs`) from the device's recorded state,
+//! after the safety checks (`safety.rs`); a real call executes that list, a dry run renders the
+//! same list as its plan. Nothing here writes to sysfs itself.
 
-use std::fmt::Write as _;
+use std::fmt;
 
 use crate::address::PciAddress;
-use crate::alias::{self, AliasIndex, TablesUnavailable, VFIO_PCI_MODULE};
+use crate::alias::VFIO_PCI_MODULE;
 use crate::error::{Error, Result};
-use crate::group::{self, GroupMember};
-use crate::inuse;
 use crate::lock::DEFAULT_LOCK_TIMEOUT;
 use crate::log::Priority;
 use crate::name::{DriverName, ModuleName};
 use crate::sysfs::NO_DRIVER_OVERRIDE;
+use crate::txn::{self, DeviceTxn, Expect, Override, Step, Target};
 use crate::{Context, Modprobe};
 
-/// Options of [`Context::bind`].
+/// Options of [`Context::bind`] and [`Context::bind_plan`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BindOptions {
     /// Skip the safety checks (in use on the host, PF with VFs, driver does not claim device).
     pub force: bool,
-    /// Change nothing: log the exact plan instead (see [`Context::bind_plan`]).
-    pub dry_run: bool,
 }
 
-/// Where a device is: its driver and its `driver_override`.
+/// What [`Context::bind`] would do, found without changing or loading anything.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct DeviceState {
-    driver: Option<DriverName>,
-    driver_override: Option<String>,
+pub struct Plan {
+    /// The driver the device would end on; `None` when only loading its module would tell.
+    pub target: Option<DriverName>,
+    /// One action per line: the module loads, the checks, each sysfs write with its value
+    /// and path, the check of the result, and what a failure would restore.
+    pub lines: Vec<String>,
 }
 
-impl std::fmt::Display for DeviceState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.driver {
-            Some(d) => write!(f, "bound to {d}")?,
-            None => f.write_str("bound to no driver")?,
-        }
-        match &self.driver_override {
-            Some(o) => write!(f, ", driver_override '{o}'"),
-            None => f.write_str(", driver_override unset"),
-        }
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.lines.join("\n"))
     }
 }
 
-/// A failed step of a transaction: what failed, and the kernel's errno.
-struct Failure {
-    what: String,
-    errno: i32,
+/// Whether working out an operation may load modules (a real call) or only says what it
+/// would load (a dry run).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Real,
+    DryRun,
 }
 
-impl Failure {
-    fn from_error(step: &str, e: &Error) -> Failure {
-        Failure {
-            what: format!("{step} failed: {e}"),
-            errno: e.errno(),
-        }
-    }
+/// An operation worked out: the driver it ends on, its transaction (`None`: nothing to do),
+/// and, in a dry run, the plan lines that precede the steps.
+struct Prepared {
+    target: Option<DriverName>,
+    txn: Option<DeviceTxn>,
+    notes: Vec<String>,
 }
 
-fn vfio_pci_module() -> ModuleName {
-    ModuleName::new(VFIO_PCI_MODULE).expect("a valid module name")
+/// Drivers that hold a device for nobody: a device on one is not "on its host driver".
+const STUB_DRIVERS: [&str; 1] = ["pci-stub"];
+
+fn vfio_pci_name() -> DriverName {
+    DriverName::new(VFIO_PCI_MODULE).expect("a valid name")
 }
 
 impl Context {
-    fn state(&self, address: &PciAddress) -> Result<DeviceState> {
-        Ok(DeviceState {
-            driver: self.sysfs.device_driver(address)?,
-            driver_override: self.sysfs.driver_override(address)?,
-        })
-    }
-
-    /// The modules a driver may belong to, most likely first: its `module` link, the module
-    /// name the user gave, the driver name in `_` spelling.
-    fn module_candidates(
-        &self,
-        driver: &DriverName,
-        given: Option<&DriverName>,
-    ) -> Result<Vec<ModuleName>> {
-        let mut out = Vec::new();
-        if let Some(m) = self.sysfs.driver_module(driver)? {
-            out.push(m);
-        }
-        for m in given.into_iter().chain([driver]).map(ModuleName::from) {
-            if !out.contains(&m) {
-                out.push(m);
-            }
-        }
-        Ok(out)
-    }
-
-    /// True when `driver` is a VFIO driver: `vfio-pci`, or a driver whose module declares
-    /// `vfio_pci:` aliases.
-    pub(crate) fn is_vfio_driver(&self, driver: &DriverName) -> bool {
-        self.is_vfio_driver_in(driver, self.alias_index().ok().as_deref())
-    }
-
-    fn is_vfio_driver_in(&self, driver: &DriverName, index: Option<&AliasIndex>) -> bool {
-        if driver.as_str() == "vfio-pci" {
-            return true;
-        }
-        let Ok(candidates) = self.module_candidates(driver, None) else {
-            return false;
-        };
-        candidates.contains(&vfio_pci_module())
-            || index.is_some_and(|index| candidates.iter().any(|m| index.is_vfio_module(m)))
-    }
-
-    /// The driver a bind should target: the named one (SPEC 3.1), or the best VFIO driver for
-    /// the device (SPEC 3.2), falling back to vfio-pci when the variant cannot be had.
-    fn choose_target(&self, address: &PciAddress, name: Option<&DriverName>) -> Result<DriverName> {
-        if let Some(name) = name {
-            return self.resolve(name);
-        }
-        let modalias = self.sysfs.modalias(address)?;
-        let module = self.vfio_variant_for(address, &modalias);
-        let as_name = DriverName::new(module.as_str())?;
-        match self.resolve(&as_name) {
-            Ok(driver) => Ok(driver),
-            Err(e) if module != vfio_pci_module() => {
-                self.log.log(
-                    Priority::Warning,
-                    format_args!(
-                        "VFIO variant '{module}' for {address} is unavailable ({e}); falling back \
-                         to vfio-pci"
-                    ),
-                );
-                self.resolve(&DriverName::new(VFIO_PCI_MODULE)?)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn resolve(&self, name: &DriverName) -> Result<DriverName> {
-        crate::resolve::resolve_driver(&self.sysfs, &self.modprobe, &self.log, name)
-    }
-
-    /// The safety checks of SPEC 3.3 step 5.
-    fn check_safe(
-        &self,
-        address: &PciAddress,
-        target: &DriverName,
-        given: Option<&DriverName>,
-    ) -> Result<()> {
-        if let Some(reason) = inuse::in_use_reason(&self.sysfs, &self.proc_root, address)? {
-            return Err(Error::InUse {
-                address: *address,
-                reason,
-            });
-        }
-        // Fetched once for both checks below.
-        let index = self.alias_index();
-        let target_is_vfio = self.is_vfio_driver_in(target, index.as_deref().ok());
-        if target_is_vfio {
-            let vfs = self.sysfs.sriov_numvfs(address)?;
-            if vfs > 0 {
-                return Err(Error::InUse {
-                    address: *address,
-                    reason: format!(
-                        "it is an SR-IOV PF with {vfs} VFs enabled; a VFIO driver would \
-                         orphan them (set sriov_numvfs to 0 first)"
-                    ),
-                });
-            }
-        }
-        self.check_claims(address, target, given, target_is_vfio, index)
-    }
-
-    /// Refuses a target whose module's aliases do not match the device (SPEC 3.3 step 5):
-    /// `driver_override` makes the kernel probe a driver whatever its ID table says, and some
-    /// probes accept foreign hardware.
-    fn check_claims(
-        &self,
-        address: &PciAddress,
-        target: &DriverName,
-        given: Option<&DriverName>,
-        target_is_vfio: bool,
-        index: std::result::Result<std::sync::Arc<AliasIndex>, TablesUnavailable>,
-    ) -> Result<()> {
-        let modalias = self.sysfs.modalias(address)?;
-        let candidates = self.module_candidates(target, given)?;
-        let allow = |why: String| {
-            self.log.log(
-                Priority::Warning,
-                format_args!(
-                    "cannot tell whether '{target}' claims {address} ({why}); allowing it"
-                ),
-            );
-            Ok(())
-        };
-        if target_is_vfio {
-            let index = match index {
-                Ok(index) => index,
-                Err(why) => return allow(why.to_string()),
-            };
-            let Some(module) = candidates.iter().find(|m| index.is_vfio_module(m)) else {
-                return allow("its module declares no vfio_pci: aliases".into());
-            };
-            if index.vfio_module_matches(module, &modalias) {
-                return Ok(());
-            }
-            return Err(Error::NotClaimed {
-                address: *address,
-                driver: target.clone(),
-                detail: format!("no vfio_pci: alias of module {module} matches {modalias}"),
-            });
-        }
-        let dir = match self.modules_dir_in_use() {
-            Ok(dir) => dir,
-            Err(why) => return allow(why.to_string()),
-        };
-        let aliases = match alias::pci_aliases(&dir) {
-            Ok(aliases) => aliases,
-            Err(why) => return allow(why.to_string()),
-        };
-        let Some(module) = candidates
-            .iter()
-            .find(|m| aliases.iter().any(|(am, _)| am == *m))
-        else {
-            return allow(format!(
-                "no pci: aliases for module {} in the tables",
-                candidates
-                    .iter()
-                    .map(ModuleName::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ));
-        };
-        let body = modalias.body().as_bytes();
-        if aliases
-            .iter()
-            .any(|(m, p)| m == module && crate::glob::glob_match(p.as_bytes(), body))
-        {
-            return Ok(());
-        }
-        Err(Error::NotClaimed {
-            address: *address,
-            driver: target.clone(),
-            detail: format!("no pci: alias of module {module} matches {modalias}"),
-        })
-    }
-
     /// Binds the device at `address` to the driver `name` (a driver or module name, SPEC
     /// 3.1), or with `None` to the best VFIO driver for it (SPEC 3.2), as a transaction
     /// (SPEC 3.3). Returns the driver the device is now bound to.
@@ -253,272 +74,153 @@ impl Context {
         let address = PciAddress::parse(address)?;
         let name = name.map(DriverName::new).transpose()?;
         self.sysfs.require_device(&address)?;
-        if options.dry_run {
-            let (target, plan) = self.plan(&address, name.as_ref(), options)?;
-            self.log.log(
-                Priority::Notice,
-                format_args!("dry run, nothing changed:\n{plan}"),
-            );
-            return target.ok_or_else(|| {
-                Error::NoDriver(format!(
-                    "dry run: the driver is not known until the module is loaded:\n{plan}"
-                ))
-            });
-        }
         let _lock = self
             .locks
             .lock(&self.lock_dir, &address, DEFAULT_LOCK_TIMEOUT)?;
-        let target = self.choose_target(&address, name.as_ref())?;
-        let start = self.state(&address)?;
-        if start.driver.as_ref() == Some(&target) {
-            self.log.log(
-                Priority::Info,
-                format_args!("{address} is already bound to {target}; nothing to do"),
-            );
-            return Ok(target);
+        let prepared = self.prepare_bind(&address, name.as_ref(), options, Mode::Real)?;
+        if let Some(txn) = &prepared.txn {
+            self.execute(std::slice::from_ref(txn))?;
         }
-        if !options.force {
-            self.check_safe(&address, &target, name.as_ref())?;
-        }
-        self.log.log(
-            Priority::Info,
-            format_args!("binding {address} ({start}) to {target}"),
-        );
-        match self.switch_to(&address, &target, &start) {
-            Ok(()) => Ok(target),
-            Err(failure) => {
-                Err(self.restore(&address, &start, failure, &format!("binding to {target}")))
-            }
-        }
+        prepared
+            .target
+            .ok_or_else(|| Error::Internal("a bind without a resolved target".into()))
     }
 
-    /// Steps 6-7: override, unbind, probe, verify.
-    fn switch_to(
-        &self,
-        address: &PciAddress,
-        target: &DriverName,
-        start: &DeviceState,
-    ) -> std::result::Result<(), Failure> {
-        self.sysfs
-            .set_driver_override(address, Some(target.as_str()))
-            .map_err(|e| Failure::from_error("writing driver_override", &e))?;
-        if let Some(current) = &start.driver {
-            self.sysfs
-                .unbind(current, address)
-                .map_err(|e| Failure::from_error(&format!("unbinding from {current}"), &e))?;
-        }
-        self.sysfs
-            .probe(address)
-            .map_err(|e| Failure::from_error("drivers_probe", &e))?;
-        match self.sysfs.device_driver(address) {
-            Ok(Some(d)) if d == *target => Ok(()),
-            Ok(other) => Err(Failure {
-                what: format!(
-                    "the kernel did not bind {target} (the device is {} after drivers_probe; \
-                     the driver's probe may have refused it)",
-                    other.map_or("unbound".to_owned(), |d| format!("on {d}"))
-                ),
-                errno: 0,
-            }),
-            Err(e) => Err(Failure::from_error("checking the result", &e)),
-        }
-    }
-
-    /// Step 8: puts the device back to `start` and says what happened. The kernel refuses
-    /// `drivers/ORIG/bind` while `driver_override` names another driver, so: clear the
-    /// override, detach whatever bound instead, bind the original driver, write the original
-    /// override back, and verify both.
-    fn restore(
-        &self,
-        address: &PciAddress,
-        start: &DeviceState,
-        failure: Failure,
-        doing: &str,
-    ) -> Error {
-        let mut problems = Vec::new();
-        let gone = |what: &str| Error::Restore {
-            address: *address,
-            message: format!(
-                "{doing}: {}; then the device disappeared ({what}), so it could not be restored",
-                failure.what
-            ),
-            errno: failure.errno,
-        };
-        if self.sysfs.require_device(address).is_err() {
-            return gone("it no longer exists");
-        }
-        if let Err(e) = self.sysfs.set_driver_override(address, None) {
-            problems.push(format!("clearing driver_override: {e}"));
-        }
-        match self.sysfs.device_driver(address) {
-            Ok(Some(now)) if Some(&now) != start.driver.as_ref() => {
-                if let Err(e) = self.sysfs.unbind(&now, address) {
-                    problems.push(format!("unbinding from {now}: {e}"));
-                }
-            }
-            Ok(_) => {}
-            Err(Error::NoDevice { .. }) => return gone("it no longer exists"),
-            Err(e) => problems.push(format!("reading the driver: {e}")),
-        }
-        if let Some(original) = &start.driver {
-            if self.sysfs.device_driver(address).ok().flatten().as_ref() != Some(original) {
-                if let Err(e) = self.sysfs.bind(original, address) {
-                    problems.push(format!("rebinding {original}: {e}"));
-                }
-            }
-        }
-        if let Some(value) = &start.driver_override {
-            if let Err(e) = self.sysfs.set_driver_override(address, Some(value)) {
-                problems.push(format!("restoring driver_override '{value}': {e}"));
-            }
-        }
-        match self.state(address) {
-            Ok(now) if now == *start => {
-                self.log.log(
-                    Priority::Warning,
-                    format_args!(
-                        "{address}: {doing} failed ({}); restored ({now})",
-                        failure.what
-                    ),
-                );
-                Error::Bind {
-                    address: *address,
-                    message: format!("{doing}: {}; the device was restored ({now})", failure.what),
-                    errno: failure.errno,
-                }
-            }
-            Ok(now) => {
-                let message = format!(
-                    "{doing}: {}; restoring failed{}{}; the device is now {now} (it was {start})",
-                    failure.what,
-                    if problems.is_empty() { "" } else { ": " },
-                    problems.join("; ")
-                );
-                self.log
-                    .log(Priority::Err, format_args!("{address}: {message}"));
-                Error::Restore {
-                    address: *address,
-                    message,
-                    errno: failure.errno,
-                }
-            }
-            Err(Error::NoDevice { .. }) => gone("it no longer exists"),
-            Err(e) => Error::Restore {
-                address: *address,
-                message: format!(
-                    "{doing}: {}; restoring left the device in an unknown state ({e})",
-                    failure.what
-                ),
-                errno: failure.errno,
-            },
-        }
-    }
-
-    /// What `bind` would do, step by step, without doing any of it: the target driver (when it
-    /// can be known without loading a module) and the plan as text, one action per line.
+    /// What [`Context::bind`] with the same arguments would do, without doing any of it:
+    /// nothing is written and no module is loaded, but every check that needs no module
+    /// load runs and fails as the real call would. The plan comes from the same step list
+    /// the real call executes.
     pub fn bind_plan(
         &self,
         address: &str,
         name: Option<&str>,
         options: BindOptions,
-    ) -> Result<String> {
+    ) -> Result<Plan> {
         let address = PciAddress::parse(address)?;
         let name = name.map(DriverName::new).transpose()?;
         self.sysfs.require_device(&address)?;
-        Ok(self.plan(&address, name.as_ref(), options)?.1)
+        let prepared = self.prepare_bind(&address, name.as_ref(), options, Mode::DryRun)?;
+        let mut lines = prepared.notes;
+        if let Some(txn) = &prepared.txn {
+            self.render(txn, &mut lines);
+        }
+        Ok(Plan {
+            target: prepared.target,
+            lines,
+        })
     }
 
-    fn plan(
+    /// SPEC 3.3 steps 2-5, and the steps 6-7 to run: the one description of a bind that the
+    /// real call executes and the dry run prints.
+    fn prepare_bind(
         &self,
         address: &PciAddress,
         name: Option<&DriverName>,
         options: BindOptions,
-    ) -> Result<(Option<DriverName>, String)> {
-        let mut plan = String::new();
-        let wanted = match name {
-            Some(n) => n.clone(),
+        mode: Mode,
+    ) -> Result<Prepared> {
+        let mut notes = Vec::new();
+        let target = match name {
+            Some(name) => self.resolve_target(name, false, mode, &mut notes)?,
             None => {
                 let modalias = self.sysfs.modalias(address)?;
                 let module = self.vfio_variant_for(address, &modalias);
-                let _ = writeln!(
-                    plan,
-                    "choose {module} for {address} ({modalias}) from the vfio_pci: aliases"
-                );
-                DriverName::new(module.as_str())?
-            }
-        };
-        // Resolve without loading anything; say what would be loaded instead.
-        let target = match crate::resolve::resolve_driver(
-            &self.sysfs,
-            &Modprobe::Disabled,
-            &self.log,
-            &wanted,
-        ) {
-            Ok(driver) => Some(driver),
-            Err(_) => {
-                let module = ModuleName::from(&wanted);
-                match &self.modprobe {
-                    Modprobe::Disabled => {
-                        return Err(Error::NoDriver(format!(
-                            "'{wanted}' resolves to no registered PCI driver and module loading is disabled"
-                        )))
-                    }
-                    Modprobe::Program(p) => {
-                        let _ = writeln!(plan, "run {} -b {module}", p.display());
-                    }
-                    Modprobe::Default => {
-                        let _ = writeln!(plan, "run modprobe -b {module}");
-                    }
+                if mode == Mode::DryRun {
+                    notes.push(format!(
+                        "choose {module} for {address} ({modalias}) from the vfio_pci: aliases"
+                    ));
                 }
-                None
+                self.resolve_target(&DriverName::from(&module), true, mode, &mut notes)?
             }
         };
-        let shown = target.as_ref().map_or_else(
-            || format!("<the PCI driver {wanted} registers>"),
-            |t| t.to_string(),
-        );
         let start = self.state(address)?;
-        if start.driver.is_some() && start.driver == target {
-            let _ = writeln!(plan, "nothing: {address} is already bound to {shown}");
-            return Ok((target, plan));
+        if let Target::Driver(t) = &target {
+            if start.driver.as_ref() == Some(t) {
+                let nothing = format!("{address} is already bound to {t}; nothing to do");
+                self.log.log(Priority::Info, format_args!("{nothing}"));
+                notes.push(nothing);
+                return Ok(Prepared {
+                    target: Some(t.clone()),
+                    txn: None,
+                    notes,
+                });
+            }
         }
-        if let (Some(t), false) = (&target, options.force) {
-            self.check_safe(address, t, name)?;
-            let _ = writeln!(
-                plan,
-                "safety checks passed (in use, SR-IOV, driver claims device)"
+        if options.force {
+            notes.push("safety checks skipped (forced)".to_owned());
+        } else {
+            self.check_safe(address, &target, name)?;
+            notes.push(
+                "safety checks passed: not in use on the host, no SR-IOV VFs in the way, the \
+                 driver claims the device"
+                    .to_owned(),
             );
         }
-        let dev = self.sysfs.device_dir(address);
-        let _ = writeln!(
-            plan,
-            "write '{shown}' to {}",
-            dev.join("driver_override").display()
-        );
-        if let Some(current) = &start.driver {
-            let _ = writeln!(
-                plan,
-                "write '{address}' to {}",
-                self.sysfs.driver_dir(current).join("unbind").display()
-            );
+        Ok(Prepared {
+            target: match &target {
+                Target::Driver(d) => Some(d.clone()),
+                Target::Unloaded(_) => None,
+            },
+            txn: Some(DeviceTxn {
+                address: *address,
+                steps: txn::move_to(&target),
+                doing: format!("binding to {target}"),
+                start,
+            }),
+            notes,
+        })
+    }
+
+    /// The registered driver `name` stands for (SPEC 3.1). A real call loads its module when
+    /// needed; a dry run does not, and names the module instead when the driver is not
+    /// registered yet (the note says what would be run). `variant`: `name` is the module
+    /// variant detection chose, which falls back to vfio-pci when it cannot be had (SPEC 3.2).
+    fn resolve_target(
+        &self,
+        name: &DriverName,
+        variant: bool,
+        mode: Mode,
+        notes: &mut Vec<String>,
+    ) -> Result<Target> {
+        let modprobe = match mode {
+            Mode::Real => &self.modprobe,
+            Mode::DryRun => &Modprobe::Disabled,
+        };
+        let e = match crate::resolve::resolve_driver(&self.sysfs, modprobe, &self.log, name) {
+            Ok(driver) => return Ok(Target::Driver(driver)),
+            Err(e) => e,
+        };
+        let module = ModuleName::from(name);
+        if mode == Mode::DryRun && !self.modprobe.is_disabled() {
+            let program = match &self.modprobe {
+                Modprobe::Program(p) => p.display().to_string(),
+                _ => "modprobe".to_owned(),
+            };
+            notes.push(format!(
+                "run {program} -b {module}; its PCI driver is known once it is loaded{}",
+                if variant && module.as_str() != VFIO_PCI_MODULE {
+                    " (should it fail to load: vfio-pci instead)"
+                } else {
+                    ""
+                }
+            ));
+            return Ok(Target::Unloaded(module));
         }
-        let _ = writeln!(
-            plan,
-            "write '{address}' to {}",
-            self.sysfs.root().join("bus/pci/drivers_probe").display()
+        if !variant || module.as_str() == VFIO_PCI_MODULE {
+            return Err(e);
+        }
+        self.log.log(
+            Priority::Warning,
+            format_args!("VFIO variant '{module}' is unavailable ({e}); falling back to vfio-pci"),
         );
-        let _ = writeln!(
-            plan,
-            "check that {} points at {shown}",
-            dev.join("driver").display()
-        );
-        let _ = write!(plan, "on failure, restore: {start}");
-        Ok((target, plan))
+        notes.push(format!("{module} is unavailable: vfio-pci instead"));
+        self.resolve_target(&vfio_pci_name(), false, mode, notes)
     }
 
     /// Detaches the device at `address` from its driver and leaves it unbound. Its
     /// `driver_override` is first set to `none` (a name no driver has), so no later probe
-    /// grabs it. On failure the device is put back as it was.
+    /// grabs it. Nothing is written when it is unbound with that override already. On
+    /// failure the device is put back as it was.
     pub fn unbind(&self, address: &str) -> Result<()> {
         let address = PciAddress::parse(address)?;
         self.sysfs.require_device(&address)?;
@@ -526,32 +228,33 @@ impl Context {
             .locks
             .lock(&self.lock_dir, &address, DEFAULT_LOCK_TIMEOUT)?;
         let start = self.state(&address)?;
-        let attempt = (|| {
-            self.sysfs
-                .set_driver_override(&address, Some(NO_DRIVER_OVERRIDE))
-                .map_err(|e| Failure::from_error("writing driver_override", &e))?;
-            if let Some(current) = &start.driver {
-                self.sysfs
-                    .unbind(current, &address)
-                    .map_err(|e| Failure::from_error(&format!("unbinding from {current}"), &e))?;
-            }
-            match self.sysfs.device_driver(&address) {
-                Ok(None) => Ok(()),
-                Ok(Some(d)) => Err(Failure {
-                    what: format!("the device is still bound to {d}"),
-                    errno: 0,
-                }),
-                Err(e) => Err(Failure::from_error("checking the result", &e)),
-            }
-        })();
-        attempt.map_err(|failure| self.restore(&address, &start, failure, "unbinding"))
+        if start.driver.is_none() && start.driver_override.as_deref() == Some(NO_DRIVER_OVERRIDE) {
+            self.log.log(
+                Priority::Info,
+                format_args!("{address} is unbound and kept so; nothing to do"),
+            );
+            return Ok(());
+        }
+        self.execute(&[DeviceTxn {
+            address,
+            start,
+            steps: vec![
+                Step::SetOverride(Override::Value(NO_DRIVER_OVERRIDE.to_owned())),
+                Step::Unbind { keep: None },
+                Step::Expect(Expect::Unbound),
+            ],
+            doing: "unbinding".to_owned(),
+        }])
     }
 
-    /// Gives the device back to the host: clears `driver_override`, unbinds, and lets the
-    /// kernel probe (loading the host module the alias tables name, when none binds). With a
-    /// name, binds exactly that driver instead. Returns the driver it ends on; `None` only
-    /// when no name was given and no host driver matches the device. On failure the device
-    /// is put back as it was.
+    /// Gives the device back to the host (SPEC 3.3 reattach), as a transaction. With no name:
+    /// clears `driver_override`, unbinds and lets the kernel probe (loading first the host
+    /// modules the alias tables name for the device); with a name, binds exactly that driver
+    /// and then clears the override if the driver matches the device by its own ID table.
+    /// Nothing is written when there is nothing to do: a device on a host driver with no
+    /// override, asked back to the host or to the driver it is on. Returns the driver it ends
+    /// on; `None` only when no name was given and no host driver matches the device. On
+    /// failure the device is put back as it was.
     pub fn reattach(&self, address: &str, name: Option<&str>) -> Result<Option<DriverName>> {
         let address = PciAddress::parse(address)?;
         let name = name.map(DriverName::new).transpose()?;
@@ -559,143 +262,129 @@ impl Context {
         let _lock = self
             .locks
             .lock(&self.lock_dir, &address, DEFAULT_LOCK_TIMEOUT)?;
-        let target = name.as_ref().map(|n| self.resolve(n)).transpose()?;
-        let start = self.state(&address)?;
-        if target.is_some() && start.driver == target && start.driver_override.is_none() {
-            return Ok(target);
+        let prepared = self.prepare_reattach(&address, name.as_ref())?;
+        if let Some(txn) = &prepared.txn {
+            self.execute(std::slice::from_ref(txn))?;
         }
-        let attempt = (|| {
-            self.sysfs
-                .set_driver_override(&address, None)
-                .map_err(|e| Failure::from_error("clearing driver_override", &e))?;
-            if let Some(current) = &start.driver {
-                self.sysfs
-                    .unbind(current, &address)
-                    .map_err(|e| Failure::from_error(&format!("unbinding from {current}"), &e))?;
-            }
-            match &target {
-                Some(t) => {
-                    self.sysfs
-                        .bind(t, &address)
-                        .map_err(|e| Failure::from_error(&format!("binding {t}"), &e))?;
-                }
-                None => {
-                    self.sysfs
-                        .probe(&address)
-                        .map_err(|e| Failure::from_error("drivers_probe", &e))?;
-                    if self.sysfs.device_driver(&address).ok().flatten().is_none() {
-                        self.load_host_module_and_probe(&address)?;
-                    }
-                }
-            }
-            let now = self
-                .sysfs
-                .device_driver(&address)
-                .map_err(|e| Failure::from_error("checking the result", &e))?;
-            match (&target, &now) {
-                (Some(t), Some(d)) if t == d => Ok(now),
-                (Some(t), _) => Err(Failure {
-                    what: format!("the kernel did not bind {t}"),
-                    errno: 0,
-                }),
-                (None, _) => Ok(now),
-            }
-        })();
-        attempt.map_err(|failure| self.restore(&address, &start, failure, "reattaching"))
+        match prepared.target {
+            Some(t) => Ok(Some(t)),
+            // The kernel chose; the transaction checked that it chose something, or nothing
+            // because no host driver matches.
+            None => self.sysfs.device_driver(&address),
+        }
     }
 
-    /// After a probe that bound nothing: if the alias tables name host modules for the device,
-    /// load them (when loading is enabled) and probe again; fail if one is named but none
-    /// binds. No tables, or no module named: the device may stay unbound.
-    fn load_host_module_and_probe(&self, address: &PciAddress) -> std::result::Result<(), Failure> {
-        let modalias = self
-            .sysfs
-            .modalias(address)
-            .map_err(|e| Failure::from_error("reading modalias", &e))?;
-        let Ok(dir) = self.modules_dir_in_use() else {
-            return Ok(());
-        };
-        let Ok(aliases) = alias::pci_aliases(&dir) else {
-            return Ok(());
-        };
-        let body = modalias.body().as_bytes();
-        let mut modules: Vec<ModuleName> = Vec::new();
-        for (m, p) in &aliases {
-            if !modules.contains(m) && crate::glob::glob_match(p.as_bytes(), body) {
-                modules.push(m.clone());
-            }
-        }
-        if modules.is_empty() {
+    fn prepare_reattach(
+        &self,
+        address: &PciAddress,
+        name: Option<&DriverName>,
+    ) -> Result<Prepared> {
+        let mut notes = Vec::new();
+        let target = name
+            .map(|n| self.resolve_target(n, false, Mode::Real, &mut notes))
+            .transpose()?;
+        let start = self.state(address)?;
+        let on_host_driver = start.driver.as_ref().filter(|d| {
+            !STUB_DRIVERS.contains(&d.as_str())
+                && !self.sysfs.has_vfio_dev(address)
+                && !self.is_vfio_driver(d)
+        });
+        let nothing = |target: Option<DriverName>| {
             self.log.log(
                 Priority::Info,
-                format_args!("no host driver matches {address} ({modalias}); leaving it unbound"),
+                format_args!("{address} is on its host driver ({start}); nothing to do"),
             );
-            return Ok(());
-        }
-        for module in &modules {
+            Ok(Prepared {
+                target,
+                txn: None,
+                notes: Vec::new(),
+            })
+        };
+        let Some(target) = target else {
+            if on_host_driver.is_some() && start.driver_override.is_none() {
+                return nothing(None);
+            }
+            return self.prepare_reattach_to_host(address, start);
+        };
+        let driver = match &target {
+            Target::Driver(d) => d.clone(),
+            Target::Unloaded(_) => return Err(Error::Internal("unresolved target".into())),
+        };
+        // A driver that matches the device by its own IDs keeps it after a reprobe without
+        // the override; an override-only (VFIO) driver, or one forced onto a device it does
+        // not claim, needs the override to stay.
+        let host = self
+            .claims_by_id_table(address, &target, name)
+            .unwrap_or_else(|| !self.is_vfio_driver(&driver));
+        let wanted_override = if host { None } else { Some(driver.as_str()) };
+        let steps = if start.driver.as_ref() == Some(&driver) {
+            if start.driver_override.as_deref() == wanted_override {
+                return nothing(Some(driver));
+            }
+            vec![Step::SetOverride(match wanted_override {
+                None => Override::Clear,
+                Some(_) => Override::Driver(target.clone()),
+            })]
+        } else {
+            let mut steps = txn::move_to(&target);
+            if host {
+                steps.push(Step::SetOverride(Override::Clear));
+            }
+            steps
+        };
+        Ok(Prepared {
+            target: Some(driver),
+            txn: Some(DeviceTxn {
+                address: *address,
+                start,
+                steps,
+                doing: format!("reattaching to {target}"),
+            }),
+            notes,
+        })
+    }
+
+    /// Reattach with no name: the host modules the tables name for the device are loaded
+    /// first (when not loaded yet), then the override is cleared and the kernel's matching
+    /// chooses. The device may stay unbound only when no host driver matches it.
+    fn prepare_reattach_to_host(
+        &self,
+        address: &PciAddress,
+        start: txn::DeviceState,
+    ) -> Result<Prepared> {
+        let modules = self.host_modules_for(address)?;
+        for module in modules.iter().flatten() {
             if !self.sysfs.module_exists(module) && !self.modprobe.is_disabled() {
+                self.log.log(
+                    Priority::Info,
+                    format_args!("loading host module '{module}' for {address}"),
+                );
                 if let Err(e) = self.modprobe.load(module) {
                     self.log.log(Priority::Warning, format_args!("{e}"));
                 }
             }
         }
-        self.sysfs
-            .probe(address)
-            .map_err(|e| Failure::from_error("drivers_probe", &e))?;
-        if self.sysfs.device_driver(address).ok().flatten().is_some() {
-            return Ok(());
+        let may_stay_unbound = modules.as_ref().is_none_or(Vec::is_empty);
+        if modules.is_some() && may_stay_unbound {
+            self.log.log(
+                Priority::Info,
+                format_args!("no host driver matches {address}; it may stay unbound"),
+            );
         }
-        Err(Failure {
-            what: format!(
-                "no driver took the device, though the alias tables say {} should",
-                modules
-                    .iter()
-                    .map(ModuleName::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            errno: 0,
+        Ok(Prepared {
+            target: None,
+            txn: Some(DeviceTxn {
+                address: *address,
+                start,
+                steps: vec![
+                    Step::SetOverride(Override::Clear),
+                    Step::Unbind { keep: None },
+                    Step::Probe,
+                    Step::Expect(Expect::AnyDriver { may_stay_unbound }),
+                ],
+                doing: "reattaching to the host driver".to_owned(),
+            }),
+            notes: Vec::new(),
         })
-    }
-
-    /// True when the device is bound to a VFIO driver (`vfio-dev/` present, `vfio-pci`, or a
-    /// variant), so callers stop comparing driver names with `"vfio-pci"`.
-    pub fn is_vfio_bound(&self, address: &str) -> Result<bool> {
-        let address = PciAddress::parse(address)?;
-        Ok(match self.sysfs.device_driver(&address)? {
-            None => false,
-            Some(d) => self.sysfs.has_vfio_dev(&address) || self.is_vfio_driver(&d),
-        })
-    }
-
-    /// The members of the device's IOMMU group (itself included), with their drivers and what
-    /// those mean for assigning the group.
-    pub fn iommu_group(&self, address: &str) -> Result<Vec<GroupMember>> {
-        let address = PciAddress::parse(address)?;
-        let group = self.sysfs.iommu_group(&address)?.ok_or_else(|| {
-            Error::io(
-                "the device has no IOMMU group (is the IOMMU enabled?)",
-                self.sysfs.device_dir(&address).join("iommu_group"),
-                std::io::Error::from_raw_os_error(libc::ENOENT),
-            )
-        })?;
-        let mut members = Vec::new();
-        for member in self.sysfs.iommu_group_devices(group)? {
-            let driver = self.sysfs.device_driver(&member)?;
-            let is_vfio = driver
-                .as_ref()
-                .is_some_and(|d| self.sysfs.has_vfio_dev(&member) || self.is_vfio_driver(d));
-            members.push(GroupMember {
-                address: member,
-                class: group::classify(driver.as_ref(), is_vfio),
-                driver,
-            });
-        }
-        Ok(members)
-    }
-
-    /// `None` when the device's IOMMU group can be assigned (no blocking member), else why not.
-    pub fn iommu_group_viability(&self, address: &str) -> Result<Option<String>> {
-        Ok(group::viability(&self.iommu_group(address)?))
     }
 }

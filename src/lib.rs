@@ -17,8 +17,11 @@ pub mod log;
 pub mod modalias;
 pub mod modprobe;
 pub mod name;
+mod query;
 mod resolve;
+mod safety;
 pub mod sysfs;
+mod txn;
 
 #[doc(hidden)]
 pub mod ffi;
@@ -27,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use address::PciAddress;
-pub use bind::BindOptions;
+pub use bind::{BindOptions, Plan};
 pub use device::DeviceInfo;
 pub use error::{Error, Result};
 pub use group::{GroupMember, MemberClass};

@@ -93,6 +93,13 @@ impl From<&DriverName> for ModuleName {
     }
 }
 
+/// A module name is also a valid name as a user gives it (the same characters).
+impl From<&ModuleName> for DriverName {
+    fn from(name: &ModuleName) -> DriverName {
+        DriverName(name.0.clone())
+    }
+}
+
 impl fmt::Display for ModuleName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

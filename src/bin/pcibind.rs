@@ -477,10 +477,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             dry_run,
         } => {
             let (addresses, driver) = split_driver(&args);
-            let options = BindOptions {
-                force,
-                dry_run: false,
-            };
+            let options = BindOptions { force };
             if dry_run {
                 each(&addresses, "planning", |a| {
                     ctx.bind_plan(a, driver.as_deref(), options)

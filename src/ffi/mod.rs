@@ -59,19 +59,23 @@ pub enum pcibind_bind_flags {
     /// address or route, block device mounted, used as swap or held), SR-IOV PF with VFs
     /// enabled going to a VFIO driver, target driver that does not claim the device.
     PCIBIND_BIND_FORCE = 1,
-    /// Change nothing: log the exact plan (at LOG_NOTICE) instead of carrying it out.
+    /// Change nothing and load nothing: run the checks that need no module load, and log the
+    /// exact plan (at LOG_NOTICE, one message per line) instead of carrying it out.
     PCIBIND_BIND_DRY_RUN = 2,
 }
 
 const BIND_FLAGS: c_uint = pcibind_bind_flags::PCIBIND_BIND_FORCE as c_uint
     | pcibind_bind_flags::PCIBIND_BIND_DRY_RUN as c_uint;
 
-fn bind_options(flags: c_uint) -> crate::Result<crate::BindOptions> {
+/// The options of a bind, and whether it is a dry run.
+fn bind_options(flags: c_uint) -> crate::Result<(crate::BindOptions, bool)> {
     check_flags(flags, BIND_FLAGS)?;
-    Ok(crate::BindOptions {
-        force: flags & pcibind_bind_flags::PCIBIND_BIND_FORCE as c_uint != 0,
-        dry_run: flags & pcibind_bind_flags::PCIBIND_BIND_DRY_RUN as c_uint != 0,
-    })
+    Ok((
+        crate::BindOptions {
+            force: flags & pcibind_bind_flags::PCIBIND_BIND_FORCE as c_uint != 0,
+        },
+        flags & pcibind_bind_flags::PCIBIND_BIND_DRY_RUN as c_uint != 0,
+    ))
 }
 
 /// An optional string argument (NULL = `None`).
@@ -330,9 +334,12 @@ pub extern "C" fn pcibind_find_vfio_variant(
 /// device is now bound to exactly the target. The override stays set afterwards, so a later
 /// reprobe keeps the device where it is. Operations on one device are serialized, in this
 /// process and across processes (a lock file per device in the lock directory).
-/// With PCIBIND_BIND_DRY_RUN nothing is changed or loaded: the plan is logged at LOG_NOTICE
-/// (`pcibind_bind_plan()` returns it as text) and `*driver_out` names the target, when it can
-/// be known without loading a module (else the call fails with PCIBIND_ERR_NO_DRIVER).
+/// With PCIBIND_BIND_DRY_RUN nothing is changed or loaded, but the safety checks run (unless
+/// PCIBIND_BIND_FORCE) and the call fails as the real one would; the plan, made from the same
+/// step list the real call executes, is logged at LOG_NOTICE, one message per line
+/// (`pcibind_bind_plan()` returns it as text). On success `*driver_out` names the target, or
+/// is NULL when the target's module is not loaded yet (the plan says which module would be
+/// loaded; a driver claim check that the alias tables can answer has run all the same).
 ///
 /// `driver_out` may be NULL; otherwise on success it receives the driver the device is bound
 /// to, which the caller owns and releases with `pcibind_string_free()`. On failure it is NULL.
@@ -353,13 +360,20 @@ pub extern "C" fn pcibind_bind(
 ) -> c_int {
     let out = out_init(driver_out);
     with_ctx(ctx, |ctx| {
-        let options = bind_options(flags)?;
-        let driver = ctx.bind(
-            str_arg(address, "address")?,
-            opt_str_arg(name, "name")?,
-            options,
-        )?;
-        if let Some(out) = out {
+        let (options, dry_run) = bind_options(flags)?;
+        let address = str_arg(address, "address")?;
+        let name = opt_str_arg(name, "name")?;
+        let driver = if dry_run {
+            let plan = ctx.bind_plan(address, name, options)?;
+            for line in &plan.lines {
+                ctx.logger()
+                    .log(crate::Priority::Notice, format_args!("dry run: {line}"));
+            }
+            plan.target
+        } else {
+            Some(ctx.bind(address, name, options)?)
+        };
+        if let (Some(out), Some(driver)) = (out, driver) {
             *out = malloc_string(driver.as_str())?;
         }
         Ok(())
@@ -385,13 +399,13 @@ pub extern "C" fn pcibind_bind_plan(
     let out = out_init(plan_out);
     with_ctx(ctx, |ctx| {
         let out = out.ok_or_else(|| null("plan_out"))?;
-        let options = bind_options(flags)?;
+        let (options, _) = bind_options(flags)?;
         let plan = ctx.bind_plan(
             str_arg(address, "address")?,
             opt_str_arg(name, "name")?,
             options,
         )?;
-        *out = malloc_string(&plan)?;
+        *out = malloc_string(&plan.to_string())?;
         Ok(())
     })
 }
@@ -415,13 +429,23 @@ pub extern "C" fn pcibind_unbind(
     })
 }
 
-/// Gives the device at `address` back to the host: clears its `driver_override`, unbinds it,
-/// and lets the kernel probe its host driver (loading the module the alias tables name for it
-/// when none binds). With a `name` (resolved as `pcibind_resolve_driver()` does) it binds
-/// exactly that driver instead, and checks it. Success with no driver happens only when
-/// `name` is NULL and no host driver matches the device. On failure the device is put back as
-/// it was (PCIBIND_ERR_BIND) or the message says where it is (PCIBIND_ERR_RESTORE).
-/// `flags` must be 0.
+/// Gives the device at `address` back to the host, as a transaction like `pcibind_bind()`.
+///
+/// Nothing is written when there is nothing to do: the device is bound, no `driver_override`
+/// is set, its driver is not a VFIO or stub driver, and `name` is NULL or resolves to that
+/// driver (so cleanup paths may call this freely: a host NIC does not flap). The same holds
+/// for a `name` naming the driver the device is on with the override it needs already set
+/// (`"vfio-pci"` for a device on vfio-pci).
+///
+/// With NULL `name`: loads the host modules the alias tables name for the device (when not
+/// loaded yet), clears the override, unbinds, writes `drivers_probe` and checks that a driver
+/// took the device; success with no driver only when no host driver matches the device. With
+/// a `name` (resolved as `pcibind_resolve_driver()` does): override := that driver, unbind,
+/// probe, check, then the override is cleared when the driver matches the device by its own
+/// ID table (a host driver) and kept otherwise (an override-only VFIO driver, or a driver
+/// that does not claim the device). On any failure the device is put back where it started
+/// (on vfio-pci, with its override) and the call fails with PCIBIND_ERR_BIND, or the message
+/// says where it is (PCIBIND_ERR_RESTORE). `flags` must be 0.
 ///
 /// `driver_out` may be NULL; otherwise on success it receives the driver the device is bound
 /// to, or NULL when it was left unbound; the caller owns a non-NULL result and releases it with

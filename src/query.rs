@@ -1,0 +1,50 @@
+//! Read-only questions about devices and their VFIO state (SPEC 3.4): is a device on a VFIO
+//! driver, who is in its IOMMU group, and can the group be assigned.
+
+use crate::address::PciAddress;
+use crate::error::{Error, Result};
+use crate::group::{self, GroupMember};
+use crate::Context;
+
+impl Context {
+    /// True when the device is bound to a VFIO driver (`vfio-dev/` present, `vfio-pci`, or a
+    /// variant), so callers stop comparing driver names with `"vfio-pci"`.
+    pub fn is_vfio_bound(&self, address: &str) -> Result<bool> {
+        let address = PciAddress::parse(address)?;
+        Ok(match self.sysfs.device_driver(&address)? {
+            None => false,
+            Some(d) => self.sysfs.has_vfio_dev(&address) || self.is_vfio_driver(&d),
+        })
+    }
+
+    /// The members of the device's IOMMU group (itself included), with their drivers and what
+    /// those mean for assigning the group.
+    pub fn iommu_group(&self, address: &str) -> Result<Vec<GroupMember>> {
+        let address = PciAddress::parse(address)?;
+        let group = self.sysfs.iommu_group(&address)?.ok_or_else(|| {
+            Error::io(
+                "the device has no IOMMU group (is the IOMMU enabled?)",
+                self.sysfs.device_dir(&address).join("iommu_group"),
+                std::io::Error::from_raw_os_error(libc::ENOENT),
+            )
+        })?;
+        let mut members = Vec::new();
+        for member in self.sysfs.iommu_group_devices(group)? {
+            let driver = self.sysfs.device_driver(&member)?;
+            let is_vfio = driver
+                .as_ref()
+                .is_some_and(|d| self.sysfs.has_vfio_dev(&member) || self.is_vfio_driver(d));
+            members.push(GroupMember {
+                address: member,
+                class: group::classify(driver.as_ref(), is_vfio),
+                driver,
+            });
+        }
+        Ok(members)
+    }
+
+    /// `None` when the device's IOMMU group can be assigned (no blocking member), else why not.
+    pub fn iommu_group_viability(&self, address: &str) -> Result<Option<String>> {
+        Ok(group::viability(&self.iommu_group(address)?))
+    }
+}

@@ -1,0 +1,217 @@
+//! The safety checks of SPEC 3.3 step 5, run before anything is written (and by a dry run):
+//! the device is not in use on the host, an SR-IOV PF with VFs is not handed to a VFIO driver,
+//! and the target driver claims the device. Also which drivers are VFIO drivers.
+
+use std::sync::Arc;
+
+use crate::address::PciAddress;
+use crate::alias::{self, AliasIndex, TablesUnavailable, VFIO_PCI_MODULE};
+use crate::error::{Error, Result};
+use crate::inuse;
+use crate::log::Priority;
+use crate::modalias::Modalias;
+use crate::name::{DriverName, ModuleName};
+use crate::txn::Target;
+use crate::Context;
+
+fn is_vfio_pci_module(module: &ModuleName) -> bool {
+    module.as_str() == VFIO_PCI_MODULE
+}
+
+impl Context {
+    /// The modules a driver may belong to, most likely first: its `module` link, the module
+    /// name the user gave, the driver name in `_` spelling.
+    fn module_candidates(
+        &self,
+        driver: &DriverName,
+        given: Option<&DriverName>,
+    ) -> Result<Vec<ModuleName>> {
+        let mut out = Vec::new();
+        if let Some(m) = self.sysfs.driver_module(driver)? {
+            out.push(m);
+        }
+        for m in given.into_iter().chain([driver]).map(ModuleName::from) {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The modules a target may belong to: a registered driver's candidates, or the module a
+    /// dry run would load.
+    fn target_modules(
+        &self,
+        target: &Target,
+        given: Option<&DriverName>,
+    ) -> Result<Vec<ModuleName>> {
+        match target {
+            Target::Driver(d) => self.module_candidates(d, given),
+            Target::Unloaded(m) => Ok(vec![m.clone()]),
+        }
+    }
+
+    /// True when `driver` is a VFIO driver: `vfio-pci`, or a driver whose module declares
+    /// `vfio_pci:` aliases.
+    pub(crate) fn is_vfio_driver(&self, driver: &DriverName) -> bool {
+        let target = Target::Driver(driver.clone());
+        self.is_vfio_target(&target, self.alias_index().ok().as_deref())
+    }
+
+    fn is_vfio_target(&self, target: &Target, index: Option<&AliasIndex>) -> bool {
+        if matches!(target, Target::Driver(d) if d.as_str() == "vfio-pci") {
+            return true;
+        }
+        let Ok(candidates) = self.target_modules(target, None) else {
+            return false;
+        };
+        candidates.iter().any(is_vfio_pci_module)
+            || index.is_some_and(|index| candidates.iter().any(|m| index.is_vfio_module(m)))
+    }
+
+    /// The checks of SPEC 3.3 step 5 for moving the device at `address` to `target` (`given`:
+    /// the name the caller used). The in-use check comes first: it needs no tables.
+    pub(crate) fn check_safe(
+        &self,
+        address: &PciAddress,
+        target: &Target,
+        given: Option<&DriverName>,
+    ) -> Result<()> {
+        if let Some(reason) = inuse::in_use_reason(&self.sysfs, &self.proc_root, address)? {
+            return Err(Error::InUse {
+                address: *address,
+                reason,
+            });
+        }
+        // Fetched once for both checks below.
+        let index = self.alias_index();
+        let target_is_vfio = self.is_vfio_target(target, index.as_deref().ok());
+        if target_is_vfio {
+            let vfs = self.sysfs.sriov_numvfs(address)?;
+            if vfs > 0 {
+                return Err(Error::InUse {
+                    address: *address,
+                    reason: format!(
+                        "it is an SR-IOV PF with {vfs} VFs enabled; a VFIO driver would \
+                         orphan them (set sriov_numvfs to 0 first)"
+                    ),
+                });
+            }
+        }
+        self.check_claims(address, target, given, target_is_vfio, index)
+    }
+
+    /// Refuses a target whose module's aliases do not match the device (SPEC 3.3 step 5):
+    /// `driver_override` makes the kernel probe a driver whatever its ID table says, and some
+    /// probes accept foreign hardware.
+    fn check_claims(
+        &self,
+        address: &PciAddress,
+        target: &Target,
+        given: Option<&DriverName>,
+        target_is_vfio: bool,
+        index: std::result::Result<Arc<AliasIndex>, TablesUnavailable>,
+    ) -> Result<()> {
+        let modalias = self.sysfs.modalias(address)?;
+        let candidates = self.target_modules(target, given)?;
+        let allow = |why: String| {
+            self.log.log(
+                Priority::Warning,
+                format_args!(
+                    "cannot tell whether '{target}' claims {address} ({why}); allowing it"
+                ),
+            );
+            Ok(())
+        };
+        let refuse = |module: &ModuleName, prefix: &str| {
+            Err(Error::NotClaimed {
+                address: *address,
+                driver: match target {
+                    Target::Driver(d) => d.clone(),
+                    Target::Unloaded(m) => DriverName::from(m),
+                },
+                detail: format!("no {prefix} alias of module {module} matches {modalias}"),
+            })
+        };
+        if target_is_vfio {
+            // vfio-pci's catch-all alias claims every device, tables or not.
+            if candidates.iter().any(is_vfio_pci_module) {
+                return Ok(());
+            }
+            let index = match index {
+                Ok(index) => index,
+                Err(why) => return allow(why.to_string()),
+            };
+            let Some(module) = candidates.iter().find(|m| index.is_vfio_module(m)) else {
+                return allow("its module declares no vfio_pci: aliases".into());
+            };
+            if index.vfio_module_matches(module, &modalias) {
+                return Ok(());
+            }
+            return refuse(module, alias::VFIO_PREFIX);
+        }
+        let aliases = match self.host_aliases() {
+            Ok(aliases) => aliases,
+            Err(why) => return allow(why.to_string()),
+        };
+        let Some(module) = candidates
+            .iter()
+            .find(|m| aliases.iter().any(|(am, _)| am == *m))
+        else {
+            return allow(format!(
+                "no pci: aliases for module {} in the tables",
+                candidates
+                    .iter()
+                    .map(ModuleName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ));
+        };
+        if matching_modules(&aliases, &modalias).contains(module) {
+            return Ok(());
+        }
+        refuse(module, "pci:")
+    }
+
+    /// Whether `target` matches the device by its own ID table (its module has a `pci:` alias
+    /// for it): a reprobe with the override cleared would keep the device there. `None` when
+    /// the tables cannot tell.
+    pub(crate) fn claims_by_id_table(
+        &self,
+        address: &PciAddress,
+        target: &Target,
+        given: Option<&DriverName>,
+    ) -> Option<bool> {
+        let modalias = self.sysfs.modalias(address).ok()?;
+        let candidates = self.target_modules(target, given).ok()?;
+        let aliases = self.host_aliases().ok()?;
+        let matching = matching_modules(&aliases, &modalias);
+        Some(candidates.iter().any(|m| matching.contains(m)))
+    }
+
+    /// The host modules (`pci:` aliases) the tables name for the device, in table order;
+    /// `None` when no tables can be read.
+    pub(crate) fn host_modules_for(&self, address: &PciAddress) -> Result<Option<Vec<ModuleName>>> {
+        let modalias = self.sysfs.modalias(address)?;
+        Ok(self
+            .host_aliases()
+            .ok()
+            .map(|aliases| matching_modules(&aliases, &modalias)))
+    }
+
+    fn host_aliases(&self) -> std::result::Result<Vec<(ModuleName, String)>, TablesUnavailable> {
+        alias::pci_aliases(&self.modules_dir_in_use()?)
+    }
+}
+
+/// The modules whose `pci:` aliases match `modalias`, each once, in table order.
+fn matching_modules(aliases: &[(ModuleName, String)], modalias: &Modalias) -> Vec<ModuleName> {
+    let body = modalias.body().as_bytes();
+    let mut out: Vec<ModuleName> = Vec::new();
+    for (m, p) in aliases {
+        if !out.contains(m) && crate::glob::glob_match(p.as_bytes(), body) {
+            out.push(m.clone());
+        }
+    }
+    out
+}

@@ -1,0 +1,550 @@
+//! The transaction as data (SPEC 3.3): every sequence that changes a device's binding is a list
+//! of [`Step`]s, built by the operations in `bind.rs` and run here by one executor, which also
+//! puts a device back where it started when a step fails, and renders the very same list as the
+//! dry-run plan. A transaction is a list of per-device lists ([`DeviceTxn`]): a failure in one
+//! device restores it and then every device already moved, in reverse order, so that moving the
+//! members of an IOMMU group together runs on the same executor as binding one device.
+
+use std::fmt;
+
+use crate::address::PciAddress;
+use crate::error::{Error, Result};
+use crate::log::Priority;
+use crate::name::{DriverName, ModuleName};
+use crate::Context;
+
+/// Where a device is: its driver and its `driver_override`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DeviceState {
+    pub driver: Option<DriverName>,
+    pub driver_override: Option<String>,
+}
+
+impl fmt::Display for DeviceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.driver {
+            Some(d) => write!(f, "bound to {d}")?,
+            None => f.write_str("bound to no driver")?,
+        }
+        match &self.driver_override {
+            Some(o) => write!(f, ", driver_override '{o}'"),
+            None => f.write_str(", driver_override unset"),
+        }
+    }
+}
+
+/// A driver a step names: a registered one, or, in a dry run, the one a module registers once
+/// it is loaded (the plan can name it only by its module).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    Driver(DriverName),
+    Unloaded(ModuleName),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Driver(d) => write!(f, "{d}"),
+            Target::Unloaded(m) => write!(f, "<the PCI driver of module {m}>"),
+        }
+    }
+}
+
+impl Target {
+    fn driver(&self) -> Option<&DriverName> {
+        match self {
+            Target::Driver(d) => Some(d),
+            Target::Unloaded(_) => None,
+        }
+    }
+}
+
+/// A value for `driver_override`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Override {
+    /// Written as `"\n"`: the kernel then matches drivers by their ID tables again.
+    Clear,
+    /// A driver's name: only that driver may bind at the next probe.
+    Driver(Target),
+    /// A value recorded from the device (restoring it), or the no-driver value of `unbind`.
+    Value(String),
+}
+
+/// What a device must look like after a probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// Bound to exactly this driver.
+    Driver(Target),
+    /// Bound to no driver.
+    Unbound,
+    /// Bound to whichever driver the kernel's matching chose; unbound is accepted only when
+    /// `may_stay_unbound` (no host driver matches the device).
+    AnyDriver { may_stay_unbound: bool },
+}
+
+/// One change to the kernel's state, or one check of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Write the device's `driver_override`.
+    SetOverride(Override),
+    /// Detach the device from the driver that holds it (`drivers/DRV/unbind`), unless that
+    /// driver is `keep`; nothing when it is unbound.
+    Unbind { keep: Option<Target> },
+    /// Write the address to `bus/pci/drivers_probe`. The kernel answers success even when no
+    /// driver took the device: an [`Step::Expect`] follows.
+    Probe,
+    /// Read the `driver` link and compare.
+    Expect(Expect),
+}
+
+/// The steps that move a device from where it is to `target` (SPEC 3.3 steps 6-7): the same
+/// sequence works for override-only (VFIO) drivers and ordinary ones.
+pub(crate) fn move_to(target: &Target) -> Vec<Step> {
+    vec![
+        Step::SetOverride(Override::Driver(target.clone())),
+        Step::Unbind { keep: None },
+        Step::Probe,
+        Step::Expect(Expect::Driver(target.clone())),
+    ]
+}
+
+/// The steps that put a device back to `start` (SPEC 3.3 step 8). A device that was on ORIG:
+/// override := ORIG, unbind whatever holds it now, probe, check ORIG, then the recorded
+/// override. Writing ORIG into the override first is what brings a device back onto an
+/// override-only driver (vfio-pci refuses a plain `bind` and `drivers_probe` without it). A
+/// device that was unbound: unbind, then the recorded override.
+pub(crate) fn restore_to(start: &DeviceState) -> Vec<Step> {
+    let recorded = match &start.driver_override {
+        Some(v) => Override::Value(v.clone()),
+        None => Override::Clear,
+    };
+    match &start.driver {
+        Some(orig) => {
+            let orig = Target::Driver(orig.clone());
+            let mut steps = vec![
+                Step::SetOverride(Override::Driver(orig.clone())),
+                Step::Unbind {
+                    keep: Some(orig.clone()),
+                },
+                Step::Probe,
+                Step::Expect(Expect::Driver(orig.clone())),
+            ];
+            if start.driver_override.as_deref() != orig.driver().map(DriverName::as_str) {
+                steps.push(Step::SetOverride(recorded));
+            }
+            steps
+        }
+        None => vec![
+            Step::Unbind { keep: None },
+            Step::SetOverride(recorded),
+            Step::Expect(Expect::Unbound),
+        ],
+    }
+}
+
+/// One device's part of a transaction.
+#[derive(Clone, Debug)]
+pub(crate) struct DeviceTxn {
+    pub address: PciAddress,
+    /// Recorded before any step, under the device's lock: what a restore goes back to.
+    pub start: DeviceState,
+    pub steps: Vec<Step>,
+    /// What the steps do, for messages: "binding to vfio-pci".
+    pub doing: String,
+}
+
+/// A failed step: what failed, and the kernel's errno (0 when the kernel did not complain).
+pub(crate) struct Failure {
+    pub what: String,
+    pub errno: i32,
+}
+
+impl Failure {
+    fn from_error(step: &str, e: &Error) -> Failure {
+        Failure {
+            what: format!("{step} failed: {e}"),
+            errno: e.errno(),
+        }
+    }
+}
+
+/// What the executor knows of a device's driver as it goes: known after reading it or after a
+/// step that decides it, unknown after a probe. Spares a read of the `driver` link where the
+/// answer is already known, and lets the plan name the driver an unbind writes to.
+#[derive(Clone, Debug)]
+enum Known {
+    Driver(Option<DriverName>),
+    Unknown,
+}
+
+impl Known {
+    fn after(&mut self, step: &Step) {
+        *self = match step {
+            Step::SetOverride(_) => return,
+            Step::Unbind { keep: None } => Known::Driver(None),
+            Step::Unbind { keep: Some(k) } => match (&*self, k.driver()) {
+                (Known::Driver(Some(d)), Some(k)) if d == k => return,
+                (Known::Driver(_), _) => Known::Driver(None),
+                (Known::Unknown, _) => Known::Unknown,
+            },
+            Step::Probe => Known::Unknown,
+            Step::Expect(Expect::Driver(t)) => match t.driver() {
+                Some(d) => Known::Driver(Some(d.clone())),
+                None => Known::Unknown,
+            },
+            Step::Expect(Expect::Unbound) => Known::Driver(None),
+            Step::Expect(Expect::AnyDriver { .. }) => Known::Unknown,
+        }
+    }
+}
+
+impl Context {
+    /// Reads where a device is now.
+    pub(crate) fn state(&self, address: &PciAddress) -> Result<DeviceState> {
+        Ok(DeviceState {
+            driver: self.sysfs.device_driver(address)?,
+            driver_override: self.sysfs.driver_override(address)?,
+        })
+    }
+
+    /// Runs a transaction: each device's steps in order, stopping at the first failure. Then
+    /// the failed device and every device before it are restored, in reverse order, and
+    /// verified; the error says what failed and where each device is.
+    pub(crate) fn execute(&self, txns: &[DeviceTxn]) -> Result<()> {
+        for (i, txn) in txns.iter().enumerate() {
+            self.log.log(
+                Priority::Info,
+                format_args!("{}: {} ({})", txn.address, txn.doing, txn.start),
+            );
+            let mut known = Known::Driver(txn.start.driver.clone());
+            if let Err(failure) = self.run_steps(&txn.address, &txn.steps, &mut known) {
+                return Err(self.roll_back(&txns[..=i], failure));
+            }
+        }
+        Ok(())
+    }
+
+    fn run_steps(
+        &self,
+        address: &PciAddress,
+        steps: &[Step],
+        known: &mut Known,
+    ) -> std::result::Result<(), Failure> {
+        for step in steps {
+            self.run_step(address, step, known)?;
+            known.after(step);
+        }
+        Ok(())
+    }
+
+    fn current_driver_known(
+        &self,
+        address: &PciAddress,
+        known: &Known,
+    ) -> std::result::Result<Option<DriverName>, Failure> {
+        match known {
+            Known::Driver(d) => Ok(d.clone()),
+            Known::Unknown => self
+                .sysfs
+                .device_driver(address)
+                .map_err(|e| Failure::from_error("reading the driver", &e)),
+        }
+    }
+
+    fn run_step(
+        &self,
+        address: &PciAddress,
+        step: &Step,
+        known: &Known,
+    ) -> std::result::Result<(), Failure> {
+        match step {
+            Step::SetOverride(value) => {
+                let value = match value {
+                    Override::Clear => None,
+                    Override::Driver(t) => Some(Self::registered(t)?.as_str()),
+                    Override::Value(v) => Some(v.as_str()),
+                };
+                self.sysfs
+                    .set_driver_override(address, value)
+                    .map_err(|e| Failure::from_error("writing driver_override", &e))
+            }
+            Step::Unbind { keep } => match self.current_driver_known(address, known)? {
+                Some(current) if keep.as_ref().and_then(Target::driver) != Some(&current) => self
+                    .sysfs
+                    .unbind(&current, address)
+                    .map_err(|e| Failure::from_error(&format!("unbinding from {current}"), &e)),
+                _ => Ok(()),
+            },
+            Step::Probe => self
+                .sysfs
+                .probe(address)
+                .map_err(|e| Failure::from_error("drivers_probe", &e)),
+            Step::Expect(expect) => {
+                let now = self
+                    .sysfs
+                    .device_driver(address)
+                    .map_err(|e| Failure::from_error("checking the result", &e))?;
+                let ok = match (expect, &now) {
+                    (Expect::Driver(t), Some(d)) => Some(d) == t.driver(),
+                    (Expect::Driver(_), None) => false,
+                    (Expect::Unbound, now) => now.is_none(),
+                    (Expect::AnyDriver { .. }, Some(_)) => true,
+                    (Expect::AnyDriver { may_stay_unbound }, None) => *may_stay_unbound,
+                };
+                if ok {
+                    return Ok(());
+                }
+                let is = now.map_or("unbound".to_owned(), |d| format!("on {d}"));
+                Err(Failure {
+                    what: match expect {
+                        Expect::Driver(t) => format!(
+                            "the kernel did not bind {t} (the device is {is} after \
+                             drivers_probe; the driver's probe may have refused it)"
+                        ),
+                        Expect::Unbound => format!("the device is still {is}"),
+                        Expect::AnyDriver { .. } => "no driver took the device, though the \
+                                                     alias tables name a host driver for it"
+                            .to_owned(),
+                    },
+                    errno: 0,
+                })
+            }
+        }
+    }
+
+    /// A step names a driver the plan could only describe: never reached by a real run, which
+    /// resolves its target (loading the module) before building its steps.
+    fn registered(target: &Target) -> std::result::Result<&DriverName, Failure> {
+        target.driver().ok_or_else(|| Failure {
+            what: format!("internal error: {target} was never resolved"),
+            errno: 0,
+        })
+    }
+
+    /// Restores `done` (the last one failed with `failure`) in reverse order.
+    fn roll_back(&self, done: &[DeviceTxn], failure: Failure) -> Error {
+        let failed = done.last().expect("the failed device");
+        let mut outcomes: Vec<(PciAddress, std::result::Result<DeviceState, String>)> = Vec::new();
+        for txn in done.iter().rev() {
+            outcomes.push((txn.address, self.restore(txn)));
+        }
+        let all_restored = outcomes.iter().all(|(_, r)| r.is_ok());
+        let mut message = format!("{}: {}", failed.doing, failure.what);
+        for (address, outcome) in &outcomes {
+            let prefix = if done.len() > 1 {
+                format!("; {address}")
+            } else {
+                ";".to_owned()
+            };
+            match outcome {
+                Ok(now) => message.push_str(&format!("{prefix} the device was restored ({now})")),
+                Err(why) => message.push_str(&format!("{prefix} {why}")),
+            }
+        }
+        let address = failed.address;
+        let errno = failure.errno;
+        if all_restored {
+            self.log
+                .log(Priority::Warning, format_args!("{address}: {message}"));
+            Error::Bind {
+                address,
+                message,
+                errno,
+            }
+        } else {
+            self.log
+                .log(Priority::Err, format_args!("{address}: {message}"));
+            Error::Restore {
+                address,
+                message,
+                errno,
+            }
+        }
+    }
+
+    /// Puts one device back to its recorded start and verifies it: its state then, or what
+    /// went wrong and where it is. Every restore step is tried even when one fails.
+    fn restore(&self, txn: &DeviceTxn) -> std::result::Result<DeviceState, String> {
+        let address = &txn.address;
+        let start = &txn.start;
+        let gone = "the device disappeared, so it could not be restored".to_owned();
+        if self.sysfs.require_device(address).is_err() {
+            return Err(gone);
+        }
+        let mut problems = Vec::new();
+        let mut known = Known::Unknown;
+        for step in restore_to(start) {
+            if let Err(f) = self.run_step(address, &step, &known) {
+                problems.push(f.what);
+                known = Known::Unknown;
+            } else {
+                known.after(&step);
+            }
+        }
+        match self.state(address) {
+            Ok(now) if now == *start => Ok(now),
+            Ok(now) => Err(format!(
+                "restoring failed{}{}; the device is now {now} (it was {start})",
+                if problems.is_empty() { "" } else { ": " },
+                problems.join("; ")
+            )),
+            Err(Error::NoDevice { .. }) => Err(gone),
+            Err(e) => Err(format!(
+                "restoring left the device in an unknown state ({e}); it was {start}"
+            )),
+        }
+    }
+
+    /// The plan of one device's transaction, one action per line: exactly the steps
+    /// [`Context::execute`] runs, then the restore it would run on failure.
+    pub(crate) fn render(&self, txn: &DeviceTxn, lines: &mut Vec<String>) {
+        let mut known = Known::Driver(txn.start.driver.clone());
+        for step in &txn.steps {
+            if let Some(line) = self.describe(&txn.address, step, &known) {
+                lines.push(line);
+            }
+            known.after(step);
+        }
+        lines.push(format!(
+            "on failure, restore {} to {}:",
+            txn.address, txn.start
+        ));
+        let mut known = Known::Unknown;
+        for step in restore_to(&txn.start) {
+            if let Some(line) = self.describe(&txn.address, &step, &known) {
+                lines.push(format!("  {line}"));
+            }
+            known.after(&step);
+        }
+    }
+
+    /// One step as a plan line; `None` for a step that would do nothing.
+    fn describe(&self, address: &PciAddress, step: &Step, known: &Known) -> Option<String> {
+        let dev = self.sysfs.device_dir(address);
+        Some(match step {
+            Step::SetOverride(Override::Clear) => format!(
+                "write '\\n' to {} (clear it)",
+                dev.join("driver_override").display()
+            ),
+            Step::SetOverride(Override::Driver(t)) => {
+                format!("write '{t}' to {}", dev.join("driver_override").display())
+            }
+            Step::SetOverride(Override::Value(v)) => {
+                format!("write '{v}' to {}", dev.join("driver_override").display())
+            }
+            Step::Unbind { keep } => match (known, keep) {
+                (Known::Driver(None), _) => return None,
+                (Known::Driver(Some(d)), Some(k)) if k.driver() == Some(d) => return None,
+                (Known::Driver(Some(d)), _) => format!(
+                    "write '{address}' to {}",
+                    self.sysfs.driver_dir(d).join("unbind").display()
+                ),
+                (Known::Unknown, None) => {
+                    format!("write '{address}' to DRIVER/unbind of the driver holding it, if any")
+                }
+                (Known::Unknown, Some(k)) => format!(
+                    "write '{address}' to DRIVER/unbind of the driver holding it, unless that \
+                     is {k}"
+                ),
+            },
+            Step::Probe => format!(
+                "write '{address}' to {}",
+                self.sysfs.root().join("bus/pci/drivers_probe").display()
+            ),
+            Step::Expect(Expect::Driver(t)) => {
+                format!("check that {} points at {t}", dev.join("driver").display())
+            }
+            Step::Expect(Expect::Unbound) => {
+                format!(
+                    "check that {} is absent (unbound)",
+                    dev.join("driver").display()
+                )
+            }
+            Step::Expect(Expect::AnyDriver { may_stay_unbound }) => format!(
+                "check that {} points at a driver{}",
+                dev.join("driver").display(),
+                if *may_stay_unbound {
+                    " (or is absent: no host driver matches the device)"
+                } else {
+                    ""
+                }
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(name: &str) -> DriverName {
+        DriverName::new(name).unwrap()
+    }
+
+    #[test]
+    fn restore_from_vfio_pci_writes_the_override_first_and_keeps_it() {
+        let start = DeviceState {
+            driver: Some(d("vfio-pci")),
+            driver_override: Some("vfio-pci".into()),
+        };
+        let vfio = Target::Driver(d("vfio-pci"));
+        assert_eq!(
+            restore_to(&start),
+            vec![
+                Step::SetOverride(Override::Driver(vfio.clone())),
+                Step::Unbind {
+                    keep: Some(vfio.clone())
+                },
+                Step::Probe,
+                Step::Expect(Expect::Driver(vfio)),
+            ]
+        );
+    }
+
+    #[test]
+    fn restore_of_a_host_driver_clears_the_override_last() {
+        let start = DeviceState {
+            driver: Some(d("e1000e")),
+            driver_override: None,
+        };
+        let steps = restore_to(&start);
+        assert_eq!(
+            steps.first(),
+            Some(&Step::SetOverride(Override::Driver(Target::Driver(d(
+                "e1000e"
+            )))))
+        );
+        assert_eq!(steps.last(), Some(&Step::SetOverride(Override::Clear)));
+    }
+
+    #[test]
+    fn restore_of_an_unbound_device_leaves_it_unbound_with_its_override() {
+        let start = DeviceState {
+            driver: None,
+            driver_override: Some("none".into()),
+        };
+        assert_eq!(
+            restore_to(&start),
+            vec![
+                Step::Unbind { keep: None },
+                Step::SetOverride(Override::Value("none".into())),
+                Step::Expect(Expect::Unbound),
+            ]
+        );
+    }
+
+    #[test]
+    fn known_driver_follows_the_steps() {
+        let mut known = Known::Driver(Some(d("e1000e")));
+        known.after(&Step::SetOverride(Override::Clear));
+        assert!(matches!(&known, Known::Driver(Some(x)) if x.as_str() == "e1000e"));
+        known.after(&Step::Unbind {
+            keep: Some(Target::Driver(d("e1000e"))),
+        });
+        assert!(matches!(&known, Known::Driver(Some(_))));
+        known.after(&Step::Unbind { keep: None });
+        assert!(matches!(known, Known::Driver(None)));
+        known.after(&Step::Probe);
+        assert!(matches!(known, Known::Unknown));
+    }
+}
