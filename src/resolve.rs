@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::log::{Logger, Priority};
-use crate::modprobe::Modprobe;
+use crate::modprobe::{LoadError, Modprobe};
 use crate::name::{DriverName, ModuleName};
 use crate::sysfs::Sysfs;
 
@@ -28,12 +28,19 @@ pub(crate) fn resolve_driver(
     // 3: the name as a module, loaded if needed, and the PCI drivers it registers.
     let module = ModuleName::from(name);
     let mut load_error = None;
+    let mut not_found = None;
     let mut loaded_now = false;
     if !sysfs.module_exists(&module) && !modprobe.is_disabled() {
         log.log(Priority::Info, format_args!("loading module '{module}'"));
-        match modprobe.load(&module) {
+        match modprobe.try_load(&module) {
             Ok(()) => loaded_now = true,
-            Err(e) => {
+            // The usual end of a mistyped name, and said in the error if nothing below finds
+            // a driver: not worth a warning.
+            Err(LoadError::NotFound { detail, .. }) => {
+                log.log(Priority::Info, format_args!("{detail}"));
+                not_found = Some(detail);
+            }
+            Err(LoadError::Failed(e)) => {
                 log.log(Priority::Warning, format_args!("{e}"));
                 load_error = Some(e);
             }
@@ -80,6 +87,12 @@ pub(crate) fn resolve_driver(
         return Err(e);
     }
     let drivers_dir = sysfs.drivers_dir();
+    if let Some(detail) = not_found {
+        return Err(Error::NoDriver(format!(
+            "no PCI driver or module is named '{name}': no such driver in {}, and {detail}",
+            drivers_dir.display()
+        )));
+    }
     let module_drivers = sysfs.module_dir(&module).join("drivers");
     let why = if sysfs.module_exists(&module) {
         let state = if loaded_now {

@@ -276,9 +276,24 @@ fn exit_codes_name_the_failure() {
             .code(),
         Some(4)
     );
-    let load = t.run(&["resolve", "no_such_driver"]);
-    assert_eq!(load.status.code(), Some(5));
-    assert!(stderr(&load).contains("not found"), "{}", stderr(&load));
+    // modprobe says no module has that name: no such driver, not a failed load.
+    let unknown = t.run(&["resolve", "no_such_driver"]);
+    assert_eq!(unknown.status.code(), Some(4), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("Module no_such_driver not found in directory"),
+        "{}",
+        stderr(&unknown)
+    );
+    let mut table = std::fs::read_to_string(t.root.join("modprobe.table")).unwrap();
+    table.push_str("broken !modprobe: ERROR: could not insert 'broken': Operation not permitted\n");
+    std::fs::write(t.root.join("modprobe.table"), table).unwrap();
+    let load = t.run(&["resolve", "broken"]);
+    assert_eq!(load.status.code(), Some(5), "{}", stderr(&load));
+    assert!(
+        stderr(&load).contains("could not insert"),
+        "{}",
+        stderr(&load)
+    );
     // e1000e claims no ConnectX VF.
     let claim = t.run(&["bind", VF, "e1000e"]);
     assert_eq!(claim.status.code(), Some(9), "{}", stderr(&claim));
