@@ -282,6 +282,18 @@ static void other_modprobe_failures_stay_module_load_errors(void)
     teardown();
 }
 
+static void none_is_the_no_driver_override_and_never_loaded(void)
+{
+    setup();
+    /* Were `none` looked up as a module, this table would make it resolve. */
+    fs_modprobe_table(root, "none none");
+    expect_failure("none", PCIBIND_ERR_NO_DRIVER);
+    CHECK_CONTAINS(pcibind_last_error_message(),
+                   "'none' is the driver_override value that keeps a device on no driver");
+    expect_modprobe_log("");
+    teardown();
+}
+
 static void loaded_module_without_pci_driver(void)
 {
     setup();
@@ -485,6 +497,7 @@ RUN_TESTS(TEST_CASE(step1_exact_driver_name), TEST_CASE(step2_underscored_driver
           TEST_CASE(module_load_failure_carries_modprobe_stderr),
           TEST_CASE(unknown_module_is_no_such_driver),
           TEST_CASE(other_modprobe_failures_stay_module_load_errors),
+          TEST_CASE(none_is_the_no_driver_override_and_never_loaded),
           TEST_CASE(loaded_module_without_pci_driver),
           TEST_CASE(already_loaded_module_without_pci_driver),
           TEST_CASE(modprobe_disabled_never_runs), TEST_CASE(missing_modprobe_program),

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::log::{Logger, Priority};
 use crate::modprobe::{LoadError, Modprobe};
 use crate::name::{DriverName, ModuleName};
-use crate::sysfs::Sysfs;
+use crate::sysfs::{Sysfs, NO_DRIVER_OVERRIDE};
 
 pub(crate) fn resolve_driver(
     sysfs: &Sysfs,
@@ -14,6 +14,15 @@ pub(crate) fn resolve_driver(
     log: &Logger,
     name: &DriverName,
 ) -> Result<DriverName> {
+    // `none` is what `driver_override` holds to keep a device on no driver (and what driverctl
+    // users type for that); as a driver name it would only ever mean `modprobe none`.
+    if name.as_str() == NO_DRIVER_OVERRIDE {
+        return Err(Error::NoDriver(format!(
+            "'{NO_DRIVER_OVERRIDE}' is the driver_override value that keeps a device on no \
+             driver, not a driver; to leave a device unbound, unbind it"
+        )));
+    }
+
     // 1-2: the name, or its `_` spelling, is a registered driver.
     for candidate in [name.clone(), name.underscored()] {
         if sysfs.driver_exists(&candidate) {
@@ -120,4 +129,30 @@ pub(crate) fn resolve_driver(
         )
     };
     Err(Error::NoDriver(why))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn none_is_the_no_driver_override_never_a_module_to_load() {
+        let dir = tempfile::tempdir().unwrap();
+        // Even a driver directory named `none` does not make the name a driver to bind.
+        std::fs::create_dir_all(dir.path().join("bus/pci/drivers/none")).unwrap();
+        let sysfs = Sysfs::new(dir.path().to_path_buf()).unwrap();
+        // Were modprobe run, the error would be a failed load ("cannot run ...").
+        let modprobe = Modprobe::Program(dir.path().join("modprobe-must-not-run"));
+        let name = DriverName::new(NO_DRIVER_OVERRIDE).unwrap();
+        match resolve_driver(&sysfs, &modprobe, &Logger::default(), &name) {
+            Err(Error::NoDriver(message)) => {
+                assert!(
+                    message.contains("'none' is the driver_override value"),
+                    "{message}"
+                );
+                assert!(message.contains("not a driver"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
