@@ -80,6 +80,9 @@ int main(int argc, char **argv)
     }
     free(table);
     if (rc < 0) {
+        /* Not in the table: kmod's words and status for an unknown module (tools/modprobe.c,
+         * insmod(): "Module %s not found in directory %s", logged as FATAL, exit 1), which the
+         * library reports as "no such driver". */
         fprintf(stderr, "modprobe: FATAL: Module %s not found in directory /lib/modules/fake\n",
                 module);
         rc = 1;

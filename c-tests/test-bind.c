@@ -880,7 +880,8 @@ static void bad_input_through_bind_unbind_reattach(void)
     CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 4, NULL), PCIBIND_ERR_INVALID_ARG);
     CHECK_RC(pcibind_reattach(ctx, "0000:02:00.0", NULL, 1, NULL), PCIBIND_ERR_INVALID_ARG);
     CHECK_RC(pcibind_is_vfio_bound(ctx, "0000:02:00.0", NULL), PCIBIND_ERR_INVALID_ARG);
-    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "no_such_driver", 0, NULL), PCIBIND_ERR_MODULE_LOAD);
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "no_such_driver", 0, NULL), PCIBIND_ERR_NO_DRIVER);
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "none", 0, NULL), PCIBIND_ERR_NO_DRIVER);
     expect_nothing_written();
     expect_bound("0000:02:00.0", "e1000e");
     teardown();

@@ -225,8 +225,10 @@ static void run_module_load(const struct start *st)
 {
     char *root = tree(st);
     pcibind_ctx *ctx = context(root);
-    /* Not registered, and the fake modprobe knows no such module. */
-    int rc = pcibind_bind(ctx, BDF, "no_such_variant", 0, NULL);
+    /* Not registered, and modprobe fails to load it (an unknown name is NO_DRIVER instead). */
+    fs_modprobe_table(root, "broken_variant !modprobe: ERROR: could not insert 'broken_variant': "
+                            "Operation not permitted");
+    int rc = pcibind_bind(ctx, BDF, "broken_variant", 0, NULL);
     CHECK(rc == PCIBIND_ERR_MODULE_LOAD);
     char *log = fs_write_log(root);
     CHECK_STR(log, "");

@@ -244,11 +244,53 @@ static void module_load_failure_carries_modprobe_stderr(void)
     teardown();
 }
 
-static void unknown_module_is_a_module_load_error(void)
+static void unknown_module_is_no_such_driver(void)
 {
     setup();
-    expect_failure("no_such_mod", PCIBIND_ERR_MODULE_LOAD);
-    CHECK_CONTAINS(pcibind_last_error_message(), "Module no_such_mod not found");
+    /* The fake modprobe answers a name outside its table as kmod does: "modprobe: FATAL: Module
+     * no_such_mod not found in directory /lib/modules/...", exit 1. */
+    expect_failure("no-such-mod", PCIBIND_ERR_NO_DRIVER);
+    const char *msg = pcibind_last_error_message();
+    CHECK_CONTAINS(msg, "no PCI driver or module is named 'no-such-mod'");
+    char *where = fs_path(root, "bus/pci/drivers");
+    CHECK_CONTAINS(msg, where);
+    free(where);
+    CHECK_CONTAINS(msg, "-b no_such_mod exited with status 1: modprobe: FATAL: Module no_such_mod "
+                        "not found in directory ");
+    char *expected = NULL;
+    CHECK(asprintf(&expected, "argc=3 [%s] [-b] [no_such_mod]\n", getenv("FAKE_MODPROBE")) > 0);
+    expect_modprobe_log(expected);
+    free(expected);
+    teardown();
+}
+
+static void other_modprobe_failures_stay_module_load_errors(void)
+{
+    setup();
+    /* Blacklisted, refused by the kernel, or "not found" for another module (a dependency):
+     * the name exists, loading it failed. */
+    fs_modprobe_table(root, "blocked !modprobe: FATAL: Module blocked is blacklisted");
+    fs_modprobe_table(root, "needs_dep !modprobe: FATAL: Module dep_of_it not found in directory "
+                            "/lib/modules/fake");
+    fs_modprobe_table(root, "quiet !");
+    expect_failure("blocked", PCIBIND_ERR_MODULE_LOAD);
+    CHECK_CONTAINS(pcibind_last_error_message(), "is blacklisted");
+    expect_failure("needs_dep", PCIBIND_ERR_MODULE_LOAD);
+    CHECK_CONTAINS(pcibind_last_error_message(), "Module dep_of_it not found");
+    expect_failure("quiet", PCIBIND_ERR_MODULE_LOAD);
+    CHECK_CONTAINS(pcibind_last_error_message(), "status 1 (no output)");
+    teardown();
+}
+
+static void none_is_the_no_driver_override_and_never_loaded(void)
+{
+    setup();
+    /* Were `none` looked up as a module, this table would make it resolve. */
+    fs_modprobe_table(root, "none none");
+    expect_failure("none", PCIBIND_ERR_NO_DRIVER);
+    CHECK_CONTAINS(pcibind_last_error_message(),
+                   "'none' is the driver_override value that keeps a device on no driver");
+    expect_modprobe_log("");
     teardown();
 }
 
@@ -453,7 +495,9 @@ RUN_TESTS(TEST_CASE(step1_exact_driver_name), TEST_CASE(step2_underscored_driver
           TEST_CASE(step4_builtin_found_even_when_modprobe_fails),
           TEST_CASE(real_name_pairs_of_spec_section_1),
           TEST_CASE(module_load_failure_carries_modprobe_stderr),
-          TEST_CASE(unknown_module_is_a_module_load_error),
+          TEST_CASE(unknown_module_is_no_such_driver),
+          TEST_CASE(other_modprobe_failures_stay_module_load_errors),
+          TEST_CASE(none_is_the_no_driver_override_and_never_loaded),
           TEST_CASE(loaded_module_without_pci_driver),
           TEST_CASE(already_loaded_module_without_pci_driver),
           TEST_CASE(modprobe_disabled_never_runs), TEST_CASE(missing_modprobe_program),

@@ -57,7 +57,8 @@ lists_and_shows() {
 resolves_names() {
     expect 0 pcibind resolve vfio_pci && [ "$(cat /tmp/cli.out)" = vfio-pci ] &&
     expect 0 pcibind resolve i2c-i801 && [ "$(cat /tmp/cli.out)" = i801_smbus ] &&
-    expect 5 pcibind resolve no_such_module && said "no_such_module" &&
+    expect 4 pcibind resolve no_such_module && said "no PCI driver or module is named 'no_such_module'" &&
+    said "Module no_such_module not found in directory" &&
     expect 2 pcibind resolve ../e1000e &&
     expect 0 pcibind variant $NIC && [ "$(cat /tmp/cli.out)" = vfio_pci ]
 }
@@ -94,6 +95,8 @@ refuses_an_interface_in_use() {
 unbind_stays_unbound() {
     expect 0 pcibind unbind $NIC && state $NIC "" none &&
     echo $NIC >/sys/bus/pci/drivers_probe && state $NIC "" none &&
+    expect 0 pcibind reattach $NIC && at_rest $NIC &&
+    expect 0 pcibind bind $NIC none && state $NIC "" none &&
     expect 0 pcibind reattach $NIC && at_rest $NIC
 }
 
@@ -118,7 +121,10 @@ two_processes_at_once() {
 
 bad_arguments() {
     expect 2 pcibind bind 0000:00:02 vfio-pci && expect 3 pcibind bind 0000:09:00.0 vfio-pci &&
-    expect 4 pcibind --modprobe none bind $NIC no_such_driver && at_rest $NIC
+    expect 4 pcibind --modprobe none bind $NIC no_such_driver && at_rest $NIC &&
+    expect 4 pcibind bind $NIC $NIC2 no_such_driver && said "Module no_such_driver not found" &&
+    expect 2 pcibind bind $NIC vfio-pci e1000e && at_rest $NIC &&
+    expect 3 pcibind unbind $NIC 0000:09:00.0 && at_rest $NIC
 }
 
 check lists_and_shows

@@ -42,9 +42,17 @@ impl Modprobe {
 
     /// Runs `PROGRAM -b MODULE` (`-b`: honour the blacklist) and waits for it.
     pub fn load(&self, module: &ModuleName) -> Result<()> {
-        let fail = |detail: String| Error::ModuleLoad {
-            module: module.to_string(),
-            detail,
+        self.try_load(module).map_err(Error::from)
+    }
+
+    /// As `load`, but tells "modprobe says no module has that name" apart from every other
+    /// failure: name resolution reports the first as "no such driver", not as a failed load.
+    pub(crate) fn try_load(&self, module: &ModuleName) -> Result<(), LoadError> {
+        let fail = |detail: String| {
+            LoadError::Failed(Error::ModuleLoad {
+                module: module.to_string(),
+                detail,
+            })
         };
         let program = match self {
             Modprobe::Disabled => return Err(fail("module loading is disabled".into())),
@@ -88,10 +96,86 @@ impl Modprobe {
         } else {
             format!(": {stderr}")
         };
-        Err(fail(format!(
-            "{} -b {} {status}{tail}",
-            program.display(),
-            module
-        )))
+        let detail = format!("{} -b {} {status}{tail}", program.display(), module);
+        if output.status.code() == Some(1) && says_not_found(stderr, module) {
+            return Err(LoadError::NotFound {
+                module: module.clone(),
+                detail,
+            });
+        }
+        Err(fail(detail))
+    }
+}
+
+/// Why `Modprobe::try_load` failed.
+#[derive(Debug)]
+pub(crate) enum LoadError {
+    /// modprobe ran and said that no module has this name; `detail` is the command, its exit
+    /// status and what it printed.
+    NotFound { module: ModuleName, detail: String },
+    /// Anything else: modprobe could not be run, or failed for another reason (blacklisted,
+    /// refused by the kernel, ...).
+    Failed(Error),
+}
+
+impl From<LoadError> for Error {
+    fn from(e: LoadError) -> Error {
+        match e {
+            LoadError::NotFound { module, detail } => Error::ModuleLoad {
+                module: module.to_string(),
+                detail,
+            },
+            LoadError::Failed(e) => e,
+        }
+    }
+}
+
+/// True when modprobe's stderr is its "no such module" message for exactly `module`, as kmod
+/// (`modprobe: FATAL: Module foo_bar not found in directory /lib/modules/6.12.0`, exit 1) and
+/// busybox (`modprobe: module foo_bar not found in modules.dep`, exit 1) print it. Any other
+/// text, a message about another module (a dependency) included, is not a "not found".
+fn says_not_found(stderr: &str, module: &ModuleName) -> bool {
+    let kmod = format!("Module {module} not found in directory ");
+    let busybox = format!("module {module} not found in modules.dep");
+    stderr
+        .lines()
+        .any(|line| line.contains(&kmod) || line.trim_end().ends_with(&busybox))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(name: &str) -> ModuleName {
+        ModuleName::new(name).unwrap()
+    }
+
+    #[test]
+    fn kmod_and_busybox_not_found_messages() {
+        let m = module("foo_bar");
+        assert!(says_not_found(
+            "modprobe: FATAL: Module foo_bar not found in directory /lib/modules/6.12.0",
+            &m
+        ));
+        assert!(says_not_found(
+            "modprobe: module foo_bar not found in modules.dep",
+            &m
+        ));
+    }
+
+    #[test]
+    fn other_failures_are_not_not_found() {
+        let m = module("foo_bar");
+        for stderr in [
+            "",
+            "modprobe: ERROR: could not insert 'foo_bar': Operation not permitted",
+            "modprobe: FATAL: Module foo_bar is blacklisted",
+            // A dependency that is missing is a broken install, not an unknown name.
+            "modprobe: FATAL: Module foo_bar_core not found in directory /lib/modules/6.12.0",
+            "modprobe: FATAL: Module foo not found in directory /lib/modules/6.12.0",
+            "modprobe: module foo_bar is builtin",
+        ] {
+            assert!(!says_not_found(stderr, &m), "{stderr}");
+        }
     }
 }

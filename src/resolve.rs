@@ -4,9 +4,9 @@
 
 use crate::error::{Error, Result};
 use crate::log::{Logger, Priority};
-use crate::modprobe::Modprobe;
+use crate::modprobe::{LoadError, Modprobe};
 use crate::name::{DriverName, ModuleName};
-use crate::sysfs::Sysfs;
+use crate::sysfs::{Sysfs, NO_DRIVER_OVERRIDE};
 
 pub(crate) fn resolve_driver(
     sysfs: &Sysfs,
@@ -14,6 +14,15 @@ pub(crate) fn resolve_driver(
     log: &Logger,
     name: &DriverName,
 ) -> Result<DriverName> {
+    // `none` is what `driver_override` holds to keep a device on no driver (and what driverctl
+    // users type for that); as a driver name it would only ever mean `modprobe none`.
+    if name.as_str() == NO_DRIVER_OVERRIDE {
+        return Err(Error::NoDriver(format!(
+            "'{NO_DRIVER_OVERRIDE}' is the driver_override value that keeps a device on no \
+             driver, not a driver; to leave a device unbound, unbind it"
+        )));
+    }
+
     // 1-2: the name, or its `_` spelling, is a registered driver.
     for candidate in [name.clone(), name.underscored()] {
         if sysfs.driver_exists(&candidate) {
@@ -28,12 +37,19 @@ pub(crate) fn resolve_driver(
     // 3: the name as a module, loaded if needed, and the PCI drivers it registers.
     let module = ModuleName::from(name);
     let mut load_error = None;
+    let mut not_found = None;
     let mut loaded_now = false;
     if !sysfs.module_exists(&module) && !modprobe.is_disabled() {
         log.log(Priority::Info, format_args!("loading module '{module}'"));
-        match modprobe.load(&module) {
+        match modprobe.try_load(&module) {
             Ok(()) => loaded_now = true,
-            Err(e) => {
+            // The usual end of a mistyped name, and said in the error if nothing below finds
+            // a driver: not worth a warning.
+            Err(LoadError::NotFound { detail, .. }) => {
+                log.log(Priority::Info, format_args!("{detail}"));
+                not_found = Some(detail);
+            }
+            Err(LoadError::Failed(e)) => {
                 log.log(Priority::Warning, format_args!("{e}"));
                 load_error = Some(e);
             }
@@ -80,6 +96,12 @@ pub(crate) fn resolve_driver(
         return Err(e);
     }
     let drivers_dir = sysfs.drivers_dir();
+    if let Some(detail) = not_found {
+        return Err(Error::NoDriver(format!(
+            "no PCI driver or module is named '{name}': no such driver in {}, and {detail}",
+            drivers_dir.display()
+        )));
+    }
     let module_drivers = sysfs.module_dir(&module).join("drivers");
     let why = if sysfs.module_exists(&module) {
         let state = if loaded_now {
@@ -107,4 +129,30 @@ pub(crate) fn resolve_driver(
         )
     };
     Err(Error::NoDriver(why))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn none_is_the_no_driver_override_never_a_module_to_load() {
+        let dir = tempfile::tempdir().unwrap();
+        // Even a driver directory named `none` does not make the name a driver to bind.
+        std::fs::create_dir_all(dir.path().join("bus/pci/drivers/none")).unwrap();
+        let sysfs = Sysfs::new(dir.path().to_path_buf()).unwrap();
+        // Were modprobe run, the error would be a failed load ("cannot run ...").
+        let modprobe = Modprobe::Program(dir.path().join("modprobe-must-not-run"));
+        let name = DriverName::new(NO_DRIVER_OVERRIDE).unwrap();
+        match resolve_driver(&sysfs, &modprobe, &Logger::default(), &name) {
+            Err(Error::NoDriver(message)) => {
+                assert!(
+                    message.contains("'none' is the driver_override value"),
+                    "{message}"
+                );
+                assert!(message.contains("not a driver"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -276,9 +276,24 @@ fn exit_codes_name_the_failure() {
             .code(),
         Some(4)
     );
-    let load = t.run(&["resolve", "no_such_driver"]);
-    assert_eq!(load.status.code(), Some(5));
-    assert!(stderr(&load).contains("not found"), "{}", stderr(&load));
+    // modprobe says no module has that name: no such driver, not a failed load.
+    let unknown = t.run(&["resolve", "no_such_driver"]);
+    assert_eq!(unknown.status.code(), Some(4), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("Module no_such_driver not found in directory"),
+        "{}",
+        stderr(&unknown)
+    );
+    let mut table = std::fs::read_to_string(t.root.join("modprobe.table")).unwrap();
+    table.push_str("broken !modprobe: ERROR: could not insert 'broken': Operation not permitted\n");
+    std::fs::write(t.root.join("modprobe.table"), table).unwrap();
+    let load = t.run(&["resolve", "broken"]);
+    assert_eq!(load.status.code(), Some(5), "{}", stderr(&load));
+    assert!(
+        stderr(&load).contains("could not insert"),
+        "{}",
+        stderr(&load)
+    );
     // e1000e claims no ConnectX VF.
     let claim = t.run(&["bind", VF, "e1000e"]);
     assert_eq!(claim.status.code(), Some(9), "{}", stderr(&claim));
@@ -297,6 +312,148 @@ fn exit_codes_name_the_failure() {
         "{}",
         stdout(&mixed)
     );
+}
+
+impl Tree {
+    /// True when nothing has been written and no module loaded: the drivers as the example
+    /// tree has them, no override set.
+    fn untouched(&self) -> bool {
+        self.writes().is_empty()
+            && !self.root.join("modprobe.log").exists()
+            && self.driver(NIC).as_deref() == Some("e1000e")
+            && self.driver(VF).as_deref() == Some("mlx5_core")
+            && self.driver_override(NIC) == "(null)"
+            && self.driver_override(VF) == "(null)"
+    }
+}
+
+#[test]
+fn a_driver_before_the_last_argument_is_refused_before_any_change() {
+    let t = Tree::new();
+    let o = t.run(&["bind", NIC, "vfio-pci", "e1000e"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("invalid PCI address \"vfio-pci\""), "{err}");
+    assert!(
+        err.contains("only the last argument may be a driver"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(stdout(&o), "");
+    assert!(t.untouched(), "{}", t.writes());
+}
+
+#[test]
+fn a_malformed_driver_name_is_refused_before_any_device_is_touched() {
+    let t = Tree::new();
+    let o = t.run(&["bind", NIC, VF, "bogus@"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("driver name \"bogus@\" contains '@'"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stdout(&o), "");
+    assert!(t.untouched(), "{}", t.writes());
+}
+
+#[test]
+fn every_bad_argument_is_named() {
+    let t = Tree::new();
+    let o = t.run(&["reattach", "0000:00:99.0", NIC, "../x", NIC, "vfio-pci"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    for bad in [
+        "\"0000:00:99.0\"",
+        "\"../x\"",
+        "0000:00:02.0 is given twice",
+    ] {
+        assert!(err.contains(bad), "{bad} not named in {err}");
+    }
+    assert!(t.untouched(), "{}", t.writes());
+    // A driver needs an address before it.
+    let o = t.run(&["bind", "vfio-pci"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("a driver comes after the device addresses"));
+    // unbind takes no driver at all.
+    assert_eq!(t.run(&["unbind", NIC, "vfio-pci"]).status.code(), Some(2));
+    assert!(t.untouched(), "{}", t.writes());
+}
+
+#[test]
+fn a_missing_device_stops_the_command_before_any_change() {
+    let t = Tree::new();
+    let o = t.run(&["bind", NIC, "0000:09:00.0", VF, "0000:0a:00.0", "vfio-pci"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("0000:09:00.0: no PCI device"), "{err}");
+    assert!(err.contains("0000:0a:00.0: no PCI device"), "{err}");
+    assert_eq!(stdout(&o), "");
+    assert!(t.untouched(), "{}", t.writes());
+    assert_eq!(
+        t.run(&["unbind", "0000:09:00.0", NIC]).status.code(),
+        Some(3)
+    );
+    assert!(t.untouched(), "{}", t.writes());
+}
+
+#[test]
+fn driver_none_leaves_the_device_unbound_and_never_runs_modprobe() {
+    let t = Tree::new();
+    let plan = t.run(&["bind", NIC, "none", "--dry-run"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+    assert!(
+        stdout(&plan).contains("unbind from e1000e"),
+        "{}",
+        stdout(&plan)
+    );
+    assert!(t.untouched(), "{}", t.writes());
+
+    let o = t.run(&["bind", NIC, "none"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("{NIC}: unbound (driver_override none)\n")
+    );
+    assert_eq!(t.driver(NIC), None);
+    assert_eq!(t.driver_override(NIC), "none");
+    assert!(!t.root.join("modprobe.log").exists());
+
+    // reattach ADDR none: the same.
+    let o = t.run(&["reattach", VF, "none"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(t.driver(VF), None);
+    assert_eq!(t.driver_override(VF), "none");
+    assert!(!t.root.join("modprobe.log").exists());
+    // Resolving `none` explains itself instead.
+    let o = t.run(&["resolve", "none"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(stderr(&o).contains("not a driver"), "{}", stderr(&o));
+    assert!(!t.root.join("modprobe.log").exists());
+}
+
+#[test]
+fn a_mistyped_driver_is_no_such_driver_and_nothing_changes() {
+    let t = Tree::new();
+    let o = t.run(&["bind", NIC, XE, "vfio-pcii"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("no PCI driver or module is named 'vfio-pcii'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("modprobe: FATAL: Module vfio_pcii not found in directory"),
+        "{err}"
+    );
+    assert_eq!(stdout(&o), "");
+    assert_eq!(t.writes(), "");
+    assert_eq!(t.driver(NIC).as_deref(), Some("e1000e"));
+    assert_eq!(t.driver(XE).as_deref(), Some("xe"));
+    // Resolved once for the whole command, not once per device.
+    let log = std::fs::read_to_string(t.root.join("modprobe.log")).unwrap();
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(log.contains("[-b] [vfio_pcii]"), "{log}");
 }
 
 #[test]

@@ -7,26 +7,37 @@ use std::sync::Arc;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use pcibind::device::class_name;
-use pcibind::{BindOptions, Context, DeviceInfo, Error, Logger, Modprobe, PciAddress, Priority};
+use pcibind::sysfs::NO_DRIVER_OVERRIDE;
+use pcibind::{
+    BindOptions, Context, DeviceInfo, DriverName, Error, Logger, Modprobe, PciAddress, Priority,
+};
 
 const AFTER_HELP: &str = "\
 Exit status:
   0   success
   2   bad arguments (a malformed address or name, an unknown option)
   3   no such PCI device
-  4   the name is no PCI driver (and loading it as a module found none)
-  5   a module could not be loaded
+  4   no such driver: no PCI driver has the name, and no module does (modprobe says so) or
+      the module registers no PCI driver
+  5   a module could not be loaded (modprobe failed otherwise, e.g. blacklisted or refused by
+      the kernel, or could not be run)
   6   the kernel did not bind; the device was put back where it was
   7   binding failed and so did putting the device back: check it (the message says where it is)
   8   the device is in use on the host (--force overrides)
   9   the driver does not claim the device (--force overrides)
   10  another process holds the device's lock
   11  any other error (I/O, a malformed sysfs tree)
-With several devices, the status is that of the worst failure.
+
+bind, unbind and reattach check every argument before they touch any device: a malformed
+address or name (2), a device that does not exist (3), a DRIVER that is no PCI driver (4) or
+whose module will not load (5) stops the whole command with nothing changed, every bad argument
+named (--dry-run loads nothing, so it resolves DRIVER per device). Once they act, each device is
+done on its own; the status is that of the worst failure.
 
 driverctl users: set-override ADDR DRIVER = `pcibind bind ADDR DRIVER`;
-unset-override ADDR = `pcibind reattach ADDR`; list-devices = `pcibind list`;
-list-overrides = `pcibind list --overrides`.";
+set-override ADDR none = `pcibind bind ADDR none` (unbound, driver_override `none`, as unbind
+leaves it: `none` is never loaded as a module); unset-override ADDR = `pcibind reattach ADDR`;
+list-devices = `pcibind list`; list-overrides = `pcibind list --overrides`.";
 
 /// Move Linux PCI devices between kernel drivers, e.g. from their host driver to vfio-pci or the
 /// right VFIO variant driver and back, as a transaction: each device ends on exactly the driver
@@ -86,8 +97,14 @@ enum Command {
     Variant { address: String },
     /// Bind devices to DRIVER (a driver or module name), or with no DRIVER to the best VFIO
     /// driver for each; the driver_override stays set so a reprobe keeps them there
+    ///
+    /// DRIVER `none` (as in driverctl) leaves the devices unbound with driver_override `none`,
+    /// as `unbind` does; it is never loaded as a module. Only the last argument may be a
+    /// driver. Every address must be well formed and name an existing device, and DRIVER must
+    /// resolve to a PCI driver (its module is loaded if needed; not with --dry-run, which loads
+    /// nothing), before any device is touched; otherwise nothing is done.
     Bind {
-        /// One or more device addresses, then optionally the driver
+        /// One or more device addresses, then optionally the driver (or `none`)
         #[arg(required = true, value_name = "ADDRESS... [DRIVER]")]
         args: Vec<String>,
         /// Skip the safety checks (device in use, PF with VFs, driver not claiming the device)
@@ -99,13 +116,20 @@ enum Command {
     },
     /// Detach devices from their driver and leave them unbound (driver_override set to `none`
     /// so no probe takes them)
+    ///
+    /// Every address must be well formed and name an existing device before any device is
+    /// touched; otherwise nothing is done.
     Unbind {
         #[arg(required = true, value_name = "ADDRESS")]
         addresses: Vec<String>,
     },
     /// Give devices back to their host driver (clear driver_override, reprobe), or bind them to
     /// DRIVER
+    ///
+    /// DRIVER `none` leaves the devices unbound with driver_override `none`, as `unbind` does.
+    /// Arguments are checked as for `bind`, before any device is touched.
     Reattach {
+        /// One or more device addresses, then optionally the driver (or `none`)
         #[arg(required = true, value_name = "ADDRESS... [DRIVER]")]
         args: Vec<String>,
     },
@@ -176,15 +200,123 @@ fn absolute(p: &std::path::Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// Splits `ADDRESS... [DRIVER]`: the last argument is the driver when it is not an address.
-fn split_driver(args: &[String]) -> (Vec<String>, Option<String>) {
-    match args.split_last() {
-        Some((last, rest)) if !rest.is_empty() && PciAddress::parse(last).is_err() => {
-            (rest.to_vec(), Some(last.clone()))
+/// What bind and reattach are asked to do with the devices.
+enum Target {
+    /// No DRIVER: the command's default (the best VFIO driver; the host driver).
+    Default,
+    /// DRIVER `none`: unbound, with driver_override `none`, as `unbind` leaves them.
+    Unbound,
+    Driver(DriverName),
+}
+
+/// The device addresses and the target of `ADDRESS... [DRIVER]` (DRIVER only when
+/// `driver_allowed`), or one message per bad argument. Only the last argument may be a driver,
+/// and only after at least one address.
+fn parse_args(
+    args: &[String],
+    driver_allowed: bool,
+) -> Result<(Vec<PciAddress>, Target), Vec<String>> {
+    let mut addresses: Vec<PciAddress> = Vec::new();
+    let mut target = Target::Default;
+    let mut errors = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        let as_driver = driver_allowed && i > 0 && i == args.len() - 1;
+        match PciAddress::parse(arg) {
+            Ok(address) if addresses.contains(&address) => {
+                errors.push(format!("{address} is given twice"));
+            }
+            Ok(address) => addresses.push(address),
+            // No driver name has a ':', so this one was meant as an address.
+            Err(e) if !as_driver || arg.contains(':') => {
+                let driver_like =
+                    driver_allowed && !arg.contains(':') && DriverName::new(arg).is_ok();
+                let hint = if !driver_like {
+                    ""
+                } else if args.len() == 1 {
+                    "; a driver comes after the device addresses"
+                } else {
+                    "; only the last argument may be a driver"
+                };
+                errors.push(format!("{e}{hint}"));
+            }
+            Err(_) if arg == NO_DRIVER_OVERRIDE => target = Target::Unbound,
+            Err(_) => match DriverName::new(arg) {
+                Ok(name) => target = Target::Driver(name),
+                Err(e) => errors.push(e.to_string()),
+            },
         }
-        _ => (args.to_vec(), None),
+    }
+    if errors.is_empty() {
+        Ok((addresses, target))
+    } else {
+        Err(errors)
     }
 }
+
+/// Checks that every device exists (and its driver link can be read) before any is touched.
+/// On failure, one message per device and the status of the worst.
+fn check_devices(ctx: &Context, addresses: &[PciAddress]) -> Result<(), (Vec<String>, u8)> {
+    let mut errors = Vec::new();
+    let mut status = 0u8;
+    for address in addresses {
+        if let Err(e) = ctx.current_driver(&address.to_string()) {
+            errors.push(format!("{address}: {e}"));
+            let s = status_of(&e);
+            if severity(s) > severity(status) {
+                status = s;
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err((errors, status))
+    }
+}
+
+/// Everything `bind`, `unbind` and `reattach` check before they act: the arguments' syntax,
+/// that the devices exist, and (unless `resolve` is false, as for a dry run, which loads
+/// nothing) that DRIVER resolves to a PCI driver, which the target then names exactly. On
+/// failure the messages are printed and the exit status returned.
+fn prepare(
+    ctx: &Context,
+    args: &[String],
+    driver_allowed: bool,
+    resolve: bool,
+) -> Result<(Vec<String>, Target), u8> {
+    let report = |errors: Vec<String>, status: u8| {
+        for e in errors {
+            eprintln!("pcibind: {e}");
+        }
+        eprintln!("pcibind: nothing was changed");
+        status
+    };
+    let (addresses, target) = parse_args(args, driver_allowed).map_err(|e| report(e, 2))?;
+    check_devices(ctx, &addresses).map_err(|(e, status)| report(e, status))?;
+    let target = match target {
+        Target::Driver(name) if resolve => match ctx.resolve_driver(name.as_str()) {
+            Ok(driver) => Target::Driver(driver),
+            Err(e) => return Err(report(vec![e.to_string()], status_of(&e))),
+        },
+        other => other,
+    };
+    Ok((addresses.iter().map(ToString::to_string).collect(), target))
+}
+
+/// The dry run of DRIVER `none`: what `Context::unbind` would do to the device.
+fn unbind_plan(ctx: &Context, address: &str) -> Result<String, Error> {
+    Ok(match ctx.current_driver(address)? {
+        Some(driver) => format!(
+            "set driver_override to {NO_DRIVER_OVERRIDE}, unbind from {driver}, and leave it \
+             unbound (as `pcibind unbind`)"
+        ),
+        None => format!(
+            "already unbound: set driver_override to {NO_DRIVER_OVERRIDE} (as `pcibind unbind`)"
+        ),
+    })
+}
+
+const UNBOUND: &str = "unbound (driver_override none)";
 
 fn json_str(s: &str) -> String {
     let mut out = String::from("\"");
@@ -476,32 +608,63 @@ fn run(cli: Cli) -> Result<u8, Error> {
             force,
             dry_run,
         } => {
-            let (addresses, driver) = split_driver(&args);
+            let (addresses, target) = match prepare(&ctx, &args, true, !dry_run) {
+                Ok(prepared) => prepared,
+                Err(status) => return Ok(status),
+            };
             let options = BindOptions { force };
-            if dry_run {
-                each(&addresses, "planning", |a| {
-                    ctx.bind_plan(a, driver.as_deref(), options)
+            let driver = match &target {
+                Target::Driver(d) => Some(d.as_str()),
+                _ => None,
+            };
+            match (&target, dry_run) {
+                (Target::Unbound, true) => each(&addresses, "planning", |a| {
+                    unbind_plan(&ctx, a).map(|plan| format!("plan (nothing changed):\n{plan}"))
+                }),
+                (Target::Unbound, false) => each(&addresses, "unbinding", |a| {
+                    ctx.unbind(a).map(|_| UNBOUND.to_owned())
+                }),
+                (_, true) => each(&addresses, "planning", |a| {
+                    ctx.bind_plan(a, driver, options)
                         .map(|plan| format!("plan (nothing changed):\n{plan}"))
-                })
-            } else {
-                each(&addresses, "binding", |a| {
-                    ctx.bind(a, driver.as_deref(), options)
+                }),
+                (_, false) => each(&addresses, "binding", |a| {
+                    ctx.bind(a, driver, options)
                         .map(|d| format!("bound to {d}"))
-                })
+                }),
             }
         }
-        Command::Unbind { addresses } => each(&addresses, "unbinding", |a| {
-            ctx.unbind(a)
-                .map(|_| "unbound (driver_override none)".to_owned())
-        }),
-        Command::Reattach { args } => {
-            let (addresses, driver) = split_driver(&args);
-            each(&addresses, "reattaching", |a| {
-                ctx.reattach(a, driver.as_deref()).map(|d| match d {
-                    Some(d) => format!("bound to {d}"),
-                    None => "left unbound: no host driver matches it".to_owned(),
-                })
+        Command::Unbind { addresses } => {
+            let (addresses, _) = match prepare(&ctx, &addresses, false, false) {
+                Ok(prepared) => prepared,
+                Err(status) => return Ok(status),
+            };
+            each(&addresses, "unbinding", |a| {
+                ctx.unbind(a).map(|_| UNBOUND.to_owned())
             })
+        }
+        Command::Reattach { args } => {
+            let (addresses, target) = match prepare(&ctx, &args, true, true) {
+                Ok(prepared) => prepared,
+                Err(status) => return Ok(status),
+            };
+            match target {
+                Target::Unbound => each(&addresses, "unbinding", |a| {
+                    ctx.unbind(a).map(|_| UNBOUND.to_owned())
+                }),
+                target => {
+                    let driver = match &target {
+                        Target::Driver(d) => Some(d.as_str()),
+                        _ => None,
+                    };
+                    each(&addresses, "reattaching", |a| {
+                        ctx.reattach(a, driver).map(|d| match d {
+                            Some(d) => format!("bound to {d}"),
+                            None => "left unbound: no host driver matches it".to_owned(),
+                        })
+                    })
+                }
+            }
         }
         Command::Man => unreachable!(),
     })

@@ -249,7 +249,10 @@ pub extern "C" fn pcibind_ctx_set_log_fn(
 /// `pcibind_string_free()` (or `free()`). On failure `*driver_out` is NULL.
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG (NULL argument, bad flags, a name outside
 /// `[A-Za-z0-9_.+-]{1,64}` or starting with `-` or `.`; nothing is touched then),
-/// PCIBIND_ERR_NO_DRIVER, PCIBIND_ERR_MODULE_LOAD, PCIBIND_ERR_IO.
+/// PCIBIND_ERR_NO_DRIVER (no such driver: also when modprobe reports that no module has that
+/// name, and for `none`, the `driver_override` value that keeps a device on no driver, which
+/// is never passed to modprobe), PCIBIND_ERR_MODULE_LOAD (modprobe could not be run or failed
+/// otherwise: blacklisted, refused by the kernel), PCIBIND_ERR_IO.
 #[unsafe(no_mangle)]
 pub extern "C" fn pcibind_resolve_driver(
     ctx: *const pcibind_ctx,
