@@ -345,18 +345,18 @@ impl Stamp {
     }
 }
 
-struct Cached {
+struct Cached<T> {
     dir: PathBuf,
     /// The directory as loaded, so a cached lookup checks the two files without walking the
     /// whole path again. (Should the directory itself be renamed away and replaced, this would
     /// keep checking the old one; deleting it makes the checks fail and forces a reload.)
     dir_fd: Option<OwnedFd>,
     stamps: (Stamp, Option<Stamp>),
-    index: Arc<AliasIndex>,
+    value: Arc<T>,
 }
 
-impl Cached {
-    /// True when both tables are still the files the index was built from.
+impl<T> Cached<T> {
+    /// True when both tables are still the files the value was built from.
     fn fresh(&self, dir: &Path) -> bool {
         let Some(fd) = &self.dir_fd else { return false };
         // Byte comparison: cheaper than Path's component-wise one, and as exact.
@@ -364,6 +364,48 @@ impl Cached {
             && Stamp::at(fd, ALIAS_FILE_C).ok() == Some(self.stamps.0)
             && Stamp::at(fd, BUILTIN_MODINFO_FILE_C).ok() == self.stamps.1
     }
+}
+
+/// The value `build` makes from the tables in `dir` (`modules.alias`, and
+/// `modules.builtin.modinfo` when it is a regular file), from `slot` while both files keep
+/// their identity, size and mtime. Building happens under the slot's lock, so threads
+/// arriving together build once.
+fn cached<T>(
+    slot: &Mutex<Option<Cached<T>>>,
+    dir: &Path,
+    build: impl FnOnce(fs::File, Option<&Path>) -> io::Result<T>,
+) -> Result<Arc<T>, TablesUnavailable> {
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(cached) = slot.as_ref().filter(|c| c.fresh(dir)) {
+        return Ok(Arc::clone(&cached.value));
+    }
+    let alias_path = dir.join(ALIAS_FILE);
+    let builtin_path = dir.join(BUILTIN_MODINFO_FILE);
+    let unavailable =
+        |e: io::Error| TablesUnavailable(format!("cannot read {}: {e}", alias_path.display()));
+    let stamps = (
+        Stamp::of(&alias_path).map_err(unavailable)?,
+        Stamp::of(&builtin_path).ok(),
+    );
+    let dir_fd = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .ok()
+        .map(OwnedFd::from);
+    // Optional: only a regular file that had a stamp is read.
+    let builtin = stamps.1.is_some().then_some(builtin_path.as_path());
+    let value = fs::File::open(&alias_path)
+        .and_then(|file| build(file, builtin))
+        .map_err(unavailable)?;
+    let value = Arc::new(value);
+    *slot = Some(Cached {
+        dir: dir.to_path_buf(),
+        dir_fd,
+        stamps,
+        value: Arc::clone(&value),
+    });
+    Ok(value)
 }
 
 /// Why no alias index could be had: the tables are missing or unreadable.
@@ -376,10 +418,12 @@ impl fmt::Display for TablesUnavailable {
     }
 }
 
-/// The alias index of one context, shared by its threads and reloaded when the tables change.
+/// The alias tables of one context, shared by its threads and reloaded when the files change:
+/// the `vfio_pci:` index, and the host drivers' `pci:` aliases (loaded on first use).
 #[derive(Default)]
 pub struct AliasCache {
-    slot: Mutex<Option<Cached>>,
+    vfio: Mutex<Option<Cached<AliasIndex>>>,
+    host: Mutex<Option<Cached<HostAliases>>>,
 }
 
 impl fmt::Debug for AliasCache {
@@ -389,102 +433,150 @@ impl fmt::Debug for AliasCache {
 }
 
 impl AliasCache {
-    /// The index for the tables in `dir`, from the cache while `modules.alias` and
-    /// `modules.builtin.modinfo` keep their identity, size and mtime.
+    /// The `vfio_pci:` index for the tables in `dir`.
     pub fn index(&self, dir: &Path, log: &Logger) -> Result<Arc<AliasIndex>, TablesUnavailable> {
-        // Loading happens under the lock, so threads arriving together load once.
-        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(cached) = slot.as_ref().filter(|c| c.fresh(dir)) {
-            return Ok(Arc::clone(&cached.index));
-        }
-        let alias_path = dir.join(ALIAS_FILE);
-        let builtin_path = dir.join(BUILTIN_MODINFO_FILE);
-        let unavailable =
-            |e: io::Error| TablesUnavailable(format!("cannot read {}: {e}", alias_path.display()));
-        let stamps = (
-            Stamp::of(&alias_path).map_err(unavailable)?,
-            Stamp::of(&builtin_path).ok(),
-        );
-        let dir_fd = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(dir)
-            .ok()
-            .map(OwnedFd::from);
-        let mut index = AliasIndex::default();
-        fs::File::open(&alias_path)
-            .and_then(|file| index.read_alias_file(file, log))
-            .map_err(unavailable)?;
-        // Optional: only a regular file that had a stamp is read.
-        if stamps.1.is_some() {
-            match fs::read(&builtin_path) {
-                Ok(data) => index.scan_builtin_modinfo(&data, log),
-                Err(e) => log.log(
-                    Priority::Warning,
-                    format_args!("ignoring {}: {e}", builtin_path.display()),
-                ),
+        cached(&self.vfio, dir, |alias_file, builtin| {
+            let mut index = AliasIndex::default();
+            index.read_alias_file(alias_file, log)?;
+            if let Some(path) = builtin {
+                match fs::read(path) {
+                    Ok(data) => index.scan_builtin_modinfo(&data, log),
+                    Err(e) => log.log(
+                        Priority::Warning,
+                        format_args!("ignoring {}: {e}", path.display()),
+                    ),
+                }
             }
-        }
-        let index = Arc::new(index);
-        log.log(
-            Priority::Debug,
-            format_args!(
-                "loaded {} vfio_pci aliases from {}",
-                index.len(),
-                dir.display()
-            ),
-        );
-        *slot = Some(Cached {
-            dir: dir.to_path_buf(),
-            dir_fd,
-            stamps,
-            index: Arc::clone(&index),
-        });
-        Ok(index)
+            log.log(
+                Priority::Debug,
+                format_args!(
+                    "loaded {} vfio_pci aliases from {}",
+                    index.len(),
+                    dir.display()
+                ),
+            );
+            Ok(index)
+        })
+    }
+
+    /// The host drivers' `pci:` aliases for the tables in `dir`.
+    pub fn host(&self, dir: &Path, log: &Logger) -> Result<Arc<HostAliases>, TablesUnavailable> {
+        cached(&self.host, dir, |mut alias_file, builtin| {
+            let mut text = Vec::new();
+            alias_file.read_to_end(&mut text)?;
+            let modinfo = builtin.and_then(|path| fs::read(path).ok());
+            let host = HostAliases::parse(&text, modinfo.as_deref());
+            log.log(
+                Priority::Debug,
+                format_args!(
+                    "loaded {} pci aliases from {}",
+                    host.aliases.len(),
+                    dir.display()
+                ),
+            );
+            Ok(host)
+        })
     }
 }
 
-/// Every plain `pci:` alias in the tables of `dir` (`modules.alias`, then the `alias=pci:`
-/// records of `modules.builtin.modinfo`), as (module, pattern after `pci:`), in file order.
-/// Read afresh on each call: the claim check and reattach need it once per operation, and
-/// keeping the ~10,000 patterns of a real kernel would cost far more memory than the VFIO index.
-pub fn pci_aliases(dir: &Path) -> Result<Vec<(ModuleName, String)>, TablesUnavailable> {
-    let alias_path = dir.join(ALIAS_FILE);
-    let text = Stamp::of(&alias_path)
-        .and_then(|_| fs::read(&alias_path))
-        .map_err(|e| TablesUnavailable(format!("cannot read {}: {e}", alias_path.display())))?;
-    let mut out = Vec::new();
-    for line in text.split(|&b| b == b'\n') {
-        let Ok(line) = std::str::from_utf8(line) else {
-            continue;
-        };
-        let mut words = line.split_ascii_whitespace();
-        if let (Some("alias"), Some(pattern), Some(module), None) =
-            (words.next(), words.next(), words.next(), words.next())
-        {
-            if let (Some(pattern), Ok(module)) =
-                (pattern.strip_prefix("pci:"), ModuleName::new(module))
+/// The plain `pci:` aliases of one kernel (the host drivers' ID tables), from `modules.alias`
+/// and the `alias=pci:` records of `modules.builtin.modinfo`, in file order. Patterns that name
+/// a literal vendor are also indexed by it, so a lookup matches the few dozen patterns that can
+/// match a device rather than all ~10,000.
+#[derive(Debug, Default)]
+pub struct HostAliases {
+    aliases: Vec<(ModuleName, Box<str>)>,
+    /// Indices into `aliases` by the pattern's literal vendor ID.
+    by_vendor: std::collections::HashMap<u32, Vec<u32>>,
+    /// Indices of the patterns whose vendor is not a literal (class-based aliases).
+    any_vendor: Vec<u32>,
+}
+
+/// The literal vendor ID at the start of a `pci:` pattern or modalias body (`v00008086d...`).
+fn literal_vendor(s: &str) -> Option<u32> {
+    let hex = s.strip_prefix('v')?.get(..8)?;
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(hex, 16).ok()
+}
+
+impl HostAliases {
+    pub fn parse(alias_file: &[u8], builtin_modinfo: Option<&[u8]>) -> HostAliases {
+        let mut out = HostAliases::default();
+        for line in alias_file.split(|&b| b == b'\n') {
+            let Ok(line) = std::str::from_utf8(line) else {
+                continue;
+            };
+            let mut words = line.split_ascii_whitespace();
+            if let (Some("alias"), Some(pattern), Some(module), None) =
+                (words.next(), words.next(), words.next(), words.next())
             {
-                out.push((module, pattern.to_owned()));
+                out.add(pattern.strip_prefix("pci:"), module);
             }
         }
-    }
-    let modinfo_path = dir.join(BUILTIN_MODINFO_FILE);
-    if let Ok(modinfo) = Stamp::of(&modinfo_path).and_then(|_| fs::read(&modinfo_path)) {
-        for record in modinfo.split(|&b| b == 0) {
+        for record in builtin_modinfo.unwrap_or_default().split(|&b| b == 0) {
             let Ok(record) = std::str::from_utf8(record) else {
                 continue;
             };
             if let Some((module, rest)) = record.split_once('.') {
-                if let (Some(pattern), Ok(module)) =
-                    (rest.strip_prefix("alias=pci:"), ModuleName::new(module))
-                {
-                    out.push((module, pattern.to_owned()));
-                }
+                out.add(rest.strip_prefix("alias=pci:"), module);
             }
         }
+        out
     }
-    Ok(out)
+
+    fn add(&mut self, pattern: Option<&str>, module: &str) {
+        let (Some(pattern), Ok(module)) = (pattern, ModuleName::new(module)) else {
+            return;
+        };
+        let i = self.aliases.len() as u32;
+        match literal_vendor(pattern) {
+            Some(vendor) => self.by_vendor.entry(vendor).or_default().push(i),
+            None => self.any_vendor.push(i),
+        }
+        self.aliases.push((module, pattern.into()));
+    }
+
+    /// True when the tables hold `pci:` aliases of `module`.
+    pub fn has_module(&self, module: &ModuleName) -> bool {
+        self.aliases.iter().any(|(m, _)| m == module)
+    }
+
+    /// The modules whose `pci:` aliases match `modalias`, each once, in table order.
+    pub fn matching_modules(&self, modalias: &Modalias) -> Vec<ModuleName> {
+        let body = modalias.body();
+        let mut candidates: Vec<u32> = literal_vendor(body)
+            .and_then(|v| self.by_vendor.get(&v))
+            .map_or_else(Vec::new, Clone::clone);
+        candidates.extend_from_slice(&self.any_vendor);
+        candidates.sort_unstable();
+        let mut out: Vec<ModuleName> = Vec::new();
+        for i in candidates {
+            let (module, pattern) = &self.aliases[i as usize];
+            if !out.contains(module) && glob_match(pattern.as_bytes(), body.as_bytes()) {
+                out.push(module.clone());
+            }
+        }
+        out
+    }
+
+    /// Bytes held on the heap (for the benchmark's memory figure).
+    pub fn heap_bytes(&self) -> usize {
+        self.aliases.capacity() * std::mem::size_of::<(ModuleName, Box<str>)>()
+            + self
+                .aliases
+                .iter()
+                .map(|(m, p)| m.as_str().len() + p.len())
+                .sum::<usize>()
+            + self.by_vendor.capacity() * (4 + std::mem::size_of::<Vec<u32>>())
+            + self
+                .by_vendor
+                .values()
+                .map(|v| v.capacity() * 4)
+                .sum::<usize>()
+            + self.any_vendor.capacity() * 4
+    }
 }
 
 /// The running kernel's release (`uname -r`).
@@ -648,5 +740,71 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The host side against what kmod's modprobe -R matched for every device row of both
+    /// shipped kernels (order aside: kmod reports build order), and the vendor index against
+    /// a scan of every pattern.
+    #[test]
+    fn host_aliases_match_what_kmod_matched() {
+        for kernel in ["kernel-6.8.0-151-generic", "kernel-6.12.117+deb12-amd64"] {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data")
+                .join(kernel);
+            let modinfo = fs::read(dir.join(BUILTIN_MODINFO_FILE)).ok();
+            let host =
+                HostAliases::parse(&fs::read(dir.join(ALIAS_FILE)).unwrap(), modinfo.as_deref());
+            let rows = fs::read_to_string(dir.join("devices.tsv")).unwrap();
+            for row in rows.lines().skip(1) {
+                let f: Vec<&str> = row.split('\t').collect();
+                let modalias = Modalias::parse(f[1]).unwrap();
+                let mut got: Vec<String> = host
+                    .matching_modules(&modalias)
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect();
+                let mut scanned: Vec<String> = Vec::new();
+                for (m, p) in &host.aliases {
+                    if glob_match(p.as_bytes(), modalias.body().as_bytes())
+                        && !scanned.contains(&m.to_string())
+                    {
+                        scanned.push(m.to_string());
+                    }
+                }
+                assert_eq!(got, scanned, "{kernel} {}: vendor index vs full scan", f[0]);
+                let mut kmod: Vec<String> = f
+                    .get(3)
+                    .unwrap_or(&"")
+                    .split(',')
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                got.sort();
+                kmod.sort();
+                assert_eq!(got, kmod, "{kernel} {}", f[0]);
+            }
+        }
+    }
+
+    #[test]
+    fn host_aliases_cover_builtin_records_and_class_patterns() {
+        let host = HostAliases::parse(
+            b"alias pci:v*d*sv*sd*bc01sc08i02* nvme\nalias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n",
+            Some(b"virtio_pci.alias=pci:v00001AF4d*sv*sd*bc*sc*i*\0virtio_pci.license=GPL\0"),
+        );
+        let nvme =
+            Modalias::parse("pci:v00008086d0000F1A8sv00008086sd0000390Bbc01sc08i02").unwrap();
+        let names = |m: &Modalias| -> Vec<String> {
+            host.matching_modules(m)
+                .iter()
+                .map(|m| m.to_string())
+                .collect()
+        };
+        assert_eq!(names(&nvme), ["nvme"]);
+        let virtio =
+            Modalias::parse("pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00").unwrap();
+        assert_eq!(names(&virtio), ["virtio_pci"]);
+        assert!(host.has_module(&ModuleName::new("e1000e").unwrap()));
+        assert!(!host.has_module(&ModuleName::new("igb").unwrap()));
     }
 }

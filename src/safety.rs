@@ -5,11 +5,10 @@
 use std::sync::Arc;
 
 use crate::address::PciAddress;
-use crate::alias::{self, AliasIndex, TablesUnavailable, VFIO_PCI_MODULE};
+use crate::alias::{self, AliasIndex, HostAliases, TablesUnavailable, VFIO_PCI_MODULE};
 use crate::error::{Error, Result};
 use crate::inuse;
 use crate::log::Priority;
-use crate::modalias::Modalias;
 use crate::name::{DriverName, ModuleName};
 use crate::txn::Target;
 use crate::Context;
@@ -154,10 +153,7 @@ impl Context {
             Ok(aliases) => aliases,
             Err(why) => return allow(why.to_string()),
         };
-        let Some(module) = candidates
-            .iter()
-            .find(|m| aliases.iter().any(|(am, _)| am == *m))
-        else {
+        let Some(module) = candidates.iter().find(|m| aliases.has_module(m)) else {
             return allow(format!(
                 "no pci: aliases for module {} in the tables",
                 candidates
@@ -167,7 +163,7 @@ impl Context {
                     .join(" or ")
             ));
         };
-        if matching_modules(&aliases, &modalias).contains(module) {
+        if aliases.matching_modules(&modalias).contains(module) {
             return Ok(());
         }
         refuse(module, "pci:")
@@ -185,7 +181,7 @@ impl Context {
         let modalias = self.sysfs.modalias(address).ok()?;
         let candidates = self.target_modules(target, given).ok()?;
         let aliases = self.host_aliases().ok()?;
-        let matching = matching_modules(&aliases, &modalias);
+        let matching = aliases.matching_modules(&modalias);
         Some(candidates.iter().any(|m| matching.contains(m)))
     }
 
@@ -196,22 +192,11 @@ impl Context {
         Ok(self
             .host_aliases()
             .ok()
-            .map(|aliases| matching_modules(&aliases, &modalias)))
+            .map(|aliases| aliases.matching_modules(&modalias)))
     }
 
-    fn host_aliases(&self) -> std::result::Result<Vec<(ModuleName, String)>, TablesUnavailable> {
-        alias::pci_aliases(&self.modules_dir_in_use()?)
+    /// The host drivers' `pci:` aliases of the tables in use (cached).
+    fn host_aliases(&self) -> std::result::Result<Arc<HostAliases>, TablesUnavailable> {
+        self.aliases.host(&self.modules_dir_in_use()?, &self.log)
     }
-}
-
-/// The modules whose `pci:` aliases match `modalias`, each once, in table order.
-fn matching_modules(aliases: &[(ModuleName, String)], modalias: &Modalias) -> Vec<ModuleName> {
-    let body = modalias.body().as_bytes();
-    let mut out: Vec<ModuleName> = Vec::new();
-    for (m, p) in aliases {
-        if !out.contains(m) && crate::glob::glob_match(p.as_bytes(), body) {
-            out.push(m.clone());
-        }
-    }
-    out
 }
