@@ -292,7 +292,7 @@ impl Context {
         let nothing = |target: Option<DriverName>| {
             self.log.log(
                 Priority::Info,
-                format_args!("{address} is on its host driver ({start}); nothing to do"),
+                format_args!("{address} is already where it should be ({start}); nothing to do"),
             );
             Ok(Prepared {
                 target,
