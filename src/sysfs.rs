@@ -299,64 +299,6 @@ impl Sysfs {
         }
     }
 
-    /// The device's network interfaces with their `flags` (IFF_UP is bit 0).
-    pub fn net_interfaces(&self, address: &PciAddress) -> Result<Vec<(String, u32)>> {
-        // A device that vanished has no interfaces; the caller checked it exists.
-        let dir = self.device_dir(address).join("net");
-        let names = match self.list_dir(&dir, "listing the device's network interfaces") {
-            Ok(names) => names,
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return Ok(Vec::new())
-            }
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::new();
-        for name in names {
-            if name.contains('/') || name.starts_with('.') {
-                continue;
-            }
-            let flags_path = dir.join(&name).join("flags");
-            let flags = self
-                .read_small(&flags_path, "reading an interface's flags")
-                .ok()
-                .and_then(|t| u32::from_str_radix(t.trim().trim_start_matches("0x"), 16).ok())
-                .unwrap_or(0);
-            out.push((name, flags));
-        }
-        out.sort();
-        Ok(out)
-    }
-
-    /// Block devices (disks and partitions) anywhere below the device, found by their
-    /// `subsystem` link naming `block`; symlinks are not followed.
-    pub fn block_devices(&self, address: &PciAddress) -> Result<Vec<BlockDevice>> {
-        let mut out = Vec::new();
-        let mut stack = vec![(self.device_dir(address), 0usize)];
-        while let Some((dir, depth)) = stack.pop() {
-            let Ok(entries) = self.tree.read_dir(&dir) else {
-                continue;
-            };
-            for (name, kind) in entries {
-                if kind != EntryKind::Dir || depth >= 8 {
-                    continue;
-                }
-                let path = dir.join(&name);
-                let is_block = self
-                    .tree
-                    .read_link(&path.join("subsystem"))
-                    .ok()
-                    .flatten()
-                    .is_some_and(|t| t.file_name().is_some_and(|n| n == "block"));
-                if is_block {
-                    out.push(self.read_block_device(&path, name.to_string_lossy().into_owned()));
-                }
-                stack.push((path, depth + 1));
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
-    }
-
     /// The UTF-8 names in a directory (others cannot be valid names and are skipped).
     fn list_dir(&self, dir: &Path, step: &'static str) -> Result<Vec<String>> {
         let entries = self
