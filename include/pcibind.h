@@ -75,9 +75,12 @@ typedef enum pcibind_error {
  */
 typedef enum pcibind_bind_flags {
   /**
-   * Skip the safety checks: device in use on the host (network interface up with an
-   * address or route, block device mounted, used as swap or held), SR-IOV PF with VFs
-   * enabled going to a VFIO driver, target driver that does not claim the device.
+   * Skip the safety checks: device in use on the host (a network interface anywhere below
+   * it that is up with an address or route, or whose bridge, bond, VLAN, ... above it is; a
+   * disk below it mounted, a member of a mounted btrfs, used as swap or held; an NVMe
+   * controller that is the last live path to such a multipath namespace; a framebuffer),
+   * SR-IOV PF with VFs enabled going to a VFIO driver, target driver that does not claim
+   * the device.
    */
   PCIBIND_BIND_FORCE = 1,
   /**
@@ -234,9 +237,11 @@ int pcibind_find_vfio_variant(const struct pcibind_ctx *ctx,
  * PCIBIND_BIND_FORCE, refuse a device in use on the host, an SR-IOV PF with VFs enabled going
  * to a VFIO driver, and a target whose module's aliases do not match the device; write
  * `driver_override`, unbind from the current driver, write `drivers_probe`, and check that the
- * device is now bound to exactly the target. The override stays set afterwards, so a later
- * reprobe keeps the device where it is. Operations on one device are serialized, in this
- * process and across processes (a lock file per device in the lock directory).
+ * device is now bound to exactly the target. (An NVMe controller that is one of several live
+ * paths to an in-use multipath namespace is not refused; a LOG_WARNING names the namespace.)
+ * The override stays set afterwards, so a later reprobe keeps the device where it is.
+ * Operations on one device are serialized, in this process and across processes (a lock file
+ * per device in the lock directory).
  * With PCIBIND_BIND_DRY_RUN nothing is changed or loaded, but the safety checks run (unless
  * PCIBIND_BIND_FORCE) and the call fails as the real one would; the plan, made from the same
  * step list the real call executes, is logged at LOG_NOTICE, one message per line

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -204,6 +204,13 @@ impl Beneath {
         }
         buf.truncate(n as usize);
         Ok(Some(PathBuf::from(OsStr::from_bytes(&buf))))
+    }
+
+    /// The (device, inode) pair of what `path` resolves to beneath the root: two paths reached
+    /// through different links name the same directory when their identities are equal.
+    pub fn identity(&self, path: &Path) -> io::Result<(u64, u64)> {
+        let meta = self.open(path, libc::O_PATH)?.metadata()?;
+        Ok((meta.dev(), meta.ino()))
     }
 
     /// Refuses a write target that resolves outside the root, before it is opened (by path, so

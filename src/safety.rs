@@ -76,7 +76,9 @@ impl Context {
         target: &Target,
         given: Option<&DriverName>,
     ) -> Result<()> {
-        if let Some(reason) = inuse::in_use_reason(&self.sysfs, &self.proc_root, address)? {
+        if let Some(reason) =
+            inuse::in_use_reason(&self.sysfs, &self.proc_root, &self.log, address)?
+        {
             return Err(Error::InUse {
                 address: *address,
                 reason,

@@ -199,20 +199,6 @@ impl Sysfs {
     }
 }
 
-/// A block device found under a PCI device (a disk or a partition).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BlockDevice {
-    pub name: String,
-    /// `MAJOR:MINOR`, as in its `dev` attribute.
-    pub dev: String,
-    /// Entries of its `holders/` (device-mapper, md, ... stacked on it).
-    pub holders: Vec<String>,
-}
-
-/// How deep below a PCI device block devices are looked for (AHCI puts them at
-/// `BDF/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda1`).
-const MAX_BLOCK_DEPTH: usize = 8;
-
 /// The driver_override value that names no driver: what `unbind` leaves so nothing grabs the
 /// device on a later probe.
 pub const NO_DRIVER_OVERRIDE: &str = "none";
@@ -313,75 +299,6 @@ impl Sysfs {
         }
     }
 
-    /// The device's network interfaces with their `flags` (IFF_UP is bit 0).
-    pub fn net_interfaces(&self, address: &PciAddress) -> Result<Vec<(String, u32)>> {
-        // A device that vanished has no interfaces; the caller checked it exists.
-        let dir = self.device_dir(address).join("net");
-        let names = match self.list_dir(&dir, "listing the device's network interfaces") {
-            Ok(names) => names,
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return Ok(Vec::new())
-            }
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::new();
-        for name in names {
-            if name.contains('/') || name.starts_with('.') {
-                continue;
-            }
-            let flags_path = dir.join(&name).join("flags");
-            let flags = self
-                .read_small(&flags_path, "reading an interface's flags")
-                .ok()
-                .and_then(|t| u32::from_str_radix(t.trim().trim_start_matches("0x"), 16).ok())
-                .unwrap_or(0);
-            out.push((name, flags));
-        }
-        out.sort();
-        Ok(out)
-    }
-
-    /// Block devices (disks and partitions) anywhere below the device, found by their
-    /// `subsystem` link naming `block`; symlinks are not followed.
-    pub fn block_devices(&self, address: &PciAddress) -> Result<Vec<BlockDevice>> {
-        let mut out = Vec::new();
-        let mut stack = vec![(self.device_dir(address), 0usize)];
-        while let Some((dir, depth)) = stack.pop() {
-            let Ok(entries) = self.tree.read_dir(&dir) else {
-                continue;
-            };
-            for (name, kind) in entries {
-                if kind != EntryKind::Dir || depth >= MAX_BLOCK_DEPTH {
-                    continue;
-                }
-                let path = dir.join(&name);
-                let is_block = self
-                    .tree
-                    .read_link(&path.join("subsystem"))
-                    .ok()
-                    .flatten()
-                    .is_some_and(|t| t.file_name().is_some_and(|n| n == "block"));
-                if is_block {
-                    let dev = self
-                        .read_small(&path.join("dev"), "reading a block device's number")
-                        .map(|t| t.trim().to_owned())
-                        .unwrap_or_default();
-                    let holders = self
-                        .list_dir(&path.join("holders"), "listing holders")
-                        .unwrap_or_default();
-                    out.push(BlockDevice {
-                        name: name.to_string_lossy().into_owned(),
-                        dev,
-                        holders,
-                    });
-                }
-                stack.push((path, depth + 1));
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
-    }
-
     /// The UTF-8 names in a directory (others cannot be valid names and are skipped).
     fn list_dir(&self, dir: &Path, step: &'static str) -> Result<Vec<String>> {
         let entries = self
@@ -408,5 +325,419 @@ impl Sysfs {
             },
             Err(e) => Err(Error::io(step, link, e)),
         }
+    }
+}
+
+/// A block device (a disk or a partition).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockDevice {
+    pub name: String,
+    /// `MAJOR:MINOR`, as in its `dev` attribute; empty when it has none.
+    pub dev: String,
+    /// Entries of its `holders/` (device-mapper, md, bcache, ... stacked on it).
+    pub holders: Vec<String>,
+    /// A disk nobody can open: an NVMe native-multipath per-path disk (`nvmeXcYnZ`), whose
+    /// `hidden` attribute reads 1 (kernels that give hidden disks no device number show no
+    /// `dev` instead). The usable disk of the namespace hangs under the `nvme-subsystem`
+    /// device.
+    pub hidden: bool,
+}
+
+/// What a network interface is, as far as a reason needs to say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetKind {
+    /// Has `bridge/`.
+    Bridge,
+    /// Has `bonding/`.
+    Bond,
+    /// Anything else (team, Open vSwitch, VLAN, macvlan, a plain NIC, ...).
+    Other,
+}
+
+/// A link from a network interface to one directly above it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpperLink {
+    pub name: String,
+    /// Named by the `master` link (a bridge, bond, team or Open vSwitch port), not only by
+    /// an `upper_*` link (VLAN, macvlan).
+    pub is_master: bool,
+}
+
+/// A network interface and the interfaces directly above it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetInterface {
+    pub name: String,
+    /// Its `flags` (IFF_UP is bit 0); 0 when unreadable.
+    pub flags: u32,
+    pub kind: NetKind,
+    /// Its `master` and the targets of its `upper_*` links, master first, each once.
+    pub uppers: Vec<UpperLink>,
+}
+
+/// An NVMe controller (`nvme/nvmeN` below its PCI function) and its namespaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NvmeController {
+    pub name: String,
+    /// Its `state` reads `live`: a live path to its namespaces.
+    pub live: bool,
+    /// The `nsid` of every disk directly below it: under native multipath, the namespaces it is
+    /// a path to.
+    pub path_nsids: Vec<u32>,
+    /// Device and inode of its directory, so that one reached through the subsystem's link is
+    /// recognised as the one found below the PCI function.
+    identity: (u64, u64),
+}
+
+impl NvmeController {
+    /// True when both are the same controller, however each was reached.
+    pub fn is(&self, other: &NvmeController) -> bool {
+        self.identity == other.identity
+    }
+}
+
+/// A namespace's usable disk under native multipath, with its partitions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NvmeNamespace {
+    /// Its `nsid`; `None` when unreadable.
+    pub nsid: Option<u32>,
+    pub disk: BlockDevice,
+    pub partitions: Vec<BlockDevice>,
+}
+
+/// An NVMe subsystem (`class/nvme-subsystem/nvme-subsysN`): its controllers (the links in its
+/// directory) and the multipath disks of its namespaces (the disks below it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NvmeSubsystem {
+    pub name: String,
+    pub controllers: Vec<NvmeController>,
+    pub namespaces: Vec<NvmeNamespace>,
+}
+
+/// A mounted btrfs file system (`fs/btrfs/UUID`, which exists while it is mounted) and the
+/// names of its member block devices (`devices/`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BtrfsFilesystem {
+    pub uuid: String,
+    pub members: Vec<String>,
+}
+
+/// What lies below a PCI device in the device tree, as far as the in-use checks need it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceSubtree {
+    /// Interfaces in a `net/` directory anywhere below (virtio-net: `BDF/virtioN/net/IF`).
+    pub interfaces: Vec<NetInterface>,
+    /// Disks and partitions anywhere below, hidden ones included.
+    pub disks: Vec<BlockDevice>,
+    /// Framebuffers (`graphics/fbN`) anywhere below.
+    pub framebuffers: Vec<String>,
+    /// NVMe controllers (`nvme/nvmeN`) anywhere below.
+    pub nvme_controllers: Vec<NvmeController>,
+}
+
+/// How deep below a PCI device the walk goes: USB storage behind a controller is
+/// `BDF/usb1/1-1/1-1.2/1-1.2:1.0/host0/target0:0:0/0:0:0:0/block/sda/sda1`, deeper behind
+/// more hubs.
+const MAX_SUBTREE_DEPTH: usize = 16;
+
+/// How many directories below a PCI device the walk visits before giving up (with an error:
+/// an in-use check that has not looked everywhere must not say "not in use").
+const MAX_SUBTREE_DIRS: usize = 100_000;
+
+/// `IFNAMSIZ`: interface names are shorter.
+const IFNAMSIZ: usize = 16;
+
+/// True for a name the kernel accepts for a network interface (`dev_valid_name`), which is
+/// then also a safe path component.
+fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < IFNAMSIZ
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', ':'])
+        && !name.chars().any(char::is_whitespace)
+}
+
+/// True for an error that says there is no such entry (or a file where a directory would be).
+fn not_found(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. }
+        if source.kind() == io::ErrorKind::NotFound || source.raw_os_error() == Some(libc::ENOTDIR))
+}
+
+impl Sysfs {
+    /// Walks the device's subtree once (directories only, never through a link, at most
+    /// `MAX_SUBTREE_DEPTH` deep) and collects its interfaces, disks, framebuffers and NVMe
+    /// controllers. Children of a class directory are recognised by its name, as the kernel
+    /// names them (`net`, `graphics`, `nvme`); disks by their `subsystem` link.
+    pub fn device_subtree(&self, address: &PciAddress) -> Result<DeviceSubtree> {
+        let top = self.device_dir(address);
+        let mut out = DeviceSubtree::default();
+        let mut visited = 0usize;
+        let mut stack = vec![(top.clone(), 0usize)];
+        while let Some((dir, depth)) = stack.pop() {
+            let entries = match self.tree.read_dir(&dir) {
+                Ok(entries) => entries,
+                // Something below went away while we looked (a device being removed).
+                Err(e) if depth > 0 && e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("walking the device's subtree", dir, e)),
+            };
+            let class = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            for (name, kind) in entries {
+                if kind != EntryKind::Dir {
+                    continue;
+                }
+                visited += 1;
+                if visited > MAX_SUBTREE_DIRS {
+                    return Err(Error::Malformed {
+                        path: top,
+                        detail: format!("more than {MAX_SUBTREE_DIRS} directories below it"),
+                    });
+                }
+                let path = dir.join(&name);
+                let shown = name.to_string_lossy().into_owned();
+                match class {
+                    // Nothing the checks need lies below an interface or a framebuffer.
+                    "net" => {
+                        out.interfaces.push(self.read_interface(&path, shown)?);
+                        continue;
+                    }
+                    "graphics" => {
+                        out.framebuffers.push(shown);
+                        continue;
+                    }
+                    "nvme" => {
+                        if let Some(c) = self.read_nvme_controller(&path, shown.clone())? {
+                            out.nvme_controllers.push(c);
+                        }
+                    }
+                    _ => {}
+                }
+                if self.is_block_device(&path) {
+                    out.disks.push(self.read_block_device(&path, shown));
+                }
+                if depth + 1 < MAX_SUBTREE_DEPTH {
+                    stack.push((path, depth + 1));
+                }
+            }
+        }
+        out.interfaces.sort_by(|a, b| a.name.cmp(&b.name));
+        out.disks.sort_by(|a, b| a.name.cmp(&b.name));
+        out.framebuffers.sort();
+        out.nvme_controllers.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The network interface `name` (`class/net/NAME`), or `None` when there is none.
+    pub fn net_interface(&self, name: &str) -> Result<Option<NetInterface>> {
+        if !valid_ifname(name) {
+            return Ok(None);
+        }
+        let dir = self.root.join("class/net").join(name);
+        if !self.tree.is_dir(&dir) {
+            return Ok(None);
+        }
+        self.read_interface(&dir, name.to_owned()).map(Some)
+    }
+
+    fn read_interface(&self, dir: &Path, name: String) -> Result<NetInterface> {
+        let flags = self
+            .read_small(&dir.join("flags"), "reading an interface's flags")
+            .ok()
+            .and_then(|t| u32::from_str_radix(t.trim().trim_start_matches("0x"), 16).ok())
+            .unwrap_or(0);
+        let kind = if self.tree.is_dir(&dir.join("bridge")) {
+            NetKind::Bridge
+        } else if self.tree.is_dir(&dir.join("bonding")) {
+            NetKind::Bond
+        } else {
+            NetKind::Other
+        };
+        let mut uppers: Vec<UpperLink> = Vec::new();
+        let mut links = self
+            .list_dir(dir, "listing an interface's links")
+            .unwrap_or_default();
+        // `master` first, so the relation shown is "a port of", not "below".
+        links.sort_by_key(|l| l != "master");
+        for link in links {
+            let is_master = link == "master";
+            if !is_master && !link.starts_with("upper_") {
+                continue;
+            }
+            let Ok(Some(upper)) = self.link_basename(&dir.join(&link), "reading an upper link")
+            else {
+                continue;
+            };
+            if valid_ifname(&upper) && !uppers.iter().any(|u| u.name == upper) {
+                uppers.push(UpperLink {
+                    name: upper,
+                    is_master,
+                });
+            }
+        }
+        Ok(NetInterface {
+            name,
+            flags,
+            kind,
+            uppers,
+        })
+    }
+
+    /// True when `dir` is a block device: its `subsystem` link names `block`.
+    fn is_block_device(&self, dir: &Path) -> bool {
+        self.tree
+            .read_link(&dir.join("subsystem"))
+            .ok()
+            .flatten()
+            .is_some_and(|t| t.file_name().is_some_and(|n| n == "block"))
+    }
+
+    fn read_block_device(&self, dir: &Path, name: String) -> BlockDevice {
+        let dev = self
+            .read_small(&dir.join("dev"), "reading a block device's number")
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_default();
+        let hidden = dev.is_empty()
+            || self
+                .read_small(&dir.join("hidden"), "reading a disk's hidden flag")
+                .is_ok_and(|t| t.trim() == "1");
+        let holders = self
+            .list_dir(&dir.join("holders"), "listing holders")
+            .unwrap_or_default();
+        BlockDevice {
+            name,
+            dev,
+            holders,
+            hidden,
+        }
+    }
+
+    /// The block devices directly below `dir`, in name order.
+    fn child_block_devices(&self, dir: &Path) -> Vec<(PathBuf, BlockDevice)> {
+        let mut out: Vec<(PathBuf, BlockDevice)> = self
+            .tree
+            .read_dir(dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, kind)| *kind == EntryKind::Dir)
+            .map(|(name, _)| dir.join(&name))
+            .filter(|path| self.is_block_device(path))
+            .map(|path| {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let disk = self.read_block_device(&path, name);
+                (path, disk)
+            })
+            .collect();
+        out.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+        out
+    }
+
+    fn read_nsid(&self, disk: &Path) -> Option<u32> {
+        self.read_small(&disk.join("nsid"), "reading a namespace id")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    }
+
+    /// The controller at `dir` (reached directly or through a subsystem's link); `None` when
+    /// it has no `state`, so is no NVMe controller.
+    fn read_nvme_controller(&self, dir: &Path, name: String) -> Result<Option<NvmeController>> {
+        let state = match self.read_small(&dir.join("state"), "reading a controller's state") {
+            Ok(state) => state,
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let identity = self
+            .tree
+            .identity(dir)
+            .map_err(|e| Error::io("looking up an NVMe controller", dir, e))?;
+        let path_nsids = self
+            .child_block_devices(dir)
+            .iter()
+            .filter_map(|(path, _)| self.read_nsid(path))
+            .collect();
+        Ok(Some(NvmeController {
+            name,
+            live: state.trim() == "live",
+            path_nsids,
+            identity,
+        }))
+    }
+
+    /// Every NVMe subsystem (`class/nvme-subsystem/`), with its controllers and the multipath
+    /// disks of its namespaces; none when the class does not exist.
+    pub fn nvme_subsystems(&self) -> Result<Vec<NvmeSubsystem>> {
+        let class = self.root.join("class/nvme-subsystem");
+        let names = match self.list_dir(&class, "listing NVMe subsystems") {
+            Ok(names) => names,
+            Err(e) if not_found(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for name in names {
+            let dir = class.join(&name);
+            let entries = match self.tree.read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("listing an NVMe subsystem", dir, e)),
+            };
+            let mut controllers = Vec::new();
+            for (entry, kind) in entries {
+                // The subsystem links each of its controllers by the controller's name.
+                if kind != EntryKind::Link || entry == "subsystem" {
+                    continue;
+                }
+                let shown = entry.to_string_lossy().into_owned();
+                if let Some(c) = self.read_nvme_controller(&dir.join(&entry), shown)? {
+                    controllers.push(c);
+                }
+            }
+            controllers.sort_by(|a, b| a.name.cmp(&b.name));
+            let namespaces = self
+                .child_block_devices(&dir)
+                .into_iter()
+                .map(|(path, disk)| NvmeNamespace {
+                    nsid: self.read_nsid(&path),
+                    partitions: self
+                        .child_block_devices(&path)
+                        .into_iter()
+                        .map(|(_, part)| part)
+                        .collect(),
+                    disk,
+                })
+                .collect();
+            out.push(NvmeSubsystem {
+                name,
+                controllers,
+                namespaces,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Every mounted btrfs file system (`fs/btrfs/UUID/devices/`); none without btrfs.
+    pub fn btrfs_filesystems(&self) -> Result<Vec<BtrfsFilesystem>> {
+        let dir = self.root.join("fs/btrfs");
+        let names = match self.list_dir(&dir, "listing btrfs file systems") {
+            Ok(names) => names,
+            Err(e) if not_found(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for uuid in names {
+            // `features/` and anything else without `devices/` is no file system.
+            let devices = dir.join(&uuid).join("devices");
+            match self.list_dir(&devices, "listing a btrfs file system's devices") {
+                Ok(mut members) => {
+                    members.sort();
+                    out.push(BtrfsFilesystem { uuid, members });
+                }
+                Err(e) if not_found(&e) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+        Ok(out)
     }
 }

@@ -1,0 +1,254 @@
+/* "In use on the host" through the C API (SPEC 1, "What in use looks like"; SPEC 3.3 step 5):
+ * host topologies the kernel really builds, each refused by pcibind_bind() with
+ * PCIBIND_ERR_IN_USE and a message naming what uses the device, without a write; and the NVMe
+ * multipath case that is allowed, with a warning. The kernel shim is preloaded, so an allowed
+ * bind really moves the device in the fake tree. */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "testctx.h"
+
+static char *root;
+static pcibind_ctx *ctx;
+
+static const char *const VIRTIO_NET = "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00";
+static const char *const E1000E = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
+static const char *const NVME = "pci:v00008086d0000F1A8sv00008086sd0000390Bbc01sc08i02";
+static const char *const VGA = "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00";
+
+static const char *const ROUTE_HEADER =
+    "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n";
+
+static char warnings[8192];
+static void capture_log(void *userdata, int priority, const char *message)
+{
+    (void)userdata;
+    if (priority <= LOG_WARNING) {
+        size_t len = strlen(warnings);
+        snprintf(warnings + len, sizeof(warnings) - len, "%s\n", message);
+    }
+}
+
+static void setup(void)
+{
+    root = fs_new();
+    warnings[0] = '\0';
+    fs_vfio_driver(root, "vfio_pci", "vfio-pci");
+    fs_loaded_driver(root, "virtio_pci", "virtio-pci");
+    fs_loaded_driver(root, "e1000e", "e1000e");
+    fs_loaded_driver(root, "nvme", "nvme");
+    fs_loaded_driver(root, "bochs", "bochs-drm");
+    char *dir = NULL;
+    CHECK(asprintf(&dir, "%s/kernel-6.8.0-151-generic", getenv("PCIBIND_TEST_DATA")) > 0);
+    ctx = test_context(root, root, getenv("FAKE_MODPROBE"), dir);
+    free(dir);
+    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_log, NULL, LOG_WARNING), PCIBIND_OK);
+}
+
+static void teardown(void)
+{
+    pcibind_ctx_free(ctx);
+    ctx = NULL;
+    fs_destroy(root);
+    root = NULL;
+}
+
+/* --- small tree builders of this file (paths relative to the root) --- */
+
+/* fs_write() and fs_symlink() after creating the parent directory. */
+static void put(const char *rel, const char *content)
+{
+    char *parent = strdup(rel);
+    *strrchr(parent, '/') = '\0';
+    fs_mkdirs(root, parent);
+    free(parent);
+    fs_write(root, rel, content);
+}
+
+static void put_link(const char *rel, const char *target)
+{
+    char *parent = strdup(rel);
+    *strrchr(parent, '/') = '\0';
+    fs_mkdirs(root, parent);
+    free(parent);
+    fs_symlink(root, rel, target);
+}
+
+/* Interface NAME in PARENT/net/NAME with `flags`, and class/net/NAME linking to it. */
+static void netdev(const char *parent, const char *name, const char *flags)
+{
+    char rel[512], target[512];
+    snprintf(rel, sizeof(rel), "%s/net/%s/flags", parent, name);
+    put(rel, flags);
+    snprintf(rel, sizeof(rel), "class/net/%s", name);
+    snprintf(target, sizeof(target), "../../%s/net/%s", parent, name);
+    put_link(rel, target);
+}
+
+/* UPPER is above LOWER: LOWER's upper_UPPER link, and `master` too for a bridge/bond port. */
+static void stacked(const char *lower, const char *upper, int master)
+{
+    char rel[512], target[512];
+    snprintf(target, sizeof(target), "../../../virtual/net/%s", upper);
+    snprintf(rel, sizeof(rel), "class/net/%s/upper_%s", lower, upper);
+    fs_symlink(root, rel, target);
+    if (master) {
+        snprintf(rel, sizeof(rel), "class/net/%s/master", lower);
+        fs_symlink(root, rel, target);
+    }
+}
+
+/* Block device PARENT/NAME: `subsystem` names block, `dev` (none when NULL), `holders/`. */
+static void block_device(const char *parent, const char *name, const char *dev)
+{
+    char rel[512];
+    snprintf(rel, sizeof(rel), "%s/%s/holders", parent, name);
+    fs_mkdirs(root, rel);
+    snprintf(rel, sizeof(rel), "%s/%s/subsystem", parent, name);
+    fs_symlink(root, rel, "/class/block"); /* only its last component is read */
+    if (dev) {
+        char line[64];
+        snprintf(rel, sizeof(rel), "%s/%s/dev", parent, name);
+        snprintf(line, sizeof(line), "%s\n", dev);
+        fs_write(root, rel, line);
+    }
+}
+
+static void expect_nothing_written(void)
+{
+    char *log = fs_write_log(root);
+    CHECK_STR(log, "");
+    free(log);
+}
+
+static void expect_in_use(const char *bdf, const char *reason)
+{
+    char *out = (char *)(uintptr_t)0x1;
+    CHECK_RC(pcibind_bind(ctx, bdf, "vfio-pci", 0, &out), PCIBIND_ERR_IN_USE);
+    CHECK(out == NULL);
+    CHECK_CONTAINS(pcibind_last_error_message(), reason);
+    expect_nothing_written();
+}
+
+/* --- scenarios --- */
+
+/* virtio-net's interface is one level down, below the virtio device. */
+static void virtio_net_interface_with_the_default_route(void)
+{
+    setup();
+    fs_device(root, "0000:00:03.0", VIRTIO_NET, "virtio-pci");
+    netdev("devices/pci0000:00/0000:00:03.0/virtio2", "eth0", "0x1003\n");
+    char route[512];
+    snprintf(route, sizeof(route), "%seth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n",
+             ROUTE_HEADER);
+    fs_write(root, "proc/net/route", route);
+    expect_in_use("0000:00:03.0", "network interface eth0 is up with 1 IPv4 route(s)");
+    teardown();
+}
+
+static void nic_enslaved_to_a_bridge_with_an_address(void)
+{
+    setup();
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    netdev("devices/pci0000:00/0000:02:00.0", "eth0", "0x1003\n");
+    netdev("devices/virtual", "br0", "0x1003\n");
+    fs_mkdirs(root, "devices/virtual/net/br0/bridge");
+    stacked("eth0", "br0", 1);
+    fs_write(root, "proc/net/if_inet6", "20010db8000000000000000000000001 05 40 00 80 br0\n");
+    expect_in_use("0000:02:00.0", "network interface eth0 is a port of bridge br0, which is up "
+                                  "with IPv6 address 20010db8000000000000000000000001");
+    teardown();
+}
+
+/* A two-disk btrfs mounted through the other disk: mountinfo shows 0:NN and /dev/sda. */
+static void disk_of_a_btrfs_mounted_through_another_member(void)
+{
+    setup();
+    fs_device(root, "0000:04:00.0", NVME, "nvme");
+    block_device("devices/pci0000:00/0000:04:00.0/nvme/nvme0", "nvme0n1", "259:0");
+    put_link("fs/btrfs/0d6c9a5e-0000-4000-8000-000000000001/devices/sda", "/devices/sda");
+    fs_symlink(root, "fs/btrfs/0d6c9a5e-0000-4000-8000-000000000001/devices/nvme0n1",
+               "/devices/nvme0n1");
+    fs_write(root, "proc/self/mountinfo",
+             "29 1 0:33 / / rw,relatime shared:1 - btrfs /dev/sda rw\n");
+    expect_in_use("0000:04:00.0", "block device nvme0n1 is a member of the btrfs file system "
+                                  "0d6c9a5e-0000-4000-8000-000000000001 mounted on /");
+    teardown();
+}
+
+/* A GPU whose framebuffer the console may be drawn on. */
+static void gpu_with_a_framebuffer(void)
+{
+    setup();
+    fs_device(root, "0000:00:01.0", VGA, "bochs-drm");
+    fs_mkdirs(root, "devices/pci0000:00/0000:00:01.0/graphics/fb0");
+    expect_in_use("0000:00:01.0", "framebuffer fb0");
+    teardown();
+}
+
+/* NVMe native multipath: namespace 1 (nvme0n1, mounted on /) hangs under nvme-subsys0; the
+ * controllers nvme0 (0000:04:00.0) and, when `other_state` is given, nvme1 (0000:05:00.0)
+ * hold its hidden path disks. */
+static void multipath(const char *other_state)
+{
+    const char *subsys = "devices/virtual/nvme-subsystem/nvme-subsys0";
+    put_link("class/nvme-subsystem/nvme-subsys0",
+             "../../devices/virtual/nvme-subsystem/nvme-subsys0");
+    fs_mkdirs(root, subsys);
+    block_device(subsys, "nvme0n1", "259:0");
+    fs_write(root, "devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1/nsid", "1\n");
+    const struct {
+        const char *bdf, *ctrl, *path, *state;
+    } ctrls[] = {{"0000:04:00.0", "nvme0", "nvme0c0n1", "live"},
+                 {"0000:05:00.0", "nvme1", "nvme0c1n1", other_state}};
+    for (size_t i = 0; i < 2; i++) {
+        if (!ctrls[i].state)
+            continue;
+        char dir[512], rel[600], target[512];
+        fs_device(root, ctrls[i].bdf, NVME, "nvme");
+        snprintf(dir, sizeof(dir), "devices/pci0000:00/%s/nvme/%s", ctrls[i].bdf, ctrls[i].ctrl);
+        snprintf(rel, sizeof(rel), "%s/state", dir);
+        snprintf(target, sizeof(target), "%s\n", ctrls[i].state);
+        put(rel, target);
+        block_device(dir, ctrls[i].path, NULL); /* hidden: no `dev` */
+        snprintf(rel, sizeof(rel), "%s/%s/nsid", dir, ctrls[i].path);
+        fs_write(root, rel, "1\n");
+        snprintf(rel, sizeof(rel), "%s/%s", subsys, ctrls[i].ctrl);
+        snprintf(target, sizeof(target), "../../../pci0000:00/%s/nvme/%s", ctrls[i].bdf,
+                 ctrls[i].ctrl);
+        fs_symlink(root, rel, target);
+    }
+    fs_write(root, "proc/self/mountinfo",
+             "29 1 259:0 / / rw,relatime shared:1 - ext4 /dev/nvme0n1 rw\n");
+}
+
+static void nvme_controller_that_is_the_last_live_path(void)
+{
+    setup();
+    multipath("connecting");
+    expect_in_use("0000:04:00.0", "NVMe controller nvme0 is the last live path to namespace "
+                                  "nvme0n1 of nvme-subsys0: block device nvme0n1 is mounted on /");
+    teardown();
+}
+
+static void nvme_controller_with_another_live_path_is_allowed_with_a_warning(void)
+{
+    setup();
+    multipath("live");
+    char *out = NULL;
+    CHECK_RC(pcibind_bind(ctx, "0000:04:00.0", "vfio-pci", 0, &out), PCIBIND_OK);
+    CHECK_STR(out, "vfio-pci");
+    free(out);
+    CHECK(fs_is_bound_to(root, "0000:04:00.0", "vfio-pci"));
+    CHECK_CONTAINS(warnings, "NVMe controller nvme0 is a path to namespace nvme0n1");
+    CHECK_CONTAINS(warnings, "nvme1 remain(s) a live path");
+    teardown();
+}
+
+RUN_TESTS(TEST_CASE(virtio_net_interface_with_the_default_route),
+          TEST_CASE(nic_enslaved_to_a_bridge_with_an_address),
+          TEST_CASE(disk_of_a_btrfs_mounted_through_another_member),
+          TEST_CASE(gpu_with_a_framebuffer), TEST_CASE(nvme_controller_that_is_the_last_live_path),
+          TEST_CASE(nvme_controller_with_another_live_path_is_allowed_with_a_warning))
