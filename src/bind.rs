@@ -284,11 +284,6 @@ impl Context {
             .map(|n| self.resolve_target(n, false, Mode::Real, &mut notes))
             .transpose()?;
         let start = self.state(address)?;
-        let on_host_driver = start.driver.as_ref().filter(|d| {
-            !STUB_DRIVERS.contains(&d.as_str())
-                && !self.sysfs.has_vfio_dev(address)
-                && !self.is_vfio_driver(d)
-        });
         let nothing = |target: Option<DriverName>| {
             self.log.log(
                 Priority::Info,
@@ -301,7 +296,14 @@ impl Context {
             })
         };
         let Some(target) = target else {
-            if on_host_driver.is_some() && start.driver_override.is_none() {
+            // On a host driver with no override: cheapest test first.
+            let on_host_driver = start.driver_override.is_none()
+                && start.driver.as_ref().is_some_and(|d| {
+                    !STUB_DRIVERS.contains(&d.as_str())
+                        && !self.sysfs.has_vfio_dev(address)
+                        && !self.is_vfio_driver(d)
+                });
+            if on_host_driver {
                 return nothing(None);
             }
             return self.prepare_reattach_to_host(address, start);
