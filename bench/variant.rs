@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use pcibind::alias::{AliasIndex, VFIO_PREFIX};
-use pcibind::glob::{glob_match, wildcard_count};
+use pcibind::internals::{glob_match, wildcard_count};
+use pcibind::internals::{AliasIndex, VFIO_PREFIX};
 use pcibind::{Context, Logger};
 
 struct Counting;

@@ -19,53 +19,81 @@
  * `pcibind_last_error_message()`. Values never change once released.
  */
 typedef enum pcibind_error {
+  /**
+   * success
+   */
   PCIBIND_OK = 0,
   /**
+   * invalid argument
+   *
    * A NULL pointer, a malformed name, unknown flag bits, a relative path.
    */
   PCIBIND_ERR_INVALID_ARG = -1,
   /**
+   * invalid PCI address
+   *
    * The PCI address is not `DDDD:BB:DD.F` (or the short `BB:DD.F`).
    */
   PCIBIND_ERR_INVALID_ADDRESS = -2,
   /**
+   * no such PCI device
+   *
    * No PCI device with that address exists.
    */
   PCIBIND_ERR_NO_DEVICE = -3,
   /**
-   * The name resolves to no PCI driver.
+   * name resolves to no PCI driver
+   *
+   * No registered driver has the name, and no module of that name registers one (modprobe
+   * reported that no such module exists, or it registers no PCI driver).
    */
   PCIBIND_ERR_NO_DRIVER = -4,
   /**
+   * module could not be loaded
+   *
    * modprobe failed or is unavailable; the message carries its exit status and stderr.
    */
   PCIBIND_ERR_MODULE_LOAD = -5,
   /**
-   * The kernel did not bind; the device was restored to where it was.
+   * kernel did not bind the device; it was restored to where it was
+   *
+   * The message says which step failed; `pcibind_last_error_errno()` the kernel's answer.
    */
   PCIBIND_ERR_BIND = -6,
   /**
-   * Binding failed AND restoring failed; the message says where the device is.
+   * binding failed and the device could not be restored
+   *
+   * The message says where the device is now.
    */
   PCIBIND_ERR_RESTORE = -7,
   /**
-   * The device is in use on the host (override with PCIBIND_BIND_FORCE).
+   * device is in use on the host
+   *
+   * The message says how (override with PCIBIND_BIND_FORCE).
    */
   PCIBIND_ERR_IN_USE = -8,
   /**
-   * An unexpected OS error; see `pcibind_last_error_errno()`.
+   * unexpected operating system error
+   *
+   * `pcibind_last_error_errno()` is always set for it.
    */
   PCIBIND_ERR_IO = -9,
   /**
-   * A lock could not be taken.
+   * lock could not be taken
+   *
+   * Another thread or process held the device's lock for longer than the lock timeout.
    */
   PCIBIND_ERR_BUSY = -10,
   /**
-   * A bug (a caught panic); the context now refuses further calls.
+   * internal error; the context refuses further calls
+   *
+   * A bug (a caught panic); free the context.
    */
   PCIBIND_ERR_INTERNAL = -11,
   /**
-   * The target driver does not claim this device (override with PCIBIND_BIND_FORCE).
+   * driver does not claim this device
+   *
+   * None of its module's aliases match the device (override with PCIBIND_BIND_FORCE).
    */
   PCIBIND_ERR_NOT_CLAIMED = -12,
 } pcibind_error;
@@ -374,8 +402,8 @@ void pcibind_string_free(char *s);
 void pcibind_strv_free(char **v);
 
 /**
- * A static, human-readable description of a result code; unknown codes get
- * `"unknown error"`. Never NULL; do not free.
+ * A static, human-readable description of a result code (the first line of its
+ * documentation above); unknown codes get `"unknown error"`. Never NULL; do not free.
  */
 const char *pcibind_strerror(int code);
 

@@ -27,7 +27,7 @@ impl PciAddress {
     /// Hex digits may be of either case; nothing else (no white space, no newline) is accepted.
     pub fn parse(input: &str) -> Result<PciAddress, Error> {
         let bad = |reason: &'static str| Error::InvalidAddress {
-            input: input.escape_debug().to_string(),
+            input: crate::error::quote(input),
             reason,
         };
         let (head, function) = input

@@ -90,6 +90,7 @@ pub struct Choice<'a> {
 impl AliasIndex {
     /// Builds the index from the contents of `modules.alias` and, when present,
     /// `modules.builtin.modinfo`. Malformed `vfio_pci:` lines are skipped with a debug log.
+    #[cfg(any(test, feature = "internals"))]
     pub fn parse(alias_file: &[u8], builtin_modinfo: Option<&[u8]>, log: &Logger) -> AliasIndex {
         let mut index = AliasIndex::default();
         index.scan_alias_lines(&Finder::new(VFIO_PREFIX), alias_file, 0, log);
@@ -232,11 +233,13 @@ impl AliasIndex {
         self.aliases.len()
     }
 
+    #[cfg(feature = "internals")]
     pub fn is_empty(&self) -> bool {
         self.aliases.is_empty()
     }
 
     /// Bytes of heap the index holds (for the memory budget in the benchmarks).
+    #[cfg(any(test, feature = "internals"))]
     pub fn heap_bytes(&self) -> usize {
         self.aliases.capacity() * std::mem::size_of::<VfioAlias>()
             + self
@@ -373,8 +376,11 @@ impl<T> Cached<T> {
 fn cached<T>(
     slot: &Mutex<Option<Cached<T>>>,
     dir: &Path,
+    log: &Logger,
     build: impl FnOnce(fs::File, Option<&Path>) -> io::Result<T>,
 ) -> Result<Arc<T>, TablesUnavailable> {
+    // What `build` logs reaches the callback after the slot's lock is released.
+    let _deferral = log.defer();
     let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(cached) = slot.as_ref().filter(|c| c.fresh(dir)) {
         return Ok(Arc::clone(&cached.value));
@@ -435,7 +441,7 @@ impl fmt::Debug for AliasCache {
 impl AliasCache {
     /// The `vfio_pci:` index for the tables in `dir`.
     pub fn index(&self, dir: &Path, log: &Logger) -> Result<Arc<AliasIndex>, TablesUnavailable> {
-        cached(&self.vfio, dir, |alias_file, builtin| {
+        cached(&self.vfio, dir, log, |alias_file, builtin| {
             let mut index = AliasIndex::default();
             index.read_alias_file(alias_file, log)?;
             if let Some(path) = builtin {
@@ -461,7 +467,7 @@ impl AliasCache {
 
     /// The host drivers' `pci:` aliases for the tables in `dir`.
     pub fn host(&self, dir: &Path, log: &Logger) -> Result<Arc<HostAliases>, TablesUnavailable> {
-        cached(&self.host, dir, |mut alias_file, builtin| {
+        cached(&self.host, dir, log, |mut alias_file, builtin| {
             let mut text = Vec::new();
             alias_file.read_to_end(&mut text)?;
             let modinfo = builtin.and_then(|path| fs::read(path).ok());
@@ -562,6 +568,7 @@ impl HostAliases {
     }
 
     /// Bytes held on the heap (for the benchmark's memory figure).
+    #[cfg(feature = "internals")]
     pub fn heap_bytes(&self) -> usize {
         self.aliases.capacity() * std::mem::size_of::<(ModuleName, Box<str>)>()
             + self

@@ -74,6 +74,8 @@ impl Context {
         let address = PciAddress::parse(address)?;
         let name = name.map(DriverName::new).transpose()?;
         self.sysfs.require_device(&address)?;
+        // Declared first, dropped last: the log callback runs after the lock is released.
+        let _deferral = self.log.defer();
         let _lock = self
             .locks
             .lock(&self.lock_dir, &address, DEFAULT_LOCK_TIMEOUT)?;
@@ -224,6 +226,8 @@ impl Context {
     pub fn unbind(&self, address: &str) -> Result<()> {
         let address = PciAddress::parse(address)?;
         self.sysfs.require_device(&address)?;
+        // Declared first, dropped last: the log callback runs after the lock is released.
+        let _deferral = self.log.defer();
         let _lock = self
             .locks
             .lock(&self.lock_dir, &address, DEFAULT_LOCK_TIMEOUT)?;
@@ -259,6 +263,8 @@ impl Context {
         let address = PciAddress::parse(address)?;
         let name = name.map(DriverName::new).transpose()?;
         self.sysfs.require_device(&address)?;
+        // Declared first, dropped last: the log callback runs after the lock is released.
+        let _deferral = self.log.defer();
         let _lock = self
             .locks
             .lock(&self.lock_dir, &address, DEFAULT_LOCK_TIMEOUT)?;

@@ -15,7 +15,7 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArg(String),
 
-    #[error("invalid PCI address \"{input}\": {reason}")]
+    #[error("invalid PCI address {input}: {reason}")]
     InvalidAddress { input: String, reason: &'static str },
 
     #[error("no PCI device {address} (looked for {})", path.display())]
@@ -85,6 +85,20 @@ pub enum Error {
     Internal(String),
 }
 
+/// Longest piece of user input quoted in a message, in characters.
+const MAX_QUOTED: usize = 80;
+
+/// `input` as a message quotes it: escaped like a Rust string, and cut to a sane length with
+/// its full size said, so a 1 MiB bad name does not become a 1 MiB message.
+pub(crate) fn quote(input: &str) -> String {
+    let chars = input.chars().count();
+    if chars <= MAX_QUOTED {
+        return format!("{input:?}");
+    }
+    let head: String = input.chars().take(MAX_QUOTED).collect();
+    format!("{head:?}... ({} bytes)", input.len())
+}
+
 impl Error {
     pub(crate) fn io(step: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
         if source.raw_os_error() == Some(libc::EXDEV) {
@@ -100,10 +114,15 @@ impl Error {
         }
     }
 
-    /// The OS error number behind this error, or 0.
+    /// The OS error number behind this error, or 0. Never 0 for the errors the C API reports
+    /// as `PCIBIND_ERR_IO`: an I/O error that carries no OS error (a link naming an invalid
+    /// driver, say) reports EINVAL for bad data and EIO otherwise.
     pub fn errno(&self) -> i32 {
         match self {
-            Error::Io { source, .. } => source.raw_os_error().unwrap_or(0),
+            Error::Io { source, .. } => source.raw_os_error().unwrap_or(match source.kind() {
+                io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => libc::EINVAL,
+                _ => libc::EIO,
+            }),
             Error::NoDevice { .. } => libc::ENODEV,
             Error::Malformed { .. } => libc::EINVAL,
             Error::Escape { .. } => libc::EXDEV,

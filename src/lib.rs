@@ -3,40 +3,49 @@
 //! The Rust API is [`Context`]; the C API (`src/ffi/`) is a thin layer over it. Data flows one
 //! way: C API -> core (resolution, ...) -> `sysfs`, the only module that touches the file system.
 
-pub mod address;
-pub mod alias;
+mod address;
+mod alias;
 mod beneath;
 mod bind;
-pub mod device;
-pub mod error;
-pub mod glob;
+mod device;
+mod error;
+mod ffi;
+mod glob;
 pub mod group;
 mod inuse;
-pub mod lock;
-pub mod log;
-pub mod modalias;
-pub mod modprobe;
-pub mod name;
+mod lock;
+mod log;
+mod modalias;
+mod modprobe;
+mod name;
 mod query;
 mod resolve;
 mod safety;
-pub mod sysfs;
+mod sysfs;
 mod txn;
-
-#[doc(hidden)]
-pub mod ffi;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use address::PciAddress;
 pub use bind::{BindOptions, Plan};
-pub use device::DeviceInfo;
+pub use device::{class_name, DeviceInfo};
 pub use error::{Error, Result};
 pub use group::{GroupMember, MemberClass};
-pub use log::{Logger, Priority};
+pub use log::{Logger, Priority, Sink};
 pub use modprobe::Modprobe;
 pub use name::{DriverName, ModuleName};
+pub use sysfs::NO_DRIVER_OVERRIDE;
+
+/// The parsers and matchers that the fuzz targets and benchmarks drive directly (feature
+/// `internals`); not part of the stable API.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::alias::{AliasIndex, HostAliases, VFIO_PREFIX};
+    pub use crate::glob::{glob_match, wildcard_count};
+    pub use crate::modalias::Modalias;
+}
 
 use alias::AliasCache;
 use lock::DeviceLocks;

@@ -1,6 +1,7 @@
 //! Logging through a caller-supplied sink with syslog priorities, silent by default (like
 //! libkmod's `kmod_set_log_fn`).
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -35,12 +36,67 @@ impl Logger {
         matches!(&self.sink, Some((_, max)) if priority as i32 <= *max)
     }
 
-    /// Formats and delivers the message only when someone listens at that priority.
+    /// Formats and delivers the message only when someone listens at that priority: one
+    /// delivery per line (a message that carries, say, modprobe's stderr may have several).
+    /// While this thread holds a [`Deferral`], the lines are kept and delivered when the last
+    /// deferral ends.
     pub fn log(&self, priority: Priority, message: fmt::Arguments<'_>) {
-        if let Some((sink, max)) = &self.sink {
-            if priority as i32 <= *max {
-                sink(priority, &message.to_string());
+        let Some((sink, max)) = &self.sink else {
+            return;
+        };
+        if priority as i32 > *max {
+            return;
+        }
+        let text = message.to_string();
+        DEFERRED.with(|d| {
+            let mut d = d.borrow_mut();
+            for line in text.lines() {
+                if d.depth > 0 {
+                    d.lines.push((Arc::clone(sink), priority, line.to_owned()));
+                } else {
+                    sink(priority, line);
+                }
             }
+        });
+    }
+
+    /// Holds back this thread's log deliveries until the returned guard (and every other one
+    /// on this thread) is dropped. Taken before any internal lock, and so dropped after it:
+    /// the callback never runs while the library holds a lock, and may call back into it.
+    pub fn defer(&self) -> Deferral {
+        DEFERRED.with(|d| d.borrow_mut().depth += 1);
+        Deferral(())
+    }
+}
+
+#[derive(Default)]
+struct Deferred {
+    depth: usize,
+    lines: Vec<(Sink, Priority, String)>,
+}
+
+thread_local! {
+    static DEFERRED: RefCell<Deferred> = RefCell::default();
+}
+
+/// See [`Logger::defer`].
+#[must_use = "log lines are held back only while the deferral lives"]
+pub struct Deferral(());
+
+impl Drop for Deferral {
+    fn drop(&mut self) {
+        let lines = DEFERRED.with(|d| {
+            let mut d = d.borrow_mut();
+            d.depth -= 1;
+            if d.depth == 0 {
+                std::mem::take(&mut d.lines)
+            } else {
+                Vec::new()
+            }
+        });
+        // Delivered with no borrow held: a callback may log through the library again.
+        for (sink, priority, line) in lines {
+            sink(priority, &line);
         }
     }
 }

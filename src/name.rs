@@ -11,7 +11,8 @@ use crate::error::Error;
 pub const MAX_NAME_LEN: usize = 64;
 
 fn check(kind: &'static str, input: &str) -> Result<(), Error> {
-    let bad = |why: &str| Error::InvalidArg(format!("{kind} name {:?} {why}", input));
+    let bad =
+        |why: &str| Error::InvalidArg(format!("{kind} name {} {why}", crate::error::quote(input)));
     if input.is_empty() {
         return Err(bad("is empty"));
     }

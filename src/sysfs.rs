@@ -242,11 +242,6 @@ impl Sysfs {
         self.write_kernel_file(path, address.to_string().as_bytes(), "unbinding")
     }
 
-    pub fn bind(&self, driver: &DriverName, address: &PciAddress) -> Result<()> {
-        let path = self.driver_dir(driver).join("bind");
-        self.write_kernel_file(path, address.to_string().as_bytes(), "binding")
-    }
-
     /// Asks the kernel to probe drivers for an unbound device. The kernel reports success even
     /// when no driver took the device: callers must look at the `driver` link afterwards.
     pub fn probe(&self, address: &PciAddress) -> Result<()> {

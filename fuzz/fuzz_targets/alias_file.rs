@@ -2,8 +2,8 @@
 //! The modules.alias parser and the ranking on arbitrary files: never panics, and a lookup on
 //! a kernel-shaped modalias returns a module only if one of the file's vfio_pci: aliases exists.
 use libfuzzer_sys::fuzz_target;
-use pcibind::alias::AliasIndex;
-use pcibind::modalias::Modalias;
+use pcibind::internals::AliasIndex;
+use pcibind::internals::Modalias;
 use pcibind::Logger;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,8 +2,8 @@
 //! modules.builtin.modinfo parsing (NUL-separated MODULE.KEY=VALUE records): never panics;
 //! every alias it keeps is a valid module's.
 use libfuzzer_sys::fuzz_target;
-use pcibind::alias::AliasIndex;
-use pcibind::modalias::Modalias;
+use pcibind::internals::AliasIndex;
+use pcibind::internals::Modalias;
 use pcibind::Logger;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! Differential fuzzing of the glob matcher against glibc's fnmatch(3) (flags 0), which is
 //! what kmod uses: the input is split at the first NUL into pattern and text.
 use libfuzzer_sys::fuzz_target;
-use pcibind::glob::glob_match;
+use pcibind::internals::glob_match;
 use std::ffi::CString;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 #![no_main]
 //! Modalias parsing: never panics; an accepted modalias has the kernel's exact shape.
 use libfuzzer_sys::fuzz_target;
-use pcibind::modalias::Modalias;
+use pcibind::internals::Modalias;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

@@ -6,10 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use pcibind::device::class_name;
-use pcibind::sysfs::NO_DRIVER_OVERRIDE;
 use pcibind::{
-    BindOptions, Context, DeviceInfo, DriverName, Error, Logger, Modprobe, PciAddress, Priority,
+    class_name, BindOptions, Context, DeviceInfo, DriverName, Error, Logger, Modprobe, PciAddress,
+    Priority, NO_DRIVER_OVERRIDE,
 };
 
 const AFTER_HELP: &str = "\

@@ -1,15 +1,21 @@
 //! The panic boundary, the thread-local last error, and the argument helpers every exported
 //! function goes through, so that NULL checks and pointer casts live here and nowhere else.
+//!
+//! The helpers that read or write through a pointer are `unsafe fn`s: their one safety
+//! condition is the C contract of the exported function that calls them (a pointer argument
+//! is NULL or valid for its type; strings are NUL-terminated; a context is live).
 
 use std::cell::RefCell;
-use std::ffi::{c_char, c_int, c_uint, CStr, CString, OsStr};
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{code_of, pcibind_ctx, pcibind_error};
-use crate::error::{Error, Result};
+use super::codes::{code_of, pcibind_error};
+use super::pcibind_ctx;
+use crate::error::{quote, Error, Result};
+use crate::log::{Priority, Sink};
 use crate::Context;
 
 struct LastError {
@@ -65,6 +71,8 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs `f`, turning its error into a code and the thread's last error, and a panic into
 /// `PCIBIND_ERR_INTERNAL` that also poisons the context (if any), so it refuses further calls.
+/// The last error is set on failure and cleared on success, also when a log callback made a
+/// failing call into the library during `f`.
 pub(crate) fn guarded(poison: Option<&AtomicBool>, f: impl FnOnce() -> Result<()>) -> c_int {
     clear_last_error();
     if poison.is_some_and(|p| p.load(Ordering::Acquire)) {
@@ -73,7 +81,10 @@ pub(crate) fn guarded(poison: Option<&AtomicBool>, f: impl FnOnce() -> Result<()
         ));
     }
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => pcibind_error::PCIBIND_OK as c_int,
+        Ok(Ok(())) => {
+            clear_last_error();
+            pcibind_error::PCIBIND_OK as c_int
+        }
         Ok(Err(e)) => fail(e),
         Err(payload) => {
             if let Some(p) = poison {
@@ -93,8 +104,13 @@ fn fail(err: Error) -> c_int {
 }
 
 /// `guarded` for operations on a context (`const pcibind_ctx *`).
-pub(crate) fn with_ctx(ctx: *const pcibind_ctx, f: impl FnOnce(&Context) -> Result<()>) -> c_int {
-    // SAFETY: a non-NULL ctx comes from pcibind_ctx_new and is not yet freed (the C contract).
+///
+/// # Safety
+/// `ctx` is NULL or a live context from `pcibind_ctx_new()`.
+pub(crate) unsafe fn with_ctx(
+    ctx: *const pcibind_ctx,
+    f: impl FnOnce(&Context) -> Result<()>,
+) -> c_int {
     match unsafe { ctx.as_ref() } {
         Some(ctx) => guarded(Some(&ctx.poisoned), || f(&ctx.inner)),
         None => guarded(None, || Err(null("ctx"))),
@@ -103,11 +119,13 @@ pub(crate) fn with_ctx(ctx: *const pcibind_ctx, f: impl FnOnce(&Context) -> Resu
 
 /// `guarded` for the setters (`pcibind_ctx *`), which the caller must not run concurrently with
 /// other calls on the same context.
-pub(crate) fn with_ctx_mut(
+///
+/// # Safety
+/// As `with_ctx`, and no other call on `ctx` runs meanwhile.
+pub(crate) unsafe fn with_ctx_mut(
     ctx: *mut pcibind_ctx,
     f: impl FnOnce(&mut Context) -> Result<()>,
 ) -> c_int {
-    // SAFETY: as in with_ctx; the caller holds the only reference during a setter call.
     match unsafe { ctx.as_mut() } {
         Some(ctx) => {
             let poisoned = &ctx.poisoned;
@@ -134,36 +152,138 @@ pub(crate) fn check_flags(flags: c_uint, allowed: c_uint) -> Result<()> {
 
 /// Sets `*out` to NULL (when `out` itself is not NULL) and returns it for filling on success.
 /// Called first thing in every function with an out-pointer.
-pub(crate) fn out_init<'a, T>(out: *mut *mut T) -> Option<&'a mut *mut T> {
-    // SAFETY: a non-NULL out-pointer points at writable storage for one pointer (the C contract).
+///
+/// # Safety
+/// `out` is NULL or points at writable storage for one pointer.
+pub(crate) unsafe fn out_init<'a, T>(out: *mut *mut T) -> Option<&'a mut *mut T> {
     let out = unsafe { out.as_mut() }?;
     *out = std::ptr::null_mut();
     Some(out)
 }
 
-/// A required string argument, which must be UTF-8 (every name and address is ASCII).
-pub(crate) fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
-    if p.is_null() {
-        return Err(null(what));
-    }
-    // SAFETY: a non-NULL string argument is NUL-terminated (the C contract).
-    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
+/// `out_init` for an `int` result: set to 0 on entry.
+///
+/// # Safety
+/// `out` is NULL or points at a writable `int`.
+pub(crate) unsafe fn int_out_init<'a>(out: *mut c_int) -> Option<&'a mut c_int> {
+    let out = unsafe { out.as_mut() }?;
+    *out = 0;
+    Some(out)
+}
+
+/// The bytes of a string argument; `None` for NULL.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string that outlives `'a`.
+unsafe fn bytes_arg<'a>(p: *const c_char) -> Option<&'a [u8]> {
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_bytes())
+}
+
+/// A required string argument, which must be UTF-8 (every name is ASCII).
+///
+/// # Safety
+/// As `bytes_arg`.
+pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
+    let bytes = unsafe { bytes_arg(p) }.ok_or_else(|| null(what))?;
     std::str::from_utf8(bytes).map_err(|_| {
         Error::InvalidArg(format!(
-            "{what} is not valid UTF-8: {:?}",
-            String::from_utf8_lossy(bytes)
+            "{what} is not valid UTF-8: {}",
+            quote(&String::from_utf8_lossy(bytes))
         ))
     })
 }
 
-/// An optional path argument (NULL = `None`); any bytes but NUL are a valid Linux path.
-pub(crate) fn path_arg(p: *const c_char) -> Option<PathBuf> {
+/// An optional string argument (NULL = `None`).
+///
+/// # Safety
+/// As `bytes_arg`.
+pub(crate) unsafe fn opt_str_arg<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>> {
     if p.is_null() {
-        return None;
+        return Ok(None);
     }
-    // SAFETY: as in str_arg.
-    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
-    Some(PathBuf::from(OsStr::from_bytes(bytes)))
+    unsafe { str_arg(p, what) }.map(Some)
+}
+
+/// A PCI address argument: bytes that are not UTF-8 cannot be an address, and are reported as
+/// a malformed address, not as a bad argument.
+///
+/// # Safety
+/// As `bytes_arg`.
+pub(crate) unsafe fn address_arg<'a>(p: *const c_char) -> Result<&'a str> {
+    let bytes = unsafe { bytes_arg(p) }.ok_or_else(|| null("address"))?;
+    std::str::from_utf8(bytes).map_err(|_| Error::InvalidAddress {
+        input: quote(&String::from_utf8_lossy(bytes)),
+        reason: "not valid UTF-8",
+    })
+}
+
+/// An optional path argument (NULL = `None`); any bytes but NUL are a valid Linux path.
+///
+/// # Safety
+/// As `bytes_arg`.
+pub(crate) unsafe fn path_arg(p: *const c_char) -> Option<PathBuf> {
+    unsafe { bytes_arg(p) }.map(|bytes| PathBuf::from(OsStr::from_bytes(bytes)))
+}
+
+/// A new context, owned by the caller until `ctx_free`.
+pub(crate) fn ctx_into_raw(inner: Context) -> *mut pcibind_ctx {
+    Box::into_raw(Box::new(pcibind_ctx {
+        inner,
+        poisoned: AtomicBool::new(false),
+    }))
+}
+
+/// Releases a context from `ctx_into_raw`; NULL is fine. A panic while dropping stays here.
+///
+/// # Safety
+/// `ctx` is NULL or came from `ctx_into_raw` and is released once, with no call running on it.
+pub(crate) unsafe fn ctx_free(ctx: *mut pcibind_ctx) {
+    if ctx.is_null() {
+        return;
+    }
+    let ctx = unsafe { Box::from_raw(ctx) };
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(ctx)));
+}
+
+/// The log sink that hands each line to a C callback with its userdata.
+pub(crate) fn log_sink(
+    callback: unsafe extern "C" fn(*mut c_void, c_int, *const c_char),
+    userdata: *mut c_void,
+) -> Sink {
+    // Carried as an integer: the caller vouches that userdata may be used from any thread.
+    let userdata = userdata as usize;
+    std::sync::Arc::new(move |priority: Priority, message: &str| {
+        let message = c_string_lossy(message);
+        // SAFETY: the caller gave a callback that accepts its own userdata and a NUL-terminated
+        // message valid for the duration of the call.
+        unsafe { callback(userdata as *mut c_void, priority as c_int, message.as_ptr()) };
+    })
+}
+
+/// Releases a string the library returned (malloc'ed); NULL is fine.
+///
+/// # Safety
+/// `s` is NULL or a string the library returned, released once.
+pub(crate) unsafe fn free_string(s: *mut c_char) {
+    unsafe { libc::free(s as *mut c_void) }
+}
+
+/// Releases a NULL-terminated array of strings the library returned, and each string.
+///
+/// # Safety
+/// `v` is NULL or an array the library returned, released once.
+pub(crate) unsafe fn free_strv(v: *mut *mut c_char) {
+    if v.is_null() {
+        return;
+    }
+    unsafe {
+        let mut p = v;
+        while !(*p).is_null() {
+            libc::free(*p as *mut c_void);
+            p = p.add(1);
+        }
+        libc::free(v as *mut c_void);
+    }
 }
 
 /// A `malloc`ed copy of `s`, so C callers may release it with `free()`.
@@ -207,7 +327,7 @@ pub(crate) fn malloc_strv(strings: &[String]) -> Result<*mut *mut c_char> {
             match malloc_string(s) {
                 Ok(p) => *v.add(i) = p,
                 Err(e) => {
-                    super::pcibind_strv_free(v);
+                    free_strv(v);
                     return Err(e);
                 }
             }

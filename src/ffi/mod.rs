@@ -1,55 +1,27 @@
 //! The C API: every exported function, written out literally. Each one only converts and checks
-//! its arguments and forwards to [`crate::Context`]; `boundary` holds the shared machinery.
+//! its arguments and forwards to [`crate::Context`]; `boundary` holds the shared machinery
+//! (every pointer conversion and NULL check), `codes` the result codes.
+//!
+//! The functions are `unsafe extern "C"`: they take raw pointers, and their safety condition
+//! is the C contract the header states (pointers NULL or valid, strings NUL-terminated,
+//! contexts live). The module is private: Rust code uses [`crate::Context`].
 
 #![allow(non_camel_case_types)]
-// Exported functions take raw pointers from C by design; they check them in `boundary`.
-#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod boundary;
+mod codes;
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use boundary::{
-    check_flags, guarded, malloc_string, null, out_init, path_arg, str_arg, with_ctx, with_ctx_mut,
+    address_arg, check_flags, guarded, int_out_init, malloc_string, null, opt_str_arg, out_init,
+    path_arg, str_arg, with_ctx, with_ctx_mut,
 };
 
 use crate::error::Error;
-use crate::log::{Logger, Priority};
+use crate::log::Logger;
 use crate::{Context, Modprobe};
-
-/// Result codes. `0` is success; every failure is negative and comes with a message from
-/// `pcibind_last_error_message()`. Values never change once released.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum pcibind_error {
-    PCIBIND_OK = 0,
-    /// A NULL pointer, a malformed name, unknown flag bits, a relative path.
-    PCIBIND_ERR_INVALID_ARG = -1,
-    /// The PCI address is not `DDDD:BB:DD.F` (or the short `BB:DD.F`).
-    PCIBIND_ERR_INVALID_ADDRESS = -2,
-    /// No PCI device with that address exists.
-    PCIBIND_ERR_NO_DEVICE = -3,
-    /// The name resolves to no PCI driver.
-    PCIBIND_ERR_NO_DRIVER = -4,
-    /// modprobe failed or is unavailable; the message carries its exit status and stderr.
-    PCIBIND_ERR_MODULE_LOAD = -5,
-    /// The kernel did not bind; the device was restored to where it was.
-    PCIBIND_ERR_BIND = -6,
-    /// Binding failed AND restoring failed; the message says where the device is.
-    PCIBIND_ERR_RESTORE = -7,
-    /// The device is in use on the host (override with PCIBIND_BIND_FORCE).
-    PCIBIND_ERR_IN_USE = -8,
-    /// An unexpected OS error; see `pcibind_last_error_errno()`.
-    PCIBIND_ERR_IO = -9,
-    /// A lock could not be taken.
-    PCIBIND_ERR_BUSY = -10,
-    /// A bug (a caught panic); the context now refuses further calls.
-    PCIBIND_ERR_INTERNAL = -11,
-    /// The target driver does not claim this device (override with PCIBIND_BIND_FORCE).
-    PCIBIND_ERR_NOT_CLAIMED = -12,
-}
 
 /// Flags of `pcibind_bind()` (and `pcibind_bind_plan()`); combine with `|`.
 #[repr(C)]
@@ -81,35 +53,6 @@ fn bind_options(flags: c_uint) -> crate::Result<(crate::BindOptions, bool)> {
     ))
 }
 
-/// An optional string argument (NULL = `None`).
-fn opt_str_arg<'a>(p: *const c_char, what: &str) -> crate::Result<Option<&'a str>> {
-    if p.is_null() {
-        Ok(None)
-    } else {
-        str_arg(p, what).map(Some)
-    }
-}
-
-/// The one place core errors become C codes.
-pub(crate) fn code_of(err: &Error) -> c_int {
-    use pcibind_error::*;
-    let code = match err {
-        Error::InvalidArg(_) => PCIBIND_ERR_INVALID_ARG,
-        Error::InvalidAddress { .. } => PCIBIND_ERR_INVALID_ADDRESS,
-        Error::NoDevice { .. } => PCIBIND_ERR_NO_DEVICE,
-        Error::NoDriver(_) => PCIBIND_ERR_NO_DRIVER,
-        Error::ModuleLoad { .. } => PCIBIND_ERR_MODULE_LOAD,
-        Error::Io { .. } | Error::Malformed { .. } | Error::Escape { .. } => PCIBIND_ERR_IO,
-        Error::Bind { .. } => PCIBIND_ERR_BIND,
-        Error::Restore { .. } => PCIBIND_ERR_RESTORE,
-        Error::InUse { .. } => PCIBIND_ERR_IN_USE,
-        Error::NotClaimed { .. } => PCIBIND_ERR_NOT_CLAIMED,
-        Error::Busy(_) => PCIBIND_ERR_BUSY,
-        Error::Internal(_) => PCIBIND_ERR_INTERNAL,
-    };
-    code as c_int
-}
-
 /// An opaque library context: one sysfs tree and the settings used on it. Create it with
 /// `pcibind_ctx_new()`, release it with `pcibind_ctx_free()`. Operations taking a
 /// `const pcibind_ctx *` may be called from many threads at once; the setters taking a
@@ -136,7 +79,7 @@ pub type pcibind_log_fn =
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG (NULL `ctx_out`, bad flags, relative root) or
 /// PCIBIND_ERR_IO (the root is not a readable directory).
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_ctx_new(
+pub unsafe extern "C" fn pcibind_ctx_new(
     sysfs_root: *const c_char,
     flags: c_uint,
     ctx_out: *mut *mut pcibind_ctx,
@@ -146,11 +89,7 @@ pub extern "C" fn pcibind_ctx_new(
         let out = out.ok_or_else(|| null("ctx_out"))?;
         check_flags(flags, 0)?;
         let root = path_arg(sysfs_root).unwrap_or_else(|| "/sys".into());
-        let ctx = Box::new(pcibind_ctx {
-            inner: Context::new(root)?,
-            poisoned: AtomicBool::new(false),
-        });
-        *out = Box::into_raw(ctx);
+        *out = boundary::ctx_into_raw(Context::new(root)?);
         Ok(())
     })
 }
@@ -158,13 +97,8 @@ pub extern "C" fn pcibind_ctx_new(
 /// Releases a context and everything it holds. NULL is fine. No call on `ctx` may be running
 /// or follow.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_ctx_free(ctx: *mut pcibind_ctx) {
-    if ctx.is_null() {
-        return;
-    }
-    // SAFETY: ctx came from pcibind_ctx_new (Box::into_raw) and is released once.
-    let ctx = unsafe { Box::from_raw(ctx) };
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(ctx)));
+pub unsafe extern "C" fn pcibind_ctx_free(ctx: *mut pcibind_ctx) {
+    boundary::ctx_free(ctx)
 }
 
 /// Sets the directory holding `modules.alias` (and `modules.builtin.modinfo`), as an absolute
@@ -172,7 +106,10 @@ pub extern "C" fn pcibind_ctx_free(ctx: *mut pcibind_ctx) {
 /// `/usr/lib/modules/<release>`). The string is copied.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_ctx_set_modules_dir(ctx: *mut pcibind_ctx, dir: *const c_char) -> c_int {
+pub unsafe extern "C" fn pcibind_ctx_set_modules_dir(
+    ctx: *mut pcibind_ctx,
+    dir: *const c_char,
+) -> c_int {
     with_ctx_mut(ctx, |ctx| ctx.set_modules_dir(path_arg(dir)))
 }
 
@@ -182,7 +119,10 @@ pub extern "C" fn pcibind_ctx_set_modules_dir(ctx: *mut pcibind_ctx, dir: *const
 /// registered. The string is copied.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_ctx_set_modprobe(ctx: *mut pcibind_ctx, path: *const c_char) -> c_int {
+pub unsafe extern "C" fn pcibind_ctx_set_modprobe(
+    ctx: *mut pcibind_ctx,
+    path: *const c_char,
+) -> c_int {
     with_ctx_mut(ctx, |ctx| {
         ctx.set_modprobe(path_arg(path).map_or(Modprobe::Disabled, Modprobe::Program))
     })
@@ -192,7 +132,10 @@ pub extern "C" fn pcibind_ctx_set_modprobe(ctx: *mut pcibind_ctx, path: *const c
 /// absolute path; NULL restores the default, `/run/pcibind`. The string is copied.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_ctx_set_lock_dir(ctx: *mut pcibind_ctx, dir: *const c_char) -> c_int {
+pub unsafe extern "C" fn pcibind_ctx_set_lock_dir(
+    ctx: *mut pcibind_ctx,
+    dir: *const c_char,
+) -> c_int {
     with_ctx_mut(ctx, |ctx| ctx.set_lock_dir(path_arg(dir)))
 }
 
@@ -201,7 +144,10 @@ pub extern "C" fn pcibind_ctx_set_lock_dir(ctx: *mut pcibind_ctx, dir: *const c_
 /// restores the default, `/proc`. Meant for tests against fake trees. The string is copied.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_ctx_set_proc_root(ctx: *mut pcibind_ctx, dir: *const c_char) -> c_int {
+pub unsafe extern "C" fn pcibind_ctx_set_proc_root(
+    ctx: *mut pcibind_ctx,
+    dir: *const c_char,
+) -> c_int {
     with_ctx_mut(ctx, |ctx| ctx.set_proc_root(path_arg(dir)))
 }
 
@@ -211,7 +157,7 @@ pub extern "C" fn pcibind_ctx_set_proc_root(ctx: *mut pcibind_ctx, dir: *const c
 /// `userdata`; it must stay valid while the context can log.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG (`max_priority` outside 0..7).
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_ctx_set_log_fn(
+pub unsafe extern "C" fn pcibind_ctx_set_log_fn(
     ctx: *mut pcibind_ctx,
     fn_: pcibind_log_fn,
     userdata: *mut c_void,
@@ -225,18 +171,7 @@ pub extern "C" fn pcibind_ctx_set_log_fn(
         }
         let logger = match fn_ {
             None => Logger::default(),
-            Some(callback) => {
-                let userdata = userdata as usize;
-                let sink = move |priority: Priority, message: &str| {
-                    let message = boundary::c_string_lossy(message);
-                    // SAFETY: the caller gave a callback that accepts its own userdata and a
-                    // NUL-terminated message valid for the duration of the call.
-                    unsafe {
-                        callback(userdata as *mut c_void, priority as c_int, message.as_ptr())
-                    };
-                };
-                Logger::new(Arc::new(sink), max_priority)
-            }
+            Some(callback) => Logger::new(boundary::log_sink(callback, userdata), max_priority),
         };
         ctx.set_logger(logger);
         Ok(())
@@ -257,7 +192,7 @@ pub extern "C" fn pcibind_ctx_set_log_fn(
 /// is never passed to modprobe), PCIBIND_ERR_MODULE_LOAD (modprobe could not be run or failed
 /// otherwise: blacklisted, refused by the kernel), PCIBIND_ERR_IO.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_resolve_driver(
+pub unsafe extern "C" fn pcibind_resolve_driver(
     ctx: *const pcibind_ctx,
     name: *const c_char,
     flags: c_uint,
@@ -280,7 +215,7 @@ pub extern "C" fn pcibind_resolve_driver(
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
 /// PCIBIND_ERR_IO.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_current_driver(
+pub unsafe extern "C" fn pcibind_current_driver(
     ctx: *const pcibind_ctx,
     address: *const c_char,
     driver_out: *mut *mut c_char,
@@ -288,7 +223,7 @@ pub extern "C" fn pcibind_current_driver(
     let out = out_init(driver_out);
     with_ctx(ctx, |ctx| {
         let out = out.ok_or_else(|| null("driver_out"))?;
-        if let Some(driver) = ctx.current_driver(str_arg(address, "address")?)? {
+        if let Some(driver) = ctx.current_driver(address_arg(address)?)? {
             *out = malloc_string(driver.as_str())?;
         }
         Ok(())
@@ -312,7 +247,7 @@ pub extern "C" fn pcibind_current_driver(
 /// PCIBIND_ERR_IO (the device's `modalias` is missing, unreadable or malformed; errno EINVAL
 /// for malformed).
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_find_vfio_variant(
+pub unsafe extern "C" fn pcibind_find_vfio_variant(
     ctx: *const pcibind_ctx,
     address: *const c_char,
     module_out: *mut *mut c_char,
@@ -320,7 +255,7 @@ pub extern "C" fn pcibind_find_vfio_variant(
     let out = out_init(module_out);
     with_ctx(ctx, |ctx| {
         let out = out.ok_or_else(|| null("module_out"))?;
-        let module = ctx.find_vfio_variant(str_arg(address, "address")?)?;
+        let module = ctx.find_vfio_variant(address_arg(address)?)?;
         *out = malloc_string(module.as_str())?;
         Ok(())
     })
@@ -359,7 +294,7 @@ pub extern "C" fn pcibind_find_vfio_variant(
 /// restoring failed; the message says where the device is now), PCIBIND_ERR_BUSY,
 /// PCIBIND_ERR_IO.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_bind(
+pub unsafe extern "C" fn pcibind_bind(
     ctx: *const pcibind_ctx,
     address: *const c_char,
     name: *const c_char,
@@ -369,7 +304,7 @@ pub extern "C" fn pcibind_bind(
     let out = out_init(driver_out);
     with_ctx(ctx, |ctx| {
         let (options, dry_run) = bind_options(flags)?;
-        let address = str_arg(address, "address")?;
+        let address = address_arg(address)?;
         let name = opt_str_arg(name, "name")?;
         let driver = if dry_run {
             let plan = ctx.bind_plan(address, name, options)?;
@@ -397,7 +332,7 @@ pub extern "C" fn pcibind_bind(
 /// `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of `pcibind_bind()`
 /// that can occur before anything is written.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_bind_plan(
+pub unsafe extern "C" fn pcibind_bind_plan(
     ctx: *const pcibind_ctx,
     address: *const c_char,
     name: *const c_char,
@@ -408,11 +343,7 @@ pub extern "C" fn pcibind_bind_plan(
     with_ctx(ctx, |ctx| {
         let out = out.ok_or_else(|| null("plan_out"))?;
         let (options, _) = bind_options(flags)?;
-        let plan = ctx.bind_plan(
-            str_arg(address, "address")?,
-            opt_str_arg(name, "name")?,
-            options,
-        )?;
+        let plan = ctx.bind_plan(address_arg(address)?, opt_str_arg(name, "name")?, options)?;
         *out = malloc_string(&plan.to_string())?;
         Ok(())
     })
@@ -426,14 +357,14 @@ pub extern "C" fn pcibind_bind_plan(
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
 /// PCIBIND_ERR_BIND (restored), PCIBIND_ERR_RESTORE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_unbind(
+pub unsafe extern "C" fn pcibind_unbind(
     ctx: *const pcibind_ctx,
     address: *const c_char,
     flags: c_uint,
 ) -> c_int {
     with_ctx(ctx, |ctx| {
         check_flags(flags, 0)?;
-        ctx.unbind(str_arg(address, "address")?)
+        ctx.unbind(address_arg(address)?)
     })
 }
 
@@ -461,7 +392,7 @@ pub extern "C" fn pcibind_unbind(
 /// Returns 0, or the codes of `pcibind_bind()` except PCIBIND_ERR_IN_USE and
 /// PCIBIND_ERR_NOT_CLAIMED.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_reattach(
+pub unsafe extern "C" fn pcibind_reattach(
     ctx: *const pcibind_ctx,
     address: *const c_char,
     name: *const c_char,
@@ -471,7 +402,7 @@ pub extern "C" fn pcibind_reattach(
     let out = out_init(driver_out);
     with_ctx(ctx, |ctx| {
         check_flags(flags, 0)?;
-        let driver = ctx.reattach(str_arg(address, "address")?, opt_str_arg(name, "name")?)?;
+        let driver = ctx.reattach(address_arg(address)?, opt_str_arg(name, "name")?)?;
         if let (Some(out), Some(driver)) = (out, driver) {
             *out = malloc_string(driver.as_str())?;
         }
@@ -485,20 +416,15 @@ pub extern "C" fn pcibind_reattach(
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
 /// PCIBIND_ERR_IO. On failure `*result_out` is 0.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_is_vfio_bound(
+pub unsafe extern "C" fn pcibind_is_vfio_bound(
     ctx: *const pcibind_ctx,
     address: *const c_char,
     result_out: *mut c_int,
 ) -> c_int {
-    // SAFETY: a non-NULL result_out points at a writable int (the C contract).
-    let out = unsafe { result_out.as_mut() };
-    let out = out.map(|o| {
-        *o = 0;
-        o
-    });
+    let out = int_out_init(result_out);
     with_ctx(ctx, |ctx| {
         let out = out.ok_or_else(|| null("result_out"))?;
-        *out = ctx.is_vfio_bound(str_arg(address, "address")?)? as c_int;
+        *out = ctx.is_vfio_bound(address_arg(address)?)? as c_int;
         Ok(())
     })
 }
@@ -511,7 +437,7 @@ pub extern "C" fn pcibind_is_vfio_bound(
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
 /// PCIBIND_ERR_IO (errno ENOENT: the device has no IOMMU group).
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_iommu_group_members(
+pub unsafe extern "C" fn pcibind_iommu_group_members(
     ctx: *const pcibind_ctx,
     address: *const c_char,
     addresses_out: *mut *mut *mut c_char,
@@ -519,7 +445,7 @@ pub extern "C" fn pcibind_iommu_group_members(
     let out = out_init(addresses_out);
     with_ctx(ctx, |ctx| {
         let out = out.ok_or_else(|| null("addresses_out"))?;
-        let members = ctx.iommu_group(str_arg(address, "address")?)?;
+        let members = ctx.iommu_group(address_arg(address)?)?;
         let strings: Vec<String> = members.iter().map(|m| m.address.to_string()).collect();
         *out = boundary::malloc_strv(&strings)?;
         Ok(())
@@ -536,23 +462,19 @@ pub extern "C" fn pcibind_iommu_group_members(
 /// and `*reason_out` NULL.
 /// Returns 0, or the codes of `pcibind_iommu_group_members()`.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_iommu_group_viable(
+pub unsafe extern "C" fn pcibind_iommu_group_viable(
     ctx: *const pcibind_ctx,
     address: *const c_char,
     flags: c_uint,
     viable_out: *mut c_int,
     reason_out: *mut *mut c_char,
 ) -> c_int {
-    // SAFETY: a non-NULL viable_out points at a writable int (the C contract).
-    let viable = unsafe { viable_out.as_mut() }.map(|v| {
-        *v = 0;
-        v
-    });
+    let viable = int_out_init(viable_out);
     let reason = out_init(reason_out);
     with_ctx(ctx, |ctx| {
         let viable = viable.ok_or_else(|| null("viable_out"))?;
         check_flags(flags, 0)?;
-        let why = ctx.iommu_group_viability(str_arg(address, "address")?)?;
+        let why = ctx.iommu_group_viability(address_arg(address)?)?;
         if let (Some(reason), Some(why)) = (reason, &why) {
             *reason = malloc_string(why)?;
         }
@@ -563,50 +485,22 @@ pub extern "C" fn pcibind_iommu_group_viable(
 
 /// Releases a string returned by the library. NULL is fine. Same as `free()`.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_string_free(s: *mut c_char) {
-    // SAFETY: s is NULL or a malloc'ed string the library returned.
-    unsafe { libc::free(s as *mut c_void) }
+pub unsafe extern "C" fn pcibind_string_free(s: *mut c_char) {
+    boundary::free_string(s)
 }
 
 /// Releases a NULL-terminated array of strings returned by the library, and each string in it.
 /// NULL is fine.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_strv_free(v: *mut *mut c_char) {
-    if v.is_null() {
-        return;
-    }
-    // SAFETY: v is a malloc'ed, NULL-terminated array of malloc'ed strings the library returned.
-    unsafe {
-        let mut p = v;
-        while !(*p).is_null() {
-            libc::free(*p as *mut c_void);
-            p = p.add(1);
-        }
-        libc::free(v as *mut c_void);
-    }
+pub unsafe extern "C" fn pcibind_strv_free(v: *mut *mut c_char) {
+    boundary::free_strv(v)
 }
 
-/// A static, human-readable description of a result code; unknown codes get
-/// `"unknown error"`. Never NULL; do not free.
+/// A static, human-readable description of a result code (the first line of its
+/// documentation above); unknown codes get `"unknown error"`. Never NULL; do not free.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_strerror(code: c_int) -> *const c_char {
-    let text = match code {
-        0 => c"success",
-        -1 => c"invalid argument",
-        -2 => c"invalid PCI address",
-        -3 => c"no such PCI device",
-        -4 => c"name resolves to no PCI driver",
-        -5 => c"module could not be loaded",
-        -6 => c"kernel did not bind the device; it was restored to where it was",
-        -7 => c"binding failed and the device could not be restored",
-        -8 => c"device is in use on the host",
-        -9 => c"unexpected operating system error",
-        -10 => c"lock could not be taken",
-        -11 => c"internal error; the context refuses further calls",
-        -12 => c"driver does not claim this device",
-        _ => c"unknown error",
-    };
-    text.as_ptr()
+pub unsafe extern "C" fn pcibind_strerror(code: c_int) -> *const c_char {
+    codes::text_of(code).as_ptr()
 }
 
 /// The message of the last failed call on this thread (what failed, where, and why), or `""`
@@ -615,26 +509,32 @@ pub extern "C" fn pcibind_strerror(code: c_int) -> *const c_char {
 /// `pcibind_last_error_errno()`, `pcibind_strerror()`, `pcibind_version()` and the free
 /// functions.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_last_error_message() -> *const c_char {
+pub unsafe extern "C" fn pcibind_last_error_message() -> *const c_char {
     boundary::last_error_message()
 }
 
 /// The OS error number (`errno`) behind the last failed call on this thread, or 0 when there
 /// is none (for PCIBIND_ERR_IO it is always set).
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_last_error_errno() -> c_int {
+pub unsafe extern "C" fn pcibind_last_error_errno() -> c_int {
     boundary::last_error_errno()
 }
 
 /// The library's version, e.g. `"0.1.0"`. Static; do not free.
 #[unsafe(no_mangle)]
-pub extern "C" fn pcibind_version() -> *const c_char {
-    static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
-    VERSION.as_ptr() as *const c_char
+pub unsafe extern "C" fn pcibind_version() -> *const c_char {
+    const VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
+    ) {
+        Ok(v) => v,
+        Err(_) => panic!("the version has no NUL"),
+    };
+    VERSION.as_ptr()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::codes::pcibind_error;
     use super::*;
     use std::ffi::{CStr, CString};
 
@@ -650,29 +550,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = CString::new(dir.path().to_str().unwrap()).unwrap();
         let mut ctx = std::ptr::null_mut();
-        assert_eq!(pcibind_ctx_new(root.as_ptr(), 0, &mut ctx), 0);
+        assert_eq!(unsafe { pcibind_ctx_new(root.as_ptr(), 0, &mut ctx) }, 0);
 
-        let rc = with_ctx(ctx, |_| panic!("boom"));
+        let rc = unsafe { with_ctx(ctx, |_| panic!("boom")) };
         assert_eq!(rc, pcibind_error::PCIBIND_ERR_INTERNAL as c_int);
         assert!(last_message().contains("boom"), "{}", last_message());
 
         // Every later call on that context is refused, even a harmless one.
         let mut out = std::ptr::null_mut();
-        let rc = pcibind_current_driver(ctx, c"0000:00:00.0".as_ptr(), &mut out);
+        let rc = unsafe { pcibind_current_driver(ctx, c"0000:00:00.0".as_ptr(), &mut out) };
         assert_eq!(rc, pcibind_error::PCIBIND_ERR_INTERNAL as c_int);
         assert!(out.is_null());
         assert!(last_message().contains("refuses further calls"));
-        pcibind_ctx_free(ctx);
-    }
-
-    #[test]
-    fn every_code_has_its_own_description() {
-        let texts: Vec<_> = (-12..=0)
-            .map(|c| unsafe { CStr::from_ptr(pcibind_strerror(c)) })
-            .collect();
-        let unique: std::collections::HashSet<_> = texts.iter().collect();
-        assert_eq!(unique.len(), texts.len());
-        let unknown = unsafe { CStr::from_ptr(pcibind_strerror(-13)) };
-        assert_eq!(unknown.to_str().unwrap(), "unknown error");
+        unsafe { pcibind_ctx_free(ctx) };
     }
 }
