@@ -48,16 +48,22 @@ impl Logger {
             return;
         }
         let text = message.to_string();
-        DEFERRED.with(|d| {
+        let deferred = DEFERRED.with(|d| {
             let mut d = d.borrow_mut();
-            for line in text.lines() {
-                if d.depth > 0 {
-                    d.lines.push((Arc::clone(sink), priority, line.to_owned()));
-                } else {
-                    sink(priority, line);
-                }
+            if d.depth == 0 {
+                return false;
             }
+            for line in text.lines() {
+                d.lines.push((Arc::clone(sink), priority, line.to_owned()));
+            }
+            true
         });
+        // Delivered with no borrow held: the callback may call into the library, which logs.
+        if !deferred {
+            for line in text.lines() {
+                sink(priority, line);
+            }
+        }
     }
 
     /// Holds back this thread's log deliveries until the returned guard (and every other one
