@@ -1147,6 +1147,31 @@ static void kernel_override_admits_only_its_driver(void)
     CHECK_NIC_AT_REST(NIC2);
 }
 
+/* How a device gets back onto vfio-pci, which SPEC 3.3's restore order rests on: with the
+ * override cleared, vfio-pci/bind answers ENODEV; with the override `vfio-pci`, drivers_probe
+ * binds vfio-pci; with it cleared, drivers_probe gives the device to its host driver. */
+static void kernel_back_onto_vfio_pci_only_through_the_override(void)
+{
+    const char *ovr = DEV NIC2 "/driver_override";
+    CHECK_ERR(wr(ovr, "vfio-pci"), 0); /* on vfio-pci, as a bind leaves it */
+    CHECK_ERR(wr(DRV "e1000e/unbind", NIC2), 0);
+    CHECK_ERR(wr(PROBE, NIC2), 0);
+    CHECK_DRIVER(NIC2, "vfio-pci");
+    CHECK_ERR(wr(DRV "vfio-pci/unbind", NIC2), 0);
+    CHECK_ERR(wr(ovr, "\n"), 0);
+    CHECK_ERR(wr(DRV "vfio-pci/bind", NIC2), ENODEV);
+    CHECK_DRIVER(NIC2, NULL);
+    CHECK_ERR(wr(ovr, "vfio-pci"), 0);
+    CHECK_ERR(wr(PROBE, NIC2), 0);
+    CHECK_DRIVER(NIC2, "vfio-pci");
+    CHECK(exists(DEV NIC2 "/vfio-dev"));
+    CHECK_ERR(wr(DRV "vfio-pci/unbind", NIC2), 0);
+    CHECK_ERR(wr(ovr, "\n"), 0);
+    CHECK_ERR(wr(PROBE, NIC2), 0);
+    CHECK_NIC_AT_REST(NIC2);
+    raw_restore(NIC2);
+}
+
 static void kernel_unbind(void)
 {
     CHECK_ERR(wr(DRV "vfio-pci/unbind", NIC2), ENODEV);
@@ -1246,6 +1271,7 @@ int main(void)
         TEST_CASE(kernel_override_stores_up_to_the_first_newline),
         TEST_CASE(kernel_bind),
         TEST_CASE(kernel_override_admits_only_its_driver),
+        TEST_CASE(kernel_back_onto_vfio_pci_only_through_the_override),
         TEST_CASE(kernel_unbind),
         TEST_CASE(kernel_drivers_probe),
         TEST_CASE(kernel_vfio_dev_takes_the_lowest_free_index),
