@@ -325,6 +325,36 @@ static void an_override_excludes_every_other_driver(void)
     fs_destroy(root);
 }
 
+/* As on a real kernel (kernel-tests/guest-test.c, kernel_back_onto_vfio_pci_only_through_the_
+ * override): with the override cleared, vfio-pci/bind answers ENODEV; with the override
+ * `vfio-pci`, drivers_probe binds vfio-pci; with it cleared, drivers_probe gives the device to
+ * its host driver. SPEC 3.3's restore order rests on these. */
+static void back_onto_vfio_pci_only_through_the_override(void)
+{
+    char *root = standard_tree();
+    fs_device(root, DEV1, MLX, "mlx5_core");
+    const char *ovr = "bus/pci/devices/" DEV1 "/driver_override";
+    CHECK_ERR(wr(root, ovr, "vfio-pci"), 0); /* on vfio-pci, as a bind leaves it */
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", DEV1), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
+    CHECK_BOUND(root, DEV1, "vfio-pci");
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/unbind", DEV1), 0);
+    CHECK_ERR(wr(root, ovr, "\n"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV1), ENODEV);
+    CHECK_BOUND(root, DEV1, NULL);
+    CHECK_ERR(wr(root, ovr, "vfio-pci"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
+    CHECK_BOUND(root, DEV1, "vfio-pci");
+    CHECK(is_dir(root, "bus/pci/devices/" DEV1 "/vfio-dev/vfio0"));
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/unbind", DEV1), 0);
+    CHECK_ERR(wr(root, ovr, "\n"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
+    CHECK_BOUND(root, DEV1, "mlx5_core");
+    CHECK_OVERRIDE(root, DEV1, "(null)");
+    CHECK(!exists(root, "bus/pci/devices/" DEV1 "/vfio-dev"));
+    fs_destroy(root);
+}
+
 /* ---- unbind ------------------------------------------------------------------------------ */
 
 static void unbind_only_through_the_bound_driver(void)
@@ -906,6 +936,7 @@ RUN_TESTS(TEST_CASE(shim_is_loaded),
           TEST_CASE(bind_to_a_bound_device),
           TEST_CASE(vfio_pci_binds_only_with_the_exact_override),
           TEST_CASE(an_override_excludes_every_other_driver),
+          TEST_CASE(back_onto_vfio_pci_only_through_the_override),
           TEST_CASE(unbind_only_through_the_bound_driver),
           TEST_CASE(unbind_from_vfio_removes_vfio_dev),
           TEST_CASE(vfio_dev_takes_the_lowest_free_index),

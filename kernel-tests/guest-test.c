@@ -1,14 +1,16 @@
 /* The guest suite: runs inside a real kernel booted by scripts/test-kernel under QEMU, through
  * the C API on the real /sys, asserting the real sysfs state after every step. Devices (see
- * shared/KERNEL-VM.md): e1000e 0000:00:02.0, virtio-net 00:03.0, nvme 00:04.0, ICH9 HDA
+ * shared/KERNEL-VM.md): e1000e 0000:00:02.0, virtio-net 00:03.0, nvme 00:04.0 with two
+ * namespaces (one holding ext4, one btrfs, both made by scripts/test-kernel), ICH9 HDA
  * 00:05.0, a root port 00:06.0 with an e1000e at 0000:01:00.0 behind it, pci-serial 00:07.0,
  * the ICH9 functions 00:1f.0 (LPC, unbound), 00:1f.2 (SATA, unbound), 00:1f.3 (SMBus, on
  * i801_smbus), all three in one IOMMU group.
  *
  * The scenarios run in order and each leaves the devices as it found them (both NICs on
- * e1000e with no override). The last part, kernel_*, checks with plain open()/write() the
- * kernel reactions that c-tests/kernel-shim.c emulates for the fast suite, with the same
- * expectations as c-tests/test-shim.c, so a difference between the two shows up here. */
+ * e1000e with no override, interfaces down without addresses, nothing mounted). The last part,
+ * kernel_*, checks with plain open()/write() the kernel reactions that c-tests/kernel-shim.c
+ * emulates for the fast suite, with the same expectations as c-tests/test-shim.c, so a
+ * difference between the two shows up here. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -18,6 +20,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <linux/openat2.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -30,6 +33,8 @@
 
 #define NIC "0000:00:02.0"
 #define NIC2 "0000:01:00.0"
+#define VNET "0000:00:03.0"
+#define NVME "0000:00:04.0"
 #define PORT "0000:00:06.0"
 #define SERIAL "0000:00:07.0"
 #define LPC "0000:00:1f.0"
@@ -135,19 +140,38 @@ static char *override_of(const char *bdf)
     return read_attr(DEV "%s/driver_override", bdf);
 }
 
+/* The first entry of a directory whose name starts with `prefix`, or NULL (caller frees). */
+static char *first_entry(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    char *name = NULL;
+    for (struct dirent *e; d && !name && (e = readdir(d));)
+        if (e->d_name[0] != '.' && !strncmp(e->d_name, prefix, strlen(prefix)))
+            name = strdup(e->d_name);
+    if (d)
+        closedir(d);
+    return name;
+}
+
 /* The device's (first) network interface, or NULL. */
 static char *ifname_of(const char *bdf)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof(path), DEV "%s/net", bdf);
-    DIR *d = opendir(path);
-    char *name = NULL;
-    for (struct dirent *e; d && !name && (e = readdir(d));)
-        if (e->d_name[0] != '.')
-            name = strdup(e->d_name);
-    if (d)
-        closedir(d);
-    return name;
+    return first_entry(path, "");
+}
+
+/* A virtio-net device's interface, which hangs below its child device: BDF/virtioN/net/IF. */
+static char *virtio_ifname_of(const char *bdf)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), DEV "%s", bdf);
+    char *v = first_entry(path, "virtio");
+    if (!v)
+        return NULL;
+    snprintf(path, sizeof(path), DEV "%s/%s/net", bdf, v);
+    free(v);
+    return first_entry(path, "");
 }
 
 /* Writes len bytes with open()/write()/close(): 0 or the errno (1000 + errno: open failed;
@@ -269,20 +293,80 @@ static int has_link_local(const char *ifname)
     return found;
 }
 
-/* Puts a NIC back at rest with raw sysfs writes, whatever a failed check left behind. */
-static void raw_restore(const char *bdf)
+/* Puts a device back on its host driver `host` with no override, with raw sysfs writes,
+ * whatever a failed check left behind. */
+static void raw_restore_to(const char *bdf, const char *host)
 {
     char p[PATH_MAX];
     char *d = driver_of(bdf);
-    if (d && strcmp(d, "e1000e") != 0) {
+    int home = d && !strcmp(d, host);
+    if (d && !home) {
         snprintf(p, sizeof(p), DRV "%s/unbind", d);
         wr(p, bdf);
     }
     snprintf(p, sizeof(p), DEV "%s/driver_override", bdf);
     wr(p, "\n");
-    if (!d || strcmp(d, "e1000e") != 0)
+    if (!home)
         wr(PROBE, bdf);
     free(d);
+}
+
+/* Puts a NIC back at rest. */
+static void raw_restore(const char *bdf)
+{
+    raw_restore_to(bdf, "e1000e");
+}
+
+/* Prints TAP diagnostics: every line of the formatted text after "# " (the library's messages
+ * can span lines, e.g. a dry run's plan). */
+static void note(const char *fmt, ...)
+{
+    char buf[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    for (char *line = buf, *next; line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        if (*line || next)
+            printf("# %s\n", line);
+    }
+}
+
+/* Runs a command line with busybox sh: 1 when it exits 0, else 0 with a diagnostic. */
+static int sh(const char *fmt, ...)
+{
+    char cmd[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+    int st = system(cmd);
+    if (st != 0)
+        printf("# `%s` exited with status %d\n", cmd, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    return st == 0;
+}
+
+/* An interface's ifindex (0 when it has none): a new one means it was unregistered and
+ * registered again, i.e. its device was unbound and probed. */
+static int ifindex_of(const char *ifname)
+{
+    if (!ifname)
+        return 0;
+    char *s = read_attr("/sys/class/net/%s/ifindex", ifname);
+    int i = atoi(s);
+    free(s);
+    return i;
+}
+
+/* Takes an interface down and drops its addresses (as the suite starts: down, none). */
+static void if_down(const char *ifname)
+{
+    if (ifname && exists("/sys/class/net/%s", ifname))
+        sh("/bin/ip addr flush dev %s && /bin/ip link set %s down", ifname, ifname);
 }
 
 /* ---- names -------------------------------------------------------------------------------- */
@@ -390,6 +474,70 @@ static void module_names_of_loaded_and_builtin_drivers(void)
     }
     /* Nothing was bound or unbound by resolving. */
     CHECK_NIC_AT_REST(NIC);
+}
+
+/* ---- a dry run before vfio_pci is loaded --------------------------------------------------- */
+
+/* vfio_pci is not loaded at boot: /init loads modules by each device's modalias (pci:...), and
+ * every alias of vfio_pci has the vfio_pci: prefix, so none matches. This runs before any
+ * scenario loads it. A dry run loads nothing (SPEC 3.3) but still runs the in-use check,
+ * which needs no module: the in-use NIC is refused, and vfio_pci is still not loaded. (NIC2:
+ * an e1000e that has been up leaves register values behind that make the forced nvme probe
+ * of NIC below wait 44 s instead of 12 s for the "controller" to get ready.) */
+static void dry_run_refuses_an_in_use_nic_and_loads_nothing(void)
+{
+    CHECK(!exists("/sys/module/vfio_pci"));
+    CHECK(!exists(DRV "vfio-pci"));
+    struct utsname u;
+    uname(&u);
+    char path[PATH_MAX], line[512];
+    snprintf(path, sizeof(path), "/lib/modules/%s/modules.alias", u.release);
+    FILE *f = fopen(path, "re");
+    unsigned aliases = 0, other = 0;
+    while (f && fgets(line, sizeof(line), f)) {
+        size_t n = strlen(line);
+        if (n < 10 || strcmp(line + n - 10, " vfio_pci\n") != 0)
+            continue;
+        aliases++;
+        other += strncmp(line, "alias vfio_pci:", 15) != 0;
+    }
+    if (f)
+        fclose(f);
+    CHECK(aliases > 0 && other == 0);
+    printf("# vfio_pci: not loaded at boot; %u alias(es), %u without the vfio_pci: prefix\n",
+           aliases, other);
+
+    char *ifname = ifname_of(NIC2);
+    CHECK(ifname != NULL);
+    if (!ifname)
+        return;
+    int idx = ifindex_of(ifname);
+    CHECK(sh("/bin/ip link set %s up && /bin/ip addr add 10.0.2.15/24 dev %s", ifname, ifname));
+    const char *names[] = {"vfio-pci", NULL};
+    for (size_t i = 0; i < 2; i++) {
+        char *d = (char *)"x";
+        CHECK_RC(pcibind_bind(ctx, NIC2, names[i], PCIBIND_BIND_DRY_RUN, &d), PCIBIND_ERR_IN_USE);
+        note("dry run to %s: %s", names[i] ? names[i] : "(best VFIO driver)",
+             pcibind_last_error_message());
+        CHECK(d == NULL);
+        CHECK(!exists("/sys/module/vfio_pci"));
+        CHECK(!exists(DRV "vfio-pci"));
+    }
+    CHECK_DRIVER(NIC2, "e1000e");
+    CHECK_OVERRIDE(NIC2, "(null)");
+    char *again = ifname_of(NIC2);
+    CHECK_STR(again, ifname);
+    CHECK(ifindex_of(again) == idx);
+    free(again);
+    if_down(ifname);
+    free(ifname);
+    raw_restore(NIC2);
+    CHECK_NIC_AT_REST(NIC2);
+    /* What follows starts without vfio_pci, whatever happened here. */
+    if (exists("/sys/module/vfio_pci")) {
+        printf("# vfio_pci was loaded: unloading it for the scenarios that follow\n");
+        sh("/sbin/modprobe -r vfio_pci");
+    }
 }
 
 static void vfio_pci_loads_through_real_modprobe(void)
@@ -611,6 +759,79 @@ static void real_refusal_rolls_back(void)
     CHECK_NIC_AT_REST(NIC);
 }
 
+/* Reattach with nothing to do writes nothing (SPEC 3.3): a NIC at home on e1000e with no
+ * override keeps its interface, the same ifindex, whether no name or its driver's is given.
+ * (libvirt calls reattach from cleanup paths: a host NIC must not flap.) */
+static void reattach_at_home_changes_nothing(void)
+{
+    CHECK_NIC_AT_REST(NIC);
+    char *ifname = ifname_of(NIC);
+    int idx = ifindex_of(ifname);
+    CHECK(idx > 0);
+    const char *names[] = {NULL, "e1000e"};
+    for (size_t i = 0; i < 2; i++) {
+        char *d = NULL;
+        CHECK_RC(pcibind_reattach(ctx, NIC, names[i], 0, &d), PCIBIND_OK);
+        CHECK_STR(d, "e1000e");
+        free(d);
+        char *now = ifname_of(NIC);
+        int now_idx = ifindex_of(now);
+        CHECK_STR(now, ifname);
+        CHECK(now_idx == idx);
+        if (now_idx != idx)
+            printf("# reattach(%s): interface %s ifindex %d became %s ifindex %d (unbound and "
+                   "probed again)\n", names[i] ? names[i] : "NULL", ifname ? ifname : "?", idx,
+                   now ? now : "?", now_idx);
+        free(now);
+        CHECK_NIC_AT_REST(NIC);
+    }
+    free(ifname);
+    raw_restore(NIC);
+}
+
+/* A bind from vfio-pci that the kernel refuses (serial's probe rejects a NIC) puts the device
+ * back on vfio-pci: SPEC 3.3's restore writes the original driver into the override before it
+ * probes, since with the override cleared vfio-pci cannot take the device back. */
+static void refused_bind_from_vfio_pci_returns_to_vfio_pci(void)
+{
+    char *g = group_of(NIC);
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_OK);
+    CHECK_DRIVER(NIC, "vfio-pci");
+    CHECK(exists("/dev/vfio/%s", g));
+    char *d = (char *)"x";
+    CHECK_RC(pcibind_bind(ctx, NIC, "serial", PCIBIND_BIND_FORCE, &d), PCIBIND_ERR_BIND);
+    note("%s", pcibind_last_error_message());
+    CHECK(d == NULL);
+    CHECK_CURRENT(NIC, "vfio-pci");
+    CHECK_OVERRIDE(NIC, "vfio-pci");
+    CHECK(exists(DEV NIC "/vfio-dev"));
+    CHECK(exists("/dev/vfio/%s", g));
+    CHECK(!exists(DRV "serial/" NIC));
+    free(g);
+    raw_restore(NIC);
+    CHECK_NIC_AT_REST(NIC);
+}
+
+/* The same through reattach with a name: on failure, back on vfio-pci with its override. */
+static void refused_reattach_returns_to_vfio_pci(void)
+{
+    char *g = group_of(NIC);
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_OK);
+    CHECK_DRIVER(NIC, "vfio-pci");
+    char *d = (char *)"x";
+    CHECK_RC(pcibind_reattach(ctx, NIC, "serial", 0, &d), PCIBIND_ERR_BIND);
+    note("%s", pcibind_last_error_message());
+    CHECK(d == NULL);
+    CHECK_CURRENT(NIC, "vfio-pci");
+    CHECK_OVERRIDE(NIC, "vfio-pci");
+    CHECK(exists(DEV NIC "/vfio-dev"));
+    CHECK(exists("/dev/vfio/%s", g));
+    CHECK(!exists(DRV "serial/" NIC));
+    free(g);
+    raw_restore(NIC);
+    CHECK_NIC_AT_REST(NIC);
+}
+
 static void in_use_nic_is_refused_unless_forced(void)
 {
     char *ifname = ifname_of(NIC);
@@ -658,6 +879,259 @@ static void in_use_nic_is_refused_unless_forced(void)
     CHECK_NIC_AT_REST(NIC);
     free(again);
     free(ifname);
+}
+
+/* virtio-net's interface is not in BDF/net but below a child device, BDF/virtioN/net/IF
+ * (SPEC 1, "What in use looks like"): up with an IPv4 address, it is in use all the same. */
+static void in_use_virtio_net_is_refused(void)
+{
+    CHECK_DRIVER(VNET, "virtio-pci");
+    CHECK(!exists(DEV VNET "/net"));
+    char *ifname = virtio_ifname_of(VNET);
+    CHECK(ifname != NULL);
+    if (!ifname)
+        return;
+    int idx = ifindex_of(ifname);
+    char *t = link_target("/sys/class/net/%s", ifname);
+    printf("# virtio-net's interface: %s -> %s\n", ifname, t ? t : "?");
+    free(t);
+    CHECK(sh("/bin/ip link set %s up && /bin/ip addr add 10.0.4.15/24 dev %s", ifname, ifname));
+    CHECK_RC(pcibind_bind(ctx, VNET, "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
+    note("%s", pcibind_last_error_message());
+    CHECK_CONTAINS(pcibind_last_error_message(), ifname);
+    /* Nothing changed. */
+    CHECK_DRIVER(VNET, "virtio-pci");
+    CHECK_OVERRIDE(VNET, "(null)");
+    char *again = virtio_ifname_of(VNET);
+    CHECK_STR(again, ifname);
+    CHECK(ifindex_of(again) == idx);
+    if_down(again);
+    free(again);
+    free(ifname);
+    raw_restore_to(VNET, "virtio-pci");
+    for (int i = 0; i < 50 && !(again = virtio_ifname_of(VNET)); i++)
+        usleep(100000);
+    CHECK(again != NULL); /* virtio_net is back on the virtio device */
+    free(again);
+}
+
+/* A port of a bridge that is up with an address: the NIC has no address of its own, but it
+ * carries the bridge's traffic (SPEC 1: a bridge/bond port is in use when an up interface
+ * above it has an address). Debian's busybox (1.35) ip makes the bridge and enslaves the NIC
+ * (`ip link add br0 type bridge`, `ip link set IF master br0`). */
+static void bridge_port_is_in_use(void)
+{
+    char *ifname = ifname_of(NIC);
+    CHECK(ifname != NULL);
+    if (!ifname)
+        return;
+    int idx = ifindex_of(ifname);
+    CHECK(sh("/sbin/modprobe bridge"));
+    CHECK(sh("/bin/ip link add br0 type bridge"));
+    CHECK(sh("/bin/ip link set %s master br0", ifname));
+    CHECK(sh("/bin/ip addr add 10.0.5.1/24 dev br0 && /bin/ip link set br0 up && "
+             "/bin/ip link set %s up", ifname));
+    char *master = link_name("/sys/class/net/%s/master", ifname);
+    CHECK_STR(master, "br0");
+    free(master);
+    CHECK(exists("/sys/class/net/br0/brif/%s", ifname));
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
+    note("%s", pcibind_last_error_message());
+    CHECK_CONTAINS(pcibind_last_error_message(), "br0");
+    /* Nothing changed. */
+    CHECK_DRIVER(NIC, "e1000e");
+    CHECK_OVERRIDE(NIC, "(null)");
+    char *again = ifname_of(NIC);
+    CHECK_STR(again, ifname);
+    CHECK(ifindex_of(again) == idx);
+    CHECK(exists("/sys/class/net/br0/brif/%s", ifname));
+    /* Out of the bridge, the bridge gone. */
+    if (again)
+        sh("/bin/ip link set %s nomaster", again);
+    if_down(again);
+    sh("/bin/ip link del br0");
+    CHECK(!exists("/sys/class/net/br0"));
+    free(again);
+    free(ifname);
+    raw_restore(NIC);
+    CHECK_NIC_AT_REST(NIC);
+}
+
+/* ---- disks -------------------------------------------------------------------------------- */
+
+#define MAX_DISKS 8
+struct disks {
+    int n;
+    char name[MAX_DISKS][256];
+};
+
+/* A namespace disk: nvmeXnY (not a hidden per-path nvmeXcYnZ, not a partition nvmeXnYpZ). */
+static int is_namespace_disk(const char *name)
+{
+    unsigned c, n;
+    int end = 0;
+    return sscanf(name, "nvme%un%u%n", &c, &n, &end) == 2 && name[end] == '\0';
+}
+
+/* Adds the namespace disks in sysfs directory `dir`; returns how many. */
+static int collect_disks(const char *dir, struct disks *out)
+{
+    int found = 0;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (is_namespace_disk(e->d_name) && out->n < MAX_DISKS &&
+            exists("%s/%s/dev", dir, e->d_name)) {
+            snprintf(out->name[out->n++], sizeof(out->name[0]), "%s", e->d_name);
+            found++;
+        }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* The namespace disks of the NVMe controller at `bdf`, found through sysfs wherever the
+ * kernel hangs them: below the controller (BDF/nvme/nvmeX/nvmeXnY) or, with native multipath,
+ * below the virtual nvme-subsystem device that links the controller
+ * (/sys/devices/virtual/nvme-subsystem/nvme-subsysN/nvmeXnY). `shape` says which. */
+static void nvme_disks(const char *bdf, struct disks *out, char *shape, size_t shape_len)
+{
+    out->n = 0;
+    snprintf(shape, shape_len, "none");
+    char ctrls[PATH_MAX];
+    snprintf(ctrls, sizeof(ctrls), DEV "%s/nvme", bdf);
+    DIR *d = opendir(ctrls);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char dir[2 * PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s/%s", ctrls, e->d_name);
+        if (collect_disks(dir, out))
+            snprintf(shape, shape_len, "below the controller (%s/%s)", bdf, e->d_name);
+        const char *subsystems = "/sys/devices/virtual/nvme-subsystem";
+        DIR *s = opendir(subsystems);
+        for (struct dirent *f; s && (f = readdir(s));) {
+            if (f->d_name[0] == '.' || !exists("%s/%s/%s", subsystems, f->d_name, e->d_name))
+                continue;
+            snprintf(dir, sizeof(dir), "%s/%s", subsystems, f->d_name);
+            if (collect_disks(dir, out))
+                snprintf(shape, shape_len, "below the subsystem (%s, native multipath)", dir);
+        }
+        if (s)
+            closedir(s);
+    }
+    if (d)
+        closedir(d);
+}
+
+/* The file system on /dev/NAME by its superblock's magic: "ext4", "btrfs" or NULL. */
+static const char *fs_on(const char *name)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof(p), "/dev/%s", name);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    unsigned char m[8];
+    const char *fs = NULL;
+    if (pread(fd, m, 2, 1024 + 56) == 2 && m[0] == 0x53 && m[1] == 0xEF)
+        fs = "ext4";
+    else if (pread(fd, m, 8, 65536 + 64) == 8 && !memcmp(m, "_BHRfS_M", 8))
+        fs = "btrfs";
+    close(fd);
+    return fs;
+}
+
+/* The NVMe namespace disk holding `fs`, waiting up to 10 s for the namespaces to appear (a
+ * moment after nvme binds); NULL when there is none. */
+static char *nvme_disk_with(const char *fs, char *shape, size_t shape_len)
+{
+    struct disks disks;
+    for (int i = 0; i < 100; i++) {
+        nvme_disks(NVME, &disks, shape, shape_len);
+        for (int j = 0; j < disks.n; j++) {
+            const char *on = fs_on(disks.name[j]);
+            if (on && !strcmp(on, fs))
+                return strdup(disks.name[j]);
+        }
+        usleep(100000);
+    }
+    return NULL;
+}
+
+/* Whether /proc/self/mountinfo lists `mnt`; prints its line. */
+static int mounted(const char *mnt)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char line[1024], pat[128];
+    snprintf(pat, sizeof(pat), " %s ", mnt);
+    int found = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (strstr(line, pat)) {
+            printf("# mountinfo: %s", line);
+            found = 1;
+        }
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* An NVMe controller with a mounted file system on one of its namespaces is in use: refused,
+ * nothing written. btrfs shows an anonymous 0:NN in mountinfo's MAJ:MIN field; its source
+ * names the disk. */
+static void nvme_with_mounted_fs_is_refused(const char *fs)
+{
+    char shape[PATH_MAX];
+    CHECK_DRIVER(NVME, "nvme");
+    char *disk = nvme_disk_with(fs, shape, sizeof(shape));
+    CHECK(disk != NULL);
+    char *mp = read_attr("/sys/module/nvme_core/parameters/multipath");
+    printf("# %s: namespace disk %s holds %s; the disks hang %s (nvme_core multipath=%s)\n",
+           NVME, disk ? disk : "?", fs, shape, mp);
+    free(mp);
+    if (!disk)
+        return;
+    char mnt[64], dev[64];
+    snprintf(mnt, sizeof(mnt), "/mnt/%s", fs);
+    snprintf(dev, sizeof(dev), "/dev/%s", disk);
+    mkdir("/mnt", 0755);
+    mkdir(mnt, 0755);
+    sh("/sbin/modprobe %s", fs);
+    int m = mount(dev, mnt, fs, 0, NULL);
+    CHECK(m == 0);
+    if (m != 0) {
+        printf("# mount %s on %s: %s\n", dev, mnt, strerror(errno));
+        free(disk);
+        return;
+    }
+    CHECK(mounted(mnt));
+    CHECK_RC(pcibind_bind(ctx, NVME, "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
+    note("%s", pcibind_last_error_message());
+    /* Nothing changed. */
+    CHECK_DRIVER(NVME, "nvme");
+    CHECK_OVERRIDE(NVME, "(null)");
+    CHECK(exists("/dev/%s", disk));
+    CHECK(mounted(mnt));
+    /* Unmounted (detached, if the disk went away below it), nvme bound, the disk back. */
+    if (umount(mnt) != 0) {
+        printf("# umount %s: %s; detaching it\n", mnt, strerror(errno));
+        umount2(mnt, MNT_DETACH);
+    }
+    raw_restore_to(NVME, "nvme");
+    CHECK_DRIVER(NVME, "nvme");
+    char *back = nvme_disk_with(fs, shape, sizeof(shape));
+    CHECK(back != NULL);
+    free(back);
+    free(disk);
+}
+
+static void nvme_with_mounted_ext4_is_refused(void)
+{
+    nvme_with_mounted_fs_is_refused("ext4");
+}
+
+static void nvme_with_mounted_btrfs_is_refused(void)
+{
+    nvme_with_mounted_fs_is_refused("btrfs");
 }
 
 /* ---- IOMMU groups ------------------------------------------------------------------------- */
@@ -1151,6 +1625,31 @@ static void kernel_override_admits_only_its_driver(void)
     CHECK_NIC_AT_REST(NIC2);
 }
 
+/* How a device gets back onto vfio-pci, which SPEC 3.3's restore order rests on: with the
+ * override cleared, vfio-pci/bind answers ENODEV; with the override `vfio-pci`, drivers_probe
+ * binds vfio-pci; with it cleared, drivers_probe gives the device to its host driver. */
+static void kernel_back_onto_vfio_pci_only_through_the_override(void)
+{
+    const char *ovr = DEV NIC2 "/driver_override";
+    CHECK_ERR(wr(ovr, "vfio-pci"), 0); /* on vfio-pci, as a bind leaves it */
+    CHECK_ERR(wr(DRV "e1000e/unbind", NIC2), 0);
+    CHECK_ERR(wr(PROBE, NIC2), 0);
+    CHECK_DRIVER(NIC2, "vfio-pci");
+    CHECK_ERR(wr(DRV "vfio-pci/unbind", NIC2), 0);
+    CHECK_ERR(wr(ovr, "\n"), 0);
+    CHECK_ERR(wr(DRV "vfio-pci/bind", NIC2), ENODEV);
+    CHECK_DRIVER(NIC2, NULL);
+    CHECK_ERR(wr(ovr, "vfio-pci"), 0);
+    CHECK_ERR(wr(PROBE, NIC2), 0);
+    CHECK_DRIVER(NIC2, "vfio-pci");
+    CHECK(exists(DEV NIC2 "/vfio-dev"));
+    CHECK_ERR(wr(DRV "vfio-pci/unbind", NIC2), 0);
+    CHECK_ERR(wr(ovr, "\n"), 0);
+    CHECK_ERR(wr(PROBE, NIC2), 0);
+    CHECK_NIC_AT_REST(NIC2);
+    raw_restore(NIC2);
+}
+
 static void kernel_unbind(void)
 {
     CHECK_ERR(wr(DRV "vfio-pci/unbind", NIC2), ENODEV);
@@ -1232,6 +1731,7 @@ int main(void)
         TEST_CASE(kernel_generation_layout),
         TEST_CASE(resolve_every_bound_driver_in_both_spellings),
         TEST_CASE(module_names_of_loaded_and_builtin_drivers),
+        TEST_CASE(dry_run_refuses_an_in_use_nic_and_loads_nothing), /* before vfio_pci loads */
         TEST_CASE(vfio_pci_loads_through_real_modprobe),
         TEST_CASE(variant_choice_on_the_real_tables),
         TEST_CASE(missing_variant_module_falls_back_to_vfio_pci),
@@ -1240,7 +1740,14 @@ int main(void)
         TEST_CASE(claim_check_refuses_nvme_for_the_nic),
         TEST_CASE(forced_nvme_shows_why_the_claim_check_exists),
         TEST_CASE(real_refusal_rolls_back),
+        TEST_CASE(reattach_at_home_changes_nothing),
+        TEST_CASE(refused_bind_from_vfio_pci_returns_to_vfio_pci),
+        TEST_CASE(refused_reattach_returns_to_vfio_pci),
         TEST_CASE(in_use_nic_is_refused_unless_forced),
+        TEST_CASE(in_use_virtio_net_is_refused),
+        TEST_CASE(bridge_port_is_in_use),
+        TEST_CASE(nvme_with_mounted_ext4_is_refused),
+        TEST_CASE(nvme_with_mounted_btrfs_is_refused),
         TEST_CASE(iommu_groups),
         TEST_CASE(unbind_stays_unbound),
         TEST_CASE(two_nics_from_two_threads),
@@ -1250,6 +1757,7 @@ int main(void)
         TEST_CASE(kernel_override_stores_up_to_the_first_newline),
         TEST_CASE(kernel_bind),
         TEST_CASE(kernel_override_admits_only_its_driver),
+        TEST_CASE(kernel_back_onto_vfio_pci_only_through_the_override),
         TEST_CASE(kernel_unbind),
         TEST_CASE(kernel_drivers_probe),
         TEST_CASE(kernel_vfio_dev_takes_the_lowest_free_index),
