@@ -194,6 +194,12 @@ int pcibind_ctx_set_proc_root(struct pcibind_ctx *ctx, const char *dir);
  * `LOG_WARNING` = 4 gets warnings and errors, `LOG_DEBUG` = 7 everything) are passed to
  * `fn` with `userdata`. NULL `fn` silences the context (the default). The library does not own
  * `userdata`; it must stay valid while the context can log.
+ *
+ * Each call carries one line. The callback is never called while the library holds one of
+ * its locks (a device's lock, the alias cache's): lines logged meanwhile are delivered once
+ * the lock is released, still during the same call. So the callback may call any function
+ * of the library, on this context too (not the setters, which must not run concurrently
+ * with other calls).
  * Returns 0 or PCIBIND_ERR_INVALID_ARG (`max_priority` outside 0..7).
  */
 int pcibind_ctx_set_log_fn(struct pcibind_ctx *ctx,
@@ -408,17 +414,22 @@ void pcibind_strv_free(char **v);
 const char *pcibind_strerror(int code);
 
 /**
- * The message of the last failed call on this thread (what failed, where, and why), or `""`
- * when the last call succeeded. Never NULL. Owned by the library: valid until the next call
- * into the library on this thread other than `pcibind_last_error_message()`,
- * `pcibind_last_error_errno()`, `pcibind_strerror()`, `pcibind_version()` and the free
- * functions.
+ * The message of the last call on this thread that can fail: what failed, where, and why,
+ * or `""` when that call succeeded. Every such call sets it or clears it, including one that
+ * succeeds after its log callback made failing calls into the library. Never NULL. Owned by
+ * the library: valid until the next call into the library on this thread other than
+ * `pcibind_last_error_message()`, `pcibind_last_error_errno()`, `pcibind_strerror()`,
+ * `pcibind_version()` and the free functions. User input quoted in it is cut to 80
+ * characters (with its length in bytes).
  */
 const char *pcibind_last_error_message(void);
 
 /**
  * The OS error number (`errno`) behind the last failed call on this thread, or 0 when there
- * is none (for PCIBIND_ERR_IO it is always set).
+ * is none or the last call succeeded. Always set (non-zero) for PCIBIND_ERR_IO: an I/O
+ * failure that carries no OS error of its own reports EINVAL (malformed content) or EIO.
+ * For PCIBIND_ERR_BIND and PCIBIND_ERR_RESTORE it is the kernel's answer to the step that
+ * failed, or 0 when the kernel accepted every write but did not bind.
  */
 int pcibind_last_error_errno(void);
 
