@@ -8,7 +8,6 @@ use std::fmt;
 use crate::address::PciAddress;
 use crate::alias::VFIO_PCI_MODULE;
 use crate::error::{Error, Result};
-use crate::lock::DEFAULT_LOCK_TIMEOUT;
 use crate::log::Priority;
 use crate::name::{DriverName, ModuleName};
 use crate::sysfs::NO_DRIVER_OVERRIDE;
@@ -76,7 +75,7 @@ impl Context {
         self.sysfs.require_device(&address)?;
         let _lock = self
             .locks
-            .lock(&self.lock_dir, &address, DEFAULT_LOCK_TIMEOUT)?;
+            .lock(&self.lock_dir, &address, self.lock_timeout)?;
         let prepared = self.prepare_bind(&address, name.as_ref(), options, Mode::Real)?;
         if let Some(txn) = &prepared.txn {
             self.execute(std::slice::from_ref(txn))?;
@@ -226,7 +225,7 @@ impl Context {
         self.sysfs.require_device(&address)?;
         let _lock = self
             .locks
-            .lock(&self.lock_dir, &address, DEFAULT_LOCK_TIMEOUT)?;
+            .lock(&self.lock_dir, &address, self.lock_timeout)?;
         let start = self.state(&address)?;
         if start.driver.is_none() && start.driver_override.as_deref() == Some(NO_DRIVER_OVERRIDE) {
             self.log.log(
@@ -261,7 +260,7 @@ impl Context {
         self.sysfs.require_device(&address)?;
         let _lock = self
             .locks
-            .lock(&self.lock_dir, &address, DEFAULT_LOCK_TIMEOUT)?;
+            .lock(&self.lock_dir, &address, self.lock_timeout)?;
         let prepared = self.prepare_reattach(&address, name.as_ref())?;
         if let Some(txn) = &prepared.txn {
             self.execute(std::slice::from_ref(txn))?;

@@ -28,12 +28,14 @@ pub mod ffi;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 pub use address::PciAddress;
 pub use bind::{BindOptions, Plan};
 pub use device::DeviceInfo;
 pub use error::{Error, Result};
 pub use group::{GroupMember, MemberClass};
+pub use lock::DEFAULT_LOCK_TIMEOUT;
 pub use log::{Logger, Priority};
 pub use modprobe::Modprobe;
 pub use name::{DriverName, ModuleName};
@@ -53,6 +55,7 @@ pub struct Context {
     modules_dir: Option<PathBuf>,
     modprobe: Modprobe,
     lock_dir: PathBuf,
+    lock_timeout: Duration,
     log: Logger,
     aliases: AliasCache,
     locks: DeviceLocks,
@@ -85,6 +88,7 @@ impl Context {
             modules_dir: None,
             modprobe: Modprobe::default(),
             lock_dir: PathBuf::from(DEFAULT_LOCK_DIR),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
             log: Logger::default(),
             aliases: AliasCache::default(),
             locks: DeviceLocks::default(),
@@ -133,6 +137,18 @@ impl Context {
 
     pub fn lock_dir(&self) -> &Path {
         &self.lock_dir
+    }
+
+    /// How long an operation waits for a device's lock, held by another thread or another
+    /// process, before it fails with [`Error::Busy`]: one deadline for both waits. The default
+    /// is [`DEFAULT_LOCK_TIMEOUT`] (60 s); zero fails at once when the lock is held;
+    /// `Duration::MAX` waits as long as it takes.
+    pub fn set_lock_timeout(&mut self, timeout: Duration) {
+        self.lock_timeout = timeout;
+    }
+
+    pub fn lock_timeout(&self) -> Duration {
+        self.lock_timeout
     }
 
     /// Where the in-use checks read `net/route`, `net/if_inet6`, `self/mountinfo` and `swaps`;
