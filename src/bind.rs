@@ -185,7 +185,13 @@ impl Context {
             Mode::Real => &self.modprobe,
             Mode::DryRun => &Modprobe::Disabled,
         };
-        let e = match crate::resolve::resolve_driver(&self.sysfs, modprobe, &self.log, name) {
+        let e = match crate::resolve::resolve_driver(
+            &self.sysfs,
+            modprobe,
+            self.modprobe_timeout,
+            &self.log,
+            name,
+        ) {
             Ok(driver) => return Ok(Target::Driver(driver)),
             Err(e) => e,
         };
@@ -360,7 +366,7 @@ impl Context {
                     Priority::Info,
                     format_args!("loading host module '{module}' for {address}"),
                 );
-                if let Err(e) = self.modprobe.load(module) {
+                if let Err(e) = self.modprobe.load(module, self.modprobe_timeout) {
                     self.log.log(Priority::Warning, format_args!("{e}"));
                 }
             }

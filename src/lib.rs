@@ -37,7 +37,7 @@ pub use error::{Error, Result};
 pub use group::{GroupMember, MemberClass};
 pub use lock::DEFAULT_LOCK_TIMEOUT;
 pub use log::{Logger, Priority};
-pub use modprobe::Modprobe;
+pub use modprobe::{Modprobe, DEFAULT_MODPROBE_TIMEOUT};
 pub use name::{DriverName, ModuleName};
 
 use alias::AliasCache;
@@ -54,6 +54,7 @@ pub struct Context {
     sysfs: Sysfs,
     modules_dir: Option<PathBuf>,
     modprobe: Modprobe,
+    modprobe_timeout: Duration,
     lock_dir: PathBuf,
     lock_timeout: Duration,
     log: Logger,
@@ -87,6 +88,7 @@ impl Context {
             sysfs,
             modules_dir: None,
             modprobe: Modprobe::default(),
+            modprobe_timeout: DEFAULT_MODPROBE_TIMEOUT,
             lock_dir: PathBuf::from(DEFAULT_LOCK_DIR),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             log: Logger::default(),
@@ -121,6 +123,24 @@ impl Context {
         }
         self.modprobe = modprobe;
         Ok(())
+    }
+
+    /// How long modprobe may run: at the limit it is killed, with whatever it started, and the
+    /// load fails with [`Error::ModuleLoad`] (saying it timed out, with what it printed). The
+    /// default is [`DEFAULT_MODPROBE_TIMEOUT`] (60 s); `Duration::MAX` means no limit. Zero is
+    /// refused: no module loads in no time.
+    pub fn set_modprobe_timeout(&mut self, timeout: Duration) -> Result<()> {
+        if timeout.is_zero() {
+            return Err(Error::InvalidArg(
+                "the modprobe timeout must be more than 0".into(),
+            ));
+        }
+        self.modprobe_timeout = timeout;
+        Ok(())
+    }
+
+    pub fn modprobe_timeout(&self) -> Duration {
+        self.modprobe_timeout
     }
 
     /// The directory for per-device lock files; `None` = [`DEFAULT_LOCK_DIR`].
@@ -176,7 +196,13 @@ impl Context {
     /// either `-`/`_` spelling) stands for, loading its module when needed (SPEC 3.1).
     pub fn resolve_driver(&self, name: &str) -> Result<DriverName> {
         let name = DriverName::new(name)?;
-        resolve::resolve_driver(&self.sysfs, &self.modprobe, &self.log, &name)
+        resolve::resolve_driver(
+            &self.sysfs,
+            &self.modprobe,
+            self.modprobe_timeout,
+            &self.log,
+            &name,
+        )
     }
 
     /// The driver the device at `address` is bound to, or `None` when it is unbound.
