@@ -6,8 +6,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fakesys.h"
+
+/* "MOD sleep=SECONDS": a modprobe that hangs. It says so on stderr, starts a helper that
+ * holds stderr open as well (as an install command run through a shell would), records both
+ * pids in modprobe.pids, and sleeps; both finish after SECONDS unless killed first. */
+static void hang(const char *root, const char *module, int seconds)
+{
+    fprintf(stderr, "fake-modprobe: %s: hanging for %d s\n", module, seconds);
+    fflush(stderr);
+    pid_t helper = fork();
+    if (helper == 0) {
+        sleep(seconds);
+        _exit(0);
+    }
+    char pids[64];
+    snprintf(pids, sizeof(pids), "%d\n%d\n", (int)getpid(), (int)helper);
+    fs_write(root, "modprobe.pids", pids);
+    sleep(seconds);
+}
 
 int main(int argc, char **argv)
 {
@@ -49,6 +68,9 @@ int main(int argc, char **argv)
         if (action[0] == '!') {
             fprintf(stderr, "%s\n", action + 1);
             rc = 1;
+        } else if (strncmp(action, "sleep=", 6) == 0) {
+            hang(root, module, atoi(action + 6));
+            rc = 0;
         } else if (strcmp(action, "=") == 0) {
             rc = 0; /* built in: nothing to do */
         } else if (strcmp(action, "-") == 0) {

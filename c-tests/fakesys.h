@@ -73,8 +73,10 @@ char *fs_override(const char *root, const char *bdf);
 /* Adds a line to modprobe.table: "MOD DRV" (loading registers DRV; "MOD DRV vfio" marks it a
  * VFIO driver for the kernel shim, "MOD DRV ids=GLOB" gives it an ID table), "MOD -" (loads, registers
  * no PCI driver), "MOD =" (built in: succeeds, changes nothing), "MOD !TEXT" (fails: TEXT on
- * stderr, exit 1). Modules not in the table fail as kmod fails for an unknown module: "modprobe:
- * FATAL: Module MOD not found in directory /lib/modules/fake", exit 1. */
+ * stderr, exit 1), "MOD sleep=SECONDS" (hangs: says so on stderr, starts a helper that holds
+ * stderr too, writes both pids to modprobe.pids, exits 0 after SECONDS). Modules not in the
+ * table fail as kmod fails for an unknown module: "modprobe: FATAL: Module MOD not found in
+ * directory /lib/modules/fake", exit 1. */
 void fs_modprobe_table(const char *root, const char *line);
 /* The contents of modprobe.log ("" when modprobe never ran); caller frees. */
 char *fs_modprobe_log(const char *root);

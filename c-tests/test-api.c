@@ -84,6 +84,17 @@ static void setters_check_their_arguments(void)
     CHECK_RC(pcibind_ctx_set_lock_dir(ctx, "run/pcibind"), PCIBIND_ERR_INVALID_ARG);
     CHECK_RC(pcibind_ctx_set_lock_dir(NULL, "/run/pcibind"), PCIBIND_ERR_INVALID_ARG);
 
+    /* Any lock timeout is fine, 0 (fail at once) included. */
+    CHECK_RC(pcibind_ctx_set_lock_timeout(ctx, 0), PCIBIND_OK);
+    CHECK_RC(pcibind_ctx_set_lock_timeout(ctx, 4294967295u), PCIBIND_OK);
+    CHECK_RC(pcibind_ctx_set_lock_timeout(NULL, 1000), PCIBIND_ERR_INVALID_ARG);
+
+    /* No module loads in no time: a modprobe time limit of 0 is refused. */
+    CHECK_RC(pcibind_ctx_set_modprobe_timeout(ctx, 1), PCIBIND_OK);
+    CHECK_RC(pcibind_ctx_set_modprobe_timeout(ctx, 4294967295u), PCIBIND_OK);
+    CHECK_RC(pcibind_ctx_set_modprobe_timeout(ctx, 0), PCIBIND_ERR_INVALID_ARG);
+    CHECK_RC(pcibind_ctx_set_modprobe_timeout(NULL, 1000), PCIBIND_ERR_INVALID_ARG);
+
     CHECK_RC(pcibind_ctx_set_log_fn(NULL, NULL, NULL, 7), PCIBIND_ERR_INVALID_ARG);
     pcibind_ctx_free(ctx);
     fs_destroy(root);

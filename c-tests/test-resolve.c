@@ -2,8 +2,11 @@
  * modprobe: every step and fallback, the real module/driver name pairs, module-load failures,
  * bad input (which must never reach the file system or modprobe), and the log callback. */
 #define _GNU_SOURCE
+#include <signal.h>
 #include <stdint.h>
 #include <syslog.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "fakesys.h"
 #include "harness.h"
@@ -282,6 +285,59 @@ static void other_modprobe_failures_stay_module_load_errors(void)
     teardown();
 }
 
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* True once process `pid` has ended (a zombie no one reaps counts as ended). */
+static int process_gone(int pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return kill(pid, 0) != 0;
+    char stat[512] = "";
+    size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+    fclose(f);
+    stat[n] = '\0';
+    const char *end = strrchr(stat, ')');
+    return end && end[1] == ' ' && end[2] == 'Z';
+}
+
+static void hung_modprobe_is_killed_at_the_time_limit(void)
+{
+    setup();
+    fs_modprobe_table(root, "slowmod sleep=30");
+    CHECK_RC(pcibind_ctx_set_modprobe_timeout(ctx, 500), PCIBIND_OK);
+    double start = seconds_now();
+    expect_failure("slowmod", PCIBIND_ERR_MODULE_LOAD);
+    double took = seconds_now() - start;
+    const char *msg = pcibind_last_error_message();
+    CHECK_CONTAINS(msg, "-b slowmod timed out after 500ms and was killed");
+    CHECK_CONTAINS(msg, "fake-modprobe: slowmod: hanging for 30 s");
+    /* Near the limit: not the 30 s the fake modprobe (and the helper holding its stderr)
+     * would take. */
+    CHECK(took >= 0.5);
+    CHECK(took < 5.0);
+    if (took >= 5.0)
+        printf("#   took %.1f s\n", took);
+    /* Killed: modprobe and the helper it started. */
+    char *pids = fs_read(root, "modprobe.pids");
+    CHECK(pids != NULL);
+    int modprobe = 0, helper = 0;
+    CHECK(pids && sscanf(pids, "%d %d", &modprobe, &helper) == 2);
+    free(pids);
+    for (int i = 0; i < 200 && !(process_gone(modprobe) && process_gone(helper)); i++)
+        usleep(10000);
+    CHECK(modprobe > 0 && process_gone(modprobe));
+    CHECK(helper > 0 && process_gone(helper));
+    teardown();
+}
+
 static void none_is_the_no_driver_override_and_never_loaded(void)
 {
     setup();
@@ -497,6 +553,7 @@ RUN_TESTS(TEST_CASE(step1_exact_driver_name), TEST_CASE(step2_underscored_driver
           TEST_CASE(module_load_failure_carries_modprobe_stderr),
           TEST_CASE(unknown_module_is_no_such_driver),
           TEST_CASE(other_modprobe_failures_stay_module_load_errors),
+          TEST_CASE(hung_modprobe_is_killed_at_the_time_limit),
           TEST_CASE(none_is_the_no_driver_override_and_never_loaded),
           TEST_CASE(loaded_module_without_pci_driver),
           TEST_CASE(already_loaded_module_without_pci_driver),

@@ -177,9 +177,33 @@ int pcibind_ctx_set_modprobe(struct pcibind_ctx *ctx, const char *path);
 /**
  * Sets the directory for the per-device lock files shared with other processes, as an
  * absolute path; NULL restores the default, `/run/pcibind`. The string is copied.
+ * The directory is created 0700 when missing and lock files 0600, so no other user can hold a
+ * device's lock. An existing directory (or lock file) must belong to the caller's effective
+ * user and not be a symbolic link; one open to others that holds only lock files is made 0700
+ * (and 0644 lock files 0600). Anything else makes the operations fail with PCIBIND_ERR_IO
+ * (errno EPERM) until an administrator removes it.
  * Returns 0 or PCIBIND_ERR_INVALID_ARG.
  */
 int pcibind_ctx_set_lock_dir(struct pcibind_ctx *ctx, const char *dir);
+
+/**
+ * Sets how long, in milliseconds, an operation on a device (`pcibind_bind()`,
+ * `pcibind_unbind()`, `pcibind_reattach()`) waits for the device's lock while another thread
+ * of the process or another process holds it, before it fails with PCIBIND_ERR_BUSY: one
+ * deadline covers both waits. The default is 60000 (60 s); 0 fails at once when the lock is
+ * held.
+ * Returns 0 or PCIBIND_ERR_INVALID_ARG (NULL `ctx`). Since 0.2.
+ */
+int pcibind_ctx_set_lock_timeout(struct pcibind_ctx *ctx, unsigned int timeout_ms);
+
+/**
+ * Sets how long, in milliseconds, modprobe may run. At the limit it is killed (SIGKILL to its
+ * process group, so with anything it started) and the load fails with
+ * PCIBIND_ERR_MODULE_LOAD, the message saying that it timed out, with what it printed. The
+ * default is 60000 (60 s).
+ * Returns 0 or PCIBIND_ERR_INVALID_ARG (NULL `ctx`, or 0). Since 0.2.
+ */
+int pcibind_ctx_set_modprobe_timeout(struct pcibind_ctx *ctx, unsigned int timeout_ms);
 
 /**
  * Sets where the in-use checks of `pcibind_bind()` read the kernel's proc files

@@ -8,7 +8,6 @@ use std::fmt;
 use crate::address::PciAddress;
 use crate::alias::VFIO_PCI_MODULE;
 use crate::error::{Error, Result};
-use crate::lock::DEFAULT_LOCK_TIMEOUT;
 use crate::log::Priority;
 use crate::name::{DriverName, ModuleName};
 use crate::sysfs::NO_DRIVER_OVERRIDE;
@@ -78,7 +77,7 @@ impl Context {
         let _deferral = self.log.defer();
         let _lock = self
             .locks
-            .lock(&self.lock_dir, &address, DEFAULT_LOCK_TIMEOUT)?;
+            .lock(&self.lock_dir, &address, self.lock_timeout)?;
         let prepared = self.prepare_bind(&address, name.as_ref(), options, Mode::Real)?;
         if let Some(txn) = &prepared.txn {
             self.execute(std::slice::from_ref(txn))?;
@@ -188,7 +187,13 @@ impl Context {
             Mode::Real => &self.modprobe,
             Mode::DryRun => &Modprobe::Disabled,
         };
-        let e = match crate::resolve::resolve_driver(&self.sysfs, modprobe, &self.log, name) {
+        let e = match crate::resolve::resolve_driver(
+            &self.sysfs,
+            modprobe,
+            self.modprobe_timeout,
+            &self.log,
+            name,
+        ) {
             Ok(driver) => return Ok(Target::Driver(driver)),
             Err(e) => e,
         };
@@ -230,7 +235,7 @@ impl Context {
         let _deferral = self.log.defer();
         let _lock = self
             .locks
-            .lock(&self.lock_dir, &address, DEFAULT_LOCK_TIMEOUT)?;
+            .lock(&self.lock_dir, &address, self.lock_timeout)?;
         let start = self.state(&address)?;
         if start.driver.is_none() && start.driver_override.as_deref() == Some(NO_DRIVER_OVERRIDE) {
             self.log.log(
@@ -267,7 +272,7 @@ impl Context {
         let _deferral = self.log.defer();
         let _lock = self
             .locks
-            .lock(&self.lock_dir, &address, DEFAULT_LOCK_TIMEOUT)?;
+            .lock(&self.lock_dir, &address, self.lock_timeout)?;
         let prepared = self.prepare_reattach(&address, name.as_ref())?;
         if let Some(txn) = &prepared.txn {
             self.execute(std::slice::from_ref(txn))?;
@@ -367,7 +372,7 @@ impl Context {
                     Priority::Info,
                     format_args!("loading host module '{module}' for {address}"),
                 );
-                if let Err(e) = self.modprobe.load(module) {
+                if let Err(e) = self.modprobe.load(module, self.modprobe_timeout) {
                     self.log.log(Priority::Warning, format_args!("{e}"));
                 }
             }

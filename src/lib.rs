@@ -26,14 +26,16 @@ mod txn;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 pub use address::PciAddress;
 pub use bind::{BindOptions, Plan};
 pub use device::{class_name, DeviceInfo};
 pub use error::{Error, Result};
 pub use group::{GroupMember, MemberClass};
+pub use lock::DEFAULT_LOCK_TIMEOUT;
 pub use log::{Logger, Priority, Sink};
-pub use modprobe::Modprobe;
+pub use modprobe::{Modprobe, DEFAULT_MODPROBE_TIMEOUT};
 pub use name::{DriverName, ModuleName};
 pub use sysfs::NO_DRIVER_OVERRIDE;
 
@@ -61,7 +63,9 @@ pub struct Context {
     sysfs: Sysfs,
     modules_dir: Option<PathBuf>,
     modprobe: Modprobe,
+    modprobe_timeout: Duration,
     lock_dir: PathBuf,
+    lock_timeout: Duration,
     log: Logger,
     aliases: AliasCache,
     locks: DeviceLocks,
@@ -93,7 +97,9 @@ impl Context {
             sysfs,
             modules_dir: None,
             modprobe: Modprobe::default(),
+            modprobe_timeout: DEFAULT_MODPROBE_TIMEOUT,
             lock_dir: PathBuf::from(DEFAULT_LOCK_DIR),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
             log: Logger::default(),
             aliases: AliasCache::default(),
             locks: DeviceLocks::default(),
@@ -128,6 +134,24 @@ impl Context {
         Ok(())
     }
 
+    /// How long modprobe may run: at the limit it is killed, with whatever it started, and the
+    /// load fails with [`Error::ModuleLoad`] (saying it timed out, with what it printed). The
+    /// default is [`DEFAULT_MODPROBE_TIMEOUT`] (60 s); `Duration::MAX` means no limit. Zero is
+    /// refused: no module loads in no time.
+    pub fn set_modprobe_timeout(&mut self, timeout: Duration) -> Result<()> {
+        if timeout.is_zero() {
+            return Err(Error::InvalidArg(
+                "the modprobe timeout must be more than 0".into(),
+            ));
+        }
+        self.modprobe_timeout = timeout;
+        Ok(())
+    }
+
+    pub fn modprobe_timeout(&self) -> Duration {
+        self.modprobe_timeout
+    }
+
     /// The directory for per-device lock files; `None` = [`DEFAULT_LOCK_DIR`].
     pub fn set_lock_dir(&mut self, dir: Option<PathBuf>) -> Result<()> {
         match dir {
@@ -142,6 +166,18 @@ impl Context {
 
     pub fn lock_dir(&self) -> &Path {
         &self.lock_dir
+    }
+
+    /// How long an operation waits for a device's lock, held by another thread or another
+    /// process, before it fails with [`Error::Busy`]: one deadline for both waits. The default
+    /// is [`DEFAULT_LOCK_TIMEOUT`] (60 s); zero fails at once when the lock is held;
+    /// `Duration::MAX` waits as long as it takes.
+    pub fn set_lock_timeout(&mut self, timeout: Duration) {
+        self.lock_timeout = timeout;
+    }
+
+    pub fn lock_timeout(&self) -> Duration {
+        self.lock_timeout
     }
 
     /// Where the in-use checks read `net/route`, `net/if_inet6`, `self/mountinfo` and `swaps`;
@@ -169,7 +205,13 @@ impl Context {
     /// either `-`/`_` spelling) stands for, loading its module when needed (SPEC 3.1).
     pub fn resolve_driver(&self, name: &str) -> Result<DriverName> {
         let name = DriverName::new(name)?;
-        resolve::resolve_driver(&self.sysfs, &self.modprobe, &self.log, &name)
+        resolve::resolve_driver(
+            &self.sysfs,
+            &self.modprobe,
+            self.modprobe_timeout,
+            &self.log,
+            &name,
+        )
     }
 
     /// The driver the device at `address` is bound to, or `None` when it is unbound.

@@ -1,13 +1,35 @@
 //! Per-device serialization: a mutex per device inside the process, and an advisory `flock`
 //! on a file per device in the lock directory across processes. Only the device being changed
 //! is locked, so a slow unbind of one device never holds up another.
+//!
+//! One deadline covers both waits (SPEC 3.5). The lock directory and its files belong to the
+//! process's effective user and to nobody else: were a lock file readable by another user, that
+//! user could open it, take the `flock` and hold every bind of the device up for good.
+//!
+//! What is found in place is checked, never trusted (a directory or file left by an older
+//! version, or planted):
+//! - the directory is opened without following a symbolic link and must be a directory of
+//!   our effective uid; when it is open to others (0.1 created it 0755) and holds nothing but
+//!   lock files, its mode is set to 0700; when it holds other files as well it is used as is
+//!   if no other user can write to it (an administrator's choice of a shared directory: the
+//!   lock files in it are 0600 all the same), and refused otherwise;
+//! - a lock file is opened relative to that directory with `O_NOFOLLOW` (a symbolic link is
+//!   refused) and must be a regular file of our effective uid; a mode other than 0600 (0.1
+//!   made them 0644) is set to 0600. A file of another user is refused, not removed:
+//!   removing a lock file another process may hold would let two holders in.
+//!
+//! A refusal is an `Error::Io` with `EPERM` (`PCIBIND_ERR_IO`): waiting would not help, an
+//! administrator has to remove what is in the way. A file that another process opened while
+//! it was still 0644 stays open to it after the repair; that only matters once, on the first
+//! run after an upgrade from 0.1 without a reboot (`/run` is emptied at boot).
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::ffi::{CStr, CString};
+use std::fs::{self, File, OpenOptions, Permissions};
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -15,9 +37,16 @@ use std::time::{Duration, Instant};
 use crate::address::PciAddress;
 use crate::error::{Error, Result};
 
-/// How long to wait for another process's lock before giving up with `Busy`. Unbinding a GPU
-/// can take many seconds, so this is generous.
+/// How long to wait for a device's lock, held by another thread or another process, before
+/// giving up with `Busy`. Unbinding a GPU can take many seconds, so this is generous.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The mode of the lock directory and of each lock file.
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
+
+/// The longest pause between two tries of a `flock` held by another process.
+const MAX_PAUSE: Duration = Duration::from_millis(50);
 
 /// The devices locked by threads of this process, and a condition to wait on for one.
 #[derive(Debug, Default)]
@@ -43,20 +72,50 @@ impl Drop for DeviceGuard<'_> {
     }
 }
 
+/// How a wait that ran out is described: "gave up after 60s", or "lock timeout 0".
+fn gave_up(timeout: Duration) -> String {
+    if timeout.is_zero() {
+        "not waiting: the lock timeout is 0".to_owned()
+    } else {
+        format!("gave up after {timeout:?}")
+    }
+}
+
+/// A refusal of what was found in the lock directory.
+fn refused(step: &'static str, path: &Path) -> Error {
+    Error::io(step, path, io::Error::from_raw_os_error(libc::EPERM))
+}
+
 impl DeviceLocks {
-    /// Locks `address` for the calling thread: first in-process (waiting as long as the other
-    /// thread needs), then `LOCK_DIR/ADDRESS.lock` with `flock` (waiting up to `timeout`, then
-    /// `Busy`).
+    /// Locks `address` for the calling thread: first in-process, then `LOCK_DIR/ADDRESS.lock`
+    /// with `flock`, both within `timeout` in all (`Busy` after it; zero: `Busy` at once when
+    /// either is held; `Duration::MAX`: no limit).
     pub fn lock(
         &self,
         lock_dir: &Path,
         address: &PciAddress,
         timeout: Duration,
     ) -> Result<DeviceGuard<'_>> {
+        let deadline = Instant::now().checked_add(timeout);
         {
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
             while held.contains(address) {
-                held = self.released.wait(held).unwrap_or_else(|e| e.into_inner());
+                held = match deadline {
+                    None => self.released.wait(held).unwrap_or_else(|e| e.into_inner()),
+                    Some(deadline) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return Err(Error::Busy(format!(
+                                "{address} is locked by another thread of this process ({})",
+                                gave_up(timeout)
+                            )));
+                        }
+                        self.released
+                            .wait_timeout(held, left)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    }
+                };
             }
             held.insert(*address);
         }
@@ -66,23 +125,8 @@ impl DeviceLocks {
             address: *address,
             file: None,
         };
-
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(lock_dir)
-            .map_err(|e| Error::io("creating the lock directory", lock_dir, e))?;
-        let path = lock_dir.join(format!("{address}.lock"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(|e| Error::io("opening the device's lock file", &path, e))?;
-        let start = Instant::now();
+        let dir = open_lock_dir(lock_dir)?;
+        let (file, path) = open_lock_file(&dir, lock_dir, address)?;
         let mut pause = Duration::from_millis(1);
         loop {
             // SAFETY: flock on a file descriptor we own.
@@ -90,29 +134,228 @@ impl DeviceLocks {
                 break;
             }
             let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(Error::io("locking the device", &path, err));
+            match err.raw_os_error() {
+                Some(libc::EWOULDBLOCK) => {}
+                Some(libc::EINTR) => continue,
+                _ => return Err(Error::io("locking the device", &path, err)),
             }
-            if start.elapsed() >= timeout {
+            let left = deadline.map_or(pause, |d| d.saturating_duration_since(Instant::now()));
+            if left.is_zero() {
                 return Err(Error::Busy(format!(
-                    "{address} is locked by another process ({} held for over {:?})",
+                    "{address} is locked by another process (lock file {}; {})",
                     path.display(),
-                    timeout
+                    gave_up(timeout)
                 )));
             }
-            thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
+            thread::sleep(pause.min(left));
+            pause = (pause * 2).min(MAX_PAUSE);
         }
         guard.file = Some(file);
         Ok(guard)
     }
 }
 
+/// The lock directory, opened and checked (see the module's comment), created 0700 when it
+/// does not exist.
+fn open_lock_dir(lock_dir: &Path) -> Result<File> {
+    let open = || {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(lock_dir)
+    };
+    let dir = match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(lock_dir)
+                .map_err(|e| Error::io("creating the lock directory", lock_dir, e))?;
+            open()
+        }
+        other => other,
+    };
+    let dir = dir.map_err(|e| {
+        // O_NOFOLLOW with O_DIRECTORY answers ENOTDIR for a link, as for a file.
+        let link = fs::symlink_metadata(lock_dir).is_ok_and(|m| m.file_type().is_symlink());
+        if link {
+            refused(
+                "the lock directory is a symbolic link, which is refused",
+                lock_dir,
+            )
+        } else {
+            Error::io("opening the lock directory", lock_dir, e)
+        }
+    })?;
+    let meta = dir
+        .metadata()
+        .map_err(|e| Error::io("checking the lock directory", lock_dir, e))?;
+    // SAFETY: geteuid cannot fail.
+    if meta.uid() != unsafe { libc::geteuid() } {
+        return Err(refused(
+            "the lock directory belongs to another user, which is refused",
+            lock_dir,
+        ));
+    }
+    if meta.mode() & 0o777 == DIR_MODE {
+        return Ok(dir);
+    }
+    let only_locks = holds_only_lock_files(&dir)
+        .map_err(|e| Error::io("reading the lock directory", lock_dir, e))?;
+    if only_locks {
+        // Ours, and nothing but lock files in it: made private (the umask may also have
+        // taken bits from a directory just created).
+        dir.set_permissions(Permissions::from_mode(DIR_MODE))
+            .map_err(|e| Error::io("making the lock directory private", lock_dir, e))?;
+    } else if meta.mode() & 0o022 != 0 {
+        return Err(refused(
+            "the lock directory is writable by other users and holds other files than lock \
+             files, so its mode is not changed; it is refused",
+            lock_dir,
+        ));
+    }
+    Ok(dir)
+}
+
+/// True when the directory holds nothing but `*.lock` entries.
+fn holds_only_lock_files(dir: &File) -> io::Result<bool> {
+    // A descriptor of its own for the stream, which closedir closes.
+    // SAFETY: openat of "." relative to a directory descriptor we own.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c".".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fdopendir takes over the descriptor just opened.
+    let stream = unsafe { libc::fdopendir(fd) };
+    if stream.is_null() {
+        let err = io::Error::last_os_error();
+        // SAFETY: the descriptor is still ours when fdopendir fails.
+        unsafe { libc::close(fd) };
+        return Err(err);
+    }
+    let mut only_locks = true;
+    loop {
+        // SAFETY: a valid stream; the entry stays valid until the next readdir.
+        let entry = unsafe { libc::readdir64(stream) };
+        if entry.is_null() {
+            break;
+        }
+        // SAFETY: d_name is NUL-terminated.
+        let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) }.to_bytes();
+        if name != b"." && name != b".." && !name.ends_with(b".lock") {
+            only_locks = false;
+            break;
+        }
+    }
+    // SAFETY: closes the stream and its descriptor once.
+    unsafe { libc::closedir(stream) };
+    Ok(only_locks)
+}
+
+/// `ADDRESS.lock` in the lock directory, opened (created 0600) and checked, and its path.
+fn open_lock_file(dir: &File, lock_dir: &Path, address: &PciAddress) -> Result<(File, PathBuf)> {
+    let name = format!("{address}.lock");
+    let path = lock_dir.join(&name);
+    let cname = CString::new(name).expect("an address has no NUL byte");
+    // SAFETY: openat relative to a directory descriptor we own, with a NUL-terminated name;
+    // the mode argument is read because of O_CREAT.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            cname.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY,
+            FILE_MODE as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        let err = io::Error::last_os_error();
+        return Err(match err.raw_os_error() {
+            Some(libc::ELOOP) => refused(
+                "the device's lock file is a symbolic link, which is refused",
+                &path,
+            ),
+            _ => Error::io("opening the device's lock file", &path, err),
+        });
+    }
+    // SAFETY: a descriptor just opened, owned by nothing else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io("checking the device's lock file", &path, e))?;
+    if !meta.file_type().is_file() {
+        return Err(refused(
+            "the device's lock file is not a regular file, which is refused",
+            &path,
+        ));
+    }
+    // SAFETY: geteuid cannot fail.
+    if meta.uid() != unsafe { libc::geteuid() } {
+        return Err(refused(
+            "the device's lock file belongs to another user, which is refused (remove it)",
+            &path,
+        ));
+    }
+    if meta.mode() & 0o777 != FILE_MODE {
+        file.set_permissions(Permissions::from_mode(FILE_MODE))
+            .map_err(|e| Error::io("making the device's lock file private", &path, e))?;
+    }
+    Ok((file, path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{chown, symlink};
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::{mpsc, Arc};
+
+    fn addr(s: &str) -> PciAddress {
+        PciAddress::parse(s).unwrap()
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::symlink_metadata(path).unwrap().mode() & 0o7777
+    }
+
+    fn set_mode(path: &Path, mode: u32) {
+        fs::set_permissions(path, Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// An unprivileged uid and gid for the ownership tests, which only root can set up.
+    fn other_user() -> Option<(u32, u32)> {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            Some((65534, 65534))
+        } else {
+            eprintln!("not root: cannot give a file to another user; skipped");
+            None
+        }
+    }
+
+    /// Another process's hold on a device's lock file: its own open file description.
+    fn hold_as_another_process(path: &Path) -> File {
+        let other = OpenOptions::new().read(true).open(path).unwrap();
+        // SAFETY: flock on a descriptor we own.
+        assert_eq!(unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX) }, 0);
+        other
+    }
+
+    fn expect_refused<T>(result: Result<T>, what: &str) {
+        match result {
+            Err(e @ Error::Io { .. }) => {
+                assert_eq!(e.errno(), libc::EPERM, "{e}");
+                assert!(e.to_string().contains(what), "{e}");
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("took a lock through {what}"),
+        }
+    }
 
     /// Threads locking the same device never overlap; other devices are not held up.
     #[test]
@@ -120,7 +363,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let locks = Arc::new(DeviceLocks::default());
         let inside = Arc::new(AtomicUsize::new(0));
-        let a = PciAddress::parse("0000:01:00.0").unwrap();
+        let a = addr("0000:01:00.0");
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let (locks, inside, dir) = (locks.clone(), inside.clone(), dir.path().to_owned());
@@ -135,7 +378,7 @@ mod tests {
             })
             .collect();
         // Meanwhile another device locks at once.
-        let b = PciAddress::parse("0000:02:00.0").unwrap();
+        let b = addr("0000:02:00.0");
         drop(
             locks
                 .lock(dir.path(), &b, Duration::from_millis(100))
@@ -152,20 +395,229 @@ mod tests {
     #[test]
     fn busy_when_another_holder_keeps_it() {
         let dir = tempfile::tempdir().unwrap();
-        let a = PciAddress::parse("0000:01:00.0").unwrap();
-        let path = dir.path().join("0000:01:00.0.lock");
-        let other = File::create(&path).unwrap();
-        // SAFETY: flock on a descriptor we own.
-        assert_eq!(unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX) }, 0);
+        let a = addr("0000:01:00.0");
         let locks = DeviceLocks::default();
-        match locks.lock(dir.path(), &a, Duration::from_millis(50)) {
-            Err(Error::Busy(msg)) => assert!(msg.contains("0000:01:00.0")),
+        drop(locks.lock(dir.path(), &a, DEFAULT_LOCK_TIMEOUT).unwrap());
+        let other = hold_as_another_process(&dir.path().join("0000:01:00.0.lock"));
+        let start = Instant::now();
+        match locks.lock(dir.path(), &a, Duration::from_millis(200)) {
+            Err(Error::Busy(msg)) => {
+                assert!(
+                    msg.contains("0000:01:00.0") && msg.contains("another process"),
+                    "{msg}"
+                )
+            }
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("took a lock another holder has"),
         }
+        assert!(start.elapsed() >= Duration::from_millis(200));
         drop(other);
         assert!(locks
             .lock(dir.path(), &a, Duration::from_millis(50))
             .is_ok());
+    }
+
+    /// The directory is created 0700 (with any missing parents) and lock files 0600, so no
+    /// other user can open one.
+    #[test]
+    fn new_lock_dir_and_files_are_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run/pcibind");
+        let locks = DeviceLocks::default();
+        drop(
+            locks
+                .lock(&dir, &addr("0000:01:00.0"), DEFAULT_LOCK_TIMEOUT)
+                .unwrap(),
+        );
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("0000:01:00.0.lock")), 0o600);
+    }
+
+    /// What 0.1 left behind (a 0755 directory, 0644 lock files) is made private on first use.
+    #[test]
+    fn open_dir_and_files_left_by_0_1_are_made_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("locks");
+        fs::create_dir(&dir).unwrap();
+        set_mode(&dir, 0o755);
+        let file = dir.join("0000:01:00.0.lock");
+        fs::write(&file, "").unwrap();
+        set_mode(&file, 0o644);
+        let locks = DeviceLocks::default();
+        drop(
+            locks
+                .lock(&dir, &addr("0000:01:00.0"), DEFAULT_LOCK_TIMEOUT)
+                .unwrap(),
+        );
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&file), 0o600);
+    }
+
+    /// A directory that holds other files is never chmod-ed: used as is when no other user can
+    /// write to it, refused when one can.
+    #[test]
+    fn shared_directory_is_used_only_when_others_cannot_write() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("shared");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("README"), "not a lock").unwrap();
+        let locks = DeviceLocks::default();
+        let a = addr("0000:01:00.0");
+
+        set_mode(&dir, 0o755);
+        drop(locks.lock(&dir, &a, DEFAULT_LOCK_TIMEOUT).unwrap());
+        assert_eq!(mode(&dir), 0o755);
+        assert_eq!(mode(&dir.join("0000:01:00.0.lock")), 0o600);
+
+        set_mode(&dir, 0o1777);
+        expect_refused(
+            locks.lock(&dir, &a, DEFAULT_LOCK_TIMEOUT),
+            "writable by other users",
+        );
+        assert_eq!(mode(&dir), 0o1777);
+    }
+
+    /// Symbolic links are never followed, neither as the directory nor as a lock file.
+    #[test]
+    fn symbolic_links_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        fs::create_dir(&real).unwrap();
+        set_mode(&real, 0o700);
+        let link = tmp.path().join("link");
+        symlink(&real, &link).unwrap();
+        let locks = DeviceLocks::default();
+        let a = addr("0000:01:00.0");
+        expect_refused(locks.lock(&link, &a, DEFAULT_LOCK_TIMEOUT), "symbolic link");
+
+        let target = tmp.path().join("target");
+        fs::write(&target, "precious").unwrap();
+        set_mode(&target, 0o644);
+        symlink(&target, real.join("0000:01:00.0.lock")).unwrap();
+        expect_refused(locks.lock(&real, &a, DEFAULT_LOCK_TIMEOUT), "symbolic link");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "precious");
+        assert_eq!(mode(&target), 0o644);
+    }
+
+    /// A directory or lock file of another user is refused, not used and not repaired.
+    #[test]
+    fn another_users_directory_or_file_is_refused() {
+        let Some((uid, gid)) = other_user() else {
+            return;
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let locks = DeviceLocks::default();
+        let a = addr("0000:01:00.0");
+
+        let theirs = tmp.path().join("theirs");
+        fs::create_dir(&theirs).unwrap();
+        set_mode(&theirs, 0o700);
+        chown(&theirs, Some(uid), Some(gid)).unwrap();
+        expect_refused(
+            locks.lock(&theirs, &a, DEFAULT_LOCK_TIMEOUT),
+            "another user",
+        );
+
+        let ours = tmp.path().join("ours");
+        fs::create_dir(&ours).unwrap();
+        let planted = ours.join("0000:01:00.0.lock");
+        fs::write(&planted, "").unwrap();
+        set_mode(&planted, 0o644);
+        chown(&planted, Some(uid), Some(gid)).unwrap();
+        expect_refused(locks.lock(&ours, &a, DEFAULT_LOCK_TIMEOUT), "another user");
+        assert_eq!(mode(&planted), 0o644);
+        assert_eq!(fs::metadata(&planted).unwrap().uid(), uid);
+    }
+
+    /// A thread waiting for another thread of the process gives up at the timeout.
+    #[test]
+    fn in_process_waiter_gives_up_after_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = Arc::new(DeviceLocks::default());
+        let a = addr("0000:01:00.0");
+        let held = locks.lock(dir.path(), &a, DEFAULT_LOCK_TIMEOUT).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let (waiter_locks, path) = (locks.clone(), dir.path().to_owned());
+        thread::spawn(move || {
+            let start = Instant::now();
+            let result = waiter_locks
+                .lock(&path, &a, Duration::from_millis(300))
+                .map(drop);
+            let _ = tx.send((result, start.elapsed()));
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(10));
+        drop(held);
+        let (result, waited) = answer.expect("the waiter was still waiting after 10 s");
+        match result {
+            Err(Error::Busy(msg)) => assert!(msg.contains("another thread"), "{msg}"),
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        assert!(waited >= Duration::from_millis(300), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+    }
+
+    /// Timeout 0 fails at once, whether a thread or another process holds the lock.
+    #[test]
+    fn zero_timeout_fails_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = Arc::new(DeviceLocks::default());
+        let a = addr("0000:01:00.0");
+        let held = locks.lock(dir.path(), &a, DEFAULT_LOCK_TIMEOUT).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let (waiter_locks, path) = (locks.clone(), dir.path().to_owned());
+        thread::spawn(move || {
+            let start = Instant::now();
+            let result = waiter_locks.lock(&path, &a, Duration::ZERO).map(drop);
+            let _ = tx.send((result, start.elapsed()));
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(10));
+        drop(held);
+        let (result, waited) = answer.expect("the waiter was still waiting after 10 s");
+        assert!(matches!(result, Err(Error::Busy(_))), "{result:?}");
+        assert!(waited < Duration::from_millis(100), "{waited:?}");
+
+        let other = hold_as_another_process(&dir.path().join("0000:01:00.0.lock"));
+        let start = Instant::now();
+        match locks.lock(dir.path(), &a, Duration::ZERO) {
+            Err(Error::Busy(msg)) => assert!(msg.contains("lock timeout is 0"), "{msg}"),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("took a lock another holder has"),
+        }
+        assert!(start.elapsed() < Duration::from_millis(100));
+        drop(other);
+        assert!(locks.lock(dir.path(), &a, Duration::ZERO).is_ok());
+    }
+
+    /// The timeout is one deadline for both waits: time spent waiting for a thread is not
+    /// granted again for the other process's flock.
+    #[test]
+    fn one_deadline_covers_both_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = Arc::new(DeviceLocks::default());
+        let a = addr("0000:01:00.0");
+        drop(locks.lock(dir.path(), &a, DEFAULT_LOCK_TIMEOUT).unwrap());
+        // Another process holds the flock, and a thread of ours the in-process lock (taken
+        // by hand: a guard would hold the flock too).
+        let other = hold_as_another_process(&dir.path().join("0000:01:00.0.lock"));
+        locks.held.lock().unwrap().insert(a);
+        let (waiter_locks, path) = (locks.clone(), dir.path().to_owned());
+        let waiter = thread::spawn(move || {
+            let start = Instant::now();
+            let result = waiter_locks
+                .lock(&path, &a, Duration::from_millis(800))
+                .map(drop);
+            (result, start.elapsed())
+        });
+        thread::sleep(Duration::from_millis(500));
+        locks.held.lock().unwrap().remove(&a);
+        locks.released.notify_all();
+        let (result, waited) = waiter.join().unwrap();
+        drop(other);
+        match result {
+            Err(Error::Busy(msg)) => assert!(msg.contains("another process"), "{msg}"),
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        assert!(waited >= Duration::from_millis(800), "{waited:?}");
+        assert!(waited < Duration::from_millis(1200), "{waited:?}");
     }
 }

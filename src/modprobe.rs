@@ -1,8 +1,16 @@
 //! Running the module loader: exec'd directly (never through a shell) with argv exactly
-//! `{PROGRAM, "-b", MODULE}`, the environment inherited.
+//! `{PROGRAM, "-b", MODULE}`, the environment inherited, and a time limit. A modprobe that
+//! hangs (a module whose init never returns, an `install` command waiting on something) would
+//! otherwise hold the device's lock for good: at the limit it is killed, with anything it
+//! started (it runs in a process group of its own), and the load fails.
 
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::name::ModuleName;
@@ -10,8 +18,23 @@ use crate::name::ModuleName;
 /// Where modprobe is looked for when none is configured, in order.
 pub const DEFAULT_PROGRAMS: [&str; 2] = ["/usr/sbin/modprobe", "/sbin/modprobe"];
 
+/// How long modprobe may run before it is killed and the load fails. Loading a module takes
+/// milliseconds to a few seconds (firmware, a slow device reset); a minute is a hang.
+pub const DEFAULT_MODPROBE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Longest piece of modprobe's stderr carried in an error message.
 const MAX_STDERR: usize = 2048;
+
+/// How much of modprobe's stderr is kept while it runs (the rest is read and dropped, so a
+/// chatty modprobe never blocks on a full pipe): room for the trimmed message.
+const KEEP_STDERR: usize = 4 * MAX_STDERR;
+
+/// The longest pause between two looks at a running modprobe whose stderr tells nothing.
+const MAX_POLL: Duration = Duration::from_millis(20);
+
+/// How long stderr is still read once modprobe is gone: only a process it left behind (and
+/// that escaped the kill) can keep the pipe open past that.
+const DRAIN_GRACE: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Modprobe {
@@ -40,14 +63,15 @@ impl Modprobe {
         }
     }
 
-    /// Runs `PROGRAM -b MODULE` (`-b`: honour the blacklist) and waits for it.
-    pub fn load(&self, module: &ModuleName) -> Result<()> {
-        self.try_load(module).map_err(Error::from)
+    /// Runs `PROGRAM -b MODULE` (`-b`: honour the blacklist) and waits for it, at most
+    /// `timeout` (then it is killed and the load fails).
+    pub fn load(&self, module: &ModuleName, timeout: Duration) -> Result<()> {
+        self.try_load(module, timeout).map_err(Error::from)
     }
 
     /// As `load`, but tells "modprobe says no module has that name" apart from every other
     /// failure: name resolution reports the first as "no such driver", not as a failed load.
-    pub(crate) fn try_load(&self, module: &ModuleName) -> Result<(), LoadError> {
+    pub(crate) fn try_load(&self, module: &ModuleName, timeout: Duration) -> Result<(), LoadError> {
         let fail = |detail: String| {
             LoadError::Failed(Error::ModuleLoad {
                 module: module.to_string(),
@@ -67,22 +91,17 @@ impl Modprobe {
         if let Err(e) = std::fs::metadata(&program) {
             return Err(fail(format!("cannot run {}: {e}", program.display())));
         }
-        let output = Command::new(&program)
-            .arg("-b")
-            .arg(module.as_str())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
+        let ran = run(&program, module, timeout)
             .map_err(|e| fail(format!("cannot run {}: {e}", program.display())))?;
-        if output.status.success() {
-            return Ok(());
-        }
-        let status = match output.status.code() {
-            Some(code) => format!("exited with status {code}"),
-            None => format!("was killed ({})", output.status),
+        let status = match ran.status {
+            Some(status) if status.success() => return Ok(()),
+            Some(status) => match status.code() {
+                Some(code) => format!("exited with status {code}"),
+                None => format!("was killed ({status})"),
+            },
+            None => format!("timed out after {timeout:?} and was killed"),
         };
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = String::from_utf8_lossy(&ran.stderr);
         let mut stderr = stderr.trim();
         if stderr.len() > MAX_STDERR {
             let mut end = MAX_STDERR;
@@ -97,13 +116,126 @@ impl Modprobe {
             format!(": {stderr}")
         };
         let detail = format!("{} -b {} {status}{tail}", program.display(), module);
-        if output.status.code() == Some(1) && says_not_found(stderr, module) {
+        let exit_code = ran.status.and_then(|s| s.code());
+        if exit_code == Some(1) && says_not_found(stderr, module) {
             return Err(LoadError::NotFound {
                 module: module.clone(),
                 detail,
             });
         }
         Err(fail(detail))
+    }
+}
+
+/// How a run of modprobe ended: its status (`None`: killed at the time limit) and the start
+/// of what it wrote to stderr.
+struct Ran {
+    status: Option<ExitStatus>,
+    stderr: Vec<u8>,
+}
+
+/// Runs `program -b module` in a process group of its own, reading its stderr as it comes,
+/// until it exits or `timeout` passes; then kills the group and reaps it.
+fn run(program: &Path, module: &ModuleName, timeout: Duration) -> io::Result<Ran> {
+    let mut child = Command::new(program)
+        .arg("-b")
+        .arg(module.as_str())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()?;
+    let deadline = Instant::now().checked_add(timeout);
+    let mut stderr = Output::new(child.stderr.take());
+    let mut pause = Duration::from_millis(1);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        let left = deadline.map_or(MAX_POLL, |d| d.saturating_duration_since(Instant::now()));
+        if left.is_zero() {
+            kill_group(&mut child);
+            break None;
+        }
+        if stderr.is_open() {
+            // Wakes as soon as modprobe writes or exits (its end of the pipe closes).
+            stderr.read_for(left.min(MAX_POLL));
+        } else {
+            thread::sleep(pause.min(left));
+            pause = (pause * 2).min(MAX_POLL);
+        }
+    };
+    // What it wrote just before it ended is still in the pipe.
+    let drain_until = Instant::now() + DRAIN_GRACE;
+    while stderr.is_open() {
+        let left = drain_until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        stderr.read_for(left);
+    }
+    Ok(Ran {
+        status,
+        stderr: stderr.kept,
+    })
+}
+
+/// Kills modprobe and whatever it started (SIGKILL to its process group), then reaps it.
+fn kill_group(child: &mut Child) {
+    // The group's id is the child's pid, which stays ours until it is reaped below.
+    let pgid = child.id() as libc::pid_t;
+    // SAFETY: kill has no memory-safety preconditions.
+    if unsafe { libc::kill(-pgid, libc::SIGKILL) } != 0 {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+/// modprobe's stderr pipe, read without ever blocking past a given time.
+struct Output {
+    pipe: Option<ChildStderr>,
+    kept: Vec<u8>,
+}
+
+impl Output {
+    fn new(pipe: Option<ChildStderr>) -> Output {
+        Output {
+            pipe,
+            kept: Vec::new(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.pipe.is_some()
+    }
+
+    /// Waits up to `wait` for output, and reads what came; closes the pipe at its end.
+    fn read_for(&mut self, wait: Duration) {
+        let Some(pipe) = &mut self.pipe else {
+            return;
+        };
+        let mut fds = libc::pollfd {
+            fd: pipe.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = wait.as_millis().clamp(1, libc::c_int::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut fds, 1, ms) };
+        if n <= 0 {
+            return; // nothing yet, or EINTR: the caller looks again
+        }
+        // Readable or hung up: a read now returns data or end of file without blocking.
+        let mut buf = [0u8; 4096];
+        match pipe.read(&mut buf) {
+            Ok(0) => self.pipe = None,
+            Ok(n) => {
+                let room = KEEP_STDERR.saturating_sub(self.kept.len());
+                self.kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => self.pipe = None,
+        }
     }
 }
 
@@ -145,9 +277,118 @@ fn says_not_found(stderr: &str, module: &ModuleName) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn module(name: &str) -> ModuleName {
         ModuleName::new(name).unwrap()
+    }
+
+    /// A modprobe stand-in: a shell script in `dir`.
+    fn script(dir: &Path, body: &str) -> Modprobe {
+        let path = dir.join("modprobe");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Modprobe::Program(path)
+    }
+
+    /// `load`, timed. Retried while the script is busy: a child that another test thread
+    /// forks may still hold the script's write descriptor for a moment (ETXTBSY).
+    fn timed_load(modprobe: &Modprobe, timeout: Duration) -> (Result<()>, Duration) {
+        for _ in 0..20 {
+            let start = Instant::now();
+            let result = modprobe.load(&module("foo_bar"), timeout);
+            match &result {
+                Err(e) if e.to_string().contains("Text file busy") => {
+                    thread::sleep(Duration::from_millis(50))
+                }
+                _ => return (result, start.elapsed()),
+            }
+        }
+        panic!("the script stayed busy");
+    }
+
+    /// True when no process `pid` runs any more (a zombie that nobody reaps counts as gone).
+    fn gone(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    /// A modprobe that hangs is killed at the limit, with the process it started (which
+    /// holds stderr open too), and the error says so with what it printed.
+    #[test]
+    fn hung_modprobe_is_killed_at_the_time_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("helper.pid");
+        let modprobe = script(
+            dir.path(),
+            &format!(
+                "echo \"loading $2: waiting for the device\" >&2\n\
+                 sleep 30 &\n\
+                 echo $! > {}\n\
+                 exec sleep 30",
+                pid_file.display()
+            ),
+        );
+        let (result, took) = timed_load(&modprobe, Duration::from_millis(300));
+        match result {
+            Err(Error::ModuleLoad { module, detail }) => {
+                assert_eq!(module, "foo_bar");
+                assert!(
+                    detail.contains("timed out after 300ms and was killed"),
+                    "{detail}"
+                );
+                assert!(
+                    detail.contains("loading foo_bar: waiting for the device"),
+                    "{detail}"
+                );
+            }
+            other => panic!("expected a module load error, got {other:?}"),
+        }
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        let helper: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let start = Instant::now();
+        while !gone(helper) && start.elapsed() < Duration::from_secs(2) {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(gone(helper), "the process modprobe started survived");
+    }
+
+    /// A modprobe that writes more than a pipe holds is read while it runs, so it never
+    /// blocks; what is kept of it is bounded.
+    #[test]
+    fn chatty_modprobe_does_not_block_on_a_full_pipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let modprobe = script(
+            dir.path(),
+            "head -c 1000000 /dev/zero | tr '\\0' x >&2\nexit 3",
+        );
+        let (result, _) = timed_load(&modprobe, Duration::from_secs(20));
+        match result {
+            Err(Error::ModuleLoad { detail, .. }) => {
+                assert!(detail.contains("exited with status 3"), "{detail}");
+                assert!(detail.contains(": xxxx"), "{detail}");
+                assert!(detail.len() < MAX_STDERR + 200, "{}", detail.len());
+            }
+            other => panic!("expected a module load error, got {other:?}"),
+        }
+    }
+
+    /// A modprobe that succeeds in time is a load.
+    #[test]
+    fn quick_modprobe_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let modprobe = script(dir.path(), "echo \"warning: ignored\" >&2\nexit 0");
+        let (result, _) = timed_load(&modprobe, Duration::from_secs(20));
+        result.unwrap();
     }
 
     #[test]

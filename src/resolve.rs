@@ -2,6 +2,8 @@
 //! name of a registered PCI driver (SPEC 3.1). Every answer names a directory that exists in
 //! `bus/pci/drivers/` at the time of the call, so nothing unconfirmed reaches `driver_override`.
 
+use std::time::Duration;
+
 use crate::error::{Error, Result};
 use crate::log::{Logger, Priority};
 use crate::modprobe::{LoadError, Modprobe};
@@ -11,6 +13,7 @@ use crate::sysfs::{Sysfs, NO_DRIVER_OVERRIDE};
 pub(crate) fn resolve_driver(
     sysfs: &Sysfs,
     modprobe: &Modprobe,
+    modprobe_timeout: Duration,
     log: &Logger,
     name: &DriverName,
 ) -> Result<DriverName> {
@@ -41,7 +44,7 @@ pub(crate) fn resolve_driver(
     let mut loaded_now = false;
     if !sysfs.module_exists(&module) && !modprobe.is_disabled() {
         log.log(Priority::Info, format_args!("loading module '{module}'"));
-        match modprobe.try_load(&module) {
+        match modprobe.try_load(&module, modprobe_timeout) {
             Ok(()) => loaded_now = true,
             // The usual end of a mistyped name, and said in the error if nothing below finds
             // a driver: not worth a warning.
@@ -144,7 +147,13 @@ mod tests {
         // Were modprobe run, the error would be a failed load ("cannot run ...").
         let modprobe = Modprobe::Program(dir.path().join("modprobe-must-not-run"));
         let name = DriverName::new(NO_DRIVER_OVERRIDE).unwrap();
-        match resolve_driver(&sysfs, &modprobe, &Logger::default(), &name) {
+        match resolve_driver(
+            &sysfs,
+            &modprobe,
+            crate::modprobe::DEFAULT_MODPROBE_TIMEOUT,
+            &Logger::default(),
+            &name,
+        ) {
             Err(Error::NoDriver(message)) => {
                 assert!(
                     message.contains("'none' is the driver_override value"),

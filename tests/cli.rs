@@ -314,6 +314,51 @@ fn exit_codes_name_the_failure() {
     );
 }
 
+#[test]
+fn lock_and_modprobe_timeouts() {
+    use std::os::fd::AsRawFd;
+    let t = Tree::new();
+    assert_eq!(t.run(&["unbind", NIC]).status.code(), Some(0));
+    // Another process holding the device's lock: with --lock-timeout 0, status 10 at once.
+    let other = std::fs::File::open(t.root.join("locks").join(format!("{NIC}.lock"))).unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let start = std::time::Instant::now();
+    let busy = t.run(&["--lock-timeout", "0", "reattach", NIC]);
+    assert_eq!(busy.status.code(), Some(10), "{}", stderr(&busy));
+    assert!(
+        stderr(&busy).contains("lock timeout is 0"),
+        "{}",
+        stderr(&busy)
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    drop(other);
+    // A hung modprobe: killed at --modprobe-timeout, status 5.
+    let mut table = std::fs::read_to_string(t.root.join("modprobe.table")).unwrap();
+    table.push_str("slowmod sleep=30\n");
+    std::fs::write(t.root.join("modprobe.table"), table).unwrap();
+    let start = std::time::Instant::now();
+    let hung = t.run(&["--modprobe-timeout", "0.3", "resolve", "slowmod"]);
+    assert_eq!(hung.status.code(), Some(5), "{}", stderr(&hung));
+    assert!(
+        stderr(&hung).contains("timed out after 300ms"),
+        "{}",
+        stderr(&hung)
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    // No module loads in no time; a duration must be a number.
+    assert_eq!(
+        t.run(&["--modprobe-timeout", "0", "resolve", "vfio_pci"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        t.run(&["--lock-timeout", "soon", "list"]).status.code(),
+        Some(2)
+    );
+}
+
 impl Tree {
     /// True when nothing has been written and no module loaded: the drivers as the example
     /// tree has them, no override set.

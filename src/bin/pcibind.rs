@@ -4,6 +4,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use pcibind::{
@@ -19,12 +20,12 @@ Exit status:
   4   no such driver: no PCI driver has the name, and no module does (modprobe says so) or
       the module registers no PCI driver
   5   a module could not be loaded (modprobe failed otherwise, e.g. blacklisted or refused by
-      the kernel, or could not be run)
+      the kernel, could not be run, or ran past --modprobe-timeout and was killed)
   6   the kernel did not bind; the device was put back where it was
   7   binding failed and so did putting the device back: check it (the message says where it is)
   8   the device is in use on the host (--force overrides)
   9   the driver does not claim the device (--force overrides)
-  10  another process holds the device's lock
+  10  another process holds the device's lock (still after --lock-timeout)
   11  any other error (I/O, a malformed sysfs tree)
 
 bind, unbind and reattach check every argument before they touch any device: a malformed
@@ -64,6 +65,13 @@ struct Global {
     /// Where the per-device lock files go
     #[arg(long, global = true, value_name = "DIR", default_value = pcibind::DEFAULT_LOCK_DIR)]
     lock_dir: PathBuf,
+    /// How long to wait for a device another process (or thread) holds, then fail with status
+    /// 10; 0 fails at once
+    #[arg(long, global = true, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
+    lock_timeout: Duration,
+    /// How long modprobe may run before it is killed and the load fails (status 5)
+    #[arg(long, global = true, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
+    modprobe_timeout: Duration,
     /// Where the in-use checks read net/route, net/if_inet6, self/mountinfo and swaps (tests)
     #[arg(long, global = true, value_name = "DIR", hide = true)]
     proc_root: Option<PathBuf>,
@@ -172,6 +180,8 @@ fn context(g: &Global) -> Result<Context, Error> {
         None => {}
     }
     ctx.set_lock_dir(Some(absolute(&g.lock_dir)))?;
+    ctx.set_lock_timeout(g.lock_timeout);
+    ctx.set_modprobe_timeout(g.modprobe_timeout)?;
     if let Some(p) = &g.proc_root {
         ctx.set_proc_root(Some(absolute(p)))?;
     }
@@ -192,6 +202,14 @@ fn context(g: &Global) -> Result<Context, Error> {
         max as i32,
     ));
     Ok(ctx)
+}
+
+/// A number of seconds, fractions allowed (`0.5`).
+fn seconds(arg: &str) -> Result<Duration, String> {
+    arg.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("'{arg}' is not a number of seconds"))
 }
 
 /// Paths given on the command line may be relative; the library takes absolute ones.

@@ -13,6 +13,7 @@ mod codes;
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use boundary::{
     address_arg, check_flags, guarded, int_out_init, malloc_string, null, opt_str_arg, out_init,
@@ -130,6 +131,11 @@ pub unsafe extern "C" fn pcibind_ctx_set_modprobe(
 
 /// Sets the directory for the per-device lock files shared with other processes, as an
 /// absolute path; NULL restores the default, `/run/pcibind`. The string is copied.
+/// The directory is created 0700 when missing and lock files 0600, so no other user can hold a
+/// device's lock. An existing directory (or lock file) must belong to the caller's effective
+/// user and not be a symbolic link; one open to others that holds only lock files is made 0700
+/// (and 0644 lock files 0600). Anything else makes the operations fail with PCIBIND_ERR_IO
+/// (errno EPERM) until an administrator removes it.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_set_lock_dir(
@@ -137,6 +143,38 @@ pub unsafe extern "C" fn pcibind_ctx_set_lock_dir(
     dir: *const c_char,
 ) -> c_int {
     with_ctx_mut(ctx, |ctx| ctx.set_lock_dir(path_arg(dir)))
+}
+
+/// Sets how long, in milliseconds, an operation on a device (`pcibind_bind()`,
+/// `pcibind_unbind()`, `pcibind_reattach()`) waits for the device's lock while another thread
+/// of the process or another process holds it, before it fails with PCIBIND_ERR_BUSY: one
+/// deadline covers both waits. The default is 60000 (60 s); 0 fails at once when the lock is
+/// held.
+/// Returns 0 or PCIBIND_ERR_INVALID_ARG (NULL `ctx`). Since 0.2.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pcibind_ctx_set_lock_timeout(
+    ctx: *mut pcibind_ctx,
+    timeout_ms: c_uint,
+) -> c_int {
+    with_ctx_mut(ctx, |ctx| {
+        ctx.set_lock_timeout(Duration::from_millis(timeout_ms.into()));
+        Ok(())
+    })
+}
+
+/// Sets how long, in milliseconds, modprobe may run. At the limit it is killed (SIGKILL to its
+/// process group, so with anything it started) and the load fails with
+/// PCIBIND_ERR_MODULE_LOAD, the message saying that it timed out, with what it printed. The
+/// default is 60000 (60 s).
+/// Returns 0 or PCIBIND_ERR_INVALID_ARG (NULL `ctx`, or 0). Since 0.2.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pcibind_ctx_set_modprobe_timeout(
+    ctx: *mut pcibind_ctx,
+    timeout_ms: c_uint,
+) -> c_int {
+    with_ctx_mut(ctx, |ctx| {
+        ctx.set_modprobe_timeout(Duration::from_millis(timeout_ms.into()))
+    })
 }
 
 /// Sets where the in-use checks of `pcibind_bind()` read the kernel's proc files
