@@ -206,6 +206,12 @@ fn network_above(
             continue;
         }
         seen.push(link.name.clone());
+        if link.is_master && link.name == OVS_DATAPATH {
+            if let Some(why) = open_vswitch(sysfs, net, seen, depth)? {
+                return Ok(Some(why));
+            }
+            continue;
+        }
         // Gone since the link was read, or down: no traffic through it.
         let Some(upper) = sysfs.net_interface(&link.name)? else {
             continue;
@@ -219,6 +225,48 @@ fn network_above(
         };
         if let Some(why) = why {
             return Ok(Some(format!("{}, which {why}", relation(link, &upper))));
+        }
+    }
+    Ok(None)
+}
+
+/// The kernel datapath of Open vSwitch: the `master` of every port of every OVS bridge.
+const OVS_DATAPATH: &str = "ovs-system";
+
+/// A port of Open vSwitch: its datapath (normally down, with no address) is the master of the
+/// ports of every OVS bridge, and which bridge a port belongs to is known only to OVS's
+/// database, not to sysfs. So the port counts as carrying the host's traffic when any other
+/// interface of the datapath (an internal port such as `br-ex`, or what is above one) is up
+/// with an address or route: wrong only towards refusing, which PCIBIND_BIND_FORCE overrides.
+fn open_vswitch(
+    sysfs: &Sysfs,
+    net: &NetTables,
+    seen: &mut Vec<String>,
+    depth: usize,
+) -> Result<Option<String>> {
+    for name in sysfs.net_interface_names()? {
+        if seen.contains(&name) {
+            continue;
+        }
+        let Some(port) = sysfs.net_interface(&name)? else {
+            continue;
+        };
+        let on_datapath = port
+            .uppers
+            .iter()
+            .any(|l| l.is_master && l.name == OVS_DATAPATH);
+        if !on_datapath || !is_up(&port) {
+            continue;
+        }
+        seen.push(name.clone());
+        let why = match net.addresses(&name) {
+            Some(own) => Some(own),
+            None => network_above(sysfs, net, &port, seen, depth + 1)?,
+        };
+        if let Some(why) = why {
+            return Ok(Some(format!(
+                "is a port of Open vSwitch, whose interface {name} {why}"
+            )));
         }
     }
     Ok(None)

@@ -521,6 +521,22 @@ impl Sysfs {
         Ok(out)
     }
 
+    /// The names of every network interface (`class/net/`), in name order; names the kernel
+    /// would not give an interface are skipped.
+    pub fn net_interface_names(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("class/net");
+        let mut names = match self.list_dir(&dir, "listing network interfaces") {
+            Ok(names) => names,
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(e),
+        };
+        names.retain(|n| valid_ifname(n));
+        names.sort();
+        Ok(names)
+    }
+
     /// The network interface `name` (`class/net/NAME`), or `None` when there is none.
     pub fn net_interface(&self, name: &str) -> Result<Option<NetInterface>> {
         if !valid_ifname(name) {

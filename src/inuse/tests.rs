@@ -209,6 +209,32 @@ fn bridge_port_whose_bridge_has_a_route_is_in_use() {
     );
 }
 
+/// Open vSwitch: the NIC and the bridge's internal port are both ports of the datapath
+/// `ovs-system` (down, no address); the internal port `br-ex` has the address.
+#[test]
+fn open_vswitch_port_is_in_use_when_an_internal_port_has_an_address() {
+    let fake = Fake::new();
+    let dev = fake.device("0000:02:00.0");
+    fake.netdev(&dev, "eth0", UP);
+    fake.virtual_netdev("ovs-system", DOWN, None);
+    fake.virtual_netdev("br-ex", UP, None);
+    fake.stack("eth0", "ovs-system", true);
+    fake.stack("br-ex", "ovs-system", true);
+    fake.write(
+        "proc/net/route",
+        &format!("{ROUTE_HEADER}br-ex\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"),
+    );
+    assert_eq!(
+        fake.check("0000:02:00.0").reason(),
+        "network interface eth0 is a port of Open vSwitch, whose interface br-ex is up with 1 \
+         IPv4 route(s)"
+    );
+
+    // No addressed interface on the datapath: not in use.
+    fake.write("proc/net/route", ROUTE_HEADER);
+    assert_eq!(fake.check("0000:02:00.0").reason, None);
+}
+
 #[test]
 fn bridge_port_whose_bridge_has_no_address_is_not_in_use() {
     let fake = Fake::new();
