@@ -11,10 +11,11 @@
  * through syscall(), which is how the library opens every file beneath the sysfs root (or, where
  * openat2 is refused, openat() of one name in a directory the library holds). The file is the
  * one the open reached, as the kernel sees it, whatever path led there: a link out of the root
- * leads to an ordinary file, written as such. Everything else passes straight through to libc. The emulation reads the tree's own
- * conventions, all described in fakesys.h: DRV/fake_ids (static ID table, fnmatch globs against
- * the modalias), DRV/fake_dynids (IDs added by new_id), DRV/fake_vfio (a VFIO driver: binding
- * creates BDF/vfio-dev/vfioN, the lowest free N), ROOT/fault.table (fault injection) and
+ * leads to an ordinary file, written as such. Everything else passes straight through to libc.
+ * The emulation reads the tree's own conventions, all described in fakesys.h: DRV/fake_ids
+ * (static ID table, fnmatch globs against the modalias), DRV/fake_dynids (IDs added by new_id),
+ * DRV/fake_vfio (a VFIO driver: binding creates BDF/vfio-dev/vfioN, the lowest free N),
+ * ROOT/fault.table (fault injection, and race: lines swapping a path for a link at an open) and
  * ROOT/write.log (one line per intercepted write). Both name a device's driver_override
  * bus/pci/devices/BDF/driver_override however it was reached.
  *
@@ -118,11 +119,11 @@ enum kind { K_OVERRIDE, K_BIND, K_UNBIND, K_NEW_ID, K_REMOVE_ID, K_PROBE };
 
 struct tracked {
     enum kind kind;
-    char *root;   /* the fake root when the file was opened */
-    char *abs;    /* the file, as opened (normalized) */
-    char *rel;    /* what write.log and fault.table name: driver_override by its bus path */
+    char *root;    /* the fake root when the file was opened */
+    char *abs;     /* the file, as opened (normalized) */
+    char *rel;     /* what write.log and fault.table name: driver_override by its bus path */
     char *reached; /* relative to root, the path that reached it (fault.table may name it) */
-    char *driver; /* DRV for the drivers/DRV/ files */
+    char *driver;  /* DRV for the drivers/DRV/ files */
 };
 
 /* tracked_fd[fd] is set while files[fd] holds an entry; it lets untracked fds (nearly all)
