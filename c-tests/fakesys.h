@@ -26,9 +26,13 @@
  *       probe:DRV ERRNO         DRV's probe fails with ERRNO (bind answers it; drivers_probe goes
  *       probe:DRV@BDF ERRNO     on to the next matching driver; new_id skips the device)
  *       vanish:BDF after-unbind the device leaves the bus right after it is unbound
+ *       race:REL PATH LINK      when REL (named as in write.log) is next opened for writing,
+ *                               PATH (root-relative) is first renamed PATH.raced and a symlink
+ *                               to LINK put in its place; once (the line is then dropped)
  * and writes one: write.log, one line per write the shim intercepted,
  * "REL_PATH<TAB>VALUE<TAB>RESULT\n": VALUE is the bytes written with \n, \t, \\ and \xHH
- * escapes; RESULT is "ok" or the errno name (ENODEV, ...). */
+ * escapes; RESULT is "ok" or the errno name (ENODEV, ...). REL_PATH names the file the open
+ * reached, a device's driver_override always as bus/pci/devices/BDF/driver_override. */
 #ifndef FAKESYS_H
 #define FAKESYS_H
 

@@ -5,13 +5,19 @@
  *   bus/pci/drivers/DRV/bind, unbind, new_id, remove_id
  *   bus/pci/drivers_probe
  *
- * An open() of one of these files for writing is remembered by fd; a write() to that fd is
+ * An open of one of these files for writing is remembered by fd; a write() to that fd is
  * emulated (links created or removed, driver_override rewritten) and never stores its bytes in
- * the file. Everything else passes straight through to libc. The emulation reads the tree's own
- * conventions, all described in fakesys.h: DRV/fake_ids (static ID table, fnmatch globs against
- * the modalias), DRV/fake_dynids (IDs added by new_id), DRV/fake_vfio (a VFIO driver: binding
- * creates BDF/vfio-dev/vfioN, the lowest free N), ROOT/fault.table (fault injection) and
- * ROOT/write.log (one line per intercepted write).
+ * the file. The opens caught are open(), open64(), openat(), openat64() and openat2() called
+ * through syscall(), which is how the library opens every file beneath the sysfs root (or, where
+ * openat2 is refused, openat() of one name in a directory the library holds). The file is the
+ * one the open reached, as the kernel sees it, whatever path led there: a link out of the root
+ * leads to an ordinary file, written as such. Everything else passes straight through to libc.
+ * The emulation reads the tree's own conventions, all described in fakesys.h: DRV/fake_ids
+ * (static ID table, fnmatch globs against the modalias), DRV/fake_dynids (IDs added by new_id),
+ * DRV/fake_vfio (a VFIO driver: binding creates BDF/vfio-dev/vfioN, the lowest free N),
+ * ROOT/fault.table (fault injection, and race: lines swapping a path for a link at an open) and
+ * ROOT/write.log (one line per intercepted write). Both name a device's driver_override
+ * bus/pci/devices/BDF/driver_override however it was reached.
  *
  * As a safety net the shim also refuses, with EACCES, any open for writing of a path under the
  * real /sys: tests must never write it. */
@@ -32,7 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -59,6 +67,7 @@ static struct {
     int (*dup)(int);
     int (*dup2)(int, int);
     int (*dup3)(int, int, int);
+    long (*syscall)(long, ...);
 } real;
 
 static void resolve_one(void *slot, const char *name)
@@ -88,6 +97,7 @@ static void resolve_all(void)
     RESOLVE(dup);
     RESOLVE(dup2);
     RESOLVE(dup3);
+    RESOLVE(syscall);
 }
 
 static pthread_once_t resolved = PTHREAD_ONCE_INIT;
@@ -109,10 +119,11 @@ enum kind { K_OVERRIDE, K_BIND, K_UNBIND, K_NEW_ID, K_REMOVE_ID, K_PROBE };
 
 struct tracked {
     enum kind kind;
-    char *root;   /* the fake root when the file was opened */
-    char *abs;    /* the file, as opened (normalized) */
-    char *rel;    /* relative to root: what write.log and fault.table name */
-    char *driver; /* DRV for the drivers/DRV/ files */
+    char *root;    /* the fake root when the file was opened */
+    char *abs;     /* the file, as opened (normalized) */
+    char *rel;     /* what write.log and fault.table name: driver_override by its bus path */
+    char *reached; /* relative to root, the path that reached it (fault.table may name it) */
+    char *driver;  /* DRV for the drivers/DRV/ files */
 };
 
 /* tracked_fd[fd] is set while files[fd] holds an entry; it lets untracked fds (nearly all)
@@ -406,6 +417,7 @@ static void free_tracked(struct tracked *t)
     free(t->root);
     free(t->abs);
     free(t->rel);
+    free(t->reached);
     free(t->driver);
     free(t);
 }
@@ -459,13 +471,20 @@ static struct tracked *classify(const char *abs)
         t->driver = xstrdup(comp[3]);
     } else if (n >= 2 && !strcmp(last, "driver_override")) {
         t->kind = K_OVERRIDE;
+        /* The device is its directory's name (a device's directory is named by its BDF). */
+        const char *end = last - 1, *dev = end;
+        while (dev > rel && dev[-1] != '/')
+            dev--;
+        t->rel = pathf("bus/pci/devices/%.*s/driver_override", (int)(end - dev), dev);
     } else {
         ok = 0;
     }
     if (ok) {
         t->root = root;
         t->abs = xstrdup(abs);
-        t->rel = xstrdup(rel);
+        t->reached = xstrdup(rel);
+        if (!t->rel)
+            t->rel = xstrdup(rel);
         root = NULL;
     } else {
         free_tracked(t);
@@ -511,6 +530,7 @@ static struct tracked *copy_tracked(int fd)
         c->root = xstrdup(t->root);
         c->abs = xstrdup(t->abs);
         c->rel = xstrdup(t->rel);
+        c->reached = xstrdup(t->reached);
         c->driver = t->driver ? xstrdup(t->driver) : NULL;
     }
     pthread_mutex_unlock(&state_lock);
@@ -592,6 +612,49 @@ static int fault_fire(const char *root, const char *const *targets, size_t ntarg
     free(text);
     free(path);
     return fired;
+}
+
+/* Fires the race lines of ROOT/fault.table for `name`, a kernel file about to be opened for
+ * writing (named as in write.log): "race:NAME PATH LINK" moves PATH (root-relative) aside to
+ * PATH.raced and puts a symlink to LINK in its place, just before the open, then the line is
+ * dropped. It plays an attacker who wins, once, the race between a program's lookups and its
+ * open. Called with in_shim set. */
+static void race_fire(const char *root, const char *name)
+{
+    char *path = pathf("%s/fault.table", root);
+    pthread_mutex_lock(&state_lock);
+    char *text = read_all(path);
+    char *kept = check_alloc(calloc(1, text ? strlen(text) + 1 : 1));
+    int fired = 0;
+    for (char *line = text; line && *line;) {
+        size_t len = strcspn(line, "\n");
+        char *copy = xstrndup(line, len);
+        char *save = NULL;
+        char *target = strtok_r(copy, " \t\r", &save);
+        char *swap = target ? strtok_r(NULL, " \t\r", &save) : NULL;
+        char *link = swap ? strtok_r(NULL, " \t\r", &save) : NULL;
+        if (link && !strncmp(target, "race:", 5) && !strcmp(target + 5, name)) {
+            char *p = pathf("%s/%s", root, swap);
+            char *aside = pathf("%s.raced", p);
+            if (rename(p, aside) != 0 || symlink(link, p) != 0)
+                fprintf(stderr, "kernel-shim: race on %s: %s\n", p, strerror(errno));
+            free(aside);
+            free(p);
+            fired = 1;
+        } else {
+            strncat(kept, line, len + (line[len] == '\n'));
+        }
+        free(copy);
+        line += len;
+        if (*line)
+            line++;
+    }
+    if (fired)
+        write_file(path, "we", kept);
+    pthread_mutex_unlock(&state_lock);
+    free(kept);
+    free(text);
+    free(path);
 }
 
 /* ---- The device model -------------------------------------------------------------------- */
@@ -1075,19 +1138,9 @@ static int apply(const struct tracked *t, const char *buf, size_t count)
     if (!exists(t->abs))
         return ENODEV;
 
-    char *canonical = NULL;
-    const char *targets[2] = {t->rel, NULL};
-    size_t ntargets = 1;
-    if (t->kind == K_OVERRIDE) {
-        /* A fault on bus/pci/devices/BDF/driver_override applies whichever path is written. */
-        char *dir = xstrdup(t->abs);
-        *strrchr(dir, '/') = '\0';
-        canonical = pathf("bus/pci/devices/%s/driver_override", strrchr(dir, '/') + 1);
-        free(dir);
-        targets[ntargets++] = canonical;
-    }
-    int err = fault_fire(t->root, targets, ntargets, NULL);
-    free(canonical);
+    /* A fault on bus/pci/devices/BDF/driver_override applies whichever path is written. */
+    const char *targets[2] = {t->rel, t->reached};
+    int err = fault_fire(t->root, targets, 2, NULL);
     if (err)
         return err;
 
@@ -1168,9 +1221,11 @@ static ssize_t emulate(int fd, const void *buf, size_t count)
 
 /* ---- The intercepted calls --------------------------------------------------------------- */
 
-enum opener { O_OPEN, O_OPEN64, O_OPENAT, O_OPENAT64 };
+enum opener { O_OPEN, O_OPEN64, O_OPENAT, O_OPENAT64, O_OPENAT2 };
 
-static int call_open(enum opener which, int dirfd, const char *path, int flags, mode_t mode)
+/* `how` is openat2's, with its flags replaced by `flags`. */
+static int call_open(enum opener which, int dirfd, const char *path, int flags, mode_t mode,
+                     const struct open_how *how)
 {
     switch (which) {
     case O_OPEN:
@@ -1179,8 +1234,13 @@ static int call_open(enum opener which, int dirfd, const char *path, int flags, 
         return real.open64(path, flags, mode);
     case O_OPENAT:
         return real.openat(dirfd, path, flags, mode);
-    default:
+    case O_OPENAT64:
         return real.openat64(dirfd, path, flags, mode);
+    default: {
+        struct open_how h = *how;
+        h.flags = (uint64_t)(unsigned)flags;
+        return (int)real.syscall(SYS_openat2, dirfd, path, &h, sizeof h);
+    }
     }
 }
 
@@ -1189,11 +1249,25 @@ static int needs_mode(int flags)
     return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
 }
 
-static int intercept_open(enum opener which, int dirfd, const char *path, int flags, mode_t mode)
+/* The kernel file an open reached, or NULL: found through /proc/self/fd, so named by where the
+ * file is, not by the path that led there. */
+static struct tracked *classify_fd(int fd)
+{
+    char link[64], target[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n <= 0 || target[0] != '/')
+        return NULL;
+    target[n] = '\0';
+    return classify(target);
+}
+
+static int intercept_open(enum opener which, int dirfd, const char *path, int flags, mode_t mode,
+                          const struct open_how *how)
 {
     init();
     if (in_shim || !path || (flags & O_ACCMODE) == O_RDONLY || (flags & O_PATH))
-        return call_open(which, dirfd, path, flags, mode);
+        return call_open(which, dirfd, path, flags, mode, how);
 
     in_shim = 1;
     struct tracked *t = NULL;
@@ -1204,7 +1278,7 @@ static int intercept_open(enum opener which, int dirfd, const char *path, int fl
                         "real /sys\n", abs);
         err = EACCES;
     } else if (abs) {
-        t = classify(abs);
+        t = classify(abs); /* what the path names, before anything is opened */
     }
     if (t && (flags & O_CREAT) && !exists(t->abs))
         err = EACCES; /* sysfs directories have no create() */
@@ -1213,22 +1287,27 @@ static int intercept_open(enum opener which, int dirfd, const char *path, int fl
     free(abs);
 
     if (err) {
-        free_tracked(t);
         fd = -1;
     } else {
+        if (t)
+            race_fire(t->root, t->rel);
         /* sysfs ignores truncation; the fake file must keep its contents. */
         int real_flags = t ? flags & ~(O_CREAT | O_EXCL | O_TRUNC) : flags;
-        fd = call_open(which, dirfd, path, real_flags, mode);
+        fd = call_open(which, dirfd, path, real_flags, mode, how);
         err = errno;
+    }
+    free_tracked(t);
+    if (fd >= 0) {
+        /* The kernel acts on the file the open reached, whatever the path named. */
+        t = classify_fd(fd);
         if (fd >= MAX_TRACKED_FD && t) {
+            free_tracked(t);
             real.close(fd);
             fd = -1;
             err = EMFILE;
-        }
-        if (fd >= 0)
+        } else {
             set_tracked(fd, t);
-        else
-            free_tracked(t);
+        }
     }
     in_shim = 0;
     errno = err;
@@ -1247,46 +1326,46 @@ static int intercept_open(enum opener which, int dirfd, const char *path, int fl
 EXPORT int open(const char *path, int flags, ...)
 {
     MODE_ARG(flags, flags);
-    return intercept_open(O_OPEN, AT_FDCWD, path, flags, mode);
+    return intercept_open(O_OPEN, AT_FDCWD, path, flags, mode, NULL);
 }
 
 EXPORT int open64(const char *path, int flags, ...)
 {
     MODE_ARG(flags, flags);
-    return intercept_open(O_OPEN64, AT_FDCWD, path, flags, mode);
+    return intercept_open(O_OPEN64, AT_FDCWD, path, flags, mode, NULL);
 }
 
 EXPORT int openat(int dirfd, const char *path, int flags, ...)
 {
     MODE_ARG(flags, flags);
-    return intercept_open(O_OPENAT, dirfd, path, flags, mode);
+    return intercept_open(O_OPENAT, dirfd, path, flags, mode, NULL);
 }
 
 EXPORT int openat64(int dirfd, const char *path, int flags, ...)
 {
     MODE_ARG(flags, flags);
-    return intercept_open(O_OPENAT64, dirfd, path, flags, mode);
+    return intercept_open(O_OPENAT64, dirfd, path, flags, mode, NULL);
 }
 
 /* What _FORTIFY_SOURCE builds call instead of open() when flags are not constant. */
 EXPORT int __open_2(const char *path, int flags)
 {
-    return intercept_open(O_OPEN, AT_FDCWD, path, flags, 0);
+    return intercept_open(O_OPEN, AT_FDCWD, path, flags, 0, NULL);
 }
 
 EXPORT int __open64_2(const char *path, int flags)
 {
-    return intercept_open(O_OPEN64, AT_FDCWD, path, flags, 0);
+    return intercept_open(O_OPEN64, AT_FDCWD, path, flags, 0, NULL);
 }
 
 EXPORT int __openat_2(int dirfd, const char *path, int flags)
 {
-    return intercept_open(O_OPENAT, dirfd, path, flags, 0);
+    return intercept_open(O_OPENAT, dirfd, path, flags, 0, NULL);
 }
 
 EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 {
-    return intercept_open(O_OPENAT64, dirfd, path, flags, 0);
+    return intercept_open(O_OPENAT64, dirfd, path, flags, 0, NULL);
 }
 
 EXPORT ssize_t write(int fd, const void *buf, size_t count)
@@ -1377,4 +1456,27 @@ EXPORT int dup3(int fd, int new_fd, int flags)
         errno = err;
     }
     return r;
+}
+
+/* openat2 reaches the kernel only through syscall(), a variadic function: the six possible
+ * arguments are read as longs (what the x86-64 and AArch64 calling conventions pass them as)
+ * and handed on unchanged for every other call, futex included. */
+EXPORT long syscall(long number, ...)
+{
+    va_list ap;
+    va_start(ap, number);
+    long a[6];
+    for (int i = 0; i < 6; i++)
+        a[i] = va_arg(ap, long);
+    va_end(ap);
+    init();
+    const struct open_how *how = (const struct open_how *)a[2];
+    if (number != SYS_openat2 || in_shim || !how || (size_t)a[3] < sizeof *how)
+        return real.syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+    /* An open_how of another size, or flags beyond an int: handed on untouched, for the
+     * kernel to judge (the library passes neither). */
+    if (how->flags > UINT32_MAX || (size_t)a[3] != sizeof *how)
+        return real.syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+    return intercept_open(O_OPENAT2, (int)a[0], (const char *)a[1], (int)how->flags,
+                          (mode_t)how->mode, how);
 }

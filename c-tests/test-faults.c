@@ -243,7 +243,9 @@ static void run_module_load(const struct start *st)
 
 int main(void)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
+    int start = harness_start();
+    if (start >= 0)
+        return start;
     for (size_t s = 0; s < sizeof(STARTS) / sizeof(STARTS[0]); s++) {
         const struct start *st = &STARTS[s];
         int override_differs = !st->override || strcmp(st->override, st->driver) != 0;

@@ -3,7 +3,13 @@
  * belong, and non-UTF-8 names. Every call must return an error (none may succeed by reading
  * outside the root, none may hang), and nothing outside the root may be read or written:
  * the "outside" directory holds a plausible device and driver whose files must stay unchanged,
- * and whose valid contents would make the calls succeed if they were followed. */
+ * and whose valid contents would make the calls succeed if they were followed.
+ *
+ * The kernel files a bind writes (driver_override, DRV/unbind, drivers_probe), and the
+ * directories above them, are also made links out of the root: beforehand, and swapped in at
+ * the very moment of the open (the kernel shim's race: lines), which is what a check of the
+ * path followed by an open of it by name loses. meson runs this with openat2 available and
+ * refused (EPERM, ENOSYS): the library's fallback walk must hold the same line. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +41,9 @@ static void setup(void)
     fs_write(outside, "dev/driver_override", "(null)\n");
     fs_write(outside, "drv/bind", "");
     fs_write(outside, "drv/unbind", "");
+    fs_write(outside, "probe", "");
+    fs_mkdirs(outside, "pci");
+    fs_write(outside, "pci/drivers_probe", "");
     fs_mkdirs(root, "bus/pci/devices");
     fs_mkdirs(root, "bus/pci/drivers");
     fs_mkdirs(root, "devices/pci0000:00");
@@ -62,6 +71,12 @@ static void outside_untouched(void)
     CHECK_STR(b, "");
     free(b);
     b = fs_read(outside, "drv/unbind");
+    CHECK_STR(b, "");
+    free(b);
+    b = fs_read(outside, "probe");
+    CHECK_STR(b, "");
+    free(b);
+    b = fs_read(outside, "pci/drivers_probe");
     CHECK_STR(b, "");
     free(b);
 }
@@ -267,7 +282,117 @@ static void non_utf8_names(void)
     teardown();
 }
 
+/* ---- writes ------------------------------------------------------------------------------ */
+
+#define BOUND "0000:09:00.0"
+
+/* A device on mlx5_core, which a forced bind to vfio-pci moves with three writes:
+ * driver_override, mlx5_core/unbind, drivers_probe. */
+static void bound_device(void)
+{
+    fs_loaded_driver(root, "mlx5_core", "mlx5_core");
+    fs_driver_ids(root, "mlx5_core", "pci:v000015B3d0000101Esv*sd*bc*sc*i*");
+    fs_device(root, BOUND, MLX5_VF, "mlx5_core");
+}
+
+/* What the writes' paths lead through, each with where a link out of the root could point
+ * instead: beside it in outside/, absolute, and the same climbing out with "..". */
+static const struct {
+    const char *path;     /* under the root */
+    const char *outside;  /* under outside/ */
+    const char *climbing; /* a relative link target reaching the same */
+} WRITE_PATHS[] = {
+    {"devices/pci0000:00/" BOUND "/driver_override", "dev/driver_override",
+     "../../../../outside/dev/driver_override"},
+    {"devices/pci0000:00/" BOUND, "dev", "../../../outside/dev"},
+    {"bus/pci/drivers/mlx5_core/unbind", "drv/unbind", "../../../../../outside/drv/unbind"},
+    {"bus/pci/drivers/mlx5_core", "drv", "../../../../outside/drv"},
+    {"bus/pci/drivers_probe", "probe", "../../../outside/probe"},
+    {"bus/pci", "pci", "../../outside/pci"},
+};
+#define NWRITE_PATHS (sizeof(WRITE_PATHS) / sizeof(WRITE_PATHS[0]))
+
+/* The tree itself, untouched: the forced bind succeeds (so the refusals below are the links'). */
+static void writes_succeed_in_the_tree_as_built(void)
+{
+    setup();
+    bound_device();
+    CHECK_RC(pcibind_bind(ctx, BOUND, "vfio-pci", PCIBIND_BIND_FORCE, NULL), PCIBIND_OK);
+    CHECK(fs_is_bound_to(root, BOUND, "vfio-pci"));
+    CHECK_RC(pcibind_reattach(ctx, BOUND, NULL, 0, NULL), PCIBIND_OK);
+    CHECK(fs_is_bound_to(root, BOUND, "mlx5_core"));
+    teardown();
+}
+
+/* Each write target, and each directory above one, a link out of the root before the calls. */
+static void write_targets_linked_outside(void)
+{
+    for (size_t i = 0; i < NWRITE_PATHS; i++) {
+        for (int climbing = 0; climbing < 2; climbing++) {
+            setup();
+            bound_device();
+            char *p = fs_path(root, WRITE_PATHS[i].path);
+            char *aside = NULL;
+            CHECK(asprintf(&aside, "%s.orig", p) > 0);
+            CHECK(rename(p, aside) == 0);
+            char *target = fs_path(outside, WRITE_PATHS[i].outside);
+            fs_symlink(root, WRITE_PATHS[i].path, climbing ? WRITE_PATHS[i].climbing : target);
+            int rc = pcibind_bind(ctx, BOUND, "vfio-pci", PCIBIND_BIND_FORCE, NULL);
+            if (rc >= 0) {
+                printf("#   bind through %s linked to %s succeeded\n", WRITE_PATHS[i].path,
+                       climbing ? WRITE_PATHS[i].climbing : target);
+                harness_failed_now = 1;
+            }
+            pcibind_unbind(ctx, BOUND, 0);
+            pcibind_reattach(ctx, BOUND, NULL, 0, NULL);
+            free(target);
+            free(aside);
+            free(p);
+            teardown(); /* nothing outside written */
+        }
+    }
+}
+
+/* Each of them swapped for a link out of the root at the moment its write target is opened,
+ * after every lookup the library made before: "race:NAME PATH LINK" (kernel-shim.c). */
+static void links_swapped_in_at_the_open(void)
+{
+    static const char *const OPENED[NWRITE_PATHS] = {
+        "bus/pci/devices/" BOUND "/driver_override", "bus/pci/devices/" BOUND "/driver_override",
+        "bus/pci/drivers/mlx5_core/unbind",          "bus/pci/drivers/mlx5_core/unbind",
+        "bus/pci/drivers_probe",                     "bus/pci/drivers_probe",
+    };
+    for (size_t i = 0; i < NWRITE_PATHS; i++) {
+        setup();
+        bound_device();
+        char *target = fs_path(outside, WRITE_PATHS[i].outside);
+        char *line = NULL;
+        CHECK(asprintf(&line, "race:%s %s %s", OPENED[i], WRITE_PATHS[i].path, target) > 0);
+        fs_fault(root, line);
+        int rc = pcibind_bind(ctx, BOUND, "vfio-pci", PCIBIND_BIND_FORCE, NULL);
+        char *aside = NULL;
+        CHECK(asprintf(&aside, "%s.raced", WRITE_PATHS[i].path) > 0);
+        char *p = fs_path(root, aside);
+        if (access(p, F_OK) != 0) {
+            printf("#   the race on %s never fired\n", WRITE_PATHS[i].path);
+            harness_failed_now = 1;
+        }
+        if (rc >= 0) {
+            printf("#   bind with %s swapped for a link at the open of %s succeeded\n",
+                   WRITE_PATHS[i].path, OPENED[i]);
+            harness_failed_now = 1;
+        }
+        free(p);
+        free(aside);
+        free(line);
+        free(target);
+        teardown(); /* nothing outside written */
+    }
+}
+
 RUN_TESTS(TEST_CASE(absolute_link_out_of_the_root), TEST_CASE(relative_link_climbing_out),
           TEST_CASE(attribute_linked_outside), TEST_CASE(driver_directory_linked_outside),
           TEST_CASE(symlink_loops), TEST_CASE(fifo_and_huge_files_where_attributes_belong),
-          TEST_CASE(directories_where_files_belong), TEST_CASE(non_utf8_names))
+          TEST_CASE(directories_where_files_belong), TEST_CASE(non_utf8_names),
+          TEST_CASE(writes_succeed_in_the_tree_as_built), TEST_CASE(write_targets_linked_outside),
+          TEST_CASE(links_swapped_in_at_the_open))

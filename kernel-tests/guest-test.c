@@ -1719,6 +1719,59 @@ static void kernel_new_id_and_remove_id(void)
     CHECK_NIC_AT_REST(NIC2);
 }
 
+/* With openat2 refused by a seccomp filter, as in a container (EPERM) or on a kernel before 5.6
+ * (ENOSYS), in a child (a filter cannot be lifted) with its own context: the library's fallback
+ * walk binds each NIC to vfio-pci and reattaches it on the real sysfs, taking its lock files as
+ * always, and still refuses a root whose links lead out of it into /sys. */
+static void bind_and_reattach_with_openat2_refused(void)
+{
+    static const int refusals[2] = {EPERM, ENOSYS};
+    for (int r = 0; r < 2; r++) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            harness_failed_now = 0;
+            CHECK(refuse_openat2(refusals[r]) == 0);
+            struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_BENEATH};
+            CHECK(syscall(SYS_openat2, AT_FDCWD, "/sys", &how, sizeof how) < 0 &&
+                  errno == refusals[r]);
+            pcibind_ctx *c = new_ctx();
+            for (int n = 0; n < 2; n++) {
+                const char *nic = n ? NIC2 : NIC;
+                char *d = NULL;
+                CHECK_RC(pcibind_bind(c, nic, "vfio-pci", 0, &d), PCIBIND_OK);
+                CHECK_STR(d, "vfio-pci");
+                free(d);
+                CHECK_DRIVER(nic, "vfio-pci");
+                CHECK_OVERRIDE(nic, "vfio-pci");
+                CHECK(exists(DEV "%s/vfio-dev", nic));
+                CHECK_RC(pcibind_reattach(c, nic, NULL, 0, NULL), PCIBIND_OK);
+                CHECK_NIC_AT_REST(nic);
+            }
+            pcibind_ctx_free(c);
+            /* A root whose device link is absolute, into the real /sys. */
+            CHECK(mkdir("/tmp/escape", 0700) == 0 || errno == EEXIST);
+            mkdir("/tmp/escape/bus", 0700);
+            mkdir("/tmp/escape/bus/pci", 0700);
+            mkdir("/tmp/escape/bus/pci/devices", 0700);
+            symlink("/sys/bus/pci/drivers", "/tmp/escape/bus/pci/drivers");
+            symlink(DEV NIC2, "/tmp/escape/bus/pci/devices/" NIC2);
+            CHECK_RC(pcibind_ctx_new("/tmp/escape", 0, &c), PCIBIND_OK);
+            CHECK_RC(pcibind_bind(c, NIC2, "vfio-pci", PCIBIND_BIND_FORCE, NULL), PCIBIND_ERR_IO);
+            CHECK(pcibind_last_error_errno() == EXDEV);
+            pcibind_ctx_free(c);
+            CHECK_NIC_AT_REST(NIC2);
+            fflush(stdout);
+            _exit(harness_failed_now);
+        }
+        int st = -1;
+        CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        raw_restore(NIC); /* whatever a failure left behind, for the next scenario */
+        raw_restore(NIC2);
+    }
+}
+
 int main(void)
 {
     struct utsname u;
@@ -1762,6 +1815,7 @@ int main(void)
         TEST_CASE(kernel_drivers_probe),
         TEST_CASE(kernel_vfio_dev_takes_the_lowest_free_index),
         TEST_CASE(kernel_new_id_and_remove_id),
+        TEST_CASE(bind_and_reattach_with_openat2_refused),
     };
     int rc = run_tests(cases, sizeof(cases) / sizeof(cases[0]));
     pcibind_ctx_free(ctx);

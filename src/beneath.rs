@@ -1,13 +1,15 @@
 //! Opening paths under the sysfs root without ever leaving it, whatever links the tree holds:
 //! `openat2(RESOLVE_BENEATH)` relative to a descriptor of the root, so an absolute link or a
-//! `..` climbing out fails with `EXDEV`, a link loop with `ELOOP`. Where the kernel has no
-//! `openat2` (before 5.6, or under valgrind), the path is resolved with `realpath` and checked
-//! against the resolved root instead. Only `sysfs.rs` uses this.
+//! `..` climbing out fails with `EXDEV`, a link loop with `ELOOP`. Reads and writes alike: no
+//! path is checked and then opened again by name. Where `openat2` is refused (`ENOSYS`: before
+//! 5.6, or under valgrind; `EPERM`: a seccomp filter, as Docker's default profile and older
+//! systemd units install) the same rules are kept by a walk that opens one name at a time
+//! (`walk`). Only `sysfs.rs` uses this.
 
-use std::ffi::{CStr, CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsString};
 use std::fs::File;
-use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -25,18 +27,87 @@ pub enum EntryKind {
 pub struct Beneath {
     root: PathBuf,
     fd: OwnedFd,
-    /// The root with every link resolved, for the fallback.
-    canonical: PathBuf,
 }
 
-/// Cleared at the first ENOSYS: the process uses the fallback from then on.
+/// Cleared once openat2 is found refused: the process walks from then on (a seccomp filter is
+/// never lifted, a kernel never grows the call).
 static OPENAT2: AtomicBool = AtomicBool::new(true);
 
-/// How often an openat2 answered with EAGAIN is retried before the realpath check is used.
+/// How often an openat2 answered with EAGAIN is retried before the walk serves the call.
 const OPENAT2_TRIES: usize = 16;
+
+/// How many links one lookup follows before `ELOOP`, as the kernel's `MAXSYMLINKS`.
+const MAX_LINKS: usize = 40;
 
 fn escape() -> io::Error {
     io::Error::from_raw_os_error(libc::EXDEV)
+}
+
+/// `openat2(dirfd, path, how)`.
+fn openat2(dirfd: RawFd, path: &CStr, how: &libc::open_how) -> io::Result<OwnedFd> {
+    // SAFETY: valid descriptor, NUL-terminated path, a correctly sized open_how.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            path.as_ptr(),
+            how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn open_how(flags: libc::c_int) -> libc::open_how {
+    // SAFETY: open_how is plain data; zeroed is valid, then filled.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    how
+}
+
+/// `openat(dirfd, name, flags)`.
+fn openat(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: valid descriptor and NUL-terminated name; no O_CREAT, so no mode argument.
+    let fd = unsafe { libc::openat(dirfd, name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The target of the link `name` in `dirfd` (an empty name: the link `dirfd` itself is).
+fn readlinkat(dirfd: RawFd, name: &CStr) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: valid descriptor and name; buf has buf.len() writable bytes.
+    let n = unsafe { libc::readlinkat(dirfd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if n as usize == buf.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+fn is_link(fd: &OwnedFd) -> io::Result<bool> {
+    // SAFETY: stat is plain data, filled by fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor and a stat buffer of the right size.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.st_mode & libc::S_IFMT == libc::S_IFLNK)
+}
+
+fn has(flags: libc::c_int, flag: libc::c_int) -> bool {
+    flags & flag != 0
 }
 
 impl Beneath {
@@ -48,7 +119,6 @@ impl Beneath {
         Ok(Beneath {
             root: root.to_path_buf(),
             fd: fd.into(),
-            canonical: std::fs::canonicalize(root)?,
         })
     }
 
@@ -66,51 +136,117 @@ impl Beneath {
     /// leave the root.
     pub fn open(&self, path: &Path, flags: libc::c_int) -> io::Result<File> {
         let rel = self.relative(path)?;
+        let flags = flags | libc::O_CLOEXEC;
         if OPENAT2.load(Ordering::Relaxed) {
-            let c = CString::new(rel.as_os_str().as_bytes())?;
-            // SAFETY: open_how is plain data; zeroed is valid, then filled.
-            let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-            how.flags = (flags | libc::O_CLOEXEC) as u64;
-            how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
-            // EAGAIN: a rename or mount anywhere in the system raced with a lookup through
-            // `..` (every bus/pci/devices link has some), and the kernel asks us to retry
-            // (openat2(2)). After a few tries the realpath check below serves this call.
-            for _ in 0..OPENAT2_TRIES {
-                // SAFETY: valid descriptor, NUL-terminated path, a correctly sized open_how.
-                let fd = unsafe {
-                    libc::syscall(
-                        libc::SYS_openat2,
-                        self.fd.as_raw_fd(),
-                        c.as_ptr(),
-                        &how as *const libc::open_how,
-                        std::mem::size_of::<libc::open_how>(),
-                    )
-                };
-                if fd >= 0 {
-                    // SAFETY: the kernel just gave us this descriptor.
-                    return Ok(unsafe { File::from_raw_fd(fd as libc::c_int) });
-                }
-                let err = io::Error::last_os_error();
-                match err.raw_os_error() {
-                    Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
-                    Some(libc::ENOSYS) => {
-                        OPENAT2.store(false, Ordering::Relaxed);
-                        break;
-                    }
-                    _ => return Err(err),
-                }
+            if let Some(fd) = self.open_openat2(rel, flags)? {
+                return Ok(fd.into());
             }
         }
-        // Fallback: resolve every link, then insist the result is still under the root.
-        let resolved = std::fs::canonicalize(path)?;
-        if !resolved.starts_with(&self.canonical) {
-            return Err(escape());
+        self.walk(rel, flags).map(File::from)
+    }
+
+    /// `rel` opened by openat2; `None` when openat2 cannot serve the call (refused, or EAGAIN
+    /// on every try) and the walk must.
+    fn open_openat2(&self, rel: &Path, flags: libc::c_int) -> io::Result<Option<OwnedFd>> {
+        let c = CString::new(rel.as_os_str().as_bytes())?;
+        let how = open_how(flags);
+        // EAGAIN: a rename or mount anywhere in the system raced with a lookup through `..`
+        // (every bus/pci/devices link has some), and the kernel asks us to retry (openat2(2)).
+        for _ in 0..OPENAT2_TRIES {
+            match openat2(self.fd.as_raw_fd(), &c, &how) {
+                Ok(fd) => return Ok(Some(fd)),
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
+                    Some(libc::ENOSYS) | Some(libc::EPERM) if self.openat2_refused() => {
+                        OPENAT2.store(false, Ordering::Relaxed);
+                        return Ok(None);
+                    }
+                    _ => return Err(e),
+                },
+            }
         }
-        std::fs::OpenOptions::new()
-            .read(flags & libc::O_ACCMODE == libc::O_RDONLY)
-            .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
-            .custom_flags(flags & !libc::O_ACCMODE)
-            .open(resolved)
+        Ok(None)
+    }
+
+    /// True when openat2 itself is refused, not the open of one file (EPERM also means, say,
+    /// a file seal): reopening the root it resolves from fails for no other reason.
+    fn openat2_refused(&self) -> bool {
+        let how = open_how(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
+        match openat2(self.fd.as_raw_fd(), c".", &how) {
+            Ok(_) => false,
+            Err(e) => matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)),
+        }
+    }
+
+    /// Resolves `rel` beneath the root by the rules of `RESOLVE_BENEATH`, without openat2: one
+    /// name at a time, each opened with O_NOFOLLOW in a directory the walk already holds, so
+    /// the kernel never follows a link or `..` for us. A link is read and its target walked in
+    /// its place (absolute: `EXDEV`; more than `MAX_LINKS`: `ELOOP`); `..` returns to the
+    /// directory the walk came from, and above the root is `EXDEV`. Every descriptor held was
+    /// reached from the root by names, so whatever is renamed or relinked meanwhile, what is
+    /// opened lies beneath it. The final name is opened with `flags`; it is followed when it is
+    /// a link unless `flags` holds O_NOFOLLOW (then `ELOOP`, or the link itself with O_PATH),
+    /// as openat2 does.
+    fn walk(&self, rel: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
+        // The directories entered below the root, innermost last.
+        let mut dirs: Vec<OwnedFd> = Vec::new();
+        // The names still to resolve, the next one last.
+        let mut todo: Vec<Vec<u8>> = components(rel.as_os_str().as_bytes());
+        let mut links = 0;
+        while let Some(name) = todo.pop() {
+            if name == b"." {
+                continue;
+            }
+            if name == b".." {
+                dirs.pop().ok_or_else(escape)?;
+                continue;
+            }
+            let dir = dirs.last().unwrap_or(&self.fd).as_raw_fd();
+            let c = CString::new(name)?;
+            let last = todo.is_empty();
+            let step = if last {
+                flags | libc::O_NOFOLLOW
+            } else {
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC
+            };
+            let target = match openat(dir, &c, step) {
+                Ok(fd) if !last => {
+                    dirs.push(fd);
+                    continue;
+                }
+                // O_PATH|O_NOFOLLOW opens a link itself, without an error.
+                Ok(fd)
+                    if has(flags, libc::O_PATH)
+                        && !has(flags, libc::O_NOFOLLOW)
+                        && is_link(&fd)? =>
+                {
+                    readlinkat(fd.as_raw_fd(), c"")?
+                }
+                Ok(fd) => return Ok(fd),
+                // A link met with O_NOFOLLOW: ELOOP, or ENOTDIR with O_DIRECTORY.
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR))
+                        && !(last && has(flags, libc::O_NOFOLLOW)) =>
+                {
+                    readlinkat(dir, &c).map_err(|_| e)?
+                }
+                Err(e) => return Err(e),
+            };
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(io::Error::from_raw_os_error(libc::ELOOP));
+            }
+            if target.first() == Some(&b'/') {
+                return Err(escape());
+            }
+            if target.is_empty() {
+                return Err(io::Error::from_raw_os_error(libc::ENOENT));
+            }
+            todo.extend(components(&target));
+        }
+        // The path ended on a directory (`.`, or `..` last): open the one reached.
+        let dir = dirs.last().unwrap_or(&self.fd).as_raw_fd();
+        openat(dir, c".", flags)
     }
 
     /// True when `path` is a directory under the root.
@@ -184,26 +320,11 @@ impl Beneath {
             Err(e) => return Err(e),
         };
         let c = CString::new(name.as_bytes())?;
-        let mut buf = vec![0u8; 4096];
-        // SAFETY: valid descriptor and name; buf has buf.len() writable bytes.
-        let n = unsafe {
-            libc::readlinkat(
-                dir.as_raw_fd(),
-                c.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            return if err.kind() == io::ErrorKind::NotFound {
-                Ok(None)
-            } else {
-                Err(err)
-            };
+        match readlinkat(dir.as_raw_fd(), &c) {
+            Ok(target) => Ok(Some(PathBuf::from(OsString::from_vec(target)))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
-        buf.truncate(n as usize);
-        Ok(Some(PathBuf::from(OsStr::from_bytes(&buf))))
     }
 
     /// The (device, inode) pair of what `path` resolves to beneath the root: two paths reached
@@ -213,9 +334,186 @@ impl Beneath {
         Ok((meta.dev(), meta.ino()))
     }
 
-    /// Refuses a write target that resolves outside the root, before it is opened (by path, so
-    /// that the test suite's kernel emulation sees the open).
-    pub fn check(&self, path: &Path) -> io::Result<()> {
-        self.open(path, libc::O_PATH).map(drop)
+    /// Writes `value` to the file at `path` in one write, never creating or truncating it.
+    /// O_NOFOLLOW: a kernel attribute is never a link. O_NONBLOCK: a FIFO planted in the tree
+    /// fails (ENXIO) instead of blocking.
+    pub fn write(&self, path: &Path, value: &[u8]) -> io::Result<()> {
+        let mut file = self.open(path, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW)?;
+        file.write_all(value)
+    }
+}
+
+/// The names of a relative path, last first (a stack to pop), empty ones (`a//b`) left out. A
+/// trailing slash asks for a directory: it becomes a final `.`, which makes the name before it
+/// a directory to enter.
+fn components(path: &[u8]) -> Vec<Vec<u8>> {
+    let mut names: Vec<Vec<u8>> = path
+        .split(|&b| b == b'/')
+        .filter(|n| !n.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    if path.ends_with(b"/") {
+        names.push(b".".to_vec());
+    }
+    names.reverse();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    /// base/root holds the tree, base/outside what no lookup may reach.
+    fn tree() -> (tempfile::TempDir, Beneath) {
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path().join("root");
+        fs::create_dir_all(root.join("a")).unwrap();
+        fs::create_dir_all(root.join("b")).unwrap();
+        fs::create_dir_all(base.path().join("outside")).unwrap();
+        fs::write(base.path().join("outside/secret"), "secret").unwrap();
+        fs::write(root.join("a/f"), "f").unwrap();
+        fs::write(root.join("b/g"), "g").unwrap();
+        symlink("a", root.join("l")).unwrap();
+        symlink("..", root.join("a/up")).unwrap();
+        symlink("../..", root.join("a/out")).unwrap();
+        symlink("../../outside/secret", root.join("a/secret")).unwrap();
+        symlink(base.path().join("outside/secret"), root.join("a/abs")).unwrap();
+        symlink("loop", root.join("a/loop")).unwrap();
+        symlink("f", root.join("a/lf")).unwrap();
+        symlink("../b", root.join("a/lb")).unwrap();
+        symlink("./f/", root.join("a/slash")).unwrap();
+        // c0 -> c1 -> ... -> c41 -> a/f: 41 links from c1, 40 from c2.
+        for i in 0..41 {
+            symlink(format!("c{}", i + 1), root.join(format!("c{i}"))).unwrap();
+        }
+        symlink("a/f", root.join("c41")).unwrap();
+        let beneath = Beneath::new(&root).unwrap();
+        (base, beneath)
+    }
+
+    fn identity(fd: &OwnedFd) -> (u64, u64) {
+        let m = File::from(fd.try_clone().unwrap()).metadata().unwrap();
+        (m.dev(), m.ino())
+    }
+
+    fn outcome(r: io::Result<OwnedFd>) -> Result<(u64, u64), i32> {
+        r.map(|fd| identity(&fd))
+            .map_err(|e| e.raw_os_error().unwrap())
+    }
+
+    const CASES: &[(&str, libc::c_int, Result<(), i32>)] = &[
+        ("a/f", libc::O_RDONLY, Ok(())),
+        ("l/f", libc::O_RDONLY, Ok(())),
+        ("l/../b/g", libc::O_RDONLY, Ok(())),
+        ("a/up/a/up/b/g", libc::O_RDONLY, Ok(())),
+        ("a/lb/g", libc::O_WRONLY, Ok(())),
+        ("a/lf", libc::O_RDONLY, Ok(())),
+        ("a/lf", libc::O_PATH, Ok(())),
+        ("a/lf", libc::O_PATH | libc::O_NOFOLLOW, Ok(())),
+        ("a/lf", libc::O_WRONLY | libc::O_NOFOLLOW, Err(libc::ELOOP)),
+        ("l", libc::O_RDONLY | libc::O_DIRECTORY, Ok(())),
+        ("l", libc::O_PATH | libc::O_DIRECTORY, Ok(())),
+        (".", libc::O_PATH | libc::O_DIRECTORY, Ok(())),
+        ("a/..", libc::O_RDONLY | libc::O_DIRECTORY, Ok(())),
+        ("a//./f", libc::O_RDONLY, Ok(())),
+        ("c2", libc::O_RDONLY, Ok(())),
+        ("c1", libc::O_RDONLY, Err(libc::ELOOP)),
+        ("a/loop", libc::O_RDONLY, Err(libc::ELOOP)),
+        ("a/loop/x", libc::O_PATH, Err(libc::ELOOP)),
+        ("..", libc::O_PATH, Err(libc::EXDEV)),
+        ("a/../..", libc::O_PATH, Err(libc::EXDEV)),
+        ("a/out/outside/secret", libc::O_RDONLY, Err(libc::EXDEV)),
+        ("a/secret", libc::O_RDONLY, Err(libc::EXDEV)),
+        (
+            "a/secret",
+            libc::O_WRONLY | libc::O_NOFOLLOW,
+            Err(libc::ELOOP),
+        ),
+        ("a/abs", libc::O_RDONLY, Err(libc::EXDEV)),
+        ("a/abs", libc::O_PATH, Err(libc::EXDEV)),
+        ("a/missing", libc::O_RDONLY, Err(libc::ENOENT)),
+        ("missing/f", libc::O_RDONLY, Err(libc::ENOENT)),
+        ("a/f/x", libc::O_RDONLY, Err(libc::ENOTDIR)),
+        (
+            "a/f",
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            Err(libc::ENOTDIR),
+        ),
+        ("a/slash", libc::O_RDONLY, Err(libc::ENOTDIR)),
+        ("a/lb/", libc::O_PATH | libc::O_NOFOLLOW, Ok(())),
+        ("l/", libc::O_RDONLY, Ok(())),
+    ];
+
+    /// The walk resolves as openat2(RESOLVE_BENEATH) does: the same file, or the same errno.
+    #[test]
+    fn walk_resolves_as_openat2_does() {
+        let (_base, b) = tree();
+        for &(rel, flags, expected) in CASES {
+            let flags = flags | libc::O_CLOEXEC;
+            let walked = outcome(b.walk(Path::new(rel), flags));
+            assert_eq!(walked.map(drop), expected, "walk of {rel} ({flags:#x})");
+            let c = CString::new(rel).unwrap();
+            match openat2(b.fd.as_raw_fd(), &c, &open_how(flags)) {
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) => {}
+                r => assert_eq!(outcome(r), walked, "openat2 and walk of {rel} ({flags:#x})"),
+            }
+        }
+    }
+
+    /// O_PATH|O_NOFOLLOW on a link opens the link itself, as openat2 does.
+    #[test]
+    fn walk_opens_a_final_link_itself_when_told_not_to_follow() {
+        let (_base, b) = tree();
+        let fd = b
+            .walk(Path::new("a/lf"), libc::O_PATH | libc::O_NOFOLLOW)
+            .unwrap();
+        assert!(is_link(&fd).unwrap());
+        let fd = b.walk(Path::new("l/lf"), libc::O_PATH).unwrap();
+        assert!(!is_link(&fd).unwrap());
+    }
+
+    /// A directory swapped for a link out of the root after the walk entered it: the walk
+    /// holds the directory it entered, so the file it opens is the one inside.
+    #[test]
+    fn walk_keeps_the_directory_it_entered() {
+        let (base, b) = tree();
+        let root = base.path().join("root");
+        let a = b
+            .walk(Path::new("a"), libc::O_PATH | libc::O_DIRECTORY)
+            .unwrap();
+        fs::rename(root.join("a"), root.join("a.moved")).unwrap();
+        symlink(base.path().join("outside"), root.join("a")).unwrap();
+        let f = openat(a.as_raw_fd(), c"f", libc::O_RDONLY | libc::O_NOFOLLOW).unwrap();
+        assert_eq!(
+            identity(&f),
+            identity(&b.walk(Path::new("a.moved/f"), libc::O_RDONLY).unwrap())
+        );
+        assert_eq!(
+            b.walk(Path::new("a/secret"), libc::O_RDONLY)
+                .map(drop)
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::EXDEV)
+        );
+    }
+
+    /// Writes go beneath the root too, and never through a final link.
+    #[test]
+    fn writes_stay_beneath_the_root() {
+        let (base, b) = tree();
+        let root = base.path().join("root");
+        b.write(&root.join("l/f"), b"new").unwrap();
+        assert_eq!(fs::read(root.join("a/f")).unwrap(), b"new");
+        for rel in ["a/secret", "a/abs", "a/out/outside/secret", "a/lf"] {
+            assert!(b.write(&root.join(rel), b"x").is_err(), "{rel}");
+        }
+        assert_eq!(
+            fs::read(base.path().join("outside/secret")).unwrap(),
+            b"secret"
+        );
+        assert_eq!(fs::read(root.join("a/f")).unwrap(), b"new");
+        assert!(b.write(Path::new("/etc/hostname"), b"x").is_err());
     }
 }

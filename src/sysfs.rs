@@ -6,9 +6,7 @@
 //! Names read back from the tree (directory entries, link targets) are validated before use,
 //! and reads are bounded.
 
-use std::fs;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::beneath::{Beneath, EntryKind};
@@ -215,19 +213,11 @@ impl Sysfs {
         })
     }
 
-    /// Writes `value` to a kernel file in one write, never creating or truncating it, and
-    /// never through a link that leads outside the root.
+    /// Writes `value` to a kernel file in one write, opened beneath the root like every read.
     fn write_kernel_file(&self, path: PathBuf, value: &[u8], step: &'static str) -> Result<()> {
         self.tree
-            .check(&path)
-            .map_err(|e| Error::io(step, &path, e))?;
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            // A FIFO planted in the tree fails (ENXIO) instead of blocking.
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&path)
-            .map_err(|e| Error::io(step, &path, e))?;
-        io::Write::write_all(&mut file, value).map_err(|e| Error::io(step, &path, e))
+            .write(&path, value)
+            .map_err(|e| Error::io(step, &path, e))
     }
 
     /// Sets (`Some`) or clears (`None`, written as `"\n"`) the device's `driver_override`.
