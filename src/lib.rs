@@ -2,6 +2,19 @@
 //!
 //! The Rust API is [`Context`]; the C API (`src/ffi/`) is a thin layer over it. Data flows one
 //! way: C API -> core (resolution, ...) -> `sysfs`, the only module that touches the file system.
+//!
+//! The C API's functions take raw pointers: they are `unsafe extern "C"` in a private module,
+//! so safe Rust cannot reach them.
+//!
+//! ```compile_fail
+//! let _ = pcibind::ffi::pcibind_version;
+//! ```
+//!
+//! The parsers the fuzz targets drive are public only with the `internals` feature.
+//!
+//! ```compile_fail
+//! let _ = pcibind::alias::AliasIndex::default();
+//! ```
 
 mod address;
 mod alias;
