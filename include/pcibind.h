@@ -96,6 +96,12 @@ typedef enum pcibind_error {
    * None of its module's aliases match the device (override with PCIBIND_BIND_FORCE).
    */
   PCIBIND_ERR_NOT_CLAIMED = -12,
+  /**
+   * the device cannot do this
+   *
+   * It has no SR-IOV, is not on a VFIO driver, or has no IOMMU group (since 0.2).
+   */
+  PCIBIND_ERR_UNSUPPORTED = -13,
 } pcibind_error;
 
 /**
@@ -419,6 +425,30 @@ int pcibind_iommu_group_viable(const struct pcibind_ctx *ctx,
                                unsigned int flags,
                                int *viable_out,
                                char **reason_out);
+
+/**
+ * Sets where `pcibind_vfio_device_nodes()` looks for the device nodes, as an absolute path;
+ * NULL restores the default, `/dev`. Meant for tests against fake trees. The string is copied.
+ * Returns 0 or PCIBIND_ERR_INVALID_ARG. Since 0.2.
+ */
+int pcibind_ctx_set_dev_root(struct pcibind_ctx *ctx, const char *dir);
+
+/**
+ * Lists the device nodes a VMM opens to use the device at `address`, which must be on a VFIO
+ * driver (SPEC 3.9): those that exist, in this order: the legacy container `/dev/vfio/vfio`,
+ * the group `/dev/vfio/GROUP` (`/dev/vfio/noiommu-GROUP` for a no-IOMMU group), then, on
+ * kernels with the VFIO character device (6.6 and later), the iommufd pair `/dev/iommu` and
+ * `/dev/vfio/devices/vfioN`, only when both exist. Paths are under the dev root
+ * (`pcibind_ctx_set_dev_root()`).
+ *
+ * On success `*paths_out` receives a NULL-terminated array that the caller owns and releases
+ * with `pcibind_strv_free()`. On failure it is NULL.
+ * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
+ * PCIBIND_ERR_UNSUPPORTED (the device is not on a VFIO driver), PCIBIND_ERR_IO. Since 0.2.
+ */
+int pcibind_vfio_device_nodes(const struct pcibind_ctx *ctx,
+                              const char *address,
+                              char ***paths_out);
 
 /**
  * Releases a string returned by the library. NULL is fine. Same as `free()`.

@@ -17,9 +17,11 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <linux/openat2.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1394,6 +1396,113 @@ static void one_nic_from_two_processes(void)
     raw_restore(NIC2);
 }
 
+/* The device nodes of a bound NIC (SPEC 3.9), against what the kernel created in devtmpfs: the
+ * legacy container and group on both kernels; the iommufd pair where the kernel has the VFIO
+ * character device (CONFIG_VFIO_DEVICE_CDEV, 6.6+) and iommufd. */
+static void device_nodes_of_a_bound_nic(void)
+{
+    char **paths = NULL;
+    CHECK_RC(pcibind_vfio_device_nodes(ctx, NIC, &paths), PCIBIND_ERR_UNSUPPORTED);
+    CHECK(paths == NULL);
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_OK);
+    char *g = group_of(NIC);
+    CHECK(g != NULL);
+    CHECK_RC(pcibind_vfio_device_nodes(ctx, NIC, &paths), PCIBIND_OK);
+    char expected[4][PATH_MAX];
+    int n = 0;
+    snprintf(expected[n++], PATH_MAX, "/dev/vfio/vfio");
+    snprintf(expected[n++], PATH_MAX, "/dev/vfio/%s", g ? g : "?");
+    char *cdev = NULL;
+    DIR *d = opendir(DEV NIC "/vfio-dev");
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (!strncmp(e->d_name, "vfio", 4))
+            cdev = strdup(e->d_name);
+    if (d)
+        closedir(d);
+    int iommufd = cdev && exists("/dev/iommu") && exists("/dev/vfio/devices/%s", cdev);
+    if (iommufd) {
+        snprintf(expected[n++], PATH_MAX, "/dev/iommu");
+        snprintf(expected[n++], PATH_MAX, "/dev/vfio/devices/%s", cdev);
+    }
+    printf("# device nodes: %s\n", iommufd ? "legacy and iommufd" : "legacy only");
+    int got = 0;
+    for (char **p = paths; p && *p; p++, got++) {
+        CHECK(got < n && !strcmp(*p, expected[got]));
+        printf("#   %s\n", *p);
+    }
+    CHECK(got == n);
+    for (int i = 0; i < got; i++)
+        CHECK(exists("%s", expected[i]));
+    pcibind_strv_free(paths);
+    free(cdev);
+    free(g);
+    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_OK);
+    CHECK_NIC_AT_REST(NIC);
+    raw_restore(NIC);
+}
+
+/* The locks on the real system (SPEC 3.5): after a bind, /run/pcibind is 0700 and the NIC's
+ * lock file 0600, so an unprivileged process can neither open the file to flock it nor reach
+ * it; a lock held by another process makes a bind give up at the context's timeout with
+ * PCIBIND_ERR_BUSY, and a timeout of 0 fails at once; the device is untouched meanwhile. */
+static void locks_are_private_and_time_out(void)
+{
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_OK);
+    struct stat st;
+    CHECK(stat("/run/pcibind", &st) == 0 && (st.st_mode & 07777) == 0700 && st.st_uid == 0);
+    CHECK(stat("/run/pcibind/" NIC ".lock", &st) == 0 && (st.st_mode & 07777) == 0600);
+
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* nobody: no way to the lock file, not even read-only. */
+        if (setgid(65534) != 0 || setuid(65534) != 0)
+            _exit(2);
+        int fd = open("/run/pcibind/" NIC ".lock", O_RDONLY | O_CLOEXEC);
+        _exit(fd < 0 && errno == EACCES ? 0 : 1);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    /* Another process holds the NIC's lock. */
+    int ready[2];
+    CHECK(pipe(ready) == 0);
+    pid = fork();
+    if (pid == 0) {
+        int fd = open("/run/pcibind/" NIC ".lock", O_RDWR | O_CLOEXEC);
+        if (fd < 0 || flock(fd, LOCK_EX) != 0)
+            _exit(1);
+        if (write(ready[1], "x", 1) != 1)
+            _exit(1);
+        sleep(5);
+        _exit(0);
+    }
+    char c;
+    CHECK(read(ready[0], &c, 1) == 1);
+    pcibind_ctx *c2 = new_ctx();
+    CHECK_RC(pcibind_ctx_set_lock_timeout(c2, 300), PCIBIND_OK);
+    double t0 = now();
+    CHECK_RC(pcibind_reattach(c2, NIC, NULL, 0, NULL), PCIBIND_ERR_BUSY);
+    double waited = now() - t0;
+    CHECK(waited >= 0.25 && waited < 3.0);
+    CHECK_RC(pcibind_ctx_set_lock_timeout(c2, 0), PCIBIND_OK);
+    t0 = now();
+    CHECK_RC(pcibind_reattach(c2, NIC, NULL, 0, NULL), PCIBIND_ERR_BUSY);
+    CHECK(now() - t0 < 0.25);
+    CHECK_DRIVER(NIC, "vfio-pci");
+    printf("# lock held elsewhere: BUSY after %.2f s with a 300 ms timeout\n", waited);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    close(ready[0]);
+    close(ready[1]);
+    /* Released: the same context gets it. */
+    CHECK_RC(pcibind_ctx_set_lock_timeout(c2, 5000), PCIBIND_OK);
+    CHECK_RC(pcibind_reattach(c2, NIC, NULL, 0, NULL), PCIBIND_OK);
+    pcibind_ctx_free(c2);
+    CHECK_NIC_AT_REST(NIC);
+    raw_restore(NIC);
+}
+
 /* openat2(RESOLVE_BENEATH) of `rel` under /sys, as the library opens every sysfs path: 0 or
  * the errno. */
 static int open_beneath(int root, const char *rel)
@@ -1816,6 +1925,8 @@ int main(void)
         TEST_CASE(kernel_vfio_dev_takes_the_lowest_free_index),
         TEST_CASE(kernel_new_id_and_remove_id),
         TEST_CASE(bind_and_reattach_with_openat2_refused),
+        TEST_CASE(locks_are_private_and_time_out),
+        TEST_CASE(device_nodes_of_a_bound_nic),
     };
     int rc = run_tests(cases, sizeof(cases) / sizeof(cases[0]));
     pcibind_ctx_free(ctx);

@@ -76,6 +76,11 @@ pub enum Error {
         detail: String,
     },
 
+    /// The device cannot do what was asked: it is not on a VFIO driver, has no IOMMU group, no
+    /// SR-IOV.
+    #[error("{address}: {detail}")]
+    Unsupported { address: PciAddress, detail: String },
+
     /// A lock could not be taken in time.
     #[error("{0}")]
     Busy(String),

@@ -31,6 +31,7 @@ mod log;
 mod modalias;
 mod modprobe;
 mod name;
+mod nodes;
 mod query;
 mod resolve;
 mod safety;
@@ -83,6 +84,8 @@ pub struct Context {
     aliases: AliasCache,
     locks: DeviceLocks,
     proc_root: PathBuf,
+    /// Where the device nodes are (`/dev`; tests set their own).
+    dev_root: PathBuf,
     /// Set once the missing alias tables have been warned about (cleared when they load).
     tables_warned: AtomicBool,
 }
@@ -117,6 +120,7 @@ impl Context {
             aliases: AliasCache::default(),
             locks: DeviceLocks::default(),
             proc_root: PathBuf::from("/proc"),
+            dev_root: PathBuf::from("/dev"),
             tables_warned: AtomicBool::new(false),
         })
     }
@@ -202,6 +206,18 @@ impl Context {
                 self.proc_root = dir;
             }
             None => self.proc_root = PathBuf::from("/proc"),
+        }
+        Ok(())
+    }
+
+    /// Where [`Context::vfio_device_nodes`] looks for the device nodes; `None` = `/dev`.
+    pub fn set_dev_root(&mut self, dir: Option<PathBuf>) -> Result<()> {
+        match dir {
+            Some(dir) => {
+                require_absolute("the dev root", &dir)?;
+                self.dev_root = dir;
+            }
+            None => self.dev_root = PathBuf::from("/dev"),
         }
         Ok(())
     }

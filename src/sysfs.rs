@@ -244,6 +244,25 @@ impl Sysfs {
         self.tree.is_dir(&self.device_dir(address).join("vfio-dev"))
     }
 
+    /// The entries of the device's `vfio-dev/` (`vfio0`: its VFIO character device's name), in
+    /// name order; empty when it has none.
+    pub fn vfio_dev_names(&self, address: &PciAddress) -> Result<Vec<String>> {
+        let dir = self.device_dir(address).join("vfio-dev");
+        let mut names = match self.list_dir(&dir, "listing the device's vfio-dev") {
+            Ok(names) => names,
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(e),
+        };
+        names.retain(|n| {
+            n.strip_prefix("vfio")
+                .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+        });
+        names.sort();
+        Ok(names)
+    }
+
     /// The device's IOMMU group number; `None` when it has none (no IOMMU).
     pub fn iommu_group(&self, address: &PciAddress) -> Result<Option<u32>> {
         let link = self.require_device(address)?.join("iommu_group");

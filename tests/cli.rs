@@ -184,6 +184,37 @@ fn show_gives_group_and_in_use_verdict() {
     assert!(json.contains("\"in_use\": null"));
 }
 
+/// `show` of a device on vfio-pci lists the device nodes a VMM opens (under --dev-root here),
+/// in the text and as a JSON array; a device on a host driver has none.
+#[test]
+fn show_lists_the_device_nodes_of_a_vfio_bound_device() {
+    let t = Tree::new();
+    let dev = t.root.join("dev");
+    for node in ["vfio/vfio", "vfio/2", "iommu", "vfio/devices/vfio0"] {
+        let path = dev.join(node);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "").unwrap();
+    }
+    let dev_root = dev.to_str().unwrap();
+    let json = stdout(&t.run(&["--dev-root", dev_root, "show", NIC, "--json"]));
+    assert!(json.contains("\"vfio_device_nodes\": []"), "{json}");
+    let o = t.run(&["bind", NIC, "vfio-pci", "--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&t.run(&["--dev-root", dev_root, "show", NIC]));
+    let want = format!(
+        "device nodes:    {0}/vfio/vfio {0}/vfio/2 {0}/iommu {0}/vfio/devices/vfio0",
+        dev_root
+    );
+    assert!(out.contains(&want), "{out}");
+    let json = stdout(&t.run(&["--dev-root", dev_root, "show", NIC, "--json"]));
+    assert!(
+        json.contains(&format!(
+            "\"vfio_device_nodes\": [\"{dev_root}/vfio/vfio\", \"{dev_root}/vfio/2\", \"{dev_root}/iommu\", \"{dev_root}/vfio/devices/vfio0\"]"
+        )),
+        "{json}"
+    );
+}
+
 #[test]
 fn resolve_and_variant() {
     let t = Tree::new();

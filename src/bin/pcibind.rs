@@ -75,6 +75,9 @@ struct Global {
     /// Where the in-use checks read net/route, net/if_inet6, self/mountinfo and swaps (tests)
     #[arg(long, global = true, value_name = "DIR", hide = true)]
     proc_root: Option<PathBuf>,
+    /// Where the VFIO device nodes are looked for (tests) [default: /dev]
+    #[arg(long, global = true, value_name = "DIR", hide = true)]
+    dev_root: Option<PathBuf>,
     /// Log more to stderr (-v: what is done, -vv: everything)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -182,6 +185,9 @@ fn context(g: &Global) -> Result<Context, Error> {
     ctx.set_lock_dir(Some(absolute(&g.lock_dir)))?;
     ctx.set_lock_timeout(g.lock_timeout);
     ctx.set_modprobe_timeout(g.modprobe_timeout)?;
+    if let Some(p) = &g.dev_root {
+        ctx.set_dev_root(Some(absolute(p)))?;
+    }
     if let Some(p) = &g.proc_root {
         ctx.set_proc_root(Some(absolute(p)))?;
     }
@@ -460,6 +466,15 @@ fn show(ctx: &Context, address: &str, json: bool) -> Result<(), Error> {
     let members = ctx.iommu_group(&a).ok();
     let viability = members.as_ref().map(|m| pcibind::group::viability(m));
     let in_use = ctx.in_use_reason(&a)?;
+    // What a VMM opens (SPEC 3.9): only a device on a VFIO driver has any.
+    let nodes: Vec<String> = if info.vfio_bound {
+        ctx.vfio_device_nodes(&a)?
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut out = io::stdout().lock();
     if json {
         let members_json = members.as_ref().map_or("null".into(), |ms| {
@@ -479,13 +494,18 @@ fn show(ctx: &Context, address: &str, json: bool) -> Result<(), Error> {
         let _ = writeln!(
             out,
             "{{{}, \"modalias\": {}, \"iommu_group_members\": {members_json}, \
-             \"iommu_group_viable\": {}, \"in_use\": {}}}",
+             \"iommu_group_viable\": {}, \"in_use\": {}, \"vfio_device_nodes\": [{}]}}",
             device_json_fields(&info),
             json_opt(info.modalias.as_ref().map(|m| m.as_str())),
             viability
                 .as_ref()
                 .map_or("null".into(), |v| v.is_none().to_string()),
             json_opt(in_use.as_deref()),
+            nodes
+                .iter()
+                .map(|n| json_str(n))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
         return Ok(());
     }
@@ -563,6 +583,17 @@ fn show(ctx: &Context, address: &str, json: bool) -> Result<(), Error> {
             "yes: {why} (bind refuses it without --force)"
         ))
     );
+    if info.vfio_bound {
+        let _ = writeln!(
+            out,
+            "device nodes:    {}",
+            if nodes.is_empty() {
+                "(none found)".to_owned()
+            } else {
+                nodes.join(" ")
+            }
+        );
+    }
     Ok(())
 }
 

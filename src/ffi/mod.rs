@@ -527,6 +527,44 @@ pub unsafe extern "C" fn pcibind_iommu_group_viable(
     })
 }
 
+/// Sets where `pcibind_vfio_device_nodes()` looks for the device nodes, as an absolute path;
+/// NULL restores the default, `/dev`. Meant for tests against fake trees. The string is copied.
+/// Returns 0 or PCIBIND_ERR_INVALID_ARG. Since 0.2.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pcibind_ctx_set_dev_root(
+    ctx: *mut pcibind_ctx,
+    dir: *const c_char,
+) -> c_int {
+    with_ctx_mut(ctx, |ctx| ctx.set_dev_root(path_arg(dir)))
+}
+
+/// Lists the device nodes a VMM opens to use the device at `address`, which must be on a VFIO
+/// driver (SPEC 3.9): those that exist, in this order: the legacy container `/dev/vfio/vfio`,
+/// the group `/dev/vfio/GROUP` (`/dev/vfio/noiommu-GROUP` for a no-IOMMU group), then, on
+/// kernels with the VFIO character device (6.6 and later), the iommufd pair `/dev/iommu` and
+/// `/dev/vfio/devices/vfioN`, only when both exist. Paths are under the dev root
+/// (`pcibind_ctx_set_dev_root()`).
+///
+/// On success `*paths_out` receives a NULL-terminated array that the caller owns and releases
+/// with `pcibind_strv_free()`. On failure it is NULL.
+/// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
+/// PCIBIND_ERR_UNSUPPORTED (the device is not on a VFIO driver), PCIBIND_ERR_IO. Since 0.2.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pcibind_vfio_device_nodes(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    paths_out: *mut *mut *mut c_char,
+) -> c_int {
+    let out = out_init(paths_out);
+    with_ctx(ctx, |ctx| {
+        let out = out.ok_or_else(|| null("paths_out"))?;
+        let nodes = ctx.vfio_device_nodes(address_arg(address)?)?;
+        let strings: Vec<String> = nodes.iter().map(|p| p.display().to_string()).collect();
+        *out = boundary::malloc_strv(&strings)?;
+        Ok(())
+    })
+}
+
 /// Releases a string returned by the library. NULL is fine. Same as `free()`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_string_free(s: *mut c_char) {

@@ -1,0 +1,49 @@
+//! The device nodes a VMM opens after a bind (SPEC 3.9): the legacy VFIO container and group,
+//! and, on kernels with the VFIO character device (6.6+), the iommufd pair.
+
+use std::path::PathBuf;
+
+use crate::address::PciAddress;
+use crate::error::{Error, Result};
+use crate::Context;
+
+impl Context {
+    /// The device nodes that exist for the device at `address`, under the dev root: the
+    /// container `vfio/vfio`, the group `vfio/GROUP` (or `vfio/noiommu-GROUP`), then `iommu`
+    /// and `vfio/devices/vfioN` (its `vfio-dev/` entry), the last two only when both exist.
+    /// A device not on a VFIO driver is [`Error::Unsupported`].
+    pub fn vfio_device_nodes(&self, address: &str) -> Result<Vec<PathBuf>> {
+        let address = PciAddress::parse(address)?;
+        if !self.is_vfio_bound(&address.to_string())? {
+            return Err(Error::Unsupported {
+                address,
+                detail: "not on a VFIO driver, so it has no VFIO device nodes".into(),
+            });
+        }
+        let dev = &self.dev_root;
+        let exists = |p: &PathBuf| p.symlink_metadata().is_ok();
+        let mut nodes = Vec::new();
+        let container = dev.join("vfio/vfio");
+        if exists(&container) {
+            nodes.push(container);
+        }
+        if let Some(group) = self.sysfs.iommu_group(&address)? {
+            let found = [
+                dev.join(format!("vfio/{group}")),
+                dev.join(format!("vfio/noiommu-{group}")),
+            ]
+            .into_iter()
+            .find(exists);
+            nodes.extend(found);
+        }
+        let iommu = dev.join("iommu");
+        if let Some(name) = self.sysfs.vfio_dev_names(&address)?.first() {
+            let cdev = dev.join("vfio/devices").join(name);
+            if exists(&iommu) && exists(&cdev) {
+                nodes.push(iommu);
+                nodes.push(cdev);
+            }
+        }
+        Ok(nodes)
+    }
+}
