@@ -427,6 +427,50 @@ int pcibind_iommu_group_viable(const struct pcibind_ctx *ctx,
                                char **reason_out);
 
 /**
+ * Moves the whole IOMMU group of the device at `address` to VFIO drivers as one transaction
+ * (SPEC 3.8). The unit is the device's IOMMU group, plus every function a member to be moved
+ * names through a `consumer:pci:` device link (a GPU's HDMI audio function), plus that
+ * function's group, and so on. Bridges (PCI base class 0x06) never move; one bound to a host
+ * driver other than `pcieport` or `pci-stub` (an LPC bridge on `lpc_ich`) refuses the unit
+ * with PCIBIND_ERR_IN_USE, forced or not. Every other member not on a VFIO driver moves to its
+ * best VFIO driver (as `pcibind_bind()` with a NULL name). The safety checks of
+ * `pcibind_bind()` run on every member before anything is written (PCIBIND_BIND_FORCE skips
+ * them); every member's lock is held, taken in address order, for the whole transaction; if
+ * any member fails to move, the members moved before it are put back in reverse order
+ * (PCIBIND_ERR_BIND, or PCIBIND_ERR_RESTORE naming each member's state).
+ * With PCIBIND_BIND_DRY_RUN nothing is written or loaded and the plan for every member is
+ * logged at LOG_NOTICE, one line per message.
+ *
+ * `moved_out` may be NULL; otherwise on success it receives a NULL-terminated array of the
+ * addresses moved (that would move, in a dry run), in the order moved, which the caller owns
+ * and releases with `pcibind_strv_free()`.
+ * Returns 0, or the codes of `pcibind_bind()`, or PCIBIND_ERR_UNSUPPORTED (the device has no
+ * IOMMU group). Since 0.2.
+ */
+int pcibind_bind_group(const struct pcibind_ctx *ctx,
+                       const char *address,
+                       unsigned int flags,
+                       char ***moved_out);
+
+/**
+ * Gives every VFIO-bound, non-bridge member of the unit of the device at `address` (as
+ * `pcibind_bind_group()` works it out) back to the host, each as `pcibind_reattach()` with a
+ * NULL name, as one transaction: a failure puts the members already moved back onto their
+ * VFIO drivers, in reverse order. `flags`: PCIBIND_BIND_DRY_RUN logs the plan instead;
+ * PCIBIND_BIND_FORCE is accepted and changes nothing (reattach runs no safety checks).
+ *
+ * `moved_out` may be NULL; otherwise on success it receives a NULL-terminated array of the
+ * addresses given back, in order, which the caller owns and releases with
+ * `pcibind_strv_free()`.
+ * Returns 0, or the codes of `pcibind_reattach()`, or PCIBIND_ERR_UNSUPPORTED (no IOMMU
+ * group). Since 0.2.
+ */
+int pcibind_reattach_group(const struct pcibind_ctx *ctx,
+                           const char *address,
+                           unsigned int flags,
+                           char ***moved_out);
+
+/**
  * Sets where `pcibind_vfio_device_nodes()` looks for the device nodes, as an absolute path;
  * NULL restores the default, `/dev`. Meant for tests against fake trees. The string is copied.
  * Returns 0 or PCIBIND_ERR_INVALID_ARG. Since 0.2.

@@ -79,12 +79,31 @@ impl Context {
             .locks
             .lock(&self.lock_dir, &address, self.lock_timeout)?;
         let prepared = self.prepare_bind(&address, name.as_ref(), options, Mode::Real)?;
+        let target = prepared
+            .target
+            .ok_or_else(|| Error::Internal("a bind without a resolved target".into()))?;
         if let Some(txn) = &prepared.txn {
             self.execute(std::slice::from_ref(txn))?;
+            self.warn_if_group_not_viable(&address, &target);
         }
-        prepared
-            .target
-            .ok_or_else(|| Error::Internal("a bind without a resolved target".into()))
+        Ok(target)
+    }
+
+    /// After one device of an IOMMU group moved to a VFIO driver: a warning naming the members
+    /// that still keep the group from being assigned (SPEC 3.8).
+    fn warn_if_group_not_viable(&self, address: &PciAddress, target: &DriverName) {
+        if !self.sysfs.has_vfio_dev(address) && !self.is_vfio_driver(target) {
+            return;
+        }
+        if let Ok(Some(why)) = self.iommu_group_viability(&address.to_string()) {
+            self.log.log(
+                Priority::Warning,
+                format_args!(
+                    "{address} is on {target}, but its IOMMU group cannot be assigned yet: {why} \
+                     (a group bind moves them all)"
+                ),
+            );
+        }
     }
 
     /// What [`Context::bind`] with the same arguments would do, without doing any of it:
@@ -273,7 +292,7 @@ impl Context {
         let _lock = self
             .locks
             .lock(&self.lock_dir, &address, self.lock_timeout)?;
-        let prepared = self.prepare_reattach(&address, name.as_ref())?;
+        let prepared = self.prepare_reattach(&address, name.as_ref(), Mode::Real)?;
         if let Some(txn) = &prepared.txn {
             self.execute(std::slice::from_ref(txn))?;
         }
@@ -289,10 +308,11 @@ impl Context {
         &self,
         address: &PciAddress,
         name: Option<&DriverName>,
+        mode: Mode,
     ) -> Result<Prepared> {
         let mut notes = Vec::new();
         let target = name
-            .map(|n| self.resolve_target(n, false, Mode::Real, &mut notes))
+            .map(|n| self.resolve_target(n, false, mode, &mut notes))
             .transpose()?;
         let start = self.state(address)?;
         let nothing = |target: Option<DriverName>| {
@@ -317,7 +337,7 @@ impl Context {
             if on_host_driver {
                 return nothing(None);
             }
-            return self.prepare_reattach_to_host(address, start);
+            return self.prepare_reattach_to_host(address, start, mode);
         };
         let driver = match &target {
             Target::Driver(d) => d.clone(),
@@ -364,10 +384,16 @@ impl Context {
         &self,
         address: &PciAddress,
         start: txn::DeviceState,
+        mode: Mode,
     ) -> Result<Prepared> {
         let modules = self.host_modules_for(address)?;
+        let mut notes = Vec::new();
         for module in modules.iter().flatten() {
             if !self.sysfs.module_exists(module) && !self.modprobe.is_disabled() {
+                if mode == Mode::DryRun {
+                    notes.push(format!("load host module {module} (modprobe -b {module})"));
+                    continue;
+                }
                 self.log.log(
                     Priority::Info,
                     format_args!("loading host module '{module}' for {address}"),
@@ -397,7 +423,127 @@ impl Context {
                 ],
                 doing: "reattaching to the host driver".to_owned(),
             }),
-            notes: Vec::new(),
+            notes,
+        })
+    }
+}
+
+/// What a group transaction did (or, in a dry run, would do): the members moved, in the order
+/// moved, and the plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupOutcome {
+    pub moved: Vec<PciAddress>,
+    /// The plan's lines (a dry run), or empty.
+    pub plan: Vec<String>,
+}
+
+impl Context {
+    /// Moves the whole unit of the device at `address` to VFIO drivers as one transaction
+    /// (SPEC 3.8): its IOMMU group and the functions its members name as `consumer:pci:`
+    /// device links, with their groups. Bridges never move, and a bridge on a host driver
+    /// refuses the unit (forced or not); every other member not on a VFIO driver moves to its
+    /// best VFIO driver. The safety checks run on every member before anything is written;
+    /// every member's lock is held, taken in address order, for the whole transaction; a
+    /// failure puts back the members already moved, in reverse order. With `dry_run` nothing
+    /// is written or loaded and the outcome carries the plan.
+    pub fn bind_group(
+        &self,
+        address: &str,
+        options: BindOptions,
+        dry_run: bool,
+    ) -> Result<GroupOutcome> {
+        let address = PciAddress::parse(address)?;
+        self.sysfs.require_device(&address)?;
+        let _deferral = self.log.defer();
+        let unit = self.unit(&address, |m| !m.bridge && !m.vfio)?;
+        if let Some(bridge) = unit.iter().find(|m| m.is_host_bridge()) {
+            return Err(Error::InUse {
+                address: bridge.address,
+                reason: format!(
+                    "it is a bridge in the IOMMU group of {address}, bound to host driver {}: \
+                     the group cannot be assigned safely (forcing does not change this)",
+                    bridge.driver.as_ref().map_or("?", |d| d.as_str())
+                ),
+            });
+        }
+        let mode = if dry_run { Mode::DryRun } else { Mode::Real };
+        self.group_transaction(
+            unit.iter()
+                .filter(|m| !m.bridge && !m.vfio)
+                .map(|m| m.address),
+            &unit,
+            mode,
+            |member| self.prepare_bind(member, None, options, mode),
+        )
+    }
+
+    /// Gives every VFIO-bound, non-bridge member of the unit of the device at `address` back to
+    /// the host (each as [`Context::reattach`] with no name), as one transaction: a failure puts
+    /// the members already moved back onto their VFIO drivers, in reverse order.
+    pub fn reattach_group(&self, address: &str, dry_run: bool) -> Result<GroupOutcome> {
+        let address = PciAddress::parse(address)?;
+        self.sysfs.require_device(&address)?;
+        let _deferral = self.log.defer();
+        let unit = self.unit(&address, |m| !m.bridge && m.vfio)?;
+        let mode = if dry_run { Mode::DryRun } else { Mode::Real };
+        self.group_transaction(
+            unit.iter()
+                .filter(|m| !m.bridge && m.vfio)
+                .map(|m| m.address),
+            &unit,
+            mode,
+            |member| self.prepare_reattach(member, None, mode),
+        )
+    }
+
+    /// Takes the unit's locks (a real call), prepares every mover before anything is written,
+    /// then executes the list of lists (or renders it).
+    fn group_transaction(
+        &self,
+        movers: impl Iterator<Item = PciAddress>,
+        unit: &[crate::unit::UnitMember],
+        mode: Mode,
+        prepare: impl Fn(&PciAddress) -> Result<Prepared>,
+    ) -> Result<GroupOutcome> {
+        // Address order: the unit is sorted, and every caller takes locks in that order.
+        let _locks = match mode {
+            Mode::Real => unit
+                .iter()
+                .map(|m| {
+                    self.locks
+                        .lock(&self.lock_dir, &m.address, self.lock_timeout)
+                })
+                .collect::<Result<Vec<_>>>()?,
+            Mode::DryRun => Vec::new(),
+        };
+        let mut txns = Vec::new();
+        let mut plan = Vec::new();
+        for member in movers {
+            let prepared = prepare(&member)?;
+            if mode == Mode::DryRun {
+                plan.push(format!("{member}:"));
+                plan.extend(prepared.notes.iter().map(|n| format!("  {n}")));
+            }
+            txns.extend(prepared.txn);
+        }
+        if mode == Mode::DryRun {
+            for txn in &txns {
+                plan.push(format!("{}:", txn.address));
+                let mut lines = Vec::new();
+                self.render(txn, &mut lines);
+                plan.extend(lines.iter().map(|l| format!("  {l}")));
+            }
+            plan.push(
+                "on failure of any member: the members moved before it are restored in reverse \
+                 order"
+                    .to_owned(),
+            );
+        } else {
+            self.execute(&txns)?;
+        }
+        Ok(GroupOutcome {
+            moved: txns.iter().map(|t| t.address).collect(),
+            plan,
         })
     }
 }

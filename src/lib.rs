@@ -37,13 +37,14 @@ mod resolve;
 mod safety;
 mod sysfs;
 mod txn;
+mod unit;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use address::PciAddress;
-pub use bind::{BindOptions, Plan};
+pub use bind::{BindOptions, GroupOutcome, Plan};
 pub use device::{class_name, DeviceInfo};
 pub use error::{Error, Result};
 pub use group::{GroupMember, MemberClass};

@@ -263,6 +263,21 @@ impl Sysfs {
         Ok(names)
     }
 
+    /// The PCI devices that consume this one through device links (`consumer:pci:BDF` entries
+    /// of its directory: a GPU names its HDMI audio function so), in address order.
+    pub fn pci_consumers(&self, address: &PciAddress) -> Result<Vec<PciAddress>> {
+        let dir = self.require_device(address)?;
+        let mut out: Vec<PciAddress> = self
+            .list_dir(&dir, "listing the device's links")?
+            .iter()
+            .filter_map(|n| n.strip_prefix("consumer:pci:"))
+            .filter_map(|n| PciAddress::parse(n).ok())
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// The device's IOMMU group number; `None` when it has none (no IOMMU).
     pub fn iommu_group(&self, address: &PciAddress) -> Result<Option<u32>> {
         let link = self.require_device(address)?.join("iommu_group");

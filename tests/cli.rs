@@ -215,6 +215,28 @@ fn show_lists_the_device_nodes_of_a_vfio_bound_device() {
     );
 }
 
+/// `--group` moves the GPU and its audio function (one IOMMU group) together, and back.
+#[test]
+fn bind_and_reattach_a_whole_group() {
+    let t = Tree::new();
+    let o = t.run(&["bind", "--group", GPU, "vfio-pci"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(t.writes(), "");
+    let o = t.run(&["bind", "--group", GPU, "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("would move 0000:01:00.0 0000:01:00.1"), "{}", stdout(&o));
+    assert_eq!(t.writes(), "");
+    let o = t.run(&["bind", "--group", GPU]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("group moved: 0000:01:00.0 0000:01:00.1"), "{}", stdout(&o));
+    assert_eq!(t.driver(GPU).as_deref(), Some("vfio-pci"));
+    assert_eq!(t.driver("0000:01:00.1").as_deref(), Some("vfio-pci"));
+    let o = t.run(&["reattach", "--group", "0000:01:00.1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(t.driver(GPU).as_deref(), Some("nouveau"));
+    assert_eq!(t.driver("0000:01:00.1").as_deref(), Some("snd_hda_intel"));
+}
+
 #[test]
 fn resolve_and_variant() {
     let t = Tree::new();

@@ -123,6 +123,11 @@ enum Command {
         /// Change nothing; print the exact plan
         #[arg(long)]
         dry_run: bool,
+        /// Move each device's whole IOMMU group (and the functions its members name as device
+        /// link consumers, with their groups) to VFIO drivers as one transaction; bridges stay.
+        /// Takes no DRIVER.
+        #[arg(long)]
+        group: bool,
     },
     /// Detach devices from their driver and leave them unbound (driver_override set to `none`
     /// so no probe takes them)
@@ -142,6 +147,10 @@ enum Command {
         /// One or more device addresses, then optionally the driver (or `none`)
         #[arg(required = true, value_name = "ADDRESS... [DRIVER]")]
         args: Vec<String>,
+        /// Give every VFIO-bound member of each device's IOMMU group (as `bind --group` works
+        /// it out) back to the host as one transaction. Takes no DRIVER.
+        #[arg(long)]
+        group: bool,
     },
     /// Print the man page (roff) to stdout
     #[command(hide = true)]
@@ -224,6 +233,33 @@ fn absolute(p: &std::path::Path) -> PathBuf {
 }
 
 /// What bind and reattach are asked to do with the devices.
+/// `--group` with a DRIVER: refused before anything changes.
+fn no_driver_with_group() -> u8 {
+    eprintln!(
+        "pcibind: --group takes no DRIVER (a group moves to its best VFIO drivers, or back to \
+         its host drivers); nothing was changed"
+    );
+    2
+}
+
+/// One device's line for a group operation: the members moved, or the plan.
+fn group_report(outcome: &pcibind::GroupOutcome, dry_run: bool) -> String {
+    let moved: Vec<String> = outcome.moved.iter().map(|a| a.to_string()).collect();
+    let list = if moved.is_empty() {
+        "nothing to move".to_owned()
+    } else {
+        moved.join(" ")
+    };
+    if dry_run {
+        format!(
+            "plan (nothing changed): would move {list}\n{}",
+            outcome.plan.join("\n")
+        )
+    } else {
+        format!("group moved: {list}")
+    }
+}
+
 enum Target {
     /// No DRIVER: the command's default (the best VFIO driver; the host driver).
     Default,
@@ -655,12 +691,22 @@ fn run(cli: Cli) -> Result<u8, Error> {
             args,
             force,
             dry_run,
+            group,
         } => {
             let (addresses, target) = match prepare(&ctx, &args, true, !dry_run) {
                 Ok(prepared) => prepared,
                 Err(status) => return Ok(status),
             };
             let options = BindOptions { force };
+            if group {
+                if !matches!(target, Target::Default) {
+                    return Ok(no_driver_with_group());
+                }
+                return Ok(each(&addresses, "binding the group of", |a| {
+                    ctx.bind_group(a, options, dry_run)
+                        .map(|o| group_report(&o, dry_run))
+                }));
+            }
             let driver = match &target {
                 Target::Driver(d) => Some(d.as_str()),
                 _ => None,
@@ -691,11 +737,20 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 ctx.unbind(a).map(|_| UNBOUND.to_owned())
             })
         }
-        Command::Reattach { args } => {
+        Command::Reattach { args, group } => {
             let (addresses, target) = match prepare(&ctx, &args, true, true) {
                 Ok(prepared) => prepared,
                 Err(status) => return Ok(status),
             };
+            if group {
+                if !matches!(target, Target::Default) {
+                    return Ok(no_driver_with_group());
+                }
+                return Ok(each(&addresses, "reattaching the group of", |a| {
+                    ctx.reattach_group(a, false)
+                        .map(|o| group_report(&o, false))
+                }));
+            }
             match target {
                 Target::Unbound => each(&addresses, "unbinding", |a| {
                     ctx.unbind(a).map(|_| UNBOUND.to_owned())

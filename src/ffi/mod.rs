@@ -527,6 +527,83 @@ pub unsafe extern "C" fn pcibind_iommu_group_viable(
     })
 }
 
+/// Moves the whole IOMMU group of the device at `address` to VFIO drivers as one transaction
+/// (SPEC 3.8). The unit is the device's IOMMU group, plus every function a member to be moved
+/// names through a `consumer:pci:` device link (a GPU's HDMI audio function), plus that
+/// function's group, and so on. Bridges (PCI base class 0x06) never move; one bound to a host
+/// driver other than `pcieport` or `pci-stub` (an LPC bridge on `lpc_ich`) refuses the unit
+/// with PCIBIND_ERR_IN_USE, forced or not. Every other member not on a VFIO driver moves to its
+/// best VFIO driver (as `pcibind_bind()` with a NULL name). The safety checks of
+/// `pcibind_bind()` run on every member before anything is written (PCIBIND_BIND_FORCE skips
+/// them); every member's lock is held, taken in address order, for the whole transaction; if
+/// any member fails to move, the members moved before it are put back in reverse order
+/// (PCIBIND_ERR_BIND, or PCIBIND_ERR_RESTORE naming each member's state).
+/// With PCIBIND_BIND_DRY_RUN nothing is written or loaded and the plan for every member is
+/// logged at LOG_NOTICE, one line per message.
+///
+/// `moved_out` may be NULL; otherwise on success it receives a NULL-terminated array of the
+/// addresses moved (that would move, in a dry run), in the order moved, which the caller owns
+/// and releases with `pcibind_strv_free()`.
+/// Returns 0, or the codes of `pcibind_bind()`, or PCIBIND_ERR_UNSUPPORTED (the device has no
+/// IOMMU group). Since 0.2.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pcibind_bind_group(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    flags: c_uint,
+    moved_out: *mut *mut *mut c_char,
+) -> c_int {
+    let out = out_init(moved_out);
+    with_ctx(ctx, |ctx| {
+        let (options, dry_run) = bind_options(flags)?;
+        let outcome = ctx.bind_group(address_arg(address)?, options, dry_run)?;
+        group_outcome(ctx, outcome, out)
+    })
+}
+
+/// Gives every VFIO-bound, non-bridge member of the unit of the device at `address` (as
+/// `pcibind_bind_group()` works it out) back to the host, each as `pcibind_reattach()` with a
+/// NULL name, as one transaction: a failure puts the members already moved back onto their
+/// VFIO drivers, in reverse order. `flags`: PCIBIND_BIND_DRY_RUN logs the plan instead;
+/// PCIBIND_BIND_FORCE is accepted and changes nothing (reattach runs no safety checks).
+///
+/// `moved_out` may be NULL; otherwise on success it receives a NULL-terminated array of the
+/// addresses given back, in order, which the caller owns and releases with
+/// `pcibind_strv_free()`.
+/// Returns 0, or the codes of `pcibind_reattach()`, or PCIBIND_ERR_UNSUPPORTED (no IOMMU
+/// group). Since 0.2.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pcibind_reattach_group(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    flags: c_uint,
+    moved_out: *mut *mut *mut c_char,
+) -> c_int {
+    let out = out_init(moved_out);
+    with_ctx(ctx, |ctx| {
+        let (_, dry_run) = bind_options(flags)?;
+        let outcome = ctx.reattach_group(address_arg(address)?, dry_run)?;
+        group_outcome(ctx, outcome, out)
+    })
+}
+
+/// Logs a group dry run's plan and hands the moved addresses to the caller.
+fn group_outcome(
+    ctx: &Context,
+    outcome: crate::GroupOutcome,
+    out: Option<&mut *mut *mut c_char>,
+) -> crate::Result<()> {
+    for line in &outcome.plan {
+        ctx.logger()
+            .log(crate::Priority::Notice, format_args!("dry run: {line}"));
+    }
+    if let Some(out) = out {
+        let moved: Vec<String> = outcome.moved.iter().map(|a| a.to_string()).collect();
+        *out = boundary::malloc_strv(&moved)?;
+    }
+    Ok(())
+}
+
 /// Sets where `pcibind_vfio_device_nodes()` looks for the device nodes, as an absolute path;
 /// NULL restores the default, `/dev`. Meant for tests against fake trees. The string is copied.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG. Since 0.2.

@@ -1,0 +1,100 @@
+//! The unit an IOMMU-group transaction moves (SPEC 3.8): the device's IOMMU group, plus every
+//! function a member to be moved names through a `consumer:pci:` device link (a GPU's HDMI
+//! audio function), plus that function's whole group, and so on until closed.
+
+use std::collections::BTreeMap;
+
+use crate::address::PciAddress;
+use crate::error::{Error, Result};
+use crate::name::DriverName;
+use crate::Context;
+
+/// PCI base class of bridges of every kind (host, ISA/LPC, PCI-to-PCI, ...).
+const BRIDGE_CLASS: u8 = 0x06;
+
+/// Drivers a bridge may be on and still be left alone by an assignment.
+const HARMLESS_BRIDGE_DRIVERS: [&str; 2] = ["pcieport", "pci-stub"];
+
+/// One member of a unit, as it is when the unit is worked out.
+#[derive(Clone, Debug)]
+pub(crate) struct UnitMember {
+    pub address: PciAddress,
+    pub driver: Option<DriverName>,
+    /// Base class 0x06: never moved.
+    pub bridge: bool,
+    /// On a VFIO driver already.
+    pub vfio: bool,
+}
+
+impl UnitMember {
+    /// A bridge on a host driver (an LPC bridge on `lpc_ich`): the unit cannot be assigned
+    /// safely, forced or not.
+    pub fn is_host_bridge(&self) -> bool {
+        self.bridge
+            && self
+                .driver
+                .as_ref()
+                .is_some_and(|d| !HARMLESS_BRIDGE_DRIVERS.contains(&d.as_str()))
+    }
+}
+
+impl Context {
+    fn unit_member(&self, address: &PciAddress) -> Result<UnitMember> {
+        let driver = self.sysfs.device_driver(address)?;
+        let vfio = driver
+            .as_ref()
+            .is_some_and(|d| self.sysfs.has_vfio_dev(address) || self.is_vfio_driver(d));
+        let bridge = self.sysfs.modalias(address)?.class().0 == BRIDGE_CLASS;
+        Ok(UnitMember {
+            address: *address,
+            driver,
+            bridge,
+            vfio,
+        })
+    }
+
+    /// The unit of the device at `address`, in address order: its IOMMU group, closed over the
+    /// `consumer:pci:` links of the members for which `moves` is true. A device with no IOMMU
+    /// group is [`Error::Unsupported`].
+    pub(crate) fn unit(
+        &self,
+        address: &PciAddress,
+        moves: impl Fn(&UnitMember) -> bool,
+    ) -> Result<Vec<UnitMember>> {
+        let no_group = |address: PciAddress| Error::Unsupported {
+            address,
+            detail: "it has no IOMMU group (is the IOMMU enabled?)".into(),
+        };
+        let first = self.sysfs.iommu_group(address)?.ok_or(no_group(*address))?;
+        let mut groups = vec![first];
+        let mut members: BTreeMap<PciAddress, UnitMember> = BTreeMap::new();
+        let mut next = 0;
+        while next < groups.len() {
+            for m in self.sysfs.iommu_group_devices(groups[next])? {
+                if !members.contains_key(&m) {
+                    members.insert(m, self.unit_member(&m)?);
+                }
+            }
+            next += 1;
+            if next < groups.len() {
+                continue;
+            }
+            // Every group read: follow the consumers of the members that move.
+            for m in members.values().filter(|m| moves(m)) {
+                for consumer in self.sysfs.pci_consumers(&m.address)? {
+                    if members.contains_key(&consumer) {
+                        continue;
+                    }
+                    let group = self
+                        .sysfs
+                        .iommu_group(&consumer)?
+                        .ok_or(no_group(consumer))?;
+                    if !groups.contains(&group) {
+                        groups.push(group);
+                    }
+                }
+            }
+        }
+        Ok(members.into_values().collect())
+    }
+}
