@@ -1396,6 +1396,53 @@ static void one_nic_from_two_processes(void)
     raw_restore(NIC2);
 }
 
+/* A group transaction on the real kernel (SPEC 3.8): the ICH9 slot's functions share one IOMMU
+ * group: the LPC bridge 1f.0 (unbound here; a bridge never moves), the SATA controller 1f.2
+ * (unbound) and the SMBus controller 1f.3 (on i801_smbus, blocking the group). The group moves
+ * to vfio-pci as one transaction and is viable; a dry run before writes nothing; the group is
+ * given back, and the SMBus function is on i801_smbus again. */
+static void ich9_group_moves_as_one_and_back(void)
+{
+    const char *sata = "0000:00:1f.2";
+    CHECK_DRIVER(SMBUS, "i801_smbus");
+    viable(LPC, 0, SMBUS " (bound to i801_smbus)");
+    char **moved = NULL;
+    CHECK_RC(pcibind_bind_group(ctx, SMBUS, PCIBIND_BIND_DRY_RUN, &moved), PCIBIND_OK);
+    CHECK(moved && moved[0] && !strcmp(moved[0], sata) && moved[1] && !strcmp(moved[1], SMBUS)
+          && !moved[2]);
+    pcibind_strv_free(moved);
+    CHECK_DRIVER(SMBUS, "i801_smbus");
+    CHECK_DRIVER(sata, NULL);
+
+    moved = NULL;
+    CHECK_RC(pcibind_bind_group(ctx, LPC, 0, &moved), PCIBIND_OK);
+    CHECK(moved && moved[0] && !strcmp(moved[0], sata) && moved[1] && !strcmp(moved[1], SMBUS)
+          && !moved[2]);
+    pcibind_strv_free(moved);
+    CHECK_DRIVER(sata, "vfio-pci");
+    CHECK_DRIVER(SMBUS, "vfio-pci");
+    CHECK_DRIVER(LPC, NULL); /* the bridge stays */
+    viable(LPC, 1, NULL);
+    char *g = group_of(SMBUS);
+    CHECK(g && exists("/dev/vfio/%s", g));
+
+    moved = NULL;
+    CHECK_RC(pcibind_reattach_group(ctx, SMBUS, 0, &moved), PCIBIND_OK);
+    CHECK(moved && moved[0] && !strcmp(moved[0], sata) && moved[1] && !strcmp(moved[1], SMBUS)
+          && !moved[2]);
+    pcibind_strv_free(moved);
+    CHECK_DRIVER(SMBUS, "i801_smbus");
+    CHECK_OVERRIDE(SMBUS, "(null)");
+    CHECK_DRIVER(sata, NULL); /* no AHCI driver in the initramfs: no host driver matches */
+    CHECK_OVERRIDE(sata, "(null)");
+    CHECK(g && !exists("/dev/vfio/%s", g));
+    free(g);
+    viable(LPC, 0, SMBUS " (bound to i801_smbus)");
+    /* whatever a failure left behind, for the next scenario */
+    raw_restore_to(SMBUS, "i801_smbus");
+    raw_restore_to(sata, "ahci");
+}
+
 /* The device nodes of a bound NIC (SPEC 3.9), against what the kernel created in devtmpfs: the
  * legacy container and group on both kernels; the iommufd pair where the kernel has the VFIO
  * character device (CONFIG_VFIO_DEVICE_CDEV, 6.6+) and iommufd. */
@@ -1927,6 +1974,7 @@ int main(void)
         TEST_CASE(bind_and_reattach_with_openat2_refused),
         TEST_CASE(locks_are_private_and_time_out),
         TEST_CASE(device_nodes_of_a_bound_nic),
+        TEST_CASE(ich9_group_moves_as_one_and_back),
     };
     int rc = run_tests(cases, sizeof(cases) / sizeof(cases[0]));
     pcibind_ctx_free(ctx);
