@@ -102,6 +102,14 @@ fn require_absolute(what: &str, path: &Path) -> Result<()> {
     }
 }
 
+/// `dir` when it is absolute, `default` when it is `None`.
+fn absolute_or(what: &str, dir: Option<PathBuf>, default: &str) -> Result<PathBuf> {
+    match dir {
+        Some(dir) => require_absolute(what, &dir).map(|()| dir),
+        None => Ok(PathBuf::from(default)),
+    }
+}
+
 impl Context {
     /// A context on the sysfs tree at `root` (normally `/sys`), which must be an existing
     /// directory given as an absolute path.
@@ -172,13 +180,7 @@ impl Context {
 
     /// The directory for per-device lock files; `None` = [`DEFAULT_LOCK_DIR`].
     pub fn set_lock_dir(&mut self, dir: Option<PathBuf>) -> Result<()> {
-        match dir {
-            Some(dir) => {
-                require_absolute("the lock directory", &dir)?;
-                self.lock_dir = dir;
-            }
-            None => self.lock_dir = PathBuf::from(DEFAULT_LOCK_DIR),
-        }
+        self.lock_dir = absolute_or("the lock directory", dir, DEFAULT_LOCK_DIR)?;
         Ok(())
     }
 
@@ -201,25 +203,13 @@ impl Context {
     /// Where the in-use checks read `net/route`, `net/if_inet6`, `self/mountinfo` and `swaps`;
     /// `None` = `/proc`.
     pub fn set_proc_root(&mut self, dir: Option<PathBuf>) -> Result<()> {
-        match dir {
-            Some(dir) => {
-                require_absolute("the proc root", &dir)?;
-                self.proc_root = dir;
-            }
-            None => self.proc_root = PathBuf::from("/proc"),
-        }
+        self.proc_root = absolute_or("the proc root", dir, "/proc")?;
         Ok(())
     }
 
     /// Where [`Context::vfio_device_nodes`] looks for the device nodes; `None` = `/dev`.
     pub fn set_dev_root(&mut self, dir: Option<PathBuf>) -> Result<()> {
-        match dir {
-            Some(dir) => {
-                require_absolute("the dev root", &dir)?;
-                self.dev_root = dir;
-            }
-            None => self.dev_root = PathBuf::from("/dev"),
-        }
+        self.dev_root = absolute_or("the dev root", dir, "/dev")?;
         Ok(())
     }
 
