@@ -6,12 +6,12 @@
 use std::fmt;
 
 use crate::address::PciAddress;
-use crate::alias::VFIO_PCI_MODULE;
 use crate::error::{Error, Result};
 use crate::lock::DEFAULT_LOCK_TIMEOUT;
 use crate::log::Priority;
 use crate::name::{DriverName, ModuleName};
 use crate::sysfs::NO_DRIVER_OVERRIDE;
+use crate::tables::VFIO_PCI_MODULE;
 use crate::txn::{self, DeviceTxn, Expect, Override, Step, Target};
 use crate::{Context, Modprobe};
 

@@ -323,35 +323,6 @@ pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     pattern[p..].iter().all(|&c| c == b'*')
 }
 
-/// How unspecific a pattern is: its number of wildcards (`*`, `?` and bracket expressions).
-pub fn wildcard_count(pattern: &[u8]) -> usize {
-    let mut n = 0;
-    let mut i = 0;
-    while i < pattern.len() {
-        match pattern[i] {
-            b'*' | b'?' => n += 1,
-            b'\\' => i += 1,
-            b'[' => match bracket(pattern, i, 0) {
-                Bracket::In(next) | Bracket::Out(next) => {
-                    n += 1;
-                    i = next;
-                    continue;
-                }
-                Bracket::Fail => n += 1,
-                Bracket::Literal => {}
-            },
-            _ => {}
-        }
-        i += 1;
-    }
-    n
-}
-
-/// True when the pattern contains any wildcard.
-pub fn has_wildcard(pattern: &[u8]) -> bool {
-    wildcard_count(pattern) > 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,15 +395,6 @@ mod tests {
                 text
             );
         }
-    }
-
-    #[test]
-    fn wildcards_are_counted() {
-        assert_eq!(wildcard_count(b"v*d*sv*sd*bc*sc*i*"), 7);
-        assert_eq!(wildcard_count(b"v000015B3d0000101Esv*sd*bc*sc*i*"), 5);
-        assert_eq!(wildcard_count(b"v0000[AB]B3d?"), 2);
-        assert_eq!(wildcard_count(b"a\\*b"), 0);
-        assert_eq!(wildcard_count(b"a[b"), 0);
     }
 
     fn fnmatch(p: &[u8], t: &[u8]) -> bool {
