@@ -33,6 +33,20 @@ use crate::name::ModuleName;
 /// The module behind the catch-all `vfio_pci:v*d*sv*sd*bc*sc*i*` alias.
 pub const VFIO_PCI_MODULE: &str = "vfio_pci";
 
+/// The modules of the VFIO drivers the kernel ships (SPEC 1), known without tables: a service
+/// under `ProtectKernelModules=yes` cannot read `modules.alias`, and must still tell a device
+/// on a variant driver from one on a host driver.
+pub const KNOWN_VFIO_MODULES: [&str; 8] = [
+    VFIO_PCI_MODULE,
+    "mlx5_vfio_pci",
+    "pds_vfio_pci",
+    "virtio_vfio_pci",
+    "qat_vfio_pci",
+    "xe_vfio_pci",
+    "hisi_acc_vfio_pci",
+    "nvgrace_gpu_vfio_pci",
+];
+
 /// Which of a module's aliases a question is about: `vfio_pci:` for VFIO drivers, `pci:` for
 /// the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -349,10 +363,10 @@ impl ModuleTables {
         choice.module.clone()
     }
 
-    /// True when `module` is a VFIO driver's: `vfio_pci`, or one that declares `vfio_pci:`
-    /// aliases.
+    /// True when `module` is a VFIO driver's: one the kernel ships (known without tables), or
+    /// one that declares `vfio_pci:` aliases.
     pub fn is_vfio_module(&self, module: &ModuleName, log: &Logger) -> bool {
-        module.as_str() == VFIO_PCI_MODULE
+        KNOWN_VFIO_MODULES.contains(&module.as_str())
             || self
                 .indexes(false, log)
                 .is_ok_and(|(index, _)| index.is_vfio_module(module))
@@ -565,5 +579,29 @@ mod tests {
         .unwrap();
         assert_eq!(tables.host_modules(&nvme, &log).unwrap(), [m("nvme")]);
         assert_eq!(tables.reads(), 2);
+    }
+
+    #[test]
+    fn known_variants_are_vfio_without_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let tables = ModuleTables::new(Some(dir.path().join("missing")));
+        let log = Logger::default();
+        for module in [
+            "vfio_pci",
+            "mlx5_vfio_pci",
+            "xe_vfio_pci",
+            "nvgrace_gpu_vfio_pci",
+        ] {
+            assert!(tables.is_vfio_module(&m(module), &log), "{module}");
+        }
+        assert!(!tables.is_vfio_module(&m("e1000e"), &log));
+        assert!(tables
+            .claims(&m("e1000e"), &modalias(NIC), Side::Host, &log)
+            .is_err());
+        // vfio-pci's catch-all claims every device, tables or not.
+        let claim = tables.claims(&m("vfio_pci"), &modalias(NIC), Side::Vfio, &log);
+        assert_eq!(claim.unwrap(), Some(true));
+        assert_eq!(variant(&tables), "vfio_pci");
+        assert_eq!(tables.reads(), 0);
     }
 }
