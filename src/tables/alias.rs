@@ -177,15 +177,27 @@ pub struct Parser<'a> {
     log: &'a Logger,
     vfio: AliasIndex,
     host: Option<HostBuilder>,
+    /// What a `modules.alias` line, and a `modules.builtin.modinfo` record, must contain to
+    /// be looked at.
+    line_needle: Finder<'static>,
+    record_needle: Finder<'static>,
 }
 
 impl<'a> Parser<'a> {
-    /// `host`: also build the `pci:` side (every PCI alias line is then parsed).
+    /// `host`: also build the `pci:` side (every PCI alias line is then parsed; every
+    /// `vfio_pci:` line also holds `pci:`).
     pub fn new(host: bool, log: &'a Logger) -> Parser<'a> {
+        let (line_needle, record_needle) = if host {
+            (PCI_PREFIX, ".alias=")
+        } else {
+            (VFIO_PREFIX, ".alias=vfio_pci:")
+        };
         Parser {
             log,
             vfio: AliasIndex::default(),
             host: host.then(HostBuilder::default),
+            line_needle: Finder::new(line_needle),
+            record_needle: Finder::new(record_needle),
         }
     }
 
@@ -223,39 +235,25 @@ impl<'a> Parser<'a> {
     /// Parses the whole lines of `text` (starting at byte `offset` of the file) that can hold
     /// an alias this parser keeps.
     pub fn alias_lines(&mut self, text: &[u8], offset: usize) {
-        // Every `vfio_pci:` line also holds `pci:`.
-        let needle = if self.host.is_some() {
-            PCI_PREFIX
-        } else {
-            VFIO_PREFIX
-        };
-        records_with(
-            &Finder::new(needle),
-            text,
-            b'\n',
-            |line, start| match alias_line(line) {
-                Ok(Some((pattern, module))) => self.add(pattern, module, ALIAS_FILE),
-                Ok(None) => {}
-                Err(why) => self.log.log(
-                    Priority::Debug,
-                    format_args!(
-                        "{ALIAS_FILE}: skipping malformed line at byte {} ({why}): {:?}",
-                        offset + start,
-                        String::from_utf8_lossy(line)
-                    ),
+        let needle = self.line_needle.clone();
+        records_with(&needle, text, b'\n', |line, start| match alias_line(line) {
+            Ok(Some((pattern, module))) => self.add(pattern, module, ALIAS_FILE),
+            Ok(None) => {}
+            Err(why) => self.log.log(
+                Priority::Debug,
+                format_args!(
+                    "{ALIAS_FILE}: skipping malformed line at byte {} ({why}): {:?}",
+                    offset + start,
+                    String::from_utf8_lossy(line)
                 ),
-            },
-        );
+            ),
+        });
     }
 
     /// Parses the `MODULE.alias=...` records of `modules.builtin.modinfo`.
     pub fn builtin_modinfo(&mut self, data: &[u8]) {
-        let needle = if self.host.is_some() {
-            ".alias="
-        } else {
-            ".alias=vfio_pci:"
-        };
-        records_with(&Finder::new(needle), data, 0, |record, _| {
+        let needle = self.record_needle.clone();
+        records_with(&needle, data, 0, |record, _| {
             if let Some((pattern, module)) = modinfo_alias(record) {
                 self.add(pattern, module, BUILTIN_MODINFO_FILE);
             }
