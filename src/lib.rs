@@ -43,7 +43,9 @@ pub use sysfs::NO_DRIVER_OVERRIDE;
 pub mod internals {
     pub use crate::glob::glob_match;
     pub use crate::modalias::Modalias;
-    pub use crate::tables::{wildcard_count, AliasIndex, HostAliases, VFIO_PREFIX};
+    pub use crate::tables::{
+        wildcard_count, AliasIndex, HostAliases, ModuleTables, Side, USE_FNMATCH, VFIO_PREFIX,
+    };
 }
 
 use lock::DeviceLocks;

@@ -32,19 +32,80 @@ pub const ALIAS_FILE: &str = "modules.alias";
 pub const BUILTIN_MODINFO_FILE: &str = "modules.builtin.modinfo";
 
 /// A device's modalias as the matcher takes it: the part after `pci:`, NUL-terminated (it is
-/// matched against patterns after their `pci:` or `vfio_pci:` prefix).
-pub struct Text(CString);
+/// matched against patterns after their `pci:` or `vfio_pci:` prefix). While it lives, the
+/// calling thread matches in the C locale (see [`CLocale`]).
+pub struct Text {
+    text: CString,
+    _locale: CLocale,
+}
 
 impl Text {
     pub fn of(modalias: &Modalias) -> Text {
-        Text(CString::new(modalias.body()).expect("a validated modalias has no NUL"))
+        Text {
+            text: CString::new(modalias.body()).expect("a validated modalias has no NUL"),
+            _locale: CLocale::enter(),
+        }
     }
 }
+
+/// The C locale for the calling thread until dropped (`uselocale(3)`, a thread-local
+/// switch): modprobe never calls `setlocale`, so kmod matches aliases in the C locale, byte by
+/// byte; a caller that did (libvirtd runs `setlocale(LC_ALL, "")`) would otherwise send
+/// every match through glibc's multibyte path, about twice as slow, and have patterns with
+/// bytes invalid in its charset match nothing.
+struct CLocale {
+    /// The thread's locale before, or null when the C locale could not be had.
+    previous: libc::locale_t,
+}
+
+impl CLocale {
+    fn enter() -> CLocale {
+        static C: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        // SAFETY: newlocale with a valid name and no base; the result is kept for good.
+        let c = *C.get_or_init(|| unsafe {
+            libc::newlocale(libc::LC_ALL_MASK, c"C".as_ptr(), std::ptr::null_mut()) as usize
+        }) as libc::locale_t;
+        #[cfg(feature = "internals")]
+        if USE_FNMATCH.load(std::sync::atomic::Ordering::Relaxed) != 2 {
+            return CLocale {
+                previous: std::ptr::null_mut(),
+            };
+        }
+        if c.is_null() {
+            return CLocale {
+                previous: std::ptr::null_mut(),
+            };
+        }
+        // SAFETY: `c` is a valid locale object; uselocale returns the thread's previous one.
+        CLocale {
+            previous: unsafe { libc::uselocale(c) },
+        }
+    }
+}
+
+impl Drop for CLocale {
+    fn drop(&mut self) {
+        if !self.previous.is_null() {
+            // SAFETY: puts back what uselocale returned (a locale or LC_GLOBAL_LOCALE).
+            unsafe { libc::uselocale(self.previous) };
+        }
+    }
+}
+
+/// For the benchmark that compares the matchers (bench/variant.rs): 0, the port in glob.rs;
+/// 1, `fnmatch(3)` in the caller's locale; 2, `fnmatch(3)` in the C locale.
+#[cfg(feature = "internals")]
+pub static USE_FNMATCH: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 /// True when the alias pattern matches the text, with kmod's semantics (`fnmatch(3)`, flags
 /// 0: case-sensitive shell globs).
 fn matches(pattern: &CStr, text: &Text) -> bool {
-    glob_match(pattern.to_bytes(), text.0.as_bytes())
+    #[cfg(feature = "internals")]
+    if USE_FNMATCH.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+        // SAFETY: both are NUL-terminated strings that outlive the call.
+        return unsafe { libc::fnmatch(pattern.as_ptr(), text.text.as_ptr(), 0) == 0 };
+    }
+    glob_match(pattern.to_bytes(), text.text.as_bytes())
 }
 
 /// The number of wildcards in a pattern: `*`, `?` and bracket expressions, as `fnmatch` reads
