@@ -9,7 +9,6 @@ mod bind;
 mod device;
 mod error;
 mod ffi;
-mod glob;
 pub mod group;
 mod inuse;
 mod lock;
@@ -41,10 +40,9 @@ pub use sysfs::NO_DRIVER_OVERRIDE;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::glob::glob_match;
     pub use crate::modalias::Modalias;
     pub use crate::tables::{
-        wildcard_count, AliasIndex, HostAliases, ModuleTables, Side, USE_FNMATCH, VFIO_PREFIX,
+        wildcard_count, AliasIndex, HostAliases, ModuleTables, Side, VFIO_PREFIX,
     };
 }
 

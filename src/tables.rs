@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[cfg(feature = "internals")]
-pub use alias::{wildcard_count, USE_FNMATCH};
+pub use alias::wildcard_count;
 pub use alias::{AliasIndex, HostAliases, VFIO_PREFIX};
 use alias::{Parser, Text, ALIAS_FILE, BUILTIN_MODINFO_FILE, PCI_PREFIX};
 

@@ -18,7 +18,6 @@ use std::io::{self, Read};
 
 use memchr::memmem::Finder;
 
-use crate::glob::glob_match;
 use crate::log::{Logger, Priority};
 use crate::modalias::{Modalias, FIELDS};
 use crate::name::ModuleName;
@@ -65,12 +64,6 @@ impl CLocale {
         let c = *C.get_or_init(|| unsafe {
             libc::newlocale(libc::LC_ALL_MASK, c"C".as_ptr(), std::ptr::null_mut()) as usize
         }) as libc::locale_t;
-        #[cfg(feature = "internals")]
-        if USE_FNMATCH.load(std::sync::atomic::Ordering::Relaxed) != 2 {
-            return CLocale {
-                previous: std::ptr::null_mut(),
-            };
-        }
         if c.is_null() {
             return CLocale {
                 previous: std::ptr::null_mut(),
@@ -92,20 +85,11 @@ impl Drop for CLocale {
     }
 }
 
-/// For the benchmark that compares the matchers (bench/variant.rs): 0, the port in glob.rs;
-/// 1, `fnmatch(3)` in the caller's locale; 2, `fnmatch(3)` in the C locale.
-#[cfg(feature = "internals")]
-pub static USE_FNMATCH: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
-
-/// True when the alias pattern matches the text, with kmod's semantics (`fnmatch(3)`, flags
-/// 0: case-sensitive shell globs).
+/// True when the alias pattern matches the text, with kmod's semantics: `fnmatch(3)` with
+/// flags 0 (case-sensitive shell globs), in the C locale.
 fn matches(pattern: &CStr, text: &Text) -> bool {
-    #[cfg(feature = "internals")]
-    if USE_FNMATCH.load(std::sync::atomic::Ordering::Relaxed) != 0 {
-        // SAFETY: both are NUL-terminated strings that outlive the call.
-        return unsafe { libc::fnmatch(pattern.as_ptr(), text.text.as_ptr(), 0) == 0 };
-    }
-    glob_match(pattern.to_bytes(), text.text.as_bytes())
+    // SAFETY: both are NUL-terminated strings that outlive the call.
+    unsafe { libc::fnmatch(pattern.as_ptr(), text.text.as_ptr(), 0) == 0 }
 }
 
 /// The number of wildcards in a pattern: `*`, `?` and bracket expressions, as `fnmatch` reads
@@ -905,6 +889,50 @@ mod tests {
         assert_eq!(literal_ids("v*d*sv*sd*bc01sc08i02*"), (None, None));
         assert_eq!(literal_ids("v00008086d000010D"), (Some(0x8086), None));
         assert_eq!(literal_ids("*"), (None, None));
+    }
+
+    fn glob(pattern: &str, modalias: &str) -> bool {
+        let pattern = CString::new(pattern).unwrap();
+        matches(&pattern, &Text::of(&Modalias::parse(modalias).unwrap()))
+    }
+
+    #[test]
+    fn aliases_match_as_kmod_matches_them() {
+        assert!(glob("v*d*sv*sd*bc*sc*i*", MLX5_VF));
+        assert!(glob("v000015B3d0000101Esv*sd*bc*sc*i*", MLX5_VF));
+        assert!(!glob("v000015B3d0000101Dsv*sd*bc*sc*i*", MLX5_VF));
+        // Case-sensitive: a lower-case modalias misses an upper-case alias.
+        let lower = MLX5_VF.to_lowercase();
+        assert!(!glob("v000015B3d0000101Esv*sd*bc*sc*i*", &lower));
+        assert!(glob("v000015B3d0000101[DE]sv*sd*bc02sc0?i*", MLX5_VF));
+        assert!(!glob("v000015B3d0000101[!E]sv*sd*bc*sc*i*", MLX5_VF));
+        assert!(glob("v000015B3d0000101[[:xdigit:]]sv*", MLX5_VF));
+        assert!(!glob("v000015B3d0000101E", MLX5_VF)); // the whole text, not a prefix
+    }
+
+    /// A caller in a UTF-8 locale (libvirtd calls setlocale(LC_ALL, "")) gets the same
+    /// answers, matched in the C locale, and its thread's locale back afterwards.
+    #[test]
+    fn matching_is_done_in_the_c_locale_and_the_thread_gets_its_own_back() {
+        // SAFETY: newlocale/uselocale on this test thread only; the locale is freed after
+        // the thread is back on the global one.
+        unsafe {
+            let utf8 =
+                libc::newlocale(libc::LC_ALL_MASK, c"C.UTF-8".as_ptr(), std::ptr::null_mut());
+            if utf8.is_null() {
+                return; // no C.UTF-8 here: nothing to compare
+            }
+            let global = libc::uselocale(utf8);
+            let idx = index(
+                "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n\
+                 alias vfio_pci:v000015B3d0000101[DE]sv*sd*bc*sc*i* mlx5_vfio_pci\n",
+                None,
+            );
+            assert_eq!(best(&idx, MLX5_VF).as_deref(), Some("mlx5_vfio_pci"));
+            assert_eq!(libc::uselocale(std::ptr::null_mut()), utf8);
+            libc::uselocale(global);
+            libc::freelocale(utf8);
+        }
     }
 
     #[test]
