@@ -19,8 +19,8 @@ tmpbase=${TMPDIR:-/tmp}
 work=$(mktemp -d "$tmpbase/pcibind-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-echo "per device (microseconds), shim preloaded, tree in $tmpbase: bind to vfio-pci, bind back"
-echo "to the host driver by name (e1000e), reattach (NULL) after a second bind to vfio-pci:"
+echo "microseconds per call, shim preloaded, tree in $tmpbase; device by device: bind to vfio-pci,"
+echo "bind back to the host driver by name (e1000e), bind to vfio-pci again, reattach (NULL):"
 printf "%6s %10s %10s %10s %10s\n" N vfio-pci e1000e host/vfio reattach
 declare -A per
 for n in 256 1024 4096; do
