@@ -3,9 +3,12 @@
  * argv to modprobe.log so tests can check exactly how it was run. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fakesys.h"
@@ -26,6 +29,106 @@ static void hang(const char *root, const char *module, int seconds)
     snprintf(pids, sizeof(pids), "%d\n%d\n", (int)getpid(), (int)helper);
     fs_write(root, "modprobe.pids", pids);
     sleep(seconds);
+}
+
+/* Waits until module/MOD/initstate reads "live": 0; 1 when the module went away instead (its
+ * load failed) or after 30 s. */
+static int wait_until_live(const char *root, const char *rel)
+{
+    for (int i = 0; i < 3000; i++) {
+        char *state = fs_read(root, rel);
+        if (!state) {
+            fprintf(stderr, "modprobe: ERROR: the load of that module in flight failed\n");
+            return 1;
+        }
+        int live = strncmp(state, "live", 4) == 0;
+        free(state);
+        if (live)
+            return 0;
+        usleep(10 * 1000);
+    }
+    fprintf(stderr, "modprobe: ERROR: the load of that module in flight never ended\n");
+    return 1;
+}
+
+/* Writes module/MOD/initstate in one rename, as a sysfs attribute is never seen half written. */
+static void set_initstate(const char *root, const char *module, const char *state)
+{
+    char *tmp = NULL, *rel = NULL;
+    if (asprintf(&tmp, "module/%s/.initstate", module) < 0 ||
+        asprintf(&rel, "module/%s/initstate", module) < 0)
+        exit(2);
+    fs_write(root, tmp, state);
+    char *from = fs_path(root, tmp), *to = fs_path(root, rel);
+    if (rename(from, to) < 0) {
+        perror("fake-modprobe: initstate");
+        exit(2);
+    }
+    free(from);
+    free(to);
+    free(tmp);
+    free(rel);
+}
+
+/* A table line's loading action, "DRV [vfio | ids=GLOB] [slow]" or "- [slow]", done as the
+ * kernel would (fakesys.h): serialized by modprobe.lock, nothing done for a module whose
+ * directory exists (a load in flight is waited for). */
+static int load(const char *root, const char *module, char *action)
+{
+    char *save = NULL;
+    char *driver = strtok_r(action, " ", &save);
+    int vfio = 0, slow = 0;
+    const char *ids = NULL;
+    for (char *word = strtok_r(NULL, " ", &save); word; word = strtok_r(NULL, " ", &save)) {
+        if (strcmp(word, "vfio") == 0)
+            vfio = 1;
+        else if (strcmp(word, "slow") == 0)
+            slow = 1;
+        else if (strncmp(word, "ids=", 4) == 0)
+            ids = word + 4;
+    }
+
+    char *lock_path = fs_path(root, "modprobe.lock");
+    int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    free(lock_path);
+    if (lock < 0 || flock(lock, LOCK_EX) < 0) {
+        perror("fake-modprobe: modprobe.lock");
+        return 2;
+    }
+    char *dir = NULL, *state_rel = NULL;
+    if (asprintf(&dir, "module/%s", module) < 0 || asprintf(&state_rel, "%s/initstate", dir) < 0)
+        return 2;
+    char *dir_path = fs_path(root, dir);
+    struct stat st;
+    int exists = stat(dir_path, &st) == 0;
+    free(dir_path);
+    int rc = 0;
+    if (exists) {
+        close(lock);
+        char *state = fs_read(root, state_rel);
+        if (state && strncmp(state, "live", 4) != 0)
+            rc = wait_until_live(root, state_rel);
+        free(state);
+    } else {
+        if (slow) {
+            /* The load starts: the directory first, its driver after the module's init. */
+            fs_module(root, module);
+            set_initstate(root, module, "coming\n");
+            close(lock);
+            sleep(1);
+        }
+        if (strcmp(driver, "-") == 0)
+            fs_module(root, module);
+        else
+            fs_register_driver(root, module, driver, vfio, ids);
+        if (slow)
+            set_initstate(root, module, "live\n");
+        else
+            close(lock);
+    }
+    free(dir);
+    free(state_rel);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -64,7 +167,7 @@ int main(int argc, char **argv)
         *sp = '\0';
         if (strcmp(line, module) != 0)
             continue;
-        const char *action = sp + 1;
+        char *action = sp + 1;
         if (action[0] == '!') {
             fprintf(stderr, "%s\n", action + 1);
             rc = 1;
@@ -73,30 +176,8 @@ int main(int argc, char **argv)
             rc = 0;
         } else if (strcmp(action, "=") == 0) {
             rc = 0; /* built in: nothing to do */
-        } else if (strcmp(action, "-") == 0) {
-            fs_module(root, module);
-            rc = 0;
         } else {
-            /* "DRV" or "DRV vfio" (a VFIO driver: the kernel shim gives its devices vfio-dev/)
-             * or "DRV ids=GLOB" (its static ID table). */
-            char *extra = strchr(action, ' ');
-            if (extra)
-                *extra++ = '\0';
-            fs_loaded_driver(root, module, action);
-            if (extra && strcmp(extra, "vfio") == 0) {
-                char *marker = NULL;
-                if (asprintf(&marker, "bus/pci/drivers/%s/fake_vfio", action) > 0)
-                    fs_write(root, marker, "");
-                free(marker);
-            } else if (extra && strncmp(extra, "ids=", 4) == 0) {
-                char *ids = NULL, *line = NULL;
-                if (asprintf(&ids, "bus/pci/drivers/%s/fake_ids", action) > 0 &&
-                    asprintf(&line, "%s\n", extra + 4) > 0)
-                    fs_write(root, ids, line);
-                free(ids);
-                free(line);
-            }
-            rc = 0;
+            rc = load(root, module, action);
         }
         break;
     }

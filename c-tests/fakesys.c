@@ -125,9 +125,9 @@ void fs_destroy(char *root)
     free(root);
 }
 
-static void driver_dir(const char *root, const char *driver)
+/* A driver directory's files, in the directory rel. */
+static void driver_files(const char *root, const char *rel)
 {
-    char *rel = xasprintf("bus/pci/drivers/%s", driver);
     fs_mkdirs(root, rel);
     static const char *const files[] = {"bind", "unbind", "new_id", "remove_id", "uevent"};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
@@ -135,6 +135,12 @@ static void driver_dir(const char *root, const char *driver)
         fs_write(root, f, "");
         free(f);
     }
+}
+
+static void driver_dir(const char *root, const char *driver)
+{
+    char *rel = xasprintf("bus/pci/drivers/%s", driver);
+    driver_files(root, rel);
     free(rel);
 }
 
@@ -164,6 +170,49 @@ void fs_loaded_driver(const char *root, const char *module, const char *driver)
     char *target = xasprintf("../../../bus/pci/drivers/%s", driver);
     fs_symlink(root, rel, target);
     module_link(root, module, driver);
+    free(dir);
+    free(rel);
+    free(target);
+}
+
+void fs_register_driver(const char *root, const char *module, const char *driver, int vfio,
+                        const char *ids)
+{
+    /* Made complete beside the tree, then renamed into bus/pci/drivers/ in one step. */
+    char *stage = xasprintf(".registering-%s", driver);
+    driver_files(root, stage);
+    char *rel = xasprintf("%s/module", stage);
+    char *target = xasprintf("../../../../module/%s", module);
+    fs_symlink(root, rel, target);
+    free(rel);
+    free(target);
+    if (vfio) {
+        rel = xasprintf("%s/fake_vfio", stage);
+        fs_write(root, rel, "");
+        free(rel);
+    }
+    if (ids) {
+        rel = xasprintf("%s/fake_ids", stage);
+        char *line = xasprintf("%s\n", ids);
+        fs_write(root, rel, line);
+        free(rel);
+        free(line);
+    }
+    fs_module(root, module);
+    char *from = fs_path(root, stage);
+    rel = xasprintf("bus/pci/drivers/%s", driver);
+    char *to = fs_path(root, rel);
+    if (rename(from, to) < 0)
+        die("rename %s %s", from, to);
+    free(from);
+    free(to);
+    free(rel);
+    free(stage);
+    char *dir = xasprintf("module/%s/drivers", module);
+    fs_mkdirs(root, dir);
+    rel = xasprintf("%s/pci:%s", dir, driver);
+    target = xasprintf("../../../bus/pci/drivers/%s", driver);
+    fs_symlink(root, rel, target);
     free(dir);
     free(rel);
     free(target);

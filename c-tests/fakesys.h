@@ -4,8 +4,9 @@
  *   bus/pci/drivers/DRV/{bind,unbind,new_id,remove_id,module -> ../../../../module/MOD}
  *   bus/pci/drivers_probe
  *   module/MOD/drivers/pci:DRV -> ../../../bus/pci/drivers/DRV
- * plus two files of our own at the root for the fake modprobe: modprobe.table (what each module
- * registers when loaded) and modprobe.log (one line per run, with its argv).
+ *   module/MOD/initstate (only for modules the fake modprobe loads slowly: coming, then live)
+ * plus files of our own at the root for the fake modprobe: modprobe.table (what each module
+ * registers when loaded), modprobe.log (one line per run, with its argv) and modprobe.lock.
  *
  * Writes to the kernel's files in such a tree take effect when the test runs with the kernel
  * shim preloaded (kernel-shim.c, LD_PRELOAD=$KERNEL_SHIM). It reads these files of our own:
@@ -43,6 +44,11 @@ void fs_destroy(char *root);
 
 /* A loadable module, loaded, that registers PCI driver DRV (both links). */
 void fs_loaded_driver(const char *root, const char *module, const char *driver);
+/* What a module's init does: PCI driver DRV appears in bus/pci/drivers/ complete, in one rename
+ * (its files, its module link, fake_vfio when vfio is set, fake_ids holding ids unless NULL),
+ * then module/MODULE/drivers/pci:DRV. Never half made for a concurrent reader. */
+void fs_register_driver(const char *root, const char *module, const char *driver, int vfio,
+                        const char *ids);
 /* A registered PCI driver with no module link (built in). If module is not NULL,
  * module/MODULE exists with only a version file (no drivers/), as for built-ins on 6.12. */
 void fs_builtin_driver(const char *root, const char *driver, const char *module);
@@ -80,7 +86,14 @@ char *fs_override(const char *root, const char *bdf);
  * stderr, exit 1), "MOD sleep=SECONDS" (hangs: says so on stderr, starts a helper that holds
  * stderr too, writes both pids to modprobe.pids, exits 0 after SECONDS). Modules not in the
  * table fail as kmod fails for an unknown module: "modprobe: FATAL: Module MOD not found in
- * directory /lib/modules/fake", exit 1. */
+ * directory /lib/modules/fake", exit 1.
+ * A trailing " slow" on a loading line ("MOD DRV vfio slow") makes the load take a second, as a
+ * real one takes a moment: module/MOD appears first with initstate "coming", DRV a second later,
+ * then initstate "live".
+ * As the kernel does, a load of a module whose directory exists changes nothing: one in flight
+ * (initstate "coming") is waited for until "live" (finit_module blocks until the first load
+ * ends), then modprobe exits 0, as it does at once for a module already loaded. Loads are
+ * serialized by a flock on modprobe.lock in the tree, as the kernel's module_mutex does. */
 void fs_modprobe_table(const char *root, const char *line);
 /* The contents of modprobe.log ("" when modprobe never ran); caller frees. */
 char *fs_modprobe_log(const char *root);

@@ -765,6 +765,71 @@ static void iommu_group_with_bridge_and_blocking_sibling(void)
     teardown();
 }
 
+/* ProtectKernelModules=yes: no modules.alias can be read. The kernel's variants are still known
+ * as VFIO drivers (the library ships their names), and vfio-dev/ marks any VFIO-bound device. */
+
+static void in_group(const char *group, const char *bdf)
+{
+    char rel[128], target[128];
+    snprintf(rel, sizeof(rel), "kernel/iommu_groups/%s/devices", group);
+    fs_mkdirs(root, rel);
+    snprintf(rel, sizeof(rel), "kernel/iommu_groups/%s/devices/%s", group, bdf);
+    snprintf(target, sizeof(target), "../../../../devices/pci0000:00/%s", bdf);
+    fs_symlink(root, rel, target);
+    snprintf(rel, sizeof(rel), "devices/pci0000:00/%s/iommu_group", bdf);
+    snprintf(target, sizeof(target), "../../../kernel/iommu_groups/%s", group);
+    fs_symlink(root, rel, target);
+}
+
+static void without_tables(void)
+{
+    char *none = fs_path(root, "no-modules-here");
+    CHECK_RC(pcibind_ctx_set_modules_dir(ctx, none), PCIBIND_OK);
+    free(none);
+}
+
+static void variants_are_vfio_drivers_without_tables(void)
+{
+    setup();
+    without_tables();
+    /* A variant of the kernel's (driver spelled with a dash) on a kernel without vfio-dev/. */
+    fs_loaded_driver(root, "xe_vfio_pci", "xe-vfio-pci");
+    fs_device(root, "0000:03:00.0", "pci:v00008086d0000E20Bsv00008086sd00001100bc03sc00i00",
+              "xe-vfio-pci");
+    CHECK(vfio_bound("0000:03:00.0") == 1);
+    /* A variant no one knows by name, on a kernel with vfio-dev/. */
+    fs_loaded_driver(root, "acme_vfio_pci", "acme_vfio_pci");
+    fs_device(root, "0000:03:00.1", "pci:v00001234d00005678sv00001234sd00000001bc12sc00i00",
+              "acme_vfio_pci");
+    fs_mkdirs(root, "devices/pci0000:00/0000:03:00.1/vfio-dev/vfio7");
+    CHECK(vfio_bound("0000:03:00.1") == 1);
+    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    CHECK(vfio_bound("0000:02:00.0") == 0);
+
+    in_group("3", "0000:03:00.0");
+    in_group("3", "0000:03:00.1");
+    int viable = -1;
+    char *reason = (char *)(uintptr_t)0x1;
+    CHECK_RC(pcibind_iommu_group_viable(ctx, "0000:03:00.0", 0, &viable, &reason), PCIBIND_OK);
+    CHECK(viable == 1);
+    CHECK(reason == NULL);
+    teardown();
+}
+
+static void pf_with_vfs_is_refused_for_a_variant_without_tables(void)
+{
+    setup();
+    without_tables();
+    fs_vfio_driver(root, "mlx5_vfio_pci", "mlx5_vfio_pci");
+    fs_device(root, "0000:3b:00.0", "pci:v000015B3d00001017sv000015B3sd00000020bc02sc00i00", "mlx5_core");
+    fs_write(root, "devices/pci0000:00/0000:3b:00.0/sriov_numvfs", "4\n");
+    CHECK_RC(pcibind_bind(ctx, "0000:3b:00.0", "mlx5_vfio_pci", 0, NULL), PCIBIND_ERR_IN_USE);
+    CHECK_CONTAINS(pcibind_last_error_message(), "4 VFs enabled");
+    expect_nothing_written();
+    expect_bound("0000:3b:00.0", "mlx5_core");
+    teardown();
+}
+
 /* --- concurrency --- */
 
 struct job {
@@ -917,6 +982,8 @@ RUN_TESTS(TEST_CASE(unbound_device_to_vfio_pci), TEST_CASE(host_device_to_vfio_p
           TEST_CASE(dry_run_claim_check_needs_no_module_load),
           TEST_CASE(dry_run_plan_names_every_write_the_bind_makes),
           TEST_CASE(iommu_group_with_bridge_and_blocking_sibling),
+          TEST_CASE(variants_are_vfio_drivers_without_tables),
+          TEST_CASE(pf_with_vfs_is_refused_for_a_variant_without_tables),
           TEST_CASE(eight_threads_bind_eight_devices), TEST_CASE(four_threads_race_on_one_device),
           TEST_CASE(two_processes_race_on_one_device),
           TEST_CASE(bad_input_through_bind_unbind_reattach))

@@ -240,8 +240,11 @@ int pcibind_ctx_set_log_fn(struct pcibind_ctx *ctx,
 /**
  * Resolves `name`, a PCI driver name or a kernel module name in either `-`/`_` spelling
  * (`vfio_pci`, `vfio-pci`, `qat_4xxx`, `mlx5-vfio-pci`), to the exact name of a PCI driver
- * registered in `<root>/bus/pci/drivers/` now, loading the module when needed. `flags` must
- * be 0.
+ * registered in `<root>/bus/pci/drivers/` now, loading the module when needed. A module whose
+ * load is in flight (its `/sys/module` directory exists, no PCI driver yet, `initstate` not
+ * `live`: another caller is loading it) counts as not loaded: modprobe runs, which the kernel
+ * makes wait for that load, and the call waits for the load to end (up to 60 s) even with
+ * module loading disabled. `flags` must be 0.
  *
  * On success `*driver_out` receives the driver name; the caller owns it and releases it with
  * `pcibind_string_free()` (or `free()`). On failure `*driver_out` is NULL.
@@ -275,7 +278,9 @@ int pcibind_current_driver(const struct pcibind_ctx *ctx, const char *address, c
  * file order; a tie between modules is logged as a warning. The tables come from the
  * configured modules dir (`pcibind_ctx_set_modules_dir()`), else `/lib/modules/<release>`,
  * then `/usr/lib/modules/<release>`; they are parsed once per context and re-read only when
- * they change. When none can be read this is not an error: a warning is logged and the answer
+ * they change (every call looks them up again by path and compares device, inode, size,
+ * mtime and ctime, so a replaced or rewritten file, or a re-pointed modules-dir symlink, is
+ * seen). When none can be read this is not an error: a warning is logged and the answer
  * is `"vfio_pci"`. The result is a module name; `pcibind_resolve_driver()` turns it into the
  * driver name (`vfio_pci` -> `vfio-pci`). Nothing is loaded or written.
  *
@@ -391,6 +396,9 @@ int pcibind_reattach(const struct pcibind_ctx *ctx,
  * Sets `*result_out` to 1 when the device at `address` is bound to a VFIO driver (it has
  * `vfio-dev/`, or its driver is `vfio-pci` or a VFIO variant driver such as
  * `mlx5_vfio_pci`), else 0. Use this instead of comparing the driver name with "vfio-pci".
+ * The variants the kernel ships are known without the module tables (a service under
+ * `ProtectKernelModules=yes` cannot read them); others are known by their `vfio_pci:` aliases
+ * or by the device's `vfio-dev/`.
  * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
  * PCIBIND_ERR_IO. On failure `*result_out` is 0.
  */

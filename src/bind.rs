@@ -6,11 +6,11 @@
 use std::fmt;
 
 use crate::address::PciAddress;
-use crate::alias::VFIO_PCI_MODULE;
 use crate::error::{Error, Result};
 use crate::log::Priority;
 use crate::name::{DriverName, ModuleName};
 use crate::sysfs::NO_DRIVER_OVERRIDE;
+use crate::tables::VFIO_PCI_MODULE;
 use crate::txn::{self, DeviceTxn, Expect, Override, Step, Target};
 use crate::{Context, Modprobe};
 

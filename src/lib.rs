@@ -13,17 +13,15 @@
 //! The parsers the fuzz targets drive are public only with the `internals` feature.
 //!
 //! ```compile_fail
-//! let _ = pcibind::alias::AliasIndex::default();
+//! let _ = pcibind::internals::Modalias::parse("pci:v0d0sv0sd0bc0sc0i0");
 //! ```
 
 mod address;
-mod alias;
 mod beneath;
 mod bind;
 mod device;
 mod error;
 mod ffi;
-mod glob;
 pub mod group;
 mod inuse;
 mod lock;
@@ -36,11 +34,11 @@ mod query;
 mod resolve;
 mod safety;
 mod sysfs;
+mod tables;
 mod txn;
 mod unit;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use address::PciAddress;
@@ -59,14 +57,15 @@ pub use sysfs::NO_DRIVER_OVERRIDE;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::alias::{AliasIndex, HostAliases, VFIO_PREFIX};
-    pub use crate::glob::{glob_match, wildcard_count};
     pub use crate::modalias::Modalias;
+    pub use crate::tables::{
+        wildcard_count, AliasIndex, HostAliases, ModuleTables, Side, VFIO_PREFIX,
+    };
 }
 
-use alias::AliasCache;
 use lock::DeviceLocks;
 use sysfs::Sysfs;
+use tables::ModuleTables;
 
 /// Where per-device lock files go unless configured otherwise.
 pub const DEFAULT_LOCK_DIR: &str = "/run/pcibind";
@@ -76,19 +75,16 @@ pub const DEFAULT_LOCK_DIR: &str = "/run/pcibind";
 #[derive(Debug)]
 pub struct Context {
     sysfs: Sysfs,
-    modules_dir: Option<PathBuf>,
+    tables: ModuleTables,
     modprobe: Modprobe,
     modprobe_timeout: Duration,
     lock_dir: PathBuf,
     lock_timeout: Duration,
     log: Logger,
-    aliases: AliasCache,
     locks: DeviceLocks,
     proc_root: PathBuf,
     /// Where the device nodes are (`/dev`; tests set their own).
     dev_root: PathBuf,
-    /// Set once the missing alias tables have been warned about (cleared when they load).
-    tables_warned: AtomicBool,
 }
 
 fn require_absolute(what: &str, path: &Path) -> Result<()> {
@@ -120,17 +116,15 @@ impl Context {
         let sysfs = Sysfs::new(root)?;
         Ok(Context {
             sysfs,
-            modules_dir: None,
+            tables: ModuleTables::default(),
             modprobe: Modprobe::default(),
             modprobe_timeout: DEFAULT_MODPROBE_TIMEOUT,
             lock_dir: PathBuf::from(DEFAULT_LOCK_DIR),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             log: Logger::default(),
-            aliases: AliasCache::default(),
             locks: DeviceLocks::default(),
             proc_root: PathBuf::from("/proc"),
             dev_root: PathBuf::from("/dev"),
-            tables_warned: AtomicBool::new(false),
         })
     }
 
@@ -144,12 +138,12 @@ impl Context {
         if let Some(dir) = &dir {
             require_absolute("the modules directory", dir)?;
         }
-        self.modules_dir = dir;
+        self.tables = ModuleTables::new(dir);
         Ok(())
     }
 
     pub fn modules_dir(&self) -> Option<&Path> {
-        self.modules_dir.as_deref()
+        self.tables.configured_dir()
     }
 
     pub fn set_modprobe(&mut self, modprobe: Modprobe) -> Result<()> {
@@ -251,82 +245,6 @@ impl Context {
     }
 
     fn vfio_variant_for(&self, address: &PciAddress, modalias: &modalias::Modalias) -> ModuleName {
-        let fallback = || ModuleName::new(alias::VFIO_PCI_MODULE).expect("a valid module name");
-        let index = match self.alias_index() {
-            Ok(index) => {
-                self.tables_warned.store(false, Ordering::Relaxed);
-                index
-            }
-            Err(why) => {
-                // A warning the first time; the same news for every device after it is noise.
-                let priority = if self.tables_warned.swap(true, Ordering::Relaxed) {
-                    Priority::Debug
-                } else {
-                    Priority::Warning
-                };
-                self.log.log(
-                    priority,
-                    format_args!("{why}; using {} for {address}", alias::VFIO_PCI_MODULE),
-                );
-                return fallback();
-            }
-        };
-        let Some(choice) = index.best_match(modalias) else {
-            self.log.log(
-                Priority::Info,
-                format_args!("no vfio_pci alias matches {address} ({modalias}); using vfio_pci"),
-            );
-            return fallback();
-        };
-        let vfio = alias::VFIO_PREFIX;
-        if let Some((other, pattern)) = choice.tie {
-            self.log.log(
-                Priority::Warning,
-                format_args!(
-                    "tie for {address}: '{}' ({vfio}{}) and '{other}' ({vfio}{pattern}) match \
-                     equally specifically; choosing '{}', first in file order",
-                    choice.module, choice.pattern, choice.module
-                ),
-            );
-        }
-        self.log.log(
-            Priority::Info,
-            format_args!(
-                "{address} ({modalias}) -> {} by alias {vfio}{}",
-                choice.module, choice.pattern
-            ),
-        );
-        choice.module.clone()
-    }
-
-    /// The configured modules dir, or the first default dir that has a `modules.alias`.
-    fn modules_dir_in_use(&self) -> std::result::Result<PathBuf, alias::TablesUnavailable> {
-        if let Some(dir) = &self.modules_dir {
-            return Ok(dir.clone());
-        }
-        let candidates = alias::default_modules_dirs();
-        candidates
-            .iter()
-            .find(|d| d.join(alias::ALIAS_FILE).exists())
-            .cloned()
-            .ok_or_else(|| {
-                let looked: Vec<String> = candidates
-                    .iter()
-                    .map(|d| d.join(alias::ALIAS_FILE).display().to_string())
-                    .collect();
-                alias::TablesUnavailable(format!(
-                    "no {} found (looked for {})",
-                    alias::ALIAS_FILE,
-                    looked.join(", ")
-                ))
-            })
-    }
-
-    /// The (cached) alias index of the tables in use.
-    fn alias_index(
-        &self,
-    ) -> std::result::Result<std::sync::Arc<alias::AliasIndex>, alias::TablesUnavailable> {
-        let dir = self.modules_dir_in_use()?;
-        self.aliases.index(&dir, &self.log)
+        self.tables.best_vfio_module(address, modalias, &self.log)
     }
 }

@@ -2,7 +2,7 @@
 //! name of a registered PCI driver (SPEC 3.1). Every answer names a directory that exists in
 //! `bus/pci/drivers/` at the time of the call, so nothing unconfirmed reaches `driver_override`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::log::{Logger, Priority};
@@ -37,13 +37,25 @@ pub(crate) fn resolve_driver(
         }
     }
 
-    // 3: the name as a module, loaded if needed, and the PCI drivers it registers.
+    // 3: the name as a module, loaded if needed, and the PCI drivers it registers. The
+    // module's directory appears when a load starts and its driver during its init, a moment
+    // later: a directory without a driver whose initstate is not `live` is a load in flight,
+    // perhaps another caller's. modprobe runs then too (the kernel makes it wait for the load
+    // in flight); a load still in flight after it (modprobe disabled, or one that did not
+    // wait) is waited for. So two callers racing on a first load both end with the driver.
     let module = ModuleName::from(name);
     let mut load_error = None;
     let mut not_found = None;
     let mut loaded_now = false;
-    if !sysfs.module_exists(&module) && !modprobe.is_disabled() {
-        log.log(Priority::Info, format_args!("loading module '{module}'"));
+    let in_flight = load_in_flight(sysfs, &module)?;
+    if (in_flight.is_some() || !sysfs.module_exists(&module)) && !modprobe.is_disabled() {
+        match &in_flight {
+            Some(state) => log.log(
+                Priority::Info,
+                format_args!("loading module '{module}' (a load is in flight: initstate {state})"),
+            ),
+            None => log.log(Priority::Info, format_args!("loading module '{module}'")),
+        }
         match modprobe.try_load(&module, modprobe_timeout) {
             Ok(()) => loaded_now = true,
             // The usual end of a mistyped name, and said in the error if nothing below finds
@@ -58,17 +70,9 @@ pub(crate) fn resolve_driver(
             }
         }
     }
-    let registered = sysfs.module_pci_drivers(&module)?;
-    let preferred = registered
-        .iter()
-        .find(|d| name.same_modulo_dash(d.as_str()))
-        .or_else(|| registered.first());
-    if let Some(driver) = preferred.filter(|d| sysfs.driver_exists(d)) {
-        log.log(
-            Priority::Debug,
-            format_args!("module '{module}' registers PCI driver '{driver}'"),
-        );
-        return Ok(driver.clone());
+    wait_for_load(sysfs, log, &module, LOAD_WAIT)?;
+    if let Some(driver) = registered_driver(sysfs, log, name, &module)? {
+        return Ok(driver);
     }
 
     // 4: built-ins and modules without the link: a driver whose `module` link names the module,
@@ -92,6 +96,15 @@ pub(crate) fn resolve_driver(
             format_args!("'{name}' matches PCI driver '{driver}' modulo '-'/'_'"),
         );
         return Ok(driver.clone());
+    }
+
+    // The module's directory appeared without its initstate, which the kernel adds a moment
+    // later: it looked built in, but was a load just starting.
+    if load_in_flight(sysfs, &module)?.is_some() {
+        wait_for_load(sysfs, log, &module, LOAD_WAIT)?;
+        if let Some(driver) = registered_driver(sysfs, log, name, &module)? {
+            return Ok(driver);
+        }
     }
 
     // 5: nothing. Say what was looked for and where.
@@ -134,6 +147,76 @@ pub(crate) fn resolve_driver(
     Err(Error::NoDriver(why))
 }
 
+/// The PCI driver `module` registers (`module/MOD/drivers/pci:DRV`), when registered now: the
+/// one named like `name` modulo `-`/`_`, else the first in name order.
+fn registered_driver(
+    sysfs: &Sysfs,
+    log: &Logger,
+    name: &DriverName,
+    module: &ModuleName,
+) -> Result<Option<DriverName>> {
+    let registered = sysfs.module_pci_drivers(module)?;
+    let preferred = registered
+        .iter()
+        .find(|d| name.same_modulo_dash(d.as_str()))
+        .or_else(|| registered.first());
+    let Some(driver) = preferred.filter(|d| sysfs.driver_exists(d)) else {
+        return Ok(None);
+    };
+    log.log(
+        Priority::Debug,
+        format_args!("module '{module}' registers PCI driver '{driver}'"),
+    );
+    Ok(Some(driver.clone()))
+}
+
+/// How long a load in flight is waited for. Module inits that probe hardware can take
+/// seconds; one that takes this long is stuck.
+const LOAD_WAIT: Duration = Duration::from_secs(60);
+
+/// The module's initstate when a load of it is in flight: its directory exists with an
+/// initstate other than `live` and no PCI driver is registered yet. A directory without an
+/// initstate is a built-in module's.
+fn load_in_flight(sysfs: &Sysfs, module: &ModuleName) -> Result<Option<String>> {
+    let Some(state) = sysfs.module_initstate(module)? else {
+        return Ok(None);
+    };
+    if state == "live" {
+        return Ok(None);
+    }
+    let registered = sysfs.module_pci_drivers(module)?;
+    Ok((!registered.iter().any(|d| sysfs.driver_exists(d))).then_some(state))
+}
+
+/// Returns once no load of `module` is in flight (it went live, registered its driver, or
+/// failed and left); fails after `limit`.
+fn wait_for_load(sysfs: &Sysfs, log: &Logger, module: &ModuleName, limit: Duration) -> Result<()> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    let mut said = false;
+    while let Some(state) = load_in_flight(sysfs, module)? {
+        if !std::mem::replace(&mut said, true) {
+            log.log(
+                Priority::Info,
+                format_args!(
+                    "waiting for the load of module '{module}' in flight (initstate {state})"
+                ),
+            );
+        }
+        if start.elapsed() >= limit {
+            return Err(Error::NoDriver(format!(
+                "module '{module}' is still loading after {} s (initstate '{state}' in {}) and \
+                 registers no PCI driver yet",
+                limit.as_secs(),
+                sysfs.module_dir(module).display()
+            )));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +246,82 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A tree whose module `foo_vfio` is loading: its directory with initstate `coming`.
+    fn loading_tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("bus/pci/drivers")).unwrap();
+        std::fs::create_dir_all(dir.path().join("module/foo_vfio")).unwrap();
+        std::fs::write(dir.path().join("module/foo_vfio/initstate"), "coming\n").unwrap();
+        dir
+    }
+
+    /// What the module's init does when it ends: register the driver, then go live.
+    fn finish_load(root: &std::path::Path) {
+        std::fs::create_dir_all(root.join("bus/pci/drivers/foo_vfio")).unwrap();
+        std::fs::create_dir_all(root.join("module/foo_vfio/drivers")).unwrap();
+        std::os::unix::fs::symlink(
+            "../../../bus/pci/drivers/foo_vfio",
+            root.join("module/foo_vfio/drivers/pci:foo_vfio"),
+        )
+        .unwrap();
+        std::fs::write(root.join("module/foo_vfio/initstate"), "live\n").unwrap();
+    }
+
+    #[test]
+    fn a_load_in_flight_is_waited_for_even_with_module_loading_disabled() {
+        let dir = loading_tree();
+        let sysfs = Sysfs::new(dir.path().to_path_buf()).unwrap();
+        let root = dir.path().to_path_buf();
+        let loader = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            finish_load(&root);
+        });
+        let start = Instant::now();
+        let name = DriverName::new("foo-vfio").unwrap();
+        let driver = resolve_driver(
+            &sysfs,
+            &Modprobe::Disabled,
+            crate::DEFAULT_MODPROBE_TIMEOUT,
+            &Logger::default(),
+            &name,
+        );
+        assert_eq!(driver.unwrap().as_str(), "foo_vfio");
+        assert!(start.elapsed() >= Duration::from_millis(250));
+        loader.join().unwrap();
+    }
+
+    #[test]
+    fn a_load_that_never_goes_live_fails_after_the_limit() {
+        let dir = loading_tree();
+        let sysfs = Sysfs::new(dir.path().to_path_buf()).unwrap();
+        let module = ModuleName::new("foo_vfio").unwrap();
+        let limit = Duration::from_millis(50);
+        match wait_for_load(&sysfs, &Logger::default(), &module, limit) {
+            Err(Error::NoDriver(message)) => {
+                assert!(message.contains("still loading"), "{message}");
+                assert!(message.contains("initstate 'coming'"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_a_module_with_a_non_live_initstate_and_no_driver_is_in_flight() {
+        let dir = loading_tree();
+        let sysfs = Sysfs::new(dir.path().to_path_buf()).unwrap();
+        let module = ModuleName::new("foo_vfio").unwrap();
+        assert_eq!(
+            load_in_flight(&sysfs, &module).unwrap().as_deref(),
+            Some("coming")
+        );
+        // Built in: a directory without initstate.
+        std::fs::remove_file(dir.path().join("module/foo_vfio/initstate")).unwrap();
+        assert_eq!(load_in_flight(&sysfs, &module).unwrap(), None);
+        // Its driver registered: done, whatever initstate says yet.
+        finish_load(dir.path());
+        std::fs::write(dir.path().join("module/foo_vfio/initstate"), "coming\n").unwrap();
+        assert_eq!(load_in_flight(&sysfs, &module).unwrap(), None);
     }
 }

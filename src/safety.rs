@@ -2,20 +2,14 @@
 //! the device is not in use on the host, an SR-IOV PF with VFs is not handed to a VFIO driver,
 //! and the target driver claims the device. Also which drivers are VFIO drivers.
 
-use std::sync::Arc;
-
 use crate::address::PciAddress;
-use crate::alias::{self, AliasIndex, HostAliases, TablesUnavailable, VFIO_PCI_MODULE};
 use crate::error::{Error, Result};
 use crate::inuse;
 use crate::log::Priority;
 use crate::name::{DriverName, ModuleName};
+use crate::tables::Side;
 use crate::txn::Target;
 use crate::Context;
-
-fn is_vfio_pci_module(module: &ModuleName) -> bool {
-    module.as_str() == VFIO_PCI_MODULE
-}
 
 impl Context {
     /// The modules a driver may belong to, most likely first: its `module` link, the module
@@ -50,22 +44,22 @@ impl Context {
         }
     }
 
-    /// True when `driver` is a VFIO driver: `vfio-pci`, or a driver whose module declares
-    /// `vfio_pci:` aliases.
+    /// True when `driver` is a VFIO driver: `vfio-pci`, or a driver whose module is a VFIO
+    /// one (a variant the kernel ships, or one declaring `vfio_pci:` aliases).
     pub(crate) fn is_vfio_driver(&self, driver: &DriverName) -> bool {
-        let target = Target::Driver(driver.clone());
-        self.is_vfio_target(&target, self.alias_index().ok().as_deref())
+        self.is_vfio_target(&Target::Driver(driver.clone()))
     }
 
-    fn is_vfio_target(&self, target: &Target, index: Option<&AliasIndex>) -> bool {
+    fn is_vfio_target(&self, target: &Target) -> bool {
         if matches!(target, Target::Driver(d) if d.as_str() == "vfio-pci") {
             return true;
         }
         let Ok(candidates) = self.target_modules(target, None) else {
             return false;
         };
-        candidates.iter().any(is_vfio_pci_module)
-            || index.is_some_and(|index| candidates.iter().any(|m| index.is_vfio_module(m)))
+        candidates
+            .iter()
+            .any(|m| self.tables.is_vfio_module(m, &self.log))
     }
 
     /// The checks of SPEC 3.3 step 5 for moving the device at `address` to `target` (`given`:
@@ -84,9 +78,7 @@ impl Context {
                 reason,
             });
         }
-        // Fetched once for both checks below.
-        let index = self.alias_index();
-        let target_is_vfio = self.is_vfio_target(target, index.as_deref().ok());
+        let target_is_vfio = self.is_vfio_target(target);
         if target_is_vfio {
             let vfs = self.sysfs.sriov_numvfs(address)?;
             if vfs > 0 {
@@ -99,7 +91,12 @@ impl Context {
                 });
             }
         }
-        self.check_claims(address, target, given, target_is_vfio, index)
+        let side = if target_is_vfio {
+            Side::Vfio
+        } else {
+            Side::Host
+        };
+        self.check_claims(address, target, given, side)
     }
 
     /// Refuses a target whose module's aliases do not match the device (SPEC 3.3 step 5):
@@ -110,8 +107,7 @@ impl Context {
         address: &PciAddress,
         target: &Target,
         given: Option<&DriverName>,
-        target_is_vfio: bool,
-        index: std::result::Result<Arc<AliasIndex>, TablesUnavailable>,
+        side: Side,
     ) -> Result<()> {
         let modalias = self.sysfs.modalias(address)?;
         let candidates = self.target_modules(target, given)?;
@@ -124,51 +120,36 @@ impl Context {
             );
             Ok(())
         };
-        let refuse = |module: &ModuleName, prefix: &str| {
-            Err(Error::NotClaimed {
-                address: *address,
-                driver: match target {
-                    Target::Driver(d) => d.clone(),
-                    Target::Unloaded(m) => DriverName::from(m),
-                },
-                detail: format!("no {prefix} alias of module {module} matches {modalias}"),
-            })
-        };
-        if target_is_vfio {
-            // vfio-pci's catch-all alias claims every device, tables or not.
-            if candidates.iter().any(is_vfio_pci_module) {
-                return Ok(());
-            }
-            let index = match index {
-                Ok(index) => index,
+        // The first candidate the tables know decides.
+        for module in &candidates {
+            match self.tables.claims(module, &modalias, side, &self.log) {
                 Err(why) => return allow(why.to_string()),
-            };
-            let Some(module) = candidates.iter().find(|m| index.is_vfio_module(m)) else {
-                return allow("its module declares no vfio_pci: aliases".into());
-            };
-            if index.vfio_module_matches(module, &modalias) {
-                return Ok(());
+                Ok(None) => continue,
+                Ok(Some(true)) => return Ok(()),
+                Ok(Some(false)) => {
+                    return Err(Error::NotClaimed {
+                        address: *address,
+                        driver: match target {
+                            Target::Driver(d) => d.clone(),
+                            Target::Unloaded(m) => DriverName::from(m),
+                        },
+                        detail: format!(
+                            "no {} alias of module {module} matches {modalias}",
+                            side.prefix()
+                        ),
+                    })
+                }
             }
-            return refuse(module, alias::VFIO_PREFIX);
         }
-        let aliases = match self.host_aliases() {
-            Ok(aliases) => aliases,
-            Err(why) => return allow(why.to_string()),
-        };
-        let Some(module) = candidates.iter().find(|m| aliases.has_module(m)) else {
-            return allow(format!(
-                "no pci: aliases for module {} in the tables",
-                candidates
-                    .iter()
-                    .map(ModuleName::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ));
-        };
-        if aliases.matching_modules(&modalias).contains(module) {
-            return Ok(());
-        }
-        refuse(module, "pci:")
+        allow(format!(
+            "no {} aliases for module {} in the tables",
+            side.prefix(),
+            candidates
+                .iter()
+                .map(ModuleName::as_str)
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ))
     }
 
     /// Whether `target` matches the device by its own ID table (its module has a `pci:` alias
@@ -182,23 +163,17 @@ impl Context {
     ) -> Option<bool> {
         let modalias = self.sysfs.modalias(address).ok()?;
         let candidates = self.target_modules(target, given).ok()?;
-        let aliases = self.host_aliases().ok()?;
-        let matching = aliases.matching_modules(&modalias);
-        Some(candidates.iter().any(|m| matching.contains(m)))
+        let mut claims = candidates
+            .iter()
+            .map(|m| self.tables.claims(m, &modalias, Side::Host, &self.log));
+        // Unreadable tables cannot tell; a module they hold no alias of has no ID table.
+        claims.try_fold(false, |any, c| Some(any || c.ok()?.unwrap_or(false)))
     }
 
     /// The host modules (`pci:` aliases) the tables name for the device, in table order;
     /// `None` when no tables can be read.
     pub(crate) fn host_modules_for(&self, address: &PciAddress) -> Result<Option<Vec<ModuleName>>> {
         let modalias = self.sysfs.modalias(address)?;
-        Ok(self
-            .host_aliases()
-            .ok()
-            .map(|aliases| aliases.matching_modules(&modalias)))
-    }
-
-    /// The host drivers' `pci:` aliases of the tables in use (cached).
-    fn host_aliases(&self) -> std::result::Result<Arc<HostAliases>, TablesUnavailable> {
-        self.aliases.host(&self.modules_dir_in_use()?, &self.log)
+        Ok(self.tables.host_modules(&modalias, &self.log).ok())
     }
 }

@@ -106,6 +106,17 @@ impl Sysfs {
         Ok(out)
     }
 
+    /// The module's `initstate` (`live`, `coming` while its init runs, `going`), trimmed;
+    /// `None` when the module has no such file: it is built in (or gone).
+    pub fn module_initstate(&self, module: &ModuleName) -> Result<Option<String>> {
+        let path = self.module_dir(module).join("initstate");
+        match self.read_small(&path, "reading a module's initstate") {
+            Ok(state) => Ok(Some(state.trim().to_owned())),
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The module a driver belongs to, from its `module` link (absent for built-in drivers).
     pub fn driver_module(&self, driver: &DriverName) -> Result<Option<ModuleName>> {
         let link = self.driver_dir(driver).join("module");

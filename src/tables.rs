@@ -1,0 +1,607 @@
+//! The kernel's module tables (`modules.alias`, `modules.builtin.modinfo`) and their one owner,
+//! [`ModuleTables`]: it finds the directory, reads the files (the formats are in `alias.rs`),
+//! keeps what it read until the files change, and answers the questions the rest of the
+//! library asks: the best VFIO module for a device, whether a module claims a device, which
+//! host modules match one, and whether a module is a VFIO one. Nothing else opens these files.
+//!
+//! Freshness: every question looks the files up again by path, two `stat`s, so a modules
+//! directory reached through a symlink that is later re-pointed leads to the new files; and it
+//! compares device, inode, size, mtime and ctime with those of the files it read. The ctime
+//! catches a table rewritten in place with its size and mtime put back (`cp -p`, `tar`,
+//! `touch -r`): no one but the kernel sets it.
+
+mod alias;
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[cfg(feature = "internals")]
+pub use alias::wildcard_count;
+pub use alias::{AliasIndex, HostAliases, VFIO_PREFIX};
+use alias::{Parser, Text, ALIAS_FILE, BUILTIN_MODINFO_FILE, PCI_PREFIX};
+
+use crate::address::PciAddress;
+use crate::log::{Logger, Priority};
+use crate::modalias::Modalias;
+use crate::name::ModuleName;
+
+/// The module behind the catch-all `vfio_pci:v*d*sv*sd*bc*sc*i*` alias.
+pub const VFIO_PCI_MODULE: &str = "vfio_pci";
+
+/// The modules of the VFIO drivers the kernel ships (SPEC 1), known without tables: a service
+/// under `ProtectKernelModules=yes` cannot read `modules.alias`, and must still tell a device
+/// on a variant driver from one on a host driver.
+pub const KNOWN_VFIO_MODULES: [&str; 8] = [
+    VFIO_PCI_MODULE,
+    "mlx5_vfio_pci",
+    "pds_vfio_pci",
+    "virtio_vfio_pci",
+    "qat_vfio_pci",
+    "xe_vfio_pci",
+    "hisi_acc_vfio_pci",
+    "nvgrace_gpu_vfio_pci",
+];
+
+/// Which of a module's aliases a question is about: `vfio_pci:` for VFIO drivers, `pci:` for
+/// the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Vfio,
+    Host,
+}
+
+impl Side {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Side::Vfio => VFIO_PREFIX,
+            Side::Host => PCI_PREFIX,
+        }
+    }
+}
+
+/// Why no alias information could be had: the tables are missing or unreadable.
+#[derive(Debug)]
+pub struct TablesUnavailable(pub String);
+
+impl fmt::Display for TablesUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What identifies one version of a file: a change of any of these means it is read again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    /// The stamp of a regular file; anything else (a FIFO would block the reader) is refused.
+    fn of(m: &fs::Metadata) -> io::Result<Stamp> {
+        if !m.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        Ok(Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+
+    /// The stamp of the file `path` leads to now (links followed).
+    fn at(path: &Path) -> io::Result<Stamp> {
+        Stamp::of(&fs::metadata(path)?)
+    }
+}
+
+/// Where the tables are and which versions of the files are there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Located {
+    dir: PathBuf,
+    alias: Stamp,
+    /// `None`: no `modules.builtin.modinfo` (older kernels), or not a regular file.
+    builtin: Option<Stamp>,
+}
+
+/// What was read from one version of the tables.
+struct Loaded {
+    from: Located,
+    vfio: Arc<AliasIndex>,
+    /// Built on the first question about host drivers.
+    host: Option<Arc<HostAliases>>,
+}
+
+/// The module tables of one context, shared by its threads.
+#[derive(Default)]
+pub struct ModuleTables {
+    /// The directory set by the caller; `None`: `/lib/modules/<release>`, then
+    /// `/usr/lib/modules/<release>`.
+    configured: Option<PathBuf>,
+    cache: Mutex<Option<Loaded>>,
+    /// Reads of `modules.alias` so far (the tests count them).
+    reads: AtomicUsize,
+    /// Set once missing tables have been warned about (cleared when they load).
+    warned: AtomicBool,
+}
+
+impl fmt::Debug for ModuleTables {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModuleTables")
+            .field("configured", &self.configured)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModuleTables {
+    pub fn new(configured: Option<PathBuf>) -> ModuleTables {
+        ModuleTables {
+            configured,
+            ..ModuleTables::default()
+        }
+    }
+
+    pub fn configured_dir(&self) -> Option<&Path> {
+        self.configured.as_deref()
+    }
+
+    /// How many times `modules.alias` has been read.
+    #[cfg(test)]
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// The directory in use and the versions of its files, looked up now.
+    fn locate(&self) -> Result<Located, TablesUnavailable> {
+        let cannot_read = |path: &Path, e: io::Error| {
+            TablesUnavailable(format!("cannot read {}: {e}", path.display()))
+        };
+        let (dir, alias) = match &self.configured {
+            Some(dir) => {
+                let path = dir.join(ALIAS_FILE);
+                let stamp = Stamp::at(&path).map_err(|e| cannot_read(&path, e))?;
+                (dir.clone(), stamp)
+            }
+            None => {
+                let candidates = default_modules_dirs();
+                let found = candidates.iter().find_map(|dir| {
+                    let path = dir.join(ALIAS_FILE);
+                    let meta = fs::metadata(&path).ok()?;
+                    Some(
+                        Stamp::of(&meta)
+                            .map(|s| (dir.clone(), s))
+                            .map_err(|e| cannot_read(&path, e)),
+                    )
+                });
+                match found {
+                    Some(found) => found?,
+                    None => {
+                        let looked: Vec<String> = candidates
+                            .iter()
+                            .map(|d| d.join(ALIAS_FILE).display().to_string())
+                            .collect();
+                        return Err(TablesUnavailable(format!(
+                            "no {ALIAS_FILE} found (looked for {})",
+                            looked.join(", ")
+                        )));
+                    }
+                }
+            }
+        };
+        let builtin = Stamp::at(&dir.join(BUILTIN_MODINFO_FILE)).ok();
+        Ok(Located {
+            dir,
+            alias,
+            builtin,
+        })
+    }
+
+    /// The indexes of the tables as they are now: the `vfio_pci:` side, and with `host` the
+    /// `pci:` side too; read again only when the files changed. Reading happens under the
+    /// cache's lock, so threads arriving together read once.
+    fn indexes(
+        &self,
+        host: bool,
+        log: &Logger,
+    ) -> Result<(Arc<AliasIndex>, Option<Arc<HostAliases>>), TablesUnavailable> {
+        // What reading logs reaches the callback after the lock is released.
+        let _deferral = log.defer();
+        let located = self.locate()?;
+        let mut slot = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(loaded) = slot.as_ref() {
+            if loaded.from == located && (!host || loaded.host.is_some()) {
+                return Ok((Arc::clone(&loaded.vfio), loaded.host.clone()));
+            }
+        }
+        *slot = None;
+        let loaded = self.read(located, host, log)?;
+        let answer = (Arc::clone(&loaded.vfio), loaded.host.clone());
+        *slot = Some(loaded);
+        Ok(answer)
+    }
+
+    /// Reads the tables at `located`. The stamps kept are those of the files as opened, so a
+    /// change made while reading is seen at the next question.
+    fn read(
+        &self,
+        mut located: Located,
+        host: bool,
+        log: &Logger,
+    ) -> Result<Loaded, TablesUnavailable> {
+        let open = |path: &Path| -> io::Result<(fs::File, Stamp)> {
+            // O_NONBLOCK: should a FIFO have replaced the file since the stat, the open does
+            // not wait for a writer (and `Stamp::of` refuses it).
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)?;
+            let stamp = Stamp::of(&file.metadata()?)?;
+            Ok((file, stamp))
+        };
+        let alias_path = located.dir.join(ALIAS_FILE);
+        let unavailable =
+            |e: io::Error| TablesUnavailable(format!("cannot read {}: {e}", alias_path.display()));
+        let (file, stamp) = open(&alias_path).map_err(unavailable)?;
+        located.alias = stamp;
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let mut parser = Parser::new(host, log);
+        parser.read_alias_file(file).map_err(unavailable)?;
+        if located.builtin.is_some() {
+            let path = located.dir.join(BUILTIN_MODINFO_FILE);
+            let read = open(&path).and_then(|(mut file, stamp)| {
+                let mut data = Vec::new();
+                io::Read::read_to_end(&mut file, &mut data)?;
+                Ok((data, stamp))
+            });
+            match read {
+                Ok((data, stamp)) => {
+                    parser.builtin_modinfo(&data);
+                    located.builtin = Some(stamp);
+                }
+                // Optional: the tables are usable without it.
+                Err(e) => log.log(
+                    Priority::Warning,
+                    format_args!("ignoring {}: {e}", path.display()),
+                ),
+            }
+        }
+        let (vfio, host) = parser.finish();
+        match &host {
+            Some(host) => log.log(
+                Priority::Debug,
+                format_args!(
+                    "loaded {} pci and {} vfio_pci aliases from {}",
+                    host.len(),
+                    vfio.len(),
+                    located.dir.display()
+                ),
+            ),
+            None => log.log(
+                Priority::Debug,
+                format_args!(
+                    "loaded {} vfio_pci aliases from {}",
+                    vfio.len(),
+                    located.dir.display()
+                ),
+            ),
+        }
+        Ok(Loaded {
+            from: located,
+            vfio: Arc::new(vfio),
+            host: host.map(Arc::new),
+        })
+    }
+
+    /// The module of the most specific VFIO driver for the device (SPEC 3.2): a variant when
+    /// one of its `vfio_pci:` aliases matches, else `vfio_pci`. Missing or unreadable tables
+    /// are not an error: a warning is logged (once, then at debug level until they load) and
+    /// the answer is `vfio_pci`.
+    pub fn best_vfio_module(
+        &self,
+        address: &PciAddress,
+        modalias: &Modalias,
+        log: &Logger,
+    ) -> ModuleName {
+        let fallback = || ModuleName::new(VFIO_PCI_MODULE).expect("a valid module name");
+        let index = match self.indexes(false, log) {
+            Ok((index, _)) => {
+                self.warned.store(false, Ordering::Relaxed);
+                index
+            }
+            Err(why) => {
+                // A warning the first time; the same news for every device after it is noise.
+                let priority = if self.warned.swap(true, Ordering::Relaxed) {
+                    Priority::Debug
+                } else {
+                    Priority::Warning
+                };
+                log.log(
+                    priority,
+                    format_args!("{why}; using {VFIO_PCI_MODULE} for {address}"),
+                );
+                return fallback();
+            }
+        };
+        let Some(choice) = index.best_match(modalias) else {
+            log.log(
+                Priority::Info,
+                format_args!("no vfio_pci alias matches {address} ({modalias}); using vfio_pci"),
+            );
+            return fallback();
+        };
+        let vfio = VFIO_PREFIX;
+        if let Some((other, pattern)) = choice.tie {
+            log.log(
+                Priority::Warning,
+                format_args!(
+                    "tie for {address}: '{}' ({vfio}{}) and '{other}' ({vfio}{pattern}) match \
+                     equally specifically; choosing '{}', first in file order",
+                    choice.module, choice.pattern, choice.module
+                ),
+            );
+        }
+        log.log(
+            Priority::Info,
+            format_args!(
+                "{address} ({modalias}) -> {} by alias {vfio}{}",
+                choice.module, choice.pattern
+            ),
+        );
+        choice.module.clone()
+    }
+
+    /// True when `module` is a VFIO driver's: one the kernel ships (known without tables), or
+    /// one that declares `vfio_pci:` aliases.
+    pub fn is_vfio_module(&self, module: &ModuleName, log: &Logger) -> bool {
+        KNOWN_VFIO_MODULES.contains(&module.as_str())
+            || self
+                .indexes(false, log)
+                .is_ok_and(|(index, _)| index.is_vfio_module(module))
+    }
+
+    /// Whether one of `module`'s aliases on `side` matches the device; `Ok(None)` when the
+    /// tables hold no such alias of `module`. `vfio_pci`'s catch-all claims every device,
+    /// tables or not.
+    pub fn claims(
+        &self,
+        module: &ModuleName,
+        modalias: &Modalias,
+        side: Side,
+        log: &Logger,
+    ) -> Result<Option<bool>, TablesUnavailable> {
+        match side {
+            Side::Vfio if module.as_str() == VFIO_PCI_MODULE => Ok(Some(true)),
+            Side::Vfio => {
+                let (index, _) = self.indexes(false, log)?;
+                Ok(index.module_claims(module, &Text::of(modalias)))
+            }
+            Side::Host => Ok(self.host(log)?.module_claims(module, modalias)),
+        }
+    }
+
+    /// The host modules whose `pci:` aliases match the device, in table order.
+    pub fn host_modules(
+        &self,
+        modalias: &Modalias,
+        log: &Logger,
+    ) -> Result<Vec<ModuleName>, TablesUnavailable> {
+        Ok(self.host(log)?.matching_modules(modalias))
+    }
+
+    fn host(&self, log: &Logger) -> Result<Arc<HostAliases>, TablesUnavailable> {
+        match self.indexes(true, log)? {
+            (_, Some(host)) => Ok(host),
+            (_, None) => Err(TablesUnavailable("internal: host aliases not built".into())),
+        }
+    }
+}
+
+/// The running kernel's release (`uname -r`).
+fn kernel_release() -> Option<String> {
+    // SAFETY: uname fills the zeroed struct; its fields are NUL-terminated.
+    unsafe {
+        let mut uts: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut uts) != 0 {
+            return None;
+        }
+        let release = std::ffi::CStr::from_ptr(uts.release.as_ptr());
+        release.to_str().ok().map(str::to_owned)
+    }
+}
+
+/// Where the tables are looked for when no modules dir is configured, in order.
+fn default_modules_dirs() -> Vec<PathBuf> {
+    match kernel_release() {
+        Some(release) => vec![
+            Path::new("/lib/modules").join(&release),
+            Path::new("/usr/lib/modules").join(&release),
+        ],
+        None => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use std::time::Duration;
+
+    const VF: &str = "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i00";
+    const NIC: &str = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
+
+    fn tables_text(variant: &str) -> String {
+        format!(
+            "alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n\
+             alias pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_core\n\
+             alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n\
+             alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* {variant}\n"
+        )
+    }
+
+    fn m(name: &str) -> ModuleName {
+        ModuleName::new(name).unwrap()
+    }
+
+    fn modalias(text: &str) -> Modalias {
+        Modalias::parse(text).unwrap()
+    }
+
+    fn variant(tables: &ModuleTables) -> String {
+        let address = PciAddress::parse("0000:3b:00.2").unwrap();
+        tables
+            .best_vfio_module(&address, &modalias(VF), &Logger::default())
+            .to_string()
+    }
+
+    #[test]
+    fn claim_checks_and_host_lookups_read_the_tables_once() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(ALIAS_FILE), tables_text("mlx5_vfio_pci")).unwrap();
+        let tables = ModuleTables::new(Some(dir.path().to_path_buf()));
+        let log = Logger::default();
+        for _ in 0..100 {
+            let claims =
+                |module, device, side| tables.claims(&m(module), &modalias(device), side, &log);
+            assert_eq!(claims("e1000e", NIC, Side::Host).unwrap(), Some(true));
+            assert_eq!(claims("e1000e", VF, Side::Host).unwrap(), Some(false));
+            assert_eq!(claims("igb", NIC, Side::Host).unwrap(), None);
+            assert_eq!(claims("mlx5_vfio_pci", VF, Side::Vfio).unwrap(), Some(true));
+            assert_eq!(
+                claims("mlx5_vfio_pci", NIC, Side::Vfio).unwrap(),
+                Some(false)
+            );
+            assert_eq!(
+                tables.host_modules(&modalias(VF), &log).unwrap(),
+                [m("mlx5_core")]
+            );
+            assert!(tables.is_vfio_module(&m("mlx5_vfio_pci"), &log));
+            assert!(!tables.is_vfio_module(&m("e1000e"), &log));
+            assert_eq!(variant(&tables), "mlx5_vfio_pci");
+        }
+        // The host side was read first, and its pass filled the vfio_pci: side too.
+        assert_eq!(tables.reads(), 1);
+    }
+
+    #[test]
+    fn a_variant_lookup_reads_only_the_vfio_side_then_a_host_question_reads_once_more() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(ALIAS_FILE), tables_text("mlx5_vfio_pci")).unwrap();
+        let tables = ModuleTables::new(Some(dir.path().to_path_buf()));
+        let log = Logger::default();
+        assert_eq!(variant(&tables), "mlx5_vfio_pci");
+        assert_eq!(tables.reads(), 1);
+        for _ in 0..10 {
+            assert_eq!(
+                tables.host_modules(&modalias(NIC), &log).unwrap(),
+                [m("e1000e")]
+            );
+            assert_eq!(variant(&tables), "mlx5_vfio_pci");
+        }
+        assert_eq!(tables.reads(), 2);
+    }
+
+    #[test]
+    fn a_table_rewritten_in_place_with_size_and_mtime_put_back_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ALIAS_FILE);
+        fs::write(&path, tables_text("first_vfio_pci")).unwrap();
+        let tables = ModuleTables::new(Some(dir.path().to_path_buf()));
+        assert_eq!(variant(&tables), "first_vfio_pci");
+        let before = fs::metadata(&path).unwrap();
+        // Past the file system's timestamp granularity, so the rewrite gets a new ctime.
+        std::thread::sleep(Duration::from_millis(50));
+        // As `cp -p` over it would: same inode, same size, the old mtime set back.
+        let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        io::Write::write_all(&mut &file, tables_text("other_vfio_pci").as_bytes()).unwrap();
+        file.set_modified(before.modified().unwrap()).unwrap();
+        drop(file);
+        let after = fs::metadata(&path).unwrap();
+        assert_eq!(
+            (after.ino(), after.size(), after.modified().unwrap()),
+            (before.ino(), before.size(), before.modified().unwrap())
+        );
+        assert_eq!(variant(&tables), "other_vfio_pci");
+        assert_eq!(tables.reads(), 2);
+        assert_eq!(variant(&tables), "other_vfio_pci");
+        assert_eq!(tables.reads(), 2);
+    }
+
+    #[test]
+    fn a_re_pointed_modules_dir_symlink_leads_to_the_new_tables() {
+        let base = tempfile::tempdir().unwrap();
+        for (kernel, variant) in [("k1", "first_vfio_pci"), ("k2", "other_vfio_pci")] {
+            fs::create_dir(base.path().join(kernel)).unwrap();
+            fs::write(
+                base.path().join(kernel).join(ALIAS_FILE),
+                tables_text(variant),
+            )
+            .unwrap();
+        }
+        let current = base.path().join("current");
+        symlink("k1", &current).unwrap();
+        let tables = ModuleTables::new(Some(current.clone()));
+        assert_eq!(variant(&tables), "first_vfio_pci");
+        // Re-pointed atomically, as package managers switch a link.
+        symlink("k2", base.path().join("current.new")).unwrap();
+        fs::rename(base.path().join("current.new"), &current).unwrap();
+        assert_eq!(variant(&tables), "other_vfio_pci");
+        assert_eq!(tables.reads(), 2);
+    }
+
+    #[test]
+    fn a_builtin_modinfo_that_appears_or_changes_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(ALIAS_FILE), tables_text("mlx5_vfio_pci")).unwrap();
+        let tables = ModuleTables::new(Some(dir.path().to_path_buf()));
+        let log = Logger::default();
+        let nvme = modalias("pci:v00008086d0000F1A8sv00008086sd0000390Bbc01sc08i02");
+        assert_eq!(
+            tables.host_modules(&nvme, &log).unwrap(),
+            Vec::<ModuleName>::new()
+        );
+        fs::write(
+            dir.path().join(BUILTIN_MODINFO_FILE),
+            b"nvme.alias=pci:v*d*sv*sd*bc01sc08i02*\0nvme.license=GPL\0",
+        )
+        .unwrap();
+        assert_eq!(tables.host_modules(&nvme, &log).unwrap(), [m("nvme")]);
+        assert_eq!(tables.reads(), 2);
+    }
+
+    #[test]
+    fn known_variants_are_vfio_without_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let tables = ModuleTables::new(Some(dir.path().join("missing")));
+        let log = Logger::default();
+        for module in [
+            "vfio_pci",
+            "mlx5_vfio_pci",
+            "xe_vfio_pci",
+            "nvgrace_gpu_vfio_pci",
+        ] {
+            assert!(tables.is_vfio_module(&m(module), &log), "{module}");
+        }
+        assert!(!tables.is_vfio_module(&m("e1000e"), &log));
+        assert!(tables
+            .claims(&m("e1000e"), &modalias(NIC), Side::Host, &log)
+            .is_err());
+        // vfio-pci's catch-all claims every device, tables or not.
+        let claim = tables.claims(&m("vfio_pci"), &modalias(NIC), Side::Vfio, &log);
+        assert_eq!(claim.unwrap(), Some(true));
+        assert_eq!(variant(&tables), "vfio_pci");
+        assert_eq!(tables.reads(), 0);
+    }
+}
