@@ -78,6 +78,8 @@ pub type pcibind_log_fn =
 /// `pcibind_ctx_free()`. On failure `*ctx_out` is NULL.
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG (NULL `ctx_out`, bad flags, relative root) or
 /// PCIBIND_ERR_IO (the root is not a readable directory).
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_new(
     sysfs_root: *const c_char,
@@ -96,6 +98,7 @@ pub unsafe extern "C" fn pcibind_ctx_new(
 
 /// Releases a context and everything it holds. NULL is fine. No call on `ctx` may be running
 /// or follow.
+/// @since 0.1
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_free(ctx: *mut pcibind_ctx) {
     boundary::ctx_free(ctx)
@@ -105,6 +108,8 @@ pub unsafe extern "C" fn pcibind_ctx_free(ctx: *mut pcibind_ctx) {
 /// path; NULL restores the default search (`/lib/modules/<release>`, then
 /// `/usr/lib/modules/<release>`). The string is copied.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_set_modules_dir(
     ctx: *mut pcibind_ctx,
@@ -118,6 +123,8 @@ pub unsafe extern "C" fn pcibind_ctx_set_modules_dir(
 /// a name whose module is not loaded then resolves only if a matching driver is already
 /// registered. The string is copied.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_set_modprobe(
     ctx: *mut pcibind_ctx,
@@ -131,6 +138,8 @@ pub unsafe extern "C" fn pcibind_ctx_set_modprobe(
 /// Sets the directory for the per-device lock files shared with other processes, as an
 /// absolute path; NULL restores the default, `/run/pcibind`. The string is copied.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_set_lock_dir(
     ctx: *mut pcibind_ctx,
@@ -143,6 +152,8 @@ pub unsafe extern "C" fn pcibind_ctx_set_lock_dir(
 /// (`net/route`, `net/if_inet6`, `self/mountinfo`, `swaps`), as an absolute path; NULL
 /// restores the default, `/proc`. Meant for tests against fake trees. The string is copied.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_set_proc_root(
     ctx: *mut pcibind_ctx,
@@ -162,6 +173,8 @@ pub unsafe extern "C" fn pcibind_ctx_set_proc_root(
 /// of the library, on this context too (not the setters, which must not run concurrently
 /// with other calls).
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG (`max_priority` outside 0..7).
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_set_log_fn(
     ctx: *mut pcibind_ctx,
@@ -197,6 +210,8 @@ pub unsafe extern "C" fn pcibind_ctx_set_log_fn(
 /// name, and for `none`, the `driver_override` value that keeps a device on no driver, which
 /// is never passed to modprobe), PCIBIND_ERR_MODULE_LOAD (modprobe could not be run or failed
 /// otherwise: blacklisted, refused by the kernel), PCIBIND_ERR_IO.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_resolve_driver(
     ctx: *const pcibind_ctx,
@@ -220,6 +235,8 @@ pub unsafe extern "C" fn pcibind_resolve_driver(
 /// caller owns a non-NULL result and releases it with `pcibind_string_free()` (or `free()`).
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
 /// PCIBIND_ERR_IO.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_current_driver(
     ctx: *const pcibind_ctx,
@@ -252,6 +269,8 @@ pub unsafe extern "C" fn pcibind_current_driver(
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
 /// PCIBIND_ERR_IO (the device's `modalias` is missing, unreadable or malformed; errno EINVAL
 /// for malformed).
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_find_vfio_variant(
     ctx: *const pcibind_ctx,
@@ -299,6 +318,8 @@ pub unsafe extern "C" fn pcibind_find_vfio_variant(
 /// `pcibind_last_error_errno()` the kernel's answer), PCIBIND_ERR_RESTORE (binding and
 /// restoring failed; the message says where the device is now), PCIBIND_ERR_BUSY,
 /// PCIBIND_ERR_IO.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_bind(
     ctx: *const pcibind_ctx,
@@ -337,6 +358,8 @@ pub unsafe extern "C" fn pcibind_bind(
 /// On success `*plan_out` receives the plan, which the caller owns and releases with
 /// `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of `pcibind_bind()`
 /// that can occur before anything is written.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_bind_plan(
     ctx: *const pcibind_ctx,
@@ -362,6 +385,8 @@ pub unsafe extern "C" fn pcibind_bind_plan(
 /// `flags` must be 0.
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
 /// PCIBIND_ERR_BIND (restored), PCIBIND_ERR_RESTORE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_unbind(
     ctx: *const pcibind_ctx,
@@ -397,6 +422,8 @@ pub unsafe extern "C" fn pcibind_unbind(
 /// `pcibind_string_free()`.
 /// Returns 0, or the codes of `pcibind_bind()` except PCIBIND_ERR_IN_USE and
 /// PCIBIND_ERR_NOT_CLAIMED.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_reattach(
     ctx: *const pcibind_ctx,
@@ -421,6 +448,8 @@ pub unsafe extern "C" fn pcibind_reattach(
 /// `mlx5_vfio_pci`), else 0. Use this instead of comparing the driver name with "vfio-pci".
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
 /// PCIBIND_ERR_IO. On failure `*result_out` is 0.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_is_vfio_bound(
     ctx: *const pcibind_ctx,
@@ -442,6 +471,8 @@ pub unsafe extern "C" fn pcibind_is_vfio_bound(
 /// releases with `pcibind_strv_free()`. On failure it is NULL.
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
 /// PCIBIND_ERR_IO (errno ENOENT: the device has no IOMMU group).
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_iommu_group_members(
     ctx: *const pcibind_ctx,
@@ -467,6 +498,8 @@ pub unsafe extern "C" fn pcibind_iommu_group_members(
 /// the caller owns and releases with `pcibind_string_free()`. On failure `*viable_out` is 0
 /// and `*reason_out` NULL.
 /// Returns 0, or the codes of `pcibind_iommu_group_members()`.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_iommu_group_viable(
     ctx: *const pcibind_ctx,
@@ -490,6 +523,7 @@ pub unsafe extern "C" fn pcibind_iommu_group_viable(
 }
 
 /// Releases a string returned by the library. NULL is fine. Same as `free()`.
+/// @since 0.1
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_string_free(s: *mut c_char) {
     boundary::free_string(s)
@@ -497,6 +531,7 @@ pub unsafe extern "C" fn pcibind_string_free(s: *mut c_char) {
 
 /// Releases a NULL-terminated array of strings returned by the library, and each string in it.
 /// NULL is fine.
+/// @since 0.1
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_strv_free(v: *mut *mut c_char) {
     boundary::free_strv(v)
@@ -504,6 +539,7 @@ pub unsafe extern "C" fn pcibind_strv_free(v: *mut *mut c_char) {
 
 /// A static, human-readable description of a result code (the first line of its
 /// documentation above); unknown codes get `"unknown error"`. Never NULL; do not free.
+/// @since 0.1
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_strerror(code: c_int) -> *const c_char {
     codes::text_of(code).as_ptr()
@@ -516,6 +552,7 @@ pub unsafe extern "C" fn pcibind_strerror(code: c_int) -> *const c_char {
 /// `pcibind_last_error_message()`, `pcibind_last_error_errno()`, `pcibind_strerror()`,
 /// `pcibind_version()` and the free functions. User input quoted in it is cut to 80
 /// characters (with its length in bytes).
+/// @since 0.1
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_last_error_message() -> *const c_char {
     boundary::last_error_message()
@@ -526,12 +563,15 @@ pub unsafe extern "C" fn pcibind_last_error_message() -> *const c_char {
 /// failure that carries no OS error of its own reports EINVAL (malformed content) or EIO.
 /// For PCIBIND_ERR_BIND and PCIBIND_ERR_RESTORE it is the kernel's answer to the step that
 /// failed, or 0 when the kernel accepted every write but did not bind.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_last_error_errno() -> c_int {
     boundary::last_error_errno()
 }
 
 /// The library's version, e.g. `"0.1.0"`. Static; do not free.
+/// @since 0.1
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_version() -> *const c_char {
     const VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
