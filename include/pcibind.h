@@ -12,6 +12,28 @@
 #ifndef PCIBIND_H
 #define PCIBIND_H
 
+/* The version of this header, from Cargo.toml. At compile time:
+ *   #if PCIBIND_VERSION_NUMBER >= PCIBIND_VERSION_ENCODE(0, 2, 0)
+ * pcibind_version() tells the version of the library loaded at run time. */
+#define PCIBIND_VERSION_MAJOR 0
+#define PCIBIND_VERSION_MINOR 2
+#define PCIBIND_VERSION_PATCH 0
+#define PCIBIND_VERSION_STRING "0.2.0"
+#define PCIBIND_VERSION_ENCODE(major, minor, patch) (((major) << 16) | ((minor) << 8) | (patch))
+#define PCIBIND_VERSION_NUMBER \
+    PCIBIND_VERSION_ENCODE(PCIBIND_VERSION_MAJOR, PCIBIND_VERSION_MINOR, PCIBIND_VERSION_PATCH)
+
+/* Marks every function that returns an int (a result code; an errno for
+ * pcibind_last_error_errno()): GCC and Clang warn when the result is ignored (an error
+ * with -Werror). GCC is not silenced by a cast to void: check the result, or define
+ * PCIBIND_WARN_UNUSED_RESULT empty before including this header. */
+#ifndef PCIBIND_WARN_UNUSED_RESULT
+#if defined(__GNUC__) || defined(__clang__)
+#define PCIBIND_WARN_UNUSED_RESULT __attribute__((warn_unused_result))
+#else
+#define PCIBIND_WARN_UNUSED_RESULT
+#endif
+#endif
 
 
 /**
@@ -148,12 +170,17 @@ extern "C" {
  * `pcibind_ctx_free()`. On failure `*ctx_out` is NULL.
  * Returns 0, or PCIBIND_ERR_INVALID_ARG (NULL `ctx_out`, bad flags, relative root) or
  * PCIBIND_ERR_IO (the root is not a readable directory).
+ * @since 0.1
  */
-int pcibind_ctx_new(const char *sysfs_root, unsigned int flags, struct pcibind_ctx **ctx_out);
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_ctx_new(const char *sysfs_root,
+                    unsigned int flags,
+                    struct pcibind_ctx **ctx_out);
 
 /**
  * Releases a context and everything it holds. NULL is fine. No call on `ctx` may be running
  * or follow.
+ * @since 0.1
  */
 void pcibind_ctx_free(struct pcibind_ctx *ctx);
 
@@ -162,8 +189,11 @@ void pcibind_ctx_free(struct pcibind_ctx *ctx);
  * path; NULL restores the default search (`/lib/modules/<release>`, then
  * `/usr/lib/modules/<release>`). The string is copied.
  * Returns 0 or PCIBIND_ERR_INVALID_ARG.
+ * @since 0.1
  */
-int pcibind_ctx_set_modules_dir(struct pcibind_ctx *ctx, const char *dir);
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_ctx_set_modules_dir(struct pcibind_ctx *ctx,
+                                const char *dir);
 
 /**
  * Sets the program used to load kernel modules, as an absolute path. It is run directly (no
@@ -171,23 +201,26 @@ int pcibind_ctx_set_modules_dir(struct pcibind_ctx *ctx, const char *dir);
  * a name whose module is not loaded then resolves only if a matching driver is already
  * registered. The string is copied.
  * Returns 0 or PCIBIND_ERR_INVALID_ARG.
+ * @since 0.1
  */
-int pcibind_ctx_set_modprobe(struct pcibind_ctx *ctx, const char *path);
+PCIBIND_WARN_UNUSED_RESULT int pcibind_ctx_set_modprobe(struct pcibind_ctx *ctx, const char *path);
 
 /**
  * Sets the directory for the per-device lock files shared with other processes, as an
  * absolute path; NULL restores the default, `/run/pcibind`. The string is copied.
  * Returns 0 or PCIBIND_ERR_INVALID_ARG.
+ * @since 0.1
  */
-int pcibind_ctx_set_lock_dir(struct pcibind_ctx *ctx, const char *dir);
+PCIBIND_WARN_UNUSED_RESULT int pcibind_ctx_set_lock_dir(struct pcibind_ctx *ctx, const char *dir);
 
 /**
  * Sets where the in-use checks of `pcibind_bind()` read the kernel's proc files
  * (`net/route`, `net/if_inet6`, `self/mountinfo`, `swaps`), as an absolute path; NULL
  * restores the default, `/proc`. Meant for tests against fake trees. The string is copied.
  * Returns 0 or PCIBIND_ERR_INVALID_ARG.
+ * @since 0.1
  */
-int pcibind_ctx_set_proc_root(struct pcibind_ctx *ctx, const char *dir);
+PCIBIND_WARN_UNUSED_RESULT int pcibind_ctx_set_proc_root(struct pcibind_ctx *ctx, const char *dir);
 
 /**
  * Sets the log callback: messages of syslog priority `max_priority` or more severe (0..7;
@@ -201,7 +234,9 @@ int pcibind_ctx_set_proc_root(struct pcibind_ctx *ctx, const char *dir);
  * of the library, on this context too (not the setters, which must not run concurrently
  * with other calls).
  * Returns 0 or PCIBIND_ERR_INVALID_ARG (`max_priority` outside 0..7).
+ * @since 0.1
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_ctx_set_log_fn(struct pcibind_ctx *ctx,
                            pcibind_log_fn fn_,
                            void *userdata,
@@ -221,7 +256,9 @@ int pcibind_ctx_set_log_fn(struct pcibind_ctx *ctx,
  * name, and for `none`, the `driver_override` value that keeps a device on no driver, which
  * is never passed to modprobe), PCIBIND_ERR_MODULE_LOAD (modprobe could not be run or failed
  * otherwise: blacklisted, refused by the kernel), PCIBIND_ERR_IO.
+ * @since 0.1
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_resolve_driver(const struct pcibind_ctx *ctx,
                            const char *name,
                            unsigned int flags,
@@ -234,8 +271,12 @@ int pcibind_resolve_driver(const struct pcibind_ctx *ctx,
  * caller owns a non-NULL result and releases it with `pcibind_string_free()` (or `free()`).
  * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
  * PCIBIND_ERR_IO.
+ * @since 0.1
  */
-int pcibind_current_driver(const struct pcibind_ctx *ctx, const char *address, char **driver_out);
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_current_driver(const struct pcibind_ctx *ctx,
+                           const char *address,
+                           char **driver_out);
 
 /**
  * Finds the module of the best VFIO driver for the device at `address`: the most specific
@@ -254,7 +295,9 @@ int pcibind_current_driver(const struct pcibind_ctx *ctx, const char *address, c
  * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
  * PCIBIND_ERR_IO (the device's `modalias` is missing, unreadable or malformed; errno EINVAL
  * for malformed).
+ * @since 0.1
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_find_vfio_variant(const struct pcibind_ctx *ctx,
                               const char *address,
                               char **module_out);
@@ -292,7 +335,9 @@ int pcibind_find_vfio_variant(const struct pcibind_ctx *ctx,
  * `pcibind_last_error_errno()` the kernel's answer), PCIBIND_ERR_RESTORE (binding and
  * restoring failed; the message says where the device is now), PCIBIND_ERR_BUSY,
  * PCIBIND_ERR_IO.
+ * @since 0.1
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_bind(const struct pcibind_ctx *ctx,
                  const char *address,
                  const char *name,
@@ -308,7 +353,9 @@ int pcibind_bind(const struct pcibind_ctx *ctx,
  * On success `*plan_out` receives the plan, which the caller owns and releases with
  * `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of `pcibind_bind()`
  * that can occur before anything is written.
+ * @since 0.1
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_bind_plan(const struct pcibind_ctx *ctx,
                       const char *address,
                       const char *name,
@@ -323,8 +370,12 @@ int pcibind_bind_plan(const struct pcibind_ctx *ctx,
  * `flags` must be 0.
  * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
  * PCIBIND_ERR_BIND (restored), PCIBIND_ERR_RESTORE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
+ * @since 0.1
  */
-int pcibind_unbind(const struct pcibind_ctx *ctx, const char *address, unsigned int flags);
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_unbind(const struct pcibind_ctx *ctx,
+                   const char *address,
+                   unsigned int flags);
 
 /**
  * Gives the device at `address` back to the host, as a transaction like `pcibind_bind()`.
@@ -350,7 +401,9 @@ int pcibind_unbind(const struct pcibind_ctx *ctx, const char *address, unsigned 
  * `pcibind_string_free()`.
  * Returns 0, or the codes of `pcibind_bind()` except PCIBIND_ERR_IN_USE and
  * PCIBIND_ERR_NOT_CLAIMED.
+ * @since 0.1
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_reattach(const struct pcibind_ctx *ctx,
                      const char *address,
                      const char *name,
@@ -363,8 +416,12 @@ int pcibind_reattach(const struct pcibind_ctx *ctx,
  * `mlx5_vfio_pci`), else 0. Use this instead of comparing the driver name with "vfio-pci".
  * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
  * PCIBIND_ERR_IO. On failure `*result_out` is 0.
+ * @since 0.1
  */
-int pcibind_is_vfio_bound(const struct pcibind_ctx *ctx, const char *address, int *result_out);
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_is_vfio_bound(const struct pcibind_ctx *ctx,
+                          const char *address,
+                          int *result_out);
 
 /**
  * Lists the members of the IOMMU group of the device at `address` (the device included), in
@@ -374,7 +431,9 @@ int pcibind_is_vfio_bound(const struct pcibind_ctx *ctx, const char *address, in
  * releases with `pcibind_strv_free()`. On failure it is NULL.
  * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
  * PCIBIND_ERR_IO (errno ENOENT: the device has no IOMMU group).
+ * @since 0.1
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_iommu_group_members(const struct pcibind_ctx *ctx,
                                 const char *address,
                                 char ***addresses_out);
@@ -389,7 +448,9 @@ int pcibind_iommu_group_members(const struct pcibind_ctx *ctx,
  * the caller owns and releases with `pcibind_string_free()`. On failure `*viable_out` is 0
  * and `*reason_out` NULL.
  * Returns 0, or the codes of `pcibind_iommu_group_members()`.
+ * @since 0.1
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_iommu_group_viable(const struct pcibind_ctx *ctx,
                                const char *address,
                                unsigned int flags,
@@ -398,18 +459,21 @@ int pcibind_iommu_group_viable(const struct pcibind_ctx *ctx,
 
 /**
  * Releases a string returned by the library. NULL is fine. Same as `free()`.
+ * @since 0.1
  */
 void pcibind_string_free(char *s);
 
 /**
  * Releases a NULL-terminated array of strings returned by the library, and each string in it.
  * NULL is fine.
+ * @since 0.1
  */
 void pcibind_strv_free(char **v);
 
 /**
  * A static, human-readable description of a result code (the first line of its
  * documentation above); unknown codes get `"unknown error"`. Never NULL; do not free.
+ * @since 0.1
  */
 const char *pcibind_strerror(int code);
 
@@ -421,6 +485,7 @@ const char *pcibind_strerror(int code);
  * `pcibind_last_error_message()`, `pcibind_last_error_errno()`, `pcibind_strerror()`,
  * `pcibind_version()` and the free functions. User input quoted in it is cut to 80
  * characters (with its length in bytes).
+ * @since 0.1
  */
 const char *pcibind_last_error_message(void);
 
@@ -430,11 +495,13 @@ const char *pcibind_last_error_message(void);
  * failure that carries no OS error of its own reports EINVAL (malformed content) or EIO.
  * For PCIBIND_ERR_BIND and PCIBIND_ERR_RESTORE it is the kernel's answer to the step that
  * failed, or 0 when the kernel accepted every write but did not bind.
+ * @since 0.1
  */
-int pcibind_last_error_errno(void);
+PCIBIND_WARN_UNUSED_RESULT int pcibind_last_error_errno(void);
 
 /**
  * The library's version, e.g. `"0.1.0"`. Static; do not free.
+ * @since 0.1
  */
 const char *pcibind_version(void);
 
