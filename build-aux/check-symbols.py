@@ -3,7 +3,7 @@
 script and the dynamic symbols libpcibind.so exports must be the same set, every export must
 carry a PCIBIND_* version, and nothing else may be exported. Each function's doc comment in
 the header carries one "@since X.Y" mark, and X.Y is the version node (PCIBIND_X.Y) the
-function is listed in and exported at (docs/ABI.md)."""
+function is listed in and exported at (the README's "ABI policy")."""
 import re
 import subprocess
 import sys
