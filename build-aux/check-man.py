@@ -61,8 +61,7 @@ def main():
             if option.replace("-", r"\-") not in page:
                 errors.append(f"the global option {option} is not in the man page")
 
-    statuses = [m.group(1) for line in help_section(top, "Exit status")
-                if (m := re.match(r"^  (\d+)\s", line))]
+    statuses = re.findall(r"^  (\d+)\s", "\n".join(help_section(top, "Exit status")), re.M)
     if len(statuses) < 5:
         errors.append(f"the help's exit status list looks wrong: {statuses}")
     for status in statuses:
