@@ -22,11 +22,13 @@ def main():
     root = os.environ.get("MESON_PROJECT_DIST_ROOT") or os.environ["MESON_DIST_ROOT"]
     # --locked: exactly the versions Cargo.lock names. All platforms' and the dev-dependencies'
     # crates are included: the tarball runs its tests too.
-    r = subprocess.run([cargo, "vendor", "--quiet", "--locked", "--manifest-path",
+    # (Its "Vendoring ..." lines, one per crate, are shown only if it fails: --quiet would
+    # also drop the configuration it prints on stdout.)
+    r = subprocess.run([cargo, "vendor", "--locked", "--manifest-path",
                         os.path.join(root, "Cargo.toml"), os.path.join(root, "vendor")],
-                       cwd=root, stdout=subprocess.PIPE, text=True)
+                       cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if r.returncode != 0:
-        sys.exit(f"cargo vendor failed ({r.returncode})")
+        sys.exit(f"cargo vendor failed ({r.returncode}):\n{r.stderr}")
     # cargo vendor prints the source replacement to use, with an absolute directory: point it
     # at vendor/ relative to the tarball's root instead (relative to .cargo/'s parent).
     config, n = re.subn(r'(?m)^directory = ".*"$', 'directory = "vendor"', r.stdout)
