@@ -42,19 +42,16 @@ static double now_us(void)
 static pcibind_ctx *context(const char *root)
 {
     pcibind_ctx *ctx = NULL;
-    char path[PATH_MAX];
-    if (pcibind_ctx_new(root, 0, &ctx) < 0) {
+    char locks[PATH_MAX], proc[PATH_MAX];
+    snprintf(locks, sizeof(locks), "%s/locks", root);
+    snprintf(proc, sizeof(proc), "%s/proc", root);
+    const char *modules = getenv("PCIBIND_BENCH_MODULES");
+    if (pcibind_ctx_new(root, 0, &ctx) < 0 || pcibind_ctx_set_modprobe(ctx, NULL) < 0 ||
+        pcibind_ctx_set_lock_dir(ctx, locks) < 0 || pcibind_ctx_set_proc_root(ctx, proc) < 0 ||
+        (modules && pcibind_ctx_set_modules_dir(ctx, modules) < 0)) {
         fprintf(stderr, "ctx: %s\n", pcibind_last_error_message());
         exit(1);
     }
-    pcibind_ctx_set_modprobe(ctx, NULL);
-    snprintf(path, sizeof(path), "%s/locks", root);
-    pcibind_ctx_set_lock_dir(ctx, path);
-    snprintf(path, sizeof(path), "%s/proc", root);
-    pcibind_ctx_set_proc_root(ctx, path);
-    const char *modules = getenv("PCIBIND_BENCH_MODULES");
-    if (modules)
-        pcibind_ctx_set_modules_dir(ctx, modules);
     return ctx;
 }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Checks the exported ABI: the functions declared in the header, the names in the version
 script and the dynamic symbols libpcibind.so exports must be the same set, every export must
-carry a PCIBIND_* version, and nothing else may be exported."""
+carry a PCIBIND_* version, and nothing else may be exported. Each function's doc comment in
+the header carries one "@since X.Y" mark, and X.Y is the version node (PCIBIND_X.Y) the
+function is listed in and exported at (the README's "ABI policy")."""
 import re
 import subprocess
 import sys
@@ -11,6 +13,25 @@ def header_functions(path):
     text = open(path).read()
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
     return set(re.findall(r"\b(pcibind_\w+)\s*\(", text)) - {"pcibind_log_fn"}
+
+
+def header_since_marks(path):
+    """{function: [the versions of its @since marks]}, from the doc comment before each."""
+    marks = {}
+    for doc, name in re.findall(r"/\*\*((?:(?!\*/).)*)\*/\s*(?:PCIBIND_\w+\s+)?[\w\s*]*?"
+                                r"\b(pcibind_\w+)\s*\(", open(path).read(), flags=re.S):
+        marks[name] = re.findall(r"@since\s+(\S+)", doc)
+    return marks
+
+
+def version_script_nodes(path):
+    """{function: node} from the version script."""
+    text = re.sub(r"/\*.*?\*/", "", open(path).read(), flags=re.S)
+    nodes = {}
+    for node, body in re.findall(r"\b(PCIBIND_[\w.]+)\s*\{(.*?)\}", text, flags=re.S):
+        for name in re.findall(r"\b(pcibind_\w+)\s*;", body):
+            nodes[name] = node
+    return nodes
 
 
 def version_script_names(path):
@@ -55,10 +76,24 @@ def main():
             errors.append(f"{name} ({typ}) exported without a PCIBIND_* version")
         if not name.startswith("pcibind_") and not name.startswith("PCIBIND_"):
             errors.append(f"{name} ({typ}) exported but is not part of the API")
+    since = header_since_marks(header)
+    nodes = version_script_nodes(script)
+    for name in sorted(declared):
+        marks = since.get(name, [])
+        if len(marks) != 1:
+            errors.append(f"{name}: its doc comment needs exactly one '@since X.Y', has {marks}")
+            continue
+        node = f"PCIBIND_{marks[0]}"
+        if nodes.get(name) != node:
+            errors.append(f"{name}: @since {marks[0]} but listed in {nodes.get(name)}"
+                          " in the version script")
+        if name in syms and syms[name][1] != node:
+            errors.append(f"{name}: @since {marks[0]} but exported at {syms[name][1]}")
     for e in errors:
         print("error:", e)
     if not errors:
-        print(f"{len(funcs)} functions exported, all versioned, all declared in the header")
+        print(f"{len(funcs)} functions exported, all versioned, all declared in the header,"
+              " each marked with the release of its version node")
     return 1 if errors else 0
 
 

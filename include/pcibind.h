@@ -12,6 +12,28 @@
 #ifndef PCIBIND_H
 #define PCIBIND_H
 
+/* The version of this header, from Cargo.toml. At compile time:
+ *   #if PCIBIND_VERSION_NUMBER >= PCIBIND_VERSION_ENCODE(0, 2, 0)
+ * pcibind_version() tells the version of the library loaded at run time. */
+#define PCIBIND_VERSION_MAJOR 0
+#define PCIBIND_VERSION_MINOR 2
+#define PCIBIND_VERSION_PATCH 0
+#define PCIBIND_VERSION_STRING "0.2.0"
+#define PCIBIND_VERSION_ENCODE(major, minor, patch) (((major) << 16) | ((minor) << 8) | (patch))
+#define PCIBIND_VERSION_NUMBER \
+    PCIBIND_VERSION_ENCODE(PCIBIND_VERSION_MAJOR, PCIBIND_VERSION_MINOR, PCIBIND_VERSION_PATCH)
+
+/* Marks every function that returns an int (a result code; an errno for
+ * pcibind_last_error_errno()): GCC and Clang warn when the result is ignored (an error
+ * with -Werror). GCC is not silenced by a cast to void: check the result, or define
+ * PCIBIND_WARN_UNUSED_RESULT empty before including this header. */
+#ifndef PCIBIND_WARN_UNUSED_RESULT
+#if defined(__GNUC__) || defined(__clang__)
+#define PCIBIND_WARN_UNUSED_RESULT __attribute__((warn_unused_result))
+#else
+#define PCIBIND_WARN_UNUSED_RESULT
+#endif
+#endif
 
 
 /**
@@ -154,12 +176,17 @@ extern "C" {
  * `pcibind_ctx_free()`. On failure `*ctx_out` is NULL.
  * Returns 0, or PCIBIND_ERR_INVALID_ARG (NULL `ctx_out`, bad flags, relative root) or
  * PCIBIND_ERR_IO (the root is not a readable directory).
+ * @since 0.1
  */
-int pcibind_ctx_new(const char *sysfs_root, unsigned int flags, struct pcibind_ctx **ctx_out);
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_ctx_new(const char *sysfs_root,
+                    unsigned int flags,
+                    struct pcibind_ctx **ctx_out);
 
 /**
  * Releases a context and everything it holds. NULL is fine. No call on `ctx` may be running
  * or follow.
+ * @since 0.1
  */
 void pcibind_ctx_free(struct pcibind_ctx *ctx);
 
@@ -168,8 +195,11 @@ void pcibind_ctx_free(struct pcibind_ctx *ctx);
  * path; NULL restores the default search (`/lib/modules/<release>`, then
  * `/usr/lib/modules/<release>`). The string is copied.
  * Returns 0 or PCIBIND_ERR_INVALID_ARG.
+ * @since 0.1
  */
-int pcibind_ctx_set_modules_dir(struct pcibind_ctx *ctx, const char *dir);
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_ctx_set_modules_dir(struct pcibind_ctx *ctx,
+                                const char *dir);
 
 /**
  * Sets the program used to load kernel modules, as an absolute path. It is run directly (no
@@ -177,8 +207,9 @@ int pcibind_ctx_set_modules_dir(struct pcibind_ctx *ctx, const char *dir);
  * a name whose module is not loaded then resolves only if a matching driver is already
  * registered. The string is copied.
  * Returns 0 or PCIBIND_ERR_INVALID_ARG.
+ * @since 0.1
  */
-int pcibind_ctx_set_modprobe(struct pcibind_ctx *ctx, const char *path);
+PCIBIND_WARN_UNUSED_RESULT int pcibind_ctx_set_modprobe(struct pcibind_ctx *ctx, const char *path);
 
 /**
  * Sets the directory for the per-device lock files shared with other processes, as an
@@ -189,8 +220,9 @@ int pcibind_ctx_set_modprobe(struct pcibind_ctx *ctx, const char *path);
  * (and 0644 lock files 0600). Anything else makes the operations fail with PCIBIND_ERR_IO
  * (errno EPERM) until an administrator removes it.
  * Returns 0 or PCIBIND_ERR_INVALID_ARG.
+ * @since 0.1
  */
-int pcibind_ctx_set_lock_dir(struct pcibind_ctx *ctx, const char *dir);
+PCIBIND_WARN_UNUSED_RESULT int pcibind_ctx_set_lock_dir(struct pcibind_ctx *ctx, const char *dir);
 
 /**
  * Sets how long, in milliseconds, an operation on a device (`pcibind_bind()`,
@@ -198,26 +230,33 @@ int pcibind_ctx_set_lock_dir(struct pcibind_ctx *ctx, const char *dir);
  * of the process or another process holds it, before it fails with PCIBIND_ERR_BUSY: one
  * deadline covers both waits. The default is 60000 (60 s); 0 fails at once when the lock is
  * held.
- * Returns 0 or PCIBIND_ERR_INVALID_ARG (NULL `ctx`). Since 0.2.
+ * Returns 0 or PCIBIND_ERR_INVALID_ARG (NULL `ctx`).
+ * @since 0.2
  */
-int pcibind_ctx_set_lock_timeout(struct pcibind_ctx *ctx, unsigned int timeout_ms);
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_ctx_set_lock_timeout(struct pcibind_ctx *ctx,
+                                 unsigned int timeout_ms);
 
 /**
  * Sets how long, in milliseconds, modprobe may run. At the limit it is killed (SIGKILL to its
  * process group, so with anything it started) and the load fails with
  * PCIBIND_ERR_MODULE_LOAD, the message saying that it timed out, with what it printed. The
  * default is 60000 (60 s).
- * Returns 0 or PCIBIND_ERR_INVALID_ARG (NULL `ctx`, or 0). Since 0.2.
+ * Returns 0 or PCIBIND_ERR_INVALID_ARG (NULL `ctx`, or 0).
+ * @since 0.2
  */
-int pcibind_ctx_set_modprobe_timeout(struct pcibind_ctx *ctx, unsigned int timeout_ms);
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_ctx_set_modprobe_timeout(struct pcibind_ctx *ctx,
+                                     unsigned int timeout_ms);
 
 /**
  * Sets where the in-use checks of `pcibind_bind()` read the kernel's proc files
  * (`net/route`, `net/if_inet6`, `self/mountinfo`, `swaps`), as an absolute path; NULL
  * restores the default, `/proc`. Meant for tests against fake trees. The string is copied.
  * Returns 0 or PCIBIND_ERR_INVALID_ARG.
+ * @since 0.1
  */
-int pcibind_ctx_set_proc_root(struct pcibind_ctx *ctx, const char *dir);
+PCIBIND_WARN_UNUSED_RESULT int pcibind_ctx_set_proc_root(struct pcibind_ctx *ctx, const char *dir);
 
 /**
  * Sets the log callback: messages of syslog priority `max_priority` or more severe (0..7;
@@ -231,7 +270,9 @@ int pcibind_ctx_set_proc_root(struct pcibind_ctx *ctx, const char *dir);
  * of the library, on this context too (not the setters, which must not run concurrently
  * with other calls).
  * Returns 0 or PCIBIND_ERR_INVALID_ARG (`max_priority` outside 0..7).
+ * @since 0.1
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_ctx_set_log_fn(struct pcibind_ctx *ctx,
                            pcibind_log_fn fn_,
                            void *userdata,
@@ -254,7 +295,9 @@ int pcibind_ctx_set_log_fn(struct pcibind_ctx *ctx,
  * name, and for `none`, the `driver_override` value that keeps a device on no driver, which
  * is never passed to modprobe), PCIBIND_ERR_MODULE_LOAD (modprobe could not be run or failed
  * otherwise: blacklisted, refused by the kernel), PCIBIND_ERR_IO.
+ * @since 0.1
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_resolve_driver(const struct pcibind_ctx *ctx,
                            const char *name,
                            unsigned int flags,
@@ -267,8 +310,12 @@ int pcibind_resolve_driver(const struct pcibind_ctx *ctx,
  * caller owns a non-NULL result and releases it with `pcibind_string_free()` (or `free()`).
  * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
  * PCIBIND_ERR_IO.
+ * @since 0.1
  */
-int pcibind_current_driver(const struct pcibind_ctx *ctx, const char *address, char **driver_out);
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_current_driver(const struct pcibind_ctx *ctx,
+                           const char *address,
+                           char **driver_out);
 
 /**
  * Finds the module of the best VFIO driver for the device at `address`: the most specific
@@ -289,7 +336,9 @@ int pcibind_current_driver(const struct pcibind_ctx *ctx, const char *address, c
  * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
  * PCIBIND_ERR_IO (the device's `modalias` is missing, unreadable or malformed; errno EINVAL
  * for malformed).
+ * @since 0.1
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_find_vfio_variant(const struct pcibind_ctx *ctx,
                               const char *address,
                               char **module_out);
@@ -327,7 +376,9 @@ int pcibind_find_vfio_variant(const struct pcibind_ctx *ctx,
  * `pcibind_last_error_errno()` the kernel's answer), PCIBIND_ERR_RESTORE (binding and
  * restoring failed; the message says where the device is now), PCIBIND_ERR_BUSY,
  * PCIBIND_ERR_IO.
+ * @since 0.1
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_bind(const struct pcibind_ctx *ctx,
                  const char *address,
                  const char *name,
@@ -343,7 +394,9 @@ int pcibind_bind(const struct pcibind_ctx *ctx,
  * On success `*plan_out` receives the plan, which the caller owns and releases with
  * `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of `pcibind_bind()`
  * that can occur before anything is written.
+ * @since 0.1
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_bind_plan(const struct pcibind_ctx *ctx,
                       const char *address,
                       const char *name,
@@ -358,8 +411,12 @@ int pcibind_bind_plan(const struct pcibind_ctx *ctx,
  * `flags` must be 0.
  * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
  * PCIBIND_ERR_BIND (restored), PCIBIND_ERR_RESTORE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
+ * @since 0.1
  */
-int pcibind_unbind(const struct pcibind_ctx *ctx, const char *address, unsigned int flags);
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_unbind(const struct pcibind_ctx *ctx,
+                   const char *address,
+                   unsigned int flags);
 
 /**
  * Gives the device at `address` back to the host, as a transaction like `pcibind_bind()`.
@@ -385,7 +442,9 @@ int pcibind_unbind(const struct pcibind_ctx *ctx, const char *address, unsigned 
  * `pcibind_string_free()`.
  * Returns 0, or the codes of `pcibind_bind()` except PCIBIND_ERR_IN_USE and
  * PCIBIND_ERR_NOT_CLAIMED.
+ * @since 0.1
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_reattach(const struct pcibind_ctx *ctx,
                      const char *address,
                      const char *name,
@@ -401,8 +460,12 @@ int pcibind_reattach(const struct pcibind_ctx *ctx,
  * or by the device's `vfio-dev/`.
  * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
  * PCIBIND_ERR_IO. On failure `*result_out` is 0.
+ * @since 0.1
  */
-int pcibind_is_vfio_bound(const struct pcibind_ctx *ctx, const char *address, int *result_out);
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_is_vfio_bound(const struct pcibind_ctx *ctx,
+                          const char *address,
+                          int *result_out);
 
 /**
  * Lists the members of the IOMMU group of the device at `address` (the device included), in
@@ -412,7 +475,9 @@ int pcibind_is_vfio_bound(const struct pcibind_ctx *ctx, const char *address, in
  * releases with `pcibind_strv_free()`. On failure it is NULL.
  * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
  * PCIBIND_ERR_IO (errno ENOENT: the device has no IOMMU group).
+ * @since 0.1
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_iommu_group_members(const struct pcibind_ctx *ctx,
                                 const char *address,
                                 char ***addresses_out);
@@ -427,7 +492,9 @@ int pcibind_iommu_group_members(const struct pcibind_ctx *ctx,
  * the caller owns and releases with `pcibind_string_free()`. On failure `*viable_out` is 0
  * and `*reason_out` NULL.
  * Returns 0, or the codes of `pcibind_iommu_group_members()`.
+ * @since 0.1
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_iommu_group_viable(const struct pcibind_ctx *ctx,
                                const char *address,
                                unsigned int flags,
@@ -453,8 +520,10 @@ int pcibind_iommu_group_viable(const struct pcibind_ctx *ctx,
  * addresses moved (that would move, in a dry run), in the order moved, which the caller owns
  * and releases with `pcibind_strv_free()`.
  * Returns 0, or the codes of `pcibind_bind()`, or PCIBIND_ERR_UNSUPPORTED (the device has no
- * IOMMU group). Since 0.2.
+ * IOMMU group).
+ * @since 0.2
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_bind_group(const struct pcibind_ctx *ctx,
                        const char *address,
                        unsigned int flags,
@@ -471,8 +540,10 @@ int pcibind_bind_group(const struct pcibind_ctx *ctx,
  * addresses given back, in order, which the caller owns and releases with
  * `pcibind_strv_free()`.
  * Returns 0, or the codes of `pcibind_reattach()`, or PCIBIND_ERR_UNSUPPORTED (no IOMMU
- * group). Since 0.2.
+ * group).
+ * @since 0.2
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_reattach_group(const struct pcibind_ctx *ctx,
                            const char *address,
                            unsigned int flags,
@@ -481,9 +552,10 @@ int pcibind_reattach_group(const struct pcibind_ctx *ctx,
 /**
  * Sets where `pcibind_vfio_device_nodes()` looks for the device nodes, as an absolute path;
  * NULL restores the default, `/dev`. Meant for tests against fake trees. The string is copied.
- * Returns 0 or PCIBIND_ERR_INVALID_ARG. Since 0.2.
+ * Returns 0 or PCIBIND_ERR_INVALID_ARG.
+ * @since 0.2
  */
-int pcibind_ctx_set_dev_root(struct pcibind_ctx *ctx, const char *dir);
+PCIBIND_WARN_UNUSED_RESULT int pcibind_ctx_set_dev_root(struct pcibind_ctx *ctx, const char *dir);
 
 /**
  * Lists the device nodes a VMM opens to use the device at `address`, which must be on a VFIO
@@ -496,26 +568,31 @@ int pcibind_ctx_set_dev_root(struct pcibind_ctx *ctx, const char *dir);
  * On success `*paths_out` receives a NULL-terminated array that the caller owns and releases
  * with `pcibind_strv_free()`. On failure it is NULL.
  * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
- * PCIBIND_ERR_UNSUPPORTED (the device is not on a VFIO driver), PCIBIND_ERR_IO. Since 0.2.
+ * PCIBIND_ERR_UNSUPPORTED (the device is not on a VFIO driver), PCIBIND_ERR_IO.
+ * @since 0.2
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_vfio_device_nodes(const struct pcibind_ctx *ctx,
                               const char *address,
                               char ***paths_out);
 
 /**
  * Releases a string returned by the library. NULL is fine. Same as `free()`.
+ * @since 0.1
  */
 void pcibind_string_free(char *s);
 
 /**
  * Releases a NULL-terminated array of strings returned by the library, and each string in it.
  * NULL is fine.
+ * @since 0.1
  */
 void pcibind_strv_free(char **v);
 
 /**
  * A static, human-readable description of a result code (the first line of its
  * documentation above); unknown codes get `"unknown error"`. Never NULL; do not free.
+ * @since 0.1
  */
 const char *pcibind_strerror(int code);
 
@@ -527,6 +604,7 @@ const char *pcibind_strerror(int code);
  * `pcibind_last_error_message()`, `pcibind_last_error_errno()`, `pcibind_strerror()`,
  * `pcibind_version()` and the free functions. User input quoted in it is cut to 80
  * characters (with its length in bytes).
+ * @since 0.1
  */
 const char *pcibind_last_error_message(void);
 
@@ -536,11 +614,13 @@ const char *pcibind_last_error_message(void);
  * failure that carries no OS error of its own reports EINVAL (malformed content) or EIO.
  * For PCIBIND_ERR_BIND and PCIBIND_ERR_RESTORE it is the kernel's answer to the step that
  * failed, or 0 when the kernel accepted every write but did not bind.
+ * @since 0.1
  */
-int pcibind_last_error_errno(void);
+PCIBIND_WARN_UNUSED_RESULT int pcibind_last_error_errno(void);
 
 /**
  * The library's version, e.g. `"0.1.0"`. Static; do not free.
+ * @since 0.1
  */
 const char *pcibind_version(void);
 

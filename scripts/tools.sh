@@ -1,6 +1,6 @@
 # Sourced by the scripts: installs, on first use, the build tools a fresh machine lacks (meson,
-# ninja and pkgconf from PyPI into a virtual environment, the pinned cbindgen from crates.io)
-# into a cache shared by every checkout, and puts them first on PATH.
+# ninja and pkgconf from PyPI into a virtual environment; for the header check only, the pinned
+# cbindgen from crates.io) into a cache shared by every checkout, and puts them first on PATH.
 # Needs only python3 (with venv) and cargo. PCIBIND_TOOLS_DIR overrides the cache location.
 
 MESON_VERSION=1.12.1
@@ -10,7 +10,8 @@ TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CBINDGEN_VERSION=$(cat "$TOP/build-aux/cbindgen-version")
 TOOLS=${PCIBIND_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/libpcibind-tools}
 
-ensure_tools() {
+# meson, ninja and pkgconf: what building the library and the tool needs.
+ensure_build_tools() {
     mkdir -p "$TOOLS"
     local venv="$TOOLS/venv-meson-$MESON_VERSION-ninja-$NINJA_VERSION-pkgconf-$PKGCONF_VERSION"
     # The stamp is written last, so an interrupted install is redone, not trusted.
@@ -25,23 +26,36 @@ ensure_tools() {
             "meson==$MESON_VERSION" "ninja==$NINJA_VERSION" "pkgconf==$PKGCONF_VERSION" || return 1
         touch "$venv/.complete"
     fi
+    export PATH="$venv/bin:$PATH"
+    # A cbindgen installed earlier is used (the header check runs where it is found).
+    [ ! -x "$TOOLS/cbindgen-$CBINDGEN_VERSION/bin/cbindgen" ] ||
+        export PATH="$TOOLS/cbindgen-$CBINDGEN_VERSION/bin:$PATH"
+}
+
+# The pinned cbindgen: only the header-in-sync test needs it (the header is checked in).
+ensure_cbindgen() {
     local cb="$TOOLS/cbindgen-$CBINDGEN_VERSION"
     if [ ! -x "$cb/bin/cbindgen" ]; then
-        echo "==> installing cbindgen $CBINDGEN_VERSION into $cb"
+        echo "==> installing cbindgen $CBINDGEN_VERSION into $cb (about a minute, once)"
         cargo install --quiet --locked --version "$CBINDGEN_VERSION" --root "$cb" cbindgen ||
             return 1
     fi
-    export PATH="$venv/bin:$cb/bin:$PATH"
+    export PATH="$cb/bin:$PATH"
 }
 
-# Configures (or reconfigures) and builds the meson build directory $TOP/build.
+ensure_tools() {
+    ensure_build_tools && ensure_cbindgen
+}
+
+# Configures (or reconfigures) and builds the meson build directory $TOP/build; any arguments
+# are meson options (-Dheader_check=required).
 build_project() {
-    ensure_tools || return 1
+    ensure_build_tools || return 1
     if [ -f "$TOP/build/build.ninja" ]; then
         local out
-        out=$(meson setup --reconfigure "$TOP/build" "$TOP" 2>&1) || { echo "$out"; return 1; }
+        out=$(meson setup --reconfigure "$TOP/build" "$TOP" "$@" 2>&1) || { echo "$out"; return 1; }
     else
-        meson setup "$TOP/build" "$TOP" || return 1
+        meson setup "$TOP/build" "$TOP" "$@" || return 1
     fi
     meson compile -C "$TOP/build"
 }

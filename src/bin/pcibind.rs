@@ -1,5 +1,7 @@
 //! `pcibind`: move PCI devices between kernel drivers by hand, on the libpcibind Rust API.
 
+mod man;
+
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -91,13 +93,14 @@ enum Command {
         /// Only devices whose driver_override is set (driverctl's list-overrides)
         #[arg(long)]
         overrides: bool,
-        /// JSON instead of a table (an array of objects; see the README)
+        /// JSON instead of a table: an array of objects (JSON OUTPUT in pcibind(1))
         #[arg(long)]
         json: bool,
     },
     /// Show one device in detail, with its IOMMU group and whether binding would be refused
     Show {
         address: String,
+        /// JSON instead of text: one object (JSON OUTPUT in pcibind(1))
         #[arg(long)]
         json: bool,
     },
@@ -668,9 +671,8 @@ fn each(addresses: &[String], verb: &str, op: impl Fn(&str) -> Result<String, Er
 
 fn run(cli: Cli) -> Result<u8, Error> {
     if let Command::Man = cli.command {
-        let man = clap_mangen::Man::new(Cli::command());
         let mut out = Vec::new();
-        man.render(&mut out)
+        man::render(Cli::command(), &mut out)
             .map_err(|e| Error::Internal(format!("rendering the man page: {e}")))?;
         let _ = io::stdout().write_all(&out);
         return Ok(0);

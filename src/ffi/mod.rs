@@ -79,6 +79,8 @@ pub type pcibind_log_fn =
 /// `pcibind_ctx_free()`. On failure `*ctx_out` is NULL.
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG (NULL `ctx_out`, bad flags, relative root) or
 /// PCIBIND_ERR_IO (the root is not a readable directory).
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_new(
     sysfs_root: *const c_char,
@@ -97,6 +99,7 @@ pub unsafe extern "C" fn pcibind_ctx_new(
 
 /// Releases a context and everything it holds. NULL is fine. No call on `ctx` may be running
 /// or follow.
+/// @since 0.1
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_free(ctx: *mut pcibind_ctx) {
     boundary::ctx_free(ctx)
@@ -106,6 +109,8 @@ pub unsafe extern "C" fn pcibind_ctx_free(ctx: *mut pcibind_ctx) {
 /// path; NULL restores the default search (`/lib/modules/<release>`, then
 /// `/usr/lib/modules/<release>`). The string is copied.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_set_modules_dir(
     ctx: *mut pcibind_ctx,
@@ -119,6 +124,8 @@ pub unsafe extern "C" fn pcibind_ctx_set_modules_dir(
 /// a name whose module is not loaded then resolves only if a matching driver is already
 /// registered. The string is copied.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_set_modprobe(
     ctx: *mut pcibind_ctx,
@@ -137,6 +144,8 @@ pub unsafe extern "C" fn pcibind_ctx_set_modprobe(
 /// (and 0644 lock files 0600). Anything else makes the operations fail with PCIBIND_ERR_IO
 /// (errno EPERM) until an administrator removes it.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_set_lock_dir(
     ctx: *mut pcibind_ctx,
@@ -150,7 +159,9 @@ pub unsafe extern "C" fn pcibind_ctx_set_lock_dir(
 /// of the process or another process holds it, before it fails with PCIBIND_ERR_BUSY: one
 /// deadline covers both waits. The default is 60000 (60 s); 0 fails at once when the lock is
 /// held.
-/// Returns 0 or PCIBIND_ERR_INVALID_ARG (NULL `ctx`). Since 0.2.
+/// Returns 0 or PCIBIND_ERR_INVALID_ARG (NULL `ctx`).
+/// @since 0.2
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_set_lock_timeout(
     ctx: *mut pcibind_ctx,
@@ -166,7 +177,9 @@ pub unsafe extern "C" fn pcibind_ctx_set_lock_timeout(
 /// process group, so with anything it started) and the load fails with
 /// PCIBIND_ERR_MODULE_LOAD, the message saying that it timed out, with what it printed. The
 /// default is 60000 (60 s).
-/// Returns 0 or PCIBIND_ERR_INVALID_ARG (NULL `ctx`, or 0). Since 0.2.
+/// Returns 0 or PCIBIND_ERR_INVALID_ARG (NULL `ctx`, or 0).
+/// @since 0.2
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_set_modprobe_timeout(
     ctx: *mut pcibind_ctx,
@@ -181,6 +194,8 @@ pub unsafe extern "C" fn pcibind_ctx_set_modprobe_timeout(
 /// (`net/route`, `net/if_inet6`, `self/mountinfo`, `swaps`), as an absolute path; NULL
 /// restores the default, `/proc`. Meant for tests against fake trees. The string is copied.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_set_proc_root(
     ctx: *mut pcibind_ctx,
@@ -200,6 +215,8 @@ pub unsafe extern "C" fn pcibind_ctx_set_proc_root(
 /// of the library, on this context too (not the setters, which must not run concurrently
 /// with other calls).
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG (`max_priority` outside 0..7).
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_set_log_fn(
     ctx: *mut pcibind_ctx,
@@ -238,6 +255,8 @@ pub unsafe extern "C" fn pcibind_ctx_set_log_fn(
 /// name, and for `none`, the `driver_override` value that keeps a device on no driver, which
 /// is never passed to modprobe), PCIBIND_ERR_MODULE_LOAD (modprobe could not be run or failed
 /// otherwise: blacklisted, refused by the kernel), PCIBIND_ERR_IO.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_resolve_driver(
     ctx: *const pcibind_ctx,
@@ -261,6 +280,8 @@ pub unsafe extern "C" fn pcibind_resolve_driver(
 /// caller owns a non-NULL result and releases it with `pcibind_string_free()` (or `free()`).
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
 /// PCIBIND_ERR_IO.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_current_driver(
     ctx: *const pcibind_ctx,
@@ -295,6 +316,8 @@ pub unsafe extern "C" fn pcibind_current_driver(
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
 /// PCIBIND_ERR_IO (the device's `modalias` is missing, unreadable or malformed; errno EINVAL
 /// for malformed).
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_find_vfio_variant(
     ctx: *const pcibind_ctx,
@@ -342,6 +365,8 @@ pub unsafe extern "C" fn pcibind_find_vfio_variant(
 /// `pcibind_last_error_errno()` the kernel's answer), PCIBIND_ERR_RESTORE (binding and
 /// restoring failed; the message says where the device is now), PCIBIND_ERR_BUSY,
 /// PCIBIND_ERR_IO.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_bind(
     ctx: *const pcibind_ctx,
@@ -380,6 +405,8 @@ pub unsafe extern "C" fn pcibind_bind(
 /// On success `*plan_out` receives the plan, which the caller owns and releases with
 /// `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of `pcibind_bind()`
 /// that can occur before anything is written.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_bind_plan(
     ctx: *const pcibind_ctx,
@@ -405,6 +432,8 @@ pub unsafe extern "C" fn pcibind_bind_plan(
 /// `flags` must be 0.
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
 /// PCIBIND_ERR_BIND (restored), PCIBIND_ERR_RESTORE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_unbind(
     ctx: *const pcibind_ctx,
@@ -440,6 +469,8 @@ pub unsafe extern "C" fn pcibind_unbind(
 /// `pcibind_string_free()`.
 /// Returns 0, or the codes of `pcibind_bind()` except PCIBIND_ERR_IN_USE and
 /// PCIBIND_ERR_NOT_CLAIMED.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_reattach(
     ctx: *const pcibind_ctx,
@@ -467,6 +498,8 @@ pub unsafe extern "C" fn pcibind_reattach(
 /// or by the device's `vfio-dev/`.
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
 /// PCIBIND_ERR_IO. On failure `*result_out` is 0.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_is_vfio_bound(
     ctx: *const pcibind_ctx,
@@ -488,6 +521,8 @@ pub unsafe extern "C" fn pcibind_is_vfio_bound(
 /// releases with `pcibind_strv_free()`. On failure it is NULL.
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
 /// PCIBIND_ERR_IO (errno ENOENT: the device has no IOMMU group).
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_iommu_group_members(
     ctx: *const pcibind_ctx,
@@ -513,6 +548,8 @@ pub unsafe extern "C" fn pcibind_iommu_group_members(
 /// the caller owns and releases with `pcibind_string_free()`. On failure `*viable_out` is 0
 /// and `*reason_out` NULL.
 /// Returns 0, or the codes of `pcibind_iommu_group_members()`.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_iommu_group_viable(
     ctx: *const pcibind_ctx,
@@ -553,7 +590,9 @@ pub unsafe extern "C" fn pcibind_iommu_group_viable(
 /// addresses moved (that would move, in a dry run), in the order moved, which the caller owns
 /// and releases with `pcibind_strv_free()`.
 /// Returns 0, or the codes of `pcibind_bind()`, or PCIBIND_ERR_UNSUPPORTED (the device has no
-/// IOMMU group). Since 0.2.
+/// IOMMU group).
+/// @since 0.2
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_bind_group(
     ctx: *const pcibind_ctx,
@@ -579,7 +618,9 @@ pub unsafe extern "C" fn pcibind_bind_group(
 /// addresses given back, in order, which the caller owns and releases with
 /// `pcibind_strv_free()`.
 /// Returns 0, or the codes of `pcibind_reattach()`, or PCIBIND_ERR_UNSUPPORTED (no IOMMU
-/// group). Since 0.2.
+/// group).
+/// @since 0.2
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_reattach_group(
     ctx: *const pcibind_ctx,
@@ -614,7 +655,9 @@ fn group_outcome(
 
 /// Sets where `pcibind_vfio_device_nodes()` looks for the device nodes, as an absolute path;
 /// NULL restores the default, `/dev`. Meant for tests against fake trees. The string is copied.
-/// Returns 0 or PCIBIND_ERR_INVALID_ARG. Since 0.2.
+/// Returns 0 or PCIBIND_ERR_INVALID_ARG.
+/// @since 0.2
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_ctx_set_dev_root(
     ctx: *mut pcibind_ctx,
@@ -633,7 +676,9 @@ pub unsafe extern "C" fn pcibind_ctx_set_dev_root(
 /// On success `*paths_out` receives a NULL-terminated array that the caller owns and releases
 /// with `pcibind_strv_free()`. On failure it is NULL.
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
-/// PCIBIND_ERR_UNSUPPORTED (the device is not on a VFIO driver), PCIBIND_ERR_IO. Since 0.2.
+/// PCIBIND_ERR_UNSUPPORTED (the device is not on a VFIO driver), PCIBIND_ERR_IO.
+/// @since 0.2
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_vfio_device_nodes(
     ctx: *const pcibind_ctx,
@@ -651,6 +696,7 @@ pub unsafe extern "C" fn pcibind_vfio_device_nodes(
 }
 
 /// Releases a string returned by the library. NULL is fine. Same as `free()`.
+/// @since 0.1
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_string_free(s: *mut c_char) {
     boundary::free_string(s)
@@ -658,6 +704,7 @@ pub unsafe extern "C" fn pcibind_string_free(s: *mut c_char) {
 
 /// Releases a NULL-terminated array of strings returned by the library, and each string in it.
 /// NULL is fine.
+/// @since 0.1
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_strv_free(v: *mut *mut c_char) {
     boundary::free_strv(v)
@@ -665,6 +712,7 @@ pub unsafe extern "C" fn pcibind_strv_free(v: *mut *mut c_char) {
 
 /// A static, human-readable description of a result code (the first line of its
 /// documentation above); unknown codes get `"unknown error"`. Never NULL; do not free.
+/// @since 0.1
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_strerror(code: c_int) -> *const c_char {
     codes::text_of(code).as_ptr()
@@ -677,6 +725,7 @@ pub unsafe extern "C" fn pcibind_strerror(code: c_int) -> *const c_char {
 /// `pcibind_last_error_message()`, `pcibind_last_error_errno()`, `pcibind_strerror()`,
 /// `pcibind_version()` and the free functions. User input quoted in it is cut to 80
 /// characters (with its length in bytes).
+/// @since 0.1
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_last_error_message() -> *const c_char {
     boundary::last_error_message()
@@ -687,12 +736,15 @@ pub unsafe extern "C" fn pcibind_last_error_message() -> *const c_char {
 /// failure that carries no OS error of its own reports EINVAL (malformed content) or EIO.
 /// For PCIBIND_ERR_BIND and PCIBIND_ERR_RESTORE it is the kernel's answer to the step that
 /// failed, or 0 when the kernel accepted every write but did not bind.
+/// @since 0.1
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_last_error_errno() -> c_int {
     boundary::last_error_errno()
 }
 
 /// The library's version, e.g. `"0.1.0"`. Static; do not free.
+/// @since 0.1
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_version() -> *const c_char {
     const VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
