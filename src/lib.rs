@@ -35,6 +35,7 @@ mod nodes;
 mod query;
 mod resolve;
 mod safety;
+mod sriov;
 mod sysfs;
 mod txn;
 mod unit;
@@ -52,6 +53,7 @@ pub use lock::DEFAULT_LOCK_TIMEOUT;
 pub use log::{Logger, Priority, Sink};
 pub use modprobe::{Modprobe, DEFAULT_MODPROBE_TIMEOUT};
 pub use name::{DriverName, ModuleName};
+pub use sriov::SriovOptions;
 pub use sysfs::NO_DRIVER_OVERRIDE;
 
 /// The parsers and matchers that the fuzz targets and benchmarks drive directly (feature

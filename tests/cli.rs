@@ -224,11 +224,19 @@ fn bind_and_reattach_a_whole_group() {
     assert_eq!(t.writes(), "");
     let o = t.run(&["bind", "--group", GPU, "--dry-run"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("would move 0000:01:00.0 0000:01:00.1"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("would move 0000:01:00.0 0000:01:00.1"),
+        "{}",
+        stdout(&o)
+    );
     assert_eq!(t.writes(), "");
     let o = t.run(&["bind", "--group", GPU]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("group moved: 0000:01:00.0 0000:01:00.1"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("group moved: 0000:01:00.0 0000:01:00.1"),
+        "{}",
+        stdout(&o)
+    );
     assert_eq!(t.driver(GPU).as_deref(), Some("vfio-pci"));
     assert_eq!(t.driver("0000:01:00.1").as_deref(), Some("vfio-pci"));
     let o = t.run(&["reattach", "--group", "0000:01:00.1"]);
