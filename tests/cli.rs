@@ -597,3 +597,48 @@ fn help_and_man_page() {
     let man = stdout(&t.run(&["man"]));
     assert!(man.contains(".TH pcibind"), "{man}");
 }
+
+#[test]
+fn sriov_lists_and_sets_the_vfs() {
+    let tree = Tree::new();
+    let pf = tree.root.join("bus/pci/devices").join(NIC);
+    for (file, value) in [
+        ("sriov_totalvfs", "4\n"),
+        ("sriov_numvfs", "0\n"),
+        ("sriov_drivers_autoprobe", "1\n"),
+    ] {
+        std::fs::write(pf.join(file), value).unwrap();
+    }
+    std::fs::write(
+        tree.root
+            .join("bus/pci/drivers/e1000e/fake_sriov_configure"),
+        "",
+    )
+    .unwrap();
+
+    let o = tree.run(&["sriov", NIC]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    let o = tree.run(&["sriov", NIC, "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "0000:00:02.1\n0000:00:02.2\n");
+    assert_eq!(tree.driver_override("0000:00:02.1"), "none");
+    assert_eq!(tree.driver("0000:00:02.1"), None);
+    let o = tree.run(&["sriov", NIC]);
+    assert_eq!(stdout(&o), "0000:00:02.1\n0000:00:02.2\n");
+
+    let o = tree.run(&["sriov", NIC, "5"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("at most 4"), "{}", stderr(&o));
+    let o = tree.run(&["sriov", NIC, "--force"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    let o = tree.run(&["bind", "0000:00:02.1", "vfio-pci"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = tree.run(&["sriov", NIC, "0"]);
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    let o = tree.run(&["sriov", NIC, "0", "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use pcibind::{
     class_name, BindOptions, Context, DeviceInfo, DriverName, Error, Logger, Modprobe, PciAddress,
-    Priority, NO_DRIVER_OVERRIDE,
+    Priority, SriovOptions, NO_DRIVER_OVERRIDE,
 };
 
 const AFTER_HELP: &str = "\
@@ -151,6 +151,28 @@ enum Command {
         /// it out) back to the host as one transaction. Takes no DRIVER.
         #[arg(long)]
         group: bool,
+    },
+    /// List the SR-IOV virtual functions of a physical function, or with N set its number of
+    /// VFs and list the VFs it then has
+    ///
+    /// Changing the count goes through 0 (the kernel requires it), so it removes the VFs there
+    /// are: refused while one is on a VFIO driver, unless --force. More than the PF's
+    /// sriov_totalvfs is refused with nothing changed; the current count changes nothing. The
+    /// new VFs are kept from host drivers (unbound, driver_override `none`, ready for `pcibind
+    /// bind`) unless --autoprobe.
+    Sriov {
+        #[arg(value_name = "PF")]
+        pf: String,
+        /// The number of VFs wanted
+        #[arg(value_name = "N")]
+        numvfs: Option<u32>,
+        /// Remove VFs even when one is on a VFIO driver (the kernel then waits until the VM
+        /// using it lets go of it)
+        #[arg(long, requires = "numvfs")]
+        force: bool,
+        /// Let host drivers probe the new VFs
+        #[arg(long, requires = "numvfs")]
+        autoprobe: bool,
     },
     /// Print the man page (roff) to stdout
     #[command(hide = true)]
@@ -766,6 +788,32 @@ fn run(cli: Cli) -> Result<u8, Error> {
                             None => "left unbound: no host driver matches it".to_owned(),
                         })
                     })
+                }
+            }
+        }
+        Command::Sriov {
+            pf,
+            numvfs,
+            force,
+            autoprobe,
+        } => {
+            let vfs = match numvfs {
+                None => ctx.sriov_vfs(&pf),
+                Some(n) => ctx.sriov_set_numvfs(&pf, n, SriovOptions { force, autoprobe }),
+            };
+            match vfs {
+                Ok(vfs) => {
+                    for vf in vfs {
+                        println!("{vf}");
+                    }
+                    0
+                }
+                Err(e) => {
+                    eprintln!(
+                        "pcibind: {}",
+                        e.to_string().replace("PCIBIND_BIND_FORCE", "--force")
+                    );
+                    status_of(&e)
                 }
             }
         }
