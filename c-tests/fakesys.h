@@ -17,6 +17,14 @@
  *   bus/pci/drivers/DRV/fake_dynids  IDs added by new_id, one "vvvv dddd" (lower-case hex) per
  *                                    line, or the full "vvvv dddd sv sd class mask data" form
  *   bus/pci/drivers/DRV/fake_vfio    exists for a VFIO driver: binding creates BDF/vfio-dev/vfioN (lowest free N)
+ *   bus/pci/drivers/DRV/fake_sriov_configure  exists for a PF driver that can create VFs
+ *                                    (has sriov_configure): else sriov_numvfs answers ENOENT
+ *   devices/.../BDF/fake_sriov_offset, fake_sriov_stride  the PF's First VF Offset and VF
+ *                                    Stride (default 1 and 1)
+ *   devices/.../BDF/fake_vf_modalias the modalias of the PF's VFs (default: the PF's with
+ *                                    device ID + 1)
+ *                                    (a PF itself has sriov_totalvfs, sriov_numvfs and
+ *                                    sriov_drivers_autoprobe, written by the test)
  *   fault.table                      fault injection, one "TARGET FAULT [COUNT [SKIP]]" per
  *                                    line; COUNT is how many more times it fires (decremented in
  *                                    the file), none = every time; SKIP how many matching events

@@ -4,6 +4,7 @@
  *   bus/pci/devices/BDF/driver_override   (or any path ending in /driver_override)
  *   bus/pci/drivers/DRV/bind, unbind, new_id, remove_id
  *   bus/pci/drivers_probe
+ *   bus/pci/devices/BDF/sriov_numvfs, sriov_drivers_autoprobe  (SR-IOV, drivers/pci/iov.c)
  *
  * An open of one of these files for writing is remembered by fd; a write() to that fd is
  * emulated (links created or removed, driver_override rewritten) and never stores its bytes in
@@ -17,7 +18,21 @@
  * DRV/fake_vfio (a VFIO driver: binding creates BDF/vfio-dev/vfioN, the lowest free N),
  * ROOT/fault.table (fault injection, and race: lines swapping a path for a link at an open) and
  * ROOT/write.log (one line per intercepted write). Both name a device's driver_override
- * bus/pci/devices/BDF/driver_override however it was reached.
+ * bus/pci/devices/BDF/driver_override however it was reached (and its sriov_numvfs and
+ * sriov_drivers_autoprobe likewise).
+ *
+ * SR-IOV follows drivers/pci/iov.c (sriov_numvfs_store(), checked in that order): a count that
+ * is no u16 is EINVAL; more than sriov_totalvfs ERANGE; the current count succeeds doing
+ * nothing; a PF bound to no driver, or to one without sriov_configure (here: a driver without
+ * DRV/fake_sriov_configure), ENOENT; 0 removes the VFs (each unbound first, as device removal
+ * does); any other count while VFs exist EBUSY. Creating VF i gives it the address of routing
+ * ID PF + First VF Offset + i * VF Stride (BDF/fake_sriov_offset and fake_sriov_stride, default
+ * 1 and 1), a directory beside the PF's with modalias (BDF/fake_vf_modalias, else the PF's with
+ * device ID + 1), driver_override (null), physfn -> ../PF, the PF's virtfnI -> ../VF and the
+ * bus/pci/devices link, then probes it as device_attach() does. A probe of a VF that has no
+ * driver_override fails (ENODEV) while its PF's sriov_drivers_autoprobe reads 0
+ * (pci_iov_device_can_probe() in drivers/pci/pci-driver.c): bind answers ENODEV, drivers_probe
+ * and the probe at creation leave it unbound.
  *
  * As a safety net the shim also refuses, with EACCES, any open for writing of a path under the
  * real /sys: tests must never write it. */
@@ -38,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -115,7 +131,7 @@ static _Thread_local int in_shim;
 /* One lock for the fd table and for every emulated write: the tests write from many threads. */
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 
-enum kind { K_OVERRIDE, K_BIND, K_UNBIND, K_NEW_ID, K_REMOVE_ID, K_PROBE };
+enum kind { K_OVERRIDE, K_BIND, K_UNBIND, K_NEW_ID, K_REMOVE_ID, K_PROBE, K_NUMVFS, K_AUTOPROBE };
 
 struct tracked {
     enum kind kind;
@@ -123,7 +139,7 @@ struct tracked {
     char *abs;     /* the file, as opened (normalized) */
     char *rel;     /* what write.log and fault.table name: driver_override by its bus path */
     char *reached; /* relative to root, the path that reached it (fault.table may name it) */
-    char *driver;  /* DRV for the drivers/DRV/ files */
+    char *driver;  /* DRV for the drivers/DRV/ files, BDF for a device's sriov_* files */
 };
 
 /* tracked_fd[fd] is set while files[fd] holds an entry; it lets untracked fds (nearly all)
@@ -469,6 +485,14 @@ static struct tracked *classify(const char *abs)
                   : !strcmp(comp[4], "new_id") ? K_NEW_ID
                                                : K_REMOVE_ID;
         t->driver = xstrdup(comp[3]);
+    } else if (n >= 2 &&
+               (!strcmp(last, "sriov_numvfs") || !strcmp(last, "sriov_drivers_autoprobe"))) {
+        t->kind = !strcmp(last, "sriov_numvfs") ? K_NUMVFS : K_AUTOPROBE;
+        const char *end = last - 1, *dev = end;
+        while (dev > rel && dev[-1] != '/')
+            dev--;
+        t->driver = xstrndup(dev, (size_t)(end - dev));
+        t->rel = pathf("bus/pci/devices/%s/%s", t->driver, last);
     } else if (n >= 2 && !strcmp(last, "driver_override")) {
         t->kind = K_OVERRIDE;
         /* The device is its directory's name (a device's directory is named by its BDF). */
@@ -858,8 +882,12 @@ static void release_vfio_index(const struct ctx *c, const struct device *d)
 
 /* The probe: fails as fault.table says, else binds (both links, vfio-dev/vfioN for VFIO
  * drivers). */
+static int can_probe(const struct device *d);
+
 static int probe(const struct ctx *c, const char *drv, struct device *d)
 {
+    if (!can_probe(d))
+        return ENODEV;
     char *generic = pathf("probe:%s", drv);
     char *specific = pathf("probe:%s@%s", drv, d->name);
     const char *targets[] = {generic, specific};
@@ -1131,6 +1159,198 @@ static int store_remove_id(const struct ctx *c, const char *drv, const char *s)
     return err;
 }
 
+/* ---- SR-IOV ------------------------------------------------------------------------------ */
+
+/* pci_iov_device_can_probe(): a VF without driver_override is probed only while its PF's
+ * sriov_drivers_autoprobe is on. */
+static int can_probe(const struct device *d)
+{
+    if (d->override)
+        return 1;
+    char *link = pathf("%s/physfn", d->dir);
+    int vf = exists(link);
+    free(link);
+    if (!vf)
+        return 1;
+    char *p = pathf("%s/physfn/sriov_drivers_autoprobe", d->dir);
+    char *v = read_attr(p);
+    free(p);
+    int on = !v || strcmp(v, "0") != 0;
+    free(v);
+    return on;
+}
+
+/* A number from a fake file, or `dflt` when there is none. */
+static unsigned long read_number(const char *dir, const char *name, unsigned long dflt)
+{
+    char *p = pathf("%s/%s", dir, name);
+    char *v = read_attr(p);
+    free(p);
+    unsigned long n = v ? strtoul(v, NULL, 0) : dflt;
+    free(v);
+    return n;
+}
+
+/* kstrtobool() */
+static int store_autoprobe(const struct tracked *t, const char *s)
+{
+    int on;
+    if (s[0] == '1' || s[0] == 'y' || s[0] == 'Y' || (!strncasecmp(s, "on", 2)))
+        on = 1;
+    else if (s[0] == '0' || s[0] == 'n' || s[0] == 'N' || (!strncasecmp(s, "of", 2)))
+        on = 0;
+    else
+        return EINVAL;
+    return write_file(t->abs, "we", on ? "1\n" : "0\n");
+}
+
+/* sriov_disable(): every VF leaves the bus, unbound first, and the PF's virtfnN links go. */
+static void remove_vfs(const struct ctx *c, const struct device *pf)
+{
+    char **names = list_dir(pf->dir, 0);
+    for (char **n = names; *n; n++) {
+        if (strncmp(*n, "virtfn", 6) != 0)
+            continue;
+        char *link = pathf("%s/%s", pf->dir, *n);
+        char target[PATH_MAX];
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len > 0) {
+            target[len] = '\0';
+            const char *base = strrchr(target, '/');
+            struct device vf;
+            if (load_device(c, base ? base + 1 : target, &vf) == 0) {
+                if (vf.driver)
+                    unbind_device(c, &vf);
+                vanish(c, &vf);
+            }
+            free_device(&vf);
+        }
+        unlink(link);
+        free(link);
+    }
+    free_list(names);
+}
+
+/* sriov_enable(): VF i at routing ID PF + offset + i * stride, beside the PF, then probed. */
+static int create_vfs(const struct ctx *c, const struct device *pf, unsigned n)
+{
+    unsigned domain, bus, dev, fn;
+    if (sscanf(pf->name, "%x:%x:%x.%x", &domain, &bus, &dev, &fn) != 4)
+        return EINVAL;
+    unsigned long offset = read_number(pf->dir, "fake_sriov_offset", 1);
+    unsigned long stride = read_number(pf->dir, "fake_sriov_stride", 1);
+    char *p = pathf("%s/fake_vf_modalias", pf->dir);
+    char *modalias = read_attr(p);
+    free(p);
+    struct pci_id id;
+    if (!modalias && parse_modalias(pf->modalias, &id)) {
+        /* the PF's, device ID + 1 */
+        const char *d = strstr(pf->modalias, "d");
+        modalias = pathf("%.*s%08X%s", (int)(d + 1 - pf->modalias), pf->modalias,
+                         (id.device + 1) & 0xffff, d + 9);
+    }
+    if (!modalias)
+        modalias = xstrdup(pf->modalias);
+    size_t parent_len = (size_t)(strrchr(pf->rel, '/') - pf->rel);
+    int err = 0;
+    char **made = check_alloc(calloc(n + 1, sizeof *made));
+    for (unsigned i = 0; i < n && !err; i++) {
+        unsigned long rid = (bus << 8 | dev << 3 | fn) + offset + stride * i;
+        char *name = pathf("%04x:%02lx:%02lx.%lx", domain, rid >> 8 & 0xff, rid >> 3 & 0x1f,
+                           rid & 7);
+        char *rel = pathf("%.*s/%s", (int)parent_len, pf->rel, name);
+        char *dir = pathf("%s/%s", c->real_root, rel);
+        if (mkdir(dir, 0755) < 0) {
+            err = errno;
+        } else {
+            char *file = pathf("%s/modalias", dir);
+            char *content = pathf("%s\n", modalias);
+            err = write_file(file, "we", content);
+            free(content);
+            free(file);
+            file = pathf("%s/driver_override", dir);
+            err = err ? err : write_file(file, "we", "(null)\n");
+            free(file);
+            char *target = pathf("../%s", pf->name);
+            file = pathf("%s/physfn", dir);
+            err = err ? err : make_link(file, target);
+            free(file);
+            free(target);
+            target = pathf("../%s", name);
+            file = pathf("%s/virtfn%u", pf->dir, i);
+            err = err ? err : make_link(file, target);
+            free(file);
+            free(target);
+            target = pathf("../../../%s", rel);
+            file = pathf("%s/bus/pci/devices/%s", c->root, name);
+            err = err ? err : make_link(file, target);
+            free(file);
+            free(target);
+        }
+        made[i] = name;
+        free(rel);
+        free(dir);
+    }
+    free(modalias);
+    if (!err) {
+        char *count = pathf("%u\n", n);
+        p = pathf("%s/sriov_numvfs", pf->dir);
+        err = write_file(p, "we", count);
+        free(p);
+        free(count);
+    }
+    /* pci_bus_add_device() -> device_attach() for each new VF */
+    for (unsigned i = 0; i < n && !err; i++) {
+        struct device vf;
+        if (load_device(c, made[i], &vf) == 0)
+            attach_any(c, &vf);
+        free_device(&vf);
+    }
+    if (err)
+        remove_vfs(c, pf);
+    for (unsigned i = 0; i < n; i++)
+        free(made[i]);
+    free(made);
+    return err;
+}
+
+/* sriov_numvfs_store(), its checks in its order. */
+static int store_numvfs(const struct ctx *c, const char *bdf, char *s)
+{
+    strip_newline(s);
+    char *end = NULL;
+    errno = 0;
+    unsigned long n = strtoul(s, &end, 0);
+    if (!*s || *s == '-' || *end || errno || n > 0xffff)
+        return EINVAL;
+    struct device pf;
+    int err = load_device(c, bdf, &pf);
+    if (err)
+        return err;
+    unsigned long total = read_number(pf.dir, "sriov_totalvfs", 0);
+    unsigned long current = read_number(pf.dir, "sriov_numvfs", 0);
+    char *configure =
+        pf.driver ? pathf("%s/bus/pci/drivers/%s/fake_sriov_configure", c->root, pf.driver) : NULL;
+    if (n > total)
+        err = ERANGE;
+    else if (n == current)
+        err = 0;
+    else if (!configure || !exists(configure))
+        err = ENOENT;
+    else if (n == 0) {
+        remove_vfs(c, &pf);
+        char *p = pathf("%s/sriov_numvfs", pf.dir);
+        err = write_file(p, "we", "0\n");
+        free(p);
+    } else if (current)
+        err = EBUSY;
+    else
+        err = create_vfs(c, &pf, (unsigned)n);
+    free(configure);
+    free_device(&pf);
+    return err;
+}
+
 /* One store, under state_lock; returns 0 or the errno. */
 static int apply(const struct tracked *t, const char *buf, size_t count)
 {
@@ -1164,6 +1384,12 @@ static int apply(const struct tracked *t, const char *buf, size_t count)
         break;
     case K_REMOVE_ID:
         err = store_remove_id(&c, t->driver, s);
+        break;
+    case K_NUMVFS:
+        err = store_numvfs(&c, t->driver, s);
+        break;
+    case K_AUTOPROBE:
+        err = store_autoprobe(t, s);
         break;
     }
     free(s);

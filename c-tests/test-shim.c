@@ -1018,6 +1018,83 @@ struct job {
     int err;
 };
 
+/* sriov_numvfs_store()'s checks, in its order, and the VFs it makes and removes: VF i at
+ * PF + First VF Offset + i * VF Stride, probed unless the PF's autoprobe is off and the VF has
+ * no override; removal unbinds them first. */
+static void sriov_numvfs_creates_and_removes_vfs(void)
+{
+    char *root = fs_new();
+    fs_loaded_driver(root, "mlx5_core", "mlx5_core");
+    fs_driver_ids(root, "mlx5_core", "pci:v000015B3d0000101*");
+    fs_device(root, DEV1, MLX, "mlx5_core");
+    fs_write(root, "devices/pci0000:00/" DEV1 "/sriov_totalvfs", "8\n");
+    fs_write(root, "devices/pci0000:00/" DEV1 "/sriov_numvfs", "0\n");
+    fs_write(root, "devices/pci0000:00/" DEV1 "/sriov_drivers_autoprobe", "1\n");
+    fs_write(root, "devices/pci0000:00/" DEV1 "/fake_sriov_offset", "2\n");
+    const char *numvfs = "bus/pci/devices/" DEV1 "/sriov_numvfs";
+    const char *autoprobe = "bus/pci/devices/" DEV1 "/sriov_drivers_autoprobe";
+
+    CHECK_ERR(wr(root, numvfs, "x"), EINVAL);
+    CHECK_ERR(wr(root, numvfs, "65536"), EINVAL);
+    CHECK_ERR(wr(root, numvfs, "9"), ERANGE);
+    CHECK_ERR(wr(root, numvfs, "0"), 0); /* the current count, even without sriov_configure */
+    CHECK_ERR(wr(root, numvfs, "2"), ENOENT);
+    fs_write(root, "bus/pci/drivers/mlx5_core/fake_sriov_configure", "");
+
+    CHECK_ERR(wr(root, autoprobe, "maybe"), EINVAL);
+    CHECK_ERR(wr(root, autoprobe, "0\n"), 0);
+    CHECK_ERR(wr(root, numvfs, "2\n"), 0);
+    char *n = fs_read(root, "devices/pci0000:00/" DEV1 "/sriov_numvfs");
+    CHECK_STR(n, "2\n");
+    free(n);
+    /* offset 2, stride 1; device ID + 1 (101F), which mlx5_core's table also matches */
+    char *m = fs_read(root, "bus/pci/devices/0000:01:00.2/modalias");
+    CHECK_STR(m, "pci:v000015B3d0000101Fsv000015B3sd00000048bc02sc00i00\n");
+    free(m);
+    CHECK(fs_is_bound_to(root, "0000:01:00.2", NULL));
+    CHECK(fs_is_bound_to(root, "0000:01:00.3", NULL));
+    char *o = fs_override(root, "0000:01:00.3");
+    CHECK_STR(o, "(null)");
+    free(o);
+    char *l = fs_path(root, "devices/pci0000:00/" DEV1 "/virtfn1");
+    char target[256] = "";
+    CHECK(readlink(l, target, sizeof target - 1) > 0);
+    CHECK_STR(target, "../0000:01:00.3");
+    free(l);
+    m = fs_read(root, "bus/pci/devices/0000:01:00.3/physfn/sriov_totalvfs");
+    CHECK_STR(m, "8\n");
+    free(m);
+
+    /* autoprobe off: no probe without an override; with one, bind works */
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", "0000:01:00.2"), 0);
+    CHECK(fs_is_bound_to(root, "0000:01:00.2", NULL));
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", "0000:01:00.2"), ENODEV);
+    CHECK_ERR(wr(root, "bus/pci/devices/0000:01:00.2/driver_override", "mlx5_core"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", "0000:01:00.2"), 0);
+    CHECK(fs_is_bound_to(root, "0000:01:00.2", "mlx5_core"));
+    CHECK_ERR(wr(root, autoprobe, "y"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", "0000:01:00.3"), 0);
+    CHECK(fs_is_bound_to(root, "0000:01:00.3", "mlx5_core"));
+
+    CHECK_ERR(wr(root, numvfs, "3"), EBUSY);
+    CHECK_ERR(wr(root, numvfs, "0"), 0);
+    CHECK(fs_read(root, "bus/pci/devices/0000:01:00.2/modalias") == NULL);
+    CHECK(fs_read(root, "bus/pci/drivers/mlx5_core/0000:01:00.3/modalias") == NULL);
+    l = fs_path(root, "devices/pci0000:00/" DEV1 "/virtfn0");
+    CHECK(access(l, F_OK) < 0 && errno == ENOENT);
+    free(l);
+    CHECK(fs_is_bound_to(root, DEV1, "mlx5_core"));
+
+    /* with autoprobe on, creation probes the new VFs */
+    CHECK_ERR(wr(root, numvfs, "1"), 0);
+    CHECK(fs_is_bound_to(root, "0000:01:00.2", "mlx5_core"));
+    char *log = fs_write_log(root);
+    CHECK_CONTAINS(log, "bus/pci/devices/" DEV1 "/sriov_numvfs\t9\tERANGE\n");
+    CHECK_CONTAINS(log, "bus/pci/devices/" DEV1 "/sriov_drivers_autoprobe\ty\tok\n");
+    free(log);
+    fs_destroy(root);
+}
+
 static void *bind_one(void *arg)
 {
     struct job *j = arg;
@@ -1099,4 +1176,5 @@ RUN_TESTS(TEST_CASE(shim_is_loaded),
           TEST_CASE(openat_in_a_directory_held_open_is_emulated),
           TEST_CASE(the_file_reached_decides_not_the_path),
           TEST_CASE(race_swaps_a_path_for_a_link_at_the_open),
+          TEST_CASE(sriov_numvfs_creates_and_removes_vfs),
           TEST_CASE(concurrent_writers))

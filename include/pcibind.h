@@ -144,6 +144,11 @@ typedef enum pcibind_bind_flags {
    * exact plan (at LOG_NOTICE, one message per line) instead of carrying it out.
    */
   PCIBIND_BIND_DRY_RUN = 2,
+  /**
+   * `pcibind_sriov_set_numvfs()` only: let host drivers probe the new VFs (leave the PF's
+   * `sriov_drivers_autoprobe` alone and give the VFs no `driver_override`). Since 0.2.
+   */
+  PCIBIND_SRIOV_AUTOPROBE = 4,
 } pcibind_bind_flags;
 
 /**
@@ -575,6 +580,49 @@ PCIBIND_WARN_UNUSED_RESULT
 int pcibind_vfio_device_nodes(const struct pcibind_ctx *ctx,
                               const char *address,
                               char ***paths_out);
+
+/**
+ * Lists the SR-IOV virtual functions of the physical function at `pf_address`, in `virtfnN`
+ * order (SPEC 3.10); none while no VFs are enabled.
+ *
+ * On success `*vfs_out` receives a NULL-terminated array of addresses that the caller owns and
+ * releases with `pcibind_strv_free()`. On failure it is NULL.
+ * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
+ * PCIBIND_ERR_UNSUPPORTED (the device has no `sriov_totalvfs`: no SR-IOV, or a VF),
+ * PCIBIND_ERR_IO. Since 0.2.
+ */
+int pcibind_sriov_vfs(const struct pcibind_ctx *ctx, const char *pf_address, char ***vfs_out);
+
+/**
+ * Sets the number of SR-IOV virtual functions of the physical function at `pf_address` to
+ * `numvfs` (SPEC 3.10), holding the PF's lock meanwhile.
+ *
+ * More than its `sriov_totalvfs` is refused (PCIBIND_ERR_INVALID_ARG) with nothing written;
+ * the current count succeeds with nothing written. Any other change first removes the VFs
+ * there are (the kernel cannot go from one non-zero count to another): refused with
+ * PCIBIND_ERR_IN_USE while one of them is on a VFIO driver, unless PCIBIND_BIND_FORCE is given,
+ * in which case the kernel blocks until the VFIO driver lets go of the VF (until the VM using
+ * it releases it). Should a later step fail, the old VFs are gone: the error message says the
+ * PF now has 0 VFs.
+ *
+ * By default no host driver may grab the new VFs: the PF's `sriov_drivers_autoprobe` is set
+ * to 0 while they are created, each new VF gets the `driver_override` `none` that
+ * `pcibind_unbind()` leaves (binding it to a VFIO driver replaces it), then the setting is put
+ * back. With PCIBIND_SRIOV_AUTOPROBE all that is left alone and host drivers probe the VFs.
+ * `flags`: PCIBIND_BIND_FORCE, PCIBIND_SRIOV_AUTOPROBE; other bits are refused.
+ *
+ * `vfs_out` may be NULL; otherwise on success it receives a NULL-terminated array of the PF's
+ * VFs (the new ones, or the existing ones when nothing changed), which the caller owns and
+ * releases with `pcibind_strv_free()`.
+ * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
+ * PCIBIND_ERR_UNSUPPORTED (no SR-IOV, or the PF's driver cannot create VFs: the message names
+ * it), PCIBIND_ERR_IN_USE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO. Since 0.2.
+ */
+int pcibind_sriov_set_numvfs(const struct pcibind_ctx *ctx,
+                             const char *pf_address,
+                             unsigned int numvfs,
+                             unsigned int flags,
+                             char ***vfs_out);
 
 /**
  * Releases a string returned by the library. NULL is fine. Same as `free()`.

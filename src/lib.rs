@@ -33,6 +33,7 @@ mod nodes;
 mod query;
 mod resolve;
 mod safety;
+mod sriov;
 mod sysfs;
 mod tables;
 mod txn;
@@ -50,6 +51,7 @@ pub use lock::DEFAULT_LOCK_TIMEOUT;
 pub use log::{Logger, Priority, Sink};
 pub use modprobe::{Modprobe, DEFAULT_MODPROBE_TIMEOUT};
 pub use name::{DriverName, ModuleName};
+pub use sriov::SriovOptions;
 pub use sysfs::NO_DRIVER_OVERRIDE;
 
 /// The parsers and matchers that the fuzz targets and benchmarks drive directly (feature

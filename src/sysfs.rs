@@ -329,6 +329,71 @@ impl Sysfs {
         }
     }
 
+    /// The PF's `sriov_totalvfs`; `None` when the device has none (no SR-IOV, or a VF).
+    pub fn sriov_totalvfs(&self, address: &PciAddress) -> Result<Option<u32>> {
+        match self.device_attr(address, "sriov_totalvfs") {
+            Ok(text) => text.trim().parse().map(Some).map_err(|_| Error::Malformed {
+                path: self.device_dir(address).join("sriov_totalvfs"),
+                detail: format!("{:?} is not a number", text.trim()),
+            }),
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the PF's `sriov_numvfs` (the kernel creates or removes the VFs before answering).
+    pub fn set_sriov_numvfs(&self, address: &PciAddress, numvfs: u32) -> Result<()> {
+        let path = self.device_dir(address).join("sriov_numvfs");
+        self.write_kernel_file(path, numvfs.to_string().as_bytes(), "writing sriov_numvfs")
+    }
+
+    /// The PF's `sriov_drivers_autoprobe`: whether drivers may probe its VFs (at every probe of
+    /// a VF that has no `driver_override`).
+    pub fn sriov_drivers_autoprobe(&self, address: &PciAddress) -> Result<bool> {
+        let text = self.device_attr(address, "sriov_drivers_autoprobe")?;
+        match text.trim() {
+            "0" => Ok(false),
+            "1" => Ok(true),
+            other => Err(Error::Malformed {
+                path: self.device_dir(address).join("sriov_drivers_autoprobe"),
+                detail: format!("{other:?} is not 0 or 1"),
+            }),
+        }
+    }
+
+    pub fn set_sriov_drivers_autoprobe(&self, address: &PciAddress, on: bool) -> Result<()> {
+        let path = self.device_dir(address).join("sriov_drivers_autoprobe");
+        let value: &[u8] = if on { b"1" } else { b"0" };
+        self.write_kernel_file(path, value, "writing sriov_drivers_autoprobe")
+    }
+
+    /// The PF's VFs, from its `virtfnN` links, in N order. Links whose target is no PCI
+    /// address are skipped.
+    pub fn sriov_virtfns(&self, address: &PciAddress) -> Result<Vec<PciAddress>> {
+        let dir = self.require_device(address)?;
+        let mut links: Vec<(u32, String)> = self
+            .list_dir(&dir, "listing the PF's virtfn links")?
+            .into_iter()
+            .filter_map(|n| {
+                let index = n.strip_prefix("virtfn")?;
+                if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                Some((index.parse().ok()?, n))
+            })
+            .collect();
+        links.sort();
+        let mut out = Vec::with_capacity(links.len());
+        for (_, name) in links {
+            if let Some(target) = self.link_basename(&dir.join(&name), "reading a virtfn link")? {
+                if let Ok(vf) = PciAddress::parse(&target) {
+                    out.push(vf);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The UTF-8 names in a directory (others cannot be valid names and are skipped).
     fn list_dir(&self, dir: &Path, step: &'static str) -> Result<Vec<String>> {
         let entries = self

@@ -71,8 +71,8 @@ impl Context {
         let mut next = 0;
         while next < groups.len() {
             for m in self.sysfs.iommu_group_devices(groups[next])? {
-                if !members.contains_key(&m) {
-                    members.insert(m, self.unit_member(&m)?);
+                if let std::collections::btree_map::Entry::Vacant(e) = members.entry(m) {
+                    e.insert(self.unit_member(&m)?);
                 }
             }
             next += 1;

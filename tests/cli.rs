@@ -597,3 +597,88 @@ fn help_and_man_page() {
     let man = stdout(&t.run(&["man"]));
     assert!(man.contains(".TH pcibind"), "{man}");
 }
+
+#[test]
+fn sriov_lists_and_sets_the_vfs() {
+    let tree = Tree::new();
+    let pf = tree.root.join("bus/pci/devices").join(NIC);
+    for (file, value) in [
+        ("sriov_totalvfs", "4\n"),
+        ("sriov_numvfs", "0\n"),
+        ("sriov_drivers_autoprobe", "1\n"),
+    ] {
+        std::fs::write(pf.join(file), value).unwrap();
+    }
+    std::fs::write(
+        tree.root
+            .join("bus/pci/drivers/e1000e/fake_sriov_configure"),
+        "",
+    )
+    .unwrap();
+
+    let o = tree.run(&["sriov", NIC]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    let o = tree.run(&["sriov", NIC, "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "0000:00:02.1\n0000:00:02.2\n");
+    assert_eq!(tree.driver_override("0000:00:02.1"), "none");
+    assert_eq!(tree.driver("0000:00:02.1"), None);
+    let o = tree.run(&["sriov", NIC]);
+    assert_eq!(stdout(&o), "0000:00:02.1\n0000:00:02.2\n");
+
+    let o = tree.run(&["sriov", NIC, "5"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("at most 4"), "{}", stderr(&o));
+    let o = tree.run(&["sriov", NIC, "--force"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    let o = tree.run(&["bind", "0000:00:02.1", "vfio-pci"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = tree.run(&["sriov", NIC, "0"]);
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    let o = tree.run(&["sriov", NIC, "0", "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+}
+
+#[test]
+fn bind_does_many_devices_in_parallel_and_reports_in_order() {
+    let tree = Tree::new();
+    let pf = tree.root.join("bus/pci/devices").join(NIC);
+    for (file, value) in [
+        ("sriov_totalvfs", "8\n"),
+        ("sriov_numvfs", "0\n"),
+        ("sriov_drivers_autoprobe", "1\n"),
+    ] {
+        std::fs::write(pf.join(file), value).unwrap();
+    }
+    std::fs::write(
+        tree.root
+            .join("bus/pci/drivers/e1000e/fake_sriov_configure"),
+        "",
+    )
+    .unwrap();
+    let o = tree.run(&["sriov", NIC, "6"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let vfs: Vec<String> = stdout(&o).lines().map(str::to_owned).collect();
+    assert_eq!(vfs.len(), 6);
+    let mut args: Vec<&str> = vec!["bind"];
+    args.extend(vfs.iter().map(String::as_str));
+    args.push("vfio-pci");
+    let o = tree.run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected: String = vfs
+        .iter()
+        .map(|vf| format!("{vf}: bound to vfio-pci\n"))
+        .chain(std::iter::once("6 devices: 6 done, 0 failed\n".to_owned()))
+        .collect();
+    assert_eq!(stdout(&o), expected);
+    for vf in &vfs {
+        assert_eq!(tree.driver(vf).as_deref(), Some("vfio-pci"));
+    }
+    // They are on vfio-pci: only a forced removal takes them away.
+    let o = tree.run(&["sriov", NIC, "0", "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

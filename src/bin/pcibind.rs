@@ -5,13 +5,14 @@ mod man;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use pcibind::{
     class_name, BindOptions, Context, DeviceInfo, DriverName, Error, Logger, Modprobe, PciAddress,
-    Priority, NO_DRIVER_OVERRIDE,
+    Priority, SriovOptions, NO_DRIVER_OVERRIDE,
 };
 
 const AFTER_HELP: &str = "\
@@ -115,7 +116,9 @@ enum Command {
     /// as `unbind` does; it is never loaded as a module. Only the last argument may be a
     /// driver. Every address must be well formed and name an existing device, and DRIVER must
     /// resolve to a PCI driver (its module is loaded if needed; not with --dry-run, which loads
-    /// nothing), before any device is touched; otherwise nothing is done.
+    /// nothing), before any device is touched; otherwise nothing is done. The devices are then
+    /// bound in parallel threads (not with --dry-run or --group) and reported in the order
+    /// given.
     Bind {
         /// One or more device addresses, then optionally the driver (or `none`)
         #[arg(required = true, value_name = "ADDRESS... [DRIVER]")]
@@ -154,6 +157,28 @@ enum Command {
         /// it out) back to the host as one transaction. Takes no DRIVER.
         #[arg(long)]
         group: bool,
+    },
+    /// List the SR-IOV virtual functions of a physical function, or with N set its number of
+    /// VFs and list the VFs it then has
+    ///
+    /// Changing the count goes through 0 (the kernel requires it), so it removes the VFs there
+    /// are: refused while one is on a VFIO driver, unless --force. More than the PF's
+    /// sriov_totalvfs is refused with nothing changed; the current count changes nothing. The
+    /// new VFs are kept from host drivers (unbound, driver_override `none`, ready for `pcibind
+    /// bind`) unless --autoprobe.
+    Sriov {
+        #[arg(value_name = "PF")]
+        pf: String,
+        /// The number of VFs wanted
+        #[arg(value_name = "N")]
+        numvfs: Option<u32>,
+        /// Remove VFs even when one is on a VFIO driver (the kernel then waits until the VM
+        /// using it lets go of it)
+        #[arg(long, requires = "numvfs")]
+        force: bool,
+        /// Let host drivers probe the new VFs
+        #[arg(long, requires = "numvfs")]
+        autoprobe: bool,
     },
     /// Print the man page (roff) to stdout
     #[command(hide = true)]
@@ -636,37 +661,109 @@ fn show(ctx: &Context, address: &str, json: bool) -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs `op` on each address, reporting one line per device and a summary; the status of the
-/// worst failure.
-fn each(addresses: &[String], verb: &str, op: impl Fn(&str) -> Result<String, Error>) -> u8 {
-    let tty = io::stderr().is_terminal();
-    let (mut done, mut failed, mut status) = (0, 0, 0u8);
-    for address in addresses {
-        if tty && addresses.len() > 1 {
-            eprint!("{verb} {address} ...\r");
-        }
-        match op(address) {
+/// Counts of one command's outcomes and the status of the worst failure.
+#[derive(Default)]
+struct Tally {
+    done: usize,
+    failed: usize,
+    status: u8,
+}
+
+impl Tally {
+    /// Reports one device's outcome: a line on stdout, or the error on stderr.
+    fn report(&mut self, address: &str, outcome: Result<String, Error>) {
+        match outcome {
             Ok(what) => {
-                done += 1;
+                self.done += 1;
                 println!("{address}: {what}");
             }
             Err(e) => {
-                failed += 1;
+                self.failed += 1;
                 eprintln!(
                     "pcibind: {address}: {}",
                     e.to_string().replace("PCIBIND_BIND_FORCE", "--force")
                 );
                 let s = status_of(&e);
-                if severity(s) > severity(status) {
-                    status = s;
+                if severity(s) > severity(self.status) {
+                    self.status = s;
                 }
             }
         }
     }
-    if addresses.len() > 1 {
-        println!("{} devices: {done} done, {failed} failed", addresses.len());
+
+    /// The summary line (for more than one device) and the status.
+    fn finish(self, total: usize) -> u8 {
+        if total > 1 {
+            println!(
+                "{total} devices: {} done, {} failed",
+                self.done, self.failed
+            );
+        }
+        self.status
     }
-    status
+}
+
+/// Runs `op` on each address, reporting one line per device and a summary; the status of the
+/// worst failure.
+fn each(addresses: &[String], verb: &str, op: impl Fn(&str) -> Result<String, Error>) -> u8 {
+    let tty = io::stderr().is_terminal();
+    let mut tally = Tally::default();
+    for address in addresses {
+        if tty && addresses.len() > 1 {
+            eprint!("{verb} {address} ...\r");
+        }
+        tally.report(address, op(address));
+    }
+    tally.finish(addresses.len())
+}
+
+/// Most threads `each_in_parallel` runs.
+const MAX_WORKERS: usize = 16;
+
+/// `each`, with the devices done in parallel threads (a context is thread-safe and the kernel
+/// locks per device); the reports come in the order of the addresses, each as soon as it and
+/// those before it are done.
+fn each_in_parallel(
+    addresses: &[String],
+    verb: &str,
+    op: impl Fn(&str) -> Result<String, Error> + Sync,
+) -> u8 {
+    if addresses.len() < 2 {
+        return each(addresses, verb, op);
+    }
+    let workers = std::thread::available_parallelism()
+        .map_or(4, |n| n.get())
+        .clamp(2, MAX_WORKERS)
+        .min(addresses.len());
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut tally = Tally::default();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (next, op) = (&next, &op);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(address) = addresses.get(i) else {
+                    break;
+                };
+                if tx.send((i, op(address))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut pending = std::collections::BTreeMap::new();
+        let mut reported = 0;
+        for (i, outcome) in rx {
+            pending.insert(i, outcome);
+            while let Some(outcome) = pending.remove(&reported) {
+                tally.report(&addresses[reported], outcome);
+                reported += 1;
+            }
+        }
+    });
+    tally.finish(addresses.len())
 }
 
 fn run(cli: Cli) -> Result<u8, Error> {
@@ -724,7 +821,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     ctx.bind_plan(a, driver, options)
                         .map(|plan| format!("plan (nothing changed):\n{plan}"))
                 }),
-                (_, false) => each(&addresses, "binding", |a| {
+                (_, false) => each_in_parallel(&addresses, "binding", |a| {
                     ctx.bind(a, driver, options)
                         .map(|d| format!("bound to {d}"))
                 }),
@@ -768,6 +865,32 @@ fn run(cli: Cli) -> Result<u8, Error> {
                             None => "left unbound: no host driver matches it".to_owned(),
                         })
                     })
+                }
+            }
+        }
+        Command::Sriov {
+            pf,
+            numvfs,
+            force,
+            autoprobe,
+        } => {
+            let vfs = match numvfs {
+                None => ctx.sriov_vfs(&pf),
+                Some(n) => ctx.sriov_set_numvfs(&pf, n, SriovOptions { force, autoprobe }),
+            };
+            match vfs {
+                Ok(vfs) => {
+                    for vf in vfs {
+                        println!("{vf}");
+                    }
+                    0
+                }
+                Err(e) => {
+                    eprintln!(
+                        "pcibind: {}",
+                        e.to_string().replace("PCIBIND_BIND_FORCE", "--force")
+                    );
+                    status_of(&e)
                 }
             }
         }

@@ -1,0 +1,217 @@
+//! SR-IOV virtual functions (SPEC 3.10): listing a PF's VFs and changing their count so that no
+//! host driver grabs the new ones.
+
+use crate::address::PciAddress;
+use crate::error::{Error, Result};
+use crate::log::Priority;
+use crate::sysfs::NO_DRIVER_OVERRIDE;
+use crate::Context;
+
+/// Options of [`Context::sriov_set_numvfs`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SriovOptions {
+    /// Remove VFs even when one is on a VFIO driver (the kernel then blocks until the VFIO
+    /// driver lets go of it, i.e. until the VM using it releases it).
+    pub force: bool,
+    /// Leave `sriov_drivers_autoprobe` alone and give the new VFs no `driver_override`: host
+    /// drivers probe them as the kernel decides.
+    pub autoprobe: bool,
+}
+
+impl Context {
+    /// The VFs of the PF at `pf`, in `virtfnN` order. A device without `sriov_totalvfs` (no
+    /// SR-IOV, or a VF) is `Unsupported`.
+    pub fn sriov_vfs(&self, pf: &str) -> Result<Vec<PciAddress>> {
+        let pf = PciAddress::parse(pf)?;
+        self.sysfs.require_device(&pf)?;
+        self.require_sriov(&pf)?;
+        self.sysfs.sriov_virtfns(&pf)
+    }
+
+    /// `sriov_totalvfs`, or `Unsupported` when the device has none.
+    fn require_sriov(&self, pf: &PciAddress) -> Result<u32> {
+        self.sysfs
+            .sriov_totalvfs(pf)?
+            .ok_or_else(|| Error::Unsupported {
+                address: *pf,
+                detail: "not an SR-IOV physical function (it has no sriov_totalvfs)".into(),
+            })
+    }
+
+    /// Sets the number of VFs of the PF at `pf` to `numvfs` (SPEC 3.10) and returns the VFs it
+    /// then has. More than `sriov_totalvfs` is refused with nothing written; the current count
+    /// writes nothing. Any other change removes the VFs there are first (the kernel refuses to
+    /// go from one non-zero count to another), which is refused while one of them is on a
+    /// VFIO driver unless `force`. Unless `autoprobe`, the new VFs are kept from host drivers:
+    /// the PF's `sriov_drivers_autoprobe` is 0 while they are created, each gets
+    /// `driver_override` `none`, then the setting is put back. The PF is locked meanwhile.
+    pub fn sriov_set_numvfs(
+        &self,
+        pf: &str,
+        numvfs: u32,
+        options: SriovOptions,
+    ) -> Result<Vec<PciAddress>> {
+        let pf = PciAddress::parse(pf)?;
+        self.sysfs.require_device(&pf)?;
+        // Declared first, dropped last: the log callback runs after the lock is released.
+        let _deferral = self.log.defer();
+        let _lock = self.locks.lock(&self.lock_dir, &pf, self.lock_timeout)?;
+        let total = self.require_sriov(&pf)?;
+        if numvfs > total {
+            return Err(Error::InvalidArg(format!(
+                "{pf} supports at most {total} VFs (sriov_totalvfs), not {numvfs}"
+            )));
+        }
+        let current = self.sysfs.sriov_numvfs(&pf)?;
+        if numvfs == current {
+            self.log.log(
+                Priority::Info,
+                format_args!("{pf} already has {current} VFs; nothing to do"),
+            );
+            return self.sysfs.sriov_virtfns(&pf);
+        }
+        if current > 0 {
+            self.check_vfs_removable(&pf, options.force)?;
+            self.log.log(
+                Priority::Info,
+                format_args!("{pf}: removing its {current} VFs"),
+            );
+            self.sysfs
+                .set_sriov_numvfs(&pf, 0)
+                .map_err(|e| self.numvfs_error(&pf, e))?;
+            if numvfs == 0 {
+                return Ok(Vec::new());
+            }
+        }
+        let now_zero = |e: Error| {
+            if current > 0 {
+                count_now_zero(e, current)
+            } else {
+                e
+            }
+        };
+        let restore_autoprobe = if options.autoprobe {
+            false
+        } else {
+            let on = self.sysfs.sriov_drivers_autoprobe(&pf).map_err(now_zero)?;
+            if on {
+                self.sysfs
+                    .set_sriov_drivers_autoprobe(&pf, false)
+                    .map_err(now_zero)?;
+            }
+            on
+        };
+        self.log.log(
+            Priority::Info,
+            format_args!(
+                "{pf}: creating {numvfs} VFs{}",
+                if options.autoprobe {
+                    " (host drivers may probe them)"
+                } else {
+                    ""
+                }
+            ),
+        );
+        let created = self
+            .sysfs
+            .set_sriov_numvfs(&pf, numvfs)
+            .map_err(|e| self.numvfs_error(&pf, e))
+            .map_err(now_zero);
+        let result = created.and_then(|()| {
+            let vfs = self.sysfs.sriov_virtfns(&pf)?;
+            if !options.autoprobe {
+                for vf in &vfs {
+                    self.sysfs
+                        .set_driver_override(vf, Some(NO_DRIVER_OVERRIDE))?;
+                }
+            }
+            Ok(vfs)
+        });
+        if restore_autoprobe {
+            if let Err(e) = self.sysfs.set_sriov_drivers_autoprobe(&pf, true) {
+                if result.is_ok() {
+                    return Err(e);
+                }
+                self.log.log(
+                    Priority::Err,
+                    format_args!("{pf}: putting sriov_drivers_autoprobe back to 1 failed: {e}"),
+                );
+            }
+        }
+        result
+    }
+
+    /// Removing the PF's VFs is refused while one is on a VFIO driver, unless forced.
+    fn check_vfs_removable(&self, pf: &PciAddress, force: bool) -> Result<()> {
+        for vf in self.sysfs.sriov_virtfns(pf)? {
+            let driver = self.sysfs.device_driver(&vf)?;
+            let on_vfio = self.sysfs.has_vfio_dev(&vf)
+                || driver.as_ref().is_some_and(|d| self.is_vfio_driver(d));
+            if !on_vfio {
+                continue;
+            }
+            let driver = driver.map_or_else(|| "a VFIO driver".to_owned(), |d| d.to_string());
+            if !force {
+                return Err(Error::InUse {
+                    address: *pf,
+                    reason: format!(
+                        "its VF {vf} is on {driver}, probably assigned to a VM; removing the \
+                         VFs would take it away"
+                    ),
+                });
+            }
+            self.log.log(
+                Priority::Warning,
+                format_args!(
+                    "{pf}: removing VF {vf} although it is on {driver} (forced); the kernel \
+                     waits until its user lets go of it"
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// A failed write of `sriov_numvfs`: the kernel's ENOENT/EOPNOTSUPP mean the PF's driver
+    /// cannot create VFs.
+    fn numvfs_error(&self, pf: &PciAddress, e: Error) -> Error {
+        match e.errno() {
+            libc::ENOENT | libc::EOPNOTSUPP if matches!(e, Error::Io { .. }) => {
+                let driver = match self.sysfs.device_driver(pf) {
+                    Ok(Some(d)) => format!("its driver {d} cannot create VFs"),
+                    Ok(None) => {
+                        "it is bound to no driver, and only a PF's driver creates VFs".to_owned()
+                    }
+                    Err(_) => "its driver cannot create VFs".to_owned(),
+                };
+                Error::Unsupported {
+                    address: *pf,
+                    detail: format!("{driver} (the kernel refused sriov_numvfs: {e})"),
+                }
+            }
+            _ => e,
+        }
+    }
+}
+
+/// An error after the VFs were removed: the old ones cannot come back, and the error says so.
+fn count_now_zero(e: Error, had: u32) -> Error {
+    match e {
+        Error::Io { path, source, .. } => Error::Io {
+            step: "creating the new VFs after removing the old ones (the PF now has 0 VFs)",
+            path,
+            source,
+        },
+        Error::Unsupported { address, detail } => Error::Unsupported {
+            address,
+            detail: format!("{detail}; the PF now has 0 VFs (it had {had})"),
+        },
+        Error::InvalidArg(m) => {
+            Error::InvalidArg(format!("{m}; the PF now has 0 VFs (it had {had})"))
+        }
+        Error::Malformed { path, detail } => Error::Malformed {
+            path,
+            detail: format!("{detail}; the PF now has 0 VFs (it had {had})"),
+        },
+        other => other,
+    }
+}
