@@ -589,9 +589,13 @@ int pcibind_vfio_device_nodes(const struct pcibind_ctx *ctx,
  * releases with `pcibind_strv_free()`. On failure it is NULL.
  * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
  * PCIBIND_ERR_UNSUPPORTED (the device has no `sriov_totalvfs`: no SR-IOV, or a VF),
- * PCIBIND_ERR_IO. Since 0.2.
+ * PCIBIND_ERR_IO.
+ * @since 0.2
  */
-int pcibind_sriov_vfs(const struct pcibind_ctx *ctx, const char *pf_address, char ***vfs_out);
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_sriov_vfs(const struct pcibind_ctx *ctx,
+                      const char *pf_address,
+                      char ***vfs_out);
 
 /**
  * Sets the number of SR-IOV virtual functions of the physical function at `pf_address` to
@@ -616,8 +620,10 @@ int pcibind_sriov_vfs(const struct pcibind_ctx *ctx, const char *pf_address, cha
  * releases with `pcibind_strv_free()`.
  * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
  * PCIBIND_ERR_UNSUPPORTED (no SR-IOV, or the PF's driver cannot create VFs: the message names
- * it), PCIBIND_ERR_IN_USE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO. Since 0.2.
+ * it), PCIBIND_ERR_IN_USE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
+ * @since 0.2
  */
+PCIBIND_WARN_UNUSED_RESULT
 int pcibind_sriov_set_numvfs(const struct pcibind_ctx *ctx,
                              const char *pf_address,
                              unsigned int numvfs,

@@ -705,7 +705,9 @@ pub unsafe extern "C" fn pcibind_vfio_device_nodes(
 /// releases with `pcibind_strv_free()`. On failure it is NULL.
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
 /// PCIBIND_ERR_UNSUPPORTED (the device has no `sriov_totalvfs`: no SR-IOV, or a VF),
-/// PCIBIND_ERR_IO. Since 0.2.
+/// PCIBIND_ERR_IO.
+/// @since 0.2
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_sriov_vfs(
     ctx: *const pcibind_ctx,
@@ -744,7 +746,9 @@ pub unsafe extern "C" fn pcibind_sriov_vfs(
 /// releases with `pcibind_strv_free()`.
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
 /// PCIBIND_ERR_UNSUPPORTED (no SR-IOV, or the PF's driver cannot create VFs: the message names
-/// it), PCIBIND_ERR_IN_USE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO. Since 0.2.
+/// it), PCIBIND_ERR_IN_USE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
+/// @since 0.2
+#[must_use]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pcibind_sriov_set_numvfs(
     ctx: *const pcibind_ctx,
