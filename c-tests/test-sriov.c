@@ -141,6 +141,20 @@ static void new_vfs_stay_unbound(void)
     teardown();
 }
 
+/* A VF that cannot be parked with the `none` override: the call fails, and autoprobe stays 0 so
+ * that no host driver takes the unparked VF. */
+static void a_vf_that_cannot_be_parked_keeps_autoprobe_off(void)
+{
+    setup();
+    fs_fault(root, "bus/pci/devices/" VF1 "/driver_override EIO");
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 2, 0, NULL), PCIBIND_ERR_IO);
+    char *a = autoprobe();
+    CHECK_STR(a, "0\n");
+    free(a);
+    CHECK(fs_is_bound_to(root, VF1, NULL));
+    teardown();
+}
+
 /* An autoprobe setting of 0 stays 0 and is not written. */
 static void autoprobe_off_stays_off(void)
 {
@@ -304,6 +318,7 @@ static void failure_after_zero_says_so(void)
 }
 
 RUN_TESTS(TEST_CASE(lists_the_vfs_in_virtfn_order), TEST_CASE(new_vfs_stay_unbound),
+          TEST_CASE(a_vf_that_cannot_be_parked_keeps_autoprobe_off),
           TEST_CASE(autoprobe_off_stays_off),
           TEST_CASE(autoprobe_flag_lets_the_host_driver_take_them),
           TEST_CASE(count_changes_go_through_zero), TEST_CASE(more_than_total_is_refused),

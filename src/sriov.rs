@@ -117,6 +117,9 @@ impl Context {
             .set_sriov_numvfs(&pf, numvfs)
             .map_err(|e| self.numvfs_error(&pf, e))
             .map_err(now_zero);
+        // VFs exist from here on: should parking one fail, autoprobe stays off below, so no
+        // host driver grabs the unparked ones.
+        let vfs_exist = created.is_ok();
         let result = created.and_then(|()| {
             let vfs = self.sysfs.sriov_virtfns(&pf)?;
             if !options.autoprobe {
@@ -127,7 +130,16 @@ impl Context {
             }
             Ok(vfs)
         });
-        if restore_autoprobe {
+        if restore_autoprobe && vfs_exist && result.is_err() {
+            self.log.log(
+                Priority::Warning,
+                format_args!(
+                    "{pf}: sriov_drivers_autoprobe left at 0 so that no host driver takes a VF \
+                     that could not be given the '{NO_DRIVER_OVERRIDE}' override; write 1 to it \
+                     once they are bound"
+                ),
+            );
+        } else if restore_autoprobe {
             if let Err(e) = self.sysfs.set_sriov_drivers_autoprobe(&pf, true) {
                 if result.is_ok() {
                     return Err(e);

@@ -155,11 +155,17 @@ fn text(s: Option<&clap::builder::StyledStr>) -> String {
 
 /// Plain text to roff paragraphs (blank lines separate them).
 fn paragraphs(page: &mut String, text: &str) {
-    for (i, para) in text.split("\n\n").filter(|p| !p.trim().is_empty()).enumerate() {
+    for (i, para) in text
+        .split("\n\n")
+        .filter(|p| !p.trim().is_empty())
+        .enumerate()
+    {
         if i > 0 {
             page.push_str(".PP\n");
         }
-        page.push_str(&escape(&para.split_whitespace().collect::<Vec<_>>().join(" ")));
+        page.push_str(&escape(
+            &para.split_whitespace().collect::<Vec<_>>().join(" "),
+        ));
         page.push('\n');
     }
 }
