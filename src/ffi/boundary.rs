@@ -305,9 +305,12 @@ pub(crate) fn malloc_string(s: &str) -> Result<*mut c_char> {
     }
 }
 
-/// A `malloc`ed, NULL-terminated array of `malloc`ed copies of `strings`, as
-/// `pcibind_strv_free()` releases it.
-pub(crate) fn malloc_strv(strings: &[String]) -> Result<*mut *mut c_char> {
+/// A `malloc`ed, NULL-terminated array of `malloc`ed copies of `items` as text (addresses,
+/// paths), as `pcibind_strv_free()` releases it.
+pub(crate) fn malloc_strv<T: std::fmt::Display>(
+    items: impl IntoIterator<Item = T>,
+) -> Result<*mut *mut c_char> {
+    let strings: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
     let enomem = || {
         Error::io(
             "allocating a string array",

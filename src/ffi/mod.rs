@@ -536,8 +536,7 @@ pub unsafe extern "C" fn pcibind_iommu_group_members(
     with_ctx(ctx, |ctx| {
         let out = out.ok_or_else(|| null("addresses_out"))?;
         let members = ctx.iommu_group(address_arg(address)?)?;
-        let strings: Vec<String> = members.iter().map(|m| m.address.to_string()).collect();
-        *out = boundary::malloc_strv(&strings)?;
+        *out = boundary::malloc_strv(members.iter().map(|m| m.address))?;
         Ok(())
     })
 }
@@ -650,8 +649,7 @@ fn group_outcome(
             .log(crate::Priority::Notice, format_args!("dry run: {line}"));
     }
     if let Some(out) = out {
-        let moved: Vec<String> = outcome.moved.iter().map(|a| a.to_string()).collect();
-        *out = boundary::malloc_strv(&moved)?;
+        *out = boundary::malloc_strv(&outcome.moved)?;
     }
     Ok(())
 }
@@ -692,8 +690,7 @@ pub unsafe extern "C" fn pcibind_vfio_device_nodes(
     with_ctx(ctx, |ctx| {
         let out = out.ok_or_else(|| null("paths_out"))?;
         let nodes = ctx.vfio_device_nodes(address_arg(address)?)?;
-        let strings: Vec<String> = nodes.iter().map(|p| p.display().to_string()).collect();
-        *out = boundary::malloc_strv(&strings)?;
+        *out = boundary::malloc_strv(nodes.iter().map(|p| p.display()))?;
         Ok(())
     })
 }
@@ -718,8 +715,7 @@ pub unsafe extern "C" fn pcibind_sriov_vfs(
     with_ctx(ctx, |ctx| {
         let out = out.ok_or_else(|| null("vfs_out"))?;
         let vfs = ctx.sriov_vfs(address_arg(pf_address)?)?;
-        let strings: Vec<String> = vfs.iter().map(|a| a.to_string()).collect();
-        *out = boundary::malloc_strv(&strings)?;
+        *out = boundary::malloc_strv(&vfs)?;
         Ok(())
     })
 }
@@ -768,8 +764,7 @@ pub unsafe extern "C" fn pcibind_sriov_set_numvfs(
         };
         let vfs = ctx.sriov_set_numvfs(address_arg(pf_address)?, numvfs, options)?;
         if let Some(out) = out {
-            let strings: Vec<String> = vfs.iter().map(|a| a.to_string()).collect();
-            *out = boundary::malloc_strv(&strings)?;
+            *out = boundary::malloc_strv(&vfs)?;
         }
         Ok(())
     })
