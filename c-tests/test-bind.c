@@ -20,15 +20,6 @@ static const char *const E1000E = "pci:v00008086d000010D3sv00008086sd0000A01Fbc0
 static const char *const VIRTIO_NET = "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00";
 static const char *const NVME = "pci:v00008086d0000F1A8sv00008086sd0000390Bbc01sc08i02";
 
-static char warnings[8192];
-static void capture_log(void *userdata, int priority, const char *message)
-{
-    (void)userdata;
-    if (priority <= LOG_WARNING) {
-        size_t len = strlen(warnings);
-        snprintf(warnings + len, sizeof(warnings) - len, "%s\n", message);
-    }
-}
 
 /* A tree with the real Ubuntu 6.8 alias tables, host drivers whose ID tables match their
  * devices, vfio-pci loaded, and a context using the fake modprobe, lock and proc dirs in it. */
@@ -45,7 +36,7 @@ static void setup(void)
     CHECK(asprintf(&dir, "%s/kernel-6.8.0-151-generic", getenv("PCIBIND_TEST_DATA")) > 0);
     ctx = test_context(root, root, getenv("FAKE_MODPROBE"), dir);
     free(dir);
-    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_log, NULL, LOG_WARNING), PCIBIND_OK);
+    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_warnings, NULL, LOG_WARNING), PCIBIND_OK);
 }
 
 static void teardown(void)

@@ -20,17 +20,6 @@ static const char *const LPC_ID = "pci:v00008086d0000A143sv00008086sd00007270bc0
 
 static char *root;
 static pcibind_ctx *ctx;
-static char warnings[8192];
-
-static void capture(void *userdata, int priority, const char *message)
-{
-    (void)userdata;
-    if (priority <= LOG_WARNING) {
-        size_t len = strlen(warnings);
-        snprintf(warnings + len, sizeof(warnings) - len, "%s\n", message);
-    }
-}
-
 static void in_group(const char *bdf, int group)
 {
     char rel[256], target[256];
@@ -68,7 +57,7 @@ static void setup(int audio_group)
     in_group(GPU, 1);
     in_group(AUDIO, audio_group);
     ctx = test_context(root, root, getenv("FAKE_MODPROBE"), NULL);
-    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture, NULL, LOG_WARNING), PCIBIND_OK);
+    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_warnings, NULL, LOG_WARNING), PCIBIND_OK);
 }
 
 static void teardown(void)

@@ -21,15 +21,6 @@ static const char *const VGA = "pci:v00001234d00001111sv00001AF4sd00001100bc03sc
 static const char *const ROUTE_HEADER =
     "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n";
 
-static char warnings[8192];
-static void capture_log(void *userdata, int priority, const char *message)
-{
-    (void)userdata;
-    if (priority <= LOG_WARNING) {
-        size_t len = strlen(warnings);
-        snprintf(warnings + len, sizeof(warnings) - len, "%s\n", message);
-    }
-}
 
 static void setup(void)
 {
@@ -44,7 +35,7 @@ static void setup(void)
     CHECK(asprintf(&dir, "%s/kernel-6.8.0-151-generic", getenv("PCIBIND_TEST_DATA")) > 0);
     ctx = test_context(root, root, getenv("FAKE_MODPROBE"), dir);
     free(dir);
-    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_log, NULL, LOG_WARNING), PCIBIND_OK);
+    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_warnings, NULL, LOG_WARNING), PCIBIND_OK);
 }
 
 static void teardown(void)

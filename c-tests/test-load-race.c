@@ -21,18 +21,6 @@ static const char *const VF1 = "0000:3b:00.2";
 static const char *const VF2 = "0000:3b:00.3";
 static const char *const MLX5_VF = "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i00";
 
-static pthread_mutex_t warnings_lock = PTHREAD_MUTEX_INITIALIZER;
-static char warnings[8192];
-static void capture_log(void *userdata, int priority, const char *message)
-{
-    (void)userdata;
-    if (priority <= LOG_WARNING) {
-        pthread_mutex_lock(&warnings_lock);
-        size_t len = strlen(warnings);
-        snprintf(warnings + len, sizeof(warnings) - len, "%s\n", message);
-        pthread_mutex_unlock(&warnings_lock);
-    }
-}
 
 /* Two ConnectX VFs on mlx5_core, vfio-pci loaded, tables naming the mlx5_vfio_pci variant, and
  * a modprobe that loads that variant slowly. */
@@ -52,7 +40,7 @@ static void setup(void)
     fs_device(root, VF2, MLX5_VF, "mlx5_core");
     fs_modprobe_table(root, "mlx5_vfio_pci mlx5_vfio_pci vfio slow");
     ctx = test_context(root, root, getenv("FAKE_MODPROBE"), NULL);
-    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_log, NULL, LOG_WARNING), PCIBIND_OK);
+    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_warnings, NULL, LOG_WARNING), PCIBIND_OK);
 }
 
 static void teardown(void)

@@ -4,8 +4,28 @@
 #ifndef TESTCTX_H
 #define TESTCTX_H
 
+#include <pthread.h>
+#include <syslog.h>
+
 #include "fakesys.h"
 #include "harness.h"
+
+/* The warnings (LOG_WARNING and more severe) a context logged, one per line, when a test sets
+ * capture_warnings() as its log callback; tests empty it in their setup and search it. Safe to
+ * call from the many threads a test may bind from. */
+static char warnings[8192] __attribute__((unused));
+static pthread_mutex_t warnings_lock __attribute__((unused)) = PTHREAD_MUTEX_INITIALIZER;
+
+static inline void capture_warnings(void *userdata, int priority, const char *message)
+{
+    (void)userdata;
+    if (priority <= LOG_WARNING) {
+        pthread_mutex_lock(&warnings_lock);
+        size_t len = strlen(warnings);
+        snprintf(warnings + len, sizeof(warnings) - len, "%s\n", message);
+        pthread_mutex_unlock(&warnings_lock);
+    }
+}
 
 static inline pcibind_ctx *test_context(const char *root, const char *state, const char *modprobe,
                                         const char *modules_dir)
