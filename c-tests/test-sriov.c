@@ -3,7 +3,9 @@
  * matches by its ID table, one scenario per rule. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "testctx.h"
@@ -259,6 +261,32 @@ static void vf_on_vfio_refuses_removal_unless_forced(void)
     teardown();
 }
 
+/* Removal holds every VF's lock as well as the PF's: with a VF locked by another pcibind (an
+ * flock on its lock file, from another open file description, as another process has), the
+ * removal waits for it, gives up BUSY after the lock timeout, and nothing is written. Once the
+ * lock is free it goes ahead. */
+static void removal_waits_for_a_locked_vf(void)
+{
+    setup();
+    char **vfs = NULL;
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 2, 0, &vfs), PCIBIND_OK);
+    pcibind_strv_free(vfs);
+    clear_log();
+    char *lock = fs_path(root, "locks/" VF1 ".lock");
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    CHECK(fd >= 0 && flock(fd, LOCK_EX) == 0);
+    CHECK_RC(pcibind_ctx_set_lock_timeout(ctx, 100), PCIBIND_OK);
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 0, 0, NULL), PCIBIND_ERR_BUSY);
+    CHECK_CONTAINS(pcibind_last_error_message(), VF1);
+    expect_log("");
+    CHECK(fs_read(root, "devices/pci0000:00/" VF1 "/modalias") != NULL);
+    close(fd);
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 0, 0, NULL), PCIBIND_OK);
+    expect_log("bus/pci/devices/" PF "/sriov_numvfs\t0\tok\n");
+    free(lock);
+    teardown();
+}
+
 /* No sriov_totalvfs (no SR-IOV, or a VF): UNSUPPORTED. */
 static void no_sriov_is_unsupported(void)
 {
@@ -323,6 +351,7 @@ RUN_TESTS(TEST_CASE(lists_the_vfs_in_virtfn_order), TEST_CASE(new_vfs_stay_unbou
           TEST_CASE(autoprobe_flag_lets_the_host_driver_take_them),
           TEST_CASE(count_changes_go_through_zero), TEST_CASE(more_than_total_is_refused),
           TEST_CASE(vf_on_vfio_refuses_removal_unless_forced),
+          TEST_CASE(removal_waits_for_a_locked_vf),
           TEST_CASE(no_sriov_is_unsupported),
           TEST_CASE(driver_without_sriov_configure_is_unsupported),
           TEST_CASE(failure_after_zero_says_so))

@@ -599,7 +599,9 @@ int pcibind_sriov_vfs(const struct pcibind_ctx *ctx,
 
 /**
  * Sets the number of SR-IOV virtual functions of the physical function at `pf_address` to
- * `numvfs` (SPEC 3.10), holding the PF's lock meanwhile.
+ * `numvfs` (SPEC 3.10), holding the PF's lock meanwhile, its VFs' locks while they are
+ * removed (a bind of one waits, and so does the removal for a VF being bound), and each new
+ * VF's while it is parked.
  *
  * More than its `sriov_totalvfs` is refused (PCIBIND_ERR_INVALID_ARG) with nothing written;
  * the current count succeeds with nothing written. Any other change first removes the VFs

@@ -505,15 +505,12 @@ impl Context {
         mode: Mode,
         prepare: impl Fn(&PciAddress) -> Result<Prepared>,
     ) -> Result<GroupOutcome> {
-        // Address order: the unit is sorted, and every caller takes locks in that order.
         let _locks = match mode {
-            Mode::Real => unit
-                .iter()
-                .map(|m| {
-                    self.locks
-                        .lock(&self.lock_dir, &m.address, self.lock_timeout)
-                })
-                .collect::<Result<Vec<_>>>()?,
+            Mode::Real => self.locks.lock_in_order(
+                &self.lock_dir,
+                unit.iter().map(|m| &m.address),
+                self.lock_timeout,
+            )?,
             Mode::DryRun => Vec::new(),
         };
         let mut txns = Vec::new();

@@ -308,6 +308,26 @@ fn open_lock_file(dir: &File, lock_dir: &Path, address: &PciAddress) -> Result<(
     Ok((file, path))
 }
 
+impl DeviceLocks {
+    /// Locks several devices, in address order, and holds them all. Every caller that holds
+    /// more than one device's lock takes them in this order (a group's members; a PF and then
+    /// its VFs, whose addresses follow the PF's), so two of them never wait for each other.
+    pub fn lock_in_order<'a>(
+        &self,
+        lock_dir: &Path,
+        addresses: impl IntoIterator<Item = &'a PciAddress>,
+        timeout: Duration,
+    ) -> Result<Vec<DeviceGuard<'_>>> {
+        let mut addresses: Vec<&PciAddress> = addresses.into_iter().collect();
+        addresses.sort();
+        addresses.dedup();
+        addresses
+            .into_iter()
+            .map(|a| self.lock(lock_dir, a, timeout))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

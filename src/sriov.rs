@@ -44,7 +44,8 @@ impl Context {
     /// go from one non-zero count to another), which is refused while one of them is on a
     /// VFIO driver unless `force`. Unless `autoprobe`, the new VFs are kept from host drivers:
     /// the PF's `sriov_drivers_autoprobe` is 0 while they are created, each gets
-    /// `driver_override` `none`, then the setting is put back. The PF is locked meanwhile.
+    /// `driver_override` `none`, then the setting is put back. The PF is locked meanwhile, and
+    /// so are its VFs while they are removed and each new VF while it is parked.
     pub fn sriov_set_numvfs(
         &self,
         pf: &str,
@@ -71,7 +72,13 @@ impl Context {
             return self.sysfs.sriov_virtfns(&pf);
         }
         if current > 0 {
-            self.check_vfs_removable(&pf, options.force)?;
+            // The VFs' locks too (after the PF's, whose address precedes theirs): a bind of
+            // one of them cannot slip in between the check and the removal.
+            let vfs = self.sysfs.sriov_virtfns(&pf)?;
+            let _vf_locks = self
+                .locks
+                .lock_in_order(&self.lock_dir, &vfs, self.lock_timeout)?;
+            self.check_vfs_removable(&vfs, &pf, options.force)?;
             self.log.log(
                 Priority::Info,
                 format_args!("{pf}: removing its {current} VFs"),
@@ -124,8 +131,7 @@ impl Context {
             let vfs = self.sysfs.sriov_virtfns(&pf)?;
             if !options.autoprobe {
                 for vf in &vfs {
-                    self.sysfs
-                        .set_driver_override(vf, Some(NO_DRIVER_OVERRIDE))?;
+                    self.park_new_vf(vf)?;
                 }
             }
             Ok(vfs)
@@ -154,10 +160,10 @@ impl Context {
     }
 
     /// Removing the PF's VFs is refused while one is on a VFIO driver, unless forced.
-    fn check_vfs_removable(&self, pf: &PciAddress, force: bool) -> Result<()> {
-        for vf in self.sysfs.sriov_virtfns(pf)? {
-            let driver = self.sysfs.device_driver(&vf)?;
-            let on_vfio = self.sysfs.has_vfio_dev(&vf)
+    fn check_vfs_removable(&self, vfs: &[PciAddress], pf: &PciAddress, force: bool) -> Result<()> {
+        for vf in vfs {
+            let driver = self.sysfs.device_driver(vf)?;
+            let on_vfio = self.sysfs.has_vfio_dev(vf)
                 || driver.as_ref().is_some_and(|d| self.is_vfio_driver(d));
             if !on_vfio {
                 continue;
@@ -181,6 +187,21 @@ impl Context {
             );
         }
         Ok(())
+    }
+
+    /// Gives a new VF the no-driver override, under its lock. With autoprobe off nothing but
+    /// an override binds a VF, so one found on a driver was bound meanwhile by a caller that
+    /// held its lock (`pcibind bind` of the new VF as soon as it appeared): it is left there.
+    fn park_new_vf(&self, vf: &PciAddress) -> Result<()> {
+        let _lock = self.locks.lock(&self.lock_dir, vf, self.lock_timeout)?;
+        if let Some(driver) = self.sysfs.device_driver(vf)? {
+            self.log.log(
+                Priority::Info,
+                format_args!("{vf}: already bound to {driver} by another caller; left there"),
+            );
+            return Ok(());
+        }
+        self.sysfs.set_driver_override(vf, Some(NO_DRIVER_OVERRIDE))
     }
 
     /// A failed write of `sriov_numvfs`: the kernel's ENOENT/EOPNOTSUPP mean the PF's driver
