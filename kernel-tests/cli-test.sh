@@ -127,6 +127,25 @@ bad_arguments() {
     expect 3 pcibind unbind $NIC 0000:09:00.0 && at_rest $NIC
 }
 
+# SR-IOV through the tool (SPEC 3.10): VFs made parked, bound in parallel by one command,
+# their removal refused while on vfio-pci and forced.
+vfs_made_bound_and_removed() {
+    pf=0000:03:00.0 vf1=0000:03:00.1 vf2=0000:03:00.2
+    [ -e $DEV/$pf/sriov_totalvfs ] || { echo "# no SR-IOV device: nothing to check"; return 0; }
+    expect 0 pcibind sriov $pf 2 && [ "$(cat /tmp/cli.out)" = "$vf1
+$vf2" ] || { cat /tmp/cli.out; return 1; }
+    state $vf1 "" none && state $vf2 "" none &&
+    expect 0 pcibind sriov $pf && [ "$(cat /tmp/cli.out)" = "$vf1
+$vf2" ] &&
+    expect 0 pcibind bind $vf1 $vf2 vfio-pci && said "$vf1" && said "$vf2" &&
+    state $vf1 vfio-pci vfio-pci && state $vf2 vfio-pci vfio-pci &&
+    expect 8 pcibind sriov $pf 0 && said vfio-pci && [ -e $DEV/$vf2 ] &&
+    expect 0 pcibind sriov $pf 0 --force && [ ! -e $DEV/$vf1 ] && [ "$(drv $pf)" = nvme ]
+    rc=$?
+    echo 0 >$DEV/$pf/sriov_numvfs  # whatever a failure left behind
+    return $rc
+}
+
 check lists_and_shows
 check resolves_names
 check binds_to_the_best_vfio_driver_and_back
@@ -138,6 +157,7 @@ check unbind_stays_unbound
 check two_devices_in_one_command
 check two_processes_at_once
 check bad_arguments
+check vfs_made_bound_and_removed
 echo "1..$n"
 echo "# cli: $((n - failed)) passed, $failed failed"
 [ "$failed" = 0 ]

@@ -4,7 +4,11 @@
  * namespaces (one holding ext4, one btrfs, both made by scripts/test-kernel), ICH9 HDA
  * 00:05.0, a root port 00:06.0 with an e1000e at 0000:01:00.0 behind it, pci-serial 00:07.0,
  * the ICH9 functions 00:1f.0 (LPC, unbound), 00:1f.2 (SATA, unbound), 00:1f.3 (SMBus, on
- * i801_smbus), all three in one IOMMU group.
+ * i801_smbus), all three in one IOMMU group; a root port 00:08.0 (with ACS) with one
+ * multifunction slot behind it: an e1000e at 0000:02:00.0 and an ICH9 HDA at 02:00.1, which
+ * share an IOMMU group (nothing isolates the functions of one device from each other); a root
+ * port 00:09.0 with an SR-IOV NVMe controller behind it, 0000:03:00.0 (up to 4 VFs at
+ * 03:00.1-4; no namespaces).
  *
  * The scenarios run in order and each leaves the devices as it found them (both NICs on
  * e1000e with no override, interfaces down without addresses, nothing mounted). The last part,
@@ -41,6 +45,10 @@
 #define SERIAL "0000:00:07.0"
 #define LPC "0000:00:1f.0"
 #define SMBUS "0000:00:1f.3"
+#define MF_PORT "0000:00:08.0"
+#define MF_NIC "0000:02:00.0"
+#define MF_HDA "0000:02:00.1"
+#define SRIOV_PF "0000:03:00.0"
 #define DEV "/sys/bus/pci/devices/"
 #define DRV "/sys/bus/pci/drivers/"
 #define PROBE "/sys/bus/pci/drivers_probe"
@@ -1443,6 +1451,197 @@ static void ich9_group_moves_as_one_and_back(void)
     raw_restore_to(sata, "ahci");
 }
 
+/* The issue's shape of a group (SPEC 3.8): an e1000e as function 0 and an HDA controller as
+ * function 1 of one slot behind a root port. The port has ACS and a group of its own; the two
+ * functions share one. A member in use refuses the whole group with nothing written; a plain
+ * bind of one member warns that the group is not viable; the group moves to vfio-pci as one
+ * transaction, is viable with its group node in devtmpfs, and goes back to e1000e and
+ * snd_hda_intel. */
+static void multifunction_slot_group_moves_as_one_and_back(void)
+{
+    char *gn = group_of(MF_NIC), *gh = group_of(MF_HDA), *gp = group_of(MF_PORT);
+    CHECK(gn && gh && gp && !strcmp(gn, gh) && strcmp(gn, gp));
+    free(gh);
+    free(gp);
+    char *members = library_group_members(MF_NIC);
+    CHECK_STR(members, MF_NIC " " MF_HDA);
+    free(members);
+    CHECK_NIC_AT_REST(MF_NIC);
+    CHECK_DRIVER(MF_HDA, "snd_hda_intel");
+    viable(MF_HDA, 0, MF_NIC " (bound to e1000e)");
+
+    /* The NIC in use (an IPv4 address): moving the group from its other member is refused,
+     * and neither function changed. */
+    char *ifname = ifname_of(MF_NIC);
+    CHECK(ifname != NULL);
+    CHECK(sh("/bin/ip link set %s up && /bin/ip addr add 10.0.3.15/24 dev %s",
+             ifname ? ifname : "?", ifname ? ifname : "?"));
+    char **moved = NULL;
+    CHECK_RC(pcibind_bind_group(ctx, MF_HDA, 0, &moved), PCIBIND_ERR_IN_USE);
+    CHECK(moved == NULL);
+    printf("# %s\n", pcibind_last_error_message());
+    CHECK_CONTAINS(pcibind_last_error_message(), MF_NIC);
+    CHECK_NIC_AT_REST(MF_NIC);
+    CHECK_DRIVER(MF_HDA, "snd_hda_intel");
+    CHECK_OVERRIDE(MF_HDA, "(null)");
+    if_down(ifname);
+    free(ifname);
+
+    /* One member alone: bound, with the warning that its group cannot be assigned yet. */
+    pcibind_ctx *c = new_ctx();
+    CHECK_RC(pcibind_ctx_set_log_fn(c, capture, NULL, LOG_WARNING), PCIBIND_OK);
+    warnings[0] = '\0';
+    CHECK_RC(pcibind_bind(c, MF_HDA, "vfio-pci", 0, NULL), PCIBIND_OK);
+    CHECK_CONTAINS(warnings, "IOMMU group cannot be assigned yet");
+    CHECK_CONTAINS(warnings, MF_NIC " (bound to e1000e)");
+    CHECK_RC(pcibind_reattach(c, MF_HDA, NULL, 0, NULL), PCIBIND_OK);
+    pcibind_ctx_free(c);
+    CHECK_DRIVER(MF_HDA, "snd_hda_intel");
+
+    /* The whole group: dry run (nothing moves), then for real, then back. */
+    CHECK_RC(pcibind_bind_group(ctx, MF_HDA, PCIBIND_BIND_DRY_RUN, &moved), PCIBIND_OK);
+    CHECK(moved && moved[0] && !strcmp(moved[0], MF_NIC) && moved[1]
+          && !strcmp(moved[1], MF_HDA) && !moved[2]);
+    pcibind_strv_free(moved);
+    CHECK_NIC_AT_REST(MF_NIC);
+    CHECK_DRIVER(MF_HDA, "snd_hda_intel");
+    moved = NULL;
+    CHECK_RC(pcibind_bind_group(ctx, MF_NIC, 0, &moved), PCIBIND_OK);
+    CHECK(moved && moved[0] && !strcmp(moved[0], MF_NIC) && moved[1]
+          && !strcmp(moved[1], MF_HDA) && !moved[2]);
+    pcibind_strv_free(moved);
+    CHECK_DRIVER(MF_NIC, "vfio-pci");
+    CHECK_DRIVER(MF_HDA, "vfio-pci");
+    CHECK_DRIVER(MF_PORT, "pcieport"); /* the bridge is not in the group, and never moves */
+    viable(MF_NIC, 1, NULL);
+    CHECK(gn && exists("/dev/vfio/%s", gn));
+    char **paths = NULL;
+    CHECK_RC(pcibind_vfio_device_nodes(ctx, MF_HDA, &paths), PCIBIND_OK);
+    char node[64];
+    snprintf(node, sizeof node, "/dev/vfio/%s", gn ? gn : "?");
+    CHECK(paths && paths[0] && !strcmp(paths[0], "/dev/vfio/vfio") && paths[1]
+          && !strcmp(paths[1], node));
+    pcibind_strv_free(paths);
+
+    moved = NULL;
+    CHECK_RC(pcibind_reattach_group(ctx, MF_HDA, 0, &moved), PCIBIND_OK);
+    CHECK(moved && moved[0] && !strcmp(moved[0], MF_NIC) && moved[1]
+          && !strcmp(moved[1], MF_HDA) && !moved[2]);
+    pcibind_strv_free(moved);
+    CHECK_NIC_AT_REST(MF_NIC);
+    CHECK_DRIVER(MF_HDA, "snd_hda_intel");
+    CHECK_OVERRIDE(MF_HDA, "(null)");
+    CHECK(gn && !exists("/dev/vfio/%s", gn));
+    free(gn);
+    viable(MF_HDA, 0, MF_NIC " (bound to e1000e)");
+    /* whatever a failure left behind, for the next scenario */
+    raw_restore(MF_NIC);
+    raw_restore_to(MF_HDA, "snd_hda_intel");
+}
+
+/* The VFs of the PF, read from its virtfnN links. */
+static int vf_count(void)
+{
+    int n = 0;
+    while (n < 16 && exists(DEV SRIOV_PF "/virtfn%d", n))
+        n++;
+    return n;
+}
+
+/* SR-IOV on a real kernel (SPEC 3.10), with QEMU's NVMe controller, whose PF driver (nvme)
+ * creates VFs. The VFs are created parked: no host driver takes them although the nvme driver
+ * matches them and the PF's autoprobe is back on; they bind to vfio-pci, each in its own group
+ * with its node; removing them while on vfio-pci is refused unless forced; the count changes
+ * through 0; the PF's autoprobe is what it was. */
+static void sriov_vfs_created_parked_bound_and_removed(void)
+{
+    if (!exists(DEV SRIOV_PF "/sriov_totalvfs")) {
+        printf("# SKIP: no SR-IOV device (this QEMU cannot emulate one)\n");
+        return;
+    }
+    CHECK_DRIVER(SRIOV_PF, "nvme");
+    char *ap = read_attr(DEV SRIOV_PF "/sriov_drivers_autoprobe");
+    CHECK_STR(ap, "1");
+    free(ap);
+    char **vfs = NULL;
+    CHECK_RC(pcibind_sriov_vfs(ctx, SRIOV_PF, &vfs), PCIBIND_OK);
+    CHECK(vfs && !vfs[0]);
+    pcibind_strv_free(vfs);
+    vfs = NULL;
+    CHECK_RC(pcibind_sriov_vfs(ctx, NIC, &vfs), PCIBIND_ERR_UNSUPPORTED);
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, SRIOV_PF, 5, 0, &vfs), PCIBIND_ERR_INVALID_ARG);
+    CHECK(vf_count() == 0);
+
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, SRIOV_PF, 3, 0, &vfs), PCIBIND_OK);
+    CHECK(vf_count() == 3);
+    const char *want[] = {"0000:03:00.1", "0000:03:00.2", "0000:03:00.3"};
+    for (int i = 0; i < 3; i++) {
+        CHECK(vfs && vfs[i] && !strcmp(vfs[i], want[i]));
+        CHECK_DRIVER(want[i], NULL); /* parked: nvme matches it, but did not take it */
+        CHECK_OVERRIDE(want[i], "none");
+        char *pf = link_name(DEV "%s/physfn", want[i]);
+        CHECK_STR(pf, SRIOV_PF);
+        free(pf);
+    }
+    CHECK(vfs && !vfs[3]);
+    pcibind_strv_free(vfs);
+    ap = read_attr(DEV SRIOV_PF "/sriov_drivers_autoprobe");
+    CHECK_STR(ap, "1");
+    free(ap);
+    /* A probe now (as udev's would be) still leaves them alone. */
+    CHECK(wr(PROBE, want[0]) == 0);
+    CHECK_DRIVER(want[0], NULL);
+
+    /* The same count: nothing written, the VFs returned. */
+    vfs = NULL;
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, SRIOV_PF, 3, 0, &vfs), PCIBIND_OK);
+    CHECK(vfs && vfs[0] && vfs[1] && vfs[2] && !vfs[3]);
+    pcibind_strv_free(vfs);
+
+    /* Each VF to vfio-pci: its own group, its own node. */
+    char *groups[3];
+    for (int i = 0; i < 3; i++) {
+        CHECK_RC(pcibind_bind(ctx, want[i], "vfio-pci", 0, NULL), PCIBIND_OK);
+        CHECK_DRIVER(want[i], "vfio-pci");
+        groups[i] = group_of(want[i]);
+        CHECK(groups[i] && exists("/dev/vfio/%s", groups[i]));
+        viable(want[i], 1, NULL);
+    }
+    CHECK(groups[0] && groups[1] && strcmp(groups[0], groups[1]));
+
+    /* Removing VFs on vfio-pci: refused, nothing changed; forced: through 0 to 2. */
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, SRIOV_PF, 2, 0, NULL), PCIBIND_ERR_IN_USE);
+    printf("# %s\n", pcibind_last_error_message());
+    CHECK_CONTAINS(pcibind_last_error_message(), "vfio-pci");
+    CHECK(vf_count() == 3);
+    CHECK_DRIVER(want[2], "vfio-pci");
+    vfs = NULL;
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, SRIOV_PF, 2, PCIBIND_BIND_FORCE, &vfs), PCIBIND_OK);
+    CHECK(vf_count() == 2);
+    CHECK(vfs && vfs[0] && !strcmp(vfs[0], want[0]) && vfs[1] && !strcmp(vfs[1], want[1])
+          && !vfs[2]);
+    pcibind_strv_free(vfs);
+    for (int i = 0; i < 2; i++) {
+        CHECK_DRIVER(want[i], NULL); /* new VFs at the same addresses, parked again */
+        CHECK_OVERRIDE(want[i], "none");
+    }
+    for (int i = 0; i < 3; i++) {
+        CHECK(groups[i] && !exists("/dev/vfio/%s", groups[i]));
+        free(groups[i]);
+    }
+    CHECK(!exists(DEV "%s", want[2]));
+
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, SRIOV_PF, 0, 0, NULL), PCIBIND_OK);
+    CHECK(vf_count() == 0);
+    CHECK_DRIVER(SRIOV_PF, "nvme");
+    ap = read_attr(DEV SRIOV_PF "/sriov_drivers_autoprobe");
+    CHECK_STR(ap, "1");
+    free(ap);
+    /* whatever a failure left behind, for the next scenario */
+    wr(DEV SRIOV_PF "/sriov_numvfs", "0");
+    wr(DEV SRIOV_PF "/sriov_drivers_autoprobe", "1");
+}
+
 /* The device nodes of a bound NIC (SPEC 3.9), against what the kernel created in devtmpfs: the
  * legacy container and group on both kernels; the iommufd pair where the kernel has the VFIO
  * character device (CONFIG_VFIO_DEVICE_CDEV, 6.6+) and iommufd. */
@@ -1781,6 +1980,75 @@ static void kernel_override_admits_only_its_driver(void)
     CHECK_NIC_AT_REST(NIC2);
 }
 
+
+/* sriov_numvfs and sriov_drivers_autoprobe as c-tests/test-shim.c expects them
+ * (sriov_numvfs_creates_and_removes_vfs): sriov_numvfs_store()'s checks in its order; VF i at
+ * PF + First VF Offset + i * VF Stride with physfn/virtfnN links; a VF that is neither allowed
+ * to autoprobe nor given an override is not probed (drivers_probe succeeds, binds nothing;
+ * DRV/bind answers ENODEV); with an override it binds; removal unbinds the VFs first. */
+static void kernel_sriov_numvfs(void)
+{
+    if (!exists(DEV SRIOV_PF "/sriov_totalvfs")) {
+        printf("# SKIP: no SR-IOV device (this QEMU cannot emulate one)\n");
+        return;
+    }
+    const char *numvfs = DEV SRIOV_PF "/sriov_numvfs";
+    const char *autoprobe = DEV SRIOV_PF "/sriov_drivers_autoprobe";
+    char *t = read_attr(DEV SRIOV_PF "/sriov_totalvfs");
+    CHECK_STR(t, "4");
+    free(t);
+    t = read_attr(DEV SRIOV_PF "/sriov_offset");
+    CHECK_STR(t, "1");
+    free(t);
+    t = read_attr(DEV SRIOV_PF "/sriov_stride");
+    CHECK_STR(t, "1");
+    free(t);
+
+    CHECK_ERR(wr(numvfs, "x"), EINVAL);
+    CHECK_ERR(wr(numvfs, "65536"), EINVAL);
+    CHECK_ERR(wr(numvfs, "5"), ERANGE);
+    CHECK_ERR(wr(numvfs, "0"), 0); /* the current count */
+    CHECK_ERR(wr(autoprobe, "maybe"), EINVAL);
+    CHECK_ERR(wr(autoprobe, "0\n"), 0);
+    CHECK_ERR(wr(numvfs, "2\n"), 0);
+    t = read_attr("%s", numvfs);
+    CHECK_STR(t, "2");
+    free(t);
+    const char *vf0 = "0000:03:00.1", *vf1 = "0000:03:00.2";
+    CHECK_DRIVER(vf0, NULL);
+    CHECK_DRIVER(vf1, NULL);
+    CHECK_OVERRIDE(vf1, "(null)");
+    char *l = link_target(DEV SRIOV_PF "/virtfn1");
+    CHECK_STR(l, "../" "0000:03:00.2");
+    free(l);
+    t = read_attr(DEV "%s/physfn/sriov_totalvfs", vf1);
+    CHECK_STR(t, "4");
+    free(t);
+
+    /* autoprobe off: no probe without an override; with one, bind works */
+    CHECK_ERR(wr(PROBE, vf0), 0);
+    CHECK_DRIVER(vf0, NULL);
+    CHECK_ERR(wr(DRV "nvme/bind", vf0), ENODEV);
+    CHECK_DRIVER(vf0, NULL);
+    CHECK_ERR(wr(DEV "0000:03:00.1/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(DRV "vfio-pci/bind", vf0), 0);
+    CHECK_DRIVER(vf0, "vfio-pci");
+
+    CHECK_ERR(wr(autoprobe, "y"), 0);
+    t = read_attr("%s", autoprobe);
+    CHECK_STR(t, "1");
+    free(t);
+    CHECK_ERR(wr(numvfs, "3"), EBUSY);
+    CHECK_ERR(wr(numvfs, "0"), 0);
+    CHECK(!exists(DEV "%s", vf0));
+    CHECK(!exists(DEV SRIOV_PF "/virtfn0"));
+    CHECK(!exists(DRV "vfio-pci/%s", vf0));
+    CHECK_DRIVER(SRIOV_PF, "nvme");
+    /* whatever a failure left behind, for the next scenario */
+    wr(numvfs, "0");
+    wr(autoprobe, "1");
+}
+
 /* How a device gets back onto vfio-pci, which SPEC 3.3's restore order rests on: with the
  * override cleared, vfio-pci/bind answers ENODEV; with the override `vfio-pci`, drivers_probe
  * binds vfio-pci; with it cleared, drivers_probe gives the device to its host driver. */
@@ -1975,6 +2243,9 @@ int main(void)
         TEST_CASE(locks_are_private_and_time_out),
         TEST_CASE(device_nodes_of_a_bound_nic),
         TEST_CASE(ich9_group_moves_as_one_and_back),
+        TEST_CASE(multifunction_slot_group_moves_as_one_and_back),
+        TEST_CASE(sriov_vfs_created_parked_bound_and_removed),
+        TEST_CASE(kernel_sriov_numvfs),
     };
     int rc = run_tests(cases, sizeof(cases) / sizeof(cases[0]));
     pcibind_ctx_free(ctx);
