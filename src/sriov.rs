@@ -162,13 +162,9 @@ impl Context {
     /// Removing the PF's VFs is refused while one is on a VFIO driver, unless forced.
     fn check_vfs_removable(&self, vfs: &[PciAddress], pf: &PciAddress, force: bool) -> Result<()> {
         for vf in vfs {
-            let driver = self.sysfs.device_driver(vf)?;
-            let on_vfio = self.sysfs.has_vfio_dev(vf)
-                || driver.as_ref().is_some_and(|d| self.is_vfio_driver(d));
-            if !on_vfio {
+            let Some(driver) = self.vfio_driver_of(vf)? else {
                 continue;
-            }
-            let driver = driver.map_or_else(|| "a VFIO driver".to_owned(), |d| d.to_string());
+            };
             if !force {
                 return Err(Error::InUse {
                     address: *pf,

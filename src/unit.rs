@@ -41,9 +41,7 @@ impl UnitMember {
 impl Context {
     fn unit_member(&self, address: &PciAddress) -> Result<UnitMember> {
         let driver = self.sysfs.device_driver(address)?;
-        let vfio = driver
-            .as_ref()
-            .is_some_and(|d| self.sysfs.has_vfio_dev(address) || self.is_vfio_driver(d));
+        let vfio = self.on_vfio_driver(address, driver.as_ref());
         let bridge = self.sysfs.modalias(address)?.class().0 == BRIDGE_CLASS;
         Ok(UnitMember {
             address: *address,
