@@ -11,11 +11,24 @@
  *                              link, write driver_override, write unbind, write drivers_probe,
  *                              read the link again (the floor, under the same emulator)
  *   bind-bench none DIR N      create the context and stop (the baseline for the counts)
+ *   bind-bench prepare-vfs DIR N    build a fake tree with an SR-IOV PF on ixgbe (a driver
+ *                              with sriov_configure) and ixgbevf loaded, and give the PF N VFs
+ *                              through pcibind_sriov_set_numvfs() (parked: unbound, override
+ *                              none); needs the shim
+ *   bind-bench vfs DIR N THREADS    bind the PF's N VFs to vfio-pci from THREADS threads
+ *                              sharing one context, each taking the next unbound VF; print N,
+ *                              THREADS and the wall-clock microseconds per VF
+ *   bind-bench vfs-minimal DIR N THREADS   the same with the minimal sequence by hand (write
+ *                              driver_override, write drivers_probe, read the driver link):
+ *                              the emulator's floor, and how far it lets threads scale
  *
- * bench/bind.sh runs all of it for N = 256, 1024, 4096 and prints the table. */
+ * bench/bind.sh runs the first set for N = 256, 1024, 4096 and prints the table; bench/vfs.sh
+ * the VFs for N = 256, 1024, 4096 and 1, 2, 4, 8 threads. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +39,10 @@
 #include "pcibind.h"
 
 static const char *const E1000E = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
+/* An 82599 PF (ixgbe) and its VFs (ixgbevf), as in c-tests/test-sriov.c. */
+static const char *const IXGBE = "pci:v00008086d000010FBsv00008086sd00000003bc02sc00i00";
+static const char *const IXGBEVF = "pci:v00008086d000010EDsv00008086sd00000003bc02sc00i00";
+#define PF "0000:01:00.0"
 
 static void address_of(int i, char *out, size_t len)
 {
@@ -76,10 +93,128 @@ static void bind_one(pcibind_ctx *ctx, int i, const char *driver)
     }
 }
 
+/* prepare-vfs: the PF with First VF Offset 1 and VF Stride 1 (VF i at routing ID PF + 1 + i,
+ * so 4096 VFs run over 17 buses, as ARI allows), then N VFs made by the library. */
+static int prepare_vfs(const char *root, int n)
+{
+    fs_mkdirs(root, "bus/pci/devices");
+    fs_mkdirs(root, "bus/pci/drivers");
+    fs_mkdirs(root, "module");
+    fs_mkdirs(root, "locks");
+    fs_mkdirs(root, "proc");
+    fs_write(root, "bus/pci/drivers_probe", "");
+    fs_vfio_driver(root, "vfio_pci", "vfio-pci");
+    fs_loaded_driver(root, "ixgbe", "ixgbe");
+    fs_driver_ids(root, "ixgbe", "pci:v00008086d000010FBsv*sd*bc*sc*i*");
+    fs_write(root, "bus/pci/drivers/ixgbe/fake_sriov_configure", "");
+    fs_loaded_driver(root, "ixgbevf", "ixgbevf");
+    fs_driver_ids(root, "ixgbevf", "pci:v00008086d000010EDsv*sd*bc*sc*i*");
+    fs_device(root, PF, IXGBE, "ixgbe");
+    char total[16];
+    snprintf(total, sizeof(total), "%d\n", n);
+    fs_write(root, "devices/pci0000:00/" PF "/sriov_totalvfs", total);
+    fs_write(root, "devices/pci0000:00/" PF "/sriov_numvfs", "0\n");
+    fs_write(root, "devices/pci0000:00/" PF "/sriov_drivers_autoprobe", "1\n");
+    fs_write(root, "devices/pci0000:00/" PF "/fake_vf_modalias", IXGBEVF);
+    pcibind_ctx *ctx = context(root);
+    char **vfs = NULL;
+    if (pcibind_sriov_set_numvfs(ctx, PF, (unsigned)n, 0, &vfs) < 0) {
+        fprintf(stderr, "sriov_set_numvfs: %s\n", pcibind_last_error_message());
+        return 1;
+    }
+    pcibind_strv_free(vfs);
+    pcibind_ctx_free(ctx);
+    return 0;
+}
+
+struct vf_work {
+    pcibind_ctx *ctx;
+    const char *root;
+    int by_hand; /* the minimal sequence instead of pcibind_bind() */
+    char **vfs;
+    atomic_int next;
+    int n;
+};
+
+/* The minimal sequence for a parked VF: the override, a probe, the link read back. */
+static int bind_vf_by_hand(const char *root, const char *vf)
+{
+    char path[PATH_MAX], target[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/bus/pci/devices/%s/driver_override", root, vf);
+    write_file(path, "vfio-pci");
+    snprintf(path, sizeof(path), "%s/bus/pci/drivers_probe", root);
+    write_file(path, vf);
+    snprintf(path, sizeof(path), "%s/bus/pci/devices/%s/driver", root, vf);
+    return readlink(path, target, sizeof(target)) < 0 ? -1 : 0;
+}
+
+static void *bind_vfs(void *arg)
+{
+    struct vf_work *w = arg;
+    for (int i; (i = atomic_fetch_add(&w->next, 1)) < w->n;) {
+        if (w->by_hand) {
+            if (bind_vf_by_hand(w->root, w->vfs[i]) < 0) {
+                fprintf(stderr, "%s: not bound\n", w->vfs[i]);
+                exit(1);
+            }
+        } else if (pcibind_bind(w->ctx, w->vfs[i], "vfio-pci", 0, NULL) < 0) {
+            fprintf(stderr, "bind %s: %s\n", w->vfs[i], pcibind_last_error_message());
+            exit(1);
+        }
+    }
+    return NULL;
+}
+
+/* vfs, vfs-minimal: the PF's VFs to vfio-pci from `threads` threads on one context; the wall-clock time of
+ * the whole, per VF. */
+static int time_vfs(const char *root, int n, int threads, int by_hand)
+{
+    pcibind_ctx *ctx = context(root);
+    struct vf_work w = {.ctx = ctx, .root = root, .by_hand = by_hand, .n = n};
+    if (pcibind_sriov_vfs(ctx, PF, &w.vfs) < 0) {
+        fprintf(stderr, "sriov_vfs: %s\n", pcibind_last_error_message());
+        return 1;
+    }
+    int have = 0;
+    while (w.vfs[have])
+        have++;
+    if (have != n || threads < 1 || threads > 64) {
+        fprintf(stderr, "%d VFs, %d threads\n", have, threads);
+        return 1;
+    }
+    pthread_t tid[64];
+    double t0 = now_us();
+    for (int t = 0; t < threads; t++)
+        pthread_create(&tid[t], NULL, bind_vfs, &w);
+    for (int t = 0; t < threads; t++)
+        pthread_join(tid[t], NULL);
+    double t1 = now_us();
+    /* Every VF on vfio-pci, or the figure means nothing. */
+    for (int i = 0; i < n; i++) {
+        char path[PATH_MAX], target[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/bus/pci/devices/%s/driver", root, w.vfs[i]);
+        ssize_t len = readlink(path, target, sizeof(target) - 1);
+        target[len > 0 ? len : 0] = '\0';
+        if (len < 0 || strcmp(strrchr(target, '/') ? strrchr(target, '/') + 1 : "", "vfio-pci")) {
+            fprintf(stderr, "%s is not on vfio-pci\n", w.vfs[i]);
+            return 1;
+        }
+    }
+    printf("%s %d %d %.1f\n", by_hand ? "minimal" : "pcibind_bind", n, threads, (t1 - t0) / n);
+    pcibind_strv_free(w.vfs);
+    pcibind_ctx_free(ctx);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 5 && (!strcmp(argv[1], "vfs") || !strcmp(argv[1], "vfs-minimal"))) {
+        setenv("FAKE_SYSFS_ROOT", argv[2], 1);
+        return time_vfs(argv[2], atoi(argv[3]), atoi(argv[4]), !strcmp(argv[1], "vfs-minimal"));
+    }
     if (argc != 4) {
-        fprintf(stderr, "usage: %s prepare|time|bind|minimal|none DIR N\n", argv[0]);
+        fprintf(stderr, "usage: %s prepare|prepare-vfs|time|bind|minimal|none DIR N\n"
+                        "       %s vfs|vfs-minimal DIR N THREADS\n", argv[0], argv[0]);
         return 2;
     }
     const char *mode = argv[1], *root = argv[2];
@@ -103,6 +238,9 @@ int main(int argc, char **argv)
         }
         return 0;
     }
+
+    if (strcmp(mode, "prepare-vfs") == 0)
+        return prepare_vfs(root, n);
 
     pcibind_ctx *ctx = context(root);
     if (strcmp(mode, "none") == 0) {
