@@ -126,6 +126,13 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Asserts that `text` says every one of `parts`.
+fn says_all(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "{part:?} missing in {text}");
+    }
+}
+
 const VF: &str = "0000:3b:00.2"; // ConnectX-5 VF on mlx5_core
 const NIC: &str = "0000:00:02.0"; // e1000e
 const XE: &str = "0000:03:00.0"; // Intel Xe GPU
@@ -480,14 +487,14 @@ fn every_bad_argument_is_named() {
     let t = Tree::new();
     let o = t.run(&["reattach", "0000:00:99.0", NIC, "../x", NIC, "vfio-pci"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let err = stderr(&o);
-    for bad in [
-        "\"0000:00:99.0\"",
-        "\"../x\"",
-        "0000:00:02.0 is given twice",
-    ] {
-        assert!(err.contains(bad), "{bad} not named in {err}");
-    }
+    says_all(
+        &stderr(&o),
+        &[
+            "\"0000:00:99.0\"",
+            "\"../x\"",
+            "0000:00:02.0 is given twice",
+        ],
+    );
     assert!(t.untouched(), "{}", t.writes());
     // A driver needs an address before it.
     let o = t.run(&["bind", "vfio-pci"]);
@@ -825,19 +832,19 @@ fn malformed_saved_overrides_are_refused_with_their_reason() {
 
     let o = t.run(&["apply"]);
     assert_eq!(o.status.code(), Some(11), "{}", stderr(&o));
-    let err = stderr(&o);
-    for why in [
-        "pci-0000:00:02.0: empty",
-        "pci-0000:3b:00.2: more than one line",
-        "pci-0000:03:00.0: driver name \"../../evil\" contains '/'",
-        "pci-0000:01:00.0: driver name",
-        "pci-0000:01:00.1: a symbolic link; refusing to follow it",
-        "pci-0000:00:01.0: not a regular file",
-        "pci-3b:00.2: the name is not pci- and a PCI address",
-        "nothing was changed",
-    ] {
-        assert!(err.contains(why), "{why} missing in {err}");
-    }
+    says_all(
+        &stderr(&o),
+        &[
+            "pci-0000:00:02.0: empty",
+            "pci-0000:3b:00.2: more than one line",
+            "pci-0000:03:00.0: driver name \"../../evil\" contains '/'",
+            "pci-0000:01:00.0: driver name",
+            "pci-0000:01:00.1: a symbolic link; refusing to follow it",
+            "pci-0000:00:01.0: not a regular file",
+            "pci-3b:00.2: the name is not pci- and a PCI address",
+            "nothing was changed",
+        ],
+    );
     assert!(t.untouched(), "{}", t.writes());
     let o = t.run(&["list", "--persisted"]);
     assert_eq!(o.status.code(), Some(11));

@@ -383,7 +383,7 @@ pub fn apply(ctx: &Context, store: &Store, args: &[String], options: BindOptions
     } else {
         named(ctx, store, args)
     };
-    let todo = match todo {
+    let todo = match all_or_errors(todo) {
         Ok(todo) => todo,
         Err(errors) => return crate::refuse(errors),
     };
@@ -405,40 +405,37 @@ pub fn apply(ctx: &Context, store: &Store, args: &[String], options: BindOptions
 
 /// Every saved override whose device is present; the others are skipped, as at boot only the
 /// devices there matter.
-fn present(ctx: &Context, store: &Store) -> Result<Vec<(PciAddress, DriverName)>, Vec<Error>> {
-    let mut todo = Vec::new();
-    let mut errors = Vec::new();
-    for saved in store.list().map_err(|e| vec![e])? {
-        match saved {
+fn present(ctx: &Context, store: &Store) -> Vec<Saved> {
+    let saved = match store.list() {
+        Ok(saved) => saved,
+        Err(e) => return vec![Err(e)],
+    };
+    saved
+        .into_iter()
+        .filter(|saved| match saved {
             Ok((address, driver)) => match ctx.current_driver(&address.to_string()) {
-                Ok(_) => todo.push((address, driver)),
-                Err(Error::NoDevice { .. }) => ctx.logger().log(
-                    Priority::Info,
-                    format_args!("{address} is not present: its saved override ({driver}) waits"),
-                ),
-                Err(e) => errors.push(e),
+                Err(Error::NoDevice { .. }) => {
+                    ctx.logger().log(
+                        Priority::Info,
+                        format_args!(
+                            "{address} is not present: its saved override ({driver}) waits"
+                        ),
+                    );
+                    false
+                }
+                _ => true,
             },
-            Err(e) => errors.push(e),
-        }
-    }
-    if errors.is_empty() {
-        Ok(todo)
-    } else {
-        Err(errors)
-    }
+            Err(_) => true,
+        })
+        .collect()
 }
 
 /// The saved overrides of the devices named (addresses or interface names).
-fn named(
-    ctx: &Context,
-    store: &Store,
-    args: &[String],
-) -> Result<Vec<(PciAddress, DriverName)>, Vec<Error>> {
-    let mut todo: Vec<(PciAddress, DriverName)> = Vec::new();
-    let mut errors = Vec::new();
+fn named(ctx: &Context, store: &Store, args: &[String]) -> Vec<Saved> {
+    let mut todo: Vec<Saved> = Vec::new();
     for arg in args {
         let saved = crate::device_of(ctx, arg).and_then(|address| {
-            if todo.iter().any(|(a, _)| *a == address) {
+            if todo.iter().flatten().any(|(a, _)| *a == address) {
                 return Err(Error::InvalidArg(format!("{address} is given twice")));
             }
             ctx.current_driver(&address.to_string())?;
@@ -450,13 +447,23 @@ fn named(
                 ))),
             }
         });
-        match saved {
-            Ok(saved) => todo.push(saved),
+        todo.push(saved);
+    }
+    todo
+}
+
+/// Every value, or every error when there is one.
+fn all_or_errors<T>(results: Vec<Result<T, Error>>) -> Result<Vec<T>, Vec<Error>> {
+    let mut values = Vec::new();
+    let mut errors = Vec::new();
+    for result in results {
+        match result {
+            Ok(value) => values.push(value),
             Err(e) => errors.push(e),
         }
     }
     if errors.is_empty() {
-        Ok(todo)
+        Ok(values)
     } else {
         Err(errors)
     }
