@@ -919,7 +919,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             group,
             persist,
         } => {
-            let persist = Persist::of(persist, true);
+            let persist = Persist::when(persist, Persist::Save);
             let (addresses, target) = match prepare(&ctx, &args, true, !dry_run) {
                 Ok(prepared) => prepared,
                 Err(status) => return Ok(status),
@@ -972,7 +972,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             group,
             persist,
         } => {
-            let persist = Persist::of(persist, false);
+            let persist = Persist::when(persist, Persist::Remove);
             let (addresses, target) = match prepare(&ctx, &args, true, true) {
                 Ok(prepared) => prepared,
                 Err(status) => return Ok(status),

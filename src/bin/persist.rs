@@ -245,11 +245,12 @@ pub enum Persist {
 }
 
 impl Persist {
-    pub fn of(persist: bool, save: bool) -> Persist {
-        match (persist, save) {
-            (false, _) => Persist::No,
-            (true, true) => Persist::Save,
-            (true, false) => Persist::Remove,
+    /// `what` when `--persist` was given, else nothing.
+    pub fn when(persist: bool, what: Persist) -> Persist {
+        if persist {
+            what
+        } else {
+            Persist::No
         }
     }
 
@@ -296,8 +297,8 @@ impl Persist {
 }
 
 /// `pcibind list --persisted`: every saved override, the driver its device is on now and
-/// whether that is the saved one; unusable files are named on stderr (status 11) after the
-/// rest is listed.
+/// whether that is the saved one; unusable files are named on stderr (status 11), and the
+/// rest still listed.
 pub fn list(ctx: &Context, store: &Store, json: bool) -> Result<u8, Error> {
     let mut rows = Vec::new();
     let mut status = 0;
@@ -466,5 +467,45 @@ fn all_or_errors<T>(results: Vec<Result<T, Error>>) -> Result<Vec<T>, Vec<Error>
         Ok(values)
     } else {
         Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What driverctl writes (`echo`), and what its `$(<FILE)` would also read back.
+    #[test]
+    fn reads_what_driverctl_writes() {
+        let path = Path::new("pci-0000:00:02.0");
+        for text in ["vfio-pci\n", "vfio-pci", "vfio-pci\n\n", "vfio-pci \n"] {
+            assert_eq!(parse(path, text.as_bytes()).unwrap().as_str(), "vfio-pci");
+        }
+        for bad in ["", "\n", " \n", "vfio-pci\nnvme", "-x\n", "a b\n"] {
+            assert!(parse(path, bad.as_bytes()).is_err(), "{bad:?}");
+        }
+        assert!(parse(path, b"\xff\xfe").is_err());
+    }
+
+    #[test]
+    fn saves_atomically_and_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("driverctl.d"));
+        let address = PciAddress::parse("0000:00:02.0").unwrap();
+        assert_eq!(store.load(&address).unwrap(), None);
+        store
+            .save(&address, &DriverName::new("vfio-pci").unwrap())
+            .unwrap();
+        store
+            .save(&address, &DriverName::new("xe-vfio-pci").unwrap())
+            .unwrap();
+        assert_eq!(
+            fs::read_to_string(store.path(&address)).unwrap(),
+            "xe-vfio-pci\n"
+        );
+        // Nothing else is left in the directory: no temporary file.
+        assert_eq!(fs::read_dir(&store.dir).unwrap().count(), 1);
+        assert!(store.remove(&address).unwrap());
+        assert!(!store.remove(&address).unwrap());
     }
 }
