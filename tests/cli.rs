@@ -767,7 +767,7 @@ fn bind_persist_saves_the_driver_and_apply_puts_it_back_after_a_reboot() {
 
 /// driverctl's `set-override ADDR none` saves `none`: applied, the device is left unbound.
 #[test]
-fn a_saved_none_leaves_the_device_unbound() {
+fn a_saved_none_leaves_the_device_unbound_and_a_module_spelling_is_resolved() {
     let t = Tree::new();
     std::fs::create_dir_all(t.config_dir()).unwrap();
     std::fs::write(t.saved_file(NIC), "none\n").unwrap();
@@ -776,6 +776,11 @@ fn a_saved_none_leaves_the_device_unbound() {
     assert_eq!(t.driver(NIC), None);
     assert_eq!(t.driver_override(NIC), "none");
     assert!(!t.root.join("modprobe.log").exists());
+    // A hand-written module spelling, which driverctl could not bind, is resolved.
+    std::fs::write(t.saved_file(XE), "xe_vfio_pci\n").unwrap();
+    let o = t.run(&["apply", XE]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(t.driver(XE).as_deref(), Some("xe-vfio-pci"));
     let o = t.run(&["bind", "--persist", VF, "none"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(t.saved_file(VF)).unwrap(), "none\n");
