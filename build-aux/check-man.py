@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Checks pcibind(1), as `pcibind man` prints it, against the tool itself: every command its
 --help lists has a section, every option any --help shows is documented, every exit status
-of the help's list has its own entry, every key `list --json` and `show --json` print on the
-example tree is described, and no other pcibind page (pcibind-list(1), ...) is referred to.
+of the help's list has its own entry, every key `list --json`, `show --json`, `status --json`
+and `list --persisted --json` print on the example tree is described, and no other pcibind
+page (pcibind-list(1), ...) is referred to.
 Where groff is installed, the page must also format without a warning, with each exit status
 starting a line of its own.
 
@@ -78,7 +79,14 @@ def main():
                   f"{tree}/proc"]
         listed = json.loads(run(*common, "list", "--json"))
         shown = json.loads(run(*common, "show", listed[0]["address"], "--json"))
-    keys = sorted(set(json_keys(listed)) | set(json_keys(shown)))
+        status = json.loads(run(*common, "status", "--json"))
+        config = os.path.join(tree, "driverctl.d")
+        os.makedirs(config)
+        with open(os.path.join(config, "pci-" + listed[0]["address"]), "w") as f:
+            f.write("vfio-pci\n")
+        persisted = json.loads(run(*common, "--config-dir", config, "list", "--persisted",
+                                   "--json"))
+    keys = sorted(set(json_keys([listed, shown, status, persisted])))
     for key in keys:
         if not re.search(rf"(\\fB{re.escape(key)}\\fR|^\.B {re.escape(key)}$)", page, re.M):
             errors.append(f"the JSON key {key} is not described in JSON OUTPUT")

@@ -47,6 +47,38 @@ check() {  # check NAME: runs the shell function NAME as one TAP test
     fi
 }
 
+# The saved override kernel-tests/init wrote at start-up, applied as the boot unit runs it
+# (`pcibind --config-dir DIR apply`), seen in status, then removed with the device given back.
+CONF=/run/driverctl.d
+applies_a_saved_override() {
+    [ "$(cat $CONF/pci-$NIC2)" = vfio-pci ] || { echo "no saved override from init"; return 1; }
+    expect 0 pcibind --config-dir $CONF list --persisted &&
+    grep -q "^$NIC2  *vfio-pci  *e1000e  *no" /tmp/cli.out || { cat /tmp/cli.out; return 1; }
+    expect 0 pcibind --config-dir $CONF apply && said "$NIC2: bound to vfio-pci, as saved" &&
+    state $NIC2 vfio-pci vfio-pci && [ -d $DEV/$NIC2/vfio-dev ] &&
+    expect 0 pcibind --config-dir $CONF apply $NIC2 && state $NIC2 vfio-pci vfio-pci &&
+    expect 0 pcibind status && said "^$NIC2 8086:10d3 'Ethernet controller' drv=vfio-pci iommu_group=[0-9]* viable" &&
+    expect 0 pcibind --config-dir $CONF reattach --persist $NIC2 && at_rest $NIC2 &&
+    [ ! -e $CONF/pci-$NIC2 ] && expect 0 pcibind --config-dir $CONF apply && at_rest $NIC2
+}
+
+# Interface names for devices: the e1000e's, and virtio-net's, whose device link names the
+# virtio device below the PCI function; an interface with no device is refused.
+names_interfaces() {
+    i=$(ifname $NIC)
+    v=
+    for d in /sys/class/net/*; do
+        [ "$(basename "$(readlink "$d/device/subsystem")")" = virtio ] && v=${d##*/}
+    done
+    [ -n "$v" ] || { echo "no virtio-net interface"; return 1; }
+    vpci=$(basename "$(dirname "$(readlink -f "/sys/class/net/$v/device")")")
+    expect 0 pcibind show "$i" --json && said "\"address\": \"$NIC\"" &&
+    expect 0 pcibind show "$v" --json && said "\"address\": \"$vpci\"" &&
+    expect 2 pcibind show lo && said "has no device" &&
+    expect 0 pcibind bind "$i" vfio-pci && state $NIC vfio-pci vfio-pci &&
+    expect 0 pcibind reattach $NIC && at_rest $NIC
+}
+
 lists_and_shows() {
     expect 0 pcibind list && grep -q "^$NIC .*e1000e" /tmp/cli.out || { cat /tmp/cli.out; return 1; }
     expect 0 pcibind list --json && said "\"address\": \"$NIC\"" &&
@@ -146,6 +178,8 @@ $vf2" ] &&
     return $rc
 }
 
+check applies_a_saved_override
+check names_interfaces
 check lists_and_shows
 check resolves_names
 check binds_to_the_best_vfio_driver_and_back

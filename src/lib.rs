@@ -23,6 +23,7 @@ mod device;
 mod error;
 mod ffi;
 pub mod group;
+mod ifname;
 mod inuse;
 mod lock;
 mod log;

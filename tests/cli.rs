@@ -77,6 +77,8 @@ impl Tree {
             .arg(self.root.join("locks"))
             .arg("--proc-root")
             .arg(self.root.join("proc"))
+            .arg("--config-dir")
+            .arg(self.config_dir())
             .args(args)
             .env("LD_PRELOAD", shim)
             .env("FAKE_SYSFS_ROOT", &self.root)
@@ -101,6 +103,16 @@ impl Tree {
         s.trim_end().to_owned()
     }
 
+    /// Where this tree's saved overrides go (never the machine's /etc/driverctl.d).
+    fn config_dir(&self) -> PathBuf {
+        self.root.join("etc-driverctl.d")
+    }
+
+    /// The saved override file of a device, as driverctl names it.
+    fn saved_file(&self, bdf: &str) -> PathBuf {
+        self.config_dir().join(format!("pci-{bdf}"))
+    }
+
     fn writes(&self) -> String {
         std::fs::read_to_string(self.root.join("write.log")).unwrap_or_default()
     }
@@ -112,6 +124,13 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts that `text` says every one of `parts`.
+fn says_all(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "{part:?} missing in {text}");
+    }
 }
 
 const VF: &str = "0000:3b:00.2"; // ConnectX-5 VF on mlx5_core
@@ -468,14 +487,14 @@ fn every_bad_argument_is_named() {
     let t = Tree::new();
     let o = t.run(&["reattach", "0000:00:99.0", NIC, "../x", NIC, "vfio-pci"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let err = stderr(&o);
-    for bad in [
-        "\"0000:00:99.0\"",
-        "\"../x\"",
-        "0000:00:02.0 is given twice",
-    ] {
-        assert!(err.contains(bad), "{bad} not named in {err}");
-    }
+    says_all(
+        &stderr(&o),
+        &[
+            "\"0000:00:99.0\"",
+            "\"../x\"",
+            "0000:00:02.0 is given twice",
+        ],
+    );
     assert!(t.untouched(), "{}", t.writes());
     // A driver needs an address before it.
     let o = t.run(&["bind", "vfio-pci"]);
@@ -681,4 +700,329 @@ fn bind_does_many_devices_in_parallel_and_reports_in_order() {
     // They are on vfio-pci: only a forced removal takes them away.
     let o = tree.run(&["sriov", NIC, "0", "--force"]);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+// ---- Saved overrides (SPEC 3.11, driverctl's format) ----------------------------------------
+
+/// A "reboot": a fresh tree, every device back on its host driver, with the saved overrides
+/// of `before` in its configuration directory.
+fn reboot(before: &Tree) -> Tree {
+    let after = Tree::new();
+    std::fs::create_dir_all(after.config_dir()).unwrap();
+    for entry in std::fs::read_dir(before.config_dir()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), after.config_dir().join(entry.file_name())).unwrap();
+    }
+    after
+}
+
+#[test]
+fn bind_persist_saves_the_driver_and_apply_puts_it_back_after_a_reboot() {
+    let t = Tree::new();
+    // Named in its module's spelling, and chosen (no DRIVER): the exact driver names are
+    // saved, as driverctl writes them into driver_override as they are.
+    let o = t.run(&["bind", "--persist", NIC, "vfio_pci"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("saved vfio-pci in"), "{}", stdout(&o));
+    let o = t.run(&["bind", "--persist", VF]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(t.saved_file(NIC)).unwrap(),
+        "vfio-pci\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.saved_file(VF)).unwrap(),
+        "mlx5_vfio_pci\n"
+    );
+    let listed = stdout(&t.run(&["list", "--persisted"]));
+    assert!(
+        listed.contains(&format!("{NIC}  vfio-pci       vfio-pci       yes")),
+        "{listed}"
+    );
+
+    let t = reboot(&t);
+    let listed = stdout(&t.run(&["list", "--persisted", "--json"]));
+    assert!(listed.contains(&format!("{{\"address\": \"{NIC}\", \"saved_driver\": \"vfio-pci\", \"present\": true, \"driver\": \"e1000e\", \"applied\": false}}")), "{listed}");
+    let o = t.run(&["apply"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(t.driver(NIC).as_deref(), Some("vfio-pci"));
+    assert_eq!(t.driver_override(NIC), "vfio-pci");
+    assert_eq!(t.driver(VF).as_deref(), Some("mlx5_vfio_pci"));
+    // Applied again: nothing to do, nothing written.
+    let writes = t.writes();
+    assert_eq!(t.run(&["apply", NIC]).status.code(), Some(0));
+    assert_eq!(t.writes(), writes);
+
+    // reattach --persist drops the saved override; the other stays.
+    let o = t.run(&["reattach", "--persist", NIC]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(t.driver(NIC).as_deref(), Some("e1000e"));
+    assert!(!t.saved_file(NIC).exists());
+    assert!(t.saved_file(VF).exists());
+    let t = reboot(&t);
+    assert_eq!(t.run(&["apply"]).status.code(), Some(0));
+    assert_eq!(t.driver(NIC).as_deref(), Some("e1000e"));
+    assert_eq!(t.driver(VF).as_deref(), Some("mlx5_vfio_pci"));
+}
+
+/// driverctl's `set-override ADDR none` saves `none`: applied, the device is left unbound.
+#[test]
+fn a_saved_none_leaves_the_device_unbound_and_a_module_spelling_is_resolved() {
+    let t = Tree::new();
+    std::fs::create_dir_all(t.config_dir()).unwrap();
+    std::fs::write(t.saved_file(NIC), "none\n").unwrap();
+    let o = t.run(&["apply", NIC]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(t.driver(NIC), None);
+    assert_eq!(t.driver_override(NIC), "none");
+    assert!(!t.root.join("modprobe.log").exists());
+    // A hand-written module spelling, which driverctl could not bind, is resolved.
+    std::fs::write(t.saved_file(XE), "xe_vfio_pci\n").unwrap();
+    let o = t.run(&["apply", XE]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(t.driver(XE).as_deref(), Some("xe-vfio-pci"));
+    let o = t.run(&["bind", "--persist", VF, "none"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(t.saved_file(VF)).unwrap(), "none\n");
+}
+
+#[test]
+fn apply_of_named_devices_needs_a_saved_override_and_skips_nothing_silently() {
+    let t = Tree::new();
+    std::fs::create_dir_all(t.config_dir()).unwrap();
+    std::fs::write(t.saved_file(NIC), "vfio-pci\n").unwrap();
+    std::fs::write(t.saved_file("0000:09:00.0"), "vfio-pci\n").unwrap();
+    // driverctl's files for other buses are not ours.
+    std::fs::write(t.config_dir().join("usb-1-1"), "usbhid\n").unwrap();
+    // Named: one without a saved override, one absent: refused, nothing changed.
+    let o = t.run(&["apply", NIC, XE]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("nothing is saved for {XE}")),
+        "{}",
+        stderr(&o)
+    );
+    let o = t.run(&["apply", "0000:09:00.0"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(t.untouched(), "{}", t.writes());
+    // All: the absent device's override waits for it, quietly.
+    let o = t.run(&["apply"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("{NIC}: bound to vfio-pci, as saved\n"));
+    assert_eq!(stderr(&o), "");
+    let listed = stdout(&t.run(&["list", "--persisted"]));
+    assert!(
+        listed.contains("0000:09:00.0  vfio-pci  (not present)  no"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn malformed_saved_overrides_are_refused_with_their_reason() {
+    let t = Tree::new();
+    let dir = t.config_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases: [(&str, &str); 4] = [
+        ("0000:00:02.0", ""),
+        ("0000:3b:00.2", "vfio-pci\nnvme\n"),
+        ("0000:03:00.0", "../../evil\n"),
+        ("0000:01:00.0", "\u{0}\u{1}binary"),
+    ];
+    for (bdf, content) in cases {
+        std::fs::write(t.saved_file(bdf), content).unwrap();
+    }
+    std::os::unix::fs::symlink("/etc/hostname", t.saved_file("0000:01:00.1")).unwrap();
+    std::fs::create_dir(t.saved_file("0000:00:01.0")).unwrap();
+    std::fs::write(dir.join("pci-3b:00.2"), "vfio-pci\n").unwrap();
+
+    let o = t.run(&["apply"]);
+    assert_eq!(o.status.code(), Some(11), "{}", stderr(&o));
+    says_all(
+        &stderr(&o),
+        &[
+            "pci-0000:00:02.0: empty",
+            "pci-0000:3b:00.2: more than one line",
+            "pci-0000:03:00.0: driver name \"../../evil\" contains '/'",
+            "pci-0000:01:00.0: driver name",
+            "pci-0000:01:00.1: a symbolic link; refusing to follow it",
+            "pci-0000:00:01.0: not a regular file",
+            "pci-3b:00.2: the name is not pci- and a PCI address",
+            "nothing was changed",
+        ],
+    );
+    assert!(t.untouched(), "{}", t.writes());
+    let o = t.run(&["list", "--persisted"]);
+    assert_eq!(o.status.code(), Some(11));
+    assert_eq!(stdout(&o), "ADDRESS  SAVED  DRIVER  APPLIED\n");
+
+    // A saved file that is a link is not replaced: the bind happens, the saving fails.
+    let o = t.run(&["bind", "--persist", "0000:01:00.1", "vfio-pci"]);
+    assert_eq!(o.status.code(), Some(11), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("a symbolic link; not replacing it"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_link(t.saved_file("0000:01:00.1")).unwrap(),
+        Path::new("/etc/hostname")
+    );
+    // A dry run saves nothing: refused as a usage error.
+    assert_eq!(
+        t.run(&["bind", "--persist", "--dry-run", XE]).status.code(),
+        Some(2)
+    );
+}
+
+/// The whole group moves, and each member moved is saved with its driver.
+#[test]
+fn bind_group_persist_saves_every_member_moved() {
+    let t = Tree::new();
+    let o = t.run(&["bind", "--group", "--persist", GPU]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for bdf in [GPU, "0000:01:00.1"] {
+        assert_eq!(
+            std::fs::read_to_string(t.saved_file(bdf)).unwrap(),
+            "vfio-pci\n"
+        );
+    }
+    let o = t.run(&["reattach", "--group", "--persist", GPU]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(t.config_dir()).unwrap().count(), 0);
+}
+
+// ---- Network interface names for devices ------------------------------------------------------
+
+impl Tree {
+    /// A network interface below `device_dir` (relative to the root), with class/net/NAME and
+    /// its device link as the kernel has them; `bus` is the device's subsystem link's target.
+    fn add_interface(&self, name: &str, device_dir: Option<&str>, bus: Option<&str>) {
+        use std::os::unix::fs::symlink;
+        let class = self.root.join("class/net");
+        std::fs::create_dir_all(&class).unwrap();
+        let Some(device_dir) = device_dir else {
+            let dir = self.root.join("devices/virtual/net").join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            symlink(
+                format!("../../devices/virtual/net/{name}"),
+                class.join(name),
+            )
+            .unwrap();
+            return;
+        };
+        let device = self.root.join(device_dir);
+        let dir = device.join("net").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let device_name = Path::new(device_dir).file_name().unwrap().to_str().unwrap();
+        symlink(format!("../../../{device_name}"), dir.join("device")).unwrap();
+        if let Some(bus) = bus {
+            let up = "../".repeat(device_dir.matches('/').count() + 1);
+            let _ = symlink(format!("{up}bus/{bus}"), device.join("subsystem"));
+        }
+        symlink(format!("../../{device_dir}/net/{name}"), class.join(name)).unwrap();
+    }
+}
+
+#[test]
+fn interface_names_stand_for_their_pci_devices() {
+    let t = Tree::new();
+    t.add_interface("eth0", Some("devices/pci0000:00/0000:00:02.0"), Some("pci"));
+    // virtio-net: the interface's device is virtio0, on the virtio PCI function.
+    t.add_interface(
+        "eth1",
+        Some("devices/pci0000:00/0000:00:01.0/virtio0"),
+        Some("virtio"),
+    );
+    t.add_interface("br0", None, None);
+    t.add_interface(
+        "usb0",
+        Some("devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1:1.0"),
+        Some("usb"),
+    );
+
+    let shown = stdout(&t.run(&["show", "eth0", "--json"]));
+    assert!(
+        shown.contains(&format!("\"address\": \"{NIC}\"")),
+        "{shown}"
+    );
+    assert_eq!(stdout(&t.run(&["variant", "eth1"])), "virtio_vfio_pci\n");
+    // The last argument is a device when an interface has that name, so both are bound.
+    let o = t.run(&["bind", "eth0", "eth1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(t.driver(NIC).as_deref(), Some("vfio-pci"));
+    assert_eq!(t.driver("0000:00:01.0").as_deref(), Some("virtio_vfio_pci"));
+    assert_eq!(
+        t.run(&["reattach", NIC, "0000:00:01.0"]).status.code(),
+        Some(0)
+    );
+    let writes = t.writes();
+
+    for (name, why) in [
+        ("br0", "network interface \"br0\" has no device"),
+        (
+            "usb0",
+            "network interface \"usb0\" is on usb device \"1-1:1.0\", not on a PCI device",
+        ),
+        ("eth9", "no network interface is named \"eth9\""),
+        ("averyverylongname", "is not a network interface name"),
+        ("..", "is not a network interface name"),
+    ] {
+        let o = t.run(&["bind", name, "vfio-pci"]);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", stderr(&o));
+        assert!(stderr(&o).contains(why), "{name}: {}", stderr(&o));
+        assert_eq!(t.run(&["show", name]).status.code(), Some(2), "{name}");
+    }
+    let o = t.run(&["unbind", NIC, "eth0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(&format!("{NIC} is given twice")),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(t.writes(), writes, "a refused command wrote");
+}
+
+// ---- The status view --------------------------------------------------------------------------
+
+#[test]
+fn status_groups_devices_by_driver_with_group_viability() {
+    let t = Tree::new();
+    assert_eq!(t.run(&["bind", "--group", GPU]).status.code(), Some(0));
+    assert_eq!(t.run(&["unbind", XE]).status.code(), Some(0));
+    let o = t.run(&["status"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let vfio = out.find("Devices on a VFIO driver").unwrap();
+    let host = out.find("Devices on a host driver").unwrap();
+    let none = out.find("Devices on no driver").unwrap();
+    assert!(vfio < host && host < none, "{out}");
+    let at = |line: &str| {
+        out.find(line)
+            .unwrap_or_else(|| panic!("{line} missing in {out}"))
+    };
+    let gpu = at(&format!(
+        "{GPU} 10de:2204 'VGA controller' drv=vfio-pci iommu_group=5 viable"
+    ));
+    assert!(vfio < gpu && gpu < host);
+    let nic = at(&format!(
+        "{NIC} 8086:10d3 'Ethernet controller' drv=e1000e iommu_group=2 not viable: {NIC} on e1000e"
+    ));
+    assert!(host < nic && nic < none);
+    let xe = at(&format!(
+        "{XE} 8086:e20b 'VGA controller' drv=- iommu_group=6 viable"
+    ));
+    assert!(none < xe);
+
+    let json = stdout(&t.run(&["status", "--json"]));
+    let vfio = json.find("\"vfio\": [").unwrap();
+    let host = json.find("\"host\": [").unwrap();
+    let gpu = json.find(&format!("\"address\": \"{GPU}\"")).unwrap();
+    assert!(vfio < gpu && gpu < host, "{json}");
+    assert!(json.contains("\"vfio_bound\": true, \"vfio_driver_module\": \"vfio_pci\", \"iommu_group_viable\": true, \"iommu_group_blocking\": []"), "{json}");
+    assert!(
+        json.contains(&format!(
+            "\"iommu_group_viable\": false, \"iommu_group_blocking\": [\"{NIC}\"]"
+        )),
+        "{json}"
+    );
 }

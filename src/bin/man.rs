@@ -248,6 +248,33 @@ why \fBbind\fR would refuse the device as in use on the host, or \fBnull\fR
 an array of the device nodes a VMM opens for a device on a VFIO driver (\fB/dev/vfio/vfio\fR,
 \fB/dev/vfio/\fIGROUP\fR, and with the VFIO character device \fB/dev/iommu\fR and
 \fB/dev/vfio/devices/vfio\fIN\fR), empty otherwise
+.PP
+\fBpcibind status \-\-json\fR prints one object of three arrays of such \fBlist\fR objects,
+each with two more keys:
+.TP
+\fBvfio\fR, \fBhost\fR, \fBnone\fR
+the devices on a VFIO driver, on a host driver, and on no driver
+.TP
+.B iommu_group_viable
+as for \fBshow\fR (\fBnull\fR without an IOMMU group)
+.TP
+.B iommu_group_blocking
+the addresses of the members of its IOMMU group on host drivers, which keep the group from a
+guest (\fBnull\fR without an IOMMU group)
+.PP
+\fBpcibind list \-\-persisted \-\-json\fR prints an array of objects, one per saved override:
+.TP
+.B saved_driver
+the driver saved for the device (\fBnone\fR: unbound)
+.TP
+.B present
+whether the device is there
+.TP
+.B driver
+the driver it is on now (\fBnull\fR: unbound or not present)
+.TP
+.B applied
+whether it is on its saved driver
 "#;
 
 const EXAMPLES: &str = r#".SH EXAMPLES
@@ -287,6 +314,26 @@ pcibind unbind 0000:03:00.0
 .fi
 .RE
 .PP
+Give a NIC to \fBvfio\-pci\fR by its interface name, for good: saved in
+\fI/etc/driverctl.d\fR, applied again at boot; later, back to the host for good (by address:
+the interface is gone while the NIC is on \fBvfio\-pci\fR):
+.PP
+.RS 4
+.nf
+pcibind bind \-\-persist eth1 vfio\-pci
+pcibind list \-\-persisted
+pcibind reattach \-\-persist 0000:01:00.0
+.fi
+.RE
+.PP
+Which devices are where, and which IOMMU groups a guest could have:
+.PP
+.RS 4
+.nf
+pcibind status
+.fi
+.RE
+.PP
 What a name resolves to, and the VFIO driver a device would get:
 .PP
 .RS 4
@@ -308,8 +355,19 @@ the module tables the VFIO driver is chosen from (\fB\-\-modules\-dir\fR)
 .TP
 .I /run/pcibind/
 one lock file per device, shared with every process using libpcibind (\fB\-\-lock\-dir\fR)
+.TP
+.IR /etc/driverctl.d/pci\- ADDRESS
+a saved override: the driver's name and a newline, as driverctl writes it (\fB\-\-config\-dir\fR);
+written by \fBbind \-\-persist\fR, removed by \fBreattach \-\-persist\fR, applied by \fBapply\fR
+.TP
+.IR 89\-pcibind.rules ", " pcibind@.service
+the udev rule and systemd unit that run \fBpcibind apply\fR \fIADDRESS\fR when a PCI device
+with a saved override appears, at boot and on hot\-plug (installed by meson with the tool;
+driverctl's rule acts on the same files: keep one of the two)
 .SH "SEE ALSO"
 .BR driverctl (8),
+.BR systemd.unit (5),
+.BR udev (7),
 .BR modprobe (8),
 .BR lspci (8);
 the C library libpcibind and its header \fIpcibind.h\fR, which documents every function.

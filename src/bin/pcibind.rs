@@ -1,6 +1,8 @@
 //! `pcibind`: move PCI devices between kernel drivers by hand, on the libpcibind Rust API.
 
 mod man;
+mod persist;
+mod status;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
@@ -14,6 +16,8 @@ use pcibind::{
     class_name, BindOptions, Context, DeviceInfo, DriverName, Error, Logger, Modprobe, PciAddress,
     Priority, SriovOptions, NO_DRIVER_OVERRIDE,
 };
+
+use persist::{Persist, Store};
 
 const AFTER_HELP: &str = "\
 Exit status:
@@ -29,7 +33,7 @@ Exit status:
   8   the device is in use on the host (--force overrides)
   9   the driver does not claim the device (--force overrides)
   10  another process holds the device's lock (still after --lock-timeout)
-  11  any other error (I/O, a malformed sysfs tree)
+  11  any other error (I/O, a malformed sysfs tree or saved override file)
 
 bind, unbind and reattach check every argument before they touch any device: a malformed
 address or name (2), a device that does not exist (3), a DRIVER that is no PCI driver (4) or
@@ -40,7 +44,14 @@ done on its own; the status is that of the worst failure.
 driverctl users: set-override ADDR DRIVER = `pcibind bind ADDR DRIVER`;
 set-override ADDR none = `pcibind bind ADDR none` (unbound, driver_override `none`, as unbind
 leaves it: `none` is never loaded as a module); unset-override ADDR = `pcibind reattach ADDR`;
-list-devices = `pcibind list`; list-overrides = `pcibind list --overrides`.";
+list-devices = `pcibind list`; list-overrides = `pcibind list --overrides`; the saved
+overrides are driverctl's: --persist saves or removes them, `pcibind apply` applies them, in the
+same directory and format (/etc/driverctl.d/pci-DDDD:BB:DD.F).
+
+Wherever a device ADDRESS is expected, a network interface name (eth1) may stand for the PCI
+device behind it (for virtio-net, the virtio PCI function). Addresses are read first, so
+nothing that looks like one is taken for an interface name; an interface goes away when its
+device leaves the network driver, so give the device back by its address.";
 
 /// Move Linux PCI devices between kernel drivers, e.g. from their host driver to vfio-pci or the
 /// right VFIO variant driver and back, as a transaction: each device ends on exactly the driver
@@ -75,6 +86,9 @@ struct Global {
     /// How long modprobe may run before it is killed and the load fails (status 5)
     #[arg(long, global = true, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
     modprobe_timeout: Duration,
+    /// Where saved overrides are kept (driverctl's directory and format)
+    #[arg(long, global = true, value_name = "DIR", default_value = persist::DEFAULT_CONFIG_DIR)]
+    config_dir: PathBuf,
     /// Where the in-use checks read net/route, net/if_inet6, self/mountinfo and swaps (tests)
     #[arg(long, global = true, value_name = "DIR", hide = true)]
     proc_root: Option<PathBuf>,
@@ -94,7 +108,19 @@ enum Command {
         /// Only devices whose driver_override is set (driverctl's list-overrides)
         #[arg(long)]
         overrides: bool,
+        /// The saved overrides instead (see --persist): each device, the driver saved for it,
+        /// the driver it is on now, and whether that is the saved one
+        #[arg(long, conflicts_with = "overrides")]
+        persisted: bool,
         /// JSON instead of a table: an array of objects (JSON OUTPUT in pcibind(1))
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every device grouped by where it is: on a VFIO driver, on a host driver, on no
+    /// driver (as dpdk-devbind --status), each with its IDs, class, driver and IOMMU group, and
+    /// whether that group is viable (no member on a host driver: it can be given to a guest)
+    Status {
+        /// JSON instead of text: one object of three arrays (JSON OUTPUT in pcibind(1))
         #[arg(long)]
         json: bool,
     },
@@ -134,6 +160,11 @@ enum Command {
         /// Takes no DRIVER.
         #[arg(long)]
         group: bool,
+        /// After each successful bind, save the driver the device is now on (`none` when left
+        /// unbound) in --config-dir, as driverctl does, so `pcibind apply` puts it there again
+        /// at boot. With no DRIVER that is the VFIO driver chosen now.
+        #[arg(long, conflicts_with = "dry_run")]
+        persist: bool,
     },
     /// Detach devices from their driver and leave them unbound (driver_override set to `none`
     /// so no probe takes them)
@@ -157,6 +188,25 @@ enum Command {
         /// it out) back to the host as one transaction. Takes no DRIVER.
         #[arg(long)]
         group: bool,
+        /// After each successful reattach, remove the device's saved override (driverctl's
+        /// unset-override)
+        #[arg(long)]
+        persist: bool,
+    },
+    /// Put devices on their saved drivers (see bind --persist): every saved override, or
+    /// those of the devices named; what the udev rule and pcibind@.service run at boot and
+    /// on hot-plug
+    ///
+    /// With no ADDRESS, a saved override of a device that is not present is skipped (at boot
+    /// only the devices there matter). A named device must exist and have a saved override.
+    /// Every named device and every saved file read is checked before any device is touched.
+    /// A device already on its saved driver is left alone.
+    Apply {
+        #[arg(value_name = "ADDRESS")]
+        addresses: Vec<String>,
+        /// Skip the safety checks, as bind --force
+        #[arg(long)]
+        force: bool,
     },
     /// List the SR-IOV virtual functions of a physical function, or with N set its number of
     /// VFs and list the VFs it then has
@@ -199,6 +249,27 @@ fn status_of(err: &Error) -> u8 {
         Error::Busy(_) => 10,
         _ => 11,
     }
+}
+
+/// The worse of two statuses.
+fn worse(a: u8, b: u8) -> u8 {
+    if severity(b) > severity(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// Refuses a command before it changed anything: each error on stderr, and the status of the
+/// worst.
+fn refuse(errors: Vec<Error>) -> u8 {
+    let mut status = 0;
+    for e in &errors {
+        eprintln!("pcibind: {e}");
+        status = worse(status, status_of(e));
+    }
+    eprintln!("pcibind: nothing was changed");
+    status
 }
 
 fn severity(status: u8) -> u8 {
@@ -296,10 +367,31 @@ enum Target {
     Driver(DriverName),
 }
 
+/// The device an argument names: a PCI address (read first, so nothing that looks like one is
+/// taken for an interface), else the PCI device behind the network interface of that name.
+fn device_of(ctx: &Context, arg: &str) -> Result<PciAddress, Error> {
+    let not_an_address = match PciAddress::parse(arg) {
+        Ok(address) => return Ok(address),
+        Err(e) => e,
+    };
+    // No interface name has a ':', so this one was meant as an address.
+    if arg.contains(':') {
+        return Err(not_an_address);
+    }
+    ctx.net_interface_device(arg).map_err(|e| match e {
+        Error::InvalidArg(why) if !ctx.is_net_interface(arg) => {
+            Error::InvalidArg(format!("{not_an_address}, and {why}"))
+        }
+        e => e,
+    })
+}
+
 /// The device addresses and the target of `ADDRESS... [DRIVER]` (DRIVER only when
 /// `driver_allowed`), or one message per bad argument. Only the last argument may be a driver,
-/// and only after at least one address.
+/// and only after at least one address; there an existing network interface's name is a
+/// device, not a driver.
 fn parse_args(
+    ctx: &Context,
     args: &[String],
     driver_allowed: bool,
 ) -> Result<(Vec<PciAddress>, Target), Vec<String>> {
@@ -307,14 +399,25 @@ fn parse_args(
     let mut target = Target::Default;
     let mut errors = Vec::new();
     for (i, arg) in args.iter().enumerate() {
-        let as_driver = driver_allowed && i > 0 && i == args.len() - 1;
-        match PciAddress::parse(arg) {
+        let as_driver = driver_allowed
+            && i > 0
+            && i == args.len() - 1
+            && !arg.contains(':')
+            && !ctx.is_net_interface(arg);
+        if as_driver {
+            match DriverName::new(arg) {
+                Ok(_) if arg == NO_DRIVER_OVERRIDE => target = Target::Unbound,
+                Ok(name) => target = Target::Driver(name),
+                Err(e) => errors.push(e.to_string()),
+            }
+            continue;
+        }
+        match device_of(ctx, arg) {
             Ok(address) if addresses.contains(&address) => {
                 errors.push(format!("{address} is given twice"));
             }
             Ok(address) => addresses.push(address),
-            // No driver name has a ':', so this one was meant as an address.
-            Err(e) if !as_driver || arg.contains(':') => {
+            Err(e) => {
                 let driver_like =
                     driver_allowed && !arg.contains(':') && DriverName::new(arg).is_ok();
                 let hint = if !driver_like {
@@ -326,11 +429,6 @@ fn parse_args(
                 };
                 errors.push(format!("{e}{hint}"));
             }
-            Err(_) if arg == NO_DRIVER_OVERRIDE => target = Target::Unbound,
-            Err(_) => match DriverName::new(arg) {
-                Ok(name) => target = Target::Driver(name),
-                Err(e) => errors.push(e.to_string()),
-            },
         }
     }
     if errors.is_empty() {
@@ -348,10 +446,7 @@ fn check_devices(ctx: &Context, addresses: &[PciAddress]) -> Result<(), (Vec<Str
     for address in addresses {
         if let Err(e) = ctx.current_driver(&address.to_string()) {
             errors.push(format!("{address}: {e}"));
-            let s = status_of(&e);
-            if severity(s) > severity(status) {
-                status = s;
-            }
+            status = worse(status, status_of(&e));
         }
     }
     if errors.is_empty() {
@@ -378,7 +473,7 @@ fn prepare(
         eprintln!("pcibind: nothing was changed");
         status
     };
-    let (addresses, target) = parse_args(args, driver_allowed).map_err(|e| report(e, 2))?;
+    let (addresses, target) = parse_args(ctx, args, driver_allowed).map_err(|e| report(e, 2))?;
     check_devices(ctx, &addresses).map_err(|(e, status)| report(e, status))?;
     let target = match target {
         Target::Driver(name) if resolve => match ctx.resolve_driver(name.as_str()) {
@@ -403,7 +498,7 @@ fn unbind_plan(ctx: &Context, address: &str) -> Result<String, Error> {
     })
 }
 
-const UNBOUND: &str = "unbound (driver_override none)";
+pub(crate) const UNBOUND: &str = "unbound (driver_override none)";
 
 fn json_str(s: &str) -> String {
     let mut out = String::from("\"");
@@ -463,23 +558,14 @@ fn list(ctx: &Context, overrides: bool, json: bool) -> Result<(), Error> {
             .iter()
             .map(|i| format!("  {{{}}}", device_json_fields(i)))
             .collect();
-        let _ = writeln!(out, "[\n{}\n]", items.join(",\n"));
+        print_json_array(&mut out, &items);
         return Ok(());
     }
-    let rows: Vec<[String; 8]> = infos
+    let rows: Vec<Vec<String>> = infos
         .iter()
         .map(|i| {
-            let (ids, class) = match &i.modalias {
-                Some(m) => {
-                    let (b, s, _) = m.class();
-                    (
-                        format!("{:04x}:{:04x}", m.vendor(), m.device()),
-                        class_name(b, s).to_owned(),
-                    )
-                }
-                None => ("?".into(), "?".into()),
-            };
-            [
+            let (ids, class) = ids_and_class(i);
+            vec![
                 i.address.to_string(),
                 ids,
                 class,
@@ -501,8 +587,37 @@ fn list(ctx: &Context, overrides: bool, json: bool) -> Result<(), Error> {
         "VFIO",
         "VFIO DRIVER",
     ];
+    print_table(&mut out, &header, &rows);
+    Ok(())
+}
+
+/// A JSON array of already indented items, one a line (`[]` when there are none).
+fn print_json_array(out: &mut impl Write, items: &[String]) {
+    if items.is_empty() {
+        let _ = writeln!(out, "[]");
+    } else {
+        let _ = writeln!(out, "[\n{}\n]", items.join(",\n"));
+    }
+}
+
+/// A device's `vendor:device` IDs and class name, `?` without a usable modalias.
+fn ids_and_class(info: &DeviceInfo) -> (String, String) {
+    match &info.modalias {
+        Some(m) => {
+            let (b, s, _) = m.class();
+            (
+                format!("{:04x}:{:04x}", m.vendor(), m.device()),
+                class_name(b, s).to_owned(),
+            )
+        }
+        None => ("?".into(), "?".into()),
+    }
+}
+
+/// Rows under a header, each column as wide as its widest cell.
+fn print_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -518,10 +633,9 @@ fn list(ctx: &Context, overrides: bool, json: bool) -> Result<(), Error> {
             .to_owned()
     };
     let _ = writeln!(out, "{}", line(header.to_vec()));
-    for row in &rows {
+    for row in rows {
         let _ = writeln!(out, "{}", line(row.iter().map(String::as_str).collect()));
     }
-    Ok(())
 }
 
 fn show(ctx: &Context, address: &str, json: bool) -> Result<(), Error> {
@@ -683,10 +797,7 @@ impl Tally {
                     "pcibind: {address}: {}",
                     e.to_string().replace("PCIBIND_BIND_FORCE", "--force")
                 );
-                let s = status_of(&e);
-                if severity(s) > severity(self.status) {
-                    self.status = s;
-                }
+                self.status = worse(self.status, status_of(&e));
             }
         }
     }
@@ -775,23 +886,40 @@ fn run(cli: Cli) -> Result<u8, Error> {
         return Ok(0);
     }
     let ctx = context(&cli.global)?;
+    let store = Store::new(absolute(&cli.global.config_dir));
     Ok(match cli.command {
-        Command::List { overrides, json } => list(&ctx, overrides, json).map(|_| 0)?,
-        Command::Show { address, json } => show(&ctx, &address, json).map(|_| 0)?,
+        Command::List {
+            persisted: true,
+            json,
+            ..
+        } => persist::list(&ctx, &store, json)?,
+        Command::List {
+            overrides, json, ..
+        } => list(&ctx, overrides, json).map(|_| 0)?,
+        Command::Status { json } => status::status(&ctx, json).map(|_| 0)?,
+        Command::Show { address, json } => {
+            show(&ctx, &device_of(&ctx, &address)?.to_string(), json).map(|_| 0)?
+        }
         Command::Resolve { name } => {
             println!("{}", ctx.resolve_driver(&name)?);
             0
         }
         Command::Variant { address } => {
+            let address = device_of(&ctx, &address)?.to_string();
             println!("{}", ctx.find_vfio_variant(&address)?);
             0
+        }
+        Command::Apply { addresses, force } => {
+            persist::apply(&ctx, &store, &addresses, BindOptions { force })
         }
         Command::Bind {
             args,
             force,
             dry_run,
             group,
+            persist,
         } => {
+            let persist = Persist::when(persist, Persist::Save);
             let (addresses, target) = match prepare(&ctx, &args, true, !dry_run) {
                 Ok(prepared) => prepared,
                 Err(status) => return Ok(status),
@@ -802,8 +930,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     return Ok(no_driver_with_group());
                 }
                 return Ok(each(&addresses, "binding the group of", |a| {
-                    ctx.bind_group(a, options, dry_run)
-                        .map(|o| group_report(&o, dry_run))
+                    let o = ctx.bind_group(a, options, dry_run)?;
+                    persist.after(&ctx, &store, &o.moved, group_report(&o, dry_run))
                 }));
             }
             let driver = match &target {
@@ -815,15 +943,18 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     unbind_plan(&ctx, a).map(|plan| format!("plan (nothing changed):\n{plan}"))
                 }),
                 (Target::Unbound, false) => each(&addresses, "unbinding", |a| {
-                    ctx.unbind(a).map(|_| UNBOUND.to_owned())
+                    let done = ctx.unbind(a).map(|_| UNBOUND.to_owned());
+                    persist.after_one(&ctx, &store, a, done)
                 }),
                 (_, true) => each(&addresses, "planning", |a| {
                     ctx.bind_plan(a, driver, options)
                         .map(|plan| format!("plan (nothing changed):\n{plan}"))
                 }),
                 (_, false) => each_in_parallel(&addresses, "binding", |a| {
-                    ctx.bind(a, driver, options)
-                        .map(|d| format!("bound to {d}"))
+                    let done = ctx
+                        .bind(a, driver, options)
+                        .map(|d| format!("bound to {d}"));
+                    persist.after_one(&ctx, &store, a, done)
                 }),
             }
         }
@@ -836,7 +967,12 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 ctx.unbind(a).map(|_| UNBOUND.to_owned())
             })
         }
-        Command::Reattach { args, group } => {
+        Command::Reattach {
+            args,
+            group,
+            persist,
+        } => {
+            let persist = Persist::when(persist, Persist::Remove);
             let (addresses, target) = match prepare(&ctx, &args, true, true) {
                 Ok(prepared) => prepared,
                 Err(status) => return Ok(status),
@@ -846,13 +982,14 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     return Ok(no_driver_with_group());
                 }
                 return Ok(each(&addresses, "reattaching the group of", |a| {
-                    ctx.reattach_group(a, false)
-                        .map(|o| group_report(&o, false))
+                    let o = ctx.reattach_group(a, false)?;
+                    persist.after(&ctx, &store, &o.moved, group_report(&o, false))
                 }));
             }
             match target {
                 Target::Unbound => each(&addresses, "unbinding", |a| {
-                    ctx.unbind(a).map(|_| UNBOUND.to_owned())
+                    let done = ctx.unbind(a).map(|_| UNBOUND.to_owned());
+                    persist.after_one(&ctx, &store, a, done)
                 }),
                 target => {
                     let driver = match &target {
@@ -860,10 +997,11 @@ fn run(cli: Cli) -> Result<u8, Error> {
                         _ => None,
                     };
                     each(&addresses, "reattaching", |a| {
-                        ctx.reattach(a, driver).map(|d| match d {
+                        let done = ctx.reattach(a, driver).map(|d| match d {
                             Some(d) => format!("bound to {d}"),
                             None => "left unbound: no host driver matches it".to_owned(),
-                        })
+                        });
+                        persist.after_one(&ctx, &store, a, done)
                     })
                 }
             }
@@ -874,6 +1012,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             force,
             autoprobe,
         } => {
+            let pf = device_of(&ctx, &pf)?.to_string();
             let vfs = match numvfs {
                 None => ctx.sriov_vfs(&pf),
                 Some(n) => ctx.sriov_set_numvfs(&pf, n, SriovOptions { force, autoprobe }),
