@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../c-tests/fakesys.h"
+#include <pcibind-testkit.h>
 #include "pcibind.h"
 
 static const char *const E1000E = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
@@ -88,18 +88,18 @@ int main(int argc, char **argv)
     setenv("FAKE_SYSFS_ROOT", root, 1);
 
     if (strcmp(mode, "prepare") == 0) {
-        fs_mkdirs(root, "bus/pci/devices");
-        fs_mkdirs(root, "bus/pci/drivers");
-        fs_mkdirs(root, "module");
-        fs_mkdirs(root, "locks");
-        fs_mkdirs(root, "proc");
-        fs_write(root, "bus/pci/drivers_probe", "");
-        fs_vfio_driver(root, "vfio_pci", "vfio-pci");
-        fs_loaded_driver(root, "e1000e", "e1000e");
-        fs_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
+        ptk_mkdirs(root, "bus/pci/devices");
+        ptk_mkdirs(root, "bus/pci/drivers");
+        ptk_mkdirs(root, "module");
+        ptk_mkdirs(root, "locks");
+        ptk_mkdirs(root, "proc");
+        ptk_write(root, "bus/pci/drivers_probe", "");
+        ptk_vfio_driver(root, "vfio_pci", "vfio-pci");
+        ptk_loaded_driver(root, "e1000e", "e1000e");
+        ptk_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
         for (int i = 0; i < n; i++) {
             address_of(i, bdf, sizeof(bdf));
-            fs_device(root, bdf, E1000E, "e1000e");
+            ptk_device(root, bdf, E1000E, "e1000e");
         }
         return 0;
     }
