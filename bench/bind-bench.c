@@ -88,12 +88,9 @@ int main(int argc, char **argv)
     setenv("FAKE_SYSFS_ROOT", root, 1);
 
     if (strcmp(mode, "prepare") == 0) {
-        ptk_mkdirs(root, "bus/pci/devices");
-        ptk_mkdirs(root, "bus/pci/drivers");
-        ptk_mkdirs(root, "module");
+        ptk_init(root);
         ptk_mkdirs(root, "locks");
         ptk_mkdirs(root, "proc");
-        ptk_write(root, "bus/pci/drivers_probe", "");
         ptk_vfio_driver(root, "vfio_pci", "vfio-pci");
         ptk_loaded_driver(root, "e1000e", "e1000e");
         ptk_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");

@@ -44,12 +44,7 @@ static void setup(void)
     ptk_write(outside, "probe", "");
     ptk_mkdirs(outside, "pci");
     ptk_write(outside, "pci/drivers_probe", "");
-    ptk_mkdirs(root, "bus/pci/devices");
-    ptk_mkdirs(root, "bus/pci/drivers");
-    ptk_mkdirs(root, "devices/pci0000:00");
-    ptk_mkdirs(root, "module");
-    ptk_mkdirs(root, "kernel/iommu_groups");
-    ptk_write(root, "bus/pci/drivers_probe", "");
+    ptk_init(root);
     ptk_mkdirs(root, "lib-modules");
     ptk_write(root, "lib-modules/modules.alias",
               "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"

@@ -22,10 +22,11 @@
  *   stderr and exits with status 99, which meson and automake count as a hard error of the
  *   test (ERROR), not a failure of the code under test. The functions that look at the tree
  *   (ptk_read(), ptk_override(), ptk_is_bound_to(), ...) report absence in their result.
- * - Paths: `root` is what ptk_new() returned; `rel` is a path relative to it ("bus/pci/...").
+ * - Paths: `root` is the tree's directory (what ptk_new() returned, or what ptk_init() laid
+ *   out); `rel` is a path relative to it ("bus/pci/...").
  * - Strings returned are the caller's, released with free().
- * - Threads: ptk_new() and ptk_destroy() change the environment ($FAKE_SYSFS_ROOT); call them
- *   before starting threads and after joining them. The others may be called from any thread.
+ * - Threads: ptk_new() sets $FAKE_SYSFS_ROOT (setenv(3), which other threads must not race):
+ *   call it before starting threads. The others may be called from any thread.
  * - The kit is not libpcibind: it neither links nor calls it, and its header does not include
  *   pcibind.h. It has no state of its own besides the tree on disk.
  * - Valgrind and AddressSanitizer: the shim passes everything it does not emulate straight to
@@ -102,6 +103,10 @@ extern "C" {
  * modprobe.table. Sets $FAKE_SYSFS_ROOT to it, which the shim and the fake modprobe (a child
  * process) act on. The caller removes it with ptk_destroy(). */
 char *ptk_new(void);
+/* Lays out the same empty tree in the directory `root` (created when missing; what it holds
+ * already stays), e.g. a tree on tmpfs or below another directory of the test's, and leaves
+ * the environment alone: set $FAKE_SYSFS_ROOT to the directory the shim is to act on. */
+void ptk_init(const char *root);
 /* Removes the tree and everything in it (links are removed, not followed) and frees `root`.
  * NULL does nothing. */
 void ptk_destroy(char *root);

@@ -93,12 +93,10 @@ void ptk_symlink(const char *root, const char *rel, const char *target)
     free(p);
 }
 
-char *ptk_new(void)
+void ptk_init(const char *root)
 {
-    const char *tmp = getenv("TMPDIR");
-    char *root = xasprintf("%s/pcibind-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(root))
-        die("mkdtemp %s", root);
+    if (mkdir(root, 0755) < 0 && errno != EEXIST)
+        die("mkdir %s", root);
     ptk_mkdirs(root, "bus/pci/devices");
     ptk_mkdirs(root, "bus/pci/drivers");
     ptk_mkdirs(root, "devices/pci0000:00");
@@ -106,7 +104,17 @@ char *ptk_new(void)
     ptk_mkdirs(root, "kernel/iommu_groups");
     ptk_write(root, "bus/pci/drivers_probe", "");
     ptk_write(root, "modprobe.table", "");
-    setenv("FAKE_SYSFS_ROOT", root, 1);
+}
+
+char *ptk_new(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    char *root = xasprintf("%s/pcibind-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(root))
+        die("mkdtemp %s", root);
+    ptk_init(root);
+    if (setenv("FAKE_SYSFS_ROOT", root, 1) < 0)
+        die("setenv FAKE_SYSFS_ROOT");
     return root;
 }
 
