@@ -35,7 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../c-tests/fakesys.h"
+#include <pcibind-testkit.h>
 #include "pcibind.h"
 
 static const char *const E1000E = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
@@ -97,25 +97,22 @@ static void bind_one(pcibind_ctx *ctx, int i, const char *driver)
  * so 4096 VFs run over 17 buses, as ARI allows), then N VFs made by the library. */
 static int prepare_vfs(const char *root, int n)
 {
-    fs_mkdirs(root, "bus/pci/devices");
-    fs_mkdirs(root, "bus/pci/drivers");
-    fs_mkdirs(root, "module");
-    fs_mkdirs(root, "locks");
-    fs_mkdirs(root, "proc");
-    fs_write(root, "bus/pci/drivers_probe", "");
-    fs_vfio_driver(root, "vfio_pci", "vfio-pci");
-    fs_loaded_driver(root, "ixgbe", "ixgbe");
-    fs_driver_ids(root, "ixgbe", "pci:v00008086d000010FBsv*sd*bc*sc*i*");
-    fs_write(root, "bus/pci/drivers/ixgbe/fake_sriov_configure", "");
-    fs_loaded_driver(root, "ixgbevf", "ixgbevf");
-    fs_driver_ids(root, "ixgbevf", "pci:v00008086d000010EDsv*sd*bc*sc*i*");
-    fs_device(root, PF, IXGBE, "ixgbe");
+    ptk_init(root);
+    ptk_mkdirs(root, "locks");
+    ptk_mkdirs(root, "proc");
+    ptk_vfio_driver(root, "vfio_pci", "vfio-pci");
+    ptk_loaded_driver(root, "ixgbe", "ixgbe");
+    ptk_driver_ids(root, "ixgbe", "pci:v00008086d000010FBsv*sd*bc*sc*i*");
+    ptk_write(root, "bus/pci/drivers/ixgbe/fake_sriov_configure", "");
+    ptk_loaded_driver(root, "ixgbevf", "ixgbevf");
+    ptk_driver_ids(root, "ixgbevf", "pci:v00008086d000010EDsv*sd*bc*sc*i*");
+    ptk_device(root, PF, IXGBE, "ixgbe");
     char total[16];
     snprintf(total, sizeof(total), "%d\n", n);
-    fs_write(root, "devices/pci0000:00/" PF "/sriov_totalvfs", total);
-    fs_write(root, "devices/pci0000:00/" PF "/sriov_numvfs", "0\n");
-    fs_write(root, "devices/pci0000:00/" PF "/sriov_drivers_autoprobe", "1\n");
-    fs_write(root, "devices/pci0000:00/" PF "/fake_vf_modalias", IXGBEVF);
+    ptk_write(root, "devices/pci0000:00/" PF "/sriov_totalvfs", total);
+    ptk_write(root, "devices/pci0000:00/" PF "/sriov_numvfs", "0\n");
+    ptk_write(root, "devices/pci0000:00/" PF "/sriov_drivers_autoprobe", "1\n");
+    ptk_write(root, "devices/pci0000:00/" PF "/fake_vf_modalias", IXGBEVF);
     pcibind_ctx *ctx = context(root);
     char **vfs = NULL;
     if (pcibind_sriov_set_numvfs(ctx, PF, (unsigned)n, 0, &vfs) < 0) {
@@ -223,18 +220,15 @@ int main(int argc, char **argv)
     setenv("FAKE_SYSFS_ROOT", root, 1);
 
     if (strcmp(mode, "prepare") == 0) {
-        fs_mkdirs(root, "bus/pci/devices");
-        fs_mkdirs(root, "bus/pci/drivers");
-        fs_mkdirs(root, "module");
-        fs_mkdirs(root, "locks");
-        fs_mkdirs(root, "proc");
-        fs_write(root, "bus/pci/drivers_probe", "");
-        fs_vfio_driver(root, "vfio_pci", "vfio-pci");
-        fs_loaded_driver(root, "e1000e", "e1000e");
-        fs_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
+        ptk_init(root);
+        ptk_mkdirs(root, "locks");
+        ptk_mkdirs(root, "proc");
+        ptk_vfio_driver(root, "vfio_pci", "vfio-pci");
+        ptk_loaded_driver(root, "e1000e", "e1000e");
+        ptk_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
         for (int i = 0; i < n; i++) {
             address_of(i, bdf, sizeof(bdf));
-            fs_device(root, bdf, E1000E, "e1000e");
+            ptk_device(root, bdf, E1000E, "e1000e");
         }
         return 0;
     }

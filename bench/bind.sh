@@ -9,8 +9,7 @@ source "$(dirname "$0")/../scripts/tools.sh"
 cd "$TOP"
 build_project >/dev/null
 b=build
-shim=$b/c-tests/libkernel-shim.so
-[ -f "$shim" ] || shim=$(ls $b/c-tests/*kernel-shim*.so | head -n1)
+shim=$b/testkit/kernel-shim.so
 export PCIBIND_BENCH_MODULES=$TOP/tests/data/kernel-6.8.0-151-generic
 # On tmpfs when there is one: on a disk file system the inode churn of the emulation (links
 # made and removed on every bind) costs more than everything else and drowns the figures.

@@ -13,8 +13,7 @@ cd "$TOP"
 build_project >/dev/null
 rounds=${1:-3}
 b=build
-shim=$b/c-tests/libkernel-shim.so
-[ -f "$shim" ] || shim=$(ls $b/c-tests/*kernel-shim*.so | head -n1)
+shim=$b/testkit/kernel-shim.so
 export PCIBIND_BENCH_MODULES=$TOP/tests/data/kernel-6.8.0-151-generic
 # On tmpfs when there is one (see bench/bind.sh).
 tmpbase=${TMPDIR:-/tmp}

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
-"""Compiles every C block of README.md against include/pcibind.h with the strict flags C
-consumers use, so the README's examples cannot drift from the API."""
+"""Compiles every C block of README.md against include/pcibind.h (and the other include dirs
+given, e.g. the test kit's) with the strict flags C consumers use, so the README's examples
+cannot drift from the API.
+
+Usage: check-readme.py CC README INCLUDE_DIR..."""
 import os
 import re
 import subprocess
@@ -9,7 +12,7 @@ import tempfile
 
 
 def main():
-    cc, readme, include = sys.argv[1:4]
+    cc, readme, *includes = sys.argv[1:]
     blocks = re.findall(r"```c\n(.*?)```", open(readme).read(), flags=re.S)
     if not blocks:
         print("no C blocks in", readme)
@@ -19,8 +22,9 @@ def main():
             src = os.path.join(tmp, f"block{i}.c")
             with open(src, "w") as f:
                 f.write(block)
-            cmd = [cc, "-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-I", include,
-                   "-c", src, "-o", os.path.join(tmp, f"block{i}.o")]
+            cmd = [cc, "-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
+            cmd += [f"-I{include}" for include in includes]
+            cmd += ["-c", src, "-o", os.path.join(tmp, f"block{i}.o")]
             if subprocess.call(cmd) != 0:
                 print(f"README C block {i + 1} does not compile:\n{block}")
                 return 1

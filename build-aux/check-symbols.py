@@ -3,16 +3,21 @@
 script and the dynamic symbols libpcibind.so exports must be the same set, every export must
 carry a PCIBIND_* version, and nothing else may be exported. Each function's doc comment in
 the header carries one "@since X.Y" mark, and X.Y is the version node (PCIBIND_X.Y) the
-function is listed in and exported at (the README's "ABI policy")."""
+function is listed in and exported at (the README's "ABI policy").
+
+Usage: check-symbols.py [--prefix P --node NODE] HEADER VERSION_SCRIPT LIBRARY
+With --prefix and --node (the test kit, libpcibind-testkit.so): the functions are those named
+P*, the version script may list them by the glob P*, every one is exported at NODE, and there
+are no @since marks."""
 import re
 import subprocess
 import sys
 
 
-def header_functions(path):
+def header_functions(path, prefix="pcibind_"):
     text = open(path).read()
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    return set(re.findall(r"\b(pcibind_\w+)\s*\(", text)) - {"pcibind_log_fn"}
+    return set(re.findall(r"\b(" + prefix + r"\w+)\s*\(", text)) - {"pcibind_log_fn"}
 
 
 def header_since_marks(path):
@@ -56,7 +61,35 @@ def exported(lib):
     return syms
 
 
+def main_testkit(prefix, node, header, script, lib):
+    """Every function declared is exported at node, and nothing else is exported."""
+    declared = header_functions(header, prefix)
+    syms = exported(lib)
+    errors = []
+    text = re.sub(r"/\*.*?\*/", "", open(script).read(), flags=re.S)
+    if not re.search(r"\b" + re.escape(node) + r"\s*\{[^}]*\b" + re.escape(prefix) + r"\*;", text):
+        errors.append(f"the version script does not export {prefix}* at {node}")
+    funcs = {n for n, (typ, _) in syms.items() if typ == "FUNC"}
+    if funcs != declared:
+        errors.append(f"header vs exports: not exported {sorted(declared - funcs)},"
+                      f" exported but not declared {sorted(funcs - declared)}")
+    for name, (typ, version) in sorted(syms.items()):
+        if typ == "OBJECT" and name == node:
+            continue  # the version node's definition
+        if version != node:
+            errors.append(f"{name} ({typ}) exported at {version or 'no version'}, not {node}")
+        if not name.startswith(prefix):
+            errors.append(f"{name} ({typ}) exported without the prefix {prefix}")
+    for e in errors:
+        print("error:", e)
+    if not errors:
+        print(f"{len(funcs)} functions exported, all at {node}, all declared in the header")
+    return 1 if errors else 0
+
+
 def main():
+    if sys.argv[1] == "--prefix" and sys.argv[3] == "--node":
+        return main_testkit(sys.argv[2], sys.argv[4], *sys.argv[5:8])
     header, script, lib = sys.argv[1:4]
     declared = header_functions(header)
     listed = version_script_names(script)

@@ -4,14 +4,14 @@
 #include <errno.h>
 #include <stdint.h>
 
-#include "fakesys.h"
+#include <pcibind-testkit.h>
 #include "harness.h"
 
 #define GARBAGE ((void *)(uintptr_t)0x1)
 
 static void ctx_new_and_free(void)
 {
-    char *root = fs_new();
+    char *root = ptk_new();
     pcibind_ctx *ctx = GARBAGE;
     CHECK_RC(pcibind_ctx_new(root, 0, &ctx), PCIBIND_OK);
     CHECK(ctx != NULL && ctx != GARBAGE);
@@ -19,12 +19,12 @@ static void ctx_new_and_free(void)
     CHECK(pcibind_last_error_errno() == 0);
     pcibind_ctx_free(ctx);
     pcibind_ctx_free(NULL);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void ctx_new_rejects_bad_arguments(void)
 {
-    char *root = fs_new();
+    char *root = ptk_new();
     pcibind_ctx *ctx = GARBAGE;
     CHECK_RC(pcibind_ctx_new(root, 0, NULL), PCIBIND_ERR_INVALID_ARG);
     CHECK_RC(pcibind_ctx_new(root, 1, &ctx), PCIBIND_ERR_INVALID_ARG);
@@ -34,7 +34,7 @@ static void ctx_new_rejects_bad_arguments(void)
     CHECK(ctx == NULL);
     CHECK_CONTAINS(pcibind_last_error_message(), "absolute");
 
-    char *missing = fs_path(root, "missing");
+    char *missing = ptk_path(root, "missing");
     ctx = GARBAGE;
     CHECK_RC(pcibind_ctx_new(missing, 0, &ctx), PCIBIND_ERR_IO);
     CHECK(ctx == NULL);
@@ -42,11 +42,11 @@ static void ctx_new_rejects_bad_arguments(void)
     CHECK_CONTAINS(pcibind_last_error_message(), missing);
     free(missing);
 
-    char *file = fs_path(root, "modprobe.table");
+    char *file = ptk_path(root, "modprobe.table");
     CHECK_RC(pcibind_ctx_new(file, 0, &ctx), PCIBIND_ERR_IO);
     CHECK(pcibind_last_error_errno() == ENOTDIR);
     free(file);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void ctx_new_null_root_means_sys(void)
@@ -64,7 +64,7 @@ static void ctx_new_null_root_means_sys(void)
 
 static void setters_check_their_arguments(void)
 {
-    char *root = fs_new();
+    char *root = ptk_new();
     pcibind_ctx *ctx = NULL;
     CHECK_RC(pcibind_ctx_new(root, 0, &ctx), PCIBIND_OK);
 
@@ -97,7 +97,7 @@ static void setters_check_their_arguments(void)
 
     CHECK_RC(pcibind_ctx_set_log_fn(NULL, NULL, NULL, 7), PCIBIND_ERR_INVALID_ARG);
     pcibind_ctx_free(ctx);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void strerror_version_and_free_functions(void)
@@ -134,17 +134,17 @@ static void error_codes_keep_their_values(void)
 
 static void last_error_is_reset_by_a_successful_call(void)
 {
-    char *root = fs_new();
+    char *root = ptk_new();
     pcibind_ctx *ctx = NULL;
     CHECK_RC(pcibind_ctx_new(root, 0, &ctx), PCIBIND_OK);
-    fs_device(root, "0000:00:02.0", "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00", NULL);
+    ptk_device(root, "0000:00:02.0", "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00", NULL);
     char *driver = NULL;
     CHECK_RC(pcibind_current_driver(ctx, "nonsense", &driver), PCIBIND_ERR_INVALID_ADDRESS);
     CHECK_CONTAINS(pcibind_last_error_message(), "nonsense");
     CHECK_RC(pcibind_current_driver(ctx, "0000:00:02.0", &driver), PCIBIND_OK);
     CHECK_STR(pcibind_last_error_message(), "");
     pcibind_ctx_free(ctx);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 /* --- pcibind_current_driver --- */
@@ -153,12 +153,12 @@ static const char *const E1000E = "pci:v00008086d000010D3sv00008086sd00000000bc0
 
 static void current_driver_bound_unbound_missing(void)
 {
-    char *root = fs_new();
+    char *root = ptk_new();
     pcibind_ctx *ctx = NULL;
     CHECK_RC(pcibind_ctx_new(root, 0, &ctx), PCIBIND_OK);
-    fs_loaded_driver(root, "e1000e", "e1000e");
-    fs_device(root, "0000:00:02.0", E1000E, "e1000e");
-    fs_device(root, "0000:00:03.0", E1000E, NULL);
+    ptk_loaded_driver(root, "e1000e", "e1000e");
+    ptk_device(root, "0000:00:02.0", E1000E, "e1000e");
+    ptk_device(root, "0000:00:03.0", E1000E, NULL);
 
     char *driver = GARBAGE;
     CHECK_RC(pcibind_current_driver(ctx, "0000:00:02.0", &driver), PCIBIND_OK);
@@ -185,17 +185,17 @@ static void current_driver_bound_unbound_missing(void)
     CHECK_RC(pcibind_current_driver(ctx, NULL, &driver), PCIBIND_ERR_INVALID_ARG);
     CHECK_RC(pcibind_current_driver(NULL, "0000:00:02.0", &driver), PCIBIND_ERR_INVALID_ARG);
     pcibind_ctx_free(ctx);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void current_driver_upper_case_and_wide_domains(void)
 {
-    char *root = fs_new();
+    char *root = ptk_new();
     pcibind_ctx *ctx = NULL;
     CHECK_RC(pcibind_ctx_new(root, 0, &ctx), PCIBIND_OK);
-    fs_loaded_driver(root, "mlx5_core", "mlx5_core");
-    fs_device(root, "0000:af:00.1", E1000E, "mlx5_core");
-    fs_device(root, "10000:01:00.0", E1000E, "mlx5_core");
+    ptk_loaded_driver(root, "mlx5_core", "mlx5_core");
+    ptk_device(root, "0000:af:00.1", E1000E, "mlx5_core");
+    ptk_device(root, "10000:01:00.0", E1000E, "mlx5_core");
     char *driver = NULL;
     CHECK_RC(pcibind_current_driver(ctx, "0000:AF:00.1", &driver), PCIBIND_OK);
     CHECK_STR(driver, "mlx5_core");
@@ -205,15 +205,15 @@ static void current_driver_upper_case_and_wide_domains(void)
     CHECK_STR(driver, "mlx5_core");
     free(driver);
     pcibind_ctx_free(ctx);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void current_driver_rejects_malformed_addresses(void)
 {
-    char *root = fs_new();
+    char *root = ptk_new();
     pcibind_ctx *ctx = NULL;
     CHECK_RC(pcibind_ctx_new(root, 0, &ctx), PCIBIND_OK);
-    fs_device(root, "0000:00:02.0", E1000E, NULL);
+    ptk_device(root, "0000:00:02.0", E1000E, NULL);
     static const char *const bad[] = {
         "",          "0000:00:02",   "000:00:02.0",  "0000:0:02.0",   "0000:00:2.0",
         "0000:00:20.0", "0000:00:02.8", "0000:00:02.0\n", " 0000:00:02.0", "0000:00:02.0/..",
@@ -229,7 +229,7 @@ static void current_driver_rejects_malformed_addresses(void)
         CHECK(driver == NULL);
     }
     pcibind_ctx_free(ctx);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 RUN_TESTS(TEST_CASE(ctx_new_and_free), TEST_CASE(ctx_new_rejects_bad_arguments),

@@ -25,13 +25,13 @@ static const char *const NVME = "pci:v00008086d0000F1A8sv00008086sd0000390Bbc01s
  * devices, vfio-pci loaded, and a context using the fake modprobe, lock and proc dirs in it. */
 static void setup(void)
 {
-    root = fs_new();
+    root = ptk_new();
     warnings[0] = '\0';
-    fs_vfio_driver(root, "vfio_pci", "vfio-pci");
-    fs_loaded_driver(root, "mlx5_core", "mlx5_core");
-    fs_driver_ids(root, "mlx5_core", "pci:v000015B3d0000101Esv*sd*bc*sc*i*");
-    fs_loaded_driver(root, "e1000e", "e1000e");
-    fs_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
+    ptk_vfio_driver(root, "vfio_pci", "vfio-pci");
+    ptk_loaded_driver(root, "mlx5_core", "mlx5_core");
+    ptk_driver_ids(root, "mlx5_core", "pci:v000015B3d0000101Esv*sd*bc*sc*i*");
+    ptk_loaded_driver(root, "e1000e", "e1000e");
+    ptk_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
     char *dir = NULL;
     CHECK(asprintf(&dir, "%s/kernel-6.8.0-151-generic", getenv("PCIBIND_TEST_DATA")) > 0);
     ctx = test_context(root, root, getenv("FAKE_MODPROBE"), dir);
@@ -43,20 +43,20 @@ static void teardown(void)
 {
     pcibind_ctx_free(ctx);
     ctx = NULL;
-    fs_destroy(root);
+    ptk_destroy(root);
     root = NULL;
 }
 
 static void expect_override(const char *bdf, const char *expected)
 {
-    char *value = fs_override(root, bdf);
+    char *value = ptk_override(root, bdf);
     CHECK_STR(value, expected);
     free(value);
 }
 
 static void expect_bound(const char *bdf, const char *driver)
 {
-    if (!fs_is_bound_to(root, bdf, driver)) {
+    if (!ptk_is_bound_to(root, bdf, driver)) {
         printf("#   %s is not bound to %s\n", bdf, driver ? driver : "(no driver)");
         harness_failed_now = 1;
     }
@@ -64,7 +64,7 @@ static void expect_bound(const char *bdf, const char *driver)
 
 static void expect_nothing_written(void)
 {
-    char *log = fs_write_log(root);
+    char *log = ptk_write_log(root);
     CHECK_STR(log, "");
     free(log);
 }
@@ -90,11 +90,11 @@ static int vfio_bound(const char *bdf)
 static void unbound_device_to_vfio_pci(void)
 {
     setup();
-    fs_device(root, "0000:01:00.0", VIRTIO_NET, NULL);
+    ptk_device(root, "0000:01:00.0", VIRTIO_NET, NULL);
     CHECK(vfio_bound("0000:01:00.0") == 0);
     expect_bind("0000:01:00.0", "vfio-pci", 0, "vfio-pci");
     expect_override("0000:01:00.0", "vfio-pci"); /* kept, so a reprobe keeps it there */
-    char *vfio_dev = fs_path(root, "devices/pci0000:00/0000:01:00.0/vfio-dev");
+    char *vfio_dev = ptk_path(root, "devices/pci0000:00/0000:01:00.0/vfio-dev");
     CHECK(access(vfio_dev, F_OK) == 0);
     free(vfio_dev);
     CHECK(vfio_bound("0000:01:00.0") == 1);
@@ -104,9 +104,9 @@ static void unbound_device_to_vfio_pci(void)
 static void host_device_to_vfio_pci_and_back(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
     expect_bind("0000:02:00.0", "vfio-pci", 0, "vfio-pci");
-    char *log = fs_write_log(root);
+    char *log = ptk_write_log(root);
     /* Override first, then unbind, then probe: never an unbound moment without the override. */
     char *o = strstr(log, "driver_override"), *u = strstr(log, "e1000e/unbind"),
          *p = strstr(log, "drivers_probe");
@@ -126,17 +126,17 @@ static void host_device_to_vfio_pci_and_back(void)
 static void bind_by_module_name_loads_it(void)
 {
     setup();
-    fs_device(root, "0000:01:00.0", VIRTIO_NET, NULL);
+    ptk_device(root, "0000:01:00.0", VIRTIO_NET, NULL);
     /* A module name whose driver has another spelling. */
     expect_bind("0000:01:00.0", "vfio_pci", 0, "vfio-pci");
     teardown();
 
     setup();
-    fs_device(root, "0000:03:00.0", "pci:v00008086d0000E20Bsv00008086sd00001100bc03sc00i00", NULL);
-    fs_modprobe_table(root, "xe_vfio_pci xe-vfio-pci vfio");
+    ptk_device(root, "0000:03:00.0", "pci:v00008086d0000E20Bsv00008086sd00001100bc03sc00i00", NULL);
+    ptk_modprobe_table(root, "xe_vfio_pci xe-vfio-pci vfio");
     /* Not in the 6.8 tables, so the claim check cannot tell and allows it (with a warning). */
     expect_bind("0000:03:00.0", "xe_vfio_pci", 0, "xe-vfio-pci");
-    char *log = fs_modprobe_log(root);
+    char *log = ptk_modprobe_log(root);
     CHECK_CONTAINS(log, "[-b] [xe_vfio_pci]");
     free(log);
     CHECK(vfio_bound("0000:03:00.0") == 1);
@@ -146,8 +146,8 @@ static void bind_by_module_name_loads_it(void)
 static void null_name_picks_the_variant(void)
 {
     setup();
-    fs_device(root, "0000:3b:00.2", MLX5_VF, "mlx5_core");
-    fs_modprobe_table(root, "mlx5_vfio_pci mlx5_vfio_pci vfio");
+    ptk_device(root, "0000:3b:00.2", MLX5_VF, "mlx5_core");
+    ptk_modprobe_table(root, "mlx5_vfio_pci mlx5_vfio_pci vfio");
     expect_bind("0000:3b:00.2", NULL, 0, "mlx5_vfio_pci");
     expect_override("0000:3b:00.2", "mlx5_vfio_pci");
     CHECK(vfio_bound("0000:3b:00.2") == 1);
@@ -157,7 +157,7 @@ static void null_name_picks_the_variant(void)
 static void null_name_without_variant_gets_vfio_pci(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
     expect_bind("0000:02:00.0", NULL, 0, "vfio-pci");
     teardown();
 }
@@ -165,8 +165,8 @@ static void null_name_without_variant_gets_vfio_pci(void)
 static void variant_that_will_not_load_falls_back_to_vfio_pci(void)
 {
     setup();
-    fs_device(root, "0000:3b:00.2", MLX5_VF, "mlx5_core");
-    fs_modprobe_table(root, "mlx5_vfio_pci !modprobe: ERROR: could not insert 'mlx5_vfio_pci': Operation not permitted");
+    ptk_device(root, "0000:3b:00.2", MLX5_VF, "mlx5_core");
+    ptk_modprobe_table(root, "mlx5_vfio_pci !modprobe: ERROR: could not insert 'mlx5_vfio_pci': Operation not permitted");
     expect_bind("0000:3b:00.2", NULL, 0, "vfio-pci");
     CHECK_CONTAINS(warnings, "falling back to vfio-pci");
     teardown();
@@ -175,7 +175,7 @@ static void variant_that_will_not_load_falls_back_to_vfio_pci(void)
 static void already_on_target_writes_nothing(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
     expect_bind("0000:02:00.0", "e1000e", 0, "e1000e");
     expect_nothing_written();
     teardown();
@@ -186,8 +186,8 @@ static void already_on_target_writes_nothing(void)
 static void probe_failure_restores_driver_and_override(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
-    fs_fault(root, "probe:vfio-pci ENODEV");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_fault(root, "probe:vfio-pci ENODEV");
     char *out = (char *)(uintptr_t)0x1;
     CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, &out), PCIBIND_ERR_BIND);
     CHECK(out == NULL);
@@ -201,9 +201,9 @@ static void probe_failure_restores_driver_and_override(void)
 static void probe_and_rebind_failing_is_a_restore_error(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
-    fs_fault(root, "probe:vfio-pci ENODEV");
-    fs_fault(root, "probe:e1000e EIO");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_fault(root, "probe:vfio-pci ENODEV");
+    ptk_fault(root, "probe:e1000e EIO");
     CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_RESTORE);
     const char *msg = pcibind_last_error_message();
     CHECK_CONTAINS(msg, "restoring failed");
@@ -218,8 +218,8 @@ static void probe_and_rebind_failing_is_a_restore_error(void)
 static void unbind_ebusy_changes_nothing(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
-    fs_fault(root, "bus/pci/drivers/e1000e/unbind EBUSY");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_fault(root, "bus/pci/drivers/e1000e/unbind EBUSY");
     CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_BIND);
     CHECK(pcibind_last_error_errno() == EBUSY);
     CHECK_CONTAINS(pcibind_last_error_message(), "unbinding from e1000e failed");
@@ -231,8 +231,8 @@ static void unbind_ebusy_changes_nothing(void)
 static void device_removed_mid_transaction(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
-    fs_fault(root, "vanish:0000:02:00.0 after-unbind");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_fault(root, "vanish:0000:02:00.0 after-unbind");
     CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_RESTORE);
     CHECK_CONTAINS(pcibind_last_error_message(), "disappeared");
     char *dummy = NULL;
@@ -243,9 +243,9 @@ static void device_removed_mid_transaction(void)
 static void someone_elses_override_is_restored(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
-    fs_write(root, "devices/pci0000:00/0000:02:00.0/driver_override", "e1000e\n");
-    fs_fault(root, "probe:vfio-pci ENODEV");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_write(root, "devices/pci0000:00/0000:02:00.0/driver_override", "e1000e\n");
+    ptk_fault(root, "probe:vfio-pci ENODEV");
     CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_BIND);
     expect_bound("0000:02:00.0", "e1000e");
     expect_override("0000:02:00.0", "e1000e");
@@ -255,8 +255,8 @@ static void someone_elses_override_is_restored(void)
 static void override_write_eio_restores(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
-    fs_fault(root, "bus/pci/devices/0000:02:00.0/driver_override EIO 1");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_fault(root, "bus/pci/devices/0000:02:00.0/driver_override EIO 1");
     CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_BIND);
     CHECK(pcibind_last_error_errno() == EIO);
     expect_bound("0000:02:00.0", "e1000e");
@@ -269,12 +269,12 @@ static void override_write_eio_restores(void)
 static void in_use_netdev_is_refused_unless_forced(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
-    fs_mkdirs(root, "devices/pci0000:00/0000:02:00.0/net/eth0");
-    fs_write(root, "devices/pci0000:00/0000:02:00.0/net/eth0/flags", "0x1003\n");
-    fs_write(root, "proc/net/route",
-             "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
-             "eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_mkdirs(root, "devices/pci0000:00/0000:02:00.0/net/eth0");
+    ptk_write(root, "devices/pci0000:00/0000:02:00.0/net/eth0/flags", "0x1003\n");
+    ptk_write(root, "proc/net/route",
+              "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+              "eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");
     CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
     CHECK_CONTAINS(pcibind_last_error_message(), "network interface eth0 is up");
     expect_nothing_written();
@@ -285,11 +285,11 @@ static void in_use_netdev_is_refused_unless_forced(void)
 static void netdev_with_only_a_link_local_address_is_not_in_use(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
-    fs_mkdirs(root, "devices/pci0000:00/0000:02:00.0/net/eth0");
-    fs_write(root, "devices/pci0000:00/0000:02:00.0/net/eth0/flags", "0x1003\n");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_mkdirs(root, "devices/pci0000:00/0000:02:00.0/net/eth0");
+    ptk_write(root, "devices/pci0000:00/0000:02:00.0/net/eth0/flags", "0x1003\n");
     /* Up, but only a link-local IPv6 address: not in use. */
-    fs_write(root, "proc/net/if_inet6", "fe800000000000000000000000000001 02 40 20 80 eth0\n");
+    ptk_write(root, "proc/net/if_inet6", "fe800000000000000000000000000001 02 40 20 80 eth0\n");
     expect_bind("0000:02:00.0", "vfio-pci", 0, "vfio-pci");
     teardown();
 }
@@ -300,24 +300,24 @@ static void add_nvme_disk(const char *holder)
 {
     const char *disk = "devices/pci0000:00/0000:04:00.0/nvme/nvme0/nvme0n1";
     char rel[256];
-    fs_mkdirs(root, disk);
+    ptk_mkdirs(root, disk);
     snprintf(rel, sizeof(rel), "%s/subsystem", disk);
-    fs_symlink(root, rel, "../../../../../../class/block");
+    ptk_symlink(root, rel, "../../../../../../class/block");
     snprintf(rel, sizeof(rel), "%s/dev", disk);
-    fs_write(root, rel, "259:0\n");
+    ptk_write(root, rel, "259:0\n");
     snprintf(rel, sizeof(rel), "%s/holders/%s", disk, holder ? holder : "");
-    fs_mkdirs(root, rel);
+    ptk_mkdirs(root, rel);
 }
 
 static void mounted_block_device_is_refused_unless_forced(void)
 {
     setup();
-    fs_loaded_driver(root, "nvme", "nvme");
-    fs_driver_ids(root, "nvme", "pci:v*d*sv*sd*bc01sc08i02");
-    fs_device(root, "0000:04:00.0", NVME, "nvme");
+    ptk_loaded_driver(root, "nvme", "nvme");
+    ptk_driver_ids(root, "nvme", "pci:v*d*sv*sd*bc01sc08i02");
+    ptk_device(root, "0000:04:00.0", NVME, "nvme");
     add_nvme_disk(NULL);
-    fs_write(root, "proc/self/mountinfo",
-             "29 1 259:0 / / rw,relatime shared:1 - ext4 /dev/nvme0n1 rw\n");
+    ptk_write(root, "proc/self/mountinfo",
+              "29 1 259:0 / / rw,relatime shared:1 - ext4 /dev/nvme0n1 rw\n");
     CHECK_RC(pcibind_bind(ctx, "0000:04:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
     CHECK_CONTAINS(pcibind_last_error_message(), "block device nvme0n1 is mounted on /");
     expect_nothing_written();
@@ -328,8 +328,8 @@ static void mounted_block_device_is_refused_unless_forced(void)
 static void held_block_device_is_refused(void)
 {
     setup();
-    fs_loaded_driver(root, "nvme", "nvme");
-    fs_device(root, "0000:04:00.0", NVME, "nvme");
+    ptk_loaded_driver(root, "nvme", "nvme");
+    ptk_device(root, "0000:04:00.0", NVME, "nvme");
     add_nvme_disk("dm-0");
     CHECK_RC(pcibind_bind(ctx, "0000:04:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
     CHECK_CONTAINS(pcibind_last_error_message(), "held by dm-0");
@@ -340,8 +340,8 @@ static void held_block_device_is_refused(void)
 static void pf_with_vfs_is_refused_for_vfio_unless_forced(void)
 {
     setup();
-    fs_device(root, "0000:3b:00.0", "pci:v000015B3d00001017sv000015B3sd00000020bc02sc00i00", "mlx5_core");
-    fs_write(root, "devices/pci0000:00/0000:3b:00.0/sriov_numvfs", "4\n");
+    ptk_device(root, "0000:3b:00.0", "pci:v000015B3d00001017sv000015B3sd00000020bc02sc00i00", "mlx5_core");
+    ptk_write(root, "devices/pci0000:00/0000:3b:00.0/sriov_numvfs", "4\n");
     CHECK_RC(pcibind_bind(ctx, "0000:3b:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
     CHECK_CONTAINS(pcibind_last_error_message(), "4 VFs enabled");
     expect_nothing_written();
@@ -352,8 +352,8 @@ static void pf_with_vfs_is_refused_for_vfio_unless_forced(void)
 static void driver_that_does_not_claim_is_refused(void)
 {
     setup();
-    fs_loaded_driver(root, "iavf", "iavf");
-    fs_device(root, "0000:3b:00.2", MLX5_VF, "mlx5_core");
+    ptk_loaded_driver(root, "iavf", "iavf");
+    ptk_device(root, "0000:3b:00.2", MLX5_VF, "mlx5_core");
     CHECK_RC(pcibind_bind(ctx, "0000:3b:00.2", "iavf", 0, NULL), PCIBIND_ERR_NOT_CLAIMED);
     CHECK_CONTAINS(pcibind_last_error_message(), "no pci: alias of module iavf matches");
     expect_nothing_written();
@@ -374,8 +374,8 @@ static void driver_that_does_not_claim_is_refused(void)
 static void variant_that_does_not_claim_is_refused(void)
 {
     setup();
-    fs_vfio_driver(root, "mlx5_vfio_pci", "mlx5_vfio_pci");
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_vfio_driver(root, "mlx5_vfio_pci", "mlx5_vfio_pci");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
     CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "mlx5_vfio_pci", 0, NULL), PCIBIND_ERR_NOT_CLAIMED);
     CHECK_CONTAINS(pcibind_last_error_message(), "no vfio_pci: alias of module mlx5_vfio_pci");
     expect_nothing_written();
@@ -387,12 +387,12 @@ static void variant_that_does_not_claim_is_refused(void)
 static void unbind_leaves_device_unbound_and_ungrabbable(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
     CHECK_RC(pcibind_unbind(ctx, "0000:02:00.0", 0), PCIBIND_OK);
     expect_bound("0000:02:00.0", NULL);
     expect_override("0000:02:00.0", "none");
     /* A later probe (e1000e's ID table matches) must not grab it. */
-    char *probe = fs_path(root, "bus/pci/drivers_probe");
+    char *probe = ptk_path(root, "bus/pci/drivers_probe");
     int fd = open(probe, O_WRONLY);
     CHECK(fd >= 0 && write(fd, "0000:02:00.0", 12) == 12);
     if (fd >= 0)
@@ -409,7 +409,7 @@ static void unbind_leaves_device_unbound_and_ungrabbable(void)
 static void reattach_of_a_device_no_host_driver_matches(void)
 {
     setup();
-    fs_device(root, "0000:05:00.0", "pci:v0000FFFEd0000FFFEsv00000000sd00000000bcFFscFFi00", NULL);
+    ptk_device(root, "0000:05:00.0", "pci:v0000FFFEd0000FFFEsv00000000sd00000000bcFFscFFi00", NULL);
     expect_bind("0000:05:00.0", "vfio-pci", PCIBIND_BIND_FORCE, "vfio-pci");
     char *driver = (char *)(uintptr_t)0x1;
     CHECK_RC(pcibind_reattach(ctx, "0000:05:00.0", NULL, 0, &driver), PCIBIND_OK);
@@ -422,8 +422,8 @@ static void reattach_of_a_device_no_host_driver_matches(void)
 static void dry_run_touches_nothing(void)
 {
     setup();
-    fs_device(root, "0000:3b:00.2", MLX5_VF, "mlx5_core");
-    fs_modprobe_table(root, "mlx5_vfio_pci mlx5_vfio_pci vfio");
+    ptk_device(root, "0000:3b:00.2", MLX5_VF, "mlx5_core");
+    ptk_modprobe_table(root, "mlx5_vfio_pci mlx5_vfio_pci vfio");
     char *plan = NULL;
     CHECK_RC(pcibind_bind_plan(ctx, "0000:3b:00.2", NULL, 0, &plan), PCIBIND_OK);
     CHECK_CONTAINS(plan, "choose mlx5_vfio_pci");
@@ -436,7 +436,7 @@ static void dry_run_touches_nothing(void)
     CHECK_STR(driver, "vfio-pci");
     free(driver);
     expect_nothing_written();
-    char *log = fs_modprobe_log(root);
+    char *log = ptk_modprobe_log(root);
     CHECK_STR(log, "");
     free(log);
     expect_bound("0000:3b:00.2", "mlx5_core");
@@ -449,9 +449,9 @@ static void dry_run_touches_nothing(void)
  * made its vfio-dev/), override "vfio-pci"; write.log emptied afterwards. */
 static void detached_nic(const char *bdf)
 {
-    fs_device(root, bdf, E1000E, "e1000e");
+    ptk_device(root, bdf, E1000E, "e1000e");
     expect_bind(bdf, "vfio-pci", 0, "vfio-pci");
-    fs_write(root, "write.log", "");
+    ptk_write(root, "write.log", "");
 }
 
 static void expect_back_on_vfio_pci(const char *bdf)
@@ -465,13 +465,13 @@ static void failed_move_off_vfio_pci_comes_back_to_it(void)
 {
     setup();
     detached_nic("0000:02:00.0");
-    fs_fault(root, "probe:e1000e ENODEV");
+    ptk_fault(root, "probe:e1000e ENODEV");
     CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "e1000e", 0, NULL), PCIBIND_ERR_BIND);
     CHECK_CONTAINS(pcibind_last_error_message(),
                    "the device was restored (bound to vfio-pci, driver_override 'vfio-pci')");
     expect_back_on_vfio_pci("0000:02:00.0");
     /* Back through the override: vfio-pci/bind was never written (the kernel refuses it). */
-    char *log = fs_write_log(root);
+    char *log = ptk_write_log(root);
     CHECK(strstr(log, "vfio-pci/bind") == NULL);
     free(log);
     teardown();
@@ -481,14 +481,14 @@ static void failed_reattach_from_vfio_pci_comes_back_to_it(void)
 {
     setup();
     detached_nic("0000:02:00.0");
-    fs_fault(root, "probe:e1000e ENODEV");
+    ptk_fault(root, "probe:e1000e ENODEV");
     char *driver = (char *)(uintptr_t)0x1;
     CHECK_RC(pcibind_reattach(ctx, "0000:02:00.0", NULL, 0, &driver), PCIBIND_ERR_BIND);
     CHECK(driver == NULL);
     CHECK_CONTAINS(pcibind_last_error_message(), "reattaching to the host driver");
     expect_back_on_vfio_pci("0000:02:00.0");
 
-    fs_fault(root, "probe:e1000e ENODEV");
+    ptk_fault(root, "probe:e1000e ENODEV");
     CHECK_RC(pcibind_reattach(ctx, "0000:02:00.0", "e1000e", 0, NULL), PCIBIND_ERR_BIND);
     CHECK_CONTAINS(pcibind_last_error_message(), "the kernel did not bind e1000e");
     expect_back_on_vfio_pci("0000:02:00.0");
@@ -498,7 +498,7 @@ static void failed_reattach_from_vfio_pci_comes_back_to_it(void)
 static void reattach_of_a_device_on_its_host_driver_writes_nothing(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
     const char *names[] = {NULL, "e1000e"};
     for (size_t i = 0; i < 2; i++) {
         char *driver = NULL;
@@ -540,10 +540,10 @@ static void named_reattach_to_a_host_driver_clears_the_override(void)
 
     /* On e1000e with the override naming it (as a bind leaves it): only the override goes,
      * the NIC is not unbound. */
-    fs_write(root, "devices/pci0000:00/0000:02:00.0/driver_override", "e1000e\n");
-    fs_write(root, "write.log", "");
+    ptk_write(root, "devices/pci0000:00/0000:02:00.0/driver_override", "e1000e\n");
+    ptk_write(root, "write.log", "");
     CHECK_RC(pcibind_reattach(ctx, "0000:02:00.0", "e1000e", 0, NULL), PCIBIND_OK);
-    char *log = fs_write_log(root);
+    char *log = ptk_write_log(root);
     CHECK_CONTAINS(log, "driver_override");
     CHECK(strstr(log, "unbind") == NULL && strstr(log, "drivers_probe") == NULL);
     free(log);
@@ -555,8 +555,8 @@ static void named_reattach_to_a_host_driver_clears_the_override(void)
 static void named_reattach_to_a_driver_that_does_not_claim_keeps_the_override(void)
 {
     setup();
-    fs_loaded_driver(root, "iavf", "iavf");
-    fs_device(root, "0000:3b:00.2", MLX5_VF, "mlx5_core");
+    ptk_loaded_driver(root, "iavf", "iavf");
+    ptk_device(root, "0000:3b:00.2", MLX5_VF, "mlx5_core");
     /* iavf does not claim an mlx5 VF: only the override keeps it there after a reprobe. */
     CHECK_RC(pcibind_reattach(ctx, "0000:3b:00.2", "iavf", 0, NULL), PCIBIND_OK);
     expect_bound("0000:3b:00.2", "iavf");
@@ -568,16 +568,16 @@ static void reattach_with_no_name_loads_the_host_module_first(void)
 {
     setup();
     /* An NVMe controller: the 6.8 tables name nvme, which is not loaded yet. */
-    fs_device(root, "0000:04:00.0", NVME, NULL);
+    ptk_device(root, "0000:04:00.0", NVME, NULL);
     expect_bind("0000:04:00.0", "vfio-pci", 0, "vfio-pci");
-    fs_modprobe_table(root, "nvme nvme ids=pci:v*d*sv*sd*bc01sc08i02");
+    ptk_modprobe_table(root, "nvme nvme ids=pci:v*d*sv*sd*bc01sc08i02");
     char *driver = NULL;
     CHECK_RC(pcibind_reattach(ctx, "0000:04:00.0", NULL, 0, &driver), PCIBIND_OK);
     CHECK_STR(driver, "nvme");
     free(driver);
     expect_bound("0000:04:00.0", "nvme");
     expect_override("0000:04:00.0", "(null)");
-    char *log = fs_modprobe_log(root);
+    char *log = ptk_modprobe_log(root);
     CHECK_CONTAINS(log, "[-b] [nvme]");
     free(log);
     teardown();
@@ -586,9 +586,9 @@ static void reattach_with_no_name_loads_the_host_module_first(void)
 static void unbind_of_an_unbound_device_kept_so_writes_nothing(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
     CHECK_RC(pcibind_unbind(ctx, "0000:02:00.0", 0), PCIBIND_OK);
-    fs_write(root, "write.log", "");
+    ptk_write(root, "write.log", "");
     CHECK_RC(pcibind_unbind(ctx, "0000:02:00.0", 0), PCIBIND_OK);
     expect_nothing_written();
     expect_bound("0000:02:00.0", NULL);
@@ -599,11 +599,11 @@ static void unbind_of_an_unbound_device_kept_so_writes_nothing(void)
 /* A tree whose vfio-pci is not loaded yet: the fake modprobe would register it. */
 static void setup_without_vfio_pci(void)
 {
-    root = fs_new();
+    root = ptk_new();
     warnings[0] = '\0';
-    fs_loaded_driver(root, "e1000e", "e1000e");
-    fs_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
-    fs_modprobe_table(root, "vfio_pci vfio-pci vfio");
+    ptk_loaded_driver(root, "e1000e", "e1000e");
+    ptk_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
+    ptk_modprobe_table(root, "vfio_pci vfio-pci vfio");
     char *dir = NULL;
     CHECK(asprintf(&dir, "%s/kernel-6.8.0-151-generic", getenv("PCIBIND_TEST_DATA")) > 0);
     ctx = test_context(root, root, getenv("FAKE_MODPROBE"), dir);
@@ -626,7 +626,7 @@ static void capture_plan(void *userdata, int priority, const char *message)
 static void dry_run_before_the_module_is_loaded_checks_and_loads_nothing(void)
 {
     setup_without_vfio_pci();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
     plan_lines[0] = '\0';
     plan_messages = plan_messages_with_newline = 0;
     CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_plan, NULL, LOG_NOTICE), PCIBIND_OK);
@@ -644,11 +644,11 @@ static void dry_run_before_the_module_is_loaded_checks_and_loads_nothing(void)
     CHECK(plan_messages_with_newline == 0);
 
     /* In use: refused exactly as the real bind would refuse it. */
-    fs_mkdirs(root, "devices/pci0000:00/0000:02:00.0/net/eth0");
-    fs_write(root, "devices/pci0000:00/0000:02:00.0/net/eth0/flags", "0x1003\n");
-    fs_write(root, "proc/net/route",
-             "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
-             "eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");
+    ptk_mkdirs(root, "devices/pci0000:00/0000:02:00.0/net/eth0");
+    ptk_write(root, "devices/pci0000:00/0000:02:00.0/net/eth0/flags", "0x1003\n");
+    ptk_write(root, "proc/net/route",
+              "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+              "eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");
     char *plan = (char *)(uintptr_t)0x1;
     CHECK_RC(pcibind_bind_plan(ctx, "0000:02:00.0", "vfio-pci", 0, &plan), PCIBIND_ERR_IN_USE);
     CHECK(plan == NULL);
@@ -656,10 +656,10 @@ static void dry_run_before_the_module_is_loaded_checks_and_loads_nothing(void)
     CHECK_CONTAINS(pcibind_last_error_message(), "network interface eth0 is up");
 
     expect_nothing_written();
-    char *log = fs_modprobe_log(root);
+    char *log = ptk_modprobe_log(root);
     CHECK_STR(log, "");
     free(log);
-    char *module = fs_path(root, "module/vfio_pci");
+    char *module = ptk_path(root, "module/vfio_pci");
     CHECK(access(module, F_OK) != 0);
     free(module);
     teardown();
@@ -668,13 +668,13 @@ static void dry_run_before_the_module_is_loaded_checks_and_loads_nothing(void)
 static void dry_run_claim_check_needs_no_module_load(void)
 {
     setup_without_vfio_pci();
-    fs_modprobe_table(root, "nvme nvme");
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_modprobe_table(root, "nvme nvme");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
     /* nvme is not loaded, but the tables say it does not claim the NIC. */
     CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "nvme", PCIBIND_BIND_DRY_RUN, NULL),
              PCIBIND_ERR_NOT_CLAIMED);
     CHECK_CONTAINS(pcibind_last_error_message(), "no pci: alias of module nvme matches");
-    char *log = fs_modprobe_log(root);
+    char *log = ptk_modprobe_log(root);
     CHECK_STR(log, "");
     free(log);
     teardown();
@@ -684,11 +684,11 @@ static void dry_run_claim_check_needs_no_module_load(void)
 static void dry_run_plan_names_every_write_the_bind_makes(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
     char *plan = NULL;
     CHECK_RC(pcibind_bind_plan(ctx, "0000:02:00.0", "vfio-pci", 0, &plan), PCIBIND_OK);
     expect_bind("0000:02:00.0", "vfio-pci", 0, "vfio-pci");
-    char *log = fs_write_log(root);
+    char *log = ptk_write_log(root);
     char *save = NULL;
     int writes = 0;
     for (char *line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -708,20 +708,20 @@ static void dry_run_plan_names_every_write_the_bind_makes(void)
 static void iommu_group_with_bridge_and_blocking_sibling(void)
 {
     setup();
-    fs_loaded_driver(root, "snd_hda_intel", "snd_hda_intel");
-    fs_builtin_driver(root, "pcieport", "pcieportdrv");
-    fs_device(root, "0000:00:01.0", "pci:v00008086d00001901sv00000000sd00000000bc06sc04i00", "pcieport");
-    fs_device(root, "0000:01:00.0", "pci:v000010DEd00002204sv00001462sd00003880bc03sc00i00", NULL);
-    fs_device(root, "0000:01:00.1", "pci:v000010DEd00001AEFsv00001462sd00003880bc04sc03i00", "snd_hda_intel");
+    ptk_loaded_driver(root, "snd_hda_intel", "snd_hda_intel");
+    ptk_builtin_driver(root, "pcieport", "pcieportdrv");
+    ptk_device(root, "0000:00:01.0", "pci:v00008086d00001901sv00000000sd00000000bc06sc04i00", "pcieport");
+    ptk_device(root, "0000:01:00.0", "pci:v000010DEd00002204sv00001462sd00003880bc03sc00i00", NULL);
+    ptk_device(root, "0000:01:00.1", "pci:v000010DEd00001AEFsv00001462sd00003880bc04sc03i00", "snd_hda_intel");
     static const char *const members[] = {"0000:00:01.0", "0000:01:00.0", "0000:01:00.1"};
     for (size_t i = 0; i < 3; i++) {
         char link[128], target[128];
         snprintf(link, sizeof(link), "kernel/iommu_groups/1/devices/%s", members[i]);
         snprintf(target, sizeof(target), "../../../../devices/pci0000:00/%s", members[i]);
-        fs_mkdirs(root, "kernel/iommu_groups/1/devices");
-        fs_symlink(root, link, target);
+        ptk_mkdirs(root, "kernel/iommu_groups/1/devices");
+        ptk_symlink(root, link, target);
         snprintf(link, sizeof(link), "devices/pci0000:00/%s/iommu_group", members[i]);
-        fs_symlink(root, link, "../../../kernel/iommu_groups/1");
+        ptk_symlink(root, link, "../../../kernel/iommu_groups/1");
     }
     char **list = (char **)(uintptr_t)0x1;
     CHECK_RC(pcibind_iommu_group_members(ctx, "0000:01:00.0", &list), PCIBIND_OK);
@@ -748,7 +748,7 @@ static void iommu_group_with_bridge_and_blocking_sibling(void)
     CHECK(reason == NULL);
 
     /* A device without a group. */
-    fs_device(root, "0000:06:00.0", E1000E, NULL);
+    ptk_device(root, "0000:06:00.0", E1000E, NULL);
     list = (char **)(uintptr_t)0x1;
     CHECK_RC(pcibind_iommu_group_members(ctx, "0000:06:00.0", &list), PCIBIND_ERR_IO);
     CHECK(list == NULL);
@@ -763,18 +763,18 @@ static void in_group(const char *group, const char *bdf)
 {
     char rel[128], target[128];
     snprintf(rel, sizeof(rel), "kernel/iommu_groups/%s/devices", group);
-    fs_mkdirs(root, rel);
+    ptk_mkdirs(root, rel);
     snprintf(rel, sizeof(rel), "kernel/iommu_groups/%s/devices/%s", group, bdf);
     snprintf(target, sizeof(target), "../../../../devices/pci0000:00/%s", bdf);
-    fs_symlink(root, rel, target);
+    ptk_symlink(root, rel, target);
     snprintf(rel, sizeof(rel), "devices/pci0000:00/%s/iommu_group", bdf);
     snprintf(target, sizeof(target), "../../../kernel/iommu_groups/%s", group);
-    fs_symlink(root, rel, target);
+    ptk_symlink(root, rel, target);
 }
 
 static void without_tables(void)
 {
-    char *none = fs_path(root, "no-modules-here");
+    char *none = ptk_path(root, "no-modules-here");
     CHECK_RC(pcibind_ctx_set_modules_dir(ctx, none), PCIBIND_OK);
     free(none);
 }
@@ -784,17 +784,17 @@ static void variants_are_vfio_drivers_without_tables(void)
     setup();
     without_tables();
     /* A variant of the kernel's (driver spelled with a dash) on a kernel without vfio-dev/. */
-    fs_loaded_driver(root, "xe_vfio_pci", "xe-vfio-pci");
-    fs_device(root, "0000:03:00.0", "pci:v00008086d0000E20Bsv00008086sd00001100bc03sc00i00",
-              "xe-vfio-pci");
+    ptk_loaded_driver(root, "xe_vfio_pci", "xe-vfio-pci");
+    ptk_device(root, "0000:03:00.0", "pci:v00008086d0000E20Bsv00008086sd00001100bc03sc00i00",
+               "xe-vfio-pci");
     CHECK(vfio_bound("0000:03:00.0") == 1);
     /* A variant no one knows by name, on a kernel with vfio-dev/. */
-    fs_loaded_driver(root, "acme_vfio_pci", "acme_vfio_pci");
-    fs_device(root, "0000:03:00.1", "pci:v00001234d00005678sv00001234sd00000001bc12sc00i00",
-              "acme_vfio_pci");
-    fs_mkdirs(root, "devices/pci0000:00/0000:03:00.1/vfio-dev/vfio7");
+    ptk_loaded_driver(root, "acme_vfio_pci", "acme_vfio_pci");
+    ptk_device(root, "0000:03:00.1", "pci:v00001234d00005678sv00001234sd00000001bc12sc00i00",
+               "acme_vfio_pci");
+    ptk_mkdirs(root, "devices/pci0000:00/0000:03:00.1/vfio-dev/vfio7");
     CHECK(vfio_bound("0000:03:00.1") == 1);
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
     CHECK(vfio_bound("0000:02:00.0") == 0);
 
     in_group("3", "0000:03:00.0");
@@ -811,9 +811,9 @@ static void pf_with_vfs_is_refused_for_a_variant_without_tables(void)
 {
     setup();
     without_tables();
-    fs_vfio_driver(root, "mlx5_vfio_pci", "mlx5_vfio_pci");
-    fs_device(root, "0000:3b:00.0", "pci:v000015B3d00001017sv000015B3sd00000020bc02sc00i00", "mlx5_core");
-    fs_write(root, "devices/pci0000:00/0000:3b:00.0/sriov_numvfs", "4\n");
+    ptk_vfio_driver(root, "mlx5_vfio_pci", "mlx5_vfio_pci");
+    ptk_device(root, "0000:3b:00.0", "pci:v000015B3d00001017sv000015B3sd00000020bc02sc00i00", "mlx5_core");
+    ptk_write(root, "devices/pci0000:00/0000:3b:00.0/sriov_numvfs", "4\n");
     CHECK_RC(pcibind_bind(ctx, "0000:3b:00.0", "mlx5_vfio_pci", 0, NULL), PCIBIND_ERR_IN_USE);
     CHECK_CONTAINS(pcibind_last_error_message(), "4 VFs enabled");
     expect_nothing_written();
@@ -844,7 +844,7 @@ static void eight_threads_bind_eight_devices(void)
     pthread_t threads[8];
     struct job jobs[8];
     for (int i = 0; i < 8; i++) {
-        fs_device(root, bdfs[i], E1000E, "e1000e");
+        ptk_device(root, bdfs[i], E1000E, "e1000e");
         jobs[i] = (struct job){bdfs[i], "vfio-pci", -100};
     }
     for (int i = 0; i < 8; i++)
@@ -860,7 +860,7 @@ static void eight_threads_bind_eight_devices(void)
 static void four_threads_race_on_one_device(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
     pthread_t threads[4];
     struct job jobs[4];
     static const char *const targets[] = {"vfio-pci", "e1000e", "vfio-pci", "e1000e"};
@@ -873,7 +873,7 @@ static void four_threads_race_on_one_device(void)
         CHECK(jobs[i].rc == PCIBIND_OK);
     }
     /* Serialized: the device is on one of the two, consistently with its override. */
-    char *override = fs_override(root, "0000:02:00.0");
+    char *override = ptk_override(root, "0000:02:00.0");
     CHECK(override != NULL);
     if (override && strcmp(override, "vfio-pci") == 0)
         expect_bound("0000:02:00.0", "vfio-pci");
@@ -886,7 +886,7 @@ static void four_threads_race_on_one_device(void)
 static void two_processes_race_on_one_device(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
     pid_t pids[2];
     for (int i = 0; i < 2; i++) {
         pids[i] = fork();
@@ -914,7 +914,7 @@ static void two_processes_race_on_one_device(void)
 static void bad_input_through_bind_unbind_reattach(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
     static const char *const bad_names[] = {"", "-r", "../vfio-pci", "/vfio-pci", "a..b", "vfio pci",
                                             "vfio-pci\n", "\xff", ".x"};
     for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {

@@ -21,9 +21,9 @@ static pcibind_ctx *ctx;
  * and the e1000e alias, in STATE/lib-modules. */
 static void setup(void)
 {
-    root = fs_new();
+    root = ptk_new();
     e1000e_and_vfio_pci(root);
-    fs_device(root, BDF, E1000E, "e1000e");
+    ptk_device(root, BDF, E1000E, "e1000e");
     ctx = test_context(root, root, getenv("FAKE_MODPROBE"), NULL);
 }
 
@@ -31,7 +31,7 @@ static void teardown(void)
 {
     pcibind_ctx_free(ctx);
     ctx = NULL;
-    fs_destroy(root);
+    ptk_destroy(root);
     root = NULL;
 }
 
@@ -91,7 +91,7 @@ static void callback_may_call_every_function(void)
     CHECK_RC(pcibind_bind(ctx, BDF, "vfio-pci", 0, &s), PCIBIND_OK);
     CHECK_STR(s, "vfio-pci");
     free(s);
-    CHECK(fs_is_bound_to(root, BDF, "vfio-pci"));
+    CHECK(ptk_is_bound_to(root, BDF, "vfio-pci"));
     /* The nested calls failed; the outer successful call leaves no error behind. */
     CHECK(nested_failures > 0);
     CHECK_STR(pcibind_last_error_message(), "");
@@ -104,7 +104,8 @@ static void callback_may_call_every_function(void)
 static void log_messages_are_single_lines(void)
 {
     setup();
-    fs_modprobe_table(root, "broken_mod !modprobe: ERROR: could not insert 'broken_mod'\nsecond line\nthird line");
+    ptk_modprobe_table(root, "broken_mod !modprobe: ERROR: could not insert 'broken_mod'\n"
+                             "second line\nthird line");
     CHECK_RC(pcibind_ctx_set_log_fn(ctx, reentrant_log, NULL, LOG_DEBUG), PCIBIND_OK);
     in_callback = 1; /* count only */
     callbacks = lines_with_newline = 0;
@@ -157,8 +158,8 @@ static void huge_input_is_not_echoed_whole(void)
 static void io_errors_always_carry_an_errno(void)
 {
     setup();
-    fs_device(root, "0000:03:00.0", E1000E, NULL);
-    fs_symlink(root, "devices/pci0000:00/0000:03:00.0/driver", "../../../bus/pci/drivers/bad name");
+    ptk_device(root, "0000:03:00.0", E1000E, NULL);
+    ptk_symlink(root, "devices/pci0000:00/0000:03:00.0/driver", "../../../bus/pci/drivers/bad name");
     char *s = NULL;
     CHECK_RC(pcibind_current_driver(ctx, "0000:03:00.0", &s), PCIBIND_ERR_IO);
     CHECK(pcibind_last_error_errno() == EINVAL);

@@ -76,13 +76,13 @@ static pcibind_ctx *context(const char *root)
 
 static char *tree(const struct start *st)
 {
-    char *root = fs_new();
+    char *root = ptk_new();
     e1000e_and_vfio_pci(root);
-    fs_device(root, BDF, E1000E, st->driver);
+    ptk_device(root, BDF, E1000E, st->driver);
     if (st->override) {
         char *line = NULL;
         CHECK(asprintf(&line, "%s\n", st->override) > 0);
-        fs_write(root, "devices/pci0000:00/" BDF "/driver_override", line);
+        ptk_write(root, "devices/pci0000:00/" BDF "/driver_override", line);
         free(line);
     }
     return root;
@@ -91,7 +91,7 @@ static char *tree(const struct start *st)
 /* The state description the library uses in its messages. */
 static char *describe(const char *root)
 {
-    char *link = fs_path(root, "devices/pci0000:00/" BDF "/driver");
+    char *link = ptk_path(root, "devices/pci0000:00/" BDF "/driver");
     char target[4096];
     ssize_t n = readlink(link, target, sizeof(target) - 1);
     free(link);
@@ -100,7 +100,7 @@ static char *describe(const char *root)
         target[n] = '\0';
         driver = strrchr(target, '/') ? strrchr(target, '/') + 1 : target;
     }
-    char *override = fs_override(root, BDF);
+    char *override = ptk_override(root, BDF);
     char *out = NULL;
     int unset = !override || !strcmp(override, "(null)");
     CHECK(asprintf(&out, "bound to %s, driver_override %s%s%s", driver ? driver : "no driver",
@@ -112,7 +112,7 @@ static char *describe(const char *root)
 /* Every armed line of fault.table must have fired (its count is down to 0). */
 static void expect_faults_fired(const char *root)
 {
-    char *table = fs_read(root, "fault.table");
+    char *table = ptk_read(root, "fault.table");
     for (char *line = strtok(table, "\n"); line; line = strtok(NULL, "\n")) {
         const char *last = strrchr(line, ' ');
         if (!last || strcmp(last, " 0") != 0) {
@@ -127,15 +127,15 @@ static void check_invariant(const char *root, int rc, const struct start *st)
 {
     const char *msg = pcibind_last_error_message();
     if (rc == PCIBIND_OK) {
-        CHECK(fs_is_bound_to(root, BDF, st->target));
+        CHECK(ptk_is_bound_to(root, BDF, st->target));
     } else if (rc == PCIBIND_ERR_BIND) {
-        CHECK(fs_is_bound_to(root, BDF, st->driver));
-        char *override = fs_override(root, BDF);
+        CHECK(ptk_is_bound_to(root, BDF, st->driver));
+        char *override = ptk_override(root, BDF);
         CHECK_STR(override, st->override ? st->override : "(null)");
         free(override);
         CHECK_CONTAINS(msg, "the device was restored");
     } else if (rc == PCIBIND_ERR_RESTORE) {
-        char *dev = fs_path(root, "bus/pci/devices/" BDF);
+        char *dev = ptk_path(root, "bus/pci/devices/" BDF);
         if (access(dev, F_OK) != 0) {
             CHECK_CONTAINS(msg, "disappeared");
         } else {
@@ -188,7 +188,7 @@ static void run_case(const struct fault_case *c, const char *err, const struct s
     char *pattern = fill(c->fault, st);
     char *faults = NULL;
     CHECK(asprintf(&faults, pattern, err) > 0);
-    fs_fault(root, faults);
+    ptk_fault(root, faults);
     pcibind_ctx *ctx = context(root);
     int rc = pcibind_bind(ctx, BDF, st->target, 0, NULL);
     if (rc == PCIBIND_OK) {
@@ -203,13 +203,13 @@ static void run_case(const struct fault_case *c, const char *err, const struct s
     pcibind_ctx_free(ctx);
     free(faults);
     free(pattern);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void run_vanish(const struct start *st)
 {
     char *root = tree(st);
-    fs_fault(root, "vanish:" BDF " after-unbind");
+    ptk_fault(root, "vanish:" BDF " after-unbind");
     pcibind_ctx *ctx = context(root);
     int rc = pcibind_bind(ctx, BDF, st->target, 0, NULL);
     CHECK(rc == PCIBIND_ERR_RESTORE);
@@ -218,7 +218,7 @@ static void run_vanish(const struct start *st)
     case_name(name, sizeof(name), "unbind", "device vanishes", st, rc);
     report(name);
     pcibind_ctx_free(ctx);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void run_module_load(const struct start *st)
@@ -226,19 +226,19 @@ static void run_module_load(const struct start *st)
     char *root = tree(st);
     pcibind_ctx *ctx = context(root);
     /* Not registered, and modprobe fails to load it (an unknown name is NO_DRIVER instead). */
-    fs_modprobe_table(root, "broken_variant !modprobe: ERROR: could not insert 'broken_variant': "
+    ptk_modprobe_table(root, "broken_variant !modprobe: ERROR: could not insert 'broken_variant': "
                             "Operation not permitted");
     int rc = pcibind_bind(ctx, BDF, "broken_variant", 0, NULL);
     CHECK(rc == PCIBIND_ERR_MODULE_LOAD);
-    char *log = fs_write_log(root);
+    char *log = ptk_write_log(root);
     CHECK_STR(log, "");
     free(log);
-    CHECK(fs_is_bound_to(root, BDF, st->driver));
+    CHECK(ptk_is_bound_to(root, BDF, st->driver));
     char name[256];
     case_name(name, sizeof(name), "module load", "modprobe fails", st, rc);
     report(name);
     pcibind_ctx_free(ctx);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 int main(void)

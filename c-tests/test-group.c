@@ -24,35 +24,35 @@ static void in_group(const char *bdf, int group)
 {
     char rel[256], target[256];
     snprintf(rel, sizeof(rel), "kernel/iommu_groups/%d/devices", group);
-    fs_mkdirs(root, rel);
+    ptk_mkdirs(root, rel);
     snprintf(rel, sizeof(rel), "kernel/iommu_groups/%d/devices/%s", group, bdf);
     snprintf(target, sizeof(target), "../../../../devices/pci0000:00/%s", bdf);
-    fs_symlink(root, rel, target);
+    ptk_symlink(root, rel, target);
     snprintf(rel, sizeof(rel), "devices/pci0000:00/%s/iommu_group", bdf);
     snprintf(target, sizeof(target), "../../../kernel/iommu_groups/%d", group);
-    fs_symlink(root, rel, target);
+    ptk_symlink(root, rel, target);
 }
 
 /* The port, the GPU on nouveau and its audio function on snd_hda_intel; the audio function in
  * `audio_group` (1: the GPU's group). Alias tables: vfio-pci's catch-all and the host drivers'. */
 static void setup(int audio_group)
 {
-    root = fs_new();
+    root = ptk_new();
     warnings[0] = '\0';
-    fs_mkdirs(root, "lib-modules");
-    fs_write(root, "lib-modules/modules.alias",
-             "alias pci:v000010DEd*sv*sd*bc03sc*i* nouveau\n"
-             "alias pci:v*d*sv*sd*bc04sc03i* snd_hda_intel\n"
-             "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n");
-    fs_vfio_driver(root, "vfio_pci", "vfio-pci");
-    fs_builtin_driver(root, "pcieport", "pcieportdrv");
-    fs_loaded_driver(root, "nouveau", "nouveau");
-    fs_driver_ids(root, "nouveau", "pci:v000010DEd*sv*sd*bc03sc*i*");
-    fs_loaded_driver(root, "snd_hda_intel", "snd_hda_intel");
-    fs_driver_ids(root, "snd_hda_intel", "pci:v*d*sv*sd*bc04sc03i*");
-    fs_device(root, PORT, PORT_ID, "pcieport");
-    fs_device(root, GPU, GPU_ID, "nouveau");
-    fs_device(root, AUDIO, AUDIO_ID, "snd_hda_intel");
+    ptk_mkdirs(root, "lib-modules");
+    ptk_write(root, "lib-modules/modules.alias",
+              "alias pci:v000010DEd*sv*sd*bc03sc*i* nouveau\n"
+              "alias pci:v*d*sv*sd*bc04sc03i* snd_hda_intel\n"
+              "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n");
+    ptk_vfio_driver(root, "vfio_pci", "vfio-pci");
+    ptk_builtin_driver(root, "pcieport", "pcieportdrv");
+    ptk_loaded_driver(root, "nouveau", "nouveau");
+    ptk_driver_ids(root, "nouveau", "pci:v000010DEd*sv*sd*bc03sc*i*");
+    ptk_loaded_driver(root, "snd_hda_intel", "snd_hda_intel");
+    ptk_driver_ids(root, "snd_hda_intel", "pci:v*d*sv*sd*bc04sc03i*");
+    ptk_device(root, PORT, PORT_ID, "pcieport");
+    ptk_device(root, GPU, GPU_ID, "nouveau");
+    ptk_device(root, AUDIO, AUDIO_ID, "snd_hda_intel");
     in_group(PORT, 1);
     in_group(GPU, 1);
     in_group(AUDIO, audio_group);
@@ -64,7 +64,7 @@ static void teardown(void)
 {
     pcibind_ctx_free(ctx);
     ctx = NULL;
-    fs_destroy(root);
+    ptk_destroy(root);
     root = NULL;
 }
 
@@ -82,16 +82,16 @@ static void expect_strv(char **v, const char *a, const char *b)
 
 static void expect_override(const char *bdf, const char *expected)
 {
-    char *o = fs_override(root, bdf);
+    char *o = ptk_override(root, bdf);
     CHECK_STR(o, expected);
     free(o);
 }
 
 static void expect_at_home(void)
 {
-    CHECK(fs_is_bound_to(root, PORT, "pcieport"));
-    CHECK(fs_is_bound_to(root, GPU, "nouveau"));
-    CHECK(fs_is_bound_to(root, AUDIO, "snd_hda_intel"));
+    CHECK(ptk_is_bound_to(root, PORT, "pcieport"));
+    CHECK(ptk_is_bound_to(root, GPU, "nouveau"));
+    CHECK(ptk_is_bound_to(root, AUDIO, "snd_hda_intel"));
     expect_override(GPU, "(null)");
     expect_override(AUDIO, "(null)");
 }
@@ -111,9 +111,9 @@ static void group_moves_to_vfio_and_back(void)
     CHECK_RC(pcibind_bind_group(ctx, AUDIO, 0, &moved), PCIBIND_OK);
     expect_strv(moved, GPU, AUDIO);
     pcibind_strv_free(moved);
-    CHECK(fs_is_bound_to(root, GPU, "vfio-pci"));
-    CHECK(fs_is_bound_to(root, AUDIO, "vfio-pci"));
-    CHECK(fs_is_bound_to(root, PORT, "pcieport")); /* bridges never move */
+    CHECK(ptk_is_bound_to(root, GPU, "vfio-pci"));
+    CHECK(ptk_is_bound_to(root, AUDIO, "vfio-pci"));
+    CHECK(ptk_is_bound_to(root, PORT, "pcieport")); /* bridges never move */
     CHECK(viable() == 1);
 
     /* Again: nothing to move. */
@@ -131,7 +131,7 @@ static void group_moves_to_vfio_and_back(void)
 static void a_failing_member_restores_all_in_reverse(void)
 {
     setup(1);
-    fs_fault(root, "probe:vfio-pci@" AUDIO " ENODEV");
+    ptk_fault(root, "probe:vfio-pci@" AUDIO " ENODEV");
     char **moved = (char **)(uintptr_t)0x1;
     CHECK_RC(pcibind_bind_group(ctx, GPU, 0, &moved), PCIBIND_ERR_BIND);
     CHECK(moved == NULL);
@@ -139,7 +139,7 @@ static void a_failing_member_restores_all_in_reverse(void)
     CHECK_CONTAINS(pcibind_last_error_message(), AUDIO " the device was restored");
     expect_at_home();
     /* The audio function (failed last) was restored before the GPU (moved first). */
-    char *log = fs_write_log(root);
+    char *log = ptk_write_log(root);
     char *audio_back = strstr(log, AUDIO "/driver_override\tsnd_hda_intel");
     char *gpu_back = strstr(log, GPU "/driver_override\tnouveau");
     CHECK(audio_back && gpu_back && audio_back < gpu_back);
@@ -150,30 +150,30 @@ static void a_failing_member_restores_all_in_reverse(void)
 static void a_member_in_use_refuses_the_unit_with_nothing_written(void)
 {
     setup(1);
-    fs_mkdirs(root, "devices/pci0000:00/" GPU "/graphics/fb0");
+    ptk_mkdirs(root, "devices/pci0000:00/" GPU "/graphics/fb0");
     CHECK_RC(pcibind_bind_group(ctx, AUDIO, 0, NULL), PCIBIND_ERR_IN_USE);
     CHECK_CONTAINS(pcibind_last_error_message(), GPU);
     CHECK_CONTAINS(pcibind_last_error_message(), "fb0");
-    char *log = fs_write_log(root);
+    char *log = ptk_write_log(root);
     CHECK_STR(log, "");
     free(log);
     /* Forced, the unit moves. */
     CHECK_RC(pcibind_bind_group(ctx, AUDIO, PCIBIND_BIND_FORCE, NULL), PCIBIND_OK);
-    CHECK(fs_is_bound_to(root, GPU, "vfio-pci"));
+    CHECK(ptk_is_bound_to(root, GPU, "vfio-pci"));
     teardown();
 }
 
 static void a_host_bridge_refuses_the_unit_even_forced(void)
 {
     setup(1);
-    fs_loaded_driver(root, "lpc_ich", "lpc_ich");
-    fs_device(root, LPC, LPC_ID, "lpc_ich");
+    ptk_loaded_driver(root, "lpc_ich", "lpc_ich");
+    ptk_device(root, LPC, LPC_ID, "lpc_ich");
     in_group(LPC, 1);
     CHECK_RC(pcibind_bind_group(ctx, GPU, 0, NULL), PCIBIND_ERR_IN_USE);
     CHECK_CONTAINS(pcibind_last_error_message(), LPC);
     CHECK_CONTAINS(pcibind_last_error_message(), "lpc_ich");
     CHECK_RC(pcibind_bind_group(ctx, GPU, PCIBIND_BIND_FORCE, NULL), PCIBIND_ERR_IN_USE);
-    char *log = fs_write_log(root);
+    char *log = ptk_write_log(root);
     CHECK_STR(log, "");
     free(log);
     teardown();
@@ -182,18 +182,18 @@ static void a_host_bridge_refuses_the_unit_even_forced(void)
 static void companions_are_found_through_device_links(void)
 {
     setup(2); /* the audio function in a group of its own */
-    fs_symlink(root, "devices/pci0000:00/" GPU "/consumer:pci:" AUDIO,
-               "../../virtual/devlink/pci:" GPU "--pci:" AUDIO);
+    ptk_symlink(root, "devices/pci0000:00/" GPU "/consumer:pci:" AUDIO,
+                "../../virtual/devlink/pci:" GPU "--pci:" AUDIO);
     char **moved = NULL;
     CHECK_RC(pcibind_bind_group(ctx, GPU, 0, &moved), PCIBIND_OK);
     expect_strv(moved, GPU, AUDIO);
     pcibind_strv_free(moved);
-    CHECK(fs_is_bound_to(root, AUDIO, "vfio-pci"));
+    CHECK(ptk_is_bound_to(root, AUDIO, "vfio-pci"));
     /* Consumer direction only: from the audio function, only its own group moves. */
     CHECK_RC(pcibind_reattach_group(ctx, AUDIO, 0, &moved), PCIBIND_OK);
     CHECK(moved && moved[0] && !strcmp(moved[0], AUDIO) && !moved[1]);
     pcibind_strv_free(moved);
-    CHECK(fs_is_bound_to(root, GPU, "vfio-pci"));
+    CHECK(ptk_is_bound_to(root, GPU, "vfio-pci"));
     teardown();
 }
 
@@ -219,7 +219,7 @@ static void dry_run_plans_every_member_and_writes_nothing(void)
     CHECK_CONTAINS(plan, "nouveau/unbind");
     CHECK_CONTAINS(plan, "snd_hda_intel/unbind");
     CHECK_CONTAINS(plan, "restored in reverse order");
-    char *log = fs_write_log(root);
+    char *log = ptk_write_log(root);
     CHECK_STR(log, "");
     free(log);
     expect_at_home();
@@ -238,7 +238,7 @@ static void plain_bind_of_one_member_warns_about_the_others(void)
 static void no_iommu_group_is_unsupported(void)
 {
     setup(1);
-    fs_device(root, "0000:05:00.0", GPU_ID, "nouveau");
+    ptk_device(root, "0000:05:00.0", GPU_ID, "nouveau");
     CHECK_RC(pcibind_bind_group(ctx, "0000:05:00.0", 0, NULL), PCIBIND_ERR_UNSUPPORTED);
     CHECK_RC(pcibind_reattach_group(ctx, "0000:05:00.0", 0, NULL), PCIBIND_ERR_UNSUPPORTED);
     CHECK_RC(pcibind_bind_group(ctx, GPU, 8, NULL), PCIBIND_ERR_INVALID_ARG);

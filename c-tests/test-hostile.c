@@ -28,55 +28,50 @@ static pcibind_ctx *ctx;
 
 static void setup(void)
 {
-    base = fs_new();
-    fs_mkdirs(base, "root");
-    fs_mkdirs(base, "outside/dev");
-    fs_mkdirs(base, "outside/drv");
-    root = fs_path(base, "root");
-    outside = fs_path(base, "outside");
+    base = ptk_new();
+    ptk_mkdirs(base, "root");
+    ptk_mkdirs(base, "outside/dev");
+    ptk_mkdirs(base, "outside/drv");
+    root = ptk_path(base, "root");
+    outside = ptk_path(base, "outside");
     /* A believable device and driver outside the root. */
     char line[128];
     snprintf(line, sizeof(line), "%s\n", MLX5_VF);
-    fs_write(outside, "dev/modalias", line);
-    fs_write(outside, "dev/driver_override", "(null)\n");
-    fs_write(outside, "drv/bind", "");
-    fs_write(outside, "drv/unbind", "");
-    fs_write(outside, "probe", "");
-    fs_mkdirs(outside, "pci");
-    fs_write(outside, "pci/drivers_probe", "");
-    fs_mkdirs(root, "bus/pci/devices");
-    fs_mkdirs(root, "bus/pci/drivers");
-    fs_mkdirs(root, "devices/pci0000:00");
-    fs_mkdirs(root, "module");
-    fs_mkdirs(root, "kernel/iommu_groups");
-    fs_write(root, "bus/pci/drivers_probe", "");
-    fs_mkdirs(root, "lib-modules");
-    fs_write(root, "lib-modules/modules.alias",
-             "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
-             "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci\n");
-    fs_vfio_driver(root, "vfio_pci", "vfio-pci");
+    ptk_write(outside, "dev/modalias", line);
+    ptk_write(outside, "dev/driver_override", "(null)\n");
+    ptk_write(outside, "drv/bind", "");
+    ptk_write(outside, "drv/unbind", "");
+    ptk_write(outside, "probe", "");
+    ptk_mkdirs(outside, "pci");
+    ptk_write(outside, "pci/drivers_probe", "");
+    ptk_init(root);
+    ptk_mkdirs(root, "lib-modules");
+    ptk_write(root, "lib-modules/modules.alias",
+              "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
+              "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci\n");
+    ptk_vfio_driver(root, "vfio_pci", "vfio-pci");
     setenv("FAKE_SYSFS_ROOT", root, 1);
 
-    char *modules = fs_path(root, "lib-modules");
+    char *modules = ptk_path(root, "lib-modules");
     ctx = test_context(root, base, NULL, modules); /* locks and proc outside the tree */
     free(modules);
 }
 
 static void outside_untouched(void)
 {
-    char *o = fs_read(outside, "dev/driver_override");
+    char *o = ptk_read(outside, "dev/driver_override");
     CHECK_STR(o, "(null)\n");
     free(o);
-    char *b = fs_read(outside, "drv/bind");
+    char *b = ptk_read(outside, "drv/bind");
     CHECK_STR(b, "");
     free(b);
-    b = fs_read(outside, "drv/unbind");
+    b = ptk_read(outside, "drv/unbind");
     CHECK_STR(b, "");
     free(b);
-    b = fs_read(outside, "probe");
+    b = ptk_read(outside, "probe");
     CHECK_STR(b, "");
     free(b);
-    b = fs_read(outside, "pci/drivers_probe");
+    b = ptk_read(outside, "pci/drivers_probe");
     CHECK_STR(b, "");
     free(b);
 }
@@ -88,7 +83,7 @@ static void teardown(void)
     ctx = NULL;
     free(root);
     free(outside);
-    fs_destroy(base);
+    ptk_destroy(base);
 }
 
 /* Every device call on `bdf` fails (with one of the codes a bad tree may give). */
@@ -122,8 +117,8 @@ static void every_call_fails(const char *bdf)
 static void absolute_link_out_of_the_root(void)
 {
     setup();
-    char *target = fs_path(outside, "dev");
-    fs_symlink(root, "bus/pci/devices/0000:01:00.0", target);
+    char *target = ptk_path(outside, "dev");
+    ptk_symlink(root, "bus/pci/devices/0000:01:00.0", target);
     free(target);
     every_call_fails("0000:01:00.0");
     char *driver = NULL;
@@ -135,7 +130,7 @@ static void absolute_link_out_of_the_root(void)
 static void relative_link_climbing_out(void)
 {
     setup();
-    fs_symlink(root, "bus/pci/devices/0000:02:00.0", "../../../../outside/dev");
+    ptk_symlink(root, "bus/pci/devices/0000:02:00.0", "../../../../outside/dev");
     every_call_fails("0000:02:00.0");
     CHECK_CONTAINS(pcibind_last_error_message(), "outside the sysfs root");
     CHECK(pcibind_last_error_errno() == EXDEV);
@@ -145,23 +140,23 @@ static void relative_link_climbing_out(void)
 static void attribute_linked_outside(void)
 {
     setup();
-    fs_device(root, "0000:03:00.0", MLX5_VF, NULL);
+    ptk_device(root, "0000:03:00.0", MLX5_VF, NULL);
     char *rel = "devices/pci0000:00/0000:03:00.0/modalias";
-    char *p = fs_path(root, rel);
+    char *p = ptk_path(root, rel);
     unlink(p);
     free(p);
-    char *target = fs_path(outside, "dev/modalias");
-    fs_symlink(root, rel, target);
+    char *target = ptk_path(outside, "dev/modalias");
+    ptk_symlink(root, rel, target);
     free(target);
     char *s = NULL;
     CHECK_RC(pcibind_find_vfio_variant(ctx, "0000:03:00.0", &s), PCIBIND_ERR_IO);
     CHECK_CONTAINS(pcibind_last_error_message(), "outside the sysfs root");
     /* A write target linked outside is refused too. */
-    p = fs_path(root, "devices/pci0000:00/0000:03:00.0/driver_override");
+    p = ptk_path(root, "devices/pci0000:00/0000:03:00.0/driver_override");
     unlink(p);
     free(p);
-    target = fs_path(outside, "dev/driver_override");
-    fs_symlink(root, "devices/pci0000:00/0000:03:00.0/driver_override", target);
+    target = ptk_path(outside, "dev/driver_override");
+    ptk_symlink(root, "devices/pci0000:00/0000:03:00.0/driver_override", target);
     free(target);
     CHECK(pcibind_unbind(ctx, "0000:03:00.0", 0) < 0);
     teardown();
@@ -170,10 +165,10 @@ static void attribute_linked_outside(void)
 static void driver_directory_linked_outside(void)
 {
     setup();
-    char *target = fs_path(outside, "drv");
-    fs_symlink(root, "bus/pci/drivers/evil", target);
+    char *target = ptk_path(outside, "drv");
+    ptk_symlink(root, "bus/pci/drivers/evil", target);
     free(target);
-    fs_device(root, "0000:04:00.0", MLX5_VF, NULL);
+    ptk_device(root, "0000:04:00.0", MLX5_VF, NULL);
     char *driver = NULL;
     CHECK_RC(pcibind_resolve_driver(ctx, "evil", 0, &driver), PCIBIND_ERR_NO_DRIVER);
     CHECK(driver == NULL);
@@ -184,10 +179,10 @@ static void driver_directory_linked_outside(void)
 static void symlink_loops(void)
 {
     setup();
-    fs_symlink(root, "bus/pci/devices/0000:05:00.0", "0000:05:00.0");
+    ptk_symlink(root, "bus/pci/devices/0000:05:00.0", "0000:05:00.0");
     every_call_fails("0000:05:00.0");
-    fs_device(root, "0000:05:00.1", MLX5_VF, NULL);
-    fs_symlink(root, "devices/pci0000:00/0000:05:00.1/driver", "driver");
+    ptk_device(root, "0000:05:00.1", MLX5_VF, NULL);
+    ptk_symlink(root, "devices/pci0000:00/0000:05:00.1/driver", "driver");
     char *driver = NULL;
     int rc = pcibind_current_driver(ctx, "0000:05:00.1", &driver);
     /* A self-referencing driver link names a driver "driver" that is not registered. */
@@ -200,30 +195,30 @@ static void symlink_loops(void)
 static void fifo_and_huge_files_where_attributes_belong(void)
 {
     setup();
-    fs_device(root, "0000:06:00.0", MLX5_VF, NULL);
-    char *p = fs_path(root, "devices/pci0000:00/0000:06:00.0/modalias");
+    ptk_device(root, "0000:06:00.0", MLX5_VF, NULL);
+    char *p = ptk_path(root, "devices/pci0000:00/0000:06:00.0/modalias");
     unlink(p);
     CHECK(mkfifo(p, 0600) == 0);
     free(p);
     char *s = NULL;
     CHECK_RC(pcibind_find_vfio_variant(ctx, "0000:06:00.0", &s), PCIBIND_ERR_IO); /* no hang */
 
-    fs_device(root, "0000:06:00.1", MLX5_VF, NULL);
-    p = fs_path(root, "devices/pci0000:00/0000:06:00.1/modalias");
+    ptk_device(root, "0000:06:00.1", MLX5_VF, NULL);
+    p = ptk_path(root, "devices/pci0000:00/0000:06:00.1/modalias");
     CHECK(truncate(p, 1L << 30) == 0); /* 1 GiB, sparse */
     free(p);
     CHECK_RC(pcibind_find_vfio_variant(ctx, "0000:06:00.1", &s), PCIBIND_ERR_IO);
     CHECK_CONTAINS(pcibind_last_error_message(), "longer than");
 
-    fs_device(root, "0000:06:00.2", MLX5_VF, NULL);
-    p = fs_path(root, "devices/pci0000:00/0000:06:00.2/driver_override");
+    ptk_device(root, "0000:06:00.2", MLX5_VF, NULL);
+    p = ptk_path(root, "devices/pci0000:00/0000:06:00.2/driver_override");
     CHECK(truncate(p, 1L << 30) == 0);
     free(p);
     CHECK(pcibind_bind(ctx, "0000:06:00.2", "vfio-pci", PCIBIND_BIND_FORCE, NULL) < 0);
 
     /* A FIFO as a driver's unbind file: the write fails instead of blocking. */
-    fs_device(root, "0000:06:00.3", MLX5_VF, "vfio-pci");
-    p = fs_path(root, "bus/pci/drivers/vfio-pci/unbind");
+    ptk_device(root, "0000:06:00.3", MLX5_VF, "vfio-pci");
+    p = ptk_path(root, "bus/pci/drivers/vfio-pci/unbind");
     unlink(p);
     CHECK(mkfifo(p, 0600) == 0);
     free(p);
@@ -234,26 +229,26 @@ static void fifo_and_huge_files_where_attributes_belong(void)
 static void directories_where_files_belong(void)
 {
     setup();
-    fs_device(root, "0000:07:00.0", MLX5_VF, NULL);
-    char *p = fs_path(root, "devices/pci0000:00/0000:07:00.0/modalias");
+    ptk_device(root, "0000:07:00.0", MLX5_VF, NULL);
+    char *p = ptk_path(root, "devices/pci0000:00/0000:07:00.0/modalias");
     unlink(p);
     free(p);
-    fs_mkdirs(root, "devices/pci0000:00/0000:07:00.0/modalias");
+    ptk_mkdirs(root, "devices/pci0000:00/0000:07:00.0/modalias");
     char *s = NULL;
     CHECK_RC(pcibind_find_vfio_variant(ctx, "0000:07:00.0", &s), PCIBIND_ERR_IO);
 
-    fs_device(root, "0000:07:00.1", MLX5_VF, NULL);
-    fs_mkdirs(root, "devices/pci0000:00/0000:07:00.1/driver");
+    ptk_device(root, "0000:07:00.1", MLX5_VF, NULL);
+    ptk_mkdirs(root, "devices/pci0000:00/0000:07:00.1/driver");
     char *driver = NULL;
     CHECK_RC(pcibind_current_driver(ctx, "0000:07:00.1", &driver), PCIBIND_ERR_IO);
     CHECK(pcibind_bind(ctx, "0000:07:00.1", "vfio-pci", PCIBIND_BIND_FORCE, NULL) < 0);
 
     /* The alias table a directory: not an error, the fallback with a warning. */
-    p = fs_path(root, "lib-modules/modules.alias");
+    p = ptk_path(root, "lib-modules/modules.alias");
     unlink(p);
     free(p);
-    fs_mkdirs(root, "lib-modules/modules.alias");
-    fs_device(root, "0000:07:00.2", MLX5_VF, NULL);
+    ptk_mkdirs(root, "lib-modules/modules.alias");
+    ptk_device(root, "0000:07:00.2", MLX5_VF, NULL);
     CHECK_RC(pcibind_find_vfio_variant(ctx, "0000:07:00.2", &s), PCIBIND_OK);
     CHECK_STR(s, "vfio_pci");
     free(s);
@@ -263,9 +258,9 @@ static void directories_where_files_belong(void)
 static void non_utf8_names(void)
 {
     setup();
-    fs_device(root, "0000:08:00.0", MLX5_VF, NULL);
-    fs_mkdirs(root, "bus/pci/drivers/\xff\xfe");
-    fs_symlink(root, "devices/pci0000:00/0000:08:00.0/driver", "../../../bus/pci/drivers/\xff\xfe");
+    ptk_device(root, "0000:08:00.0", MLX5_VF, NULL);
+    ptk_mkdirs(root, "bus/pci/drivers/\xff\xfe");
+    ptk_symlink(root, "devices/pci0000:00/0000:08:00.0/driver", "../../../bus/pci/drivers/\xff\xfe");
     char *driver = NULL;
     CHECK_RC(pcibind_current_driver(ctx, "0000:08:00.0", &driver), PCIBIND_ERR_IO);
     CHECK(driver == NULL);
@@ -273,9 +268,10 @@ static void non_utf8_names(void)
     CHECK_RC(pcibind_resolve_driver(ctx, "vfio_pci", 0, &driver), PCIBIND_OK);
     CHECK_STR(driver, "vfio-pci");
     free(driver);
-    fs_mkdirs(root, "kernel/iommu_groups/3/devices");
-    fs_mkdirs(root, "kernel/iommu_groups/3/devices/\xff");
-    fs_symlink(root, "devices/pci0000:00/0000:08:00.0/iommu_group", "../../../kernel/iommu_groups/\xff");
+    ptk_mkdirs(root, "kernel/iommu_groups/3/devices");
+    ptk_mkdirs(root, "kernel/iommu_groups/3/devices/\xff");
+    ptk_symlink(root, "devices/pci0000:00/0000:08:00.0/iommu_group",
+                "../../../kernel/iommu_groups/\xff");
     char **v = NULL;
     CHECK(pcibind_iommu_group_members(ctx, "0000:08:00.0", &v) < 0);
     CHECK(v == NULL);
@@ -290,9 +286,9 @@ static void non_utf8_names(void)
  * driver_override, mlx5_core/unbind, drivers_probe. */
 static void bound_device(void)
 {
-    fs_loaded_driver(root, "mlx5_core", "mlx5_core");
-    fs_driver_ids(root, "mlx5_core", "pci:v000015B3d0000101Esv*sd*bc*sc*i*");
-    fs_device(root, BOUND, MLX5_VF, "mlx5_core");
+    ptk_loaded_driver(root, "mlx5_core", "mlx5_core");
+    ptk_driver_ids(root, "mlx5_core", "pci:v000015B3d0000101Esv*sd*bc*sc*i*");
+    ptk_device(root, BOUND, MLX5_VF, "mlx5_core");
 }
 
 /* What the writes' paths lead through, each with where a link out of the root could point
@@ -318,9 +314,9 @@ static void writes_succeed_in_the_tree_as_built(void)
     setup();
     bound_device();
     CHECK_RC(pcibind_bind(ctx, BOUND, "vfio-pci", PCIBIND_BIND_FORCE, NULL), PCIBIND_OK);
-    CHECK(fs_is_bound_to(root, BOUND, "vfio-pci"));
+    CHECK(ptk_is_bound_to(root, BOUND, "vfio-pci"));
     CHECK_RC(pcibind_reattach(ctx, BOUND, NULL, 0, NULL), PCIBIND_OK);
-    CHECK(fs_is_bound_to(root, BOUND, "mlx5_core"));
+    CHECK(ptk_is_bound_to(root, BOUND, "mlx5_core"));
     teardown();
 }
 
@@ -331,12 +327,12 @@ static void write_targets_linked_outside(void)
         for (int climbing = 0; climbing < 2; climbing++) {
             setup();
             bound_device();
-            char *p = fs_path(root, WRITE_PATHS[i].path);
+            char *p = ptk_path(root, WRITE_PATHS[i].path);
             char *aside = NULL;
             CHECK(asprintf(&aside, "%s.orig", p) > 0);
             CHECK(rename(p, aside) == 0);
-            char *target = fs_path(outside, WRITE_PATHS[i].outside);
-            fs_symlink(root, WRITE_PATHS[i].path, climbing ? WRITE_PATHS[i].climbing : target);
+            char *target = ptk_path(outside, WRITE_PATHS[i].outside);
+            ptk_symlink(root, WRITE_PATHS[i].path, climbing ? WRITE_PATHS[i].climbing : target);
             int rc = pcibind_bind(ctx, BOUND, "vfio-pci", PCIBIND_BIND_FORCE, NULL);
             if (rc >= 0) {
                 printf("#   bind through %s linked to %s succeeded\n", WRITE_PATHS[i].path,
@@ -367,14 +363,14 @@ static void links_swapped_in_at_the_open(void)
     for (size_t i = 0; i < NWRITE_PATHS; i++) {
         setup();
         bound_device();
-        char *target = fs_path(outside, WRITE_PATHS[i].outside);
+        char *target = ptk_path(outside, WRITE_PATHS[i].outside);
         char *line = NULL;
         CHECK(asprintf(&line, "race:%s %s %s", OPENED[i], WRITE_PATHS[i].path, target) > 0);
-        fs_fault(root, line);
+        ptk_fault(root, line);
         int rc = pcibind_bind(ctx, BOUND, "vfio-pci", PCIBIND_BIND_FORCE, NULL);
         char *aside = NULL;
         CHECK(asprintf(&aside, "%s.raced", WRITE_PATHS[i].path) > 0);
-        char *p = fs_path(root, aside);
+        char *p = ptk_path(root, aside);
         if (access(p, F_OK) != 0) {
             printf("#   the race on %s never fired\n", WRITE_PATHS[i].path);
             harness_failed_now = 1;

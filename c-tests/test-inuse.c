@@ -24,13 +24,13 @@ static const char *const ROUTE_HEADER =
 
 static void setup(void)
 {
-    root = fs_new();
+    root = ptk_new();
     warnings[0] = '\0';
-    fs_vfio_driver(root, "vfio_pci", "vfio-pci");
-    fs_loaded_driver(root, "virtio_pci", "virtio-pci");
-    fs_loaded_driver(root, "e1000e", "e1000e");
-    fs_loaded_driver(root, "nvme", "nvme");
-    fs_loaded_driver(root, "bochs", "bochs-drm");
+    ptk_vfio_driver(root, "vfio_pci", "vfio-pci");
+    ptk_loaded_driver(root, "virtio_pci", "virtio-pci");
+    ptk_loaded_driver(root, "e1000e", "e1000e");
+    ptk_loaded_driver(root, "nvme", "nvme");
+    ptk_loaded_driver(root, "bochs", "bochs-drm");
     char *dir = NULL;
     CHECK(asprintf(&dir, "%s/kernel-6.8.0-151-generic", getenv("PCIBIND_TEST_DATA")) > 0);
     ctx = test_context(root, root, getenv("FAKE_MODPROBE"), dir);
@@ -42,29 +42,29 @@ static void teardown(void)
 {
     pcibind_ctx_free(ctx);
     ctx = NULL;
-    fs_destroy(root);
+    ptk_destroy(root);
     root = NULL;
 }
 
 /* --- small tree builders of this file (paths relative to the root) --- */
 
-/* fs_write() and fs_symlink() after creating the parent directory. */
+/* ptk_write() and ptk_symlink() after creating the parent directory. */
 static void put(const char *rel, const char *content)
 {
     char *parent = strdup(rel);
     *strrchr(parent, '/') = '\0';
-    fs_mkdirs(root, parent);
+    ptk_mkdirs(root, parent);
     free(parent);
-    fs_write(root, rel, content);
+    ptk_write(root, rel, content);
 }
 
 static void put_link(const char *rel, const char *target)
 {
     char *parent = strdup(rel);
     *strrchr(parent, '/') = '\0';
-    fs_mkdirs(root, parent);
+    ptk_mkdirs(root, parent);
     free(parent);
-    fs_symlink(root, rel, target);
+    ptk_symlink(root, rel, target);
 }
 
 /* Interface NAME in PARENT/net/NAME with `flags`, and class/net/NAME linking to it. */
@@ -84,10 +84,10 @@ static void stacked(const char *lower, const char *upper, int master)
     char rel[512], target[512];
     snprintf(target, sizeof(target), "../../../virtual/net/%s", upper);
     snprintf(rel, sizeof(rel), "class/net/%s/upper_%s", lower, upper);
-    fs_symlink(root, rel, target);
+    ptk_symlink(root, rel, target);
     if (master) {
         snprintf(rel, sizeof(rel), "class/net/%s/master", lower);
-        fs_symlink(root, rel, target);
+        ptk_symlink(root, rel, target);
     }
 }
 
@@ -96,20 +96,20 @@ static void block_device(const char *parent, const char *name, const char *dev)
 {
     char rel[512];
     snprintf(rel, sizeof(rel), "%s/%s/holders", parent, name);
-    fs_mkdirs(root, rel);
+    ptk_mkdirs(root, rel);
     snprintf(rel, sizeof(rel), "%s/%s/subsystem", parent, name);
-    fs_symlink(root, rel, "/class/block"); /* only its last component is read */
+    ptk_symlink(root, rel, "/class/block"); /* only its last component is read */
     if (dev) {
         char line[64];
         snprintf(rel, sizeof(rel), "%s/%s/dev", parent, name);
         snprintf(line, sizeof(line), "%s\n", dev);
-        fs_write(root, rel, line);
+        ptk_write(root, rel, line);
     }
 }
 
 static void expect_nothing_written(void)
 {
-    char *log = fs_write_log(root);
+    char *log = ptk_write_log(root);
     CHECK_STR(log, "");
     free(log);
 }
@@ -129,12 +129,12 @@ static void expect_in_use(const char *bdf, const char *reason)
 static void virtio_net_interface_with_the_default_route(void)
 {
     setup();
-    fs_device(root, "0000:00:03.0", VIRTIO_NET, "virtio-pci");
+    ptk_device(root, "0000:00:03.0", VIRTIO_NET, "virtio-pci");
     netdev("devices/pci0000:00/0000:00:03.0/virtio2", "eth0", "0x1003\n");
     char route[512];
     snprintf(route, sizeof(route), "%seth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n",
              ROUTE_HEADER);
-    fs_write(root, "proc/net/route", route);
+    ptk_write(root, "proc/net/route", route);
     expect_in_use("0000:00:03.0", "network interface eth0 is up with 1 IPv4 route(s)");
     teardown();
 }
@@ -142,12 +142,12 @@ static void virtio_net_interface_with_the_default_route(void)
 static void nic_enslaved_to_a_bridge_with_an_address(void)
 {
     setup();
-    fs_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
     netdev("devices/pci0000:00/0000:02:00.0", "eth0", "0x1003\n");
     netdev("devices/virtual", "br0", "0x1003\n");
-    fs_mkdirs(root, "devices/virtual/net/br0/bridge");
+    ptk_mkdirs(root, "devices/virtual/net/br0/bridge");
     stacked("eth0", "br0", 1);
-    fs_write(root, "proc/net/if_inet6", "20010db8000000000000000000000001 05 40 00 80 br0\n");
+    ptk_write(root, "proc/net/if_inet6", "20010db8000000000000000000000001 05 40 00 80 br0\n");
     expect_in_use("0000:02:00.0", "network interface eth0 is a port of bridge br0, which is up "
                                   "with IPv6 address 20010db8000000000000000000000001");
     teardown();
@@ -157,13 +157,13 @@ static void nic_enslaved_to_a_bridge_with_an_address(void)
 static void disk_of_a_btrfs_mounted_through_another_member(void)
 {
     setup();
-    fs_device(root, "0000:04:00.0", NVME, "nvme");
+    ptk_device(root, "0000:04:00.0", NVME, "nvme");
     block_device("devices/pci0000:00/0000:04:00.0/nvme/nvme0", "nvme0n1", "259:0");
     put_link("fs/btrfs/0d6c9a5e-0000-4000-8000-000000000001/devices/sda", "/devices/sda");
-    fs_symlink(root, "fs/btrfs/0d6c9a5e-0000-4000-8000-000000000001/devices/nvme0n1",
-               "/devices/nvme0n1");
-    fs_write(root, "proc/self/mountinfo",
-             "29 1 0:33 / / rw,relatime shared:1 - btrfs /dev/sda rw\n");
+    ptk_symlink(root, "fs/btrfs/0d6c9a5e-0000-4000-8000-000000000001/devices/nvme0n1",
+                "/devices/nvme0n1");
+    ptk_write(root, "proc/self/mountinfo",
+              "29 1 0:33 / / rw,relatime shared:1 - btrfs /dev/sda rw\n");
     expect_in_use("0000:04:00.0", "block device nvme0n1 is a member of the btrfs file system "
                                   "0d6c9a5e-0000-4000-8000-000000000001 mounted on /");
     teardown();
@@ -173,8 +173,8 @@ static void disk_of_a_btrfs_mounted_through_another_member(void)
 static void gpu_with_a_framebuffer(void)
 {
     setup();
-    fs_device(root, "0000:00:01.0", VGA, "bochs-drm");
-    fs_mkdirs(root, "devices/pci0000:00/0000:00:01.0/graphics/fb0");
+    ptk_device(root, "0000:00:01.0", VGA, "bochs-drm");
+    ptk_mkdirs(root, "devices/pci0000:00/0000:00:01.0/graphics/fb0");
     expect_in_use("0000:00:01.0", "framebuffer fb0");
     teardown();
 }
@@ -187,9 +187,9 @@ static void multipath(const char *other_state)
     const char *subsys = "devices/virtual/nvme-subsystem/nvme-subsys0";
     put_link("class/nvme-subsystem/nvme-subsys0",
              "../../devices/virtual/nvme-subsystem/nvme-subsys0");
-    fs_mkdirs(root, subsys);
+    ptk_mkdirs(root, subsys);
     block_device(subsys, "nvme0n1", "259:0");
-    fs_write(root, "devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1/nsid", "1\n");
+    ptk_write(root, "devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1/nsid", "1\n");
     const struct {
         const char *bdf, *ctrl, *path, *state;
     } ctrls[] = {{"0000:04:00.0", "nvme0", "nvme0c0n1", "live"},
@@ -198,21 +198,21 @@ static void multipath(const char *other_state)
         if (!ctrls[i].state)
             continue;
         char dir[512], rel[600], target[512];
-        fs_device(root, ctrls[i].bdf, NVME, "nvme");
+        ptk_device(root, ctrls[i].bdf, NVME, "nvme");
         snprintf(dir, sizeof(dir), "devices/pci0000:00/%s/nvme/%s", ctrls[i].bdf, ctrls[i].ctrl);
         snprintf(rel, sizeof(rel), "%s/state", dir);
         snprintf(target, sizeof(target), "%s\n", ctrls[i].state);
         put(rel, target);
         block_device(dir, ctrls[i].path, NULL); /* hidden: no `dev` */
         snprintf(rel, sizeof(rel), "%s/%s/nsid", dir, ctrls[i].path);
-        fs_write(root, rel, "1\n");
+        ptk_write(root, rel, "1\n");
         snprintf(rel, sizeof(rel), "%s/%s", subsys, ctrls[i].ctrl);
         snprintf(target, sizeof(target), "../../../pci0000:00/%s/nvme/%s", ctrls[i].bdf,
                  ctrls[i].ctrl);
-        fs_symlink(root, rel, target);
+        ptk_symlink(root, rel, target);
     }
-    fs_write(root, "proc/self/mountinfo",
-             "29 1 259:0 / / rw,relatime shared:1 - ext4 /dev/nvme0n1 rw\n");
+    ptk_write(root, "proc/self/mountinfo",
+              "29 1 259:0 / / rw,relatime shared:1 - ext4 /dev/nvme0n1 rw\n");
 }
 
 static void nvme_controller_that_is_the_last_live_path(void)
@@ -232,7 +232,7 @@ static void nvme_controller_with_another_live_path_is_allowed_with_a_warning(voi
     CHECK_RC(pcibind_bind(ctx, "0000:04:00.0", "vfio-pci", 0, &out), PCIBIND_OK);
     CHECK_STR(out, "vfio-pci");
     free(out);
-    CHECK(fs_is_bound_to(root, "0000:04:00.0", "vfio-pci"));
+    CHECK(ptk_is_bound_to(root, "0000:04:00.0", "vfio-pci"));
     CHECK_CONTAINS(warnings, "NVMe controller nvme0 is a path to namespace nvme0n1");
     CHECK_CONTAINS(warnings, "nvme1 remain(s) a live path");
     teardown();

@@ -1,6 +1,6 @@
 /* Two callers racing on the first load of one module (SPEC 3.1 step 3): /sys/module/MOD appears
  * when a load starts and the module's PCI driver a moment later, during its init. The fake
- * modprobe's slow mode does the same with a second between the two (fakesys.h). The second
+ * modprobe's slow mode does the same with a second between the two (pcibind-testkit.h). The second
  * caller arrives while the first load is in flight and must still end with the driver: never
  * PCIBIND_ERR_NO_DRIVER, never a silent fallback from the variant to vfio-pci. Threads of one
  * context and two processes; the kernel shim is preloaded for the binds. */
@@ -26,19 +26,19 @@ static const char *const MLX5_VF = "pci:v000015B3d0000101Esv000015B3sd00000048bc
  * a modprobe that loads that variant slowly. */
 static void setup(void)
 {
-    root = fs_new();
+    root = ptk_new();
     warnings[0] = '\0';
-    fs_mkdirs(root, "lib-modules");
-    fs_write(root, "lib-modules/modules.alias",
-             "alias pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_core\n"
-             "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
-             "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci\n");
-    fs_vfio_driver(root, "vfio_pci", "vfio-pci");
-    fs_loaded_driver(root, "mlx5_core", "mlx5_core");
-    fs_driver_ids(root, "mlx5_core", "pci:v000015B3d0000101Esv*sd*bc*sc*i*");
-    fs_device(root, VF1, MLX5_VF, "mlx5_core");
-    fs_device(root, VF2, MLX5_VF, "mlx5_core");
-    fs_modprobe_table(root, "mlx5_vfio_pci mlx5_vfio_pci vfio slow");
+    ptk_mkdirs(root, "lib-modules");
+    ptk_write(root, "lib-modules/modules.alias",
+              "alias pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_core\n"
+              "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
+              "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci\n");
+    ptk_vfio_driver(root, "vfio_pci", "vfio-pci");
+    ptk_loaded_driver(root, "mlx5_core", "mlx5_core");
+    ptk_driver_ids(root, "mlx5_core", "pci:v000015B3d0000101Esv*sd*bc*sc*i*");
+    ptk_device(root, VF1, MLX5_VF, "mlx5_core");
+    ptk_device(root, VF2, MLX5_VF, "mlx5_core");
+    ptk_modprobe_table(root, "mlx5_vfio_pci mlx5_vfio_pci vfio slow");
     ctx = test_context(root, root, getenv("FAKE_MODPROBE"), NULL);
     CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_warnings, NULL, LOG_WARNING), PCIBIND_OK);
 }
@@ -47,7 +47,7 @@ static void teardown(void)
 {
     pcibind_ctx_free(ctx);
     ctx = NULL;
-    fs_destroy(root);
+    ptk_destroy(root);
     root = NULL;
 }
 
@@ -56,7 +56,7 @@ static void wait_for_load_in_flight(void)
 {
     int coming = 0;
     for (int i = 0; i < 5000 && !coming; i++) {
-        char *state = fs_read(root, "module/mlx5_vfio_pci/initstate");
+        char *state = ptk_read(root, "module/mlx5_vfio_pci/initstate");
         coming = state && strcmp(state, "coming\n") == 0;
         free(state);
         if (!coming)
@@ -64,7 +64,7 @@ static void wait_for_load_in_flight(void)
     }
     CHECK(coming);
     /* Still in flight: the driver comes a second after the directory. */
-    char *driver = fs_path(root, "bus/pci/drivers/mlx5_vfio_pci");
+    char *driver = ptk_path(root, "bus/pci/drivers/mlx5_vfio_pci");
     struct stat st;
     CHECK(stat(driver, &st) < 0);
     free(driver);
@@ -72,7 +72,7 @@ static void wait_for_load_in_flight(void)
 
 static int modprobe_runs(void)
 {
-    char *log = fs_modprobe_log(root);
+    char *log = ptk_modprobe_log(root);
     int runs = 0;
     for (char *p = log; (p = strstr(p, "[-b] [mlx5_vfio_pci]")); p++)
         runs++;
@@ -82,7 +82,7 @@ static int modprobe_runs(void)
 
 static void expect_bound(const char *bdf, const char *driver)
 {
-    if (!fs_is_bound_to(root, bdf, driver)) {
+    if (!ptk_is_bound_to(root, bdf, driver)) {
         printf("#   %s is not bound to %s\n", bdf, driver);
         harness_failed_now = 1;
     }

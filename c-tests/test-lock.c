@@ -26,12 +26,12 @@ static pcibind_ctx *ctx;
  * fixture creates 0755 as 0.1 did. */
 static void setup(void)
 {
-    root = fs_new();
+    root = ptk_new();
     e1000e_and_vfio_pci(root);
-    fs_device(root, BDF, E1000E, "e1000e");
+    ptk_device(root, BDF, E1000E, "e1000e");
     ctx = test_context(root, root, getenv("FAKE_MODPROBE"), NULL);
-    lock_dir = fs_path(root, "locks");
-    lock_file = fs_path(root, "locks/0000:02:00.0.lock");
+    lock_dir = ptk_path(root, "locks");
+    lock_file = ptk_path(root, "locks/0000:02:00.0.lock");
 }
 
 static void teardown(void)
@@ -40,7 +40,7 @@ static void teardown(void)
     ctx = NULL;
     free(lock_dir);
     free(lock_file);
-    fs_destroy(root);
+    ptk_destroy(root);
     root = NULL;
 }
 
@@ -139,14 +139,14 @@ static void lock_file_of_another_user_is_refused(void)
 {
     setup();
     if (running_as_root()) {
-        fs_write(root, "locks/0000:02:00.0.lock", "");
+        ptk_write(root, "locks/0000:02:00.0.lock", "");
         CHECK(chmod(lock_file, 0644) == 0);
         CHECK(chown(lock_file, NOBODY, NOBODY) == 0);
         CHECK_RC(pcibind_unbind(ctx, BDF, 0), PCIBIND_ERR_IO);
         CHECK(pcibind_last_error_errno() == EPERM);
         CHECK_CONTAINS(pcibind_last_error_message(), "belongs to another user");
         CHECK_CONTAINS(pcibind_last_error_message(), lock_file);
-        CHECK(fs_is_bound_to(root, BDF, "e1000e"));
+        CHECK(ptk_is_bound_to(root, BDF, "e1000e"));
         /* Left for an administrator: neither used nor repaired. */
         struct stat st;
         CHECK(stat(lock_file, &st) == 0 && st.st_uid == NOBODY && (st.st_mode & 0777) == 0644);
@@ -163,7 +163,7 @@ static void lock_dir_of_another_user_is_refused(void)
         CHECK_RC(pcibind_unbind(ctx, BDF, 0), PCIBIND_ERR_IO);
         CHECK(pcibind_last_error_errno() == EPERM);
         CHECK_CONTAINS(pcibind_last_error_message(), "lock directory belongs to another user");
-        CHECK(fs_is_bound_to(root, BDF, "e1000e"));
+        CHECK(ptk_is_bound_to(root, BDF, "e1000e"));
     }
     teardown();
 }
@@ -171,17 +171,17 @@ static void lock_dir_of_another_user_is_refused(void)
 static void symlink_in_place_of_the_lock_file_is_refused(void)
 {
     setup();
-    fs_write(root, "precious", "keep me");
-    char *precious = fs_path(root, "precious");
+    ptk_write(root, "precious", "keep me");
+    char *precious = ptk_path(root, "precious");
     CHECK(chmod(precious, 0644) == 0);
-    fs_symlink(root, "locks/0000:02:00.0.lock", precious);
+    ptk_symlink(root, "locks/0000:02:00.0.lock", precious);
     CHECK_RC(pcibind_unbind(ctx, BDF, 0), PCIBIND_ERR_IO);
     CHECK_CONTAINS(pcibind_last_error_message(), "symbolic link");
-    char *content = fs_read(root, "precious");
+    char *content = ptk_read(root, "precious");
     CHECK_STR(content, "keep me");
     free(content);
     CHECK(mode_of(precious) == 0644);
-    CHECK(fs_is_bound_to(root, BDF, "e1000e"));
+    CHECK(ptk_is_bound_to(root, BDF, "e1000e"));
     free(precious);
     teardown();
 }
@@ -201,7 +201,7 @@ static void waiting_for_another_process_gives_up_at_the_timeout(void)
     release_other(other);
     /* Once the other process is gone, the lock is free. */
     CHECK_RC(pcibind_reattach(ctx, BDF, NULL, 0, NULL), PCIBIND_OK);
-    CHECK(fs_is_bound_to(root, BDF, "e1000e"));
+    CHECK(ptk_is_bound_to(root, BDF, "e1000e"));
     teardown();
 }
 
@@ -233,14 +233,14 @@ static void *slow_bind(void *arg)
 static void waiting_for_another_thread_gives_up_at_the_timeout(void)
 {
     setup();
-    fs_modprobe_table(root, "slowmod sleep=30");
+    ptk_modprobe_table(root, "slowmod sleep=30");
     CHECK_RC(pcibind_ctx_set_modprobe_timeout(ctx, 3000), PCIBIND_OK);
     CHECK_RC(pcibind_ctx_set_lock_timeout(ctx, 300), PCIBIND_OK);
     pthread_t holder;
     pthread_create(&holder, NULL, slow_bind, NULL);
     /* The holder has the lock once its modprobe runs. */
     char *pids = NULL;
-    for (int i = 0; i < 1000 && !(pids = fs_read(root, "modprobe.pids")); i++)
+    for (int i = 0; i < 1000 && !(pids = ptk_read(root, "modprobe.pids")); i++)
         usleep(10000);
     CHECK(pids != NULL);
     free(pids);
@@ -252,7 +252,7 @@ static void waiting_for_another_thread_gives_up_at_the_timeout(void)
     CHECK(took < 2.5);
     pthread_join(holder, NULL);
     CHECK(slow_bind_rc == PCIBIND_ERR_MODULE_LOAD);
-    CHECK(fs_is_bound_to(root, BDF, "e1000e"));
+    CHECK(ptk_is_bound_to(root, BDF, "e1000e"));
     teardown();
 }
 

@@ -18,21 +18,21 @@ static void node(const char *rel)
 {
     char *path = NULL;
     CHECK(asprintf(&path, "dev/%s", rel) > 0);
-    fs_write(root, path, "");
+    ptk_write(root, path, "");
     free(path);
 }
 
 static void setup(void)
 {
-    root = fs_new();
+    root = ptk_new();
     e1000e_and_vfio_pci(root);
-    fs_device(root, BDF, E1000E, "e1000e");
-    fs_mkdirs(root, "kernel/iommu_groups/7/devices");
-    fs_symlink(root, "kernel/iommu_groups/7/devices/" BDF, "../../../../devices/pci0000:00/" BDF);
-    fs_symlink(root, "devices/pci0000:00/" BDF "/iommu_group", "../../../kernel/iommu_groups/7");
-    fs_mkdirs(root, "dev/vfio/devices");
+    ptk_device(root, BDF, E1000E, "e1000e");
+    ptk_mkdirs(root, "kernel/iommu_groups/7/devices");
+    ptk_symlink(root, "kernel/iommu_groups/7/devices/" BDF, "../../../../devices/pci0000:00/" BDF);
+    ptk_symlink(root, "devices/pci0000:00/" BDF "/iommu_group", "../../../kernel/iommu_groups/7");
+    ptk_mkdirs(root, "dev/vfio/devices");
     ctx = test_context(root, root, getenv("FAKE_MODPROBE"), NULL);
-    char *dev = fs_path(root, "dev");
+    char *dev = ptk_path(root, "dev");
     CHECK_RC(pcibind_ctx_set_dev_root(ctx, dev), PCIBIND_OK);
     free(dev);
 }
@@ -41,14 +41,14 @@ static void teardown(void)
 {
     pcibind_ctx_free(ctx);
     ctx = NULL;
-    fs_destroy(root);
+    ptk_destroy(root);
     root = NULL;
 }
 
 /* The paths, joined with spaces and relative to the dev root. */
 static char *joined(char **paths)
 {
-    char *dev = fs_path(root, "dev/");
+    char *dev = ptk_path(root, "dev/");
     size_t n = strlen(dev);
     char *out = NULL;
     size_t len = 0;

@@ -8,7 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fakesys.h"
+#include <pcibind-testkit.h>
 #include "harness.h"
 
 static char *root;
@@ -17,7 +17,7 @@ static pcibind_ctx *ctx;
 /* A fresh tree and a context on it that loads modules with the fake modprobe. */
 static void setup(void)
 {
-    root = fs_new();
+    root = ptk_new();
     CHECK_RC(pcibind_ctx_new(root, 0, &ctx), PCIBIND_OK);
     CHECK_RC(pcibind_ctx_set_modprobe(ctx, getenv("FAKE_MODPROBE")), PCIBIND_OK);
 }
@@ -26,7 +26,7 @@ static void teardown(void)
 {
     pcibind_ctx_free(ctx);
     ctx = NULL;
-    fs_destroy(root);
+    ptk_destroy(root);
     root = NULL;
 }
 
@@ -48,7 +48,7 @@ static void expect_failure(const char *name, int rc)
 
 static void expect_modprobe_log(const char *expected)
 {
-    char *log = fs_modprobe_log(root);
+    char *log = ptk_modprobe_log(root);
     CHECK_STR(log, expected);
     free(log);
 }
@@ -56,7 +56,7 @@ static void expect_modprobe_log(const char *expected)
 static void step1_exact_driver_name(void)
 {
     setup();
-    fs_loaded_driver(root, "vfio_pci", "vfio-pci");
+    ptk_loaded_driver(root, "vfio_pci", "vfio-pci");
     expect_resolve("vfio-pci", "vfio-pci");
     expect_modprobe_log("");
     teardown();
@@ -65,8 +65,8 @@ static void step1_exact_driver_name(void)
 static void step2_underscored_driver_name(void)
 {
     setup();
-    fs_loaded_driver(root, "mlx5_vfio_pci", "mlx5_vfio_pci");
-    fs_loaded_driver(root, "pds_vfio_pci", "pds_vfio_pci");
+    ptk_loaded_driver(root, "mlx5_vfio_pci", "mlx5_vfio_pci");
+    ptk_loaded_driver(root, "pds_vfio_pci", "pds_vfio_pci");
     expect_resolve("mlx5-vfio-pci", "mlx5_vfio_pci");
     expect_resolve("pds-vfio-pci", "pds_vfio_pci");
     expect_modprobe_log("");
@@ -76,10 +76,10 @@ static void step2_underscored_driver_name(void)
 static void step3_loaded_module_link(void)
 {
     setup();
-    fs_loaded_driver(root, "vfio_pci", "vfio-pci");
-    fs_loaded_driver(root, "xe_vfio_pci", "xe-vfio-pci");
-    fs_loaded_driver(root, "qat_4xxx", "4xxx");
-    fs_loaded_driver(root, "xhci_pci", "xhci_hcd");
+    ptk_loaded_driver(root, "vfio_pci", "vfio-pci");
+    ptk_loaded_driver(root, "xe_vfio_pci", "xe-vfio-pci");
+    ptk_loaded_driver(root, "qat_4xxx", "4xxx");
+    ptk_loaded_driver(root, "xhci_pci", "xhci_hcd");
     expect_resolve("vfio_pci", "vfio-pci");
     expect_resolve("xe_vfio_pci", "xe-vfio-pci");
     expect_resolve("qat_4xxx", "4xxx");
@@ -92,8 +92,8 @@ static void step3_loaded_module_link(void)
 static void step3_loads_the_module_with_exact_argv(void)
 {
     setup();
-    fs_modprobe_table(root, "vfio_pci vfio-pci");
-    fs_modprobe_table(root, "xe_vfio_pci xe-vfio-pci");
+    ptk_modprobe_table(root, "vfio_pci vfio-pci");
+    ptk_modprobe_table(root, "xe_vfio_pci xe-vfio-pci");
     expect_resolve("vfio_pci", "vfio-pci");
     expect_resolve("xe-vfio-pci", "xe-vfio-pci"); /* loaded as its module name xe_vfio_pci */
     char *expected = NULL;
@@ -112,8 +112,8 @@ static void step3_prefers_the_driver_named_like_the_module(void)
 {
     setup();
     /* Module foo_b registers pci:aaa and pci:foo-b; the name says foo_b. */
-    fs_loaded_driver(root, "foo_b", "aaa");
-    fs_loaded_driver(root, "foo_b", "foo-b");
+    ptk_loaded_driver(root, "foo_b", "aaa");
+    ptk_loaded_driver(root, "foo_b", "foo-b");
     expect_resolve("foo_b", "foo-b");
     teardown();
 }
@@ -121,8 +121,8 @@ static void step3_prefers_the_driver_named_like_the_module(void)
 static void step3_else_the_first_driver_in_name_order(void)
 {
     setup();
-    fs_loaded_driver(root, "multi", "zeta");
-    fs_loaded_driver(root, "multi", "alpha");
+    ptk_loaded_driver(root, "multi", "zeta");
+    ptk_loaded_driver(root, "multi", "alpha");
     expect_resolve("multi", "alpha");
     teardown();
 }
@@ -131,9 +131,9 @@ static void step3_ignores_a_link_to_an_unregistered_driver(void)
 {
     setup();
     /* module/stale/drivers/pci:gone points at a driver that no longer exists. */
-    fs_module(root, "stale");
-    fs_mkdirs(root, "module/stale/drivers");
-    fs_symlink(root, "module/stale/drivers/pci:gone", "../../../bus/pci/drivers/gone");
+    ptk_module(root, "stale");
+    ptk_mkdirs(root, "module/stale/drivers");
+    ptk_symlink(root, "module/stale/drivers/pci:gone", "../../../bus/pci/drivers/gone");
     expect_failure("stale", PCIBIND_ERR_NO_DRIVER);
     CHECK_CONTAINS(pcibind_last_error_message(), "registers no PCI driver");
     teardown();
@@ -142,8 +142,8 @@ static void step3_ignores_a_link_to_an_unregistered_driver(void)
 static void step3_ignores_drivers_of_other_buses(void)
 {
     setup();
-    fs_module(root, "usbthing");
-    fs_mkdirs(root, "module/usbthing/drivers/usb:usbthing");
+    ptk_module(root, "usbthing");
+    ptk_mkdirs(root, "module/usbthing/drivers/usb:usbthing");
     expect_failure("usbthing", PCIBIND_ERR_NO_DRIVER);
     teardown();
 }
@@ -152,7 +152,7 @@ static void step4_driver_whose_module_link_names_the_module(void)
 {
     setup();
     /* intel_agp registers agpgart-intel, but module/intel_agp has no drivers/ directory. */
-    fs_driver_with_module_link_only(root, "intel_agp", "agpgart-intel");
+    ptk_driver_with_module_link_only(root, "intel_agp", "agpgart-intel");
     expect_resolve("intel_agp", "agpgart-intel");
     expect_resolve("intel-agp", "agpgart-intel");
     expect_modprobe_log("");
@@ -163,7 +163,7 @@ static void step4_builtin_named_like_the_module_612_style(void)
 {
     setup();
     /* 6.12-style built-in with no drivers/ link: module/virtio_pci holds only `version`. */
-    fs_builtin_driver(root, "virtio-pci", "virtio_pci");
+    ptk_builtin_driver(root, "virtio-pci", "virtio_pci");
     expect_resolve("virtio_pci", "virtio-pci");
     expect_resolve("virtio-pci", "virtio-pci");
     expect_modprobe_log(""); /* the module exists, so nothing is loaded */
@@ -175,10 +175,10 @@ static void step4_builtin_without_module_dir_61_style(void)
     setup();
     /* 6.1-style built-in: no module/ entry at all; modprobe -b of a built-in succeeds and does
      * nothing, then the name fallback finds the driver. */
-    fs_builtin_driver(root, "virtio-pci", NULL);
-    fs_modprobe_table(root, "virtio_pci =");
+    ptk_builtin_driver(root, "virtio-pci", NULL);
+    ptk_modprobe_table(root, "virtio_pci =");
     expect_resolve("virtio_pci", "virtio-pci");
-    char *log = fs_modprobe_log(root);
+    char *log = ptk_modprobe_log(root);
     CHECK_CONTAINS(log, "[-b] [virtio_pci]");
     free(log);
     teardown();
@@ -187,8 +187,8 @@ static void step4_builtin_without_module_dir_61_style(void)
 static void step4_builtin_found_even_when_modprobe_fails(void)
 {
     setup();
-    fs_builtin_driver(root, "ehci-pci", NULL);
-    fs_modprobe_table(root, "ehci_pci !modprobe: FATAL: Module ehci_pci not found");
+    ptk_builtin_driver(root, "ehci-pci", NULL);
+    ptk_modprobe_table(root, "ehci_pci !modprobe: FATAL: Module ehci_pci not found");
     expect_resolve("ehci_pci", "ehci-pci");
     teardown();
 }
@@ -207,11 +207,11 @@ static void real_name_pairs_of_spec_section_1(void)
         {"ehci_pci", "ehci-pci"},           {"intel_agp", "agpgart-intel"},
     };
     for (size_t i = 0; i < sizeof(loaded) / sizeof(loaded[0]); i++)
-        fs_loaded_driver(root, loaded[i][0], loaded[i][1]);
+        ptk_loaded_driver(root, loaded[i][0], loaded[i][1]);
     /* Built-ins: 6.12 gives every one a module dir with the link; older kernels may not. */
-    fs_loaded_driver(root, "pcieportdrv", "pcieport");
-    fs_loaded_driver(root, "8250_pci", "serial");
-    fs_builtin_driver(root, "virtio-pci", "virtio_pci");
+    ptk_loaded_driver(root, "pcieportdrv", "pcieport");
+    ptk_loaded_driver(root, "8250_pci", "serial");
+    ptk_builtin_driver(root, "virtio-pci", "virtio_pci");
 
     static const char *const pairs[][2] = {
         {"vfio_pci", "vfio-pci"},         {"vfio-pci", "vfio-pci"},
@@ -238,7 +238,7 @@ static void real_name_pairs_of_spec_section_1(void)
 static void module_load_failure_carries_modprobe_stderr(void)
 {
     setup();
-    fs_modprobe_table(root, "broken !modprobe: ERROR: could not insert 'broken': Operation not permitted");
+    ptk_modprobe_table(root, "broken !modprobe: ERROR: could not insert 'broken': Operation not permitted");
     expect_failure("broken", PCIBIND_ERR_MODULE_LOAD);
     const char *msg = pcibind_last_error_message();
     CHECK_CONTAINS(msg, "could not insert 'broken': Operation not permitted");
@@ -255,7 +255,7 @@ static void unknown_module_is_no_such_driver(void)
     expect_failure("no-such-mod", PCIBIND_ERR_NO_DRIVER);
     const char *msg = pcibind_last_error_message();
     CHECK_CONTAINS(msg, "no PCI driver or module is named 'no-such-mod'");
-    char *where = fs_path(root, "bus/pci/drivers");
+    char *where = ptk_path(root, "bus/pci/drivers");
     CHECK_CONTAINS(msg, where);
     free(where);
     CHECK_CONTAINS(msg, "-b no_such_mod exited with status 1: modprobe: FATAL: Module no_such_mod "
@@ -272,10 +272,10 @@ static void other_modprobe_failures_stay_module_load_errors(void)
     setup();
     /* Blacklisted, refused by the kernel, or "not found" for another module (a dependency):
      * the name exists, loading it failed. */
-    fs_modprobe_table(root, "blocked !modprobe: FATAL: Module blocked is blacklisted");
-    fs_modprobe_table(root, "needs_dep !modprobe: FATAL: Module dep_of_it not found in directory "
+    ptk_modprobe_table(root, "blocked !modprobe: FATAL: Module blocked is blacklisted");
+    ptk_modprobe_table(root, "needs_dep !modprobe: FATAL: Module dep_of_it not found in directory "
                             "/lib/modules/fake");
-    fs_modprobe_table(root, "quiet !");
+    ptk_modprobe_table(root, "quiet !");
     expect_failure("blocked", PCIBIND_ERR_MODULE_LOAD);
     CHECK_CONTAINS(pcibind_last_error_message(), "is blacklisted");
     expect_failure("needs_dep", PCIBIND_ERR_MODULE_LOAD);
@@ -311,7 +311,7 @@ static int process_gone(int pid)
 static void hung_modprobe_is_killed_at_the_time_limit(void)
 {
     setup();
-    fs_modprobe_table(root, "slowmod sleep=30");
+    ptk_modprobe_table(root, "slowmod sleep=30");
     CHECK_RC(pcibind_ctx_set_modprobe_timeout(ctx, 500), PCIBIND_OK);
     double start = seconds_now();
     expect_failure("slowmod", PCIBIND_ERR_MODULE_LOAD);
@@ -326,7 +326,7 @@ static void hung_modprobe_is_killed_at_the_time_limit(void)
     if (took >= 5.0)
         printf("#   took %.1f s\n", took);
     /* Killed: modprobe and the helper it started. */
-    char *pids = fs_read(root, "modprobe.pids");
+    char *pids = ptk_read(root, "modprobe.pids");
     CHECK(pids != NULL);
     int modprobe = 0, helper = 0;
     CHECK(pids && sscanf(pids, "%d %d", &modprobe, &helper) == 2);
@@ -342,7 +342,7 @@ static void none_is_the_no_driver_override_and_never_loaded(void)
 {
     setup();
     /* Were `none` looked up as a module, this table would make it resolve. */
-    fs_modprobe_table(root, "none none");
+    ptk_modprobe_table(root, "none none");
     expect_failure("none", PCIBIND_ERR_NO_DRIVER);
     CHECK_CONTAINS(pcibind_last_error_message(),
                    "'none' is the driver_override value that keeps a device on no driver");
@@ -353,9 +353,9 @@ static void none_is_the_no_driver_override_and_never_loaded(void)
 static void loaded_module_without_pci_driver(void)
 {
     setup();
-    fs_modprobe_table(root, "nopci -");
+    ptk_modprobe_table(root, "nopci -");
     expect_failure("nopci", PCIBIND_ERR_NO_DRIVER);
-    char *where = fs_path(root, "module/nopci/drivers");
+    char *where = ptk_path(root, "module/nopci/drivers");
     CHECK_CONTAINS(pcibind_last_error_message(),
                    "module 'nopci' was loaded but registers no PCI driver (looked in");
     CHECK_CONTAINS(pcibind_last_error_message(), where);
@@ -366,7 +366,7 @@ static void loaded_module_without_pci_driver(void)
 static void already_loaded_module_without_pci_driver(void)
 {
     setup();
-    fs_module(root, "kvm");
+    ptk_module(root, "kvm");
     expect_failure("kvm", PCIBIND_ERR_NO_DRIVER);
     CHECK_CONTAINS(pcibind_last_error_message(), "module 'kvm' is loaded but registers no PCI driver");
     expect_modprobe_log("");
@@ -376,13 +376,13 @@ static void already_loaded_module_without_pci_driver(void)
 static void modprobe_disabled_never_runs(void)
 {
     setup();
-    fs_modprobe_table(root, "vfio_pci vfio-pci");
+    ptk_modprobe_table(root, "vfio_pci vfio-pci");
     CHECK_RC(pcibind_ctx_set_modprobe(ctx, NULL), PCIBIND_OK);
     expect_failure("vfio_pci", PCIBIND_ERR_NO_DRIVER);
     CHECK_CONTAINS(pcibind_last_error_message(), "module loading is disabled");
     expect_modprobe_log("");
     /* A registered driver still resolves without loading anything. */
-    fs_loaded_driver(root, "vfio_pci", "vfio-pci");
+    ptk_loaded_driver(root, "vfio_pci", "vfio-pci");
     expect_resolve("vfio_pci", "vfio-pci");
     teardown();
 }
@@ -390,7 +390,7 @@ static void modprobe_disabled_never_runs(void)
 static void missing_modprobe_program(void)
 {
     setup();
-    char *prog = fs_path(root, "no-such-modprobe");
+    char *prog = ptk_path(root, "no-such-modprobe");
     CHECK_RC(pcibind_ctx_set_modprobe(ctx, prog), PCIBIND_OK);
     expect_failure("vfio_pci", PCIBIND_ERR_MODULE_LOAD);
     CHECK_CONTAINS(pcibind_last_error_message(), "cannot run");
@@ -402,8 +402,8 @@ static void bad_names_are_rejected_before_any_file_or_modprobe(void)
 {
     setup();
     /* Make every bad name's "clean" neighbour resolvable, so a leak would show. */
-    fs_loaded_driver(root, "vfio_pci", "vfio-pci");
-    fs_modprobe_table(root, "r vfio-pci");
+    ptk_loaded_driver(root, "vfio_pci", "vfio-pci");
+    ptk_modprobe_table(root, "r vfio-pci");
     static const char *const bad[] = {
         "",
         "-r",
@@ -436,8 +436,8 @@ static void bad_names_are_rejected_before_any_file_or_modprobe(void)
     }
     expect_modprobe_log("");
     /* 64 bytes is the longest accepted name. */
-    fs_loaded_driver(root, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
-                     "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+    ptk_loaded_driver(root, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                      "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
     expect_resolve("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
                    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
     teardown();
@@ -446,7 +446,7 @@ static void bad_names_are_rejected_before_any_file_or_modprobe(void)
 static void null_arguments_and_flags(void)
 {
     setup();
-    fs_loaded_driver(root, "vfio_pci", "vfio-pci");
+    ptk_loaded_driver(root, "vfio_pci", "vfio-pci");
     char *driver = (char *)(uintptr_t)0x1;
     CHECK_RC(pcibind_resolve_driver(NULL, "vfio-pci", 0, &driver), PCIBIND_ERR_INVALID_ARG);
     CHECK(driver == NULL);
@@ -468,7 +468,7 @@ static void null_arguments_and_flags(void)
 static void returned_strings_are_malloced(void)
 {
     setup();
-    fs_loaded_driver(root, "vfio_pci", "vfio-pci");
+    ptk_loaded_driver(root, "vfio_pci", "vfio-pci");
     char *driver = NULL;
     CHECK_RC(pcibind_resolve_driver(ctx, "vfio_pci", 0, &driver), PCIBIND_OK);
     CHECK_STR(driver, "vfio-pci");
@@ -495,8 +495,8 @@ static void capture_log(void *userdata, int priority, const char *message)
 static void log_callback_delivery_and_filtering(void)
 {
     setup();
-    fs_modprobe_table(root, "vfio_pci vfio-pci");
-    fs_modprobe_table(root, "broken !boom");
+    ptk_modprobe_table(root, "vfio_pci vfio-pci");
+    ptk_modprobe_table(root, "broken !boom");
     struct log_capture cap = {0};
 
     CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_log, &cap, LOG_DEBUG), PCIBIND_OK);
@@ -531,7 +531,7 @@ static void no_driver_message_names_what_and_where(void)
     setup();
     CHECK_RC(pcibind_ctx_set_modprobe(ctx, NULL), PCIBIND_OK);
     expect_failure("foo-bar", PCIBIND_ERR_NO_DRIVER);
-    char *where = fs_path(root, "bus/pci/drivers");
+    char *where = ptk_path(root, "bus/pci/drivers");
     CHECK_CONTAINS(pcibind_last_error_message(), "no PCI driver 'foo-bar' in ");
     CHECK_CONTAINS(pcibind_last_error_message(), where);
     CHECK_CONTAINS(pcibind_last_error_message(), "module 'foo_bar' is not loaded");

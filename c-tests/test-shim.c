@@ -14,7 +14,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "fakesys.h"
+#include <pcibind-testkit.h>
 #include "harness.h"
 
 #define MLX "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i00"
@@ -41,7 +41,7 @@ static int write_fd(int fd, const void *buf, size_t len)
 /* Writes len bytes to ROOT/rel with open()/write()/close(): 0 or the errno. */
 static int wr_n(const char *root, const char *rel, const char *buf, size_t len)
 {
-    char *p = fs_path(root, rel);
+    char *p = ptk_path(root, rel);
     int fd = open(p, O_WRONLY | O_CLOEXEC);
     free(p);
     if (fd < 0)
@@ -84,28 +84,28 @@ static const char *err_name(int e)
 
 #define CHECK_FILE(root, rel, expected)                                                  \
     do {                                                                                 \
-        char *f_ = fs_read(root, rel);                                                   \
+        char *f_ = ptk_read(root, rel);                                                   \
         CHECK_STR(f_, expected);                                                         \
         free(f_);                                                                        \
     } while (0)
 
 #define CHECK_LOG(root, expected)                                                        \
     do {                                                                                 \
-        char *l_ = fs_write_log(root);                                                   \
+        char *l_ = ptk_write_log(root);                                                   \
         CHECK_STR(l_, expected);                                                         \
         free(l_);                                                                        \
     } while (0)
 
 #define CHECK_OVERRIDE(root, bdf, expected)                                              \
     do {                                                                                 \
-        char *o_ = fs_override(root, bdf);                                               \
+        char *o_ = ptk_override(root, bdf);                                               \
         CHECK_STR(o_, expected);                                                         \
         free(o_);                                                                        \
     } while (0)
 
 #define CHECK_BOUND(root, bdf, driver)                                                   \
     do {                                                                                 \
-        if (!fs_is_bound_to(root, bdf, driver)) {                                        \
+        if (!ptk_is_bound_to(root, bdf, driver)) {                                        \
             printf("#   %s:%d: %s is not bound to %s\n", __FILE__, __LINE__, bdf,        \
                    driver ? driver : "(nothing)");                                       \
             harness_failed_now = 1;                                                      \
@@ -114,7 +114,7 @@ static const char *err_name(int e)
 
 static int exists(const char *root, const char *rel)
 {
-    char *p = fs_path(root, rel);
+    char *p = ptk_path(root, rel);
     struct stat st;
     int r = lstat(p, &st) == 0;
     free(p);
@@ -123,7 +123,7 @@ static int exists(const char *root, const char *rel)
 
 static int is_dir(const char *root, const char *rel)
 {
-    char *p = fs_path(root, rel);
+    char *p = ptk_path(root, rel);
     struct stat st;
     int r = stat(p, &st) == 0 && S_ISDIR(st.st_mode);
     free(p);
@@ -133,12 +133,12 @@ static int is_dir(const char *root, const char *rel)
 /* mlx5_core (IDs match MLX), nvme (IDs match NVME), vfio-pci (VFIO, no ID table). */
 static char *standard_tree(void)
 {
-    char *root = fs_new();
-    fs_loaded_driver(root, "mlx5_core", "mlx5_core");
-    fs_driver_ids(root, "mlx5_core", MLX_IDS);
-    fs_loaded_driver(root, "nvme", "nvme");
-    fs_driver_ids(root, "nvme", NVME_IDS);
-    fs_vfio_driver(root, "vfio_pci", "vfio-pci");
+    char *root = ptk_new();
+    ptk_loaded_driver(root, "mlx5_core", "mlx5_core");
+    ptk_driver_ids(root, "mlx5_core", MLX_IDS);
+    ptk_loaded_driver(root, "nvme", "nvme");
+    ptk_driver_ids(root, "nvme", NVME_IDS);
+    ptk_vfio_driver(root, "vfio_pci", "vfio-pci");
     return root;
 }
 
@@ -147,18 +147,18 @@ static char *standard_tree(void)
 static void shim_is_loaded(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV1, MLX, NULL);
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1 "\n"), 0);
     /* Without the shim the bytes would have landed in the file and nothing would be bound. */
     CHECK_FILE(root, "bus/pci/drivers/mlx5_core/bind", "");
     CHECK_BOUND(root, DEV1, "mlx5_core");
-    char *link = fs_path(root, "bus/pci/drivers/mlx5_core/" DEV1);
+    char *link = ptk_path(root, "bus/pci/drivers/mlx5_core/" DEV1);
     char target[256] = {0};
     CHECK(readlink(link, target, sizeof target - 1) > 0);
     CHECK_STR(target, "../../../../devices/pci0000:00/" DEV1);
     free(link);
     CHECK_LOG(root, "bus/pci/drivers/mlx5_core/bind\t" DEV1 "\\n\tok\n");
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void real_sys_is_never_opened_for_writing(void)
@@ -177,7 +177,7 @@ static void real_sys_is_never_opened_for_writing(void)
 static void override_stores_up_to_the_first_newline(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV1, MLX, NULL);
     const char *f = "bus/pci/devices/" DEV1 "/driver_override";
     CHECK_OVERRIDE(root, DEV1, "(null)");
 
@@ -196,13 +196,13 @@ static void override_stores_up_to_the_first_newline(void)
     CHECK_ERR(wr(root, f, "\n"), 0); /* clears */
     CHECK_FILE(root, f, "(null)\n");
     CHECK_BOUND(root, DEV1, NULL); /* none of this binds */
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void override_empty_and_oversized_writes(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV1, MLX, NULL);
     const char *f = "bus/pci/devices/" DEV1 "/driver_override";
     CHECK_ERR(wr(root, f, "nvme"), 0);
     CHECK_ERR(wr(root, f, ""), 0); /* zero-length: returns 0, changes nothing */
@@ -213,16 +213,16 @@ static void override_empty_and_oversized_writes(void)
     CHECK_ERR(wr_n(root, f, big, 4095), EINVAL); /* longer than sysfs can show back */
     CHECK_OVERRIDE(root, DEV1, "nvme");
     CHECK_ERR(wr_n(root, f, big, 4094), 0);
-    char *o = fs_override(root, DEV1);
+    char *o = ptk_override(root, DEV1);
     CHECK(o && strlen(o) == 4094);
     free(o);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void override_never_unbinds(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, "mlx5_core");
+    ptk_device(root, DEV1, MLX, "mlx5_core");
     CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "vfio-pci\n"), 0);
     CHECK_BOUND(root, DEV1, "mlx5_core");
     CHECK_OVERRIDE(root, DEV1, "vfio-pci");
@@ -230,23 +230,23 @@ static void override_never_unbinds(void)
     CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
     CHECK_BOUND(root, DEV1, "mlx5_core");
     CHECK(!exists(root, "bus/pci/devices/" DEV1 "/vfio-dev"));
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void override_through_the_device_directory(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV1, MLX, NULL);
     const char *f = "devices/pci0000:00/" DEV1 "/driver_override";
     CHECK_ERR(wr(root, f, "vfio-pci\n"), 0);
     CHECK_OVERRIDE(root, DEV1, "vfio-pci");
     /* The log names the attribute by its bus path, however it was reached. */
     CHECK_LOG(root, "bus/pci/devices/" DEV1 "/driver_override\tvfio-pci\\n\tok\n");
     /* A fault named by the bus path applies to the same file reached another way. */
-    fs_fault(root, "bus/pci/devices/" DEV1 "/driver_override EIO");
+    ptk_fault(root, "bus/pci/devices/" DEV1 "/driver_override EIO");
     CHECK_ERR(wr(root, f, "\n"), EIO);
     CHECK_OVERRIDE(root, DEV1, "vfio-pci");
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 /* ---- bind -------------------------------------------------------------------------------- */
@@ -254,8 +254,8 @@ static void override_through_the_device_directory(void)
 static void bind_follows_the_id_table(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
-    fs_device(root, DEV2, NVME, NULL);
+    ptk_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV2, NVME, NULL);
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV2), ENODEV);
     CHECK_BOUND(root, DEV2, NULL);
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1), 0); /* newline optional */
@@ -267,13 +267,13 @@ static void bind_follows_the_id_table(void)
     CHECK_LOG(root, "bus/pci/drivers/mlx5_core/bind\t" DEV2 "\tENODEV\n"
                     "bus/pci/drivers/mlx5_core/bind\t" DEV1 "\tok\n"
                     "bus/pci/drivers/nvme/bind\t" DEV2 "\\n\tok\n");
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void bind_needs_the_exact_full_name(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV1, MLX, NULL);
     const char *bind = "bus/pci/drivers/mlx5_core/bind";
     CHECK_ERR(wr(root, bind, "0000:09:00.0\n"), ENODEV);
     CHECK_ERR(wr(root, bind, "01:00.0\n"), ENODEV); /* the short form is unknown */
@@ -284,13 +284,13 @@ static void bind_needs_the_exact_full_name(void)
     CHECK_BOUND(root, DEV1, NULL);
     CHECK_ERR(wr(root, bind, ""), 0); /* never reaches the kernel */
     CHECK_BOUND(root, DEV1, NULL);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void bind_to_a_bound_device(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, "mlx5_core");
+    ptk_device(root, DEV1, MLX, "mlx5_core");
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1), EBUSY);
     /* bind_store() checks the match before device_driver_attach() sees the device is bound. */
     CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV1), ENODEV);
@@ -298,13 +298,13 @@ static void bind_to_a_bound_device(void)
     CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV1), EBUSY);
     CHECK_BOUND(root, DEV1, "mlx5_core");
     CHECK(!exists(root, "bus/pci/drivers/vfio-pci/" DEV1));
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void vfio_pci_binds_only_with_the_exact_override(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV1, MLX, NULL);
     const char *ovr = "bus/pci/devices/" DEV1 "/driver_override";
     CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV1), ENODEV); /* no ID table */
     CHECK_ERR(wr(root, ovr, "vfio_pci\n"), 0);
@@ -313,20 +313,20 @@ static void vfio_pci_binds_only_with_the_exact_override(void)
     CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV1), 0);
     CHECK_BOUND(root, DEV1, "vfio-pci");
     CHECK(is_dir(root, "devices/pci0000:00/" DEV1 "/vfio-dev/vfio0"));
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void an_override_excludes_every_other_driver(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV1, MLX, NULL);
     CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "nvme\n"), 0);
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1), ENODEV); /* IDs match, but */
     CHECK_BOUND(root, DEV1, NULL);
     /* The driver it names binds although its IDs do not match. */
     CHECK_ERR(wr(root, "bus/pci/drivers/nvme/bind", DEV1), 0);
     CHECK_BOUND(root, DEV1, "nvme");
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 /* As on a real kernel (kernel-tests/guest-test.c, kernel_back_onto_vfio_pci_only_through_the_
@@ -336,7 +336,7 @@ static void an_override_excludes_every_other_driver(void)
 static void back_onto_vfio_pci_only_through_the_override(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, "mlx5_core");
+    ptk_device(root, DEV1, MLX, "mlx5_core");
     const char *ovr = "bus/pci/devices/" DEV1 "/driver_override";
     CHECK_ERR(wr(root, ovr, "vfio-pci"), 0); /* on vfio-pci, as a bind leaves it */
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", DEV1), 0);
@@ -356,7 +356,7 @@ static void back_onto_vfio_pci_only_through_the_override(void)
     CHECK_BOUND(root, DEV1, "mlx5_core");
     CHECK_OVERRIDE(root, DEV1, "(null)");
     CHECK(!exists(root, "bus/pci/devices/" DEV1 "/vfio-dev"));
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 /* ---- unbind ------------------------------------------------------------------------------ */
@@ -364,7 +364,7 @@ static void back_onto_vfio_pci_only_through_the_override(void)
 static void unbind_only_through_the_bound_driver(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, "mlx5_core");
+    ptk_device(root, DEV1, MLX, "mlx5_core");
     CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/unbind", DEV1), ENODEV);
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", "0000:09:00.0"), ENODEV);
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", "01:00.0\n"), ENODEV);
@@ -375,13 +375,13 @@ static void unbind_only_through_the_bound_driver(void)
     CHECK(!exists(root, "bus/pci/drivers/mlx5_core/" DEV1));
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", DEV1), ENODEV); /* not bound */
     CHECK_FILE(root, "bus/pci/drivers/mlx5_core/unbind", "");
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void unbind_from_vfio_removes_vfio_dev(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV1, MLX, NULL);
     CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "vfio-pci"), 0);
     CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
     CHECK_BOUND(root, DEV1, "vfio-pci");
@@ -390,7 +390,7 @@ static void unbind_from_vfio_removes_vfio_dev(void)
     CHECK_BOUND(root, DEV1, NULL);
     CHECK(!exists(root, "bus/pci/devices/" DEV1 "/vfio-dev"));
     CHECK_OVERRIDE(root, DEV1, "vfio-pci"); /* unbinding leaves the override alone */
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 /* As on a real kernel (checked by kernel-tests/guest-test.c): each device bound to a VFIO
@@ -398,9 +398,9 @@ static void unbind_from_vfio_removes_vfio_dev(void)
 static void vfio_dev_takes_the_lowest_free_index(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
-    fs_device(root, DEV2, MLX, NULL);
-    fs_device(root, DEV3, NVME, "nvme");
+    ptk_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV2, MLX, NULL);
+    ptk_device(root, DEV3, NVME, "nvme");
     CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "vfio-pci"), 0);
     CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "vfio-pci"), 0);
     CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV2), 0);
@@ -417,7 +417,7 @@ static void vfio_dev_takes_the_lowest_free_index(void)
     CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV2), 0);
     CHECK(is_dir(root, "bus/pci/devices/" DEV2 "/vfio-dev/vfio2"));
     CHECK(is_dir(root, "bus/pci/devices/" DEV1 "/vfio-dev/vfio1"));
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 /* ---- drivers_probe ----------------------------------------------------------------------- */
@@ -425,19 +425,19 @@ static void vfio_dev_takes_the_lowest_free_index(void)
 static void drivers_probe_unknown_devices(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV1, MLX, NULL);
     CHECK_ERR(wr(root, "bus/pci/drivers_probe", "0000:09:00.0\n"), ENODEV);
     CHECK_ERR(wr(root, "bus/pci/drivers_probe", "01:00.0"), ENODEV);
     CHECK_BOUND(root, DEV1, NULL);
     CHECK_FILE(root, "bus/pci/drivers_probe", "");
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void drivers_probe_with_an_override(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
-    fs_device(root, DEV2, MLX, NULL);
+    ptk_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV2, MLX, NULL);
     /* Only the named driver is tried, IDs or not. */
     CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "nvme"), 0);
     CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1 "\n"), 0);
@@ -447,16 +447,16 @@ static void drivers_probe_with_an_override(void)
     CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV2 "\n"), 0);
     CHECK_BOUND(root, DEV2, NULL);
     CHECK_FILE(root, "bus/pci/drivers_probe", "");
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void drivers_probe_without_an_override(void)
 {
     char *root = standard_tree();
-    fs_loaded_driver(root, "aaa", "aaa");
-    fs_driver_ids(root, "aaa", "pci:v000015B3d*");
-    fs_device(root, DEV1, MLX, NULL);
-    fs_device(root, DEV2, E1000E, NULL);
+    ptk_loaded_driver(root, "aaa", "aaa");
+    ptk_driver_ids(root, "aaa", "pci:v000015B3d*");
+    ptk_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV2, E1000E, NULL);
     /* Matching drivers in name order: aaa before mlx5_core. */
     CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
     CHECK_BOUND(root, DEV1, "aaa");
@@ -465,7 +465,7 @@ static void drivers_probe_without_an_override(void)
     CHECK_BOUND(root, DEV2, NULL);
     CHECK_LOG(root, "bus/pci/drivers_probe\t" DEV1 "\tok\n"
                     "bus/pci/drivers_probe\t" DEV2 "\tok\n");
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 /* ---- fault.table ------------------------------------------------------------------------- */
@@ -473,8 +473,8 @@ static void drivers_probe_without_an_override(void)
 static void probe_fault_fails_bind(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
-    fs_fault(root, "probe:mlx5_core ENXIO 1");
+    ptk_device(root, DEV1, MLX, NULL);
+    ptk_fault(root, "probe:mlx5_core ENXIO 1");
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1), ENXIO);
     CHECK_BOUND(root, DEV1, NULL);
     CHECK_FILE(root, "fault.table", "probe:mlx5_core ENXIO 0\n");
@@ -482,52 +482,52 @@ static void probe_fault_fails_bind(void)
     CHECK_BOUND(root, DEV1, "mlx5_core");
     CHECK_LOG(root, "bus/pci/drivers/mlx5_core/bind\t" DEV1 "\tENXIO\n"
                     "bus/pci/drivers/mlx5_core/bind\t" DEV1 "\tok\n");
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void probe_fault_with_override_tries_no_other_driver(void)
 {
     char *root = standard_tree();
-    fs_loaded_driver(root, "aaa", "aaa");
-    fs_driver_ids(root, "aaa", MLX_IDS);
-    fs_device(root, DEV1, MLX, NULL);
-    fs_fault(root, "probe:mlx5_core EIO");
+    ptk_loaded_driver(root, "aaa", "aaa");
+    ptk_driver_ids(root, "aaa", MLX_IDS);
+    ptk_device(root, DEV1, MLX, NULL);
+    ptk_fault(root, "probe:mlx5_core EIO");
     CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "mlx5_core"), 0);
     CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
     CHECK_BOUND(root, DEV1, NULL);
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1), EIO); /* unlimited */
     CHECK_BOUND(root, DEV1, NULL);
     CHECK_FILE(root, "fault.table", "probe:mlx5_core EIO\n");
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void probe_fault_without_override_moves_on(void)
 {
     char *root = standard_tree();
-    fs_loaded_driver(root, "aaa", "aaa");
-    fs_driver_ids(root, "aaa", MLX_IDS);
-    fs_device(root, DEV1, MLX, NULL);
-    fs_device(root, DEV2, MLX, NULL);
-    fs_fault(root, "probe:aaa@" DEV1 " ENODEV");
+    ptk_loaded_driver(root, "aaa", "aaa");
+    ptk_driver_ids(root, "aaa", MLX_IDS);
+    ptk_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV2, MLX, NULL);
+    ptk_fault(root, "probe:aaa@" DEV1 " ENODEV");
     CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
     CHECK_BOUND(root, DEV1, "mlx5_core"); /* aaa refused it, the next one took it */
     CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV2), 0);
     CHECK_BOUND(root, DEV2, "aaa"); /* the fault named the other device */
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void write_faults_change_nothing(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, "mlx5_core");
-    fs_device(root, DEV2, MLX, NULL);
-    fs_fault(root, "# comments and blank lines are skipped");
-    fs_fault(root, "");
-    fs_fault(root, "bus/pci/drivers/mlx5_core/unbind EBUSY 1");
-    fs_fault(root, "bus/pci/devices/" DEV2 "/driver_override EPERM 2");
-    fs_fault(root, "bus/pci/drivers_probe ENOMEM 1");
-    fs_fault(root, "bus/pci/drivers/mlx5_core/bind 11 1"); /* a number works too: EAGAIN */
-    fs_fault(root, "bus/pci/drivers/nvme/bind EINVAL 0"); /* spent: never fires */
+    ptk_device(root, DEV1, MLX, "mlx5_core");
+    ptk_device(root, DEV2, MLX, NULL);
+    ptk_fault(root, "# comments and blank lines are skipped");
+    ptk_fault(root, "");
+    ptk_fault(root, "bus/pci/drivers/mlx5_core/unbind EBUSY 1");
+    ptk_fault(root, "bus/pci/devices/" DEV2 "/driver_override EPERM 2");
+    ptk_fault(root, "bus/pci/drivers_probe ENOMEM 1");
+    ptk_fault(root, "bus/pci/drivers/mlx5_core/bind 11 1"); /* a number works too: EAGAIN */
+    ptk_fault(root, "bus/pci/drivers/nvme/bind EINVAL 0"); /* spent: never fires */
 
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", DEV1), EBUSY);
     CHECK_BOUND(root, DEV1, "mlx5_core");
@@ -568,15 +568,15 @@ static void write_faults_change_nothing(void)
                     "bus/pci/drivers/mlx5_core/bind\t" DEV1 "\tEAGAIN\n"
                     "bus/pci/drivers/nvme/unbind\t" DEV2 "\tok\n"
                     "bus/pci/drivers/nvme/bind\t" DEV2 "\tok\n");
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void a_fault_can_skip_the_first_matching_writes(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV2, MLX, NULL);
+    ptk_device(root, DEV2, MLX, NULL);
     /* Let two writes pass, fail the third, then never again. */
-    fs_fault(root, "bus/pci/devices/" DEV2 "/driver_override EIO 1 2");
+    ptk_fault(root, "bus/pci/devices/" DEV2 "/driver_override EIO 1 2");
     CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "nvme"), 0);
     CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "\n"), 0);
     CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "nvme"), EIO);
@@ -584,21 +584,22 @@ static void a_fault_can_skip_the_first_matching_writes(void)
     CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "nvme"), 0);
     CHECK_OVERRIDE(root, DEV2, "nvme");
     CHECK_FILE(root, "fault.table", "bus/pci/devices/" DEV2 "/driver_override EIO 0\n");
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void vanish_after_unbind(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, "mlx5_core");
-    fs_device(root, DEV2, MLX, "mlx5_core");
-    fs_mkdirs(root, "kernel/iommu_groups/7/devices");
-    fs_symlink(root, "kernel/iommu_groups/7/devices/" DEV1, "../../../../devices/pci0000:00/" DEV1);
-    fs_symlink(root, "devices/pci0000:00/" DEV1 "/iommu_group", "../../../kernel/iommu_groups/7");
-    fs_fault(root, "vanish:" DEV1 " after-unbind");
+    ptk_device(root, DEV1, MLX, "mlx5_core");
+    ptk_device(root, DEV2, MLX, "mlx5_core");
+    ptk_mkdirs(root, "kernel/iommu_groups/7/devices");
+    ptk_symlink(root, "kernel/iommu_groups/7/devices/" DEV1,
+                "../../../../devices/pci0000:00/" DEV1);
+    ptk_symlink(root, "devices/pci0000:00/" DEV1 "/iommu_group", "../../../kernel/iommu_groups/7");
+    ptk_fault(root, "vanish:" DEV1 " after-unbind");
 
     /* An fd opened before the device goes answers ENODEV afterwards, as sysfs does. */
-    char *ovr = fs_path(root, "bus/pci/devices/" DEV1 "/driver_override");
+    char *ovr = ptk_path(root, "bus/pci/devices/" DEV1 "/driver_override");
     int fd = open(ovr, O_WRONLY);
     CHECK(fd >= 0);
 
@@ -617,7 +618,7 @@ static void vanish_after_unbind(void)
     CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), ENODEV);
     CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "\n"), OPEN_FAILED + ENOENT);
     free(ovr);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 /* ---- new_id / remove_id ------------------------------------------------------------------ */
@@ -625,15 +626,15 @@ static void vanish_after_unbind(void)
 static void new_id_binds_every_eligible_device(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);          /* unbound, no override: binds */
-    fs_device(root, DEV2, MLX, NULL);          /* override names nvme: stays */
-    fs_device(root, DEV3, MLX, "mlx5_core");   /* bound: stays */
-    fs_device(root, "0000:04:00.0", NVME, NULL); /* other ID: stays */
-    fs_device(root, "0000:05:00.0", NVME, NULL); /* override names vfio-pci: binds */
-    fs_device(root, "0000:06:00.0", MLX, NULL);  /* its probe fails: stays, new_id succeeds */
+    ptk_device(root, DEV1, MLX, NULL);          /* unbound, no override: binds */
+    ptk_device(root, DEV2, MLX, NULL);          /* override names nvme: stays */
+    ptk_device(root, DEV3, MLX, "mlx5_core");   /* bound: stays */
+    ptk_device(root, "0000:04:00.0", NVME, NULL); /* other ID: stays */
+    ptk_device(root, "0000:05:00.0", NVME, NULL); /* override names vfio-pci: binds */
+    ptk_device(root, "0000:06:00.0", MLX, NULL);  /* its probe fails: stays, new_id succeeds */
     CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "nvme"), 0);
     CHECK_ERR(wr(root, "bus/pci/devices/0000:05:00.0/driver_override", "vfio-pci"), 0);
-    fs_fault(root, "probe:vfio-pci@0000:06:00.0 EIO");
+    ptk_fault(root, "probe:vfio-pci@0000:06:00.0 EIO");
 
     CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/new_id", "15b3 101e\n"), 0);
     CHECK_FILE(root, "bus/pci/drivers/vfio-pci/fake_dynids", "15b3 101e\n");
@@ -648,7 +649,7 @@ static void new_id_binds_every_eligible_device(void)
 
     CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/new_id", "15B3 101E"), EEXIST);
     CHECK_FILE(root, "bus/pci/drivers/vfio-pci/fake_dynids", "15b3 101e\n");
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void new_id_refuses_bad_and_known_ids(void)
@@ -663,13 +664,13 @@ static void new_id_refuses_bad_and_known_ids(void)
     CHECK_ERR(wr(root, new_id, "15b3 1021\n"), 0);
     CHECK_ERR(wr(root, new_id, "15b3 1021 15b3 0048\n"), EEXIST); /* covered by 15b3 1021 */
     CHECK_FILE(root, "bus/pci/drivers/mlx5_core/fake_dynids", "15b3 1021\n");
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void dynamic_ids_bind_and_remove_id_removes_them(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, "mlx5_core");
+    ptk_device(root, DEV1, MLX, "mlx5_core");
     CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/new_id", "15b3 101e"), 0);
     CHECK_BOUND(root, DEV1, "mlx5_core"); /* bound devices are left alone */
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", DEV1), 0);
@@ -688,21 +689,21 @@ static void dynamic_ids_bind_and_remove_id_removes_them(void)
     CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/bind", DEV1), ENODEV); /* the ID is gone */
     CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
     CHECK_BOUND(root, DEV1, "mlx5_core");
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void full_form_dynamic_ids(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);                          /* subsystem 15b3:0048 */
-    fs_device(root, DEV2, "pci:v000015B3d0000101Esv000015B3sd00000049bc02sc00i00", NULL);
+    ptk_device(root, DEV1, MLX, NULL);                          /* subsystem 15b3:0048 */
+    ptk_device(root, DEV2, "pci:v000015B3d0000101Esv000015B3sd00000049bc02sc00i00", NULL);
     CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/new_id", "15b3 101e 15b3 0049"), 0);
     CHECK_BOUND(root, DEV1, NULL);
     CHECK_BOUND(root, DEV2, "vfio-pci");
     CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/remove_id", "15b3 101e 15b3 0048"), ENODEV);
     CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/remove_id", "15b3 101e"), 0);
     CHECK_FILE(root, "bus/pci/drivers/vfio-pci/fake_dynids", "");
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 /* ---- write.log, pass-through, entry points ----------------------------------------------- */
@@ -710,7 +711,7 @@ static void full_form_dynamic_ids(void)
 static void write_log_escapes_values(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV1, MLX, NULL);
     const char *ovr = "bus/pci/devices/" DEV1 "/driver_override";
     CHECK_ERR(wr(root, ovr, "a\tb\\c\x01\xff\n"), 0);
     CHECK_ERR(wr(root, ovr, ""), 0);
@@ -718,28 +719,28 @@ static void write_log_escapes_values(void)
     CHECK_LOG(root, "bus/pci/devices/" DEV1 "/driver_override\ta\\tb\\\\c\\x01\\xff\\n\tok\n"
                     "bus/pci/devices/" DEV1 "/driver_override\t\tok\n"
                     "bus/pci/drivers/nvme/bind\t" DEV1 "\tENODEV\n");
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void other_files_pass_through(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV1, MLX, NULL);
     /* A file under the root that is not one of the kernel's: bytes land as usual. */
     CHECK_ERR(wr(root, "devices/pci0000:00/" DEV1 "/modalias", "hello"), 0);
-    char *m = fs_read(root, "devices/pci0000:00/" DEV1 "/modalias");
+    char *m = ptk_read(root, "devices/pci0000:00/" DEV1 "/modalias");
     CHECK(m && strncmp(m, "hello", 5) == 0 && strcmp(m + 5, &(MLX "\n")[5]) == 0);
     free(m);
     /* Opened read-only: not tracked, so the write fails like any write to such an fd. */
-    char *bind = fs_path(root, "bus/pci/drivers/mlx5_core/bind");
+    char *bind = ptk_path(root, "bus/pci/drivers/mlx5_core/bind");
     int fd = open(bind, O_RDONLY);
     CHECK(fd >= 0);
     CHECK_ERR(write_fd(fd, DEV1, strlen(DEV1)), EBADF);
     close(fd);
     /* A kernel-looking path outside the fake root is an ordinary file. */
-    char *other = fs_new();
+    char *other = ptk_new();
     setenv("FAKE_SYSFS_ROOT", root, 1);
-    fs_loaded_driver(other, "mlx5_core", "mlx5_core");
+    ptk_loaded_driver(other, "mlx5_core", "mlx5_core");
     CHECK_ERR(wr(other, "bus/pci/drivers/mlx5_core/bind", DEV1), 0);
     CHECK_FILE(other, "bus/pci/drivers/mlx5_core/bind", DEV1);
     /* Without FAKE_SYSFS_ROOT nothing is emulated. */
@@ -751,17 +752,17 @@ static void other_files_pass_through(void)
     CHECK_LOG(root, "");
     CHECK_LOG(other, "");
     free(bind);
-    fs_destroy(other);
-    fs_destroy(root);
+    ptk_destroy(other);
+    ptk_destroy(root);
 }
 
 static void open_flags_are_those_of_sysfs(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV1, MLX, NULL);
     CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "nvme"), 0);
     /* O_TRUNC truncates nothing (as `echo x > driver_override` shows). */
-    char *ovr = fs_path(root, "bus/pci/devices/" DEV1 "/driver_override");
+    char *ovr = ptk_path(root, "bus/pci/devices/" DEV1 "/driver_override");
     int fd = open(ovr, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     CHECK(fd >= 0);
     CHECK_OVERRIDE(root, DEV1, "nvme");
@@ -776,8 +777,8 @@ static void open_flags_are_those_of_sysfs(void)
     CHECK_STR(buf, "(null)\n");
     close(fd);
     /* Creating a kernel file that is not there: sysfs directories refuse. */
-    char *missing = fs_path(root, "bus/pci/drivers/nosuch/bind");
-    fs_mkdirs(root, "bus/pci/drivers/nosuch");
+    char *missing = ptk_path(root, "bus/pci/drivers/nosuch/bind");
+    ptk_mkdirs(root, "bus/pci/drivers/nosuch");
     fd = open(missing, O_WRONLY | O_CREAT, 0644);
     CHECK(fd < 0 && errno == EACCES);
     CHECK(!exists(root, "bus/pci/drivers/nosuch/bind"));
@@ -785,16 +786,16 @@ static void open_flags_are_those_of_sysfs(void)
     CHECK(fd < 0 && errno == ENOENT);
     free(missing);
     free(ovr);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void every_entry_point_is_emulated(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
-    fs_device(root, DEV2, NVME, NULL);
-    char *bind = fs_path(root, "bus/pci/drivers/mlx5_core/bind");
-    char *unbind = fs_path(root, "bus/pci/drivers/mlx5_core/unbind");
+    ptk_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV2, NVME, NULL);
+    char *bind = ptk_path(root, "bus/pci/drivers/mlx5_core/bind");
+    char *unbind = ptk_path(root, "bus/pci/drivers/mlx5_core/unbind");
 
     int fd = open64(bind, O_WRONLY | O_CLOEXEC);
     CHECK_ERR(write_fd(fd, DEV1, strlen(DEV1)), 0);
@@ -828,7 +829,7 @@ static void every_entry_point_is_emulated(void)
 
     /* dup2 onto a tracked fd: the new file is not ours any more. */
     fd = open(bind, O_WRONLY);
-    char *plain = fs_path(root, "plain-file");
+    char *plain = ptk_path(root, "plain-file");
     int other = open(plain, O_WRONLY | O_CREAT, 0644);
     CHECK(dup2(other, fd) == fd);
     CHECK_ERR(write_fd(fd, "text", 4), 0);
@@ -844,22 +845,22 @@ static void every_entry_point_is_emulated(void)
     free(plain);
     free(bind);
     free(unbind);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void devices_in_other_directories(void)
 {
     char *root = standard_tree();
-    fs_device_under(root, "devices/pci0000:40/0000:40:01.0", "0000:41:00.0", MLX, NULL);
-    fs_device_under(root, "devices/pci0001:00", "0001:00:00.0", MLX, NULL);
+    ptk_device_under(root, "devices/pci0000:40/0000:40:01.0", "0000:41:00.0", MLX, NULL);
+    ptk_device_under(root, "devices/pci0001:00", "0001:00:00.0", MLX, NULL);
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", "0000:41:00.0"), 0);
     CHECK_BOUND(root, "0000:41:00.0", "mlx5_core");
-    char *link = fs_path(root, "devices/pci0000:40/0000:40:01.0/0000:41:00.0/driver");
+    char *link = ptk_path(root, "devices/pci0000:40/0000:40:01.0/0000:41:00.0/driver");
     char target[256] = {0};
     CHECK(readlink(link, target, sizeof target - 1) > 0);
     CHECK_STR(target, "../../../../bus/pci/drivers/mlx5_core");
     free(link);
-    link = fs_path(root, "bus/pci/drivers/mlx5_core/0000:41:00.0");
+    link = ptk_path(root, "bus/pci/drivers/mlx5_core/0000:41:00.0");
     memset(target, 0, sizeof target);
     CHECK(readlink(link, target, sizeof target - 1) > 0);
     CHECK_STR(target, "../../../../devices/pci0000:40/0000:40:01.0/0000:41:00.0");
@@ -871,7 +872,7 @@ static void devices_in_other_directories(void)
     CHECK(is_dir(root, "devices/pci0001:00/0001:00:00.0/vfio-dev/vfio0"));
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", "0000:41:00.0"), 0);
     CHECK_BOUND(root, "0000:41:00.0", NULL);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 /* ---- the opens the library makes ----------------------------------------------------------- */
@@ -890,7 +891,7 @@ static int openat2_beneath(int dirfd, const char *rel, int flags)
 static void openat2_through_syscall_is_emulated(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV1, MLX, NULL);
     int dirfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     int fd = openat2_beneath(dirfd, ".", O_PATH);
     int refused = fd < 0 ? errno : 0;
@@ -923,13 +924,13 @@ static void openat2_through_syscall_is_emulated(void)
     /* Every other call passes through, arguments and errno intact. */
     CHECK(syscall(SYS_getpid) == getpid());
     char target[64] = {0};
-    char *link = fs_path(root, "bus/pci/devices/" DEV1);
+    char *link = ptk_path(root, "bus/pci/devices/" DEV1);
     CHECK(syscall(SYS_readlinkat, AT_FDCWD, link, target, sizeof target - 1) > 0);
     CHECK_STR(target, "../../../devices/pci0000:00/" DEV1);
     CHECK(syscall(SYS_readlinkat, AT_FDCWD, root, target, sizeof target) == -1 && errno == EINVAL);
     free(link);
     close(dirfd);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 /* How the library's fallback walk opens a kernel file: openat() of one name in a directory it
@@ -937,15 +938,15 @@ static void openat2_through_syscall_is_emulated(void)
 static void openat_in_a_directory_held_open_is_emulated(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, "mlx5_core");
-    char *dev = fs_path(root, "devices/pci0000:00/" DEV1);
+    ptk_device(root, DEV1, MLX, "mlx5_core");
+    char *dev = ptk_path(root, "devices/pci0000:00/" DEV1);
     int dirfd = open(dev, O_PATH | O_DIRECTORY | O_CLOEXEC);
     int fd = openat(dirfd, "driver_override", O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
     CHECK_ERR(write_fd(fd, "vfio-pci", 8), 0);
     close(fd);
     close(dirfd);
     CHECK_OVERRIDE(root, DEV1, "vfio-pci");
-    char *drv = fs_path(root, "bus/pci/drivers/mlx5_core");
+    char *drv = ptk_path(root, "bus/pci/drivers/mlx5_core");
     dirfd = open(drv, O_PATH | O_DIRECTORY | O_CLOEXEC);
     fd = openat(dirfd, "unbind", O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
     CHECK_ERR(write_fd(fd, DEV1, strlen(DEV1)), 0);
@@ -956,7 +957,7 @@ static void openat_in_a_directory_held_open_is_emulated(void)
                     "bus/pci/drivers/mlx5_core/unbind\t" DEV1 "\tok\n");
     free(drv);
     free(dev);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 /* The kernel acts on the file an open reaches: a kernel file's path under the root that leads
@@ -964,20 +965,20 @@ static void openat_in_a_directory_held_open_is_emulated(void)
 static void the_file_reached_decides_not_the_path(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
-    char *other = fs_new();
+    ptk_device(root, DEV1, MLX, NULL);
+    char *other = ptk_new();
     setenv("FAKE_SYSFS_ROOT", root, 1);
-    fs_mkdirs(other, "drv");
-    fs_write(other, "drv/bind", "");
-    char *target = fs_path(other, "drv");
-    fs_symlink(root, "bus/pci/drivers/elsewhere", target);
+    ptk_mkdirs(other, "drv");
+    ptk_write(other, "drv/bind", "");
+    char *target = ptk_path(other, "drv");
+    ptk_symlink(root, "bus/pci/drivers/elsewhere", target);
     CHECK_ERR(wr(root, "bus/pci/drivers/elsewhere/bind", DEV1), 0);
     CHECK_FILE(other, "drv/bind", DEV1);
     CHECK_BOUND(root, DEV1, NULL);
     CHECK_LOG(root, "");
     free(target);
-    fs_destroy(other);
-    fs_destroy(root);
+    ptk_destroy(other);
+    ptk_destroy(root);
 }
 
 /* "race:NAME PATH LINK": when NAME is opened for writing, PATH is moved aside and a link to
@@ -985,16 +986,16 @@ static void the_file_reached_decides_not_the_path(void)
 static void race_swaps_a_path_for_a_link_at_the_open(void)
 {
     char *root = standard_tree();
-    fs_device(root, DEV1, MLX, NULL);
-    char *other = fs_new();
+    ptk_device(root, DEV1, MLX, NULL);
+    char *other = ptk_new();
     setenv("FAKE_SYSFS_ROOT", root, 1);
-    fs_mkdirs(other, "drv");
-    fs_write(other, "drv/bind", "");
+    ptk_mkdirs(other, "drv");
+    ptk_write(other, "drv/bind", "");
     char *line = NULL;
     CHECK(asprintf(&line, "race:bus/pci/drivers/mlx5_core/bind bus/pci/drivers/mlx5_core %s/drv",
                    other) > 0);
-    fs_fault(root, "probe:nvme EIO");
-    fs_fault(root, line);
+    ptk_fault(root, "probe:nvme EIO");
+    ptk_fault(root, line);
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1), 0);
     CHECK_FILE(other, "drv/bind", DEV1); /* the open followed the new link */
     CHECK(is_dir(root, "bus/pci/drivers/mlx5_core.raced"));
@@ -1004,8 +1005,8 @@ static void race_swaps_a_path_for_a_link_at_the_open(void)
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core.raced/bind", DEV1), 0);
     CHECK(exists(root, "bus/pci/drivers/mlx5_core.raced/" DEV1));
     free(line);
-    fs_destroy(other);
-    fs_destroy(root);
+    ptk_destroy(other);
+    ptk_destroy(root);
 }
 
 /* ---- threads ----------------------------------------------------------------------------- */
@@ -1023,14 +1024,14 @@ struct job {
  * no override; removal unbinds them first. */
 static void sriov_numvfs_creates_and_removes_vfs(void)
 {
-    char *root = fs_new();
-    fs_loaded_driver(root, "mlx5_core", "mlx5_core");
-    fs_driver_ids(root, "mlx5_core", "pci:v000015B3d0000101*");
-    fs_device(root, DEV1, MLX, "mlx5_core");
-    fs_write(root, "devices/pci0000:00/" DEV1 "/sriov_totalvfs", "8\n");
-    fs_write(root, "devices/pci0000:00/" DEV1 "/sriov_numvfs", "0\n");
-    fs_write(root, "devices/pci0000:00/" DEV1 "/sriov_drivers_autoprobe", "1\n");
-    fs_write(root, "devices/pci0000:00/" DEV1 "/fake_sriov_offset", "2\n");
+    char *root = ptk_new();
+    ptk_loaded_driver(root, "mlx5_core", "mlx5_core");
+    ptk_driver_ids(root, "mlx5_core", "pci:v000015B3d0000101*");
+    ptk_device(root, DEV1, MLX, "mlx5_core");
+    ptk_write(root, "devices/pci0000:00/" DEV1 "/sriov_totalvfs", "8\n");
+    ptk_write(root, "devices/pci0000:00/" DEV1 "/sriov_numvfs", "0\n");
+    ptk_write(root, "devices/pci0000:00/" DEV1 "/sriov_drivers_autoprobe", "1\n");
+    ptk_write(root, "devices/pci0000:00/" DEV1 "/fake_sriov_offset", "2\n");
     const char *numvfs = "bus/pci/devices/" DEV1 "/sriov_numvfs";
     const char *autoprobe = "bus/pci/devices/" DEV1 "/sriov_drivers_autoprobe";
 
@@ -1039,60 +1040,60 @@ static void sriov_numvfs_creates_and_removes_vfs(void)
     CHECK_ERR(wr(root, numvfs, "9"), ERANGE);
     CHECK_ERR(wr(root, numvfs, "0"), 0); /* the current count, even without sriov_configure */
     CHECK_ERR(wr(root, numvfs, "2"), ENOENT);
-    fs_write(root, "bus/pci/drivers/mlx5_core/fake_sriov_configure", "");
+    ptk_write(root, "bus/pci/drivers/mlx5_core/fake_sriov_configure", "");
 
     CHECK_ERR(wr(root, autoprobe, "maybe"), EINVAL);
     CHECK_ERR(wr(root, autoprobe, "0\n"), 0);
     CHECK_ERR(wr(root, numvfs, "2\n"), 0);
-    char *n = fs_read(root, "devices/pci0000:00/" DEV1 "/sriov_numvfs");
+    char *n = ptk_read(root, "devices/pci0000:00/" DEV1 "/sriov_numvfs");
     CHECK_STR(n, "2\n");
     free(n);
     /* offset 2, stride 1; device ID + 1 (101F), which mlx5_core's table also matches */
-    char *m = fs_read(root, "bus/pci/devices/0000:01:00.2/modalias");
+    char *m = ptk_read(root, "bus/pci/devices/0000:01:00.2/modalias");
     CHECK_STR(m, "pci:v000015B3d0000101Fsv000015B3sd00000048bc02sc00i00\n");
     free(m);
-    CHECK(fs_is_bound_to(root, "0000:01:00.2", NULL));
-    CHECK(fs_is_bound_to(root, "0000:01:00.3", NULL));
-    char *o = fs_override(root, "0000:01:00.3");
+    CHECK(ptk_is_bound_to(root, "0000:01:00.2", NULL));
+    CHECK(ptk_is_bound_to(root, "0000:01:00.3", NULL));
+    char *o = ptk_override(root, "0000:01:00.3");
     CHECK_STR(o, "(null)");
     free(o);
-    char *l = fs_path(root, "devices/pci0000:00/" DEV1 "/virtfn1");
+    char *l = ptk_path(root, "devices/pci0000:00/" DEV1 "/virtfn1");
     char target[256] = "";
     CHECK(readlink(l, target, sizeof target - 1) > 0);
     CHECK_STR(target, "../0000:01:00.3");
     free(l);
-    m = fs_read(root, "bus/pci/devices/0000:01:00.3/physfn/sriov_totalvfs");
+    m = ptk_read(root, "bus/pci/devices/0000:01:00.3/physfn/sriov_totalvfs");
     CHECK_STR(m, "8\n");
     free(m);
 
     /* autoprobe off: no probe without an override; with one, bind works */
     CHECK_ERR(wr(root, "bus/pci/drivers_probe", "0000:01:00.2"), 0);
-    CHECK(fs_is_bound_to(root, "0000:01:00.2", NULL));
+    CHECK(ptk_is_bound_to(root, "0000:01:00.2", NULL));
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", "0000:01:00.2"), ENODEV);
     CHECK_ERR(wr(root, "bus/pci/devices/0000:01:00.2/driver_override", "mlx5_core"), 0);
     CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", "0000:01:00.2"), 0);
-    CHECK(fs_is_bound_to(root, "0000:01:00.2", "mlx5_core"));
+    CHECK(ptk_is_bound_to(root, "0000:01:00.2", "mlx5_core"));
     CHECK_ERR(wr(root, autoprobe, "y"), 0);
     CHECK_ERR(wr(root, "bus/pci/drivers_probe", "0000:01:00.3"), 0);
-    CHECK(fs_is_bound_to(root, "0000:01:00.3", "mlx5_core"));
+    CHECK(ptk_is_bound_to(root, "0000:01:00.3", "mlx5_core"));
 
     CHECK_ERR(wr(root, numvfs, "3"), EBUSY);
     CHECK_ERR(wr(root, numvfs, "0"), 0);
-    CHECK(fs_read(root, "bus/pci/devices/0000:01:00.2/modalias") == NULL);
-    CHECK(fs_read(root, "bus/pci/drivers/mlx5_core/0000:01:00.3/modalias") == NULL);
-    l = fs_path(root, "devices/pci0000:00/" DEV1 "/virtfn0");
+    CHECK(ptk_read(root, "bus/pci/devices/0000:01:00.2/modalias") == NULL);
+    CHECK(ptk_read(root, "bus/pci/drivers/mlx5_core/0000:01:00.3/modalias") == NULL);
+    l = ptk_path(root, "devices/pci0000:00/" DEV1 "/virtfn0");
     CHECK(access(l, F_OK) < 0 && errno == ENOENT);
     free(l);
-    CHECK(fs_is_bound_to(root, DEV1, "mlx5_core"));
+    CHECK(ptk_is_bound_to(root, DEV1, "mlx5_core"));
 
     /* with autoprobe on, creation probes the new VFs */
     CHECK_ERR(wr(root, numvfs, "1"), 0);
-    CHECK(fs_is_bound_to(root, "0000:01:00.2", "mlx5_core"));
-    char *log = fs_write_log(root);
+    CHECK(ptk_is_bound_to(root, "0000:01:00.2", "mlx5_core"));
+    char *log = ptk_write_log(root);
     CHECK_CONTAINS(log, "bus/pci/devices/" DEV1 "/sriov_numvfs\t9\tERANGE\n");
     CHECK_CONTAINS(log, "bus/pci/devices/" DEV1 "/sriov_drivers_autoprobe\ty\tok\n");
     free(log);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 static void *bind_one(void *arg)
@@ -1116,7 +1117,7 @@ static void concurrent_writers(void)
     for (int i = 0; i < THREADS; i++) {
         jobs[i].root = root;
         snprintf(jobs[i].bdf, sizeof jobs[i].bdf, "0000:%02x:00.0", i + 0x10);
-        fs_device(root, jobs[i].bdf, MLX, "mlx5_core");
+        ptk_device(root, jobs[i].bdf, MLX, "mlx5_core");
     }
     for (int i = 0; i < THREADS; i++)
         CHECK(pthread_create(&threads[i], NULL, bind_one, &jobs[i]) == 0);
@@ -1128,7 +1129,7 @@ static void concurrent_writers(void)
         snprintf(rel, sizeof rel, "bus/pci/drivers/mlx5_core/%s", jobs[i].bdf);
         CHECK(!exists(root, rel));
     }
-    char *log = fs_write_log(root);
+    char *log = ptk_write_log(root);
     int lines = 0, ok = 0;
     for (const char *p = log; (p = strchr(p, '\n')); p++)
         lines++;
@@ -1137,7 +1138,7 @@ static void concurrent_writers(void)
     CHECK(lines == 3 * THREADS);
     CHECK(ok == 3 * THREADS);
     free(log);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 RUN_TESTS(TEST_CASE(shim_is_loaded),

@@ -25,26 +25,26 @@ static pcibind_ctx *ctx;
 
 static void setup(void)
 {
-    root = fs_new();
+    root = ptk_new();
     e1000e_and_vfio_pci(root);
-    fs_write(root, "lib-modules/modules.alias",
-             "alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n"
-             "alias pci:v00008086d000010FBsv*sd*bc*sc*i* ixgbe\n"
-             "alias pci:v00008086d000010EDsv*sd*bc*sc*i* ixgbevf\n"
-             "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n");
-    fs_loaded_driver(root, "ixgbe", "ixgbe");
-    fs_driver_ids(root, "ixgbe", "pci:v00008086d000010FBsv*sd*bc*sc*i*");
-    fs_write(root, "bus/pci/drivers/ixgbe/fake_sriov_configure", "");
-    fs_loaded_driver(root, "ixgbevf", "ixgbevf");
-    fs_driver_ids(root, "ixgbevf", "pci:v00008086d000010EDsv*sd*bc*sc*i*");
-    fs_device(root, PF, PF_ID, "ixgbe");
-    fs_write(root, "devices/pci0000:00/" PF "/sriov_totalvfs", "63\n");
-    fs_write(root, "devices/pci0000:00/" PF "/sriov_numvfs", "0\n");
-    fs_write(root, "devices/pci0000:00/" PF "/sriov_drivers_autoprobe", "1\n");
-    fs_write(root, "devices/pci0000:00/" PF "/fake_sriov_offset", "0x80\n");
-    fs_write(root, "devices/pci0000:00/" PF "/fake_sriov_stride", "2\n");
-    fs_write(root, "devices/pci0000:00/" PF "/fake_vf_modalias", VF_ID);
-    fs_device(root, NIC, E1000E, "e1000e");
+    ptk_write(root, "lib-modules/modules.alias",
+              "alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n"
+              "alias pci:v00008086d000010FBsv*sd*bc*sc*i* ixgbe\n"
+              "alias pci:v00008086d000010EDsv*sd*bc*sc*i* ixgbevf\n"
+              "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n");
+    ptk_loaded_driver(root, "ixgbe", "ixgbe");
+    ptk_driver_ids(root, "ixgbe", "pci:v00008086d000010FBsv*sd*bc*sc*i*");
+    ptk_write(root, "bus/pci/drivers/ixgbe/fake_sriov_configure", "");
+    ptk_loaded_driver(root, "ixgbevf", "ixgbevf");
+    ptk_driver_ids(root, "ixgbevf", "pci:v00008086d000010EDsv*sd*bc*sc*i*");
+    ptk_device(root, PF, PF_ID, "ixgbe");
+    ptk_write(root, "devices/pci0000:00/" PF "/sriov_totalvfs", "63\n");
+    ptk_write(root, "devices/pci0000:00/" PF "/sriov_numvfs", "0\n");
+    ptk_write(root, "devices/pci0000:00/" PF "/sriov_drivers_autoprobe", "1\n");
+    ptk_write(root, "devices/pci0000:00/" PF "/fake_sriov_offset", "0x80\n");
+    ptk_write(root, "devices/pci0000:00/" PF "/fake_sriov_stride", "2\n");
+    ptk_write(root, "devices/pci0000:00/" PF "/fake_vf_modalias", VF_ID);
+    ptk_device(root, NIC, E1000E, "e1000e");
     ctx = test_context(root, root, getenv("FAKE_MODPROBE"), NULL);
 }
 
@@ -52,7 +52,7 @@ static void teardown(void)
 {
     pcibind_ctx_free(ctx);
     ctx = NULL;
-    fs_destroy(root);
+    ptk_destroy(root);
     root = NULL;
 }
 
@@ -66,26 +66,26 @@ static size_t count(char **v)
 
 static void clear_log(void)
 {
-    fs_write(root, "write.log", "");
+    ptk_write(root, "write.log", "");
 }
 
 static void expect_log(const char *expected)
 {
-    char *log = fs_write_log(root);
+    char *log = ptk_write_log(root);
     CHECK_STR(log, expected);
     free(log);
 }
 
 static void expect_override(const char *bdf, const char *expected)
 {
-    char *o = fs_override(root, bdf);
+    char *o = ptk_override(root, bdf);
     CHECK_STR(o, expected);
     free(o);
 }
 
 static char *autoprobe(void)
 {
-    return fs_read(root, "devices/pci0000:00/" PF "/sriov_drivers_autoprobe");
+    return ptk_read(root, "devices/pci0000:00/" PF "/sriov_drivers_autoprobe");
 }
 
 /* The VFs in virtfnN order (virtfn10 after virtfn9), at PF + 0x80 + 2 i. */
@@ -125,8 +125,8 @@ static void new_vfs_stay_unbound(void)
         CHECK_STR(vfs[1], VF1);
     }
     pcibind_strv_free(vfs);
-    CHECK(fs_is_bound_to(root, VF0, NULL));
-    CHECK(fs_is_bound_to(root, VF1, NULL));
+    CHECK(ptk_is_bound_to(root, VF0, NULL));
+    CHECK(ptk_is_bound_to(root, VF1, NULL));
     expect_override(VF0, "none");
     expect_override(VF1, "none");
     char *a = autoprobe();
@@ -138,8 +138,8 @@ static void new_vfs_stay_unbound(void)
                "bus/pci/devices/" VF1 "/driver_override\tnone\tok\n"
                "bus/pci/devices/" PF "/sriov_drivers_autoprobe\t1\tok\n");
     /* A later probe (a VF driver loading, udev) leaves them alone too. */
-    fs_write(root, "bus/pci/drivers_probe", VF0);
-    CHECK(fs_is_bound_to(root, VF0, NULL));
+    ptk_write(root, "bus/pci/drivers_probe", VF0);
+    CHECK(ptk_is_bound_to(root, VF0, NULL));
     teardown();
 }
 
@@ -148,12 +148,12 @@ static void new_vfs_stay_unbound(void)
 static void a_vf_that_cannot_be_parked_keeps_autoprobe_off(void)
 {
     setup();
-    fs_fault(root, "bus/pci/devices/" VF1 "/driver_override EIO");
+    ptk_fault(root, "bus/pci/devices/" VF1 "/driver_override EIO");
     CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 2, 0, NULL), PCIBIND_ERR_IO);
     char *a = autoprobe();
     CHECK_STR(a, "0\n");
     free(a);
-    CHECK(fs_is_bound_to(root, VF1, NULL));
+    CHECK(ptk_is_bound_to(root, VF1, NULL));
     teardown();
 }
 
@@ -161,7 +161,7 @@ static void a_vf_that_cannot_be_parked_keeps_autoprobe_off(void)
 static void autoprobe_off_stays_off(void)
 {
     setup();
-    fs_write(root, "devices/pci0000:00/" PF "/sriov_drivers_autoprobe", "0\n");
+    ptk_write(root, "devices/pci0000:00/" PF "/sriov_drivers_autoprobe", "0\n");
     CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 1, 0, NULL), PCIBIND_OK);
     expect_log("bus/pci/devices/" PF "/sriov_numvfs\t1\tok\n"
                "bus/pci/devices/" VF0 "/driver_override\tnone\tok\n");
@@ -176,8 +176,8 @@ static void autoprobe_flag_lets_the_host_driver_take_them(void)
 {
     setup();
     CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 2, PCIBIND_SRIOV_AUTOPROBE, NULL), PCIBIND_OK);
-    CHECK(fs_is_bound_to(root, VF0, "ixgbevf"));
-    CHECK(fs_is_bound_to(root, VF1, "ixgbevf"));
+    CHECK(ptk_is_bound_to(root, VF0, "ixgbevf"));
+    CHECK(ptk_is_bound_to(root, VF1, "ixgbevf"));
     expect_override(VF0, "(null)");
     expect_log("bus/pci/devices/" PF "/sriov_numvfs\t2\tok\n");
     teardown();
@@ -195,7 +195,7 @@ static void count_changes_go_through_zero(void)
     pcibind_strv_free(vfs);
     expect_log("bus/pci/devices/" PF "/sriov_numvfs\t0\tok\n"
                "bus/pci/devices/" PF "/sriov_numvfs\t3\tok\n");
-    CHECK(fs_is_bound_to(root, VF2, "ixgbevf"));
+    CHECK(ptk_is_bound_to(root, VF2, "ixgbevf"));
 
     clear_log();
     CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 3, 0, &vfs), PCIBIND_OK);
@@ -211,10 +211,10 @@ static void count_changes_go_through_zero(void)
     CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 0, 0, &vfs), PCIBIND_OK);
     CHECK(vfs != NULL && count(vfs) == 0);
     pcibind_strv_free(vfs);
-    char *n = fs_read(root, "devices/pci0000:00/" PF "/sriov_numvfs");
+    char *n = ptk_read(root, "devices/pci0000:00/" PF "/sriov_numvfs");
     CHECK_STR(n, "0\n");
     free(n);
-    CHECK(fs_read(root, "devices/pci0000:00/" VF0 "/modalias") == NULL);
+    CHECK(ptk_read(root, "devices/pci0000:00/" VF0 "/modalias") == NULL);
     teardown();
 }
 
@@ -244,7 +244,7 @@ static void vf_on_vfio_refuses_removal_unless_forced(void)
     CHECK_RC(pcibind_bind(ctx, VF1, NULL, 0, &driver), PCIBIND_OK);
     CHECK_STR(driver, "vfio-pci");
     pcibind_string_free(driver);
-    CHECK(fs_is_bound_to(root, VF1, "vfio-pci"));
+    CHECK(ptk_is_bound_to(root, VF1, "vfio-pci"));
     expect_override(VF1, "vfio-pci");
     clear_log();
 
@@ -252,12 +252,12 @@ static void vf_on_vfio_refuses_removal_unless_forced(void)
     CHECK_CONTAINS(pcibind_last_error_message(), VF1);
     CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 3, 0, NULL), PCIBIND_ERR_IN_USE);
     expect_log("");
-    CHECK(fs_is_bound_to(root, VF1, "vfio-pci"));
+    CHECK(ptk_is_bound_to(root, VF1, "vfio-pci"));
 
     CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 0, PCIBIND_BIND_FORCE, NULL), PCIBIND_OK);
     expect_log("bus/pci/devices/" PF "/sriov_numvfs\t0\tok\n");
-    CHECK(fs_read(root, "devices/pci0000:00/" VF1 "/modalias") == NULL);
-    CHECK(fs_read(root, "bus/pci/drivers/vfio-pci/" VF1 "/modalias") == NULL);
+    CHECK(ptk_read(root, "devices/pci0000:00/" VF1 "/modalias") == NULL);
+    CHECK(ptk_read(root, "bus/pci/drivers/vfio-pci/" VF1 "/modalias") == NULL);
     teardown();
 }
 
@@ -272,14 +272,14 @@ static void removal_waits_for_a_locked_vf(void)
     CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 2, 0, &vfs), PCIBIND_OK);
     pcibind_strv_free(vfs);
     clear_log();
-    char *lock = fs_path(root, "locks/" VF1 ".lock");
+    char *lock = ptk_path(root, "locks/" VF1 ".lock");
     int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     CHECK(fd >= 0 && flock(fd, LOCK_EX) == 0);
     CHECK_RC(pcibind_ctx_set_lock_timeout(ctx, 100), PCIBIND_OK);
     CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 0, 0, NULL), PCIBIND_ERR_BUSY);
     CHECK_CONTAINS(pcibind_last_error_message(), VF1);
     expect_log("");
-    CHECK(fs_read(root, "devices/pci0000:00/" VF1 "/modalias") != NULL);
+    CHECK(ptk_read(root, "devices/pci0000:00/" VF1 "/modalias") != NULL);
     close(fd);
     CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 0, 0, NULL), PCIBIND_OK);
     expect_log("bus/pci/devices/" PF "/sriov_numvfs\t0\tok\n");
@@ -306,7 +306,7 @@ static void no_sriov_is_unsupported(void)
 static void driver_without_sriov_configure_is_unsupported(void)
 {
     setup();
-    char *marker = fs_path(root, "bus/pci/drivers/ixgbe/fake_sriov_configure");
+    char *marker = ptk_path(root, "bus/pci/drivers/ixgbe/fake_sriov_configure");
     CHECK(unlink(marker) == 0);
     free(marker);
     CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 2, 0, NULL), PCIBIND_ERR_UNSUPPORTED);
@@ -331,7 +331,7 @@ static void failure_after_zero_says_so(void)
     setup();
     CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 2, 0, NULL), PCIBIND_OK);
     /* The second write of sriov_numvfs (the new count) fails. */
-    fs_fault(root, "bus/pci/devices/" PF "/sriov_numvfs EIO 1 1");
+    ptk_fault(root, "bus/pci/devices/" PF "/sriov_numvfs EIO 1 1");
     CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 3, 0, NULL), PCIBIND_ERR_IO);
     CHECK_CONTAINS(pcibind_last_error_message(), "now has 0 VFs");
     CHECK(pcibind_last_error_errno() == EIO);

@@ -76,10 +76,10 @@ static int hammer(void)
 static void consistent_afterwards(void)
 {
     for (int i = 0; i < NDEV; i++) {
-        char *override = fs_override(root, DEVICES[i]);
-        int ok = (fs_is_bound_to(root, DEVICES[i], "vfio-pci") && override && !strcmp(override, "vfio-pci")) ||
-                 (fs_is_bound_to(root, DEVICES[i], "e1000e") && override && !strcmp(override, "(null)")) ||
-                 (fs_is_bound_to(root, DEVICES[i], NULL) && override && !strcmp(override, "none"));
+        char *override = ptk_override(root, DEVICES[i]);
+        int ok = (ptk_is_bound_to(root, DEVICES[i], "vfio-pci") && override && !strcmp(override, "vfio-pci")) ||
+                 (ptk_is_bound_to(root, DEVICES[i], "e1000e") && override && !strcmp(override, "(null)")) ||
+                 (ptk_is_bound_to(root, DEVICES[i], NULL) && override && !strcmp(override, "none"));
         if (!ok) {
             printf("#   %s inconsistent: override %s\n", DEVICES[i], override ? override : "(none)");
             harness_failed_now = 1;
@@ -90,10 +90,10 @@ static void consistent_afterwards(void)
 
 static void two_processes_of_eight_threads(void)
 {
-    root = fs_new();
+    root = ptk_new();
     e1000e_and_vfio_pci(root);
     for (int i = 0; i < NDEV; i++)
-        fs_device(root, DEVICES[i], E1000E, "e1000e");
+        ptk_device(root, DEVICES[i], E1000E, "e1000e");
 
     ctx = test_context(root, root, NULL, NULL);
 
@@ -108,7 +108,7 @@ static void two_processes_of_eight_threads(void)
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     consistent_afterwards();
     pcibind_ctx_free(ctx);
-    fs_destroy(root);
+    ptk_destroy(root);
 }
 
 RUN_TESTS(TEST_CASE(two_processes_of_eight_threads))

@@ -7,7 +7,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "fakesys.h"
+#include <pcibind-testkit.h>
 #include "harness.h"
 
 static char *root;
@@ -31,9 +31,9 @@ static void capture_log(void *userdata, int priority, const char *message)
 
 static void setup(void)
 {
-    root = fs_new();
-    fs_mkdirs(root, "lib-modules");
-    modules_dir = fs_path(root, "lib-modules");
+    root = ptk_new();
+    ptk_mkdirs(root, "lib-modules");
+    modules_dir = ptk_path(root, "lib-modules");
     memset(&cap, 0, sizeof(cap));
     CHECK_RC(pcibind_ctx_new(root, 0, &ctx), PCIBIND_OK);
     CHECK_RC(pcibind_ctx_set_modprobe(ctx, NULL), PCIBIND_OK);
@@ -46,7 +46,7 @@ static void teardown(void)
     pcibind_ctx_free(ctx);
     ctx = NULL;
     free(modules_dir);
-    fs_destroy(root);
+    ptk_destroy(root);
     root = NULL;
 }
 
@@ -88,7 +88,7 @@ static void check_kernel_rows(const char *kernel)
                 expected = m;
         char bdf[32];
         snprintf(bdf, sizeof(bdf), "0000:%02x:00.0", rows & 0xff);
-        fs_device(root, bdf, modalias, NULL);
+        ptk_device(root, bdf, modalias, NULL);
         char *module = NULL;
         int rc = pcibind_find_vfio_variant(ctx, bdf, &module);
         if (rc != PCIBIND_OK || !module || strcmp(module, expected) != 0) {
@@ -121,12 +121,12 @@ static void every_device_row_of_debian_6_12(void)
 static void subsystem_specific_alias_beats_generic(void)
 {
     setup();
-    fs_write(root, "lib-modules/modules.alias",
-             "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
-             "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* generic_vfio\n"
-             "alias vfio_pci:v000015B3d0000101Esv000015B3sd00000048bc*sc*i* subsys_vfio\n");
-    fs_device(root, "0000:01:00.0", MLX5_VF, NULL);
-    fs_device(root, "0000:01:00.1", "pci:v000015B3d0000101Esv000015B3sd00000026bc02sc00i00", NULL);
+    ptk_write(root, "lib-modules/modules.alias",
+              "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
+              "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* generic_vfio\n"
+              "alias vfio_pci:v000015B3d0000101Esv000015B3sd00000048bc*sc*i* subsys_vfio\n");
+    ptk_device(root, "0000:01:00.0", MLX5_VF, NULL);
+    ptk_device(root, "0000:01:00.1", "pci:v000015B3d0000101Esv000015B3sd00000026bc02sc00i00", NULL);
     expect_variant("0000:01:00.0", "subsys_vfio");
     expect_variant("0000:01:00.1", "generic_vfio");
     teardown();
@@ -135,12 +135,12 @@ static void subsystem_specific_alias_beats_generic(void)
 static void class_specific_alias_beats_generic_in_any_file_order(void)
 {
     setup();
-    fs_write(root, "lib-modules/modules.alias",
-             "alias vfio_pci:v000015B3d0000101Esv*sd*bc02sc07i* ib_vfio\n"
-             "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* generic_vfio\n"
-             "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n");
-    fs_device(root, "0000:01:00.0", "pci:v000015B3d0000101Esv000015B3sd00000026bc02sc07i00", NULL);
-    fs_device(root, "0000:01:00.1", MLX5_VF, NULL);
+    ptk_write(root, "lib-modules/modules.alias",
+              "alias vfio_pci:v000015B3d0000101Esv*sd*bc02sc07i* ib_vfio\n"
+              "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* generic_vfio\n"
+              "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n");
+    ptk_device(root, "0000:01:00.0", "pci:v000015B3d0000101Esv000015B3sd00000026bc02sc07i00", NULL);
+    ptk_device(root, "0000:01:00.1", MLX5_VF, NULL);
     expect_variant("0000:01:00.0", "ib_vfio");
     expect_variant("0000:01:00.1", "generic_vfio");
     teardown();
@@ -149,16 +149,16 @@ static void class_specific_alias_beats_generic_in_any_file_order(void)
 static void question_mark_and_bracket_globs(void)
 {
     setup();
-    fs_write(root, "lib-modules/modules.alias",
-             "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
-             "alias vfio_pci:v00008086d0000E2[0-9A-F]Bsv*sd*bc*sc*i* xe_vfio_pci\n"
-             "alias vfio_pci:v00008086d0000B08?sv*sd*bc*sc*i* ptl_vfio\n"
-             "alias vfio_pci:v00008086d0000154[!C]sv*sd*bc*sc*i* not_x710\n");
-    fs_device(root, "0000:03:00.0", "pci:v00008086d0000E20Bsv00008086sd00001100bc03sc00i00", NULL);
-    fs_device(root, "0000:03:00.1", "pci:v00008086d0000E2GBsv00008086sd00001100bc03sc00i00", NULL);
-    fs_device(root, "0000:04:00.0", "pci:v00008086d0000B080sv00008086sd00002212bc03sc00i00", NULL);
-    fs_device(root, "0000:05:00.0", "pci:v00008086d0000154Csv00008086sd00000000bc02sc00i00", NULL);
-    fs_device(root, "0000:05:00.1", "pci:v00008086d0000154Dsv00008086sd00000000bc02sc00i00", NULL);
+    ptk_write(root, "lib-modules/modules.alias",
+              "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
+              "alias vfio_pci:v00008086d0000E2[0-9A-F]Bsv*sd*bc*sc*i* xe_vfio_pci\n"
+              "alias vfio_pci:v00008086d0000B08?sv*sd*bc*sc*i* ptl_vfio\n"
+              "alias vfio_pci:v00008086d0000154[!C]sv*sd*bc*sc*i* not_x710\n");
+    ptk_device(root, "0000:03:00.0", "pci:v00008086d0000E20Bsv00008086sd00001100bc03sc00i00", NULL);
+    ptk_device(root, "0000:03:00.1", "pci:v00008086d0000E2GBsv00008086sd00001100bc03sc00i00", NULL);
+    ptk_device(root, "0000:04:00.0", "pci:v00008086d0000B080sv00008086sd00002212bc03sc00i00", NULL);
+    ptk_device(root, "0000:05:00.0", "pci:v00008086d0000154Csv00008086sd00000000bc02sc00i00", NULL);
+    ptk_device(root, "0000:05:00.1", "pci:v00008086d0000154Dsv00008086sd00000000bc02sc00i00", NULL);
     expect_variant("0000:03:00.0", "xe_vfio_pci");
     expect_variant("0000:04:00.0", "ptl_vfio");
     expect_variant("0000:05:00.0", "vfio_pci");
@@ -169,11 +169,11 @@ static void question_mark_and_bracket_globs(void)
 static void a_tie_is_logged_and_file_order_decides(void)
 {
     setup();
-    fs_write(root, "lib-modules/modules.alias",
-             "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
-             "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* first_vfio\n"
-             "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* second_vfio\n");
-    fs_device(root, "0000:01:00.0", MLX5_VF, NULL);
+    ptk_write(root, "lib-modules/modules.alias",
+              "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
+              "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* first_vfio\n"
+              "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* second_vfio\n");
+    ptk_device(root, "0000:01:00.0", MLX5_VF, NULL);
     expect_variant("0000:01:00.0", "first_vfio");
     CHECK(cap.warnings == 1);
     CHECK_CONTAINS(cap.text, "tie for 0000:01:00.0");
@@ -184,10 +184,10 @@ static void a_tie_is_logged_and_file_order_decides(void)
 static void lower_case_modalias_matches_only_the_catch_all(void)
 {
     setup();
-    fs_write(root, "lib-modules/modules.alias",
-             "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
-             "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci\n");
-    fs_device(root, "0000:01:00.0", "pci:v000015b3d0000101esv000015b3sd00000048bc02sc00i00", NULL);
+    ptk_write(root, "lib-modules/modules.alias",
+              "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
+              "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci\n");
+    ptk_device(root, "0000:01:00.0", "pci:v000015b3d0000101esv000015b3sd00000048bc02sc00i00", NULL);
     expect_variant("0000:01:00.0", "vfio_pci");
     teardown();
 }
@@ -195,18 +195,18 @@ static void lower_case_modalias_matches_only_the_catch_all(void)
 static void builtin_variant_listed_only_in_builtin_modinfo(void)
 {
     setup();
-    fs_write(root, "lib-modules/modules.alias", CATCH_ALL);
+    ptk_write(root, "lib-modules/modules.alias", CATCH_ALL);
     static const char modinfo[] = "vfio_pci.description=VFIO PCI\0"
                                   "xe_vfio_pci.license=GPL\0"
                                   "xe_vfio_pci.alias=vfio_pci:v00008086d0000E20Bsv*sd*bc*sc*i*\0"
                                   "xe_vfio_pci.alias=vfio_pci:v00008086d0000E211sv*sd*bc*sc*i*\0";
-    char *path = fs_path(root, "lib-modules/modules.builtin.modinfo");
+    char *path = ptk_path(root, "lib-modules/modules.builtin.modinfo");
     FILE *f = fopen(path, "w");
     CHECK(f && fwrite(modinfo, 1, sizeof(modinfo), f) == sizeof(modinfo));
     if (f)
         fclose(f);
     free(path);
-    fs_device(root, "0000:03:00.0", "pci:v00008086d0000E211sv00008086sd00001100bc03sc00i00", NULL);
+    ptk_device(root, "0000:03:00.0", "pci:v00008086d0000E211sv00008086sd00001100bc03sc00i00", NULL);
     expect_variant("0000:03:00.0", "xe_vfio_pci");
     teardown();
 }
@@ -214,7 +214,7 @@ static void builtin_variant_listed_only_in_builtin_modinfo(void)
 static void missing_modules_alias_gives_vfio_pci_with_a_warning(void)
 {
     setup();
-    fs_device(root, "0000:01:00.0", MLX5_VF, NULL);
+    ptk_device(root, "0000:01:00.0", MLX5_VF, NULL);
     expect_variant("0000:01:00.0", "vfio_pci");
     CHECK(cap.warnings == 1);
     CHECK_CONTAINS(cap.text, "modules.alias");
@@ -225,8 +225,8 @@ static void missing_modules_alias_gives_vfio_pci_with_a_warning(void)
 static void unreadable_modules_alias_gives_vfio_pci_with_a_warning(void)
 {
     setup();
-    fs_mkdirs(root, "lib-modules/modules.alias"); /* a directory: read() fails with EISDIR */
-    fs_device(root, "0000:01:00.0", MLX5_VF, NULL);
+    ptk_mkdirs(root, "lib-modules/modules.alias"); /* a directory: read() fails with EISDIR */
+    ptk_device(root, "0000:01:00.0", MLX5_VF, NULL);
     expect_variant("0000:01:00.0", "vfio_pci");
     CHECK(cap.warnings == 1);
     CHECK_CONTAINS(cap.text, "cannot read");
@@ -236,8 +236,8 @@ static void unreadable_modules_alias_gives_vfio_pci_with_a_warning(void)
 static void changed_table_is_reloaded(void)
 {
     setup();
-    fs_write(root, "lib-modules/modules.alias", CATCH_ALL);
-    fs_device(root, "0000:01:00.0", MLX5_VF, NULL);
+    ptk_write(root, "lib-modules/modules.alias", CATCH_ALL);
+    ptk_device(root, "0000:01:00.0", MLX5_VF, NULL);
     expect_variant("0000:01:00.0", "vfio_pci");
     expect_variant("0000:01:00.0", "vfio_pci");
     CHECK(strstr(cap.text, "loaded 1 vfio_pci aliases") != NULL);
@@ -246,24 +246,24 @@ static void changed_table_is_reloaded(void)
     CHECK(second && !strstr(second + 1, "loaded "));
 
     /* Rewritten in place (same inode, new size). */
-    fs_write(root, "lib-modules/modules.alias",
-             "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
-             "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci\n");
+    ptk_write(root, "lib-modules/modules.alias",
+              "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
+              "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci\n");
     expect_variant("0000:01:00.0", "mlx5_vfio_pci");
 
     /* Replaced by rename with a same-size file (new inode). */
-    fs_write(root, "lib-modules/modules.alias.new",
-             "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
-             "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pcX\n");
-    char *from = fs_path(root, "lib-modules/modules.alias.new");
-    char *to = fs_path(root, "lib-modules/modules.alias");
+    ptk_write(root, "lib-modules/modules.alias.new",
+              "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
+              "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pcX\n");
+    char *from = ptk_path(root, "lib-modules/modules.alias.new");
+    char *to = ptk_path(root, "lib-modules/modules.alias");
     CHECK(rename(from, to) == 0);
     free(from);
     free(to);
     expect_variant("0000:01:00.0", "mlx5_vfio_pcX");
 
     /* Removed: back to the fallback, with a warning. */
-    char *alias = fs_path(root, "lib-modules/modules.alias");
+    char *alias = ptk_path(root, "lib-modules/modules.alias");
     unlink(alias);
     free(alias);
     int before = cap.warnings;
@@ -275,15 +275,15 @@ static void changed_table_is_reloaded(void)
 static void malformed_lines_are_skipped(void)
 {
     setup();
-    fs_write(root, "lib-modules/modules.alias",
-             "# comment vfio_pci:v*\n"
-             "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i*\n"
-             "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* ../../evil\n"
-             "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* too many\n"
-             "nonsense vfio_pci:v* x\n"
-             "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
-             "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci"); /* no final \n */
-    fs_device(root, "0000:01:00.0", MLX5_VF, NULL);
+    ptk_write(root, "lib-modules/modules.alias",
+              "# comment vfio_pci:v*\n"
+              "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i*\n"
+              "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* ../../evil\n"
+              "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* too many\n"
+              "nonsense vfio_pci:v* x\n"
+              "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
+              "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci"); /* no final \n */
+    ptk_device(root, "0000:01:00.0", MLX5_VF, NULL);
     expect_variant("0000:01:00.0", "mlx5_vfio_pci");
     CHECK_CONTAINS(cap.text, "<7>modules.alias: skipping malformed line");
     CHECK(cap.warnings == 0);
@@ -293,12 +293,12 @@ static void malformed_lines_are_skipped(void)
 static void device_side_errors(void)
 {
     setup();
-    fs_write(root, "lib-modules/modules.alias", CATCH_ALL);
-    fs_device(root, "0000:01:00.0", MLX5_VF, NULL);
-    fs_device(root, "0000:02:00.0", MLX5_VF, NULL);
-    fs_device(root, "0000:03:00.0", "pci:v000015B3d0000101E\n", NULL);
-    fs_device(root, "0000:04:00.0", "usb:v1D6Bp0002d0606dc09dsc00dp01ic09isc00ip00in00", NULL);
-    char *modalias = fs_path(root, "devices/pci0000:00/0000:02:00.0/modalias");
+    ptk_write(root, "lib-modules/modules.alias", CATCH_ALL);
+    ptk_device(root, "0000:01:00.0", MLX5_VF, NULL);
+    ptk_device(root, "0000:02:00.0", MLX5_VF, NULL);
+    ptk_device(root, "0000:03:00.0", "pci:v000015B3d0000101E\n", NULL);
+    ptk_device(root, "0000:04:00.0", "usb:v1D6Bp0002d0606dc09dsc00dp01ic09isc00ip00in00", NULL);
+    char *modalias = ptk_path(root, "devices/pci0000:00/0000:02:00.0/modalias");
     unlink(modalias);
     free(modalias);
 
@@ -325,11 +325,11 @@ static void device_side_errors(void)
 static void oversized_modalias_is_refused(void)
 {
     setup();
-    fs_write(root, "lib-modules/modules.alias", CATCH_ALL);
+    ptk_write(root, "lib-modules/modules.alias", CATCH_ALL);
     char big[8192];
     memset(big, 'A', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
-    fs_device(root, "0000:01:00.0", big, NULL);
+    ptk_device(root, "0000:01:00.0", big, NULL);
     char *module = NULL;
     CHECK_RC(pcibind_find_vfio_variant(ctx, "0000:01:00.0", &module), PCIBIND_ERR_IO);
     CHECK_CONTAINS(pcibind_last_error_message(), "longer than");

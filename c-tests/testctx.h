@@ -7,7 +7,7 @@
 #include <pthread.h>
 #include <syslog.h>
 
-#include "fakesys.h"
+#include <pcibind-testkit.h>
 #include "harness.h"
 
 /* The warnings (LOG_WARNING and more severe) a context logged, one per line, when a test sets
@@ -31,18 +31,18 @@ static inline pcibind_ctx *test_context(const char *root, const char *state, con
                                         const char *modules_dir)
 {
     pcibind_ctx *ctx = NULL;
-    fs_mkdirs(state, "locks");
-    fs_mkdirs(state, "proc/net");
-    fs_mkdirs(state, "proc/self");
+    ptk_mkdirs(state, "locks");
+    ptk_mkdirs(state, "proc/net");
+    ptk_mkdirs(state, "proc/self");
     CHECK_RC(pcibind_ctx_new(root, 0, &ctx), PCIBIND_OK);
     CHECK_RC(pcibind_ctx_set_modprobe(ctx, modprobe), PCIBIND_OK);
-    char *locks = fs_path(state, "locks");
+    char *locks = ptk_path(state, "locks");
     CHECK_RC(pcibind_ctx_set_lock_dir(ctx, locks), PCIBIND_OK);
     free(locks);
-    char *proc = fs_path(state, "proc");
+    char *proc = ptk_path(state, "proc");
     CHECK_RC(pcibind_ctx_set_proc_root(ctx, proc), PCIBIND_OK);
     free(proc);
-    char *modules = modules_dir ? strdup(modules_dir) : fs_path(state, "lib-modules");
+    char *modules = modules_dir ? strdup(modules_dir) : ptk_path(state, "lib-modules");
     CHECK_RC(pcibind_ctx_set_modules_dir(ctx, modules), PCIBIND_OK);
     free(modules);
     return ctx;
@@ -52,13 +52,13 @@ static inline pcibind_ctx *test_context(const char *root, const char *state, con
  * the 82574L, and STATE/lib-modules/modules.alias with the aliases the claim check needs. */
 static inline void e1000e_and_vfio_pci(const char *root)
 {
-    fs_mkdirs(root, "lib-modules");
-    fs_write(root, "lib-modules/modules.alias",
-             "alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n"
-             "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n");
-    fs_vfio_driver(root, "vfio_pci", "vfio-pci");
-    fs_loaded_driver(root, "e1000e", "e1000e");
-    fs_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
+    ptk_mkdirs(root, "lib-modules");
+    ptk_write(root, "lib-modules/modules.alias",
+              "alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n"
+              "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n");
+    ptk_vfio_driver(root, "vfio_pci", "vfio-pci");
+    ptk_loaded_driver(root, "e1000e", "e1000e");
+    ptk_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
 }
 
 #endif

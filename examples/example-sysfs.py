@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the bundled example sysfs tree into DIR: a small host laid out like the kernel's
 /sys (devices, drivers, modules, IOMMU groups), with the modprobe table the fake modprobe
-(c-tests/fake-modprobe) follows when asked to load a module. The devices use real IDs:
+(testkit/fake-modprobe.c) follows when asked to load a module. The devices use real IDs:
 
   0000:00:01.0  virtio-net (1af4:1041)       virtio-pci   (built in: module dir, no drivers/)
   0000:00:02.0  Intel 82574L NIC (8086:10d3) e1000e       (loaded module)
@@ -15,7 +15,7 @@
 Modules not loaded yet, loadable through the fake modprobe: vfio_pci (vfio-pci),
 mlx5_vfio_pci, xe_vfio_pci (xe-vfio-pci), qat_4xxx (4xxx).
 
-It also follows the conventions of the test suite's kernel emulation (c-tests/kernel-shim.c):
+It also follows the conventions of the test suite's kernel emulation (testkit/kernel-shim.c):
 host drivers have an ID table (`fake_ids`), VFIO drivers are marked (`fake_vfio`, and `vfio` in
 modprobe.table), and DIR/lib-modules/modules.alias holds the alias lines the variant choice and
 the claim check read: real lines from Ubuntu 6.8's table (tests/data) plus a synthetic

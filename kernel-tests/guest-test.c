@@ -12,7 +12,7 @@
  *
  * The scenarios run in order and each leaves the devices as it found them (both NICs on
  * e1000e with no override, interfaces down without addresses, nothing mounted). The last part,
- * kernel_*, checks with plain open()/write() the kernel reactions that c-tests/kernel-shim.c
+ * kernel_*, checks with plain open()/write() the kernel reactions that testkit/kernel-shim.c
  * emulates for the fast suite, with the same expectations as c-tests/test-shim.c, so a
  * difference between the two shows up here. */
 #define _GNU_SOURCE

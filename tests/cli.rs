@@ -1,6 +1,6 @@
 //! The `pcibind` command-line tool, run as a program on the example tree
 //! (examples/example-sysfs.py) with the kernel-emulation shim preloaded for the commands that
-//! write. The shim and the fake modprobe are compiled here from c-tests/ with the system's C
+//! write. The shim and the fake modprobe are compiled here from testkit/ with the system's C
 //! compiler, so `cargo test` alone runs these.
 
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ fn helpers() -> &'static (PathBuf, PathBuf) {
     static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     BUILT.get_or_init(|| {
         let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let c = Path::new(SRC).join("c-tests");
+        let c = Path::new(SRC).join("testkit");
         let shim = out.join("kernel-shim.so");
         let modprobe = out.join("fake-modprobe");
         let run = |args: &[&str]| {
@@ -39,7 +39,7 @@ fn helpers() -> &'static (PathBuf, PathBuf) {
             "-o",
             modprobe.to_str().unwrap(),
             c.join("fake-modprobe.c").to_str().unwrap(),
-            c.join("fakesys.c").to_str().unwrap(),
+            c.join("tree.c").to_str().unwrap(),
         ]);
         (shim, modprobe)
     })

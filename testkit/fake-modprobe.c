@@ -1,6 +1,6 @@
-/* A fake modprobe for the tests. It never touches the real system: it acts on the fake tree
- * named by $FAKE_SYSFS_ROOT, following that tree's modprobe.table (see fakesys.h), and logs its
- * argv to modprobe.log so tests can check exactly how it was run. */
+/* The test kit's fake modprobe. It never touches the real system: it acts on the fake tree
+ * named by $FAKE_SYSFS_ROOT, following that tree's modprobe.table (see pcibind-testkit.h),
+ * and logs its argv to modprobe.log so tests can check exactly how it was run. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fakesys.h"
+#include "pcibind-testkit.h"
 
 /* "MOD sleep=SECONDS": a modprobe that hangs. It says so on stderr, starts a helper that
  * holds stderr open as well (as an install command run through a shell would), records both
@@ -27,7 +27,7 @@ static void hang(const char *root, const char *module, int seconds)
     }
     char pids[64];
     snprintf(pids, sizeof(pids), "%d\n%d\n", (int)getpid(), (int)helper);
-    fs_write(root, "modprobe.pids", pids);
+    ptk_write(root, "modprobe.pids", pids);
     sleep(seconds);
 }
 
@@ -36,7 +36,7 @@ static void hang(const char *root, const char *module, int seconds)
 static int wait_until_live(const char *root, const char *rel)
 {
     for (int i = 0; i < 3000; i++) {
-        char *state = fs_read(root, rel);
+        char *state = ptk_read(root, rel);
         if (!state) {
             fprintf(stderr, "modprobe: ERROR: the load of that module in flight failed\n");
             return 1;
@@ -58,8 +58,8 @@ static void set_initstate(const char *root, const char *module, const char *stat
     if (asprintf(&tmp, "module/%s/.initstate", module) < 0 ||
         asprintf(&rel, "module/%s/initstate", module) < 0)
         exit(2);
-    fs_write(root, tmp, state);
-    char *from = fs_path(root, tmp), *to = fs_path(root, rel);
+    ptk_write(root, tmp, state);
+    char *from = ptk_path(root, tmp), *to = ptk_path(root, rel);
     if (rename(from, to) < 0) {
         perror("fake-modprobe: initstate");
         exit(2);
@@ -71,7 +71,7 @@ static void set_initstate(const char *root, const char *module, const char *stat
 }
 
 /* A table line's loading action, "DRV [vfio | ids=GLOB] [slow]" or "- [slow]", done as the
- * kernel would (fakesys.h): serialized by modprobe.lock, nothing done for a module whose
+ * kernel would (pcibind-testkit.h): serialized by modprobe.lock, nothing done for a module whose
  * directory exists (a load in flight is waited for). */
 static int load(const char *root, const char *module, char *action)
 {
@@ -88,7 +88,7 @@ static int load(const char *root, const char *module, char *action)
             ids = word + 4;
     }
 
-    char *lock_path = fs_path(root, "modprobe.lock");
+    char *lock_path = ptk_path(root, "modprobe.lock");
     int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     free(lock_path);
     if (lock < 0 || flock(lock, LOCK_EX) < 0) {
@@ -98,29 +98,29 @@ static int load(const char *root, const char *module, char *action)
     char *dir = NULL, *state_rel = NULL;
     if (asprintf(&dir, "module/%s", module) < 0 || asprintf(&state_rel, "%s/initstate", dir) < 0)
         return 2;
-    char *dir_path = fs_path(root, dir);
+    char *dir_path = ptk_path(root, dir);
     struct stat st;
     int exists = stat(dir_path, &st) == 0;
     free(dir_path);
     int rc = 0;
     if (exists) {
         close(lock);
-        char *state = fs_read(root, state_rel);
+        char *state = ptk_read(root, state_rel);
         if (state && strncmp(state, "live", 4) != 0)
             rc = wait_until_live(root, state_rel);
         free(state);
     } else {
         if (slow) {
             /* The load starts: the directory first, its driver after the module's init. */
-            fs_module(root, module);
+            ptk_module(root, module);
             set_initstate(root, module, "coming\n");
             close(lock);
             sleep(1);
         }
         if (strcmp(driver, "-") == 0)
-            fs_module(root, module);
+            ptk_module(root, module);
         else
-            fs_register_driver(root, module, driver, vfio, ids);
+            ptk_register_driver(root, module, driver, vfio, ids);
         if (slow)
             set_initstate(root, module, "live\n");
         else
@@ -139,7 +139,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    char *log_path = fs_path(root, "modprobe.log");
+    char *log_path = ptk_path(root, "modprobe.log");
     FILE *log = fopen(log_path, "a");
     if (!log) {
         fprintf(stderr, "fake-modprobe: %s: %s\n", log_path, strerror(errno));
@@ -158,7 +158,7 @@ int main(int argc, char **argv)
     }
     const char *module = argv[2];
 
-    char *table = fs_read(root, "modprobe.table");
+    char *table = ptk_read(root, "modprobe.table");
     int rc = -1;
     for (char *line = strtok(table ? table : "", "\n"); line; line = strtok(NULL, "\n")) {
         char *sp = strchr(line, ' ');

@@ -1,5 +1,6 @@
+/* The tree builder of the test kit: pcibind-testkit.h documents every function. */
 #define _GNU_SOURCE
-#include "fakesys.h"
+#include "pcibind-testkit.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -16,7 +17,7 @@ static void die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "fakesys: ");
+    fprintf(stderr, "pcibind-testkit: ");
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, ": %s\n", strerror(errno));
     va_end(ap);
@@ -34,14 +35,14 @@ static char *xasprintf(const char *fmt, ...)
     return s;
 }
 
-char *fs_path(const char *root, const char *rel)
+char *ptk_path(const char *root, const char *rel)
 {
     return xasprintf("%s/%s", root, rel);
 }
 
-void fs_mkdirs(const char *root, const char *rel)
+void ptk_mkdirs(const char *root, const char *rel)
 {
-    char *p = fs_path(root, rel);
+    char *p = ptk_path(root, rel);
     for (char *s = p + strlen(root) + 1; *s; s++) {
         if (*s == '/') {
             *s = '\0';
@@ -55,9 +56,9 @@ void fs_mkdirs(const char *root, const char *rel)
     free(p);
 }
 
-void fs_write(const char *root, const char *rel, const char *content)
+void ptk_write(const char *root, const char *rel, const char *content)
 {
-    char *p = fs_path(root, rel);
+    char *p = ptk_path(root, rel);
     FILE *f = fopen(p, "w");
     if (!f)
         die("fopen %s", p);
@@ -66,9 +67,9 @@ void fs_write(const char *root, const char *rel, const char *content)
     free(p);
 }
 
-char *fs_read(const char *root, const char *rel)
+char *ptk_read(const char *root, const char *rel)
 {
-    char *p = fs_path(root, rel);
+    char *p = ptk_path(root, rel);
     FILE *f = fopen(p, "r");
     free(p);
     if (!f)
@@ -84,28 +85,36 @@ char *fs_read(const char *root, const char *rel)
     return buf;
 }
 
-void fs_symlink(const char *root, const char *rel, const char *target)
+void ptk_symlink(const char *root, const char *rel, const char *target)
 {
-    char *p = fs_path(root, rel);
+    char *p = ptk_path(root, rel);
     if (symlink(target, p) < 0)
         die("symlink %s", p);
     free(p);
 }
 
-char *fs_new(void)
+void ptk_init(const char *root)
+{
+    if (mkdir(root, 0755) < 0 && errno != EEXIST)
+        die("mkdir %s", root);
+    ptk_mkdirs(root, "bus/pci/devices");
+    ptk_mkdirs(root, "bus/pci/drivers");
+    ptk_mkdirs(root, "devices/pci0000:00");
+    ptk_mkdirs(root, "module");
+    ptk_mkdirs(root, "kernel/iommu_groups");
+    ptk_write(root, "bus/pci/drivers_probe", "");
+    ptk_write(root, "modprobe.table", "");
+}
+
+char *ptk_new(void)
 {
     const char *tmp = getenv("TMPDIR");
     char *root = xasprintf("%s/pcibind-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(root))
         die("mkdtemp %s", root);
-    fs_mkdirs(root, "bus/pci/devices");
-    fs_mkdirs(root, "bus/pci/drivers");
-    fs_mkdirs(root, "devices/pci0000:00");
-    fs_mkdirs(root, "module");
-    fs_mkdirs(root, "kernel/iommu_groups");
-    fs_write(root, "bus/pci/drivers_probe", "");
-    fs_write(root, "modprobe.table", "");
-    setenv("FAKE_SYSFS_ROOT", root, 1);
+    ptk_init(root);
+    if (setenv("FAKE_SYSFS_ROOT", root, 1) < 0)
+        die("setenv FAKE_SYSFS_ROOT");
     return root;
 }
 
@@ -117,7 +126,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return remove(path);
 }
 
-void fs_destroy(char *root)
+void ptk_destroy(char *root)
 {
     if (!root)
         return;
@@ -128,11 +137,11 @@ void fs_destroy(char *root)
 /* A driver directory's files, in the directory rel. */
 static void driver_files(const char *root, const char *rel)
 {
-    fs_mkdirs(root, rel);
+    ptk_mkdirs(root, rel);
     static const char *const files[] = {"bind", "unbind", "new_id", "remove_id", "uevent"};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         char *f = xasprintf("%s/%s", rel, files[i]);
-        fs_write(root, f, "");
+        ptk_write(root, f, "");
         free(f);
     }
 }
@@ -148,60 +157,60 @@ static void module_link(const char *root, const char *module, const char *driver
 {
     char *rel = xasprintf("bus/pci/drivers/%s/module", driver);
     char *target = xasprintf("../../../../module/%s", module);
-    fs_symlink(root, rel, target);
+    ptk_symlink(root, rel, target);
     free(rel);
     free(target);
 }
 
-void fs_module(const char *root, const char *module)
+void ptk_module(const char *root, const char *module)
 {
     char *rel = xasprintf("module/%s", module);
-    fs_mkdirs(root, rel);
+    ptk_mkdirs(root, rel);
     free(rel);
 }
 
-void fs_loaded_driver(const char *root, const char *module, const char *driver)
+void ptk_loaded_driver(const char *root, const char *module, const char *driver)
 {
     driver_dir(root, driver);
-    fs_module(root, module);
+    ptk_module(root, module);
     char *dir = xasprintf("module/%s/drivers", module);
-    fs_mkdirs(root, dir);
+    ptk_mkdirs(root, dir);
     char *rel = xasprintf("%s/pci:%s", dir, driver);
     char *target = xasprintf("../../../bus/pci/drivers/%s", driver);
-    fs_symlink(root, rel, target);
+    ptk_symlink(root, rel, target);
     module_link(root, module, driver);
     free(dir);
     free(rel);
     free(target);
 }
 
-void fs_register_driver(const char *root, const char *module, const char *driver, int vfio,
-                        const char *ids)
+void ptk_register_driver(const char *root, const char *module, const char *driver, int vfio,
+                         const char *ids)
 {
     /* Made complete beside the tree, then renamed into bus/pci/drivers/ in one step. */
     char *stage = xasprintf(".registering-%s", driver);
     driver_files(root, stage);
     char *rel = xasprintf("%s/module", stage);
     char *target = xasprintf("../../../../module/%s", module);
-    fs_symlink(root, rel, target);
+    ptk_symlink(root, rel, target);
     free(rel);
     free(target);
     if (vfio) {
         rel = xasprintf("%s/fake_vfio", stage);
-        fs_write(root, rel, "");
+        ptk_write(root, rel, "");
         free(rel);
     }
     if (ids) {
         rel = xasprintf("%s/fake_ids", stage);
         char *line = xasprintf("%s\n", ids);
-        fs_write(root, rel, line);
+        ptk_write(root, rel, line);
         free(rel);
         free(line);
     }
-    fs_module(root, module);
-    char *from = fs_path(root, stage);
+    ptk_module(root, module);
+    char *from = ptk_path(root, stage);
     rel = xasprintf("bus/pci/drivers/%s", driver);
-    char *to = fs_path(root, rel);
+    char *to = ptk_path(root, rel);
     if (rename(from, to) < 0)
         die("rename %s %s", from, to);
     free(from);
@@ -209,30 +218,30 @@ void fs_register_driver(const char *root, const char *module, const char *driver
     free(rel);
     free(stage);
     char *dir = xasprintf("module/%s/drivers", module);
-    fs_mkdirs(root, dir);
+    ptk_mkdirs(root, dir);
     rel = xasprintf("%s/pci:%s", dir, driver);
     target = xasprintf("../../../bus/pci/drivers/%s", driver);
-    fs_symlink(root, rel, target);
+    ptk_symlink(root, rel, target);
     free(dir);
     free(rel);
     free(target);
 }
 
-void fs_builtin_driver(const char *root, const char *driver, const char *module)
+void ptk_builtin_driver(const char *root, const char *driver, const char *module)
 {
     driver_dir(root, driver);
     if (module) {
-        fs_module(root, module);
+        ptk_module(root, module);
         char *rel = xasprintf("module/%s/version", module);
-        fs_write(root, rel, "1.0\n");
+        ptk_write(root, rel, "1.0\n");
         free(rel);
     }
 }
 
-void fs_driver_with_module_link_only(const char *root, const char *module, const char *driver)
+void ptk_driver_with_module_link_only(const char *root, const char *module, const char *driver)
 {
     driver_dir(root, driver);
-    fs_module(root, module);
+    ptk_module(root, module);
     module_link(root, module, driver);
 }
 
@@ -250,23 +259,23 @@ static char *up_from(const char *rel)
     return up;
 }
 
-void fs_device_under(const char *root, const char *parent, const char *bdf, const char *modalias,
-                     const char *driver)
+void ptk_device_under(const char *root, const char *parent, const char *bdf, const char *modalias,
+                      const char *driver)
 {
     char *dev = xasprintf("%s/%s", parent, bdf);
-    fs_mkdirs(root, dev);
+    ptk_mkdirs(root, dev);
     char *f = xasprintf("%s/modalias", dev);
     char *line = xasprintf("%s\n", modalias);
-    fs_write(root, f, line);
+    ptk_write(root, f, line);
     free(f);
     free(line);
     f = xasprintf("%s/driver_override", dev);
-    fs_write(root, f, "(null)\n");
+    ptk_write(root, f, "(null)\n");
     free(f);
 
     char *link = xasprintf("bus/pci/devices/%s", bdf);
     char *target = xasprintf("../../../%s", dev);
-    fs_symlink(root, link, target);
+    ptk_symlink(root, link, target);
     free(link);
     free(target);
 
@@ -274,34 +283,34 @@ void fs_device_under(const char *root, const char *parent, const char *bdf, cons
         char *up = up_from(dev);
         link = xasprintf("%s/driver", dev);
         target = xasprintf("%sbus/pci/drivers/%s", up, driver);
-        fs_symlink(root, link, target);
+        ptk_symlink(root, link, target);
         free(up);
         free(link);
         free(target);
         link = xasprintf("bus/pci/drivers/%s/%s", driver, bdf);
         target = xasprintf("../../../../%s", dev);
-        fs_symlink(root, link, target);
+        ptk_symlink(root, link, target);
         free(link);
         free(target);
     }
     free(dev);
 }
 
-void fs_device(const char *root, const char *bdf, const char *modalias, const char *driver)
+void ptk_device(const char *root, const char *bdf, const char *modalias, const char *driver)
 {
-    fs_device_under(root, "devices/pci0000:00", bdf, modalias, driver);
+    ptk_device_under(root, "devices/pci0000:00", bdf, modalias, driver);
 }
 
 
-char *fs_modprobe_log(const char *root)
+char *ptk_modprobe_log(const char *root)
 {
-    char *log = fs_read(root, "modprobe.log");
+    char *log = ptk_read(root, "modprobe.log");
     return log ? log : strdup("");
 }
 
 static void append_line(const char *root, const char *rel, const char *line)
 {
-    char *p = fs_path(root, rel);
+    char *p = ptk_path(root, rel);
     FILE *f = fopen(p, "a");
     if (!f)
         die("fopen %s", p);
@@ -310,47 +319,47 @@ static void append_line(const char *root, const char *rel, const char *line)
     free(p);
 }
 
-void fs_modprobe_table(const char *root, const char *line)
+void ptk_modprobe_table(const char *root, const char *line)
 {
     append_line(root, "modprobe.table", line);
 }
 
-void fs_driver_ids(const char *root, const char *driver, const char *pattern)
+void ptk_driver_ids(const char *root, const char *driver, const char *pattern)
 {
     char *rel = xasprintf("bus/pci/drivers/%s/fake_ids", driver);
     append_line(root, rel, pattern);
     free(rel);
 }
 
-void fs_vfio_driver(const char *root, const char *module, const char *driver)
+void ptk_vfio_driver(const char *root, const char *module, const char *driver)
 {
-    fs_loaded_driver(root, module, driver);
+    ptk_loaded_driver(root, module, driver);
     char *rel = xasprintf("bus/pci/drivers/%s/fake_vfio", driver);
-    fs_write(root, rel, "");
+    ptk_write(root, rel, "");
     free(rel);
 }
 
-void fs_fault(const char *root, const char *line)
+void ptk_fault(const char *root, const char *line)
 {
     append_line(root, "fault.table", line);
 }
 
-char *fs_write_log(const char *root)
+char *ptk_write_log(const char *root)
 {
-    char *log = fs_read(root, "write.log");
+    char *log = ptk_read(root, "write.log");
     return log ? log : strdup("");
 }
 
 /* The canonical path of rel under root, NULL when it does not resolve. */
 static char *resolve(const char *root, const char *rel)
 {
-    char *p = fs_path(root, rel);
+    char *p = ptk_path(root, rel);
     char *r = realpath(p, NULL);
     free(p);
     return r;
 }
 
-int fs_is_bound_to(const char *root, const char *bdf, const char *driver)
+int ptk_is_bound_to(const char *root, const char *bdf, const char *driver)
 {
     char *rel = xasprintf("bus/pci/devices/%s", bdf);
     char *dev = resolve(root, rel);
@@ -366,7 +375,7 @@ int fs_is_bound_to(const char *root, const char *bdf, const char *driver)
     if (!driver) {
         /* No driver link, and no driver lists the device. */
         ok = n < 0;
-        char *drivers = fs_path(root, "bus/pci/drivers");
+        char *drivers = ptk_path(root, "bus/pci/drivers");
         DIR *d = opendir(drivers);
         struct dirent *e;
         while (ok && d && (e = readdir(d))) {
@@ -404,10 +413,10 @@ int fs_is_bound_to(const char *root, const char *bdf, const char *driver)
     return ok;
 }
 
-char *fs_override(const char *root, const char *bdf)
+char *ptk_override(const char *root, const char *bdf)
 {
     char *rel = xasprintf("bus/pci/devices/%s/driver_override", bdf);
-    char *s = fs_read(root, rel);
+    char *s = ptk_read(root, rel);
     free(rel);
     if (s) {
         size_t len = strlen(s);

@@ -13,7 +13,7 @@
  * openat2 is refused, openat() of one name in a directory the library holds). The file is the
  * one the open reached, as the kernel sees it, whatever path led there: a link out of the root
  * leads to an ordinary file, written as such. Everything else passes straight through to libc.
- * The emulation reads the tree's own conventions, all described in fakesys.h: DRV/fake_ids
+ * The emulation reads the tree's own conventions, all described in pcibind-testkit.h: DRV/fake_ids
  * (static ID table, fnmatch globs against the modalias), DRV/fake_dynids (IDs added by new_id),
  * DRV/fake_vfio (a VFIO driver: binding creates BDF/vfio-dev/vfioN, the lowest free N),
  * ROOT/fault.table (fault injection, and race: lines swapping a path for a link at an open) and

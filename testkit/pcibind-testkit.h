@@ -1,0 +1,204 @@
+/* pcibind-testkit.h: the libpcibind test kit, for the C unit tests of programs that use
+ * libpcibind. A test builds a fake sysfs tree in a temp dir (the functions below), runs the
+ * code under test against it (a pcibind_ctx whose sysfs root is the tree) with the kernel shim
+ * preloaded, which gives writes in the tree the kernel's effects, and then checks what the
+ * kernel saw: the tree's links (ptk_is_bound_to()) and the shim's log of every write
+ * (ptk_write_log()). libpcibind's own C tests are written with this kit.
+ *
+ * What is installed (meson option `testkit`; pkg-config: `pcibind-testkit`):
+ *   pcibind-testkit.h, libpcibind-testkit.so   this API (link with `pkg-config --libs`)
+ *   LIBDIR/pcibind-testkit/kernel-shim.so      the kernel shim, for LD_PRELOAD
+ *                                              (`pkg-config --variable=shim pcibind-testkit`)
+ *   LIBEXECDIR/pcibind-testkit/fake-modprobe   a modprobe acting on the tree, for
+ *                                              pcibind_ctx_set_modprobe()
+ *                                              (`pkg-config --variable=fake_modprobe ...`)
+ * A meson project gets the same paths from `dependency('pcibind-testkit').get_variable('shim')`
+ * (and 'fake_modprobe'), installed or from libpcibind as a subproject.
+ *
+ * ## Rules
+ *
+ * - Setup failures end the test: a function that cannot do what it is asked (a mkdir, write
+ *   or symlink that fails, out of memory) prints "pcibind-testkit: WHAT: strerror(errno)" on
+ *   stderr and exits with status 99, which meson and automake count as a hard error of the
+ *   test (ERROR), not a failure of the code under test. The functions that look at the tree
+ *   (ptk_read(), ptk_override(), ptk_is_bound_to(), ...) report absence in their result.
+ * - Paths: `root` is the tree's directory (what ptk_new() returned, or what ptk_init() laid
+ *   out); `rel` is a path relative to it ("bus/pci/...").
+ * - Strings returned are the caller's, released with free().
+ * - Threads: ptk_new() sets $FAKE_SYSFS_ROOT (setenv(3), which other threads must not race):
+ *   call it before starting threads. The others may be called from any thread.
+ * - The kit is not libpcibind: it neither links nor calls it, and its header does not include
+ *   pcibind.h. It has no state of its own besides the tree on disk.
+ * - Valgrind and AddressSanitizer: the shim passes everything it does not emulate straight to
+ *   libc and takes care not to trip either (libpcibind's tests run under both). With ASan the
+ *   shim is preloaded ahead of libasan: set ASAN_OPTIONS=verify_asan_link_order=0.
+ * - ABI: the kit is for tests and promises less than libpcibind. libpcibind-testkit.so.0 and
+ *   the tree's conventions may change in a minor release of libpcibind (NEWS.md says so); an
+ *   incompatible change of a function bumps the soname. Use the kit of the same release as
+ *   the libpcibind under test.
+ *
+ * ## The tree
+ *
+ * ptk_new() makes a temp directory laid out like the kernel's /sys:
+ *   devices/pci0000:00/BDF/{modalias,driver_override,driver -> ...}
+ *   bus/pci/devices/BDF -> ../../../devices/pci0000:00/BDF
+ *   bus/pci/drivers/DRV/{bind,unbind,new_id,remove_id,module -> ../../../../module/MOD}
+ *   bus/pci/drivers_probe
+ *   module/MOD/drivers/pci:DRV -> ../../../bus/pci/drivers/DRV
+ *   module/MOD/initstate (only for modules the fake modprobe loads slowly: coming, then live)
+ * plus files of our own at the root for the fake modprobe: modprobe.table (what each module
+ * registers when loaded), modprobe.log (one line per run, with its argv) and modprobe.lock.
+ *
+ * ## The kernel shim
+ *
+ * Writes to the kernel's files in such a tree take effect when the test runs with the kernel
+ * shim preloaded (`LD_PRELOAD`; its path is the `shim` variable of pcibind-testkit.pc). The
+ * shim acts on the tree named by $FAKE_SYSFS_ROOT (ptk_new() sets it) when a file is opened,
+ * and refuses with EACCES any open for writing under the real /sys. It reads these files of
+ * the tree's own:
+ *   bus/pci/drivers/DRV/fake_ids     the driver's static ID table: one fnmatch() glob per line,
+ *                                    matched against the device's whole modalias, e.g.
+ *                                    pci:v000015B3d0000101Esv*sd*bc*sc*i* (no file: no table,
+ *                                    like vfio-pci's)
+ *   bus/pci/drivers/DRV/fake_dynids  IDs added by new_id, one "vvvv dddd" (lower-case hex) per
+ *                                    line, or the full "vvvv dddd sv sd class mask data" form
+ *   bus/pci/drivers/DRV/fake_vfio    exists for a VFIO driver: binding creates
+ *                                    BDF/vfio-dev/vfioN (the lowest free N)
+ *   bus/pci/drivers/DRV/fake_sriov_configure  exists for a PF driver that can create VFs
+ *                                    (has sriov_configure): else sriov_numvfs answers ENOENT
+ *   devices/.../BDF/fake_sriov_offset, fake_sriov_stride  the PF's First VF Offset and VF
+ *                                    Stride (default 1 and 1)
+ *   devices/.../BDF/fake_vf_modalias the modalias of the PF's VFs (default: the PF's with
+ *                                    device ID + 1)
+ *                                    (a PF itself has sriov_totalvfs, sriov_numvfs and
+ *                                    sriov_drivers_autoprobe, written by the test)
+ *   fault.table                      fault injection, one "TARGET FAULT [COUNT [SKIP]]" per
+ *                                    line; COUNT is how many more times it fires (decremented in
+ *                                    the file), none = every time; SKIP how many matching events
+ *                                    pass before it starts firing (decremented in the file):
+ *       REL_PATH ERRNO          a write to that root-relative file (bus/pci/drivers_probe,
+ *                               bus/pci/drivers/DRV/unbind, bus/pci/devices/BDF/driver_override)
+ *                               fails with ERRNO (EIO, EBUSY, ... or a number), changing nothing
+ *       probe:DRV ERRNO         DRV's probe fails with ERRNO (bind answers it; drivers_probe goes
+ *       probe:DRV@BDF ERRNO     on to the next matching driver; new_id skips the device)
+ *       vanish:BDF after-unbind the device leaves the bus right after it is unbound
+ *       race:REL PATH LINK      when REL (named as in write.log) is next opened for writing,
+ *                               PATH (root-relative) is first renamed PATH.raced and a symlink
+ *                               to LINK put in its place; once (the line is then dropped)
+ * and writes one: write.log, one line per write the shim intercepted,
+ * "REL_PATH<TAB>VALUE<TAB>RESULT\n": VALUE is the bytes written with \n, \t, \\ and \xHH
+ * escapes; RESULT is "ok" or the errno name (ENODEV, ...). REL_PATH names the file the open
+ * reached, a device's driver_override always as bus/pci/devices/BDF/driver_override. */
+#ifndef PCIBIND_TESTKIT_H
+#define PCIBIND_TESTKIT_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ## Trees */
+
+/* A new tree in a new temp dir under $TMPDIR (else /tmp): bus/pci/devices, bus/pci/drivers,
+ * bus/pci/drivers_probe, devices/pci0000:00, module, kernel/iommu_groups and an empty
+ * modprobe.table. Sets $FAKE_SYSFS_ROOT to it, which the shim and the fake modprobe (a child
+ * process) act on. The caller removes it with ptk_destroy(). */
+char *ptk_new(void);
+/* Lays out the same empty tree in the directory `root` (created when missing; what it holds
+ * already stays), e.g. a tree on tmpfs or below another directory of the test's, and leaves
+ * the environment alone: set $FAKE_SYSFS_ROOT to the directory the shim is to act on. */
+void ptk_init(const char *root);
+/* Removes the tree and everything in it (links are removed, not followed) and frees `root`.
+ * NULL does nothing. */
+void ptk_destroy(char *root);
+
+/* ## Drivers and modules */
+
+/* A loaded module MODULE that registers PCI driver DRIVER: bus/pci/drivers/DRIVER with its
+ * files and its module link, and module/MODULE/drivers/pci:DRIVER. */
+void ptk_loaded_driver(const char *root, const char *module, const char *driver);
+/* ptk_loaded_driver() plus fake_vfio: a VFIO driver (binding creates BDF/vfio-dev/vfioN). */
+void ptk_vfio_driver(const char *root, const char *module, const char *driver);
+/* What a module's init does: DRIVER appears in bus/pci/drivers/ complete, in one rename (its
+ * files, its module link, fake_vfio when `vfio` is not 0, fake_ids holding `ids` unless NULL),
+ * then module/MODULE/drivers/pci:DRIVER. Never half made for a concurrent reader. */
+void ptk_register_driver(const char *root, const char *module, const char *driver, int vfio,
+                         const char *ids);
+/* A registered PCI driver with no module link (built in). If module is not NULL,
+ * module/MODULE exists with only a version file (no drivers/), as for built-ins on 6.12. */
+void ptk_builtin_driver(const char *root, const char *driver, const char *module);
+/* A registered PCI driver whose driver dir links to its module, whose module dir has no
+ * drivers/ directory. */
+void ptk_driver_with_module_link_only(const char *root, const char *module, const char *driver);
+/* A loaded module registering no PCI driver. */
+void ptk_module(const char *root, const char *module);
+/* Appends a glob to DRIVER's static ID table (fake_ids), e.g.
+ * "pci:v00008086d000010D3sv*sd*bc*sc*i*": the shim's probe then claims matching devices. */
+void ptk_driver_ids(const char *root, const char *driver, const char *pattern);
+
+/* ## Devices */
+
+/* A PCI device BDF ("0000:01:00.0") in devices/pci0000:00 with its modalias
+ * ("pci:v...d...sv...sd...bc..sc..i.."), driver_override "(null)" and the bus/pci/devices
+ * link; bound to DRIVER (both links) unless driver is NULL (unbound). DRIVER must exist. */
+void ptk_device(const char *root, const char *bdf, const char *modalias, const char *driver);
+/* The same in another parent directory (root-relative), e.g. "devices/pci0000:40" or, behind a
+ * bridge, "devices/pci0000:00/0000:00:1c.0". */
+void ptk_device_under(const char *root, const char *parent, const char *bdf,
+                      const char *modalias, const char *driver);
+
+/* ## Faults and the fake modprobe */
+
+/* Appends a line to fault.table (see "The kernel shim" above), e.g. "probe:vfio-pci ENODEV". */
+void ptk_fault(const char *root, const char *line);
+/* Adds a line to modprobe.table, what the fake modprobe does for each module:
+ * "MOD DRV" (loading registers DRV; "MOD DRV vfio" marks it a VFIO driver for the kernel shim,
+ * "MOD DRV ids=GLOB" gives it an ID table), "MOD -" (loads, registers no PCI driver), "MOD ="
+ * (built in: succeeds, changes nothing), "MOD !TEXT" (fails: TEXT on stderr, exit 1),
+ * "MOD sleep=SECONDS" (hangs: says so on stderr, starts a helper that holds stderr too, writes
+ * both pids to modprobe.pids, exits 0 after SECONDS). Modules not in the table fail as kmod
+ * fails for an unknown module: "modprobe: FATAL: Module MOD not found in directory
+ * /lib/modules/fake", exit 1.
+ * A trailing " slow" on a loading line ("MOD DRV vfio slow") makes the load take a second, as a
+ * real one takes a moment: module/MOD appears first with initstate "coming", DRV a second later,
+ * then initstate "live".
+ * As the kernel does, a load of a module whose directory exists changes nothing: one in flight
+ * (initstate "coming") is waited for until "live" (finit_module blocks until the first load
+ * ends), then modprobe exits 0, as it does at once for a module already loaded. Loads are
+ * serialized by a flock on modprobe.lock in the tree, as the kernel's module_mutex does.
+ * The fake modprobe takes exactly "-b MODULE", as libpcibind runs it. */
+void ptk_modprobe_table(const char *root, const char *line);
+
+/* ## What the kernel saw */
+
+/* The contents of write.log ("" when nothing was written): one line per write the shim
+ * intercepted, "REL_PATH<TAB>VALUE<TAB>RESULT". The caller frees it. */
+char *ptk_write_log(const char *root);
+/* The contents of modprobe.log ("" when the fake modprobe never ran), one line per run:
+ * "argc=3 [ARGV0] [-b] [MODULE]". The caller frees it. */
+char *ptk_modprobe_log(const char *root);
+/* 1 when the device exists, its driver link names `driver` and the driver's BDF link leads
+ * back to it; with driver NULL, 1 when the device exists and is bound to nothing; else 0. */
+int ptk_is_bound_to(const char *root, const char *bdf, const char *driver);
+/* The device's driver_override without its newline ("(null)" when unset), NULL when the device
+ * has none; the caller frees it. */
+char *ptk_override(const char *root, const char *bdf);
+
+/* ## Files */
+
+/* ROOT/REL; the caller frees it. */
+char *ptk_path(const char *root, const char *rel);
+/* Creates or replaces the file REL with `content`. */
+void ptk_write(const char *root, const char *rel, const char *content);
+/* The contents of REL, NULL when it cannot be opened; the caller frees it. */
+char *ptk_read(const char *root, const char *rel);
+/* Creates the directory REL and the missing ones above it (as mkdir -p). */
+void ptk_mkdirs(const char *root, const char *rel);
+/* Creates REL as a symlink to `target` (taken as it is: relative to REL's directory, or
+ * absolute). */
+void ptk_symlink(const char *root, const char *rel, const char *target);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
