@@ -714,15 +714,8 @@ static void iommu_group_with_bridge_and_blocking_sibling(void)
     ptk_device(root, "0000:01:00.0", "pci:v000010DEd00002204sv00001462sd00003880bc03sc00i00", NULL);
     ptk_device(root, "0000:01:00.1", "pci:v000010DEd00001AEFsv00001462sd00003880bc04sc03i00", "snd_hda_intel");
     static const char *const members[] = {"0000:00:01.0", "0000:01:00.0", "0000:01:00.1"};
-    for (size_t i = 0; i < 3; i++) {
-        char link[128], target[128];
-        snprintf(link, sizeof(link), "kernel/iommu_groups/1/devices/%s", members[i]);
-        snprintf(target, sizeof(target), "../../../../devices/pci0000:00/%s", members[i]);
-        ptk_mkdirs(root, "kernel/iommu_groups/1/devices");
-        ptk_symlink(root, link, target);
-        snprintf(link, sizeof(link), "devices/pci0000:00/%s/iommu_group", members[i]);
-        ptk_symlink(root, link, "../../../kernel/iommu_groups/1");
-    }
+    for (size_t i = 0; i < 3; i++)
+        ptk_iommu_group(root, 1, members[i]);
     char **list = (char **)(uintptr_t)0x1;
     CHECK_RC(pcibind_iommu_group_members(ctx, "0000:01:00.0", &list), PCIBIND_OK);
     CHECK(list != NULL && list[0] && list[1] && list[2] && !list[3]);
@@ -759,19 +752,6 @@ static void iommu_group_with_bridge_and_blocking_sibling(void)
 /* ProtectKernelModules=yes: no modules.alias can be read. The kernel's variants are still known
  * as VFIO drivers (the library ships their names), and vfio-dev/ marks any VFIO-bound device. */
 
-static void in_group(const char *group, const char *bdf)
-{
-    char rel[128], target[128];
-    snprintf(rel, sizeof(rel), "kernel/iommu_groups/%s/devices", group);
-    ptk_mkdirs(root, rel);
-    snprintf(rel, sizeof(rel), "kernel/iommu_groups/%s/devices/%s", group, bdf);
-    snprintf(target, sizeof(target), "../../../../devices/pci0000:00/%s", bdf);
-    ptk_symlink(root, rel, target);
-    snprintf(rel, sizeof(rel), "devices/pci0000:00/%s/iommu_group", bdf);
-    snprintf(target, sizeof(target), "../../../kernel/iommu_groups/%s", group);
-    ptk_symlink(root, rel, target);
-}
-
 static void without_tables(void)
 {
     char *none = ptk_path(root, "no-modules-here");
@@ -797,8 +777,8 @@ static void variants_are_vfio_drivers_without_tables(void)
     ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
     CHECK(vfio_bound("0000:02:00.0") == 0);
 
-    in_group("3", "0000:03:00.0");
-    in_group("3", "0000:03:00.1");
+    ptk_iommu_group(root, 3, "0000:03:00.0");
+    ptk_iommu_group(root, 3, "0000:03:00.1");
     int viable = -1;
     char *reason = (char *)(uintptr_t)0x1;
     CHECK_RC(pcibind_iommu_group_viable(ctx, "0000:03:00.0", 0, &viable, &reason), PCIBIND_OK);

@@ -20,18 +20,6 @@ static const char *const LPC_ID = "pci:v00008086d0000A143sv00008086sd00007270bc0
 
 static char *root;
 static pcibind_ctx *ctx;
-static void in_group(const char *bdf, int group)
-{
-    char rel[256], target[256];
-    snprintf(rel, sizeof(rel), "kernel/iommu_groups/%d/devices", group);
-    ptk_mkdirs(root, rel);
-    snprintf(rel, sizeof(rel), "kernel/iommu_groups/%d/devices/%s", group, bdf);
-    snprintf(target, sizeof(target), "../../../../devices/pci0000:00/%s", bdf);
-    ptk_symlink(root, rel, target);
-    snprintf(rel, sizeof(rel), "devices/pci0000:00/%s/iommu_group", bdf);
-    snprintf(target, sizeof(target), "../../../kernel/iommu_groups/%d", group);
-    ptk_symlink(root, rel, target);
-}
 
 /* The port, the GPU on nouveau and its audio function on snd_hda_intel; the audio function in
  * `audio_group` (1: the GPU's group). Alias tables: vfio-pci's catch-all and the host drivers'. */
@@ -53,9 +41,9 @@ static void setup(int audio_group)
     ptk_device(root, PORT, PORT_ID, "pcieport");
     ptk_device(root, GPU, GPU_ID, "nouveau");
     ptk_device(root, AUDIO, AUDIO_ID, "snd_hda_intel");
-    in_group(PORT, 1);
-    in_group(GPU, 1);
-    in_group(AUDIO, audio_group);
+    ptk_iommu_group(root, 1, PORT);
+    ptk_iommu_group(root, 1, GPU);
+    ptk_iommu_group(root, audio_group, AUDIO);
     ctx = test_context(root, root, getenv("FAKE_MODPROBE"), NULL);
     CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_warnings, NULL, LOG_WARNING), PCIBIND_OK);
 }
@@ -168,7 +156,7 @@ static void a_host_bridge_refuses_the_unit_even_forced(void)
     setup(1);
     ptk_loaded_driver(root, "lpc_ich", "lpc_ich");
     ptk_device(root, LPC, LPC_ID, "lpc_ich");
-    in_group(LPC, 1);
+    ptk_iommu_group(root, 1, LPC);
     CHECK_RC(pcibind_bind_group(ctx, GPU, 0, NULL), PCIBIND_ERR_IN_USE);
     CHECK_CONTAINS(pcibind_last_error_message(), LPC);
     CHECK_CONTAINS(pcibind_last_error_message(), "lpc_ich");

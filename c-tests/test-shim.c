@@ -420,6 +420,40 @@ static void vfio_dev_takes_the_lowest_free_index(void)
     ptk_destroy(root);
 }
 
+/* As on a real kernel (kernel-tests/guest-test.c, kernel_group_node_lives_while_a_member_is_on_
+ * vfio): in a tree with dev/vfio/, the group's node appears when the first device of the group
+ * binds to a VFIO driver and stays until the last one leaves; with dev/vfio/devices/ each
+ * device also gets vfio/devices/vfioN for as long as it is bound. */
+static void vfio_nodes_follow_binds(void)
+{
+    char *root = standard_tree();
+    ptk_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV2, MLX, "mlx5_core");
+    ptk_iommu_group(root, 7, DEV1);
+    ptk_iommu_group(root, 7, DEV2);
+    ptk_mkdirs(root, "dev/vfio/devices");
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
+    CHECK(exists(root, "dev/vfio/7"));
+    CHECK(exists(root, "dev/vfio/devices/vfio0"));
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", DEV2), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV2), 0);
+    CHECK(exists(root, "dev/vfio/devices/vfio1"));
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/unbind", DEV1), 0);
+    CHECK(!exists(root, "dev/vfio/devices/vfio0"));
+    CHECK(exists(root, "dev/vfio/7")); /* DEV2 is still on vfio-pci */
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/unbind", DEV2), 0);
+    CHECK(!exists(root, "dev/vfio/7"));
+    CHECK(!exists(root, "dev/vfio/devices/vfio1"));
+    /* Without dev/vfio/ (a test that wants no dev tree) nothing is made. */
+    ptk_destroy(ptk_path(root, "dev"));
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
+    CHECK_BOUND(root, DEV1, "vfio-pci");
+    CHECK(!exists(root, "dev"));
+    ptk_destroy(root);
+}
+
 /* ---- drivers_probe ----------------------------------------------------------------------- */
 
 static void drivers_probe_unknown_devices(void)
@@ -592,10 +626,7 @@ static void vanish_after_unbind(void)
     char *root = standard_tree();
     ptk_device(root, DEV1, MLX, "mlx5_core");
     ptk_device(root, DEV2, MLX, "mlx5_core");
-    ptk_mkdirs(root, "kernel/iommu_groups/7/devices");
-    ptk_symlink(root, "kernel/iommu_groups/7/devices/" DEV1,
-                "../../../../devices/pci0000:00/" DEV1);
-    ptk_symlink(root, "devices/pci0000:00/" DEV1 "/iommu_group", "../../../kernel/iommu_groups/7");
+    ptk_iommu_group(root, 7, DEV1);
     ptk_fault(root, "vanish:" DEV1 " after-unbind");
 
     /* An fd opened before the device goes answers ENODEV afterwards, as sysfs does. */
@@ -1155,7 +1186,7 @@ RUN_TESTS(TEST_CASE(shim_is_loaded),
           TEST_CASE(back_onto_vfio_pci_only_through_the_override),
           TEST_CASE(unbind_only_through_the_bound_driver),
           TEST_CASE(unbind_from_vfio_removes_vfio_dev),
-          TEST_CASE(vfio_dev_takes_the_lowest_free_index),
+          TEST_CASE(vfio_dev_takes_the_lowest_free_index), TEST_CASE(vfio_nodes_follow_binds),
           TEST_CASE(drivers_probe_unknown_devices),
           TEST_CASE(drivers_probe_with_an_override),
           TEST_CASE(drivers_probe_without_an_override),

@@ -1986,6 +1986,33 @@ static void kernel_override_admits_only_its_driver(void)
 }
 
 
+/* devtmpfs's VFIO group node as c-tests/test-shim.c's vfio_nodes_follow_binds expects it: made
+ * when the first device of the group binds to vfio-pci, kept until the last one leaves. With
+ * plain writes, on the multifunction slot's group. */
+static void kernel_group_node_lives_while_a_member_is_on_vfio(void)
+{
+    char *g = group_of(MF_NIC);
+    CHECK(g && !exists("/dev/vfio/%s", g));
+    CHECK_ERR(wr(DEV MF_HDA "/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(DRV "snd_hda_intel/unbind", MF_HDA), 0);
+    CHECK_ERR(wr(PROBE, MF_HDA), 0);
+    CHECK_DRIVER(MF_HDA, "vfio-pci");
+    CHECK(g && exists("/dev/vfio/%s", g));
+    CHECK_ERR(wr(DEV MF_NIC "/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(DRV "e1000e/unbind", MF_NIC), 0);
+    CHECK_ERR(wr(PROBE, MF_NIC), 0);
+    CHECK_DRIVER(MF_NIC, "vfio-pci");
+    CHECK_ERR(wr(DRV "vfio-pci/unbind", MF_HDA), 0);
+    CHECK(g && exists("/dev/vfio/%s", g)); /* the NIC is still on vfio-pci */
+    CHECK_ERR(wr(DRV "vfio-pci/unbind", MF_NIC), 0);
+    CHECK(g && !exists("/dev/vfio/%s", g));
+    free(g);
+    raw_restore(MF_NIC);
+    raw_restore_to(MF_HDA, "snd_hda_intel");
+    CHECK_NIC_AT_REST(MF_NIC);
+    CHECK_DRIVER(MF_HDA, "snd_hda_intel");
+}
+
 /* sriov_numvfs and sriov_drivers_autoprobe as c-tests/test-shim.c expects them
  * (sriov_numvfs_creates_and_removes_vfs): sriov_numvfs_store()'s checks in its order; VF i at
  * PF + First VF Offset + i * VF Stride with physfn/virtfnN links; a VF that is neither allowed
@@ -2258,6 +2285,7 @@ int main(void)
         TEST_CASE(multifunction_slot_group_moves_as_one_and_back),
         TEST_CASE(sriov_vfs_created_parked_bound_and_removed),
         TEST_CASE(kernel_sriov_numvfs),
+        TEST_CASE(kernel_group_node_lives_while_a_member_is_on_vfio),
     };
     int rc = run_tests(cases, sizeof(cases) / sizeof(cases[0]));
     pcibind_ctx_free(ctx);

@@ -15,7 +15,8 @@
  * leads to an ordinary file, written as such. Everything else passes straight through to libc.
  * The emulation reads the tree's own conventions, all described in pcibind-testkit.h: DRV/fake_ids
  * (static ID table, fnmatch globs against the modalias), DRV/fake_dynids (IDs added by new_id),
- * DRV/fake_vfio (a VFIO driver: binding creates BDF/vfio-dev/vfioN, the lowest free N),
+ * DRV/fake_vfio (a VFIO driver: binding creates BDF/vfio-dev/vfioN, the lowest free N, and in
+ * a tree with dev/vfio/ the nodes devtmpfs would gain: the group's, and vfio/devices/vfioN),
  * ROOT/fault.table (fault injection, and race: lines swapping a path for a link at an open) and
  * ROOT/write.log (one line per intercepted write). Both name a device's driver_override
  * bus/pci/devices/BDF/driver_override however it was reached (and its sriov_numvfs and
@@ -880,6 +881,168 @@ static void release_vfio_index(const struct ctx *c, const struct device *d)
     free(dir);
 }
 
+/* ---- devtmpfs: the VFIO nodes ------------------------------------------------------------ */
+
+/* "../" once per component of the device's path relative to the root: from its directory (a
+ * link in it) back up to the root. */
+static char *up_from(const struct device *d)
+{
+    size_t depth = 1;
+    for (const char *s = d->rel; *s; s++)
+        depth += *s == '/';
+    char *up = check_alloc(calloc(1, depth * 3 + 1));
+    for (size_t i = 0; i < depth; i++)
+        strcat(up, "../");
+    return up;
+}
+
+/* The number of the device's IOMMU group, from its iommu_group link; NULL when it has none. */
+static char *iommu_group_of(const struct device *d)
+{
+    char *link = pathf("%s/iommu_group", d->dir);
+    char target[PATH_MAX];
+    ssize_t n = readlink(link, target, sizeof(target) - 1);
+    free(link);
+    if (n <= 0)
+        return NULL;
+    target[n] = '\0';
+    const char *slash = strrchr(target, '/');
+    return xstrdup(slash ? slash + 1 : target);
+}
+
+/* An empty file standing for a character device node (mode 0600, as devtmpfs makes them). */
+static void make_node(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* vfio_noiommu_group_alloc(): with vfio's enable_unsafe_noiommu_mode on, a device that no IOMMU
+ * translates gets an IOMMU group of its own from VFIO, the lowest number no group has (the
+ * kernel's iommu_group_ida), marked fake_noiommu so that unbinding removes it again. Returns
+ * its number, or NULL (mode off). */
+static char *noiommu_group(const struct ctx *c, const struct device *d)
+{
+    char *param = pathf("%s/module/vfio/parameters/enable_unsafe_noiommu_mode", c->root);
+    char *mode = read_attr(param);
+    free(param);
+    int on = mode && (!strcmp(mode, "Y") || !strcmp(mode, "1"));
+    free(mode);
+    if (!on)
+        return NULL;
+    unsigned g = 0;
+    char *dir = pathf("%s/kernel/iommu_groups/%u", c->root, g);
+    while (exists(dir)) {
+        free(dir);
+        dir = pathf("%s/kernel/iommu_groups/%u", c->root, ++g);
+    }
+    char *devices = pathf("%s/devices", dir);
+    char *marker = pathf("%s/fake_noiommu", dir);
+    char *member = pathf("%s/%s", devices, d->name);
+    char *member_target = pathf("../../../../%s", d->rel);
+    char *up = up_from(d);
+    char *link = pathf("%s/iommu_group", d->dir);
+    char *link_target = pathf("%skernel/iommu_groups/%u", up, g);
+    mkdir(dir, 0755);
+    mkdir(devices, 0755);
+    write_file(marker, "we", "");
+    make_link(member, member_target);
+    make_link(link, link_target);
+    free(dir);
+    free(devices);
+    free(marker);
+    free(member);
+    free(member_target);
+    free(up);
+    free(link);
+    free(link_target);
+    return pathf("%u", g);
+}
+
+/* What devtmpfs gains when a device binds to a VFIO driver, in a tree that has dev/vfio/: the
+ * group's node dev/vfio/GROUP (dev/vfio/noiommu-GROUP for a no-IOMMU group), and with the
+ * VFIO character device (dev/vfio/devices/ present) dev/vfio/devices/vfioN. */
+static void add_vfio_nodes(const struct ctx *c, const struct device *d, unsigned index)
+{
+    char *vfio = pathf("%s/dev/vfio", c->root);
+    if (!is_dir(vfio)) {
+        free(vfio);
+        return;
+    }
+    int noiommu = 0;
+    char *group = iommu_group_of(d);
+    if (!group) {
+        group = noiommu_group(c, d);
+        noiommu = group != NULL;
+    }
+    if (group) {
+        char *node = pathf("%s/%s%s", vfio, noiommu ? "noiommu-" : "", group);
+        make_node(node);
+        free(node);
+    }
+    char *cdevs = pathf("%s/devices", vfio);
+    if (is_dir(cdevs)) {
+        char *node = pathf("%s/vfio%u", cdevs, index);
+        make_node(node);
+        free(node);
+    }
+    free(cdevs);
+    free(group);
+    free(vfio);
+}
+
+/* Whether any device of the group (by its devices/ links) is still on a VFIO driver. */
+static int group_on_vfio(const struct ctx *c, const char *group)
+{
+    char *dir = pathf("%s/kernel/iommu_groups/%s/devices", c->root, group);
+    char **members = list_dir(dir, 0);
+    int held = 0;
+    for (char **m = members; *m && !held; m++) {
+        char *vfio_dev = pathf("%s/%s/vfio-dev", dir, *m);
+        held = is_dir(vfio_dev);
+        free(vfio_dev);
+    }
+    free_list(members);
+    free(dir);
+    return held;
+}
+
+/* What devtmpfs loses when a device leaves a VFIO driver (its vfio-dev/ already gone): its
+ * dev/vfio/devices/vfioN entries (`held`, the names its vfio-dev/ had), and the group's node
+ * once no device of the group is on a VFIO driver; a no-IOMMU group goes altogether. */
+static void remove_vfio_nodes(const struct ctx *c, const struct device *d, char **held)
+{
+    char *vfio = pathf("%s/dev/vfio", c->root);
+    for (char **h = held; *h; h++) {
+        char *node = pathf("%s/devices/%s", vfio, *h);
+        unlink(node);
+        free(node);
+    }
+    char *group = iommu_group_of(d);
+    if (group) {
+        char *dir = pathf("%s/kernel/iommu_groups/%s", c->root, group);
+        char *marker = pathf("%s/fake_noiommu", dir);
+        if (exists(marker)) {
+            char *link = pathf("%s/iommu_group", d->dir);
+            unlink(link);
+            free(link);
+            rm_rf(dir);
+            char *node = pathf("%s/noiommu-%s", vfio, group);
+            unlink(node);
+            free(node);
+        } else if (!group_on_vfio(c, group)) {
+            char *node = pathf("%s/%s", vfio, group);
+            unlink(node);
+            free(node);
+        }
+        free(marker);
+        free(dir);
+    }
+    free(group);
+    free(vfio);
+}
+
 /* The probe: fails as fault.table says, else binds (both links, vfio-dev/vfioN for VFIO
  * drivers). */
 static int can_probe(const struct device *d);
@@ -898,13 +1061,7 @@ static int probe(const struct ctx *c, const char *drv, struct device *d)
         return err;
 
     /* driver -> ../(one per component of the device's own path)bus/pci/drivers/DRV */
-    size_t depth = 1;
-    for (const char *s = d->rel; *s; s++)
-        depth += *s == '/';
-    size_t cap = depth * 3 + strlen(drv) + 32;
-    char *up = check_alloc(calloc(1, cap));
-    for (size_t i = 0; i < depth; i++)
-        strcat(up, "../");
+    char *up = up_from(d);
     char *target = pathf("%sbus/pci/drivers/%s", up, drv);
     char *link = pathf("%s/driver", d->dir);
     err = make_link(link, target);
@@ -920,10 +1077,13 @@ static int probe(const struct ctx *c, const char *drv, struct device *d)
     }
     char *vfio = pathf("%s/bus/pci/drivers/%s/fake_vfio", c->root, drv);
     if (!err && exists(vfio)) {
+        unsigned index = take_vfio_index(c);
         char *dir = pathf("%s/vfio-dev", d->dir);
-        char *dev = pathf("%s/vfio-dev/vfio%u", d->dir, take_vfio_index(c));
+        char *dev = pathf("%s/vfio-dev/vfio%u", d->dir, index);
         if ((mkdir(dir, 0755) < 0 && errno != EEXIST) || (mkdir(dev, 0755) < 0 && errno != EEXIST))
             err = errno;
+        else
+            add_vfio_nodes(c, d, index);
         free(dir);
         free(dev);
     }
@@ -989,8 +1149,11 @@ static void unbind_device(const struct ctx *c, struct device *d)
     free(p);
     release_vfio_index(c, d);
     p = pathf("%s/vfio-dev", d->dir);
+    char **held = list_dir(p, 0);
     rm_rf(p);
     free(p);
+    remove_vfio_nodes(c, d, held);
+    free_list(held);
     free(d->driver);
     d->driver = NULL;
 

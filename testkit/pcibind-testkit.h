@@ -64,6 +64,20 @@
  *                                    line, or the full "vvvv dddd sv sd class mask data" form
  *   bus/pci/drivers/DRV/fake_vfio    exists for a VFIO driver: binding creates
  *                                    BDF/vfio-dev/vfioN (the lowest free N)
+ *   dev/vfio/                        exists (the test makes it, and a pcibind_ctx's dev root
+ *                                    is ROOT/dev): the shim keeps the VFIO nodes devtmpfs
+ *                                    would have, as empty 0600 files standing for character
+ *                                    devices. Binding a device to a VFIO driver makes
+ *                                    dev/vfio/GROUP (its iommu_group), and dev/vfio/devices/vfioN
+ *                                    when dev/vfio/devices/ exists (a kernel with the VFIO
+ *                                    character device); unbinding removes its vfioN, and GROUP
+ *                                    once no device of the group is on a VFIO driver. The
+ *                                    container dev/vfio/vfio and dev/iommu come with modules,
+ *                                    not binds: the test makes them.
+ *   module/vfio/parameters/enable_unsafe_noiommu_mode  "Y": a device with no iommu_group bound
+ *                                    to a VFIO driver gets a group of its own, the lowest
+ *                                    number free, with the node dev/vfio/noiommu-GROUP; both go
+ *                                    when it is unbound (vfio_noiommu_group_alloc())
  *   bus/pci/drivers/DRV/fake_sriov_configure  exists for a PF driver that can create VFs
  *                                    (has sriov_configure): else sriov_numvfs answers ENOENT
  *   devices/.../BDF/fake_sriov_offset, fake_sriov_stride  the PF's First VF Offset and VF
@@ -145,6 +159,9 @@ void ptk_device(const char *root, const char *bdf, const char *modalias, const c
  * bridge, "devices/pci0000:00/0000:00:1c.0". */
 void ptk_device_under(const char *root, const char *parent, const char *bdf,
                       const char *modalias, const char *driver);
+/* Puts the device BDF (made by ptk_device() or ptk_device_under()) in IOMMU group `group`:
+ * kernel/iommu_groups/GROUP/devices/BDF and the device's iommu_group link. Since 0.2. */
+void ptk_iommu_group(const char *root, unsigned group, const char *bdf);
 
 /* ## Faults and the fake modprobe */
 

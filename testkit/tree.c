@@ -301,6 +301,32 @@ void ptk_device(const char *root, const char *bdf, const char *modalias, const c
     ptk_device_under(root, "devices/pci0000:00", bdf, modalias, driver);
 }
 
+void ptk_iommu_group(const char *root, unsigned group, const char *bdf)
+{
+    char *bus_link = xasprintf("%s/bus/pci/devices/%s", root, bdf);
+    char target[PATH_MAX];
+    ssize_t n = readlink(bus_link, target, sizeof(target) - 1);
+    if (n <= 0 || strncmp(target, "../../../", 9) != 0)
+        die("ptk_iommu_group: %s is no device link made by ptk_device()", bus_link);
+    target[n] = '\0';
+    free(bus_link);
+    const char *dev = target + 9;
+    char *members = xasprintf("kernel/iommu_groups/%u/devices", group);
+    ptk_mkdirs(root, members);
+    char *link = xasprintf("%s/%s", members, bdf);
+    char *to = xasprintf("../../../../%s", dev);
+    ptk_symlink(root, link, to);
+    free(link);
+    free(to);
+    char *up = up_from(dev);
+    link = xasprintf("%s/iommu_group", dev);
+    to = xasprintf("%skernel/iommu_groups/%u", up, group);
+    ptk_symlink(root, link, to);
+    free(up);
+    free(link);
+    free(to);
+    free(members);
+}
 
 char *ptk_modprobe_log(const char *root)
 {
