@@ -279,7 +279,9 @@ static void removal_waits_for_a_locked_vf(void)
     CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 0, 0, NULL), PCIBIND_ERR_BUSY);
     CHECK_CONTAINS(pcibind_last_error_message(), VF1);
     expect_log("");
-    CHECK(ptk_read(root, "devices/pci0000:00/" VF1 "/modalias") != NULL);
+    char *still = ptk_read(root, "devices/pci0000:00/" VF1 "/modalias");
+    CHECK(still != NULL);
+    free(still);
     close(fd);
     CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 0, 0, NULL), PCIBIND_OK);
     expect_log("bus/pci/devices/" PF "/sriov_numvfs\t0\tok\n");

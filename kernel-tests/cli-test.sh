@@ -47,11 +47,16 @@ check() {  # check NAME: runs the shell function NAME as one TAP test
     fi
 }
 
-# The saved override kernel-tests/init wrote at start-up, applied as the boot unit runs it
-# (`pcibind --config-dir DIR apply`), seen in status, then removed with the device given back.
+# The saved override kernel-tests/init wrote and applied at start-up as the boot unit runs it
+# (`pcibind --config-dir DIR apply ADDRESS`): what that did; then applied again (all, and by
+# name), seen in status, and removed with the device given back.
 CONF=/run/driverctl.d
 applies_a_saved_override() {
     [ "$(cat $CONF/pci-$NIC2)" = vfio-pci ] || { echo "no saved override from init"; return 1; }
+    # What init's `pcibind apply` at start-up did, before the C suite ran.
+    [ "$(cat /tmp/boot-apply.rc)" = 0 ] && [ "$(cat /tmp/boot-apply.driver)" = vfio-pci ] &&
+        grep -q "$NIC2: bound to vfio-pci, as saved" /tmp/boot-apply.out ||
+        { echo "apply at start-up:"; cat /tmp/boot-apply.out; return 1; }
     expect 0 pcibind --config-dir $CONF list --persisted &&
     grep -q "^$NIC2  *vfio-pci  *e1000e  *no" /tmp/cli.out || { cat /tmp/cli.out; return 1; }
     expect 0 pcibind --config-dir $CONF apply && said "$NIC2: bound to vfio-pci, as saved" &&

@@ -370,5 +370,9 @@ driverctl's rule acts on the same files: keep one of the two)
 .BR udev (7),
 .BR modprobe (8),
 .BR lspci (8);
-the C library libpcibind and its header \fIpcibind.h\fR, which documents every function.
+the C library libpcibind and its header \fIpcibind.h\fR, which documents every function;
+the test kit for the unit tests of programs that use it, \fIpcibind\-testkit.h\fR (fake sysfs
+trees, the kernel\-emulation shim \fIkernel\-shim.so\fR to preload and a fake modprobe, found
+with \fBpkg\-config pcibind\-testkit\fR), whose tests can run this tool against a fake tree
+with \fB\-\-sysfs\-root\fR.
 "#;
