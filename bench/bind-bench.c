@@ -93,16 +93,23 @@ static void bind_one(pcibind_ctx *ctx, int i, const char *driver)
     }
 }
 
-/* prepare-vfs: the PF with First VF Offset 1 and VF Stride 1 (VF i at routing ID PF + 1 + i,
- * so 4096 VFs run over 17 buses, as ARI allows), then N VFs made by the library. */
-static int prepare_vfs(const char *root, int n)
+/* The empty tree, the context's lock and proc dirs, vfio-pci, and a loaded host driver with
+ * its ID table. */
+static void base_tree(const char *root, const char *host_driver, const char *ids)
 {
     ptk_init(root);
     ptk_mkdirs(root, "locks");
     ptk_mkdirs(root, "proc");
     ptk_vfio_driver(root, "vfio_pci", "vfio-pci");
-    ptk_loaded_driver(root, "ixgbe", "ixgbe");
-    ptk_driver_ids(root, "ixgbe", "pci:v00008086d000010FBsv*sd*bc*sc*i*");
+    ptk_loaded_driver(root, host_driver, host_driver);
+    ptk_driver_ids(root, host_driver, ids);
+}
+
+/* prepare-vfs: the PF with First VF Offset 1 and VF Stride 1 (VF i at routing ID PF + 1 + i,
+ * so 4096 VFs run over 17 buses, as ARI allows), then N VFs made by the library. */
+static int prepare_vfs(const char *root, int n)
+{
+    base_tree(root, "ixgbe", "pci:v00008086d000010FBsv*sd*bc*sc*i*");
     ptk_write(root, "bus/pci/drivers/ixgbe/fake_sriov_configure", "");
     ptk_loaded_driver(root, "ixgbevf", "ixgbevf");
     ptk_driver_ids(root, "ixgbevf", "pci:v00008086d000010EDsv*sd*bc*sc*i*");
@@ -220,12 +227,7 @@ int main(int argc, char **argv)
     setenv("FAKE_SYSFS_ROOT", root, 1);
 
     if (strcmp(mode, "prepare") == 0) {
-        ptk_init(root);
-        ptk_mkdirs(root, "locks");
-        ptk_mkdirs(root, "proc");
-        ptk_vfio_driver(root, "vfio_pci", "vfio-pci");
-        ptk_loaded_driver(root, "e1000e", "e1000e");
-        ptk_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
+        base_tree(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
         for (int i = 0; i < n; i++) {
             address_of(i, bdf, sizeof(bdf));
             ptk_device(root, bdf, E1000E, "e1000e");

@@ -5,18 +5,8 @@
 # sequence done by hand under the same shim.
 # Usage: bench/bind.sh   (builds first; needs strace for the counts)
 set -euo pipefail
-source "$(dirname "$0")/../scripts/tools.sh"
-cd "$TOP"
-build_project >/dev/null
-b=build
-shim=$b/testkit/kernel-shim.so
-export PCIBIND_BENCH_MODULES=$TOP/tests/data/kernel-6.8.0-151-generic
-# On tmpfs when there is one: on a disk file system the inode churn of the emulation (links
-# made and removed on every bind) costs more than everything else and drowns the figures.
-tmpbase=${TMPDIR:-/tmp}
-[ -d /dev/shm ] && [ -w /dev/shm ] && tmpbase=/dev/shm
-work=$(mktemp -d "$tmpbase/pcibind-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/common.sh"
+bench_setup bench
 
 echo "microseconds per call, shim preloaded, tree in $tmpbase; device by device: bind to vfio-pci,"
 echo "bind back to the host driver by name (e1000e), bind to vfio-pci again, reattach (NULL):"

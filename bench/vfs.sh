@@ -8,18 +8,9 @@
 # round, on a fresh tree each, and the median of ROUNDS counts.
 # Usage: bench/vfs.sh [ROUNDS]   (default 3; builds first)
 set -euo pipefail
-source "$(dirname "$0")/../scripts/tools.sh"
-cd "$TOP"
-build_project >/dev/null
+source "$(dirname "$0")/common.sh"
+bench_setup vfs
 rounds=${1:-3}
-b=build
-shim=$b/testkit/kernel-shim.so
-export PCIBIND_BENCH_MODULES=$TOP/tests/data/kernel-6.8.0-151-generic
-# On tmpfs when there is one (see bench/bind.sh).
-tmpbase=${TMPDIR:-/tmp}
-[ -d /dev/shm ] && [ -w /dev/shm ] && tmpbase=/dev/shm
-work=$(mktemp -d "$tmpbase/pcibind-vfs.XXXXXX")
-trap 'rm -rf "$work"' EXIT
 
 # The medians per (N, threads) and the speed-up over one thread, from the runs' lines.
 read -r -d '' summary <<'PY' || true
