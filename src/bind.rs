@@ -433,6 +433,9 @@ impl Context {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupOutcome {
     pub moved: Vec<PciAddress>,
+    /// Every member of the unit, in address order: the moved ones, those already on VFIO
+    /// drivers and the bridges that stay.
+    pub members: Vec<PciAddress>,
     /// The plan's lines (a dry run), or empty.
     pub plan: Vec<String>,
 }
@@ -540,6 +543,7 @@ impl Context {
         }
         Ok(GroupOutcome {
             moved: txns.iter().map(|t| t.address).collect(),
+            members: unit.iter().map(|m| m.address).collect(),
             plan,
         })
     }

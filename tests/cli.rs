@@ -815,6 +815,15 @@ fn apply_of_named_devices_needs_a_saved_override_and_skips_nothing_silently() {
         listed.contains("0000:09:00.0  vfio-pci  (not present)  no"),
         "{listed}"
     );
+    // A stray file (an editor's backup) is skipped with a warning, not a reason to apply
+    // nothing; named, it would still be refused (it names no device).
+    std::fs::write(t.config_dir().join(format!("pci-{XE}~")), "vfio-pci\n").unwrap();
+    std::fs::write(t.saved_file(XE), "vfio-pci\n").unwrap();
+    let o = t.run(&["apply"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("skipping"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("pci-{XE}~")), "{}", stderr(&o));
+    assert_eq!(t.driver(XE).as_deref(), Some("vfio-pci"));
 }
 
 #[test]
@@ -846,23 +855,50 @@ fn malformed_saved_overrides_are_refused_with_their_reason() {
             "pci-0000:01:00.0: driver name",
             "pci-0000:01:00.1: a symbolic link; refusing to follow it",
             "pci-0000:00:01.0: not a regular file",
-            "pci-3b:00.2: the name is not pci- and a PCI address",
+            "pci-3b:00.2: its name is no PCI address", // skipped, with a warning
             "nothing was changed",
         ],
     );
     assert!(t.untouched(), "{}", t.writes());
     let o = t.run(&["list", "--persisted"]);
     assert_eq!(o.status.code(), Some(11));
-    assert_eq!(stdout(&o), "ADDRESS  SAVED  DRIVER  APPLIED\n");
-
-    // A saved file that is a link is not replaced: the bind happens, the saving fails.
-    let o = t.run(&["bind", "--persist", "0000:01:00.1", "vfio-pci"]);
-    assert_eq!(o.status.code(), Some(11), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("a symbolic link; not replacing it"),
+        stderr(&o).contains("pci-3b:00.2: the name is not pci- and a PCI address"),
         "{}",
         stderr(&o)
     );
+    assert_eq!(stdout(&o), "ADDRESS  SAVED  DRIVER  APPLIED\n");
+
+    // A saved file that is a link is not replaced, and that is found before the bind: no
+    // device is moved that could not be recorded.
+    let o = t.run(&["bind", "--persist", "0000:01:00.1", "vfio-pci"]);
+    assert_eq!(o.status.code(), Some(11), "{}", stderr(&o));
+    says_all(
+        &stderr(&o),
+        &["a symbolic link; not replacing it", "nothing was changed"],
+    );
+    assert!(
+        t.untouched(),
+        "{} / {:?}",
+        t.writes(),
+        std::fs::read_to_string(t.root.join("modprobe.log"))
+    );
+    // Nor is a directory that cannot be written.
+    let t2 = Tree::new();
+    std::fs::write(t2.root.join("not-a-dir"), "").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_pcibind"))
+        .arg("--sysfs-root")
+        .arg(&t2.root)
+        .arg("--config-dir")
+        .arg(t2.root.join("not-a-dir/sub"))
+        .args(["bind", "--persist", NIC, "vfio-pci"])
+        .env("LD_PRELOAD", &helpers().0)
+        .env("FAKE_SYSFS_ROOT", &t2.root)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(11), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing was changed"), "{}", stderr(&o));
+    assert!(t2.untouched(), "{}", t2.writes());
     assert_eq!(
         std::fs::read_link(t.saved_file("0000:01:00.1")).unwrap(),
         Path::new("/etc/hostname")
@@ -874,10 +910,15 @@ fn malformed_saved_overrides_are_refused_with_their_reason() {
     );
 }
 
-/// The whole group moves, and each member moved is saved with its driver.
+/// The whole group moves, and each member on a VFIO driver afterwards is saved with its driver,
+/// also one that was there already: after a boot the group must be viable again.
 #[test]
-fn bind_group_persist_saves_every_member_moved() {
+fn bind_group_persist_saves_every_member_on_vfio() {
     let t = Tree::new();
+    assert_eq!(
+        t.run(&["bind", "0000:01:00.1", "vfio-pci"]).status.code(),
+        Some(0)
+    );
     let o = t.run(&["bind", "--group", "--persist", GPU]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     for bdf in [GPU, "0000:01:00.1"] {
@@ -972,6 +1013,21 @@ fn interface_names_stand_for_their_pci_devices() {
         assert!(stderr(&o).contains(why), "{name}: {}", stderr(&o));
         assert_eq!(t.run(&["show", name]).status.code(), Some(2), "{name}");
     }
+    // An interface that has a driver's name is not taken for its device in the DRIVER's
+    // place: the NIC behind "e1000e" is not moved.
+    t.add_interface(
+        "e1000e",
+        Some("devices/pci0000:00/0000:00:02.0"),
+        Some("pci"),
+    );
+    let o = t.run(&["bind", "--dry-run", VF, "e1000e"]);
+    assert!(
+        !stdout(&o).contains(NIC) && !stderr(&o).contains(NIC),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert_eq!(t.writes(), writes, "a dry run wrote");
     let o = t.run(&["unbind", NIC, "eth0"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(

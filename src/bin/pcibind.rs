@@ -50,8 +50,10 @@ same directory and format (/etc/driverctl.d/pci-DDDD:BB:DD.F).
 
 Wherever a device ADDRESS is expected, a network interface name (eth1) may stand for the PCI
 device behind it (for virtio-net, the virtio PCI function). Addresses are read first, so
-nothing that looks like one is taken for an interface name; an interface goes away when its
-device leaves the network driver, so give the device back by its address.";
+nothing that looks like one is taken for an interface name, and the last argument of bind and
+reattach is the DRIVER when a driver or loaded module has that name, even if an interface has
+it too; an interface goes away when its device leaves the network driver, so give the device
+back by its address.";
 
 /// Move Linux PCI devices between kernel drivers, e.g. from their host driver to vfio-pci or the
 /// right VFIO variant driver and back, as a transaction: each device ends on exactly the driver
@@ -386,10 +388,27 @@ fn device_of(ctx: &Context, arg: &str) -> Result<PciAddress, Error> {
     })
 }
 
+/// The devices among the arguments, for the checks that come before `prepare` (a DRIVER or
+/// bad argument is left out here; `prepare` names it).
+fn named_devices(ctx: &Context, args: &[String]) -> Vec<PciAddress> {
+    args.iter().filter_map(|a| device_of(ctx, a).ok()).collect()
+}
+
+/// Whether `name` is a registered PCI driver or a loaded module, in either spelling: in the
+/// last place of `bind`, such a name is the DRIVER even if an interface has it too (taking it
+/// for the interface's device would move a device nobody named as such).
+fn names_a_driver(ctx: &Context, name: &str) -> bool {
+    let root = ctx.sysfs_root();
+    [name.replace('_', "-"), name.replace('-', "_")]
+        .iter()
+        .any(|n| root.join("bus/pci/drivers").join(n).is_dir())
+        || root.join("module").join(name.replace('-', "_")).is_dir()
+}
+
 /// The device addresses and the target of `ADDRESS... [DRIVER]` (DRIVER only when
 /// `driver_allowed`), or one message per bad argument. Only the last argument may be a driver,
 /// and only after at least one address; there an existing network interface's name is a
-/// device, not a driver.
+/// device, not a driver, unless a driver or module has that name too.
 fn parse_args(
     ctx: &Context,
     args: &[String],
@@ -403,7 +422,7 @@ fn parse_args(
             && i > 0
             && i == args.len() - 1
             && !arg.contains(':')
-            && !ctx.is_net_interface(arg);
+            && (!ctx.is_net_interface(arg) || names_a_driver(ctx, arg));
         if as_driver {
             match DriverName::new(arg) {
                 Ok(_) if arg == NO_DRIVER_OVERRIDE => target = Target::Unbound,
@@ -920,6 +939,10 @@ fn run(cli: Cli) -> Result<u8, Error> {
             persist,
         } => {
             let persist = Persist::when(persist, Persist::Save);
+            // Before anything, a module load included: can the overrides be saved?
+            if let Err(status) = persist.check(&store, &named_devices(&ctx, &args)) {
+                return Ok(status);
+            }
             let (addresses, target) = match prepare(&ctx, &args, true, !dry_run) {
                 Ok(prepared) => prepared,
                 Err(status) => return Ok(status),
@@ -931,7 +954,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 }
                 return Ok(each(&addresses, "binding the group of", |a| {
                     let o = ctx.bind_group(a, options, dry_run)?;
-                    persist.after(&ctx, &store, &o.moved, group_report(&o, dry_run))
+                    persist.after_group(&ctx, &store, &o.members, group_report(&o, dry_run))
                 }));
             }
             let driver = match &target {
@@ -943,8 +966,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     unbind_plan(&ctx, a).map(|plan| format!("plan (nothing changed):\n{plan}"))
                 }),
                 (Target::Unbound, false) => each(&addresses, "unbinding", |a| {
-                    let done = ctx.unbind(a).map(|_| UNBOUND.to_owned());
-                    persist.after_one(&ctx, &store, a, done)
+                    let done = ctx.unbind(a).map(|_| (None, UNBOUND.to_owned()));
+                    persist.after_one(&store, a, done)
                 }),
                 (_, true) => each(&addresses, "planning", |a| {
                     ctx.bind_plan(a, driver, options)
@@ -953,8 +976,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 (_, false) => each_in_parallel(&addresses, "binding", |a| {
                     let done = ctx
                         .bind(a, driver, options)
-                        .map(|d| format!("bound to {d}"));
-                    persist.after_one(&ctx, &store, a, done)
+                        .map(|d| (Some(d.clone()), format!("bound to {d}")));
+                    persist.after_one(&store, a, done)
                 }),
             }
         }
@@ -973,6 +996,9 @@ fn run(cli: Cli) -> Result<u8, Error> {
             persist,
         } => {
             let persist = Persist::when(persist, Persist::Remove);
+            if let Err(status) = persist.check(&store, &named_devices(&ctx, &args)) {
+                return Ok(status);
+            }
             let (addresses, target) = match prepare(&ctx, &args, true, true) {
                 Ok(prepared) => prepared,
                 Err(status) => return Ok(status),
@@ -983,13 +1009,13 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 }
                 return Ok(each(&addresses, "reattaching the group of", |a| {
                     let o = ctx.reattach_group(a, false)?;
-                    persist.after(&ctx, &store, &o.moved, group_report(&o, false))
+                    persist.after_group(&ctx, &store, &o.members, group_report(&o, false))
                 }));
             }
             match target {
                 Target::Unbound => each(&addresses, "unbinding", |a| {
-                    let done = ctx.unbind(a).map(|_| UNBOUND.to_owned());
-                    persist.after_one(&ctx, &store, a, done)
+                    let done = ctx.unbind(a).map(|_| (None, UNBOUND.to_owned()));
+                    persist.after_one(&store, a, done)
                 }),
                 target => {
                     let driver = match &target {
@@ -997,11 +1023,14 @@ fn run(cli: Cli) -> Result<u8, Error> {
                         _ => None,
                     };
                     each(&addresses, "reattaching", |a| {
-                        let done = ctx.reattach(a, driver).map(|d| match d {
-                            Some(d) => format!("bound to {d}"),
-                            None => "left unbound: no host driver matches it".to_owned(),
+                        let done = ctx.reattach(a, driver).map(|d| {
+                            let line = match &d {
+                                Some(d) => format!("bound to {d}"),
+                                None => "left unbound: no host driver matches it".to_owned(),
+                            };
+                            (d, line)
                         });
-                        persist.after_one(&ctx, &store, a, done)
+                        persist.after_one(&store, a, done)
                     })
                 }
             }

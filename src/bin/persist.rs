@@ -176,6 +176,28 @@ impl Store {
         Ok(path)
     }
 
+    /// What `--persist` checks before any device changes, so that a file that could not be
+    /// saved (or removed) never leaves a device moved but not recorded: the directory made
+    /// if missing and writable, and no link, directory or other odd file where a device's
+    /// file goes.
+    pub fn check_writable(&self, addresses: &[PciAddress]) -> Result<(), Error> {
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| io_error("saving the override: creating the directory", &self.dir, e))?;
+        let dir = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes())
+            .map_err(|_| malformed(&self.dir, "a NUL byte in the directory's name"))?;
+        // SAFETY: a valid NUL-terminated path; access(2) only reads it.
+        if unsafe { libc::access(dir.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+            return Err(io_error(
+                "saving the override: the directory is not writable",
+                &self.dir,
+                io::Error::last_os_error(),
+            ));
+        }
+        addresses
+            .iter()
+            .try_for_each(|a| self.refuse_odd_file(&self.path(a)))
+    }
+
     /// Removes the device's saved override; false when there was none.
     pub fn remove(&self, address: &PciAddress) -> Result<bool, Error> {
         let path = self.path(address);
@@ -254,45 +276,88 @@ impl Persist {
         }
     }
 
-    /// After the devices changed (`done`, their report line), saves or removes their
-    /// overrides and says so on the line. A failure here is the device's failure: it did
-    /// change, but will not be put there again at boot.
+    /// Before anything changes: can the files of these devices be saved or removed? On
+    /// failure the errors are printed and the exit status returned, nothing changed.
+    pub fn check(self, store: &Store, addresses: &[PciAddress]) -> Result<(), u8> {
+        if self == Persist::No {
+            return Ok(());
+        }
+        if self == Persist::Remove && !store.dir.exists() {
+            return Ok(()); // nothing saved, nothing to remove
+        }
+        store
+            .check_writable(addresses)
+            .map_err(|e| crate::refuse(vec![e]))
+    }
+
+    /// After a device changed to `driver` (`None`: unbound), with `done` its report line:
+    /// saves that driver, or removes the saved override, and says so on the line. A failure
+    /// here is the device's failure (it did change, but will not be put there again at
+    /// boot), and the message says that it changed.
     pub fn after(
+        self,
+        store: &Store,
+        address: &PciAddress,
+        driver: Option<&DriverName>,
+        done: String,
+    ) -> Result<String, Error> {
+        let recorded = match self {
+            Persist::No => return Ok(done),
+            Persist::Save => {
+                let none = DriverName::new(NO_DRIVER_OVERRIDE)?;
+                let driver = driver.unwrap_or(&none);
+                store
+                    .save(address, driver)
+                    .map(|path| format!("; saved {driver} in {}", path.display()))
+            }
+            Persist::Remove => store.remove(address).map(|removed| {
+                if removed {
+                    format!("; removed {}", store.path(address).display())
+                } else {
+                    String::new()
+                }
+            }),
+        };
+        match recorded {
+            Ok(note) => Ok(done + &note),
+            Err(e) => {
+                eprintln!("pcibind: {address}: {done}, but its saved override was not updated");
+                Err(e)
+            }
+        }
+    }
+
+    /// `after` for a report about the device at `address` (as the tool prints it).
+    pub fn after_one(
+        self,
+        store: &Store,
+        address: &str,
+        outcome: Result<(Option<DriverName>, String), Error>,
+    ) -> Result<String, Error> {
+        let (driver, done) = outcome?;
+        self.after(store, &PciAddress::parse(address)?, driver.as_ref(), done)
+    }
+
+    /// After a group moved (`members`: every member of its unit, bridges included): with
+    /// Save, every member now on a VFIO driver is saved (also those that were there already,
+    /// or the group would not be viable after a boot); with Remove, every member's saved
+    /// override goes.
+    pub fn after_group(
         self,
         ctx: &Context,
         store: &Store,
-        addresses: &[PciAddress],
+        members: &[PciAddress],
         done: String,
     ) -> Result<String, Error> {
         let mut line = done;
-        for address in addresses {
-            match self {
-                Persist::No => {}
-                Persist::Save => {
-                    let driver = ctx
-                        .current_driver(&address.to_string())?
-                        .map_or_else(|| DriverName::new(NO_DRIVER_OVERRIDE), Ok)?;
-                    let path = store.save(address, &driver)?;
-                    line.push_str(&format!("; saved {driver} in {}", path.display()));
-                }
-                Persist::Remove if store.remove(address)? => {
-                    line.push_str(&format!("; removed {}", store.path(address).display()));
-                }
-                Persist::Remove => {}
+        for member in members {
+            let driver = ctx.current_driver(&member.to_string())?;
+            if self == Persist::Save && !ctx.is_vfio_bound(&member.to_string())? {
+                continue;
             }
+            line = self.after(store, member, driver.as_ref(), line)?;
         }
         Ok(line)
-    }
-
-    /// `after` for a report line about the one device at `address`.
-    pub fn after_one(
-        self,
-        ctx: &Context,
-        store: &Store,
-        address: &str,
-        done: Result<String, Error>,
-    ) -> Result<String, Error> {
-        self.after(ctx, store, &[PciAddress::parse(address)?], done?)
     }
 }
 
@@ -404,8 +469,23 @@ pub fn apply(ctx: &Context, store: &Store, args: &[String], options: BindOptions
     })
 }
 
+/// A `pci-` file whose name is no canonical address (an editor's `~` backup, a package
+/// manager's `.dpkg-old`): not a saved override of any device.
+fn names_no_device(e: &Error) -> Option<&Path> {
+    match e {
+        Error::Malformed { path, .. } => path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .filter(|rest| !PciAddress::parse(rest).is_ok_and(|a| a.to_string() == *rest))
+            .map(|_| path.as_path()),
+        _ => None,
+    }
+}
+
 /// Every saved override whose device is present; the others are skipped, as at boot only the
-/// devices there matter.
+/// devices there matter, and so are files whose name is no device's (with a warning): one
+/// stray file must not keep every device from its saved driver.
 fn present(ctx: &Context, store: &Store) -> Vec<Saved> {
     let saved = match store.list() {
         Ok(saved) => saved,
@@ -426,7 +506,19 @@ fn present(ctx: &Context, store: &Store) -> Vec<Saved> {
                 }
                 _ => true,
             },
-            Err(_) => true,
+            Err(e) => match names_no_device(e) {
+                Some(path) => {
+                    ctx.logger().log(
+                        Priority::Warning,
+                        format_args!(
+                            "skipping {}: its name is no PCI address in driverctl's form",
+                            path.display()
+                        ),
+                    );
+                    false
+                }
+                None => true,
+            },
         })
         .collect()
 }
