@@ -454,6 +454,35 @@ static void vfio_nodes_follow_binds(void)
     ptk_destroy(root);
 }
 
+/* As on the real kernels with QEMU's SR-IOV NVMe (kernel-tests: each VF in a group of its own,
+ * the group gone with the VF): the VFs of a PF in an IOMMU group get the lowest free group
+ * numbers, and lose them when they are removed; the groups a test laid out stay. */
+static void vfs_get_iommu_groups_of_their_own(void)
+{
+    char *root = standard_tree();
+    ptk_write(root, "bus/pci/drivers/mlx5_core/fake_sriov_configure", "");
+    ptk_device(root, DEV1, MLX, "mlx5_core");
+    ptk_iommu_group(root, 1, DEV1);
+    ptk_mkdirs(root, "kernel/iommu_groups/0/devices");
+    ptk_write(root, "devices/pci0000:00/" DEV1 "/sriov_totalvfs", "4\n");
+    ptk_write(root, "devices/pci0000:00/" DEV1 "/sriov_numvfs", "0\n");
+    ptk_write(root, "devices/pci0000:00/" DEV1 "/sriov_drivers_autoprobe", "0\n");
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/sriov_numvfs", "2"), 0);
+    CHECK(exists(root, "kernel/iommu_groups/2/devices/0000:01:00.1"));
+    CHECK(exists(root, "kernel/iommu_groups/3/devices/0000:01:00.2"));
+    char *l = ptk_path(root, "devices/pci0000:00/0000:01:00.2/iommu_group");
+    char target[256] = "";
+    CHECK(readlink(l, target, sizeof target - 1) > 0);
+    CHECK_STR(target, "../../../kernel/iommu_groups/3");
+    free(l);
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/sriov_numvfs", "0"), 0);
+    CHECK(!exists(root, "kernel/iommu_groups/2"));
+    CHECK(!exists(root, "kernel/iommu_groups/3"));
+    CHECK(is_dir(root, "kernel/iommu_groups/0"));
+    CHECK(exists(root, "kernel/iommu_groups/1/devices/" DEV1));
+    ptk_destroy(root);
+}
+
 /* ---- drivers_probe ----------------------------------------------------------------------- */
 
 static void drivers_probe_unknown_devices(void)
@@ -1187,6 +1216,7 @@ RUN_TESTS(TEST_CASE(shim_is_loaded),
           TEST_CASE(unbind_only_through_the_bound_driver),
           TEST_CASE(unbind_from_vfio_removes_vfio_dev),
           TEST_CASE(vfio_dev_takes_the_lowest_free_index), TEST_CASE(vfio_nodes_follow_binds),
+          TEST_CASE(vfs_get_iommu_groups_of_their_own),
           TEST_CASE(drivers_probe_unknown_devices),
           TEST_CASE(drivers_probe_with_an_override),
           TEST_CASE(drivers_probe_without_an_override),

@@ -918,19 +918,12 @@ static void make_node(const char *path)
         close(fd);
 }
 
-/* vfio_noiommu_group_alloc(): with vfio's enable_unsafe_noiommu_mode on, a device that no IOMMU
- * translates gets an IOMMU group of its own from VFIO, the lowest number no group has (the
- * kernel's iommu_group_ida), marked fake_noiommu so that unbinding removes it again. Returns
- * its number, or NULL (mode off). */
-static char *noiommu_group(const struct ctx *c, const struct device *d)
+/* iommu_group_alloc() + iommu_group_add_device(): a new IOMMU group holding only the device,
+ * the lowest number no group has (the kernel's iommu_group_ida). Marked fake_dynamic, so that
+ * it goes when its last device leaves the bus (the groups a test lays out stay), and
+ * fake_noiommu for VFIO's no-IOMMU groups, which unbinding removes. Returns its number. */
+static char *new_iommu_group(const struct ctx *c, const struct device *d, int noiommu)
 {
-    char *param = pathf("%s/module/vfio/parameters/enable_unsafe_noiommu_mode", c->root);
-    char *mode = read_attr(param);
-    free(param);
-    int on = mode && (!strcmp(mode, "Y") || !strcmp(mode, "1"));
-    free(mode);
-    if (!on)
-        return NULL;
     unsigned g = 0;
     char *dir = pathf("%s/kernel/iommu_groups/%u", c->root, g);
     while (exists(dir)) {
@@ -938,26 +931,42 @@ static char *noiommu_group(const struct ctx *c, const struct device *d)
         dir = pathf("%s/kernel/iommu_groups/%u", c->root, ++g);
     }
     char *devices = pathf("%s/devices", dir);
-    char *marker = pathf("%s/fake_noiommu", dir);
     char *member = pathf("%s/%s", devices, d->name);
     char *member_target = pathf("../../../../%s", d->rel);
     char *up = up_from(d);
     char *link = pathf("%s/iommu_group", d->dir);
     char *link_target = pathf("%skernel/iommu_groups/%u", up, g);
+    char *dynamic = pathf("%s/fake_dynamic", dir);
+    char *marker = pathf("%s/fake_noiommu", dir);
     mkdir(dir, 0755);
     mkdir(devices, 0755);
-    write_file(marker, "we", "");
+    write_file(dynamic, "we", "");
+    if (noiommu)
+        write_file(marker, "we", "");
     make_link(member, member_target);
     make_link(link, link_target);
     free(dir);
     free(devices);
-    free(marker);
     free(member);
     free(member_target);
     free(up);
     free(link);
     free(link_target);
+    free(dynamic);
+    free(marker);
     return pathf("%u", g);
+}
+
+/* vfio_noiommu_group_alloc(): with vfio's enable_unsafe_noiommu_mode on, a device that no IOMMU
+ * translates gets an IOMMU group of its own from VFIO. Returns its number, or NULL (mode off). */
+static char *noiommu_group(const struct ctx *c, const struct device *d)
+{
+    char *param = pathf("%s/module/vfio/parameters/enable_unsafe_noiommu_mode", c->root);
+    char *mode = read_attr(param);
+    free(param);
+    int on = mode && (!strcmp(mode, "Y") || !strcmp(mode, "1"));
+    free(mode);
+    return on ? new_iommu_group(c, d, 1) : NULL;
 }
 
 /* What devtmpfs gains when a device binds to a VFIO driver, in a tree that has dev/vfio/: the
@@ -1133,6 +1142,15 @@ static void vanish(const struct ctx *c, const struct device *d)
     for (char **n = names; *n; n++) {
         p = pathf("%s/%s/devices", groups, *n);
         remove_dangling_links(p);
+        char **left = list_dir(p, 0);
+        char *dynamic = pathf("%s/%s/fake_dynamic", groups, *n);
+        if (!*left && exists(dynamic)) { /* its last device gone: the group is released */
+            char *group = pathf("%s/%s", groups, *n);
+            rm_rf(group);
+            free(group);
+        }
+        free(dynamic);
+        free_list(left);
         free(p);
     }
     free_list(names);
@@ -1462,13 +1480,20 @@ static int create_vfs(const struct ctx *c, const struct device *pf, unsigned n)
         free(p);
         free(count);
     }
-    /* pci_bus_add_device() -> device_attach() for each new VF */
+    /* pci_bus_add_device() -> device_attach() for each new VF; where the PF is translated by
+     * an IOMMU (it has a group), the IOMMU first gives each VF a group of its own, as on the
+     * real kernels with QEMU's VFs (kernel-tests). */
+    char *pf_group = iommu_group_of(pf);
     for (unsigned i = 0; i < n && !err; i++) {
         struct device vf;
-        if (load_device(c, made[i], &vf) == 0)
+        if (load_device(c, made[i], &vf) == 0) {
+            if (pf_group)
+                free(new_iommu_group(c, &vf, 0));
             attach_any(c, &vf);
+        }
         free_device(&vf);
     }
+    free(pf_group);
     if (err)
         remove_vfs(c, pf);
     for (unsigned i = 0; i < n; i++)

@@ -83,7 +83,8 @@
  *   devices/.../BDF/fake_sriov_offset, fake_sriov_stride  the PF's First VF Offset and VF
  *                                    Stride (default 1 and 1)
  *   devices/.../BDF/fake_vf_modalias the modalias of the PF's VFs (default: the PF's with
- *                                    device ID + 1)
+ *                                    device ID + 1); the VFs of a PF in an IOMMU group get a
+ *                                    group each (the lowest number free), released with the VF
  *                                    (a PF itself has sriov_totalvfs, sriov_numvfs and
  *                                    sriov_drivers_autoprobe, written by the test)
  *   fault.table                      fault injection, one "TARGET FAULT [COUNT [SKIP]]" per

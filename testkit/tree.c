@@ -306,9 +306,9 @@ void ptk_iommu_group(const char *root, unsigned group, const char *bdf)
     char *bus_link = xasprintf("%s/bus/pci/devices/%s", root, bdf);
     char target[PATH_MAX];
     ssize_t n = readlink(bus_link, target, sizeof(target) - 1);
-    if (n <= 0 || strncmp(target, "../../../", 9) != 0)
+    target[n > 0 ? n : 0] = '\0';
+    if (strncmp(target, "../../../", 9) != 0)
         die("ptk_iommu_group: %s is no device link made by ptk_device()", bus_link);
-    target[n] = '\0';
     free(bus_link);
     const char *dev = target + 9;
     char *members = xasprintf("kernel/iommu_groups/%u/devices", group);
