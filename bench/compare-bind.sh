@@ -12,7 +12,9 @@ tmpbase=${TMPDIR:-/tmp}
 [ -d /dev/shm ] && [ -w /dev/shm ] && tmpbase=/dev/shm
 work=$(mktemp -d "$tmpbase/pcibind-compare.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-shim=$(ls "$b"/c-tests/*kernel-shim*.so | head -n1)
+# The test kit's shim (0.2 on); a build from before the kit had it in c-tests/.
+shim=$b/testkit/kernel-shim.so
+[ -f "$shim" ] || shim=$(ls "$b"/c-tests/*kernel-shim*.so | head -n1)
 run() {  # run BUILD N: prints "bind reattach" (microseconds per device)
     local build=$1 n=$2
     rm -rf "$work/t" && mkdir "$work/t"
