@@ -259,6 +259,19 @@ static char *up_from(const char *rel)
     return up;
 }
 
+/* DEV/NAME -> the root-relative path TO, as a link relative to the device's directory (the
+ * kernel's links: driver, iommu_group). */
+static void link_from_device(const char *root, const char *dev, const char *name, const char *to)
+{
+    char *up = up_from(dev);
+    char *link = xasprintf("%s/%s", dev, name);
+    char *target = xasprintf("%s%s", up, to);
+    ptk_symlink(root, link, target);
+    free(up);
+    free(link);
+    free(target);
+}
+
 void ptk_device_under(const char *root, const char *parent, const char *bdf, const char *modalias,
                       const char *driver)
 {
@@ -280,13 +293,9 @@ void ptk_device_under(const char *root, const char *parent, const char *bdf, con
     free(target);
 
     if (driver) {
-        char *up = up_from(dev);
-        link = xasprintf("%s/driver", dev);
-        target = xasprintf("%sbus/pci/drivers/%s", up, driver);
-        ptk_symlink(root, link, target);
-        free(up);
-        free(link);
-        free(target);
+        char *to = xasprintf("bus/pci/drivers/%s", driver);
+        link_from_device(root, dev, "driver", to);
+        free(to);
         link = xasprintf("bus/pci/drivers/%s/%s", driver, bdf);
         target = xasprintf("../../../../%s", dev);
         ptk_symlink(root, link, target);
@@ -318,12 +327,8 @@ void ptk_iommu_group(const char *root, unsigned group, const char *bdf)
     ptk_symlink(root, link, to);
     free(link);
     free(to);
-    char *up = up_from(dev);
-    link = xasprintf("%s/iommu_group", dev);
-    to = xasprintf("%skernel/iommu_groups/%u", up, group);
-    ptk_symlink(root, link, to);
-    free(up);
-    free(link);
+    to = xasprintf("kernel/iommu_groups/%u", group);
+    link_from_device(root, dev, "iommu_group", to);
     free(to);
     free(members);
 }
