@@ -388,12 +388,6 @@ fn device_of(ctx: &Context, arg: &str) -> Result<PciAddress, Error> {
     })
 }
 
-/// The devices among the arguments, for the checks that come before `prepare` (a DRIVER or
-/// bad argument is left out here; `prepare` names it).
-fn named_devices(ctx: &Context, args: &[String]) -> Vec<PciAddress> {
-    args.iter().filter_map(|a| device_of(ctx, a).ok()).collect()
-}
-
 /// Whether `name` is a registered PCI driver or a loaded module, in either spelling: in the
 /// last place of `bind`, such a name is the DRIVER even if an interface has it too (taking it
 /// for the interface's device would move a device nobody named as such).
@@ -476,14 +470,16 @@ fn check_devices(ctx: &Context, addresses: &[PciAddress]) -> Result<(), (Vec<Str
 }
 
 /// Everything `bind`, `unbind` and `reattach` check before they act: the arguments' syntax,
-/// that the devices exist, and (unless `resolve` is false, as for a dry run, which loads
-/// nothing) that DRIVER resolves to a PCI driver, which the target then names exactly. On
-/// failure the messages are printed and the exit status returned.
+/// that the devices exist, that `persist` can save or remove their overrides, and (unless
+/// `resolve` is false, as for a dry run, which loads nothing) that DRIVER resolves to a PCI
+/// driver, which the target then names exactly; the module load that resolving may need comes
+/// last. On failure the messages are printed and the exit status returned.
 fn prepare(
     ctx: &Context,
     args: &[String],
     driver_allowed: bool,
     resolve: bool,
+    persist: (Persist, &Store),
 ) -> Result<(Vec<String>, Target), u8> {
     let report = |errors: Vec<String>, status: u8| {
         for e in errors {
@@ -494,6 +490,7 @@ fn prepare(
     };
     let (addresses, target) = parse_args(ctx, args, driver_allowed).map_err(|e| report(e, 2))?;
     check_devices(ctx, &addresses).map_err(|(e, status)| report(e, status))?;
+    persist.0.check(persist.1, &addresses)?;
     let target = match target {
         Target::Driver(name) if resolve => match ctx.resolve_driver(name.as_str()) {
             Ok(driver) => Target::Driver(driver),
@@ -939,11 +936,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
             persist,
         } => {
             let persist = Persist::when(persist, Persist::Save);
-            // Before anything, a module load included: can the overrides be saved?
-            if let Err(status) = persist.check(&store, &named_devices(&ctx, &args)) {
-                return Ok(status);
-            }
-            let (addresses, target) = match prepare(&ctx, &args, true, !dry_run) {
+            let (addresses, target) = match prepare(&ctx, &args, true, !dry_run, (persist, &store))
+            {
                 Ok(prepared) => prepared,
                 Err(status) => return Ok(status),
             };
@@ -982,10 +976,11 @@ fn run(cli: Cli) -> Result<u8, Error> {
             }
         }
         Command::Unbind { addresses } => {
-            let (addresses, _) = match prepare(&ctx, &addresses, false, false) {
-                Ok(prepared) => prepared,
-                Err(status) => return Ok(status),
-            };
+            let (addresses, _) =
+                match prepare(&ctx, &addresses, false, false, (Persist::No, &store)) {
+                    Ok(prepared) => prepared,
+                    Err(status) => return Ok(status),
+                };
             each(&addresses, "unbinding", |a| {
                 ctx.unbind(a).map(|_| UNBOUND.to_owned())
             })
@@ -996,10 +991,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             persist,
         } => {
             let persist = Persist::when(persist, Persist::Remove);
-            if let Err(status) = persist.check(&store, &named_devices(&ctx, &args)) {
-                return Ok(status);
-            }
-            let (addresses, target) = match prepare(&ctx, &args, true, true) {
+            let (addresses, target) = match prepare(&ctx, &args, true, true, (persist, &store)) {
                 Ok(prepared) => prepared,
                 Err(status) => return Ok(status),
             };
