@@ -800,7 +800,8 @@ static void reattach_at_home_changes_nothing(void)
 }
 
 /* After a move off vfio-pci that the kernel refused (serial does not take the NIC): NULL for
- * the driver, the NIC back on vfio-pci with its override, vfio-dev and group node g (freed here); then home. */
+ * the driver, the NIC back on vfio-pci with its override, vfio-dev and group node g (freed
+ * here); then home. */
 static void back_on_vfio_pci(char *g, const char *d)
 {
     note("%s", pcibind_last_error_message());
