@@ -233,8 +233,15 @@ static void device_removed_mid_transaction(void)
     setup();
     ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
     ptk_fault(root, "vanish:0000:02:00.0 after-unbind");
-    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_RESTORE);
-    CHECK_CONTAINS(pcibind_last_error_message(), "disappeared");
+    /* A device that is gone is not stranded (SPEC 3.13): no false PCIBIND_ERR_RESTORE, and
+     * nothing more is written for it. */
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_NO_DEVICE);
+    CHECK_CONTAINS(pcibind_last_error_message(), "disappeared during the operation");
+    /* The write that found it gone was the last: no restore was tried. */
+    char *log = ptk_write_log(root);
+    char *after = strstr(log, "drivers_probe");
+    CHECK(after && strstr(after, "driver_override") == NULL);
+    free(log);
     char *dummy = NULL;
     CHECK_RC(pcibind_current_driver(ctx, "0000:02:00.0", &dummy), PCIBIND_ERR_NO_DEVICE);
     teardown();
@@ -402,7 +409,7 @@ static void unbind_leaves_device_unbound_and_ungrabbable(void)
     /* reattach brings it back. */
     CHECK_RC(pcibind_reattach(ctx, "0000:02:00.0", NULL, 0, NULL), PCIBIND_OK);
     expect_bound("0000:02:00.0", "e1000e");
-    CHECK_RC(pcibind_unbind(ctx, "0000:02:00.0", 1), PCIBIND_ERR_INVALID_ARG);
+    CHECK_RC(pcibind_unbind(ctx, "0000:02:00.0", PCIBIND_BIND_DRY_RUN), PCIBIND_ERR_INVALID_ARG);
     teardown();
 }
 
@@ -557,8 +564,12 @@ static void named_reattach_to_a_driver_that_does_not_claim_keeps_the_override(vo
     setup();
     ptk_loaded_driver(root, "iavf", "iavf");
     ptk_device(root, "0000:3b:00.2", MLX5_VF, "mlx5_core");
-    /* iavf does not claim an mlx5 VF: only the override keeps it there after a reprobe. */
-    CHECK_RC(pcibind_reattach(ctx, "0000:3b:00.2", "iavf", 0, NULL), PCIBIND_OK);
+    /* iavf does not claim an mlx5 VF: refused as bind refuses it (0.3), nothing written... */
+    CHECK_RC(pcibind_reattach(ctx, "0000:3b:00.2", "iavf", 0, NULL), PCIBIND_ERR_NOT_CLAIMED);
+    expect_nothing_written();
+    expect_bound("0000:3b:00.2", "mlx5_core");
+    /* ...and forced, only the override keeps it there after a reprobe. */
+    CHECK_RC(pcibind_reattach(ctx, "0000:3b:00.2", "iavf", PCIBIND_BIND_FORCE, NULL), PCIBIND_OK);
     expect_bound("0000:3b:00.2", "iavf");
     expect_override("0000:3b:00.2", "iavf");
     teardown();
@@ -914,7 +925,11 @@ static void bad_input_through_bind_unbind_reattach(void)
     CHECK_RC(pcibind_bind(ctx, NULL, "vfio-pci", 0, NULL), PCIBIND_ERR_INVALID_ARG);
     CHECK_RC(pcibind_bind(NULL, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_INVALID_ARG);
     CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 4, NULL), PCIBIND_ERR_INVALID_ARG);
-    CHECK_RC(pcibind_reattach(ctx, "0000:02:00.0", NULL, 1, NULL), PCIBIND_ERR_INVALID_ARG);
+    CHECK_RC(pcibind_reattach(ctx, "0000:02:00.0", NULL, PCIBIND_BIND_DRY_RUN, NULL), PCIBIND_ERR_INVALID_ARG);
+    CHECK_RC(pcibind_unbind(ctx, "0000:02:00.0", PCIBIND_BIND_DRY_RUN), PCIBIND_ERR_INVALID_ARG);
+    CHECK_RC(pcibind_recover(ctx, NULL, 1, NULL), PCIBIND_ERR_INVALID_ARG);
+    CHECK_RC(pcibind_recover(ctx, "0000:09:00.0", 0, NULL), PCIBIND_ERR_NO_DEVICE);
+    CHECK_RC(pcibind_recover(ctx, "zz", 0, NULL), PCIBIND_ERR_INVALID_ADDRESS);
     CHECK_RC(pcibind_is_vfio_bound(ctx, "0000:02:00.0", NULL), PCIBIND_ERR_INVALID_ARG);
     CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "no_such_driver", 0, NULL), PCIBIND_ERR_NO_DRIVER);
     CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "none", 0, NULL), PCIBIND_ERR_NO_DRIVER);

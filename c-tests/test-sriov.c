@@ -143,17 +143,24 @@ static void new_vfs_stay_unbound(void)
     teardown();
 }
 
-/* A VF that cannot be parked with the `none` override: the call fails, and autoprobe stays 0 so
- * that no host driver takes the unparked VF. */
-static void a_vf_that_cannot_be_parked_keeps_autoprobe_off(void)
+/* A VF that cannot be parked with the `none` override: the call fails, the new VFs are removed
+ * (no host driver can take an unparked one) and autoprobe is put back: never left at 0 (0.2
+ * left it 0 for good, and the next call read 0 as the PF's own setting). */
+static void a_vf_that_cannot_be_parked_is_removed_and_autoprobe_put_back(void)
 {
     setup();
     ptk_fault(root, "bus/pci/devices/" VF1 "/driver_override EIO");
     CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 2, 0, NULL), PCIBIND_ERR_IO);
     char *a = autoprobe();
-    CHECK_STR(a, "0\n");
+    CHECK_STR(a, "1\n");
     free(a);
-    CHECK(ptk_is_bound_to(root, VF1, NULL));
+    char *n = ptk_read(root, "devices/pci0000:00/" PF "/sriov_numvfs");
+    CHECK_STR(n, "0\n");
+    free(n);
+    char **left = NULL;
+    CHECK_RC(pcibind_recover(ctx, NULL, 0, &left), PCIBIND_OK);
+    CHECK(left && !left[0]);
+    pcibind_strv_free(left);
     teardown();
 }
 
@@ -348,7 +355,7 @@ static void failure_after_zero_says_so(void)
 }
 
 RUN_TESTS(TEST_CASE(lists_the_vfs_in_virtfn_order), TEST_CASE(new_vfs_stay_unbound),
-          TEST_CASE(a_vf_that_cannot_be_parked_keeps_autoprobe_off),
+          TEST_CASE(a_vf_that_cannot_be_parked_is_removed_and_autoprobe_put_back),
           TEST_CASE(autoprobe_off_stays_off),
           TEST_CASE(autoprobe_flag_lets_the_host_driver_take_them),
           TEST_CASE(count_changes_go_through_zero), TEST_CASE(more_than_total_is_refused),

@@ -16,9 +16,9 @@
  *   #if PCIBIND_VERSION_NUMBER >= PCIBIND_VERSION_ENCODE(0, 2, 0)
  * pcibind_version() tells the version of the library loaded at run time. */
 #define PCIBIND_VERSION_MAJOR 0
-#define PCIBIND_VERSION_MINOR 2
+#define PCIBIND_VERSION_MINOR 3
 #define PCIBIND_VERSION_PATCH 0
-#define PCIBIND_VERSION_STRING "0.2.0"
+#define PCIBIND_VERSION_STRING "0.3.0"
 #define PCIBIND_VERSION_ENCODE(major, minor, patch) (((major) << 16) | ((minor) << 8) | (patch))
 #define PCIBIND_VERSION_NUMBER \
     PCIBIND_VERSION_ENCODE(PCIBIND_VERSION_MAJOR, PCIBIND_VERSION_MINOR, PCIBIND_VERSION_PATCH)
@@ -413,9 +413,15 @@ int pcibind_bind_plan(const struct pcibind_ctx *ctx,
  * `driver_override` is first set to `"none"`, a name no driver has, so that no later probe
  * (a `drivers_probe`, a module load) grabs the device; `pcibind_reattach()` clears it. An
  * unbound device gets the override too. On failure the device is put back as it was.
- * `flags` must be 0.
- * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
- * PCIBIND_ERR_BIND (restored), PCIBIND_ERR_RESTORE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
+ *
+ * Taking a device off its driver runs the safety checks of `pcibind_bind()` that apply
+ * (since 0.3): a device in use on the host (the host's NIC, a disk with a mounted file
+ * system, ...) and an SR-IOV PF one of whose VFs is on a VFIO driver are refused with
+ * PCIBIND_ERR_IN_USE, nothing written. `flags`: PCIBIND_BIND_FORCE skips them (0.3); other
+ * bits are refused.
+ * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE
+ * (also when the device disappears during the call), PCIBIND_ERR_IN_USE, PCIBIND_ERR_BIND
+ * (restored), PCIBIND_ERR_RESTORE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
  * @since 0.1
  */
 PCIBIND_WARN_UNUSED_RESULT
@@ -440,13 +446,23 @@ int pcibind_unbind(const struct pcibind_ctx *ctx,
  * ID table (a host driver) and kept otherwise (an override-only VFIO driver, or a driver
  * that does not claim the device). On any failure the device is put back where it started
  * (on vfio-pci, with its override) and the call fails with PCIBIND_ERR_BIND, or the message
- * says where it is (PCIBIND_ERR_RESTORE). `flags` must be 0.
+ * says where it is (PCIBIND_ERR_RESTORE).
+ *
+ * A device on a host driver whose override is set, with NULL `name`, only has its override
+ * cleared: no unbind, no probe (since 0.3). With NULL `name` and no readable alias tables, a
+ * device that no driver takes is a failure (restored, PCIBIND_ERR_BIND), not a success with
+ * no driver (0.3).
+ *
+ * The checks of `pcibind_bind()` (since 0.3): a `name` that is not the driver the device is
+ * on must claim the device (PCIBIND_ERR_NOT_CLAIMED), and a device taken off a host driver
+ * must not be in use on the host (PCIBIND_ERR_IN_USE): `pcibind_reattach(host NIC,
+ * "vfio-pci")` refuses what `pcibind_bind()` refuses. `flags`: PCIBIND_BIND_FORCE skips them
+ * (0.3); other bits are refused.
  *
  * `driver_out` may be NULL; otherwise on success it receives the driver the device is bound
  * to, or NULL when it was left unbound; the caller owns a non-NULL result and releases it with
  * `pcibind_string_free()`.
- * Returns 0, or the codes of `pcibind_bind()` except PCIBIND_ERR_IN_USE and
- * PCIBIND_ERR_NOT_CLAIMED.
+ * Returns 0, or the codes of `pcibind_bind()`.
  * @since 0.1
  */
 PCIBIND_WARN_UNUSED_RESULT
@@ -539,7 +555,8 @@ int pcibind_bind_group(const struct pcibind_ctx *ctx,
  * `pcibind_bind_group()` works it out) back to the host, each as `pcibind_reattach()` with a
  * NULL name, as one transaction: a failure puts the members already moved back onto their
  * VFIO drivers, in reverse order. `flags`: PCIBIND_BIND_DRY_RUN logs the plan instead;
- * PCIBIND_BIND_FORCE is accepted and changes nothing (reattach runs no safety checks).
+ * PCIBIND_BIND_FORCE skips the safety checks of `pcibind_reattach()` (before 0.3 it was
+ * accepted and changed nothing).
  *
  * `moved_out` may be NULL; otherwise on success it receives a NULL-terminated array of the
  * addresses given back, in order, which the caller owns and releases with
@@ -553,6 +570,37 @@ int pcibind_reattach_group(const struct pcibind_ctx *ctx,
                            const char *address,
                            unsigned int flags,
                            char ***moved_out);
+
+/**
+ * Rolls back interrupted transactions (SPEC 3.12): those of the device at `address`, or with
+ * NULL `address` of every device whose lock file in the lock directory holds a record.
+ *
+ * Before its first write, every transaction records in the device's lock file where the
+ * device started, and removes the record when it ends. A caller that dies in between
+ * (killed, out of memory) leaves the record: the next call that takes the device's lock, in
+ * any process, first rolls the device back to that start, logs a warning naming the
+ * interrupted transaction, and goes on with its own work. So no call needs this one; a
+ * manager calls it at start-up to put back at once what an earlier instance left half done,
+ * and the tool's `pcibind recover` is the operator's. A record whose device was moved by
+ * someone else since (its `driver_override` names neither the start's nor the transaction's
+ * driver) is dropped with a warning and the device left as it is; so is the record of a
+ * device that is gone. Records live on /run and do not survive a reboot, nor does the state
+ * they describe. `flags` must be 0.
+ *
+ * `recovered_out` may be NULL; otherwise on success it receives a NULL-terminated array of
+ * the addresses rolled back, in address order (empty when there was nothing to do), which the
+ * caller owns and releases with `pcibind_strv_free()`.
+ * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE
+ * (the named device does not exist), PCIBIND_ERR_RESTORE (a roll-back failed: the message says
+ * where the device is; its record stays for the next try), PCIBIND_ERR_BUSY,
+ * PCIBIND_ERR_IO (a record that cannot be parsed, named; never acted on).
+ * @since 0.3
+ */
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_recover(const struct pcibind_ctx *ctx,
+                    const char *address,
+                    unsigned int flags,
+                    char ***recovered_out);
 
 /**
  * Sets where `pcibind_vfio_device_nodes()` looks for the device nodes, as an absolute path;

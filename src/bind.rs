@@ -11,7 +11,8 @@ use crate::log::Priority;
 use crate::name::{DriverName, ModuleName};
 use crate::sysfs::NO_DRIVER_OVERRIDE;
 use crate::tables::VFIO_PCI_MODULE;
-use crate::txn::{self, DeviceTxn, Expect, Override, Step, Target};
+use crate::safety::Destination;
+use crate::txn::{self, DeviceTxn, Expect, Locked, Override, Step, Target};
 use crate::{Context, Modprobe};
 
 /// Options of [`Context::bind`] and [`Context::bind_plan`].
@@ -75,15 +76,13 @@ impl Context {
         self.sysfs.require_device(&address)?;
         // Declared first, dropped last: the log callback runs after the lock is released.
         let _deferral = self.log.defer();
-        let _lock = self
-            .locks
-            .lock(&self.lock_dir, &address, self.lock_timeout)?;
+        let locked = self.lock_device(&address, &self.deadline())?;
         let prepared = self.prepare_bind(&address, name.as_ref(), options, Mode::Real)?;
         let target = prepared
             .target
             .ok_or_else(|| Error::Internal("a bind without a resolved target".into()))?;
         if let Some(txn) = &prepared.txn {
-            self.execute(std::slice::from_ref(txn))?;
+            self.execute(std::slice::from_ref(txn), &locked)?;
             self.warn_if_group_not_viable(&address, &target);
         }
         Ok(target)
@@ -156,26 +155,23 @@ impl Context {
         let start = self.state(address)?;
         if let Target::Driver(t) = &target {
             if start.driver.as_ref() == Some(t) {
-                let nothing = format!("{address} is already bound to {t}; nothing to do");
-                self.log.log(Priority::Info, format_args!("{nothing}"));
-                notes.push(nothing);
-                return Ok(Prepared {
-                    target: Some(t.clone()),
-                    txn: None,
-                    notes,
-                });
+                return Ok(self.already_bound(address, t, start, notes));
             }
         }
-        if options.force {
-            notes.push("safety checks skipped (forced)".to_owned());
+        self.check_move(
+            address,
+            &start,
+            Destination::Driver(&target),
+            name,
+            options.force,
+        )?;
+        notes.push(if options.force {
+            "safety checks skipped (forced)".to_owned()
         } else {
-            self.check_safe(address, &target, name)?;
-            notes.push(
-                "safety checks passed: not in use on the host, no SR-IOV VFs in the way, the \
-                 driver claims the device"
-                    .to_owned(),
-            );
-        }
+            "safety checks passed: not in use on the host, no SR-IOV VFs in the way, the driver \
+             claims the device"
+                .to_owned()
+        });
         Ok(Prepared {
             target: match &target {
                 Target::Driver(d) => Some(d.clone()),
@@ -189,6 +185,46 @@ impl Context {
             }),
             notes,
         })
+    }
+
+    /// A device already on its target (SPEC 3.3 step 3): no unbind and no probe. On an
+    /// override-only (VFIO) driver whose name is not in `driver_override` yet (bound through
+    /// `new_id`, or so left by someone else), the override is written, so that a reprobe keeps
+    /// the device there; otherwise nothing is written.
+    fn already_bound(
+        &self,
+        address: &PciAddress,
+        driver: &DriverName,
+        start: txn::DeviceState,
+        mut notes: Vec<String>,
+    ) -> Prepared {
+        let keeps = start.driver_override.as_deref() == Some(driver.as_str());
+        if keeps || !self.is_vfio_driver(driver) {
+            let nothing = format!("{address} is already bound to {driver}; nothing to do");
+            self.log.log(Priority::Info, format_args!("{nothing}"));
+            notes.push(nothing);
+            return Prepared {
+                target: Some(driver.clone()),
+                txn: None,
+                notes,
+            };
+        }
+        notes.push(format!(
+            "{address} is already bound to {driver}; its name goes into driver_override so that \
+             a reprobe keeps it there"
+        ));
+        Prepared {
+            target: Some(driver.clone()),
+            txn: Some(DeviceTxn {
+                address: *address,
+                start,
+                steps: vec![Step::SetOverride(Override::Driver(Target::Driver(
+                    driver.clone(),
+                )))],
+                doing: format!("keeping {driver} through a reprobe"),
+            }),
+            notes,
+        }
     }
 
     /// The registered driver `name` stands for (SPEC 3.1). A real call loads its module when
@@ -245,16 +281,16 @@ impl Context {
 
     /// Detaches the device at `address` from its driver and leaves it unbound. Its
     /// `driver_override` is first set to `none` (a name no driver has), so no later probe
-    /// grabs it. Nothing is written when it is unbound with that override already. On
-    /// failure the device is put back as it was.
-    pub fn unbind(&self, address: &str) -> Result<()> {
+    /// grabs it. Nothing is written when it is unbound with that override already. Taking a
+    /// device off a host driver runs bind's safety checks unless `options.force` (unbinding
+    /// the host's NIC cuts the host off as surely as binding it elsewhere). On failure the
+    /// device is put back as it was.
+    pub fn unbind(&self, address: &str, options: BindOptions) -> Result<()> {
         let address = PciAddress::parse(address)?;
         self.sysfs.require_device(&address)?;
         // Declared first, dropped last: the log callback runs after the lock is released.
         let _deferral = self.log.defer();
-        let _lock = self
-            .locks
-            .lock(&self.lock_dir, &address, self.lock_timeout)?;
+        let locked = self.lock_device(&address, &self.deadline())?;
         let start = self.state(&address)?;
         if start.driver.is_none() && start.driver_override.as_deref() == Some(NO_DRIVER_OVERRIDE) {
             self.log.log(
@@ -263,16 +299,20 @@ impl Context {
             );
             return Ok(());
         }
-        self.execute(&[DeviceTxn {
-            address,
-            start,
-            steps: vec![
-                Step::SetOverride(Override::Value(NO_DRIVER_OVERRIDE.to_owned())),
-                Step::Unbind { keep: None },
-                Step::Expect(Expect::Unbound),
-            ],
-            doing: "unbinding".to_owned(),
-        }])
+        self.check_move(&address, &start, Destination::Unbound, None, options.force)?;
+        self.execute(
+            &[DeviceTxn {
+                address,
+                start,
+                steps: vec![
+                    Step::SetOverride(Override::Value(NO_DRIVER_OVERRIDE.to_owned())),
+                    Step::Unbind { keep: None },
+                    Step::Expect(Expect::Unbound),
+                ],
+                doing: "unbinding".to_owned(),
+            }],
+            &locked,
+        )
     }
 
     /// Gives the device back to the host (SPEC 3.3 reattach), as a transaction. With no name:
@@ -280,21 +320,27 @@ impl Context {
     /// modules the alias tables name for the device); with a name, binds exactly that driver
     /// and then clears the override if the driver matches the device by its own ID table.
     /// Nothing is written when there is nothing to do: a device on a host driver with no
-    /// override, asked back to the host or to the driver it is on. Returns the driver it ends
-    /// on; `None` only when no name was given and no host driver matches the device. On
-    /// failure the device is put back as it was.
-    pub fn reattach(&self, address: &str, name: Option<&str>) -> Result<Option<DriverName>> {
+    /// override, asked back to the host or to the driver it is on; a device on a host driver
+    /// whose override is set only has the override cleared (a host NIC must not flap). A
+    /// named driver that is not the current one must claim the device, and a device taken off
+    /// a host driver passes bind's safety checks, unless `options.force`. Returns the driver
+    /// it ends on; `None` only when no name was given and the alias tables were read and name
+    /// no host driver for the device. On failure the device is put back as it was.
+    pub fn reattach(
+        &self,
+        address: &str,
+        name: Option<&str>,
+        options: BindOptions,
+    ) -> Result<Option<DriverName>> {
         let address = PciAddress::parse(address)?;
         let name = name.map(DriverName::new).transpose()?;
         self.sysfs.require_device(&address)?;
         // Declared first, dropped last: the log callback runs after the lock is released.
         let _deferral = self.log.defer();
-        let _lock = self
-            .locks
-            .lock(&self.lock_dir, &address, self.lock_timeout)?;
-        let prepared = self.prepare_reattach(&address, name.as_ref(), Mode::Real)?;
+        let locked = self.lock_device(&address, &self.deadline())?;
+        let prepared = self.prepare_reattach(&address, name.as_ref(), options, Mode::Real)?;
         if let Some(txn) = &prepared.txn {
-            self.execute(std::slice::from_ref(txn))?;
+            self.execute(std::slice::from_ref(txn), &locked)?;
         }
         match prepared.target {
             Some(t) => Ok(Some(t)),
@@ -308,6 +354,7 @@ impl Context {
         &self,
         address: &PciAddress,
         name: Option<&DriverName>,
+        options: BindOptions,
         mode: Mode,
     ) -> Result<Prepared> {
         let mut notes = Vec::new();
@@ -327,16 +374,29 @@ impl Context {
             })
         };
         let Some(target) = target else {
-            // On a host driver with no override: cheapest test first.
-            let on_host_driver = start.driver_override.is_none()
-                && start.driver.as_ref().is_some_and(|d| {
-                    !STUB_DRIVERS.contains(&d.as_str())
-                        && !self.sysfs.has_vfio_dev(address)
-                        && !self.is_vfio_driver(d)
-                });
-            if on_host_driver {
+            let on_host_driver = start.driver.as_ref().is_some_and(|d| {
+                !STUB_DRIVERS.contains(&d.as_str())
+                    && !self.sysfs.has_vfio_dev(address)
+                    && !self.is_vfio_driver(d)
+            });
+            if on_host_driver && start.driver_override.is_none() {
                 return nothing(None);
             }
+            if on_host_driver {
+                // Home already: only the override goes, with no unbind and no probe.
+                return Ok(Prepared {
+                    target: start.driver.clone(),
+                    txn: Some(DeviceTxn {
+                        address: *address,
+                        steps: vec![Step::SetOverride(Override::Clear)],
+                        doing: "clearing driver_override (the device is on its host driver)"
+                            .to_owned(),
+                        start,
+                    }),
+                    notes: Vec::new(),
+                });
+            }
+            self.check_move(address, &start, Destination::Host, None, options.force)?;
             return self.prepare_reattach_to_host(address, start, mode);
         };
         let driver = match &target {
@@ -350,6 +410,16 @@ impl Context {
             .claims_by_id_table(address, &target, name)
             .unwrap_or_else(|| !self.is_vfio_driver(&driver));
         let wanted_override = if host { None } else { Some(driver.as_str()) };
+        if start.driver.as_ref() != Some(&driver) {
+            // `reattach(host NIC, "vfio-pci")` must not take what `bind` refuses.
+            self.check_move(
+                address,
+                &start,
+                Destination::Driver(&target),
+                name,
+                options.force,
+            )?;
+        }
         let steps = if start.driver.as_ref() == Some(&driver) {
             if start.driver_override.as_deref() == wanted_override {
                 return nothing(Some(driver));
@@ -403,8 +473,10 @@ impl Context {
                 }
             }
         }
-        let may_stay_unbound = modules.as_ref().is_none_or(Vec::is_empty);
-        if modules.is_some() && may_stay_unbound {
+        // Unreadable tables cannot say that no host driver matches: left unbound then, the
+        // device is restored and the call fails.
+        let may_stay_unbound = modules.as_ref().is_some_and(Vec::is_empty);
+        if may_stay_unbound {
             self.log.log(
                 Priority::Info,
                 format_args!("no host driver matches {address}; it may stay unbound"),
@@ -483,7 +555,12 @@ impl Context {
     /// Gives every VFIO-bound, non-bridge member of the unit of the device at `address` back to
     /// the host (each as [`Context::reattach`] with no name), as one transaction: a failure puts
     /// the members already moved back onto their VFIO drivers, in reverse order.
-    pub fn reattach_group(&self, address: &str, dry_run: bool) -> Result<GroupOutcome> {
+    pub fn reattach_group(
+        &self,
+        address: &str,
+        options: BindOptions,
+        dry_run: bool,
+    ) -> Result<GroupOutcome> {
         let address = PciAddress::parse(address)?;
         self.sysfs.require_device(&address)?;
         let _deferral = self.log.defer();
@@ -495,7 +572,7 @@ impl Context {
                 .map(|m| m.address),
             &unit,
             mode,
-            |member| self.prepare_reattach(member, None, mode),
+            |member| self.prepare_reattach(member, None, options, mode),
         )
     }
 
@@ -508,13 +585,10 @@ impl Context {
         mode: Mode,
         prepare: impl Fn(&PciAddress) -> Result<Prepared>,
     ) -> Result<GroupOutcome> {
-        let _locks = match mode {
-            Mode::Real => self.locks.lock_in_order(
-                &self.lock_dir,
-                unit.iter().map(|m| &m.address),
-                self.lock_timeout,
-            )?,
-            Mode::DryRun => Vec::new(),
+        let addresses: Vec<PciAddress> = unit.iter().map(|m| m.address).collect();
+        let locked = match mode {
+            Mode::Real => self.lock_devices(&addresses, &self.deadline())?,
+            Mode::DryRun => Locked::none(),
         };
         let mut txns = Vec::new();
         let mut plan = Vec::new();
@@ -539,7 +613,7 @@ impl Context {
                     .to_owned(),
             );
         } else {
-            self.execute(&txns)?;
+            self.execute(&txns, &locked)?;
         }
         Ok(GroupOutcome {
             moved: txns.iter().map(|t| t.address).collect(),

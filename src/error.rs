@@ -21,6 +21,11 @@ pub enum Error {
     #[error("no PCI device {address} (looked for {})", path.display())]
     NoDevice { address: PciAddress, path: PathBuf },
 
+    /// The device disappeared while it was being moved or checked (hot removal, SPEC 3.13):
+    /// nothing more was written for it; `detail` says what happened to the others.
+    #[error("{address} disappeared during the operation{detail}")]
+    Vanished { address: PciAddress, detail: String },
+
     /// The name resolves to no PCI driver; the message says what was looked for and where.
     #[error("{0}")]
     NoDriver(String),
@@ -128,7 +133,7 @@ impl Error {
                 io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => libc::EINVAL,
                 _ => libc::EIO,
             }),
-            Error::NoDevice { .. } => libc::ENODEV,
+            Error::NoDevice { .. } | Error::Vanished { .. } => libc::ENODEV,
             Error::Malformed { .. } => libc::EINVAL,
             Error::Escape { .. } => libc::EXDEV,
             Error::Bind { errno, .. } | Error::Restore { errno, .. } => *errno,

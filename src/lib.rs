@@ -32,6 +32,8 @@ mod modprobe;
 mod name;
 mod nodes;
 mod query;
+mod record;
+mod recover;
 mod resolve;
 mod safety;
 mod sriov;
@@ -52,6 +54,7 @@ pub use lock::DEFAULT_LOCK_TIMEOUT;
 pub use log::{Logger, Priority, Sink};
 pub use modprobe::{Modprobe, DEFAULT_MODPROBE_TIMEOUT};
 pub use name::{DriverName, ModuleName};
+pub use recover::Interrupted;
 pub use sriov::SriovOptions;
 pub use sysfs::NO_DRIVER_OVERRIDE;
 

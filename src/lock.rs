@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use crate::address::PciAddress;
 use crate::error::{Error, Result};
+use crate::record::MAX_RECORD;
 
 /// How long to wait for a device's lock, held by another thread or another process, before
 /// giving up with `Busy`. Unbinding a GPU can take many seconds, so this is generous.
@@ -55,11 +56,87 @@ pub struct DeviceLocks {
     released: Condvar,
 }
 
-/// Holds a device's locks; dropping it releases both (the `flock` goes with the file).
+/// Holds a device's locks; dropping it releases both (the `flock` goes with the file). The
+/// lock file also carries the record of the transaction in progress (`record.rs`), read and
+/// written through the guard only: whoever holds the lock owns the record.
 pub struct DeviceGuard<'a> {
     locks: &'a DeviceLocks,
     address: PciAddress,
     file: Option<File>,
+    path: PathBuf,
+}
+
+impl DeviceGuard<'_> {
+    pub fn address(&self) -> &PciAddress {
+        &self.address
+    }
+
+    /// The lock file's path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn file(&self) -> Result<&File> {
+        self.file
+            .as_ref()
+            .ok_or_else(|| Error::Internal("a device guard without its lock file".into()))
+    }
+
+    /// The record the lock file holds: empty when no transaction is in progress (or a
+    /// transaction left none). At most `MAX_RECORD` bytes are read: a longer one is malformed.
+    pub fn read_record(&self) -> Result<String> {
+        let file = self.file()?;
+        let mut buf = vec![0u8; MAX_RECORD + 1];
+        let mut len = 0;
+        while len < buf.len() {
+            // SAFETY: pread into the unused tail of a buffer we own.
+            let n = unsafe {
+                libc::pread(
+                    file.as_raw_fd(),
+                    buf[len..].as_mut_ptr().cast(),
+                    buf.len() - len,
+                    len as libc::off_t,
+                )
+            };
+            match n {
+                0 => break,
+                n if n > 0 => len += n as usize,
+                _ => {
+                    let err = io::Error::last_os_error();
+                    if err.raw_os_error() == Some(libc::EINTR) {
+                        continue;
+                    }
+                    return Err(Error::io("reading the device's lock file", &self.path, err));
+                }
+            }
+        }
+        if len > MAX_RECORD {
+            return Err(Error::Malformed {
+                path: self.path.clone(),
+                detail: format!("a transaction record longer than {MAX_RECORD} bytes"),
+            });
+        }
+        buf.truncate(len);
+        String::from_utf8(buf).map_err(|_| Error::Malformed {
+            path: self.path.clone(),
+            detail: "a transaction record that is not UTF-8".into(),
+        })
+    }
+
+    /// Replaces the record with `text` (empty: removes it). The file is emptied first, so a
+    /// death between the two leaves no record rather than a mix of two; a record is written
+    /// before the transaction's first change, so there is nothing to roll back then. (The
+    /// lock directory is on /run, a tmpfs: a written record is seen by every process at once,
+    /// and a reboot, which forgets the kernel state it describes, forgets it too.)
+    pub fn write_record(&self, text: &str) -> Result<()> {
+        let file = self.file()?;
+        let fail = |e| Error::io("writing the transaction record", &self.path, e);
+        file.set_len(0).map_err(fail)?;
+        if !text.is_empty() {
+            std::os::unix::fs::FileExt::write_all_at(file, text.as_bytes(), 0).map_err(fail)?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for DeviceGuard<'_> {
@@ -69,6 +146,30 @@ impl Drop for DeviceGuard<'_> {
         let mut held = self.locks.held.lock().unwrap_or_else(|e| e.into_inner());
         held.remove(&self.address);
         self.locks.released.notify_all();
+    }
+}
+
+/// When a call stops waiting for locks: one deadline for the whole call, however many devices'
+/// locks it takes (SPEC 3.5), and the timeout it came from, for messages.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline {
+    at: Option<Instant>,
+    timeout: Duration,
+}
+
+impl Deadline {
+    /// `timeout` from now; `Duration::MAX` (or any time too far to say) never passes.
+    pub fn after(timeout: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now().checked_add(timeout),
+            timeout,
+        }
+    }
+
+    /// Time left; `None` when it never passes.
+    fn left(&self) -> Option<Duration> {
+        self.at
+            .map(|at| at.saturating_duration_since(Instant::now()))
     }
 }
 
@@ -90,20 +191,30 @@ impl DeviceLocks {
     /// Locks `address` for the calling thread: first in-process, then `LOCK_DIR/ADDRESS.lock`
     /// with `flock`, both within `timeout` in all (`Busy` after it; zero: `Busy` at once when
     /// either is held; `Duration::MAX`: no limit).
+    #[cfg(test)]
     pub fn lock(
         &self,
         lock_dir: &Path,
         address: &PciAddress,
         timeout: Duration,
     ) -> Result<DeviceGuard<'_>> {
-        let deadline = Instant::now().checked_add(timeout);
+        self.lock_until(lock_dir, address, &Deadline::after(timeout))
+    }
+
+    /// As [`DeviceLocks::lock`], both waits ending at `deadline`.
+    pub fn lock_until(
+        &self,
+        lock_dir: &Path,
+        address: &PciAddress,
+        deadline: &Deadline,
+    ) -> Result<DeviceGuard<'_>> {
+        let timeout = deadline.timeout;
         {
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
             while held.contains(address) {
-                held = match deadline {
+                held = match deadline.left() {
                     None => self.released.wait(held).unwrap_or_else(|e| e.into_inner()),
-                    Some(deadline) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
+                    Some(left) => {
                         if left.is_zero() {
                             return Err(Error::Busy(format!(
                                 "{address} is locked by another thread of this process ({})",
@@ -124,9 +235,11 @@ impl DeviceLocks {
             locks: self,
             address: *address,
             file: None,
+            path: PathBuf::new(),
         };
         let dir = open_lock_dir(lock_dir)?;
         let (file, path) = open_lock_file(&dir, lock_dir, address)?;
+        guard.path = path.clone();
         let mut pause = Duration::from_millis(1);
         loop {
             // SAFETY: flock on a file descriptor we own.
@@ -139,7 +252,7 @@ impl DeviceLocks {
                 Some(libc::EINTR) => continue,
                 _ => return Err(Error::io("locking the device", &path, err)),
             }
-            let left = deadline.map_or(pause, |d| d.saturating_duration_since(Instant::now()));
+            let left = deadline.left().unwrap_or(pause);
             if left.is_zero() {
                 return Err(Error::Busy(format!(
                     "{address} is locked by another process (lock file {}; {})",
@@ -312,20 +425,95 @@ impl DeviceLocks {
     /// Locks several devices, in address order, and holds them all. Every caller that holds
     /// more than one device's lock takes them in this order (a group's members; a PF and then
     /// its VFs, whose addresses follow the PF's), so two of them never wait for each other.
+    /// All within one `deadline`: a unit of eight members waits at most the lock timeout in
+    /// all, not eight times it.
     pub fn lock_in_order<'a>(
         &self,
         lock_dir: &Path,
         addresses: impl IntoIterator<Item = &'a PciAddress>,
-        timeout: Duration,
+        deadline: &Deadline,
     ) -> Result<Vec<DeviceGuard<'_>>> {
         let mut addresses: Vec<&PciAddress> = addresses.into_iter().collect();
         addresses.sort();
         addresses.dedup();
         addresses
             .into_iter()
-            .map(|a| self.lock(lock_dir, a, timeout))
+            .map(|a| self.lock_until(lock_dir, a, deadline))
             .collect()
     }
+}
+
+/// A transaction record found in the lock directory without taking the lock: the device,
+/// the record's text, and whether its transaction is still running (another holder has the
+/// lock) rather than interrupted.
+#[derive(Clone, Debug)]
+pub struct FoundRecord {
+    pub address: PciAddress,
+    pub text: String,
+    pub running: bool,
+}
+
+/// The records in the lock directory, in address order, for `status` and `recover`. A missing
+/// directory holds none; lock files that are not ours (links, other users' files) are skipped,
+/// as locking them is refused anyway. Waits for nothing: a lock held by another holder means
+/// its transaction is running.
+pub fn find_records(lock_dir: &Path) -> Result<Vec<FoundRecord>> {
+    match fs::symlink_metadata(lock_dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("reading the lock directory", lock_dir, e)),
+        Ok(m) if !m.is_dir() => {
+            return Err(refused(
+                "the lock directory is not a directory, which is refused",
+                lock_dir,
+            ))
+        }
+        Ok(_) => {}
+    }
+    let entries =
+        fs::read_dir(lock_dir).map_err(|e| Error::io("reading the lock directory", lock_dir, e))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("reading the lock directory", lock_dir, e))?;
+        let name = entry.file_name();
+        let Some(address) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".lock"))
+            .and_then(|a| PciAddress::parse(a).ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let Ok(file) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+            .open(&path)
+        else {
+            continue;
+        };
+        // SAFETY: geteuid cannot fail.
+        let ours = file
+            .metadata()
+            .is_ok_and(|m| m.file_type().is_file() && m.uid() == unsafe { libc::geteuid() });
+        if !ours {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut io::Read::take(&file, MAX_RECORD as u64 + 1), &mut bytes)
+            .map_err(|e| Error::io("reading the device's lock file", &path, e))?;
+        if bytes.is_empty() {
+            continue;
+        }
+        // SAFETY: flock on a descriptor we own; a shared lock is refused while a holder has
+        // the exclusive one, and released at once when granted.
+        let running = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } != 0;
+        found.push(FoundRecord {
+            address,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            running,
+        });
+    }
+    found.sort_by_key(|f| f.address);
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -8,8 +8,18 @@ use crate::inuse;
 use crate::log::Priority;
 use crate::name::{DriverName, ModuleName};
 use crate::tables::Side;
-use crate::txn::Target;
+use crate::txn::{DeviceState, Target};
 use crate::Context;
+
+/// Where a move takes a device, for [`Context::check_move`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Destination<'a> {
+    Driver(&'a Target),
+    /// Unbound (`unbind`; a VF that is removed).
+    Unbound,
+    /// Whichever host driver the kernel chooses (`reattach` with no name).
+    Host,
+}
 
 impl Context {
     /// The modules a driver may belong to, most likely first: its `module` link, the module
@@ -62,22 +72,45 @@ impl Context {
             .any(|m| self.tables.is_vfio_module(m, &self.log))
     }
 
-    /// The checks of SPEC 3.3 step 5 for moving the device at `address` to `target` (`given`:
-    /// the name the caller used). The in-use check comes first: it needs no tables.
-    pub(crate) fn check_safe(
+    /// The one decision (SPEC 3.3 step 5) for every path that moves the device at `address`
+    /// from `start` to `to`: bind, unbind, reattach, the members of a group transaction, the
+    /// tool's `bind ADDR none` and `apply` (which are those), and the VFs an SR-IOV count
+    /// change removes. `given`: the name the caller used for the target. Forced, nothing is
+    /// checked. Otherwise a device taken off the driver it is on must not be in use on the
+    /// host, nor be a PF one of whose VFs is on a VFIO driver (unloading a PF driver pulls its
+    /// VFs out of running guests); a PF with VFs never goes to a VFIO driver; and a target
+    /// driver must claim the device. The in-use check comes first: it needs no tables.
+    pub(crate) fn check_move(
         &self,
         address: &PciAddress,
-        target: &Target,
+        start: &DeviceState,
+        to: Destination<'_>,
         given: Option<&DriverName>,
+        force: bool,
     ) -> Result<()> {
-        if let Some(reason) =
-            inuse::in_use_reason(&self.sysfs, &self.proc_root, &self.log, address)?
-        {
-            return Err(Error::InUse {
-                address: *address,
-                reason,
-            });
+        if force {
+            return Ok(());
         }
+        let target = match to {
+            Destination::Driver(t) => Some(t),
+            Destination::Unbound | Destination::Host => None,
+        };
+        let leaves = start.driver.is_some()
+            && target.is_none_or(|t| t.driver() != start.driver.as_ref());
+        if leaves {
+            if let Some(reason) =
+                inuse::in_use_reason(&self.sysfs, &self.proc_root, &self.log, address)?
+            {
+                return Err(Error::InUse {
+                    address: *address,
+                    reason,
+                });
+            }
+            self.check_no_vfio_vfs(address)?;
+        }
+        let Some(target) = target else {
+            return Ok(());
+        };
         let target_is_vfio = self.is_vfio_target(target);
         if target_is_vfio {
             let vfs = self.sysfs.sriov_numvfs(address)?;
@@ -91,12 +124,35 @@ impl Context {
                 });
             }
         }
+        if target.driver() == start.driver.as_ref() {
+            return Ok(());
+        }
         let side = if target_is_vfio {
             Side::Vfio
         } else {
             Side::Host
         };
         self.check_claims(address, target, given, side)
+    }
+
+    /// A PF any of whose VFs is on a VFIO driver stays on its driver: unbinding it (mlx5_core,
+    /// ice, i40e, ixgbe) disables SR-IOV and pulls the VFs out of the guests using them.
+    fn check_no_vfio_vfs(&self, address: &PciAddress) -> Result<()> {
+        if self.sysfs.sriov_numvfs(address)? == 0 {
+            return Ok(());
+        }
+        for vf in self.sysfs.sriov_virtfns(address)? {
+            if let Some(driver) = self.vfio_driver_of(&vf)? {
+                return Err(Error::InUse {
+                    address: *address,
+                    reason: format!(
+                        "it is an SR-IOV PF whose VF {vf} is on {driver}, probably assigned to \
+                         a VM; taking the PF off its driver would remove the VF"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Refuses a target whose module's aliases do not match the device (SPEC 3.3 step 5):

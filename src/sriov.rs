@@ -3,7 +3,10 @@
 
 use crate::address::PciAddress;
 use crate::error::{Error, Result};
+use crate::lock::Deadline;
 use crate::log::Priority;
+use crate::record::{Record, Recorded};
+use crate::safety::Destination;
 use crate::sysfs::NO_DRIVER_OVERRIDE;
 use crate::Context;
 
@@ -56,7 +59,8 @@ impl Context {
         self.sysfs.require_device(&pf)?;
         // Declared first, dropped last: the log callback runs after the lock is released.
         let _deferral = self.log.defer();
-        let _lock = self.locks.lock(&self.lock_dir, &pf, self.lock_timeout)?;
+        let deadline = self.deadline();
+        let locked = self.lock_device(&pf, &deadline)?;
         let total = self.require_sriov(&pf)?;
         if numvfs > total {
             return Err(Error::InvalidArg(format!(
@@ -71,13 +75,44 @@ impl Context {
             );
             return self.sysfs.sriov_virtfns(&pf);
         }
+        // The PF's start, recorded before the first write (SPEC 3.12): should this call die,
+        // the next holder of the PF's lock puts its VF count and autoprobe back.
+        let autoprobe = self.sysfs.sriov_drivers_autoprobe(&pf)?;
+        locked.record(
+            &pf,
+            &Record {
+                pid: std::process::id(),
+                doing: format!("changing the VF count from {current} to {numvfs}"),
+                what: Recorded::Sriov {
+                    autoprobe,
+                    numvfs: current,
+                },
+            },
+        )?;
+        let result = self.change_numvfs(&pf, current, numvfs, options, &deadline);
+        // A failure leaves the count as the error says and autoprobe as it was; only when
+        // autoprobe could not be put back does the record stay, for the next holder.
+        if result.is_ok() || self.sysfs.sriov_drivers_autoprobe(&pf).ok() == Some(autoprobe) {
+            locked.clear(&pf)?;
+        }
+        result
+    }
+
+    /// `sriov_set_numvfs` under the PF's lock, its start recorded.
+    fn change_numvfs(
+        &self,
+        pf: &PciAddress,
+        current: u32,
+        numvfs: u32,
+        options: SriovOptions,
+        deadline: &Deadline,
+    ) -> Result<Vec<PciAddress>> {
+        let pf = *pf;
         if current > 0 {
             // The VFs' locks too (after the PF's, whose address precedes theirs): a bind of
             // one of them cannot slip in between the check and the removal.
             let vfs = self.sysfs.sriov_virtfns(&pf)?;
-            let _vf_locks = self
-                .locks
-                .lock_in_order(&self.lock_dir, &vfs, self.lock_timeout)?;
+            let _vf_locks = self.lock_devices(&vfs, deadline)?;
             self.check_vfs_removable(&vfs, &pf, options.force)?;
             self.log.log(
                 Priority::Info,
@@ -131,21 +166,36 @@ impl Context {
             let vfs = self.sysfs.sriov_virtfns(&pf)?;
             if !options.autoprobe {
                 for vf in &vfs {
-                    self.park_new_vf(vf)?;
+                    self.park_new_vf(vf, deadline)?;
                 }
             }
             Ok(vfs)
         });
-        if restore_autoprobe && vfs_exist && result.is_err() {
-            self.log.log(
-                Priority::Warning,
-                format_args!(
-                    "{pf}: sriov_drivers_autoprobe left at 0 so that no host driver takes a VF \
-                     that could not be given the '{NO_DRIVER_OVERRIDE}' override; write 1 to it \
-                     once they are bound"
-                ),
-            );
-        } else if restore_autoprobe {
+        let result = match result {
+            // A VF that could not be parked would go to a host driver once autoprobe is back
+            // on: the new VFs go, and autoprobe is put back below (never left at 0).
+            Err(e) if restore_autoprobe && vfs_exist => {
+                let removed = self.sysfs.set_sriov_numvfs(&pf, 0);
+                self.log.log(
+                    Priority::Warning,
+                    format_args!(
+                        "{pf}: a new VF could not be kept from host drivers ({e}); {}",
+                        match &removed {
+                            Ok(()) => "the new VFs were removed".to_owned(),
+                            Err(r) => format!("removing the new VFs failed too: {r}"),
+                        }
+                    ),
+                );
+                if removed.is_err() {
+                    // Autoprobe stays 0: no host driver takes an unparked VF. The record
+                    // stays too, and the next holder of the PF's lock tries again.
+                    return Err(e);
+                }
+                Err(if current > 0 { count_now_zero(e, current) } else { e })
+            }
+            other => other,
+        };
+        if restore_autoprobe {
             if let Err(e) = self.sysfs.set_sriov_drivers_autoprobe(&pf, true) {
                 if result.is_ok() {
                     return Err(e);
@@ -160,9 +210,22 @@ impl Context {
     }
 
     /// Removing the PF's VFs is refused while one is on a VFIO driver, unless forced.
+    /// VFs on host drivers pass the checks of every move off a host driver (a VF's interface
+    /// may carry the host's traffic).
     fn check_vfs_removable(&self, vfs: &[PciAddress], pf: &PciAddress, force: bool) -> Result<()> {
         for vf in vfs {
             let Some(driver) = self.vfio_driver_of(vf)? else {
+                let start = self.state(vf)?;
+                self.check_move(vf, &start, Destination::Unbound, None, force)
+                    .map_err(|e| match e {
+                        Error::InUse { address, reason } => Error::InUse {
+                            address: *pf,
+                            reason: format!(
+                                "removing its VFs would take VF {address} from the host: {reason}"
+                            ),
+                        },
+                        e => e,
+                    })?;
                 continue;
             };
             if !force {
@@ -188,8 +251,8 @@ impl Context {
     /// Gives a new VF the no-driver override, under its lock. With autoprobe off nothing but
     /// an override binds a VF, so one found on a driver was bound meanwhile by a caller that
     /// held its lock (`pcibind bind` of the new VF as soon as it appeared): it is left there.
-    fn park_new_vf(&self, vf: &PciAddress) -> Result<()> {
-        let _lock = self.locks.lock(&self.lock_dir, vf, self.lock_timeout)?;
+    fn park_new_vf(&self, vf: &PciAddress, deadline: &Deadline) -> Result<()> {
+        let _lock = self.lock_device(vf, deadline)?;
         if let Some(driver) = self.sysfs.device_driver(vf)? {
             self.log.log(
                 Priority::Info,

@@ -9,8 +9,10 @@ use std::fmt;
 
 use crate::address::PciAddress;
 use crate::error::{Error, Result};
+use crate::lock::DeviceGuard;
 use crate::log::Priority;
 use crate::name::{DriverName, ModuleName};
+use crate::record::{Record, Recorded};
 use crate::Context;
 
 /// Where a device is: its driver and its `driver_override`.
@@ -51,7 +53,7 @@ impl fmt::Display for Target {
 }
 
 impl Target {
-    fn driver(&self) -> Option<&DriverName> {
+    pub(crate) fn driver(&self) -> Option<&DriverName> {
         match self {
             Target::Driver(d) => Some(d),
             Target::Unloaded(_) => None,
@@ -153,6 +155,78 @@ pub(crate) struct DeviceTxn {
     pub doing: String,
 }
 
+/// How a restore ended.
+pub(crate) enum Restored {
+    /// Back at its start, verified: the state read then.
+    Back(DeviceState),
+    /// The device is gone (hot removal): nothing to restore.
+    Gone,
+    /// Not back: what went wrong and where it is.
+    Failed(String),
+}
+
+/// The record a device's part of a transaction leaves in its lock file: its start, and every
+/// override its steps write (what the trust rule accepts).
+pub(crate) fn record_of(txn: &DeviceTxn) -> Record {
+    let mut may_leave: Vec<Option<String>> = Vec::new();
+    for step in &txn.steps {
+        let value = match step {
+            Step::SetOverride(Override::Clear) => None,
+            Step::SetOverride(Override::Driver(t)) => Some(t.to_string()),
+            Step::SetOverride(Override::Value(v)) => Some(v.clone()),
+            _ => continue,
+        };
+        if !may_leave.contains(&value) {
+            may_leave.push(value);
+        }
+    }
+    Record {
+        pid: std::process::id(),
+        doing: txn.doing.clone(),
+        what: Recorded::Move {
+            start: txn.start.clone(),
+            may_leave,
+        },
+    }
+}
+
+/// The locks an operation holds: each device's guard, whose lock file carries the device's
+/// transaction record.
+pub(crate) struct Locked<'a> {
+    guards: Vec<DeviceGuard<'a>>,
+    /// The devices whose interrupted transaction was rolled back when they were locked.
+    pub recovered: Vec<PciAddress>,
+}
+
+impl<'a> Locked<'a> {
+    pub fn new(guards: Vec<DeviceGuard<'a>>) -> Locked<'a> {
+        Locked {
+            guards,
+            recovered: Vec::new(),
+        }
+    }
+
+    /// No locks: a dry run, which writes nothing.
+    pub fn none() -> Locked<'a> {
+        Locked::new(Vec::new())
+    }
+
+    fn guard(&self, address: &PciAddress) -> Result<&DeviceGuard<'a>> {
+        self.guards
+            .iter()
+            .find(|g| g.address() == address)
+            .ok_or_else(|| Error::Internal(format!("a transaction on {address} without its lock")))
+    }
+
+    pub fn record(&self, address: &PciAddress, record: &Record) -> Result<()> {
+        self.guard(address)?.write_record(&record.to_text())
+    }
+
+    pub fn clear(&self, address: &PciAddress) -> Result<()> {
+        self.guard(address)?.write_record("")
+    }
+}
+
 /// A failed step: what failed, and the kernel's errno (0 when the kernel did not complain).
 pub(crate) struct Failure {
     pub what: String,
@@ -209,8 +283,21 @@ impl Context {
 
     /// Runs a transaction: each device's steps in order, stopping at the first failure. Then
     /// the failed device and every device before it are restored, in reverse order, and
-    /// verified; the error says what failed and where each device is.
-    pub(crate) fn execute(&self, txns: &[DeviceTxn]) -> Result<()> {
+    /// verified; the error says what failed and where each device is. Before the first write,
+    /// each device's start is recorded in its lock file (SPEC 3.12); a record is removed when
+    /// its device ends where it should (moved, or restored and verified) or is gone, so a
+    /// caller that dies anywhere in between leaves the next holder of the lock what it needs
+    /// to roll the device back. A device that disappears (SPEC 3.13) fails the transaction
+    /// with `Vanished`, never a failed restore.
+    pub(crate) fn execute(&self, txns: &[DeviceTxn], locked: &Locked<'_>) -> Result<()> {
+        for (i, txn) in txns.iter().enumerate() {
+            if let Err(e) = locked.record(&txn.address, &record_of(txn)) {
+                for earlier in &txns[..i] {
+                    let _ = locked.clear(&earlier.address);
+                }
+                return Err(e);
+            }
+        }
         for (i, txn) in txns.iter().enumerate() {
             self.log.log(
                 Priority::Info,
@@ -218,8 +305,15 @@ impl Context {
             );
             let mut known = Known::Driver(txn.start.driver.clone());
             if let Err(failure) = self.run_steps(&txn.address, &txn.steps, &mut known) {
-                return Err(self.roll_back(&txns[..=i], failure));
+                // The devices after the failed one were never touched.
+                for later in &txns[i + 1..] {
+                    let _ = locked.clear(&later.address);
+                }
+                return Err(self.roll_back(&txns[..=i], failure, locked));
             }
+        }
+        for txn in txns {
+            locked.clear(&txn.address)?;
         }
         Ok(())
     }
@@ -321,28 +415,76 @@ impl Context {
         })
     }
 
-    /// Restores `done` (the last one failed with `failure`) in reverse order.
-    fn roll_back(&self, done: &[DeviceTxn], failure: Failure) -> Error {
+    /// Restores `done` (the last one failed with `failure`) in reverse order, removing the
+    /// record of each device restored or gone. A failed device that is gone makes the error
+    /// `Vanished`: nothing is left to restore of it, and that is no failed restore.
+    fn roll_back(&self, done: &[DeviceTxn], failure: Failure, locked: &Locked<'_>) -> Error {
         let failed = done.last().expect("the failed device");
-        let mut outcomes: Vec<(PciAddress, std::result::Result<DeviceState, String>)> = Vec::new();
+        let failed_gone = self.sysfs.require_device(&failed.address).is_err();
+        let mut outcomes: Vec<(PciAddress, Restored)> = Vec::new();
         for txn in done.iter().rev() {
-            outcomes.push((txn.address, self.restore(txn)));
+            let outcome = if failed_gone && txn.address == failed.address {
+                Restored::Gone
+            } else {
+                self.restore(txn)
+            };
+            if !matches!(outcome, Restored::Failed(_)) {
+                // A record that cannot be removed leaves a device that is where it started
+                // to be rolled back again by the next holder: harmless.
+                let _ = locked.clear(&txn.address);
+            }
+            outcomes.push((txn.address, outcome));
         }
-        let all_restored = outcomes.iter().all(|(_, r)| r.is_ok());
-        let mut message = format!("{}: {}", failed.doing, failure.what);
+        let all_restored = outcomes
+            .iter()
+            .all(|(_, r)| !matches!(r, Restored::Failed(_)));
+        let mut message = if failed_gone {
+            String::new()
+        } else {
+            format!("{}: {}", failed.doing, failure.what)
+        };
         for (address, outcome) in &outcomes {
+            if failed_gone && *address == failed.address {
+                continue;
+            }
             let prefix = if done.len() > 1 {
                 format!("; {address}")
             } else {
                 ";".to_owned()
             };
             match outcome {
-                Ok(now) => message.push_str(&format!("{prefix} the device was restored ({now})")),
-                Err(why) => message.push_str(&format!("{prefix} {why}")),
+                Restored::Back(now) => {
+                    message.push_str(&format!("{prefix} the device was restored ({now})"))
+                }
+                Restored::Gone => message.push_str(&format!("{prefix} the device disappeared")),
+                Restored::Failed(why) => message.push_str(&format!("{prefix} {why}")),
             }
         }
         let address = failed.address;
         let errno = failure.errno;
+        if failed_gone {
+            let detail = format!(
+                " ({}; nothing more was written for it{message})",
+                failed.doing
+            );
+            let priority = if all_restored {
+                Priority::Warning
+            } else {
+                Priority::Err
+            };
+            self.log.log(
+                priority,
+                format_args!("{address} disappeared during the operation{detail}"),
+            );
+            if all_restored {
+                return Error::Vanished { address, detail };
+            }
+            return Error::Restore {
+                address,
+                message: format!("disappeared during the operation{detail}"),
+                errno: libc::ENODEV,
+            };
+        }
         if all_restored {
             self.log
                 .log(Priority::Warning, format_args!("{address}: {message}"));
@@ -362,14 +504,13 @@ impl Context {
         }
     }
 
-    /// Puts one device back to its recorded start and verifies it: its state then, or what
-    /// went wrong and where it is. Every restore step is tried even when one fails.
-    fn restore(&self, txn: &DeviceTxn) -> std::result::Result<DeviceState, String> {
+    /// Puts one device back to its recorded start and verifies it. Every restore step is
+    /// tried even when one fails.
+    pub(crate) fn restore(&self, txn: &DeviceTxn) -> Restored {
         let address = &txn.address;
         let start = &txn.start;
-        let gone = "the device disappeared, so it could not be restored".to_owned();
         if self.sysfs.require_device(address).is_err() {
-            return Err(gone);
+            return Restored::Gone;
         }
         let mut problems = Vec::new();
         let mut known = Known::Unknown;
@@ -382,14 +523,14 @@ impl Context {
             }
         }
         match self.state(address) {
-            Ok(now) if now == *start => Ok(now),
-            Ok(now) => Err(format!(
+            Ok(now) if now == *start => Restored::Back(now),
+            Ok(now) => Restored::Failed(format!(
                 "restoring failed{}{}; the device is now {now} (it was {start})",
                 if problems.is_empty() { "" } else { ": " },
                 problems.join("; ")
             )),
-            Err(Error::NoDevice { .. }) => Err(gone),
-            Err(e) => Err(format!(
+            Err(_) if self.sysfs.require_device(address).is_err() => Restored::Gone,
+            Err(e) => Restored::Failed(format!(
                 "restoring left the device in an unknown state ({e}); it was {start}"
             )),
         }

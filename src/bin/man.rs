@@ -228,7 +228,7 @@ its IOMMU group (\fBnull\fR without an IOMMU)
 .B vfio_driver_module
 the module of the VFIO driver \fBbind\fR would pick for it
 .PP
-\fBpcibind show \fIADDRESS\fB \-\-json\fR prints one such object with five more keys:
+\fBpcibind show \fIADDRESS\fB \-\-json\fR prints one such object with six more keys:
 .TP
 .B modalias
 the device's \fBmodalias\fR
@@ -248,9 +248,14 @@ why \fBbind\fR would refuse the device as in use on the host, or \fBnull\fR
 an array of the device nodes a VMM opens for a device on a VFIO driver (\fB/dev/vfio/vfio\fR,
 \fB/dev/vfio/\fIGROUP\fR, and with the VFIO character device \fB/dev/iommu\fR and
 \fB/dev/vfio/devices/vfio\fIN\fR), empty otherwise
+.TP
+.B interrupted_transaction
+the device's unfinished transaction (\fBinterrupted:\fR its caller died, and the next
+command that touches the device, or \fBpcibind recover\fR, rolls it back; \fBrunning now:\fR
+another caller holds the device), or \fBnull\fR
 .PP
 \fBpcibind status \-\-json\fR prints one object of three arrays of such \fBlist\fR objects,
-each with two more keys:
+each with two more keys, and a fourth array:
 .TP
 \fBvfio\fR, \fBhost\fR, \fBnone\fR
 the devices on a VFIO driver, on a host driver, and on no driver
@@ -261,6 +266,11 @@ as for \fBshow\fR (\fBnull\fR without an IOMMU group)
 .B iommu_group_blocking
 the addresses of the members of its IOMMU group on host drivers, which keep the group from a
 guest (\fBnull\fR without an IOMMU group)
+.TP
+.B interrupted
+an array of \fB{"address", "transaction", "running"}\fR, one per device whose last
+transaction did not finish (\fBrunning\fR: it still runs), or \fBnull\fR when the lock
+directory cannot be read
 .PP
 \fBpcibind list \-\-persisted \-\-json\fR prints an array of objects, one per saved override:
 .TP

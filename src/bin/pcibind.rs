@@ -176,6 +176,10 @@ enum Command {
     Unbind {
         #[arg(required = true, value_name = "ADDRESS")]
         addresses: Vec<String>,
+        /// Skip the safety checks (device in use on the host, PF whose VFs are on VFIO
+        /// drivers), as bind --force
+        #[arg(long)]
+        force: bool,
     },
     /// Give devices back to their host driver (clear driver_override, reprobe), or bind them to
     /// DRIVER
@@ -194,6 +198,21 @@ enum Command {
         /// unset-override)
         #[arg(long)]
         persist: bool,
+        /// Skip the safety checks (device in use on the host, PF whose VFs are on VFIO
+        /// drivers, DRIVER not claiming the device), as bind --force
+        #[arg(long)]
+        force: bool,
+    },
+    /// Roll back interrupted transactions: those of the devices named, or of every device
+    /// whose last transaction did not finish (its caller was killed)
+    ///
+    /// Every pcibind command (and every program using libpcibind) does this for a device
+    /// before it touches it; this command does it at once, for an operator or at a manager's
+    /// start-up. Prints each device rolled back to where its transaction started. `status`
+    /// and `show` list the devices that have one.
+    Recover {
+        #[arg(value_name = "ADDRESS")]
+        addresses: Vec<String>,
     },
     /// Put devices on their saved drivers (see bind --persist): every saved override, or
     /// those of the devices named; what the udev rule and pcibind@.service run at boot and
@@ -241,7 +260,7 @@ enum Command {
 fn status_of(err: &Error) -> u8 {
     match err {
         Error::InvalidArg(_) | Error::InvalidAddress { .. } => 2,
-        Error::NoDevice { .. } => 3,
+        Error::NoDevice { .. } | Error::Vanished { .. } => 3,
         Error::NoDriver(_) => 4,
         Error::ModuleLoad { .. } => 5,
         Error::Bind { .. } => 6,
@@ -491,13 +510,16 @@ fn prepare(
     let (addresses, target) = parse_args(ctx, args, driver_allowed).map_err(|e| report(e, 2))?;
     check_devices(ctx, &addresses).map_err(|(e, status)| report(e, status))?;
     persist.0.check(persist.1, &addresses)?;
-    let target = match target {
-        Target::Driver(name) if resolve => match ctx.resolve_driver(name.as_str()) {
-            Ok(driver) => Target::Driver(driver),
-            Err(e) => return Err(report(vec![e.to_string()], status_of(&e))),
-        },
-        other => other,
-    };
+    // Resolved (its module loaded) to check it before any device is touched; the library
+    // is then given the name as typed, since the claim check looks up the module by it
+    // (`8250_pci` is the module of driver `serial`).
+    if let Target::Driver(name) = &target {
+        if resolve {
+            if let Err(e) = ctx.resolve_driver(name.as_str()) {
+                return Err(report(vec![e.to_string()], status_of(&e)));
+            }
+        }
+    }
     Ok((addresses.iter().map(ToString::to_string).collect(), target))
 }
 
@@ -654,12 +676,32 @@ fn print_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// What `show` says of a device's transaction record: an interrupted transaction (rolled back
+/// by the next command that touches it, or by `pcibind recover`), one running now, or a lock
+/// directory that cannot be read; `None` when there is no record.
+fn interrupted_line(ctx: &Context, address: &pcibind::PciAddress) -> Option<String> {
+    match ctx.interrupted() {
+        Err(e) => Some(format!("unknown: {e}")),
+        Ok(found) => found.into_iter().find(|i| i.address == *address).map(|i| {
+            if i.running {
+                format!("running now: {}", i.description)
+            } else {
+                format!(
+                    "interrupted: {} (`pcibind recover` rolls it back)",
+                    i.description
+                )
+            }
+        }),
+    }
+}
+
 fn show(ctx: &Context, address: &str, json: bool) -> Result<(), Error> {
     let info = ctx.device_info(address)?;
     let a = info.address.to_string();
     let members = ctx.iommu_group(&a).ok();
     let viability = members.as_ref().map(|m| pcibind::group::viability(m));
     let in_use = ctx.in_use_reason(&a)?;
+    let interrupted = interrupted_line(ctx, &info.address);
     // What a VMM opens (SPEC 3.9): only a device on a VFIO driver has any.
     let nodes: Vec<String> = if info.vfio_bound {
         ctx.vfio_device_nodes(&a)?
@@ -688,7 +730,8 @@ fn show(ctx: &Context, address: &str, json: bool) -> Result<(), Error> {
         let _ = writeln!(
             out,
             "{{{}, \"modalias\": {}, \"iommu_group_members\": {members_json}, \
-             \"iommu_group_viable\": {}, \"in_use\": {}, \"vfio_device_nodes\": [{}]}}",
+             \"iommu_group_viable\": {}, \"in_use\": {}, \"vfio_device_nodes\": [{}], \
+             \"interrupted_transaction\": {}}}",
             device_json_fields(&info),
             json_opt(info.modalias.as_ref().map(|m| m.as_str())),
             viability
@@ -700,6 +743,7 @@ fn show(ctx: &Context, address: &str, json: bool) -> Result<(), Error> {
                 .map(|n| json_str(n))
                 .collect::<Vec<_>>()
                 .join(", "),
+            json_opt(interrupted.as_deref()),
         );
         return Ok(());
     }
@@ -730,6 +774,9 @@ fn show(ctx: &Context, address: &str, json: bool) -> Result<(), Error> {
         "driver_override: {}",
         opt(info.driver_override.clone(), "(unset)")
     );
+    if let Some(line) = &interrupted {
+        let _ = writeln!(out, "transaction:     {line}");
+    }
     let _ = writeln!(
         out,
         "vfio-bound:      {}",
@@ -893,6 +940,29 @@ fn each_in_parallel(
     tally.finish(addresses.len())
 }
 
+/// `pcibind recover`: every named device (each must exist), or every device with a record.
+fn recover(ctx: &Context, addresses: &[String]) -> Result<u8, Error> {
+    let mut recovered = Vec::new();
+    if addresses.is_empty() {
+        recovered = ctx.recover(None)?;
+    } else {
+        let devices = addresses
+            .iter()
+            .map(|a| device_of(ctx, a).map(|d| d.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        for device in devices {
+            recovered.extend(ctx.recover(Some(&device))?);
+        }
+    }
+    if recovered.is_empty() {
+        println!("no interrupted transaction to roll back");
+    }
+    for address in recovered {
+        println!("{address}: rolled back to where its interrupted transaction started");
+    }
+    Ok(0)
+}
+
 fn run(cli: Cli) -> Result<u8, Error> {
     if let Command::Man = cli.command {
         let mut out = Vec::new();
@@ -960,7 +1030,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     unbind_plan(&ctx, a).map(|plan| format!("plan (nothing changed):\n{plan}"))
                 }),
                 (Target::Unbound, false) => each(&addresses, "unbinding", |a| {
-                    let done = ctx.unbind(a).map(|_| (None, UNBOUND.to_owned()));
+                    let done = ctx.unbind(a, options).map(|_| (None, UNBOUND.to_owned()));
                     persist.after_one(&store, a, done)
                 }),
                 (_, true) => each(&addresses, "planning", |a| {
@@ -975,21 +1045,25 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 }),
             }
         }
-        Command::Unbind { addresses } => {
+        Command::Unbind { addresses, force } => {
             let (addresses, _) =
                 match prepare(&ctx, &addresses, false, false, (Persist::No, &store)) {
                     Ok(prepared) => prepared,
                     Err(status) => return Ok(status),
                 };
             each(&addresses, "unbinding", |a| {
-                ctx.unbind(a).map(|_| UNBOUND.to_owned())
+                ctx.unbind(a, BindOptions { force })
+                    .map(|_| UNBOUND.to_owned())
             })
         }
+        Command::Recover { addresses } => recover(&ctx, &addresses)?,
         Command::Reattach {
             args,
             group,
             persist,
+            force,
         } => {
+            let options = BindOptions { force };
             let persist = Persist::when(persist, Persist::Remove);
             let (addresses, target) = match prepare(&ctx, &args, true, true, (persist, &store)) {
                 Ok(prepared) => prepared,
@@ -1000,13 +1074,13 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     return Ok(no_driver_with_group());
                 }
                 return Ok(each(&addresses, "reattaching the group of", |a| {
-                    let o = ctx.reattach_group(a, false)?;
+                    let o = ctx.reattach_group(a, options, false)?;
                     persist.after_group(&ctx, &store, &o.members, group_report(&o, false))
                 }));
             }
             match target {
                 Target::Unbound => each(&addresses, "unbinding", |a| {
-                    let done = ctx.unbind(a).map(|_| (None, UNBOUND.to_owned()));
+                    let done = ctx.unbind(a, options).map(|_| (None, UNBOUND.to_owned()));
                     persist.after_one(&store, a, done)
                 }),
                 target => {
@@ -1015,7 +1089,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                         _ => None,
                     };
                     each(&addresses, "reattaching", |a| {
-                        let done = ctx.reattach(a, driver).map(|d| {
+                        let done = ctx.reattach(a, driver, options).map(|d| {
                             let line = match &d {
                                 Some(d) => format!("bound to {d}"),
                                 None => "left unbound: no host driver matches it".to_owned(),

@@ -460,7 +460,7 @@ pub fn apply(ctx: &Context, store: &Store, args: &[String], options: BindOptions
             .find(|(t, _)| t.to_string() == a)
             .expect("listed");
         if driver.as_str() == NO_DRIVER_OVERRIDE {
-            ctx.unbind(a)
+            ctx.unbind(a, options)
                 .map(|_| format!("{}, as saved", crate::UNBOUND))
         } else {
             ctx.bind(a, Some(driver.as_str()), options)

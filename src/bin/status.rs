@@ -98,6 +98,8 @@ pub fn status(ctx: &Context, json: bool) -> Result<(), Error> {
         };
         entries.push(Listed { info, blocking });
     }
+    // Transactions whose caller died (SPEC 3.12), and those running now.
+    let interrupted = ctx.interrupted();
     let mut out = io::stdout().lock();
     let sections = SECTIONS.iter().map(|(key, heading, belongs)| {
         let members: Vec<&Listed> = entries.iter().filter(|e| belongs(&e.info)).collect();
@@ -117,7 +119,28 @@ pub fn status(ctx: &Context, json: bool) -> Result<(), Error> {
                 }
             })
             .collect();
-        let _ = writeln!(out, "{{\n{}\n}}", parts.join(",\n"));
+        let records = match &interrupted {
+            Err(_) => "null".to_owned(),
+            Ok(found) => {
+                let items: Vec<String> = found
+                    .iter()
+                    .map(|i| {
+                        format!(
+                            "{{\"address\": {}, \"transaction\": {}, \"running\": {}}}",
+                            crate::json_str(&i.address.to_string()),
+                            crate::json_str(&i.description),
+                            i.running
+                        )
+                    })
+                    .collect();
+                format!("[{}]", items.join(", "))
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{{\n{},\n  \"interrupted\": {records}\n}}",
+            parts.join(",\n")
+        );
         return Ok(());
     }
     for (i, (_, heading, members)) in sections.enumerate() {
@@ -130,6 +153,20 @@ pub fn status(ctx: &Context, json: bool) -> Result<(), Error> {
         }
         for e in members {
             let _ = writeln!(out, "{}", e.line());
+        }
+    }
+    match interrupted {
+        Ok(found) if found.is_empty() => {}
+        Ok(found) => {
+            let heading = "Interrupted transactions (`pcibind recover` rolls them back)";
+            let _ = writeln!(out, "\n{heading}\n{}", "=".repeat(heading.len()));
+            for i in found {
+                let state = if i.running { "running now" } else { "interrupted" };
+                let _ = writeln!(out, "{} {state}: {}", i.address, i.description);
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(out, "\n(interrupted transactions unknown: {e})");
         }
     }
     Ok(())

@@ -86,7 +86,7 @@ pub(crate) fn code_of(err: &Error) -> c_int {
     let code = match err {
         Error::InvalidArg(_) => PCIBIND_ERR_INVALID_ARG,
         Error::InvalidAddress { .. } => PCIBIND_ERR_INVALID_ADDRESS,
-        Error::NoDevice { .. } => PCIBIND_ERR_NO_DEVICE,
+        Error::NoDevice { .. } | Error::Vanished { .. } => PCIBIND_ERR_NO_DEVICE,
         Error::NoDriver(_) => PCIBIND_ERR_NO_DRIVER,
         Error::ModuleLoad { .. } => PCIBIND_ERR_MODULE_LOAD,
         Error::Io { .. } | Error::Malformed { .. } | Error::Escape { .. } => PCIBIND_ERR_IO,

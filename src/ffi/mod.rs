@@ -47,6 +47,15 @@ const BIND_FLAGS: c_uint = pcibind_bind_flags::PCIBIND_BIND_FORCE as c_uint
     | pcibind_bind_flags::PCIBIND_BIND_DRY_RUN as c_uint;
 
 /// The options of a bind, and whether it is a dry run.
+/// `flags` of `pcibind_unbind()` and `pcibind_reattach()`: PCIBIND_BIND_FORCE only.
+fn force_option(flags: c_uint) -> crate::Result<crate::BindOptions> {
+    const FORCE: c_uint = pcibind_bind_flags::PCIBIND_BIND_FORCE as c_uint;
+    check_flags(flags, FORCE)?;
+    Ok(crate::BindOptions {
+        force: flags & FORCE != 0,
+    })
+}
+
 fn bind_options(flags: c_uint) -> crate::Result<(crate::BindOptions, bool)> {
     check_flags(flags, BIND_FLAGS)?;
     Ok((
@@ -432,9 +441,15 @@ pub unsafe extern "C" fn pcibind_bind_plan(
 /// `driver_override` is first set to `"none"`, a name no driver has, so that no later probe
 /// (a `drivers_probe`, a module load) grabs the device; `pcibind_reattach()` clears it. An
 /// unbound device gets the override too. On failure the device is put back as it was.
-/// `flags` must be 0.
-/// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
-/// PCIBIND_ERR_BIND (restored), PCIBIND_ERR_RESTORE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
+///
+/// Taking a device off its driver runs the safety checks of `pcibind_bind()` that apply
+/// (since 0.3): a device in use on the host (the host's NIC, a disk with a mounted file
+/// system, ...) and an SR-IOV PF one of whose VFs is on a VFIO driver are refused with
+/// PCIBIND_ERR_IN_USE, nothing written. `flags`: PCIBIND_BIND_FORCE skips them (0.3); other
+/// bits are refused.
+/// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE
+/// (also when the device disappears during the call), PCIBIND_ERR_IN_USE, PCIBIND_ERR_BIND
+/// (restored), PCIBIND_ERR_RESTORE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
 /// @since 0.1
 #[must_use]
 #[unsafe(no_mangle)]
@@ -444,8 +459,8 @@ pub unsafe extern "C" fn pcibind_unbind(
     flags: c_uint,
 ) -> c_int {
     with_ctx(ctx, |ctx| {
-        check_flags(flags, 0)?;
-        ctx.unbind(address_arg(address)?)
+        let options = force_option(flags)?;
+        ctx.unbind(address_arg(address)?, options)
     })
 }
 
@@ -465,13 +480,23 @@ pub unsafe extern "C" fn pcibind_unbind(
 /// ID table (a host driver) and kept otherwise (an override-only VFIO driver, or a driver
 /// that does not claim the device). On any failure the device is put back where it started
 /// (on vfio-pci, with its override) and the call fails with PCIBIND_ERR_BIND, or the message
-/// says where it is (PCIBIND_ERR_RESTORE). `flags` must be 0.
+/// says where it is (PCIBIND_ERR_RESTORE).
+///
+/// A device on a host driver whose override is set, with NULL `name`, only has its override
+/// cleared: no unbind, no probe (since 0.3). With NULL `name` and no readable alias tables, a
+/// device that no driver takes is a failure (restored, PCIBIND_ERR_BIND), not a success with
+/// no driver (0.3).
+///
+/// The checks of `pcibind_bind()` (since 0.3): a `name` that is not the driver the device is
+/// on must claim the device (PCIBIND_ERR_NOT_CLAIMED), and a device taken off a host driver
+/// must not be in use on the host (PCIBIND_ERR_IN_USE): `pcibind_reattach(host NIC,
+/// "vfio-pci")` refuses what `pcibind_bind()` refuses. `flags`: PCIBIND_BIND_FORCE skips them
+/// (0.3); other bits are refused.
 ///
 /// `driver_out` may be NULL; otherwise on success it receives the driver the device is bound
 /// to, or NULL when it was left unbound; the caller owns a non-NULL result and releases it with
 /// `pcibind_string_free()`.
-/// Returns 0, or the codes of `pcibind_bind()` except PCIBIND_ERR_IN_USE and
-/// PCIBIND_ERR_NOT_CLAIMED.
+/// Returns 0, or the codes of `pcibind_bind()`.
 /// @since 0.1
 #[must_use]
 #[unsafe(no_mangle)]
@@ -484,8 +509,8 @@ pub unsafe extern "C" fn pcibind_reattach(
 ) -> c_int {
     let out = out_init(driver_out);
     with_ctx(ctx, |ctx| {
-        check_flags(flags, 0)?;
-        let driver = ctx.reattach(address_arg(address)?, opt_str_arg(name, "name")?)?;
+        let options = force_option(flags)?;
+        let driver = ctx.reattach(address_arg(address)?, opt_str_arg(name, "name")?, options)?;
         if let (Some(out), Some(driver)) = (out, driver) {
             *out = malloc_string(driver.as_str())?;
         }
@@ -614,7 +639,8 @@ pub unsafe extern "C" fn pcibind_bind_group(
 /// `pcibind_bind_group()` works it out) back to the host, each as `pcibind_reattach()` with a
 /// NULL name, as one transaction: a failure puts the members already moved back onto their
 /// VFIO drivers, in reverse order. `flags`: PCIBIND_BIND_DRY_RUN logs the plan instead;
-/// PCIBIND_BIND_FORCE is accepted and changes nothing (reattach runs no safety checks).
+/// PCIBIND_BIND_FORCE skips the safety checks of `pcibind_reattach()` (before 0.3 it was
+/// accepted and changed nothing).
 ///
 /// `moved_out` may be NULL; otherwise on success it receives a NULL-terminated array of the
 /// addresses given back, in order, which the caller owns and releases with
@@ -632,9 +658,56 @@ pub unsafe extern "C" fn pcibind_reattach_group(
 ) -> c_int {
     let out = out_init(moved_out);
     with_ctx(ctx, |ctx| {
-        let (_, dry_run) = bind_options(flags)?;
-        let outcome = ctx.reattach_group(address_arg(address)?, dry_run)?;
+        let (options, dry_run) = bind_options(flags)?;
+        let outcome = ctx.reattach_group(address_arg(address)?, options, dry_run)?;
         group_outcome(ctx, outcome, out)
+    })
+}
+
+/// Rolls back interrupted transactions (SPEC 3.12): those of the device at `address`, or with
+/// NULL `address` of every device whose lock file in the lock directory holds a record.
+///
+/// Before its first write, every transaction records in the device's lock file where the
+/// device started, and removes the record when it ends. A caller that dies in between
+/// (killed, out of memory) leaves the record: the next call that takes the device's lock, in
+/// any process, first rolls the device back to that start, logs a warning naming the
+/// interrupted transaction, and goes on with its own work. So no call needs this one; a
+/// manager calls it at start-up to put back at once what an earlier instance left half done,
+/// and the tool's `pcibind recover` is the operator's. A record whose device was moved by
+/// someone else since (its `driver_override` names neither the start's nor the transaction's
+/// driver) is dropped with a warning and the device left as it is; so is the record of a
+/// device that is gone. Records live on /run and do not survive a reboot, nor does the state
+/// they describe. `flags` must be 0.
+///
+/// `recovered_out` may be NULL; otherwise on success it receives a NULL-terminated array of
+/// the addresses rolled back, in address order (empty when there was nothing to do), which the
+/// caller owns and releases with `pcibind_strv_free()`.
+/// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE
+/// (the named device does not exist), PCIBIND_ERR_RESTORE (a roll-back failed: the message says
+/// where the device is; its record stays for the next try), PCIBIND_ERR_BUSY,
+/// PCIBIND_ERR_IO (a record that cannot be parsed, named; never acted on).
+/// @since 0.3
+#[must_use]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pcibind_recover(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    flags: c_uint,
+    recovered_out: *mut *mut *mut c_char,
+) -> c_int {
+    let out = out_init(recovered_out);
+    with_ctx(ctx, |ctx| {
+        check_flags(flags, 0)?;
+        let address = if address.is_null() {
+            None
+        } else {
+            Some(address_arg(address)?)
+        };
+        let recovered = ctx.recover(address)?;
+        if let Some(out) = out {
+            *out = boundary::malloc_strv(&recovered)?;
+        }
+        Ok(())
     })
 }
 
