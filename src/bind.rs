@@ -9,9 +9,9 @@ use crate::address::PciAddress;
 use crate::error::{Error, Result};
 use crate::log::Priority;
 use crate::name::{DriverName, ModuleName};
+use crate::safety::Destination;
 use crate::sysfs::NO_DRIVER_OVERRIDE;
 use crate::tables::VFIO_PCI_MODULE;
-use crate::safety::Destination;
 use crate::txn::{self, DeviceTxn, Expect, Locked, Override, Step, Target};
 use crate::{Context, Modprobe};
 

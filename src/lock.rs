@@ -498,8 +498,11 @@ pub fn find_records(lock_dir: &Path) -> Result<Vec<FoundRecord>> {
             continue;
         }
         let mut bytes = Vec::new();
-        io::Read::read_to_end(&mut io::Read::take(&file, MAX_RECORD as u64 + 1), &mut bytes)
-            .map_err(|e| Error::io("reading the device's lock file", &path, e))?;
+        io::Read::read_to_end(
+            &mut io::Read::take(&file, MAX_RECORD as u64 + 1),
+            &mut bytes,
+        )
+        .map_err(|e| Error::io("reading the device's lock file", &path, e))?;
         if bytes.is_empty() {
             continue;
         }
@@ -794,6 +797,71 @@ mod tests {
         assert!(start.elapsed() < Duration::from_millis(100));
         drop(other);
         assert!(locks.lock(dir.path(), &a, Duration::ZERO).is_ok());
+    }
+
+    /// Several devices' locks share one deadline: a unit whose members are all held by another
+    /// process gives up after the timeout once, not once per member.
+    #[test]
+    fn one_deadline_covers_every_device_of_a_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = DeviceLocks::default();
+        let members: Vec<PciAddress> = ["0000:01:00.0", "0000:01:00.1", "0000:01:00.2"]
+            .iter()
+            .map(|a| addr(a))
+            .collect();
+        // Free the first: it is taken, then the others are each held by another holder.
+        drop(
+            locks
+                .lock(dir.path(), &members[1], DEFAULT_LOCK_TIMEOUT)
+                .unwrap(),
+        );
+        drop(
+            locks
+                .lock(dir.path(), &members[2], DEFAULT_LOCK_TIMEOUT)
+                .unwrap(),
+        );
+        let held: Vec<File> = members[1..]
+            .iter()
+            .map(|a| hold_as_another_process(&dir.path().join(format!("{a}.lock"))))
+            .collect();
+        let start = Instant::now();
+        let deadline = Deadline::after(Duration::from_millis(300));
+        let result = locks
+            .lock_in_order(dir.path(), &members, &deadline)
+            .map(drop);
+        let waited = start.elapsed();
+        drop(held);
+        assert!(matches!(result, Err(Error::Busy(_))), "{result:?}");
+        assert!(waited >= Duration::from_millis(300), "{waited:?}");
+        // Not 600 ms (the timeout again for the third member).
+        assert!(waited < Duration::from_millis(550), "{waited:?}");
+        // Nothing stays held: the first member is free again.
+        assert!(locks.lock(dir.path(), &members[0], Duration::ZERO).is_ok());
+    }
+
+    /// The record goes with the lock file: written, read back, removed.
+    #[test]
+    fn the_record_lives_in_the_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = DeviceLocks::default();
+        let a = addr("0000:01:00.0");
+        let guard = locks.lock(dir.path(), &a, DEFAULT_LOCK_TIMEOUT).unwrap();
+        assert_eq!(guard.read_record().unwrap(), "");
+        guard.write_record("pcibind-record 1\nlong line\n").unwrap();
+        guard.write_record("pcibind-record 1\n").unwrap();
+        assert_eq!(guard.read_record().unwrap(), "pcibind-record 1\n");
+        let found = find_records(dir.path()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(found[0].running, "held by this guard");
+        drop(guard);
+        let found = find_records(dir.path()).unwrap();
+        assert!(!found[0].running, "nobody holds it: interrupted");
+        let guard = locks.lock(dir.path(), &a, DEFAULT_LOCK_TIMEOUT).unwrap();
+        guard.write_record("").unwrap();
+        assert!(find_records(dir.path()).unwrap().is_empty());
+        assert!(find_records(&dir.path().join("missing"))
+            .unwrap()
+            .is_empty());
     }
 
     /// The timeout is one deadline for both waits: time spent waiting for a thread is not

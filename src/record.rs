@@ -54,7 +54,11 @@ pub(crate) enum Recorded {
 
 impl Record {
     pub fn to_text(&self) -> String {
-        let mut s = format!("{MAGIC}\npid {}\ndoing {}\n", self.pid, one_line(&self.doing));
+        let mut s = format!(
+            "{MAGIC}\npid {}\ndoing {}\n",
+            self.pid,
+            one_line(&self.doing)
+        );
         match &self.what {
             Recorded::Move { start, may_leave } => {
                 let driver = start.driver.as_ref().map_or("-", DriverName::as_str);

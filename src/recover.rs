@@ -31,7 +31,11 @@ impl Context {
 
     /// Locks one device for an operation, rolling back first an interrupted transaction found
     /// in its lock file.
-    pub(crate) fn lock_device(&self, address: &PciAddress, deadline: &Deadline) -> Result<Locked<'_>> {
+    pub(crate) fn lock_device(
+        &self,
+        address: &PciAddress,
+        deadline: &Deadline,
+    ) -> Result<Locked<'_>> {
         self.lock_devices(std::slice::from_ref(address), deadline)
     }
 
@@ -175,7 +179,10 @@ impl Context {
                              are left as they are"
                         ),
                     );
-                    return self.put_back_autoprobe(pf, autoprobe).map_err(fail).map(|()| true);
+                    return self
+                        .put_back_autoprobe(pf, autoprobe)
+                        .map_err(fail)
+                        .map(|()| true);
                 }
             }
             if now > 0 {

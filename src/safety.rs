@@ -95,8 +95,8 @@ impl Context {
             Destination::Driver(t) => Some(t),
             Destination::Unbound | Destination::Host => None,
         };
-        let leaves = start.driver.is_some()
-            && target.is_none_or(|t| t.driver() != start.driver.as_ref());
+        let leaves =
+            start.driver.is_some() && target.is_none_or(|t| t.driver() != start.driver.as_ref());
         if leaves {
             if let Some(reason) =
                 inuse::in_use_reason(&self.sysfs, &self.proc_root, &self.log, address)?

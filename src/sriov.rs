@@ -191,7 +191,11 @@ impl Context {
                     // stays too, and the next holder of the PF's lock tries again.
                     return Err(e);
                 }
-                Err(if current > 0 { count_now_zero(e, current) } else { e })
+                Err(if current > 0 {
+                    count_now_zero(e, current)
+                } else {
+                    e
+                })
             }
             other => other,
         };

@@ -1082,3 +1082,95 @@ fn status_groups_devices_by_driver_with_group_viability() {
         "{json}"
     );
 }
+
+/// The tool hands the library the name as typed: `8250_pci` is the module of the built-in
+/// driver `serial`, and only the module name finds its aliases for the claim check (0.2
+/// resolved it to `serial` first, found no aliases, and allowed anything).
+#[test]
+fn a_module_name_reaches_the_claim_check_as_typed() {
+    let t = Tree::new();
+    let mut modinfo = Vec::new();
+    modinfo.extend_from_slice(b"8250_pci.alias=pci:v*d*sv*sd*bc07sc00i*\0");
+    std::fs::write(t.root.join("lib-modules/modules.builtin.modinfo"), modinfo).unwrap();
+    let isa = "0000:00:1f.0"; // an ISA bridge: no serial port
+    let o = t.run(&["bind", isa, "8250_pci"]);
+    assert_eq!(o.status.code(), Some(9), "{}", stderr(&o));
+    says_all(&stderr(&o), &["'serial' does not claim", "8250_pci"]);
+    assert_eq!(t.writes(), "");
+}
+
+/// `unbind` and `reattach DRIVER` refuse the host's NIC as `bind` does, unless --force.
+#[test]
+fn unbind_and_reattach_refuse_an_in_use_nic_unless_forced() {
+    let t = Tree::new();
+    let net = t.root.join("devices/pci0000:00/0000:00:02.0/net/eth0");
+    std::fs::create_dir_all(&net).unwrap();
+    std::fs::write(net.join("flags"), "0x1003\n").unwrap();
+    std::fs::write(
+        t.root.join("proc/net/route"),
+        "Iface\tDestination\neth0\t0002000A\n",
+    )
+    .unwrap();
+    for args in [
+        &["unbind", NIC][..],
+        &["reattach", NIC, "vfio-pci"],
+        &["bind", NIC, "none"],
+    ] {
+        let o = t.run(args);
+        assert_eq!(o.status.code(), Some(8), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("eth0 is up"), "{}", stderr(&o));
+    }
+    assert_eq!(t.writes(), "");
+    assert_eq!(t.run(&["unbind", NIC, "--force"]).status.code(), Some(0));
+    assert_eq!(t.driver(NIC), None);
+}
+
+/// A transaction whose caller died: `status` and `show` say so, `recover` rolls it back.
+#[test]
+fn recover_rolls_back_what_status_shows_interrupted() {
+    let t = Tree::new();
+    // What a bind killed after its first write leaves: the override, and the record.
+    std::fs::create_dir_all(t.root.join("locks")).unwrap();
+    std::fs::write(
+        t.root.join(format!("locks/{NIC}.lock")),
+        "pcibind-record 1\npid 4242\ndoing binding to vfio-pci\ndriver e1000e\n\
+         override-unset\nmay-leave vfio-pci\n",
+    )
+    .unwrap();
+    std::fs::write(
+        t.root
+            .join(format!("bus/pci/devices/{NIC}/driver_override")),
+        "vfio-pci\n",
+    )
+    .unwrap();
+    let status = stdout(&t.run(&["status"]));
+    says_all(
+        &status,
+        &[
+            "Interrupted transactions",
+            &format!(
+                "{NIC} interrupted: binding to vfio-pci (process 4242), started bound to e1000e"
+            ),
+        ],
+    );
+    says_all(
+        &stdout(&t.run(&["status", "--json"])),
+        &[&format!(
+            "\"interrupted\": [{{\"address\": \"{NIC}\", \"transaction\": \"binding to vfio-pci"
+        )],
+    );
+    says_all(
+        &stdout(&t.run(&["show", NIC])),
+        &["transaction:     interrupted: binding to vfio-pci"],
+    );
+    let o = t.run(&["recover"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    says_all(&stdout(&o), &[&format!("{NIC}: rolled back")]);
+    assert_eq!(t.driver(NIC).as_deref(), Some("e1000e"));
+    assert_eq!(t.driver_override(NIC), "(null)");
+    says_all(
+        &stdout(&t.run(&["recover"])),
+        &["no interrupted transaction to roll back"],
+    );
+    assert!(!stdout(&t.run(&["status"])).contains("Interrupted"));
+}

@@ -161,7 +161,11 @@ pub fn status(ctx: &Context, json: bool) -> Result<(), Error> {
             let heading = "Interrupted transactions (`pcibind recover` rolls them back)";
             let _ = writeln!(out, "\n{heading}\n{}", "=".repeat(heading.len()));
             for i in found {
-                let state = if i.running { "running now" } else { "interrupted" };
+                let state = if i.running {
+                    "running now"
+                } else {
+                    "interrupted"
+                };
                 let _ = writeln!(out, "{} {state}: {}", i.address, i.description);
             }
         }

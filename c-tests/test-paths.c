@@ -1,0 +1,211 @@
+/* One decision for every path that moves a device (SPEC 3.3): unbind, a named reattach, a
+ * reattach to the host, a PF with VFs on VFIO, VF removal. 0.2 ran the safety checks in bind
+ * only, so `reattach(host NIC, "vfio-pci")` and `unbind` took what bind refused. Also the small
+ * holes of the same promise: an already-bound VFIO device without its override, a reattach
+ * with no readable tables, a host-bound device whose override is set. */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "testctx.h"
+
+static char *root;
+static pcibind_ctx *ctx;
+
+static const char *const E1000E = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
+static const char *const IXGBE = "pci:v00008086d000010FBsv00008086sd0000000Cbc02sc00i00";
+static const char *const IXGBEVF = "pci:v00008086d000010EDsv00008086sd0000000Cbc02sc00i00";
+#define NIC "0000:02:00.0"
+#define PF "0000:06:00.0"
+#define VF0 "0000:06:00.1"
+
+static void setup(void)
+{
+    root = ptk_new();
+    warnings[0] = '\0';
+    e1000e_and_vfio_pci(root);
+    ptk_device(root, NIC, E1000E, "e1000e");
+    ctx = test_context(root, root, getenv("FAKE_MODPROBE"), NULL);
+    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_warnings, NULL, LOG_WARNING), PCIBIND_OK);
+}
+
+static void teardown(void)
+{
+    pcibind_ctx_free(ctx);
+    ctx = NULL;
+    ptk_destroy(root);
+    root = NULL;
+}
+
+static void expect_bound(const char *bdf, const char *driver)
+{
+    if (!ptk_is_bound_to(root, bdf, driver)) {
+        printf("#   %s is not bound to %s\n", bdf, driver ? driver : "(no driver)");
+        harness_failed_now = 1;
+    }
+}
+
+static void expect_override(const char *bdf, const char *expected)
+{
+    char *value = ptk_override(root, bdf);
+    CHECK_STR(value, expected);
+    free(value);
+}
+
+static void expect_log(const char *expected)
+{
+    char *log = ptk_write_log(root);
+    CHECK_STR(log, expected);
+    free(log);
+}
+
+/* NIC's eth0 is up with an IPv4 route: the host's uplink. */
+static void nic_carries_the_hosts_traffic(void)
+{
+    ptk_mkdirs(root, "devices/pci0000:00/" NIC "/net/eth0");
+    ptk_write(root, "devices/pci0000:00/" NIC "/net/eth0/flags", "0x1003\n");
+    ptk_write(root, "proc/net/route",
+              "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+              "eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");
+}
+
+static void named_reattach_refuses_what_bind_refuses(void)
+{
+    setup();
+    nic_carries_the_hosts_traffic();
+    CHECK_RC(pcibind_reattach(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
+    CHECK_CONTAINS(pcibind_last_error_message(), "network interface eth0 is up");
+    expect_log("");
+    char *driver = NULL;
+    CHECK_RC(pcibind_reattach(ctx, NIC, "vfio-pci", PCIBIND_BIND_FORCE, &driver), PCIBIND_OK);
+    CHECK_STR(driver, "vfio-pci");
+    pcibind_string_free(driver);
+    expect_bound(NIC, "vfio-pci");
+    teardown();
+}
+
+static void unbind_of_an_in_use_nic_is_refused_unless_forced(void)
+{
+    setup();
+    nic_carries_the_hosts_traffic();
+    CHECK_RC(pcibind_unbind(ctx, NIC, 0), PCIBIND_ERR_IN_USE);
+    expect_log("");
+    expect_bound(NIC, "e1000e");
+    CHECK_RC(pcibind_unbind(ctx, NIC, PCIBIND_BIND_FORCE), PCIBIND_OK);
+    expect_bound(NIC, NULL);
+    expect_override(NIC, "none");
+    teardown();
+}
+
+/* A PF whose VF is on vfio-pci: unloading its driver would pull the VF out of a guest, so no
+ * path takes it off its driver, whatever the target. */
+static void pf_with_a_vf_on_vfio_stays_on_its_driver(void)
+{
+    setup();
+    ptk_loaded_driver(root, "ixgbe", "ixgbe");
+    ptk_driver_ids(root, "ixgbe", "pci:v00008086d000010FBsv*sd*bc*sc*i*");
+    ptk_loaded_driver(root, "igb", "igb");
+    ptk_device(root, PF, IXGBE, "ixgbe");
+    ptk_device(root, VF0, IXGBEVF, NULL);
+    ptk_write(root, "devices/pci0000:00/" PF "/sriov_totalvfs", "4\n");
+    ptk_write(root, "devices/pci0000:00/" PF "/sriov_numvfs", "1\n");
+    ptk_symlink(root, "devices/pci0000:00/" PF "/virtfn0", "../" VF0);
+    ptk_symlink(root, "devices/pci0000:00/" VF0 "/physfn", "../" PF);
+    CHECK_RC(pcibind_bind(ctx, VF0, "vfio-pci", 0, NULL), PCIBIND_OK);
+    ptk_write(root, "write.log", "");
+    CHECK_RC(pcibind_unbind(ctx, PF, 0), PCIBIND_ERR_IN_USE);
+    CHECK_CONTAINS(pcibind_last_error_message(), "VF " VF0 " is on vfio-pci");
+    CHECK_RC(pcibind_reattach(ctx, PF, "igb", 0, NULL), PCIBIND_ERR_IN_USE);
+    CHECK_RC(pcibind_bind(ctx, PF, "igb", 0, NULL), PCIBIND_ERR_IN_USE);
+    CHECK_RC(pcibind_bind(ctx, PF, "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
+    expect_log("");
+    expect_bound(PF, "ixgbe");
+    teardown();
+}
+
+/* Removing VFs takes them from whatever holds them: a VF whose interface carries the host's
+ * traffic is in use, as the NIC itself would be. */
+static void removing_a_vf_the_host_uses_is_refused(void)
+{
+    setup();
+    ptk_loaded_driver(root, "ixgbe", "ixgbe");
+    ptk_write(root, "bus/pci/drivers/ixgbe/fake_sriov_configure", "");
+    ptk_loaded_driver(root, "ixgbevf", "ixgbevf");
+    ptk_device(root, PF, IXGBE, "ixgbe");
+    ptk_device(root, VF0, IXGBEVF, "ixgbevf");
+    ptk_write(root, "devices/pci0000:00/" PF "/sriov_totalvfs", "4\n");
+    ptk_write(root, "devices/pci0000:00/" PF "/sriov_numvfs", "1\n");
+    ptk_write(root, "devices/pci0000:00/" PF "/sriov_drivers_autoprobe", "1\n");
+    ptk_symlink(root, "devices/pci0000:00/" PF "/virtfn0", "../" VF0);
+    ptk_symlink(root, "devices/pci0000:00/" VF0 "/physfn", "../" PF);
+    ptk_mkdirs(root, "devices/pci0000:00/" VF0 "/net/eth1");
+    ptk_write(root, "devices/pci0000:00/" VF0 "/net/eth1/flags", "0x1003\n");
+    ptk_write(root, "proc/net/if_inet6", "20010db8000000000000000000000001 03 40 00 80 eth1\n");
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 0, 0, NULL), PCIBIND_ERR_IN_USE);
+    CHECK_CONTAINS(pcibind_last_error_message(), "take VF " VF0 " from the host");
+    CHECK_CONTAINS(pcibind_last_error_message(), "eth1");
+    expect_log("");
+    teardown();
+}
+
+/* Already on vfio-pci without vfio-pci in its override (bound through new_id, or by hand): a
+ * reprobe would lose it, so bind writes the override, and nothing else. */
+static void already_on_vfio_without_its_override_gets_it(void)
+{
+    setup();
+    ptk_device(root, "0000:03:00.0", E1000E, "vfio-pci");
+    char *driver = NULL;
+    CHECK_RC(pcibind_bind(ctx, "0000:03:00.0", "vfio-pci", 0, &driver), PCIBIND_OK);
+    CHECK_STR(driver, "vfio-pci");
+    pcibind_string_free(driver);
+    expect_log("bus/pci/devices/0000:03:00.0/driver_override\tvfio-pci\tok\n");
+    /* With it, nothing at all. */
+    ptk_write(root, "write.log", "");
+    CHECK_RC(pcibind_bind(ctx, "0000:03:00.0", "vfio-pci", 0, NULL), PCIBIND_OK);
+    expect_log("");
+    teardown();
+}
+
+/* reattach(NULL) with no readable alias tables cannot know that no host driver matches: a
+ * device no driver takes is a failure, restored onto vfio-pci (0.2 reported success with the
+ * device on no driver). */
+static void reattach_without_tables_never_strands_the_device(void)
+{
+    setup();
+    ptk_device(root, "0000:03:00.0", "pci:v00001234d00005678sv00000000sd00000000bc02sc00i00",
+               NULL);
+    CHECK_RC(pcibind_bind(ctx, "0000:03:00.0", "vfio-pci", PCIBIND_BIND_FORCE, NULL), PCIBIND_OK);
+    char *nowhere = ptk_path(root, "no-such-modules-dir");
+    CHECK_RC(pcibind_ctx_set_modules_dir(ctx, nowhere), PCIBIND_OK);
+    free(nowhere);
+    CHECK_RC(pcibind_reattach(ctx, "0000:03:00.0", NULL, 0, NULL), PCIBIND_ERR_BIND);
+    CHECK_CONTAINS(pcibind_last_error_message(), "restored");
+    expect_bound("0000:03:00.0", "vfio-pci");
+    expect_override("0000:03:00.0", "vfio-pci");
+    teardown();
+}
+
+/* A device on its host driver with an override set (driverctl's set-override): reattach with no
+ * name clears the override and nothing else; the NIC does not flap. */
+static void reattach_at_home_with_an_override_only_clears_it(void)
+{
+    setup();
+    nic_carries_the_hosts_traffic();
+    ptk_write(root, "devices/pci0000:00/" NIC "/driver_override", "e1000e\n");
+    char *driver = NULL;
+    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, &driver), PCIBIND_OK);
+    CHECK_STR(driver, "e1000e");
+    pcibind_string_free(driver);
+    expect_log("bus/pci/devices/" NIC "/driver_override\t\\n\tok\n");
+    expect_override(NIC, "(null)");
+    teardown();
+}
+
+RUN_TESTS(TEST_CASE(named_reattach_refuses_what_bind_refuses),
+          TEST_CASE(unbind_of_an_in_use_nic_is_refused_unless_forced),
+          TEST_CASE(pf_with_a_vf_on_vfio_stays_on_its_driver),
+          TEST_CASE(removing_a_vf_the_host_uses_is_refused),
+          TEST_CASE(already_on_vfio_without_its_override_gets_it),
+          TEST_CASE(reattach_without_tables_never_strands_the_device),
+          TEST_CASE(reattach_at_home_with_an_override_only_clears_it))
