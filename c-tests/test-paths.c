@@ -202,7 +202,25 @@ static void reattach_at_home_with_an_override_only_clears_it(void)
     teardown();
 }
 
-RUN_TESTS(TEST_CASE(named_reattach_refuses_what_bind_refuses),
+/* A host driver forced onto a device it does not claim (`nvme` on a NIC binds on 6.1) is no
+ * home: reattach with no name reprobes, and the NIC's own driver takes it. */
+static void reattach_from_a_forced_foreign_driver_reprobes(void)
+{
+    setup();
+    ptk_loaded_driver(root, "nvme", "nvme");
+    CHECK_RC(pcibind_bind(ctx, NIC, "nvme", PCIBIND_BIND_FORCE, NULL), PCIBIND_OK);
+    expect_bound(NIC, "nvme");
+    char *driver = NULL;
+    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, &driver), PCIBIND_OK);
+    CHECK_STR(driver, "e1000e");
+    pcibind_string_free(driver);
+    expect_bound(NIC, "e1000e");
+    expect_override(NIC, "(null)");
+    teardown();
+}
+
+RUN_TESTS(TEST_CASE(reattach_from_a_forced_foreign_driver_reprobes),
+          TEST_CASE(named_reattach_refuses_what_bind_refuses),
           TEST_CASE(unbind_of_an_in_use_nic_is_refused_unless_forced),
           TEST_CASE(pf_with_a_vf_on_vfio_stays_on_its_driver),
           TEST_CASE(removing_a_vf_the_host_uses_is_refused),

@@ -27,9 +27,11 @@
 #include <linux/openat2.h>
 #include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
+#include <sys/user.h>
 #include <sys/wait.h>
 #include <syslog.h>
 #include <time.h>
@@ -2247,6 +2249,176 @@ static void bind_and_reattach_with_openat2_refused(void)
     }
 }
 
+/* ---- every path refuses what bind refuses; callers that die; devices that go (0.3) -------- */
+
+/* `reattach(NIC, "vfio-pci")` and `unbind` of the host's NIC (up with an address) are refused
+ * as `pcibind_bind()` refuses it (SPEC 3.3: one decision for every path), nothing written. */
+static void unbind_and_named_reattach_refuse_an_in_use_nic(void)
+{
+    char *ifname = ifname_of(NIC);
+    CHECK(ifname != NULL);
+    if (!ifname)
+        return;
+    CHECK(sh("/bin/ip link set %s up && /bin/ip addr add 10.0.2.15/24 dev %s", ifname, ifname));
+    int idx = ifindex_of(ifname);
+    CHECK_RC(pcibind_reattach(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
+    note("%s", pcibind_last_error_message());
+    CHECK_CONTAINS(pcibind_last_error_message(), ifname);
+    CHECK_RC(pcibind_unbind(ctx, NIC, 0), PCIBIND_ERR_IN_USE);
+    CHECK_CONTAINS(pcibind_last_error_message(), ifname);
+    CHECK_NIC_AT_REST(NIC);
+    CHECK(ifindex_of(ifname) == idx); /* never unbound, not even for a moment */
+    if_down(ifname);
+    free(ifname);
+}
+
+/* The control files of PCI devices a write may go to, as a tracer sees the write's fd. */
+static int is_pci_control_file(pid_t pid, long fd)
+{
+    char link[64], target[PATH_MAX];
+    snprintf(link, sizeof(link), "/proc/%d/fd/%ld", (int)pid, fd);
+    ssize_t n = readlink(link, target, sizeof(target) - 1);
+    if (n <= 0)
+        return 0;
+    target[n] = '\0';
+    if (strncmp(target, "/sys/", 5))
+        return 0;
+    const char *base = strrchr(target, '/') + 1;
+    return !strcmp(base, "driver_override") || !strcmp(base, "bind") ||
+           !strcmp(base, "unbind") || !strcmp(base, "drivers_probe");
+}
+
+/* Runs `fn` in a child traced with ptrace and, after the n-th write(2) to a PCI control file
+ * has returned, either kills it (SIGKILL, as the OOM killer would) or, with `remove`,
+ * hot-removes `remove` (`echo 1 > .../remove`) and lets the child go on. Returns the child's
+ * wait status. x86-64: a syscall-entry stop has rax == -ENOSYS. */
+static int traced(int (*fn)(void), int n, const char *remove)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ptrace(PTRACE_TRACEME, 0, NULL, NULL);
+        raise(SIGSTOP);
+        int rc = fn();
+        fflush(stdout);
+        _exit(rc < 0 ? -rc : rc);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    ptrace(PTRACE_SETOPTIONS, pid, NULL, (void *)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL));
+    int writes = 0;
+    long fd = -1;
+    for (;;) {
+        ptrace(PTRACE_SYSCALL, pid, NULL, NULL);
+        if (waitpid(pid, &st, 0) != pid || WIFEXITED(st) || WIFSIGNALED(st))
+            return st;
+        if (!WIFSTOPPED(st) || WSTOPSIG(st) != (SIGTRAP | 0x80))
+            continue;
+        struct user_regs_struct regs;
+        ptrace(PTRACE_GETREGS, pid, NULL, &regs);
+        if (regs.orig_rax != SYS_write)
+            continue;
+        if ((long)regs.rax == -ENOSYS) { /* entry */
+            fd = (long)regs.rdi;
+            continue;
+        }
+        if (!is_pci_control_file(pid, fd) || ++writes < n)
+            continue;
+        if (!remove) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return st;
+        }
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), DEV "%s/remove", remove);
+        CHECK_ERR(wr(path, "1"), 0);
+        ptrace(PTRACE_DETACH, pid, NULL, NULL);
+        waitpid(pid, &st, 0);
+        return st;
+    }
+}
+
+static int bind_nic_to_vfio_pci(void)
+{
+    pcibind_ctx *c = new_ctx();
+    int rc = pcibind_bind(c, NIC, "vfio-pci", 0, NULL);
+    if (rc != 0)
+        printf("# the traced bind: %s\n", pcibind_last_error_message());
+    pcibind_ctx_free(c);
+    return rc;
+}
+
+static char *lock_record(const char *bdf)
+{
+    return read_attr("/run/pcibind/%s.lock", bdf);
+}
+
+/* A bind killed after its 1st write (the override) and after its 2nd (the unbind: the host's
+ * NIC on no driver): its record stays in the lock file, and pcibind_recover() puts the NIC back
+ * at rest; after the 2nd, the next bind instead rolls back first and starts from e1000e. */
+static void killed_bind_is_rolled_back(void)
+{
+    for (int n = 1; n <= 2; n++) {
+        int st = traced(bind_nic_to_vfio_pci, n, NULL);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+        CHECK_OVERRIDE(NIC, "vfio-pci");
+        CHECK_DRIVER(NIC, n == 1 ? "e1000e" : NULL);
+        char *rec = lock_record(NIC);
+        CHECK_CONTAINS(rec, "doing binding to vfio-pci");
+        CHECK_CONTAINS(rec, "driver e1000e");
+        free(rec);
+        char **recovered = NULL;
+        CHECK_RC(pcibind_recover(ctx, NULL, 0, &recovered), PCIBIND_OK);
+        CHECK(recovered && recovered[0] && !strcmp(recovered[0], NIC) && !recovered[1]);
+        pcibind_strv_free(recovered);
+        CHECK_NIC_AT_REST(NIC);
+        rec = lock_record(NIC);
+        CHECK_STR(rec, "");
+        free(rec);
+    }
+    /* Killed after the unbind again; this time the next call is an ordinary bind: it rolls
+     * the NIC back first (saying so), and only then binds, from e1000e, the start the killed
+     * call recorded (0.2 took "unbound" for its start). */
+    int st = traced(bind_nic_to_vfio_pci, 2, NULL);
+    CHECK(WIFSIGNALED(st));
+    CHECK_DRIVER(NIC, NULL);
+    warnings[0] = '\0';
+    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture, NULL, LOG_WARNING), PCIBIND_OK);
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_OK);
+    CHECK_CONTAINS(warnings, "was interrupted; rolled back to where it started");
+    CHECK_RC(pcibind_ctx_set_log_fn(ctx, NULL, NULL, 0), PCIBIND_OK);
+    CHECK_DRIVER(NIC, "vfio-pci");
+    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_OK);
+    CHECK_NIC_AT_REST(NIC);
+    raw_restore(NIC); /* whatever a failure left behind, for the next scenario */
+}
+
+/* The NIC removed (`echo 1 > remove`) right after the bind's unbind: PCIBIND_ERR_NO_DEVICE, not a
+ * failed restore, no record and no lock left; rescanned, it is back on e1000e and binds at
+ * once. */
+static void device_removed_during_a_bind_then_rescanned(void)
+{
+    int st = traced(bind_nic_to_vfio_pci, 2, NIC);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == -PCIBIND_ERR_NO_DEVICE);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != -PCIBIND_ERR_NO_DEVICE)
+        note("the traced bind ended with status %d", st);
+    CHECK(!exists(DEV NIC));
+    char *rec = lock_record(NIC);
+    CHECK_STR(rec, "");
+    free(rec);
+    CHECK_ERR(wr("/sys/bus/pci/rescan", "1"), 0);
+    for (int i = 0; i < 100 && !exists(DEV NIC "/net"); i++)
+        usleep(100000);
+    CHECK_NIC_AT_REST(NIC);
+    CHECK_RC(pcibind_ctx_set_lock_timeout(ctx, 0), PCIBIND_OK); /* no lock left held */
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_OK);
+    CHECK_DRIVER(NIC, "vfio-pci");
+    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_OK);
+    CHECK_RC(pcibind_ctx_set_lock_timeout(ctx, 60000), PCIBIND_OK);
+    CHECK_NIC_AT_REST(NIC);
+    raw_restore(NIC);
+}
+
 int main(void)
 {
     struct utsname u;
@@ -2298,6 +2470,9 @@ int main(void)
         TEST_CASE(sriov_vfs_created_parked_bound_and_removed),
         TEST_CASE(kernel_sriov_numvfs),
         TEST_CASE(kernel_group_node_lives_while_a_member_is_on_vfio),
+        TEST_CASE(unbind_and_named_reattach_refuse_an_in_use_nic),
+        TEST_CASE(killed_bind_is_rolled_back),
+        TEST_CASE(device_removed_during_a_bind_then_rescanned),
     };
     int rc = run_tests(cases, sizeof(cases) / sizeof(cases[0]));
     pcibind_ctx_free(ctx);

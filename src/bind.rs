@@ -382,8 +382,14 @@ impl Context {
             if on_host_driver && start.driver_override.is_none() {
                 return nothing(None);
             }
-            if on_host_driver {
-                // Home already: only the override goes, with no unbind and no probe.
+            let home = on_host_driver
+                && start.driver.as_ref().is_some_and(|d| {
+                    self.claims_by_id_table(address, &Target::Driver(d.clone()), None) == Some(true)
+                });
+            if home {
+                // On a driver that claims it by its own ID table: only the override goes, with
+                // no unbind and no probe. (A driver forced onto a device it does not claim is
+                // no home: the device is reprobed below.)
                 return Ok(Prepared {
                     target: start.driver.clone(),
                     txn: Some(DeviceTxn {
