@@ -139,6 +139,15 @@ static void recover_rolls_back_a_bind_killed_after_the_override(void)
 {
     setup();
     killed_after_the_override();
+    /* A dry run rolls nothing back, and says the real call would. */
+    char *plan = NULL;
+    CHECK_RC(pcibind_bind_plan(ctx, NIC, "vfio-pci", 0, &plan), PCIBIND_OK);
+    CHECK_CONTAINS(plan, "first roll back the interrupted transaction of " NIC
+                         " (binding to vfio-pci (process 4242), started bound to e1000e");
+    pcibind_string_free(plan);
+    char *text = record(NIC);
+    CHECK_CONTAINS(text, "pid 4242");
+    free(text);
     char **recovered = (char **)(uintptr_t)0x1;
     CHECK_RC(pcibind_recover(ctx, NIC, 0, &recovered), PCIBIND_OK);
     CHECK(recovered && recovered[0] && !recovered[1]);

@@ -119,7 +119,20 @@ impl Context {
         let name = name.map(DriverName::new).transpose()?;
         self.sysfs.require_device(&address)?;
         let prepared = self.prepare_bind(&address, name.as_ref(), options, Mode::DryRun)?;
-        let mut lines = prepared.notes;
+        let mut lines = Vec::new();
+        // A dry run takes no lock, so it rolls nothing back; the real call would, first.
+        if let Some(i) = self
+            .interrupted()
+            .ok()
+            .and_then(|found| found.into_iter().find(|i| i.address == address && !i.running))
+        {
+            lines.push(format!(
+                "first roll back the interrupted transaction of {address} ({}); the plan below \
+                 starts from the device as it is now",
+                i.description
+            ));
+        }
+        lines.extend(prepared.notes);
         if let Some(txn) = &prepared.txn {
             self.render(txn, &mut lines);
         }
