@@ -1,14 +1,18 @@
 //! Running the module loader: exec'd directly (never through a shell) with argv exactly
-//! `{PROGRAM, "-b", MODULE}`, the environment inherited, and a time limit. A modprobe that
-//! hangs (a module whose init never returns, an `install` command waiting on something) would
-//! otherwise hold the device's lock for good: at the limit it is killed, with anything it
-//! started (it runs in a process group of its own), and the load fails.
+//! `{PROGRAM, "-b", MODULE}`, the environment inherited, no descriptor of the caller's but the
+//! standard streams, and a time limit. A modprobe that hangs (a module whose init never
+//! returns, an `install` command waiting on something) would otherwise hold the device's lock
+//! for good: at the limit it is killed, with anything it started (it runs in a process group
+//! of its own), and the load fails. A modprobe that does not end even then (in `D` state,
+//! waiting for a module init stuck in the kernel) is not waited for: the call returns about a
+//! second later, and a thread of the library's reaps the loader whenever it ends.
 
+use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -31,6 +35,10 @@ const KEEP_STDERR: usize = 4 * MAX_STDERR;
 
 /// The longest pause between two looks at a running modprobe whose stderr tells nothing.
 const MAX_POLL: Duration = Duration::from_millis(20);
+
+/// How long a loader killed at the time limit is waited for before the call returns without it
+/// (SPEC 3.6: "within about a second").
+const KILL_GRACE: Duration = Duration::from_secs(1);
 
 /// How long stderr is still read once modprobe is gone: only a process it left behind (and
 /// that escaped the kill) can keep the pipe open past that.
@@ -93,69 +101,159 @@ impl Modprobe {
         }
         let ran = run(&program, module, timeout)
             .map_err(|e| fail(format!("cannot run {}: {e}", program.display())))?;
-        let status = match ran.status {
-            Some(status) if status.success() => return Ok(()),
-            Some(status) => match status.code() {
-                Some(code) => format!("exited with status {code}"),
-                None => format!("was killed ({status})"),
-            },
-            None => format!("timed out after {timeout:?} and was killed"),
-        };
-        let stderr = String::from_utf8_lossy(&ran.stderr);
-        let mut stderr = stderr.trim();
-        if stderr.len() > MAX_STDERR {
-            let mut end = MAX_STDERR;
-            while !stderr.is_char_boundary(end) {
-                end -= 1;
-            }
-            stderr = &stderr[..end];
-        }
-        let tail = if stderr.is_empty() {
-            String::from(" (no output)")
-        } else {
-            format!(": {stderr}")
-        };
-        let detail = format!("{} -b {} {status}{tail}", program.display(), module);
-        let exit_code = ran.status.and_then(|s| s.code());
-        if exit_code == Some(1) && says_not_found(stderr, module) {
-            return Err(LoadError::NotFound {
-                module: module.clone(),
-                detail,
-            });
-        }
-        Err(fail(detail))
+        outcome(&program, module, timeout, ran)
     }
 }
 
-/// How a run of modprobe ended: its status (`None`: killed at the time limit) and the start
-/// of what it wrote to stderr.
+/// A run's end as the load's result: the error carries the command, how it ended and the
+/// start of what it printed.
+fn outcome(
+    program: &Path,
+    module: &ModuleName,
+    timeout: Duration,
+    ran: Ran,
+) -> Result<(), LoadError> {
+    let status = match ran.end {
+        End::Exited(status) if status.success() => return Ok(()),
+        End::Exited(status) => match status.code() {
+            Some(code) => format!("exited with status {code}"),
+            None => format!("was killed ({status})"),
+        },
+        End::Killed => format!("timed out after {timeout:?} and was killed"),
+        End::Stuck { pid } => format!(
+            "timed out after {timeout:?} and did not exit when killed (process {pid}, \
+             perhaps stuck in the kernel; it is reaped when it ends)"
+        ),
+    };
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    let mut stderr = stderr.trim();
+    if stderr.len() > MAX_STDERR {
+        let mut end = MAX_STDERR;
+        while !stderr.is_char_boundary(end) {
+            end -= 1;
+        }
+        stderr = &stderr[..end];
+    }
+    let tail = if stderr.is_empty() {
+        String::from(" (no output)")
+    } else {
+        format!(": {stderr}")
+    };
+    let detail = format!("{} -b {} {status}{tail}", program.display(), module);
+    let exit_code = match ran.end {
+        End::Exited(status) => status.code(),
+        _ => None,
+    };
+    if exit_code == Some(1) && says_not_found(stderr, module) {
+        return Err(LoadError::NotFound {
+            module: module.clone(),
+            detail,
+        });
+    }
+    Err(LoadError::Failed(Error::ModuleLoad {
+        module: module.to_string(),
+        detail,
+    }))
+}
+
+/// How a run of modprobe ended, and the start of what it wrote to stderr.
 struct Ran {
-    status: Option<ExitStatus>,
+    end: End,
     stderr: Vec<u8>,
 }
 
-/// Runs `program -b module` in a process group of its own, reading its stderr as it comes,
-/// until it exits or `timeout` passes; then kills the group and reaps it.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Exited(ExitStatus),
+    /// Killed at the time limit, and reaped.
+    Killed,
+    /// Killed at the time limit, but still not ended `KILL_GRACE` later (a module init stuck
+    /// in the kernel leaves modprobe in `D` state, where SIGKILL waits for the init): left to
+    /// the reaper, never waited for here.
+    Stuck {
+        pid: u32,
+    },
+}
+
+/// Runs `program -b module` in a process group of its own, with no descriptor of the caller's
+/// but its standard streams, reading its stderr as it comes, until it exits or `timeout`
+/// passes; then kills the group.
 fn run(program: &Path, module: &ModuleName, timeout: Duration) -> io::Result<Ran> {
-    let mut child = Command::new(program)
+    reaper::restart();
+    let mut command = Command::new(program);
+    command
         .arg("-b")
         .arg(module.as_str())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()?;
+        .process_group(0);
+    // SAFETY: the closure runs in the child between fork and exec, and makes only
+    // async-signal-safe system calls (no allocation, no lock).
+    unsafe { command.pre_exec(cloexec_beyond_stdio) };
+    let mut child = command.spawn()?;
+    let stderr = child
+        .stderr
+        .take()
+        .map(|pipe| File::from(OwnedFd::from(pipe)));
+    supervise(child, Output::new(stderr), timeout, KILL_GRACE)
+}
+
+/// What `supervise` needs of a running loader: a `Child` (the real one), or a test's stand-in
+/// for one that cannot be reaped.
+trait Loader {
+    fn pid(&self) -> u32;
+    /// `Child::try_wait`: reaps the loader if it has ended.
+    fn try_wait(&mut self) -> io::Result<Option<ExitStatus>>;
+    /// SIGKILL to the loader and its process group.
+    fn kill(&mut self);
+    /// Gives up on a loader that did not end once killed: it is reaped when it ends.
+    fn abandon(self);
+}
+
+impl Loader for Child {
+    fn pid(&self) -> u32 {
+        self.id()
+    }
+
+    fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        Child::try_wait(self)
+    }
+
+    fn kill(&mut self) {
+        // The group's id is the child's pid, which stays ours until it is reaped. The child
+        // itself too, in case it left its group (setpgid).
+        let pid = self.id() as libc::pid_t;
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+
+    fn abandon(self) {
+        reaper::adopt(self);
+    }
+}
+
+/// Waits for `loader` while reading its stderr, at most `timeout`; then kills it and waits at
+/// most `kill_grace` more for it to end. The caller (who may hold a device lock) is never kept
+/// longer: a loader still running then is abandoned to the reaper.
+fn supervise<L: Loader>(
+    mut loader: L,
+    mut stderr: Output,
+    timeout: Duration,
+    kill_grace: Duration,
+) -> io::Result<Ran> {
     let deadline = Instant::now().checked_add(timeout);
-    let mut stderr = Output::new(child.stderr.take());
     let mut pause = Duration::from_millis(1);
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
+    let end = loop {
+        if let Some(status) = loader.try_wait()? {
+            break End::Exited(status);
         }
         let left = deadline.map_or(MAX_POLL, |d| d.saturating_duration_since(Instant::now()));
         if left.is_zero() {
-            kill_group(&mut child);
-            break None;
+            break kill(loader, &mut stderr, kill_grace)?;
         }
         if stderr.is_open() {
             // Wakes as soon as modprobe writes or exits (its end of the pipe closes).
@@ -165,40 +263,256 @@ fn run(program: &Path, module: &ModuleName, timeout: Duration) -> io::Result<Ran
             pause = (pause * 2).min(MAX_POLL);
         }
     };
-    // What it wrote just before it ended is still in the pipe.
-    let drain_until = Instant::now() + DRAIN_GRACE;
-    while stderr.is_open() {
-        let left = drain_until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
+    // What it wrote just before it ended is still in the pipe (read while waiting for a loader
+    // that was killed, and not waited for past that).
+    if let End::Exited(_) = end {
+        let drain_until = Instant::now() + DRAIN_GRACE;
+        while stderr.is_open() {
+            let left = drain_until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            stderr.read_for(left);
         }
-        stderr.read_for(left);
     }
     Ok(Ran {
-        status,
+        end,
         stderr: stderr.kept,
     })
 }
 
-/// Kills modprobe and whatever it started (SIGKILL to its process group), then reaps it.
-fn kill_group(child: &mut Child) {
-    // The group's id is the child's pid, which stays ours until it is reaped below.
-    let pgid = child.id() as libc::pid_t;
-    // SAFETY: kill has no memory-safety preconditions.
-    if unsafe { libc::kill(-pgid, libc::SIGKILL) } != 0 {
-        let _ = child.kill();
+/// Kills the loader and its process group, and waits at most `grace` for it to end, reading
+/// its stderr meanwhile (what it writes as it dies, and a late line of a loader that had been
+/// blocked writing).
+fn kill<L: Loader>(mut loader: L, stderr: &mut Output, grace: Duration) -> io::Result<End> {
+    loader.kill();
+    let until = Instant::now() + grace;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if loader.try_wait()?.is_some() {
+            // The rest of the grace, at most DRAIN_GRACE, for what is still in the pipe.
+            let drain_until = until.min(Instant::now() + DRAIN_GRACE);
+            while stderr.is_open() {
+                let left = drain_until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                stderr.read_for(left);
+            }
+            return Ok(End::Killed);
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let pid = loader.pid();
+            loader.abandon();
+            return Ok(End::Stuck { pid });
+        }
+        if stderr.is_open() {
+            stderr.read_for(left.min(MAX_POLL));
+        } else {
+            thread::sleep(pause.min(left));
+            pause = (pause * 2).min(MAX_POLL);
+        }
     }
-    let _ = child.wait();
+}
+
+/// Loaders that did not end when killed, reaped as they end by one thread of their own, which
+/// runs only while there are some: a loader stuck in the kernel holds no caller, and ends as
+/// a zombie that is reaped, not one that stays.
+mod reaper {
+    use std::process::Child;
+    use std::sync::{Mutex, MutexGuard};
+    use std::thread;
+    use std::time::Duration;
+
+    struct Reaper {
+        children: Vec<Child>,
+        /// A reaping thread runs (it ends, and clears this, once `children` is empty).
+        running: bool,
+    }
+
+    static REAPER: Mutex<Reaper> = Mutex::new(Reaper {
+        children: Vec::new(),
+        running: false,
+    });
+
+    /// The longest pause between two looks at the loaders left: a loader stuck in the kernel
+    /// may stay so for minutes, or for good.
+    const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+    fn lock() -> MutexGuard<'static, Reaper> {
+        REAPER.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes `child` over: it is reaped once it ends.
+    pub(super) fn adopt(child: Child) {
+        let mut reaper = lock();
+        reaper.children.push(child);
+        start(&mut reaper);
+    }
+
+    /// Starts the thread again if it could not be started when a loader was adopted.
+    pub(super) fn restart() {
+        let mut reaper = lock();
+        if !reaper.children.is_empty() {
+            start(&mut reaper);
+        }
+    }
+
+    fn start(reaper: &mut Reaper) {
+        if !reaper.running {
+            // Should no thread be had now, the next load tries again.
+            reaper.running = thread::Builder::new()
+                .name("pcibind-reaper".into())
+                .spawn(reap)
+                .is_ok();
+        }
+    }
+
+    fn reap() {
+        let mut pause = Duration::from_millis(10);
+        loop {
+            thread::sleep(pause);
+            let mut reaper = lock();
+            // Ended (reaped now), or no longer ours to wait for (reaped by someone else).
+            reaper
+                .children
+                .retain_mut(|child| matches!(child.try_wait(), Ok(None)));
+            if reaper.children.is_empty() {
+                reaper.running = false;
+                return;
+            }
+            drop(reaper);
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
+    }
+
+    /// How many adopted loaders are not reaped yet, and whether the thread runs.
+    #[cfg(test)]
+    pub(super) fn state() -> (usize, bool) {
+        let reaper = lock();
+        (reaper.children.len(), reaper.running)
+    }
+}
+
+/// Marks every descriptor but the standard streams close-on-exec, so the loader inherits
+/// none of the caller's (a C caller may hold descriptors without `O_CLOEXEC`). Runs in the
+/// child between fork and exec: async-signal-safe system calls only, no allocation. Marked,
+/// not closed: the standard library's own pipe that reports a failed exec must stay open
+/// until the exec.
+fn cloexec_beyond_stdio() -> io::Result<()> {
+    // close_range(3, ~0U, CLOSE_RANGE_CLOEXEC), Linux 5.11.
+    // SAFETY: a system call that touches no memory of ours.
+    let marked = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_long,
+            libc::c_uint::MAX as libc::c_long,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_long,
+        )
+    } == 0;
+    if !marked && cloexec_listed().is_err() {
+        cloexec_counted();
+    }
+    Ok(())
+}
+
+/// Without close_range: each descriptor that `/proc/self/fd` lists, read with getdents64
+/// into a buffer on the stack (opendir would allocate).
+fn cloexec_listed() -> io::Result<()> {
+    // SAFETY: a NUL-terminated path.
+    let dir = unsafe {
+        libc::open(
+            c"/proc/self/fd".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if dir < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // linux_dirent64 records: d_ino (8 bytes), d_off (8), d_reclen (2), d_type (1), d_name.
+    let mut buf = [0u64; 512];
+    let result = loop {
+        // SAFETY: `buf` is writable for the length given.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dir as libc::c_long,
+                buf.as_mut_ptr(),
+                std::mem::size_of_val(&buf),
+            )
+        };
+        if n < 0 {
+            break Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            break Ok(());
+        }
+        // SAFETY: the kernel wrote `n` bytes of records.
+        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+        let mut at = 0;
+        while at + 19 < bytes.len() {
+            let reclen = u16::from_ne_bytes([bytes[at + 16], bytes[at + 17]]) as usize;
+            if reclen == 0 {
+                break;
+            }
+            let name = &bytes[at + 19..(at + reclen).min(bytes.len())];
+            let mut fd: libc::c_int = 0;
+            let mut digits = 0;
+            for &b in name.iter().take_while(|&&b| b != 0) {
+                if !b.is_ascii_digit() || digits == 9 {
+                    digits = 0;
+                    break;
+                }
+                fd = fd * 10 + libc::c_int::from(b - b'0');
+                digits += 1;
+            }
+            if digits > 0 && fd > 2 && fd != dir {
+                set_cloexec(fd);
+            }
+            at += reclen;
+        }
+    };
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(dir) };
+    result
+}
+
+/// Without close_range nor /proc: every descriptor number below the limit on open files.
+fn cloexec_counted() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: one rlimit to fill.
+    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur.min(1 << 20) as libc::c_int
+    } else {
+        1 << 16
+    };
+    for fd in 3..max {
+        set_cloexec(fd);
+    }
+}
+
+fn set_cloexec(fd: libc::c_int) {
+    // SAFETY: fcntl on a descriptor number; one that is not open fails with EBADF.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        }
+    }
 }
 
 /// modprobe's stderr pipe, read without ever blocking past a given time.
 struct Output {
-    pipe: Option<ChildStderr>,
+    pipe: Option<File>,
     kept: Vec<u8>,
 }
 
 impl Output {
-    fn new(pipe: Option<ChildStderr>) -> Output {
+    fn new(pipe: Option<File>) -> Output {
         Output {
             pipe,
             kept: Vec::new(),
@@ -277,7 +591,11 @@ fn says_not_found(stderr: &str, module: &ModuleName) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
     use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
 
     fn module(name: &str) -> ModuleName {
         ModuleName::new(name).unwrap()
@@ -389,6 +707,211 @@ mod tests {
         let modprobe = script(dir.path(), "echo \"warning: ignored\" >&2\nexit 0");
         let (result, _) = timed_load(&modprobe, Duration::from_secs(20));
         result.unwrap();
+    }
+
+    /// A loader standing for one in `D` state: SIGKILL is sent, but it never ends (`try_wait`
+    /// always says "still running"), as a modprobe whose module init is stuck in the kernel.
+    struct Unreapable {
+        killed: Arc<AtomicBool>,
+        abandoned: Arc<AtomicBool>,
+    }
+
+    impl Loader for Unreapable {
+        fn pid(&self) -> u32 {
+            4242
+        }
+        fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+            Ok(None)
+        }
+        fn kill(&mut self) {
+            self.killed.store(true, Ordering::SeqCst);
+        }
+        fn abandon(self) {
+            self.abandoned.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A pipe: its read end as the loader's stderr, its write end kept by the test (so the
+    /// pipe never reaches its end, as when the stuck loader holds it).
+    fn pipe() -> (File, File) {
+        let mut fds = [0; 2];
+        // SAFETY: two ints to fill.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: two new descriptors of ours.
+        unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
+    }
+
+    /// SPEC 3.6: at the time limit the loader is killed, and the call returns about a second
+    /// later even though the loader never ends; it is handed to the reaper, not waited for,
+    /// and the error says so with what it printed.
+    #[test]
+    fn a_loader_that_does_not_die_is_left_to_the_reaper() {
+        let killed = Arc::new(AtomicBool::new(false));
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let loader = Unreapable {
+            killed: killed.clone(),
+            abandoned: abandoned.clone(),
+        };
+        let (read, mut write) = pipe();
+        write.write_all(b"modprobe: loading foo_bar\n").unwrap();
+        let start = Instant::now();
+        let ran = supervise(
+            loader,
+            Output::new(Some(read)),
+            Duration::from_millis(200),
+            KILL_GRACE,
+        )
+        .unwrap();
+        let took = start.elapsed();
+        assert_eq!(ran.end, End::Stuck { pid: 4242 });
+        assert!(killed.load(Ordering::SeqCst));
+        assert!(abandoned.load(Ordering::SeqCst));
+        assert!(took >= Duration::from_millis(200) + KILL_GRACE, "{took:?}");
+        assert!(
+            took < Duration::from_millis(200) + KILL_GRACE * 2,
+            "{took:?}"
+        );
+        let program = Path::new("/sbin/modprobe");
+        match outcome(program, &module("foo_bar"), Duration::from_millis(200), ran) {
+            Err(LoadError::Failed(Error::ModuleLoad { detail, .. })) => {
+                assert!(
+                    detail.contains(
+                        "/sbin/modprobe -b foo_bar timed out after 200ms and did not exit when \
+                         killed (process 4242"
+                    ),
+                    "{detail}"
+                );
+                assert!(detail.ends_with(": modprobe: loading foo_bar"), "{detail}");
+            }
+            other => panic!("expected a module load error, got {other:?}"),
+        }
+        drop(write);
+    }
+
+    /// The reaper reaps an adopted loader once it ends (no zombie stays), and its thread
+    /// ends once it has no loader left (none stays either).
+    #[test]
+    fn the_reaper_reaps_and_then_stops() {
+        let child = Command::new("sleep").arg("0.3").spawn().unwrap();
+        let pid = child.id();
+        reaper::adopt(child);
+        let start = Instant::now();
+        while std::fs::metadata(format!("/proc/{pid}")).is_ok()
+            && start.elapsed() < Duration::from_secs(10)
+        {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            std::fs::metadata(format!("/proc/{pid}")).is_err(),
+            "the loader was not reaped"
+        );
+        while reaper::state() != (0, false) && start.elapsed() < Duration::from_secs(10) {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(reaper::state(), (0, false));
+    }
+
+    /// The loader is killed and ends, but a process it started left its process group (the
+    /// kill misses it) and holds stderr open: the call still returns about a second after the
+    /// limit, not when that process closes the pipe.
+    #[test]
+    fn stderr_held_by_an_escaped_process_does_not_hold_the_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("escaped.pid");
+        let modprobe = script(
+            dir.path(),
+            &format!(
+                "echo \"loading $2\" >&2\n\
+                 setsid sleep 30 &\n\
+                 echo $! > {}\n\
+                 exec sleep 30",
+                pid_file.display()
+            ),
+        );
+        let (result, took) = timed_load(&modprobe, Duration::from_millis(300));
+        let escaped: libc::pid_t = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: kill has no memory-safety preconditions; the process is this test's.
+        unsafe { libc::kill(escaped, libc::SIGKILL) };
+        match result {
+            Err(Error::ModuleLoad { detail, .. }) => {
+                assert!(
+                    detail.contains("timed out after 300ms and was killed: loading foo_bar"),
+                    "{detail}"
+                );
+            }
+            other => panic!("expected a module load error, got {other:?}"),
+        }
+        assert!(took < Duration::from_millis(300) + KILL_GRACE, "{took:?}");
+    }
+
+    /// Runs `ls /proc/self/fd` with `mark` run between fork and exec, while this process holds
+    /// a descriptor without close-on-exec (numbered 900 or more, so a range that started too
+    /// high would show): its number, and whether `ls` saw it.
+    fn inherited(mark: fn() -> io::Result<()>) -> (libc::c_int, bool) {
+        let file = tempfile::tempfile().unwrap();
+        // SAFETY: F_DUPFD makes a new descriptor, without FD_CLOEXEC.
+        let fd = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD, 900) };
+        assert!(fd >= 900);
+        // SAFETY: the new descriptor is ours.
+        let _dup = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut command = Command::new("ls");
+        command.arg("/proc/self/fd");
+        // SAFETY: the markers are async-signal-safe.
+        unsafe { command.pre_exec(mark) };
+        let out = command.output().unwrap();
+        assert!(out.status.success());
+        let listed = String::from_utf8(out.stdout).unwrap();
+        (fd, listed.lines().any(|l| l == fd.to_string()))
+    }
+
+    /// SPEC 3.14: the loader inherits no descriptor of the caller's but its standard streams,
+    /// whichever way the descriptors are marked; and without marking, the test would see one.
+    #[test]
+    fn the_loader_inherits_no_descriptor_of_the_callers() {
+        let (fd, seen) = inherited(|| Ok(()));
+        assert!(
+            seen,
+            "descriptor {fd} is not inherited even unmarked: the test proves nothing"
+        );
+        for mark in [
+            cloexec_beyond_stdio as fn() -> io::Result<()>,
+            cloexec_listed,
+            || {
+                cloexec_counted();
+                Ok(())
+            },
+        ] {
+            let (fd, seen) = inherited(mark);
+            assert!(!seen, "descriptor {fd} was inherited");
+        }
+    }
+
+    /// The same through a load: the loader lists its descriptors into a file.
+    #[test]
+    fn modprobe_inherits_no_descriptor_of_the_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("fds");
+        let modprobe = script(
+            dir.path(),
+            &format!("exec ls /proc/self/fd > {}", list.display()),
+        );
+        let file = tempfile::tempfile().unwrap();
+        // SAFETY: F_DUPFD makes a new descriptor, without FD_CLOEXEC.
+        let fd = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD, 900) };
+        assert!(fd >= 900);
+        // SAFETY: the new descriptor is ours.
+        let _dup = unsafe { OwnedFd::from_raw_fd(fd) };
+        let (result, _) = timed_load(&modprobe, Duration::from_secs(20));
+        result.unwrap();
+        let listed = std::fs::read_to_string(&list).unwrap();
+        assert!(
+            !listed.lines().any(|l| l == fd.to_string()),
+            "descriptor {fd} was inherited: {listed}"
+        );
     }
 
     #[test]

@@ -2,12 +2,15 @@
  * named by $FAKE_SYSFS_ROOT, following that tree's modprobe.table (see pcibind-testkit.h),
  * and logs its argv to modprobe.log so tests can check exactly how it was run. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,6 +32,82 @@ static void hang(const char *root, const char *module, int seconds)
     snprintf(pids, sizeof(pids), "%d\n%d\n", (int)getpid(), (int)helper);
     ptk_write(root, "modprobe.pids", pids);
     sleep(seconds);
+}
+
+/* "MOD unreapable=SECONDS": a modprobe that, once killed, cannot be reaped for SECONDS, as one
+ * in D state (a module init stuck in the kernel) cannot. SIGKILL cannot be ignored, but a
+ * zombie that another process ptraces is visible to that tracer only: its parent's waitpid
+ * finds nothing to reap until the tracer lets go. So a helper leaves modprobe's process group
+ * (the kill misses it), ptrace-seizes modprobe, holds stderr open, and exits after SECONDS
+ * without ever waiting for it. Says so on stderr and records both pids in modprobe.pids, then
+ * sleeps; exits 3 saying "cannot ptrace" when the helper could not trace it. */
+static int unreapable(const char *root, const char *module, int seconds)
+{
+    fprintf(stderr, "fake-modprobe: %s: stuck for %d s\n", module, seconds);
+    fflush(stderr);
+    /* Under Yama's ptrace_scope 1 a child may not trace its parent unless let. */
+    prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+    pid_t loader = getpid();
+    int ready[2];
+    if (pipe(ready) < 0) {
+        perror("fake-modprobe: pipe");
+        return 2;
+    }
+    pid_t helper = fork();
+    if (helper < 0) {
+        perror("fake-modprobe: fork");
+        return 2;
+    }
+    if (helper == 0) {
+        close(ready[0]);
+        setpgid(0, 0);
+        int err = ptrace(PTRACE_SEIZE, loader, NULL, NULL) == 0 ? 0 : errno;
+        if (write(ready[1], &err, sizeof(err)) != sizeof(err))
+            _exit(2);
+        close(ready[1]);
+        if (err == 0)
+            sleep(seconds);
+        _exit(0);
+    }
+    close(ready[1]);
+    int err = EIO;
+    if (read(ready[0], &err, sizeof(err)) != sizeof(err))
+        err = EIO;
+    close(ready[0]);
+    if (err) {
+        fprintf(stderr, "fake-modprobe: cannot ptrace: %s\n", strerror(err));
+        return 3;
+    }
+    char pids[64];
+    snprintf(pids, sizeof(pids), "%d\n%d\n", (int)loader, (int)helper);
+    ptk_write(root, "modprobe.pids", pids);
+    sleep(seconds);
+    return 0;
+}
+
+/* "MOD listfds": lists the descriptors modprobe was started with, one number a line, into
+ * modprobe.fds, and exits 0. */
+static int list_fds(const char *root)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    if (!dir) {
+        perror("fake-modprobe: /proc/self/fd");
+        return 2;
+    }
+    char list[4096] = "";
+    size_t len = 0;
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        if (entry->d_name[0] == '.' || atoi(entry->d_name) == dirfd(dir))
+            continue;
+        int n = snprintf(list + len, sizeof(list) - len, "%s\n", entry->d_name);
+        if (n < 0 || (size_t)n >= sizeof(list) - len)
+            break;
+        len += (size_t)n;
+    }
+    closedir(dir);
+    ptk_write(root, "modprobe.fds", list);
+    return 0;
 }
 
 /* Waits until module/MOD/initstate reads "live": 0; 1 when the module went away instead (its
@@ -174,6 +253,10 @@ int main(int argc, char **argv)
         } else if (strncmp(action, "sleep=", 6) == 0) {
             hang(root, module, atoi(action + 6));
             rc = 0;
+        } else if (strncmp(action, "unreapable=", 11) == 0) {
+            rc = unreapable(root, module, atoi(action + 11));
+        } else if (strcmp(action, "listfds") == 0) {
+            rc = list_fds(root);
         } else if (strcmp(action, "=") == 0) {
             rc = 0; /* built in: nothing to do */
         } else {
