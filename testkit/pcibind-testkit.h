@@ -173,7 +173,11 @@ void ptk_fault(const char *root, const char *line);
  * "MOD DRV ids=GLOB" gives it an ID table), "MOD -" (loads, registers no PCI driver), "MOD ="
  * (built in: succeeds, changes nothing), "MOD !TEXT" (fails: TEXT on stderr, exit 1),
  * "MOD sleep=SECONDS" (hangs: says so on stderr, starts a helper that holds stderr too, writes
- * both pids to modprobe.pids, exits 0 after SECONDS). Modules not in the table fail as kmod
+ * both pids to modprobe.pids, exits 0 after SECONDS), "MOD unreapable=SECONDS" (hangs; once
+ * killed it cannot be reaped for SECONDS: a helper in another process group ptraces it and
+ * holds stderr; both pids in modprobe.pids; exits 3 "cannot ptrace" where ptrace is refused;
+ * since 0.3), "MOD listfds" (writes the descriptors it started with to modprobe.fds, one a
+ * line; exits 0; since 0.3). Modules not in the table fail as kmod
  * fails for an unknown module: "modprobe: FATAL: Module MOD not found in directory
  * /lib/modules/fake", exit 1.
  * A trailing " slow" on a loading line ("MOD DRV vfio slow") makes the load take a second, as a

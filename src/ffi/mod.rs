@@ -132,7 +132,8 @@ pub unsafe extern "C" fn pcibind_ctx_set_modules_dir(
 }
 
 /// Sets the program used to load kernel modules, as an absolute path. It is run directly (no
-/// shell) as `PATH -b MODULE` with the caller's environment. NULL means never load modules:
+/// shell) as `PATH -b MODULE` with the caller's environment; it inherits no descriptor of the
+/// caller's but stdin, stdout and stderr (since 0.3). NULL means never load modules:
 /// a name whose module is not loaded then resolves only if a matching driver is already
 /// registered. The string is copied.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
@@ -188,7 +189,10 @@ pub unsafe extern "C" fn pcibind_ctx_set_lock_timeout(
 /// Sets how long, in milliseconds, modprobe may run. At the limit it is killed (SIGKILL to its
 /// process group, so with anything it started) and the load fails with
 /// PCIBIND_ERR_MODULE_LOAD, the message saying that it timed out, with what it printed. The
-/// default is 60000 (60 s).
+/// call returns within about a second of the limit even if modprobe cannot die (a module init
+/// stuck in the kernel leaves it in `D` state; since 0.3): the message then says it did not
+/// exit, and a thread of the library reaps it when it ends, never waited for while a device
+/// lock is held. The default is 60000 (60 s).
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG (NULL `ctx`, or 0).
 /// @since 0.2
 #[must_use]
