@@ -1201,6 +1201,90 @@ static void concurrent_writers(void)
     ptk_destroy(root);
 }
 
+
+/* ---- remove and rescan ---------------------------------------------------------------------- */
+
+/* A PF's removal takes its VFs; a rescan brings back the PF alone, probed by its host driver. */
+static void a_removed_pf_takes_its_vfs(void)
+{
+    char *root = standard_tree();
+    ptk_write(root, "bus/pci/drivers/mlx5_core/fake_sriov_configure", "");
+    ptk_device(root, DEV1, MLX, "mlx5_core");
+    ptk_iommu_group(root, 1, DEV1);
+    ptk_write(root, "devices/pci0000:00/" DEV1 "/sriov_totalvfs", "4\n");
+    ptk_write(root, "devices/pci0000:00/" DEV1 "/sriov_numvfs", "0\n");
+    ptk_write(root, "devices/pci0000:00/" DEV1 "/sriov_drivers_autoprobe", "0\n");
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/sriov_numvfs", "2"), 0);
+    CHECK_ERR(wr(root, "bus/pci/devices/0000:01:00.1/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", "0000:01:00.1"), 0);
+    CHECK_BOUND(root, "0000:01:00.1", "vfio-pci");
+
+    ptk_remove(root, DEV1);
+    CHECK(!exists(root, "bus/pci/devices/" DEV1));
+    CHECK(!exists(root, "bus/pci/devices/0000:01:00.1"));
+    CHECK(!exists(root, "devices/pci0000:00/0000:01:00.2"));
+    CHECK(!exists(root, "bus/pci/drivers/vfio-pci/0000:01:00.1"));
+    CHECK(!exists(root, "kernel/iommu_groups/0")); /* the VFs' groups went with them */
+    CHECK(!exists(root, "kernel/iommu_groups/2"));
+    CHECK(!exists(root, "fake_removed/0000:01:00.1")); /* VFs are gone for good */
+    char *log = ptk_write_log(root);
+    CHECK_CONTAINS(log, "bus/pci/devices/" DEV1 "/remove\t1\\n\tok\n");
+    free(log);
+
+    ptk_rescan(root);
+    CHECK_BOUND(root, DEV1, "mlx5_core");
+    CHECK(exists(root, "kernel/iommu_groups/1/devices/" DEV1));
+    CHECK_FILE(root, "bus/pci/devices/" DEV1 "/sriov_numvfs", "0\n");
+    CHECK_FILE(root, "bus/pci/devices/" DEV1 "/sriov_drivers_autoprobe", "1\n");
+    CHECK(!exists(root, "bus/pci/devices/0000:01:00.1"));
+    CHECK(!exists(root, "fake_removed/" DEV1));
+    ptk_destroy(root);
+}
+
+/* A rescan: the device back where it was, its override forgotten, probed by the driver its IDs
+ * match; a bridge's removal takes the devices behind it, and the rescan brings them all. */
+static void rescan_brings_removed_devices_back(void)
+{
+    char *root = standard_tree();
+    const char *bridge = "0000:00:1c.0";
+    ptk_device(root, bridge, "pci:v00008086d0000A110sv00000000sd00000000bc06sc04i00", NULL);
+    ptk_device_under(root, "devices/pci0000:00/0000:00:1c.0", DEV3, NVME, NULL);
+    ptk_device(root, DEV1, MLX, NULL);
+    ptk_iommu_group(root, 5, DEV1);
+    ptk_mkdirs(root, "dev/vfio");
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV3 "/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV3), 0);
+    CHECK(exists(root, "dev/vfio/5"));
+
+    ptk_remove(root, DEV1);
+    ptk_remove(root, bridge);
+    CHECK(!exists(root, "bus/pci/devices/" DEV1));
+    CHECK(!exists(root, "bus/pci/devices/" DEV3));
+    CHECK(!exists(root, "bus/pci/devices/0000:00:1c.0"));
+    CHECK(!exists(root, "bus/pci/drivers/vfio-pci/" DEV3));
+    CHECK(!exists(root, "dev/vfio/5"));
+    CHECK_ERR(wr(root, "bus/pci/rescan", "0"), 0); /* 0 does nothing */
+    CHECK_ERR(wr(root, "bus/pci/rescan", "x"), EINVAL);
+    CHECK(!exists(root, "bus/pci/devices/" DEV1));
+
+    ptk_rescan(root);
+    CHECK_BOUND(root, DEV1, "mlx5_core"); /* override forgotten: its host driver probed it */
+    CHECK_OVERRIDE(root, DEV1, "(null)");
+    CHECK(exists(root, "kernel/iommu_groups/5/devices/" DEV1));
+    CHECK(!exists(root, "dev/vfio/5"));
+    CHECK_BOUND(root, DEV3, "nvme");
+    CHECK(is_dir(root, "devices/pci0000:00/0000:00:1c.0/" DEV3));
+    CHECK_BOUND(root, bridge, NULL);
+    CHECK(!exists(root, "fake_removed/" DEV1));
+    CHECK(!exists(root, "fake_removed/" DEV3));
+    /* and can be removed again */
+    ptk_remove(root, DEV1);
+    CHECK(!exists(root, "bus/pci/devices/" DEV1));
+    ptk_destroy(root);
+}
+
 RUN_TESTS(TEST_CASE(shim_is_loaded),
           TEST_CASE(real_sys_is_never_opened_for_writing),
           TEST_CASE(override_stores_up_to_the_first_newline),
@@ -1239,4 +1323,6 @@ RUN_TESTS(TEST_CASE(shim_is_loaded),
           TEST_CASE(the_file_reached_decides_not_the_path),
           TEST_CASE(race_swaps_a_path_for_a_link_at_the_open),
           TEST_CASE(sriov_numvfs_creates_and_removes_vfs),
-          TEST_CASE(concurrent_writers))
+          TEST_CASE(concurrent_writers),
+          TEST_CASE(a_removed_pf_takes_its_vfs),
+          TEST_CASE(rescan_brings_removed_devices_back))

@@ -5,6 +5,7 @@
  *   bus/pci/drivers/DRV/bind, unbind, new_id, remove_id
  *   bus/pci/drivers_probe
  *   bus/pci/devices/BDF/sriov_numvfs, sriov_drivers_autoprobe  (SR-IOV, drivers/pci/iov.c)
+ *   bus/pci/devices/BDF/remove, bus/pci/rescan  (hot removal, drivers/pci/pci-sysfs.c)
  *
  * An open of one of these files for writing is remembered by fd; a write() to that fd is
  * emulated (links created or removed, driver_override rewritten) and never stores its bytes in
@@ -34,6 +35,11 @@
  * driver_override fails (ENODEV) while its PF's sriov_drivers_autoprobe reads 0
  * (pci_iov_device_can_probe() in drivers/pci/pci-driver.c): bind answers ENODEV, drivers_probe
  * and the probe at creation leave it unbound.
+ *
+ * Hot removal (remove_store(), pci_stop_and_remove_bus_device()) unbinds the device and the
+ * devices behind it, takes a PF's VFs, and takes it off the bus as vanish() does; a device that
+ * is no VF is kept aside in ROOT/fake_removed/BDF, where a rescan finds it, puts it back and
+ * probes it.
  *
  * As a safety net the shim also refuses, with EACCES, any open for writing of a path under the
  * real /sys: tests must never write it. */
@@ -132,7 +138,10 @@ static _Thread_local int in_shim;
 /* One lock for the fd table and for every emulated write: the tests write from many threads. */
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 
-enum kind { K_OVERRIDE, K_BIND, K_UNBIND, K_NEW_ID, K_REMOVE_ID, K_PROBE, K_NUMVFS, K_AUTOPROBE };
+enum kind {
+    K_OVERRIDE, K_BIND, K_UNBIND, K_NEW_ID, K_REMOVE_ID, K_PROBE, K_NUMVFS, K_AUTOPROBE,
+    K_REMOVE, K_RESCAN
+};
 
 struct tracked {
     enum kind kind;
@@ -140,7 +149,7 @@ struct tracked {
     char *abs;     /* the file, as opened (normalized) */
     char *rel;     /* what write.log and fault.table name: driver_override by its bus path */
     char *reached; /* relative to root, the path that reached it (fault.table may name it) */
-    char *driver;  /* DRV for the drivers/DRV/ files, BDF for a device's sriov_* files */
+    char *driver;  /* DRV for the drivers/DRV/ files, BDF for a device's sriov_* and remove */
 };
 
 /* tracked_fd[fd] is set while files[fd] holds an entry; it lets untracked fds (nearly all)
@@ -477,6 +486,9 @@ static struct tracked *classify(const char *abs)
     if (n == 3 && !strcmp(comp[0], "bus") && !strcmp(comp[1], "pci") &&
         !strcmp(comp[2], "drivers_probe")) {
         t->kind = K_PROBE;
+    } else if (n == 3 && !strcmp(comp[0], "bus") && !strcmp(comp[1], "pci") &&
+               !strcmp(comp[2], "rescan")) {
+        t->kind = K_RESCAN;
     } else if (n == 5 && !strcmp(comp[0], "bus") && !strcmp(comp[1], "pci") &&
                !strcmp(comp[2], "drivers") &&
                (!strcmp(comp[4], "bind") || !strcmp(comp[4], "unbind") ||
@@ -486,9 +498,11 @@ static struct tracked *classify(const char *abs)
                   : !strcmp(comp[4], "new_id") ? K_NEW_ID
                                                : K_REMOVE_ID;
         t->driver = xstrdup(comp[3]);
-    } else if (n >= 2 &&
-               (!strcmp(last, "sriov_numvfs") || !strcmp(last, "sriov_drivers_autoprobe"))) {
-        t->kind = !strcmp(last, "sriov_numvfs") ? K_NUMVFS : K_AUTOPROBE;
+    } else if (n >= 2 && (!strcmp(last, "sriov_numvfs") ||
+                          !strcmp(last, "sriov_drivers_autoprobe") || !strcmp(last, "remove"))) {
+        t->kind = !strcmp(last, "sriov_numvfs")   ? K_NUMVFS
+                  : !strcmp(last, "remove")       ? K_REMOVE
+                                                  : K_AUTOPROBE;
         const char *end = last - 1, *dev = end;
         while (dev > rel && dev[-1] != '/')
             dev--;
@@ -1157,7 +1171,8 @@ static void vanish(const struct ctx *c, const struct device *d)
     free(groups);
 }
 
-static void unbind_device(const struct ctx *c, struct device *d)
+/* device_release_driver(): the links go, and what a VFIO driver made with them. */
+static void release_driver(const struct ctx *c, struct device *d)
 {
     char *p = pathf("%s/driver", d->dir);
     unlink(p);
@@ -1174,7 +1189,12 @@ static void unbind_device(const struct ctx *c, struct device *d)
     free_list(held);
     free(d->driver);
     d->driver = NULL;
+}
 
+/* An unbind: the driver released, then a "vanish:BDF after-unbind" fault fired. */
+static void unbind_device(const struct ctx *c, struct device *d)
+{
+    release_driver(c, d);
     char *target = pathf("vanish:%s", d->name);
     const char *targets[] = {target};
     if (fault_fire(c->root, targets, 1, "after-unbind"))
@@ -1539,6 +1559,144 @@ static int store_numvfs(const struct ctx *c, const char *bdf, char *s)
     return err;
 }
 
+/* ---- Hot removal and rescan ------------------------------------------------------------- */
+
+/* Rewrites an attribute the device has; leaves alone one it has not. */
+static void reset_attr(const struct device *d, const char *name, const char *content)
+{
+    char *p = pathf("%s/%s", d->dir, name);
+    if (exists(p))
+        write_file(p, "we", content);
+    free(p);
+}
+
+/* pci_stop_and_remove_bus_device(), as `echo 1 > remove` does it: the devices below it (behind
+ * a bridge) go first, and a PF's VFs (its driver's remove disables SR-IOV), then the device is
+ * unbound, without the after-unbind
+ * fault (that is an unbind's), and leaves the bus with what sat below it (vanish()). A device
+ * that is no VF is still there behind the bus, for a rescan to find: its directory is kept
+ * aside as ROOT/fake_removed/BDF, with its path in fake_removed_from and what a new pci_dev
+ * starts from (driver_override unset, no VFs, sriov_drivers_autoprobe on). A device not on the
+ * bus is left alone. */
+static void hot_remove(const struct ctx *c, const char *bdf)
+{
+    struct device d;
+    if (load_device(c, bdf, &d) != 0)
+        return;
+    char **below_it = list_dir(d.dir, 1);
+    for (char **n = below_it; *n; n++) {
+        struct device child;
+        char *dir = pathf("%s/%s", d.dir, *n);
+        if (load_device(c, *n, &child) == 0 && !strcmp(child.dir, dir))
+            hot_remove(c, *n);
+        free_device(&child);
+        free(dir);
+    }
+    free_list(below_it);
+    remove_vfs(c, &d);
+    if (d.driver)
+        release_driver(c, &d);
+    char *physfn = pathf("%s/physfn", d.dir);
+    if (!exists(physfn)) {
+        char *aside = pathf("%s/fake_removed", c->root);
+        char *kept = pathf("%s/%s", aside, d.name);
+        char *from = pathf("%s/fake_removed_from", d.dir);
+        reset_attr(&d, "driver_override", "(null)\n");
+        reset_attr(&d, "sriov_numvfs", "0\n");
+        reset_attr(&d, "sriov_drivers_autoprobe", "1\n");
+        mkdir(aside, 0755);
+        rm_rf(kept);
+        if (write_file(from, "we", d.rel) != 0 || rename(d.dir, kept) != 0)
+            fprintf(stderr, "kernel-shim: keeping %s aside: %s\n", d.name, strerror(errno));
+        free(from);
+        free(kept);
+        free(aside);
+    }
+    free(physfn);
+    vanish(c, &d);
+    free_device(&d);
+}
+
+/* One device kept aside by hot_remove() back where it was, on the bus and in its IOMMU group,
+ * and probed as a new device is (device_attach()); 0 when it cannot be yet (the directory above
+ * it is not there: a bridge not back yet). */
+static int readd(const struct ctx *c, const char *aside, const char *name)
+{
+    char *kept = pathf("%s/%s", aside, name);
+    char *from_file = pathf("%s/fake_removed_from", kept);
+    char *from = read_attr(from_file);
+    char *dir = from ? pathf("%s/%s", c->root, from) : NULL;
+    char *parent = dir ? xstrndup(dir, (size_t)(strrchr(dir, '/') - dir)) : NULL;
+    int back = dir && is_dir(parent) && !exists(dir) && unlink(from_file) == 0 &&
+               rename(kept, dir) == 0;
+    if (back) {
+        char *link = pathf("%s/bus/pci/devices/%s", c->root, name);
+        char *target = pathf("../../../%s", from);
+        make_link(link, target);
+        free(link);
+        free(target);
+        struct device d;
+        if (load_device(c, name, &d) == 0) {
+            char *group = iommu_group_of(&d);
+            char *members =
+                group ? pathf("%s/kernel/iommu_groups/%s/devices", c->root, group) : NULL;
+            if (members && is_dir(members)) {
+                link = pathf("%s/%s", members, d.name);
+                target = pathf("../../../../%s", d.rel);
+                make_link(link, target);
+                free(link);
+                free(target);
+            } else if (group) { /* its group was released meanwhile: it has none */
+                link = pathf("%s/iommu_group", d.dir);
+                unlink(link);
+                free(link);
+            }
+            free(members);
+            free(group);
+            attach_any(c, &d);
+        }
+        free_device(&d);
+    }
+    free(parent);
+    free(dir);
+    free(from);
+    free(from_file);
+    free(kept);
+    return back;
+}
+
+/* pci_rescan_bus(): every device kept aside by removals comes back (a bridge before the
+ * devices behind it). */
+static void rescan(const struct ctx *c)
+{
+    char *aside = pathf("%s/fake_removed", c->root);
+    int progress = 1;
+    while (progress) {
+        progress = 0;
+        char **names = list_dir(aside, 1);
+        for (char **n = names; *n; n++)
+            progress |= readd(c, aside, *n);
+        free_list(names);
+    }
+    free(aside);
+}
+
+/* remove_store() and rescan_store(): kstrtoul(), then nothing for 0. */
+static int store_remove_or_rescan(const struct ctx *c, const struct tracked *t, char *s)
+{
+    strip_newline(s);
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 0);
+    if (!*s || *s == '-' || *end || errno)
+        return EINVAL;
+    if (v && t->kind == K_REMOVE)
+        hot_remove(c, t->driver);
+    else if (v)
+        rescan(c);
+    return 0;
+}
+
 /* One store, under state_lock; returns 0 or the errno. */
 static int apply(const struct tracked *t, const char *buf, size_t count)
 {
@@ -1578,6 +1736,10 @@ static int apply(const struct tracked *t, const char *buf, size_t count)
         break;
     case K_AUTOPROBE:
         err = store_autoprobe(t, s);
+        break;
+    case K_REMOVE:
+    case K_RESCAN:
+        err = store_remove_or_rescan(&c, t, s);
         break;
     }
     free(s);
@@ -1897,3 +2059,4 @@ EXPORT long syscall(long number, ...)
     return intercept_open(O_OPENAT2, (int)a[0], (const char *)a[1], (int)how->flags,
                           (mode_t)how->mode, how);
 }
+

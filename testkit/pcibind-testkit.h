@@ -43,11 +43,13 @@
  *   devices/pci0000:00/BDF/{modalias,driver_override,driver -> ...}
  *   bus/pci/devices/BDF -> ../../../devices/pci0000:00/BDF
  *   bus/pci/drivers/DRV/{bind,unbind,new_id,remove_id,module -> ../../../../module/MOD}
- *   bus/pci/drivers_probe
+ *   bus/pci/drivers_probe, bus/pci/rescan
  *   module/MOD/drivers/pci:DRV -> ../../../bus/pci/drivers/DRV
  *   module/MOD/initstate (only for modules the fake modprobe loads slowly: coming, then live)
  * plus files of our own at the root for the fake modprobe: modprobe.table (what each module
- * registers when loaded), modprobe.log (one line per run, with its argv) and modprobe.lock.
+ * registers when loaded), modprobe.log (one line per run, with its argv) and modprobe.lock;
+ * and for the shim: fault.table, write.log, and fake_removed/BDF, the directory of a device
+ * hot-removed (below), kept there for a rescan.
  *
  * ## The kernel shim
  *
@@ -103,7 +105,29 @@
  * and writes one: write.log, one line per write the shim intercepted,
  * "REL_PATH<TAB>VALUE<TAB>RESULT\n": VALUE is the bytes written with \n, \t, \\ and \xHH
  * escapes; RESULT is "ok" or the errno name (ENODEV, ...). REL_PATH names the file the open
- * reached, a device's driver_override always as bus/pci/devices/BDF/driver_override. */
+ * reached, a device's driver_override always as bus/pci/devices/BDF/driver_override (and its
+ * sriov_numvfs, sriov_drivers_autoprobe and remove likewise).
+ *
+ * ### Hot removal and rescan
+ *
+ * A device's `remove` file (ptk_remove() makes it: the tree has none) and bus/pci/rescan are
+ * emulated too, as `echo 1 >` them acts (0 does nothing; not a number: EINVAL):
+ *   remove    pci_stop_and_remove_bus_device(): the devices behind it (a bridge's) are removed
+ *             first, and a PF's VFs; then the device is unbound (its vfio-dev/ and /dev/vfio
+ *             nodes go, as an unbind's; a "vanish:BDF after-unbind" fault does not fire) and
+ *             leaves the bus: its directory, its bus/pci/devices link, its IOMMU group
+ *             membership (a group the shim made for a VF goes with its last device) and every
+ *             link to it. An fd opened on one of its files before answers ENODEV to writes,
+ *             as sysfs does, and a bind, unbind or drivers_probe naming it ENODEV; its paths
+ *             are gone (ENOENT). A device that is no VF is still there behind the bus: its
+ *             directory is kept as fake_removed/BDF (fake_removed/BDF/fake_removed_from holds
+ *             where it was), reset to what a new device starts from: driver_override (null),
+ *             sriov_numvfs 0, sriov_drivers_autoprobe 1. A VF is gone for good.
+ *   rescan    pci_rescan_bus(): every device in fake_removed/ comes back where it was (a bridge
+ *             before the devices behind it), with its bus/pci/devices link and its place in
+ *             its IOMMU group (when the group is still there), unbound with no override, and
+ *             is probed as a new device is: the first driver (by name) whose IDs match binds
+ *             it. Its VFs do not come back (sriov_numvfs 0). */
 #ifndef PCIBIND_TESTKIT_H
 #define PCIBIND_TESTKIT_H
 
@@ -185,6 +209,17 @@ void ptk_fault(const char *root, const char *line);
  * serialized by a flock on modprobe.lock in the tree, as the kernel's module_mutex does.
  * The fake modprobe takes exactly "-b MODULE", as libpcibind runs it. */
 void ptk_modprobe_table(const char *root, const char *line);
+
+/* ## Hot removal (the shim must be preloaded) */
+
+/* Hot-removes the device BDF, as `echo 1 > /sys/bus/pci/devices/BDF/remove` does (see "Hot
+ * removal and rescan" above): makes the device's remove file if it has none, then writes "1\n"
+ * to it with open() and write(), which the shim turns into the removal (and logs in write.log).
+ * No such device on the bus, or a failed write: a setup failure (status 99). Since 0.2. */
+void ptk_remove(const char *root, const char *bdf);
+/* `echo 1 > /sys/bus/pci/rescan`: every hot-removed device that is no VF comes back and is
+ * probed (see above). Makes bus/pci/rescan if the tree has none. Since 0.2. */
+void ptk_rescan(const char *root);
 
 /* ## What the kernel saw */
 

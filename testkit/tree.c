@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -103,6 +104,7 @@ void ptk_init(const char *root)
     ptk_mkdirs(root, "module");
     ptk_mkdirs(root, "kernel/iommu_groups");
     ptk_write(root, "bus/pci/drivers_probe", "");
+    ptk_write(root, "bus/pci/rescan", "");
     ptk_write(root, "modprobe.table", "");
 }
 
@@ -455,4 +457,49 @@ char *ptk_override(const char *root, const char *bdf)
             s[len - 1] = '\0';
     }
     return s;
+}
+
+/* ## Hot removal */
+
+/* Writes "1\n" to REL with open() and write(), which the kernel shim intercepts (fopen()'s
+ * open inside libc it would not see). */
+static void write_through_shim(const char *root, const char *rel)
+{
+    char *p = ptk_path(root, rel);
+    int fd = open(p, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        die("open %s", p);
+    if (write(fd, "1\n", 2) != 2)
+        die("write %s", p);
+    close(fd);
+    free(p);
+}
+
+void ptk_remove(const char *root, const char *bdf)
+{
+    char *rel = xasprintf("bus/pci/devices/%s/remove", bdf);
+    char *p = ptk_path(root, rel);
+    struct stat st;
+    if (lstat(p, &st) < 0) {
+        char *dir = xasprintf("bus/pci/devices/%s", bdf);
+        char *d = ptk_path(root, dir);
+        if (stat(d, &st) < 0)
+            die("%s", d);
+        free(d);
+        free(dir);
+        ptk_write(root, rel, "");
+    }
+    write_through_shim(root, rel);
+    free(p);
+    free(rel);
+}
+
+void ptk_rescan(const char *root)
+{
+    char *p = ptk_path(root, "bus/pci/rescan");
+    struct stat st;
+    if (lstat(p, &st) < 0)
+        ptk_write(root, "bus/pci/rescan", "");
+    free(p);
+    write_through_shim(root, "bus/pci/rescan");
 }
