@@ -41,11 +41,17 @@
  * is no VF is kept aside in ROOT/fake_removed/BDF, where a rescan finds it, puts it back and
  * probes it.
  *
+ * Two environment variables make the shim act after the N-th write of the process (counted
+ * while the variable is set, per process, from its start or from its last setenv()/unsetenv()
+ * of the variable, which the shim catches): PTK_KILL_AFTER_WRITE=N kills it with SIGKILL,
+ * PTK_REMOVE_AFTER_WRITE=N[:BDF] hot-removes the device the write concerned (or BDF).
+ *
  * As a safety net the shim also refuses, with EACCES, any open for writing of a path under the
  * real /sys: tests must never write it. */
 #undef _FORTIFY_SOURCE /* its inline wrappers would clash with our definitions of open() */
 #undef _FILE_OFFSET_BITS /* it renames open() to open64(): we define both, separately */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -54,6 +60,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -91,6 +98,10 @@ static struct {
     int (*dup2)(int, int);
     int (*dup3)(int, int, int);
     long (*syscall)(long, ...);
+    int (*setenv)(const char *, const char *, int);
+    int (*unsetenv)(const char *);
+    int (*putenv)(char *);
+    int (*clearenv)(void);
 } real;
 
 static void resolve_one(void *slot, const char *name)
@@ -121,6 +132,10 @@ static void resolve_all(void)
     RESOLVE(dup2);
     RESOLVE(dup3);
     RESOLVE(syscall);
+    RESOLVE(setenv);
+    RESOLVE(unsetenv);
+    RESOLVE(putenv);
+    RESOLVE(clearenv);
 }
 
 static pthread_once_t resolved = PTHREAD_ONCE_INIT;
@@ -167,10 +182,19 @@ static void after_fork(void)
     pthread_mutex_unlock(&state_lock);
 }
 
+static void restart_knobs(void);
+
+/* The write counts of PTK_KILL_AFTER_WRITE and PTK_REMOVE_AFTER_WRITE are per process. */
+static void after_fork_child(void)
+{
+    restart_knobs();
+    pthread_mutex_unlock(&state_lock);
+}
+
 __attribute__((constructor)) static void shim_init(void)
 {
     init();
-    pthread_atfork(prepare_fork, after_fork, after_fork);
+    pthread_atfork(prepare_fork, after_fork, after_fork_child);
 }
 
 /* ---- Small helpers ----------------------------------------------------------------------- */
@@ -1773,6 +1797,111 @@ static void log_write(const struct tracked *t, const char *buf, size_t count, in
     fclose(f);
 }
 
+/* ---- PTK_KILL_AFTER_WRITE and PTK_REMOVE_AFTER_WRITE --------------------------------------- */
+
+/* A knob counts the writes (write.log's lines) this process makes while its variable is set,
+ * from the start of the process (a forked child starts again from 0) or from the last time the
+ * process set or unset it (setenv(), putenv(), unsetenv(), clearenv(), caught below). It fires
+ * once, after the write it names. The counts are kept under state_lock. */
+struct knob {
+    const char *name;
+    unsigned long count;
+};
+
+static struct knob kill_knob = {"PTK_KILL_AFTER_WRITE", 0};
+static struct knob remove_knob = {"PTK_REMOVE_AFTER_WRITE", 0};
+
+static void restart_knobs(void)
+{
+    kill_knob.count = 0;
+    remove_knob.count = 0;
+}
+
+/* Counts a write; 1 when it is the one the knob names ("N", or for `bdf` "N:BDF", *bdf then the
+ * BDF, else NULL). A value of another form ends the process with status 99, as a failed setup
+ * of the test kit does. */
+static int knob_fires(struct knob *k, const char **bdf)
+{
+    const char *v = getenv(k->name);
+    if (!v)
+        return 0;
+    k->count++;
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(v, &end, 10);
+    if (!isdigit((unsigned char)v[0]) || errno || n == 0 ||
+        (*end && (!bdf || *end != ':' || !end[1]))) {
+        fprintf(stderr, "kernel-shim: %s=%s: not N%s (a count of writes from 1)\n", k->name, v,
+                bdf ? " or N:BDF" : "");
+        _exit(99);
+    }
+    if (bdf)
+        *bdf = *end ? end + 1 : NULL;
+    return k->count == n;
+}
+
+/* The process set or unset the variable `name` (up to `len` bytes): its knob counts again. */
+static void knob_changed(const char *name, size_t len)
+{
+    struct knob *knobs[] = {&kill_knob, &remove_knob};
+    for (size_t i = 0; name && i < sizeof knobs / sizeof knobs[0]; i++) {
+        if (strlen(knobs[i]->name) == len && !strncmp(name, knobs[i]->name, len)) {
+            pthread_mutex_lock(&state_lock);
+            knobs[i]->count = 0;
+            pthread_mutex_unlock(&state_lock);
+        }
+    }
+}
+
+/* The device a write concerns: the one whose file it is, or the one named in a bind, unbind or
+ * drivers_probe; NULL for new_id, remove_id and rescan. */
+static char *concerned_device(const struct tracked *t, const char *buf, size_t len)
+{
+    switch (t->kind) {
+    case K_OVERRIDE: {
+        const char *bdf = t->rel + strlen("bus/pci/devices/");
+        return xstrndup(bdf, strcspn(bdf, "/"));
+    }
+    case K_NUMVFS:
+    case K_AUTOPROBE:
+    case K_REMOVE:
+        return xstrdup(t->driver);
+    case K_BIND:
+    case K_UNBIND:
+    case K_PROBE: {
+        char *s = xstrndup(buf, len);
+        strip_newline(s);
+        return s;
+    }
+    default:
+        return NULL;
+    }
+}
+
+/* After a write has been logged: the knobs' removal, then their kill (with state_lock held, so
+ * that no other thread's write takes effect in between). */
+static void after_write(const struct tracked *t, const char *buf, size_t len)
+{
+    const char *bdf = NULL;
+    if (knob_fires(&remove_knob, &bdf)) {
+        char *dev = bdf ? xstrdup(bdf) : concerned_device(t, buf, len);
+        if (dev) {
+            struct ctx c = {t->root, realpath(t->root, NULL)};
+            hot_remove(&c, dev);
+            free(c.real_root);
+        } else {
+            fprintf(stderr, "kernel-shim: PTK_REMOVE_AFTER_WRITE: %s concerns no device "
+                            "(name one: N:BDF)\n", t->rel);
+        }
+        free(dev);
+    }
+    if (knob_fires(&kill_knob, NULL)) {
+        kill(getpid(), SIGKILL);
+        for (;;)
+            pause();
+    }
+}
+
 static ssize_t emulate(int fd, const void *buf, size_t count)
 {
     pthread_mutex_lock(&state_lock);
@@ -1786,6 +1915,7 @@ static ssize_t emulate(int fd, const void *buf, size_t count)
     size_t len = count < SYSFS_PAGE ? count : SYSFS_PAGE;
     int err = len ? apply(t, buf, len) : 0;
     log_write(t, buf, count, err);
+    after_write(t, buf, len);
     in_shim = 0;
     pthread_mutex_unlock(&state_lock);
     if (err) {
@@ -2060,3 +2190,46 @@ EXPORT long syscall(long number, ...)
                           (mode_t)how->mode, how);
 }
 
+/* The knobs' variables set or unset: their counts start again (PTK_KILL_AFTER_WRITE). */
+EXPORT int setenv(const char *name, const char *value, int overwrite)
+{
+    init();
+    int r = real.setenv(name, value, overwrite);
+    int err = errno;
+    if (r == 0)
+        knob_changed(name, strlen(name));
+    errno = err;
+    return r;
+}
+
+EXPORT int unsetenv(const char *name)
+{
+    init();
+    int r = real.unsetenv(name);
+    int err = errno;
+    if (r == 0)
+        knob_changed(name, strlen(name));
+    errno = err;
+    return r;
+}
+
+EXPORT int putenv(char *string)
+{
+    init();
+    int r = real.putenv(string);
+    int err = errno;
+    if (r == 0)
+        knob_changed(string, strcspn(string, "="));
+    errno = err;
+    return r;
+}
+
+EXPORT int clearenv(void)
+{
+    init();
+    int r = real.clearenv();
+    pthread_mutex_lock(&state_lock);
+    restart_knobs();
+    pthread_mutex_unlock(&state_lock);
+    return r;
+}

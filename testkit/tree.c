@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void die(const char *fmt, ...)
@@ -459,7 +460,7 @@ char *ptk_override(const char *root, const char *bdf)
     return s;
 }
 
-/* ## Hot removal */
+/* ## Hot removal and crashes */
 
 /* Writes "1\n" to REL with open() and write(), which the kernel shim intercepts (fopen()'s
  * open inside libc it would not see). */
@@ -502,4 +503,34 @@ void ptk_rescan(const char *root)
         ptk_write(root, "bus/pci/rescan", "");
     free(p);
     write_through_shim(root, "bus/pci/rescan");
+}
+
+int ptk_run_killed_after(unsigned n, void (*fn)(void *), void *arg)
+{
+    if (n == 0) {
+        errno = EINVAL;
+        die("ptk_run_killed_after(0, ...)");
+    }
+    fflush(NULL); /* nothing buffered is written twice */
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    if (pid == 0) {
+        char value[32];
+        snprintf(value, sizeof value, "%u", n);
+        if (setenv("PTK_KILL_AFTER_WRITE", value, 1) < 0)
+            die("setenv PTK_KILL_AFTER_WRITE");
+        fn(arg);
+        fflush(NULL);
+        _exit(0);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            die("waitpid");
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 99) {
+        fprintf(stderr, "pcibind-testkit: the child of ptk_run_killed_after() exited with 99\n");
+        exit(99);
+    }
+    return status;
 }
