@@ -144,6 +144,7 @@
  *                                   named in a bind, unbind or drivers_probe; new_id,
  *                                   remove_id and rescan concern none (a warning on stderr)
  *   PTK_REMOVE_AFTER_WRITE=N:BDF    after the N-th write, the device BDF is hot-removed
+ *                                   (a device not on the bus then: nothing happens)
  * N counts from 1 the writes that write.log records (the kernel files above; one that fails
  * counts like one that succeeds) which this process makes, from any of its threads, while the
  * variable is set: from the start of the process, or from the last time the process set or
@@ -255,11 +256,11 @@ void ptk_rescan(const char *root);
  * (WIFSIGNALED, WTERMSIG == SIGKILL) when the child made n writes, exited with 0 when fn
  * returned having made fewer. fn reports a failure of its own by exiting with another status
  * (exit(1)); a child exiting with 99 (a setup failure of the kit in it) ends the test with 99.
- * Stdio buffers are flushed before the fork. The child starts its count at 0 and shares
- * nothing with the caller but the tree (and what fork(2) shares: open file descriptions,
- * flock()s included, released when it dies). A test of crash safety loops n = 1, 2, ... until
- * the child exits: each write of the transaction, in turn, is the last one before its caller
- * dies:
+ * Stdio buffers are flushed before the fork. The child starts its count at 0; what it changes
+ * in memory stays in it, what it writes to the tree stays there. A lock it takes on a file it
+ * opens itself (libpcibind's device locks) goes when it dies, as a killed caller's does. A test
+ * of crash safety loops n = 1, 2, ... until the child exits: each write of the transaction, in
+ * turn, is the last one before its caller dies:
  *     for (unsigned n = 1;; n++) {
  *         int status = ptk_run_killed_after(n, bind_the_nic, &job);
  *         if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
