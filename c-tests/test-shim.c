@@ -1515,6 +1515,10 @@ static void rescan_brings_removed_devices_back(void)
     CHECK_ERR(wr(root, "bus/pci/devices/" DEV3 "/driver_override", "vfio-pci"), 0);
     CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV3), 0);
     CHECK(exists(root, "dev/vfio/5"));
+    char *ovr = ptk_path(root, "bus/pci/devices/" DEV1 "/driver_override");
+    int fd = open(ovr, O_WRONLY);
+    CHECK(fd >= 0);
+    free(ovr);
 
     ptk_remove(root, DEV1);
     ptk_remove(root, bridge);
@@ -1537,6 +1541,12 @@ static void rescan_brings_removed_devices_back(void)
     CHECK_BOUND(root, bridge, NULL);
     CHECK(!exists(root, "fake_removed/" DEV1));
     CHECK(!exists(root, "fake_removed/" DEV3));
+    /* An fd of the removed device stays dead; the new device's files work. */
+    CHECK_ERR(write_fd(fd, "nvme", 4), ENODEV);
+    close(fd);
+    CHECK_OVERRIDE(root, DEV1, "(null)");
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "nvme"), 0);
+    CHECK_OVERRIDE(root, DEV1, "nvme");
     /* and can be removed again */
     ptk_remove(root, DEV1);
     CHECK(!exists(root, "bus/pci/devices/" DEV1));

@@ -1594,14 +1594,27 @@ static void reset_attr(const struct device *d, const char *name, const char *con
     free(p);
 }
 
+/* A regular file replaced by a copy: the fds open on the old one see it removed. */
+static int renew_file(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)ftw;
+    if (flag == FTW_F && S_ISREG(sb->st_mode)) {
+        char *content = read_all(path);
+        if (content && unlink(path) == 0 && write_file(path, "we", content) == 0)
+            chmod(path, sb->st_mode & 07777);
+        free(content);
+    }
+    return 0;
+}
+
 /* pci_stop_and_remove_bus_device(), as `echo 1 > remove` does it: the devices below it (behind
  * a bridge) go first, and a PF's VFs (its driver's remove disables SR-IOV), then the device is
  * unbound, without the after-unbind
  * fault (that is an unbind's), and leaves the bus with what sat below it (vanish()). A device
  * that is no VF is still there behind the bus, for a rescan to find: its directory is kept
  * aside as ROOT/fake_removed/BDF, with its path in fake_removed_from and what a new pci_dev
- * starts from (driver_override unset, no VFs, sriov_drivers_autoprobe on). A device not on the
- * bus is left alone. */
+ * starts from (driver_override unset, no VFs, sriov_drivers_autoprobe on), its files new (an fd
+ * open on an old one stays dead). A device not on the bus is left alone. */
 static void hot_remove(const struct ctx *c, const char *bdf)
 {
     struct device d;
@@ -1632,6 +1645,8 @@ static void hot_remove(const struct ctx *c, const char *bdf)
         rm_rf(kept);
         if (write_file(from, "we", d.rel) != 0 || rename(d.dir, kept) != 0)
             fprintf(stderr, "kernel-shim: keeping %s aside: %s\n", d.name, strerror(errno));
+        else
+            nftw(kept, renew_file, 16, FTW_PHYS);
         free(from);
         free(kept);
         free(aside);
@@ -1722,10 +1737,12 @@ static int store_remove_or_rescan(const struct ctx *c, const struct tracked *t, 
 }
 
 /* One store, under state_lock; returns 0 or the errno. */
-static int apply(const struct tracked *t, const char *buf, size_t count)
+static int apply(int fd, const struct tracked *t, const char *buf, size_t count)
 {
-    /* kernfs_fop_write_iter(): a removed attribute answers ENODEV to its open fds. */
-    if (!exists(t->abs))
+    /* kernfs_fop_write_iter(): a removed attribute answers ENODEV to its open fds, also once a
+     * rescan has made the device's files anew (hot_remove() gave them new inodes). */
+    struct stat st;
+    if (!exists(t->abs) || (fstat(fd, &st) == 0 && st.st_nlink == 0))
         return ENODEV;
 
     /* A fault on bus/pci/devices/BDF/driver_override applies whichever path is written. */
@@ -1913,7 +1930,7 @@ static ssize_t emulate(int fd, const void *buf, size_t count)
     in_shim = 1;
     /* sysfs_kf_write(): an empty write never reaches the store; a store sees at most a page. */
     size_t len = count < SYSFS_PAGE ? count : SYSFS_PAGE;
-    int err = len ? apply(t, buf, len) : 0;
+    int err = len ? apply(fd, t, buf, len) : 0;
     log_write(t, buf, count, err);
     after_write(t, buf, len);
     in_shim = 0;

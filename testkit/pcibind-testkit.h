@@ -118,8 +118,9 @@
  *             leaves the bus: its directory, its bus/pci/devices link, its IOMMU group
  *             membership (a group the shim made for a VF goes with its last device) and every
  *             link to it. An fd opened on one of its files before answers ENODEV to writes,
- *             as sysfs does, and a bind, unbind or drivers_probe naming it ENODEV; its paths
- *             are gone (ENOENT). A device that is no VF is still there behind the bus: its
+ *             as sysfs does (even once a rescan has brought the device back: its files are
+ *             new ones), and a bind, unbind or drivers_probe naming it ENODEV; its paths are
+ *             gone (ENOENT). A device that is no VF is still there behind the bus: its
  *             directory is kept as fake_removed/BDF (fake_removed/BDF/fake_removed_from holds
  *             where it was), reset to what a new device starts from: driver_override (null),
  *             sriov_numvfs 0, sriov_drivers_autoprobe 1. A VF is gone for good.
