@@ -7,11 +7,13 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <pcibind-testkit.h>
@@ -1201,6 +1203,356 @@ static void concurrent_writers(void)
     ptk_destroy(root);
 }
 
+
+/* ---- PTK_KILL_AFTER_WRITE, PTK_REMOVE_AFTER_WRITE, remove and rescan ---------------------- */
+
+static int lines_of(const char *text)
+{
+    int n = 0;
+    for (const char *p = text; (p = strchr(p, '\n')); p++)
+        n++;
+    return n;
+}
+
+static int killed(int status)
+{
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
+
+static int exited(int status, int code)
+{
+    return WIFEXITED(status) && WEXITSTATUS(status) == code;
+}
+
+/* DEV1 from mlx5_core to vfio-pci, as the library does it: three writes. */
+static void move_dev1(void *root)
+{
+    wr(root, "bus/pci/devices/" DEV1 "/driver_override", "vfio-pci\n");
+    wr(root, "bus/pci/drivers/mlx5_core/unbind", DEV1);
+    wr(root, "bus/pci/drivers_probe", DEV1);
+}
+
+static void killed_after_the_nth_write(void)
+{
+    char *root = standard_tree();
+    ptk_device(root, DEV1, MLX, "mlx5_core");
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV2 "/driver_override", "x"), OPEN_FAILED + ENOENT);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV2), ENODEV); /* counted in this process only */
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        setenv("PTK_KILL_AFTER_WRITE", "2", 1);
+        move_dev1(root);
+        _exit(0);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(killed(status));
+    /* The second write took effect and is logged; the third never happened. */
+    CHECK_LOG(root, "bus/pci/drivers_probe\t" DEV2 "\tENODEV\n"
+                    "bus/pci/devices/" DEV1 "/driver_override\tvfio-pci\\n\tok\n"
+                    "bus/pci/drivers/mlx5_core/unbind\t" DEV1 "\tok\n");
+    CHECK_OVERRIDE(root, DEV1, "vfio-pci");
+    CHECK_BOUND(root, DEV1, NULL);
+    ptk_destroy(root);
+}
+
+/* A failed write counts as well: it is a line of write.log. */
+static void a_failed_write_counts(void)
+{
+    char *root = standard_tree();
+    ptk_device(root, DEV1, MLX, "mlx5_core");
+    ptk_fault(root, "bus/pci/drivers/mlx5_core/unbind EBUSY 1");
+    int status = ptk_run_killed_after(2, move_dev1, root);
+    CHECK(killed(status));
+    char *log = ptk_write_log(root);
+    CHECK_CONTAINS(log, "unbind\t" DEV1 "\tEBUSY\n");
+    CHECK(lines_of(log) == 2);
+    free(log);
+    CHECK_BOUND(root, DEV1, "mlx5_core");
+    ptk_destroy(root);
+}
+
+/* Each write of the move, in turn, is the last before the caller dies; with n past the last,
+ * the child returns. */
+static void killed_after_each_write_in_turn(void)
+{
+    static const char *const after[] = {
+        "bus/pci/devices/" DEV1 "/driver_override\tvfio-pci\\n\tok\n",
+        "bus/pci/drivers/mlx5_core/unbind\t" DEV1 "\tok\n",
+        "bus/pci/drivers_probe\t" DEV1 "\tok\n",
+    };
+    unsigned n;
+    for (n = 1; n < 10; n++) {
+        char *root = standard_tree();
+        ptk_device(root, DEV1, MLX, "mlx5_core");
+        int status = ptk_run_killed_after(n, move_dev1, root);
+        char *log = ptk_write_log(root);
+        if (n <= 3) {
+            CHECK(killed(status));
+            CHECK(lines_of(log) == (int)n);
+            CHECK_CONTAINS(log, after[n - 1]);
+        } else {
+            CHECK(exited(status, 0));
+            CHECK(lines_of(log) == 3);
+        }
+        CHECK(n < 3 ? ptk_is_bound_to(root, DEV1, n == 1 ? "mlx5_core" : NULL)
+                    : ptk_is_bound_to(root, DEV1, "vfio-pci"));
+        free(log);
+        ptk_destroy(root);
+        if (exited(status, 0))
+            break;
+    }
+    CHECK(n == 4);
+}
+
+/* What the child's function reports by its exit status reaches the caller. */
+static void exit_status_from_the_child(void *arg)
+{
+    (void)arg;
+    exit(7);
+}
+
+static void bad_knob(void *arg)
+{
+    (void)arg;
+    setenv("PTK_KILL_AFTER_WRITE", "2x", 1);
+    wr(getenv("FAKE_SYSFS_ROOT"), "bus/pci/drivers_probe", DEV1);
+    _exit(0);
+}
+
+static void knob_values(void)
+{
+    char *root = standard_tree();
+    CHECK(exited(ptk_run_killed_after(1, exit_status_from_the_child, NULL), 7));
+    /* A value that is not a count ends the process as a setup failure does. */
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY); /* its complaint is expected */
+        dup2(fd, 2);
+        bad_knob(NULL);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(exited(status, 99));
+    ptk_destroy(root);
+}
+
+/* Writes on one fd opened beforehand: at the kill, the other threads wait for the shim's lock
+ * holding nothing the shim allocated, which valgrind would report lost in the killed child. */
+static void *write_overrides(void *arg)
+{
+    struct job *j = arg;
+    char rel[64];
+    snprintf(rel, sizeof rel, "bus/pci/devices/%s/driver_override", j->bdf);
+    char *p = ptk_path(j->root, rel);
+    int fd = open(p, O_WRONLY | O_CLOEXEC);
+    free(p);
+    for (int i = 0; i < 50; i++)
+        write_fd(fd, i % 2 ? "vfio-pci" : "nvme", i % 2 ? 8 : 4);
+    close(fd);
+    return NULL;
+}
+
+static void threads_of(void *arg)
+{
+    struct job *jobs = arg;
+    pthread_t threads[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&threads[i], NULL, write_overrides, &jobs[i]);
+    for (int i = 0; i < 4; i++)
+        pthread_join(threads[i], NULL);
+}
+
+/* Four threads writing: the process dies after exactly the N-th write, whoever makes it. */
+static void killed_among_threads(void)
+{
+    char *root = standard_tree();
+    struct job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i].root = root;
+        snprintf(jobs[i].bdf, sizeof jobs[i].bdf, "0000:%02x:00.0", i + 0x10);
+        ptk_device(root, jobs[i].bdf, MLX, NULL);
+    }
+    CHECK(killed(ptk_run_killed_after(77, threads_of, jobs)));
+    char *log = ptk_write_log(root);
+    CHECK(lines_of(log) == 77);
+    free(log);
+    ptk_destroy(root);
+}
+
+static void removed_after_the_nth_write(void)
+{
+    char *root = standard_tree();
+    ptk_device(root, DEV1, MLX, "mlx5_core");
+    ptk_device(root, DEV2, MLX, "mlx5_core");
+    ptk_iommu_group(root, 7, DEV1);
+    ptk_mkdirs(root, "dev/vfio/devices");
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "vfio-pci"), 0);
+    char *ovr = ptk_path(root, "bus/pci/devices/" DEV1 "/driver_override");
+    int fd = open(ovr, O_WRONLY);
+    CHECK(fd >= 0);
+
+    /* The count starts when the variable is set: the write above is not one of the two. */
+    setenv("PTK_REMOVE_AFTER_WRITE", "2", 1);
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/unbind", DEV1), 0);
+    CHECK(is_dir(root, "devices/pci0000:00/" DEV1));
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0); /* the 2nd: took effect, then gone */
+    unsetenv("PTK_REMOVE_AFTER_WRITE");
+    CHECK(!exists(root, "devices/pci0000:00/" DEV1));
+    CHECK(!exists(root, "bus/pci/devices/" DEV1));
+    CHECK(!exists(root, "bus/pci/drivers/vfio-pci/" DEV1));
+    CHECK(!exists(root, "kernel/iommu_groups/7/devices/" DEV1));
+    CHECK(is_dir(root, "kernel/iommu_groups/7"));
+    CHECK(!exists(root, "dev/vfio/7"));
+    CHECK(!exists(root, "dev/vfio/devices/vfio0"));
+    CHECK(is_dir(root, "fake_removed/" DEV1));
+    CHECK_BOUND(root, DEV2, "mlx5_core");
+
+    CHECK_ERR(write_fd(fd, "nvme", 4), ENODEV);
+    close(fd);
+    free(ovr);
+    CHECK_ERR(wr(root, "bus/pci/drivers/vfio-pci/unbind", DEV1), ENODEV);
+    CHECK_ERR(wr(root, "bus/pci/drivers/mlx5_core/bind", DEV1), ENODEV);
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "\n"), OPEN_FAILED + ENOENT);
+    char *log = ptk_write_log(root);
+    CHECK_CONTAINS(log, "bus/pci/drivers_probe\t" DEV1 "\tok\n"
+                        "bus/pci/devices/" DEV1 "/driver_override\tnvme\tENODEV\n");
+    CHECK(!strstr(log, "remove")); /* a removal is no write of the process */
+    free(log);
+
+    /* Unset, and set again: nothing more is removed, then the count starts again. */
+    for (int i = 0; i < 3; i++)
+        CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV2), 0);
+    CHECK(is_dir(root, "devices/pci0000:00/" DEV2));
+    setenv("PTK_REMOVE_AFTER_WRITE", "1:" DEV2, 1); /* the write concerns DEV1, BDF says DEV2 */
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), ENODEV);
+    CHECK(!exists(root, "bus/pci/devices/" DEV2));
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), ENODEV);
+    unsetenv("PTK_REMOVE_AFTER_WRITE");
+    ptk_destroy(root);
+}
+
+/* The device a write concerns: the file's, or the one written to bind, unbind, drivers_probe. */
+static void the_device_a_write_concerns(void)
+{
+    static const char *const writes[][2] = {
+        {"bus/pci/devices/" DEV1 "/driver_override", "nvme\n"},
+        {"devices/pci0000:00/" DEV1 "/driver_override", "nvme\n"},
+        {"bus/pci/drivers/mlx5_core/unbind", DEV1 "\n"},
+        {"bus/pci/drivers/nvme/bind", DEV1},
+        {"bus/pci/drivers_probe", DEV1},
+    };
+    for (size_t i = 0; i < sizeof writes / sizeof writes[0]; i++) {
+        char *root = standard_tree();
+        ptk_device(root, DEV1, MLX, "mlx5_core");
+        ptk_device(root, DEV2, MLX, "mlx5_core");
+        setenv("PTK_REMOVE_AFTER_WRITE", "1", 1);
+        wr(root, writes[i][0], writes[i][1]);
+        unsetenv("PTK_REMOVE_AFTER_WRITE");
+        if (exists(root, "bus/pci/devices/" DEV1))
+            printf("#   %s: %s is still there\n", writes[i][0], DEV1);
+        CHECK(!exists(root, "bus/pci/devices/" DEV1));
+        CHECK(!exists(root, "bus/pci/drivers/mlx5_core/" DEV1));
+        CHECK_BOUND(root, DEV2, "mlx5_core");
+        ptk_destroy(root);
+    }
+}
+
+/* A PF's removal takes its VFs; a rescan brings back the PF alone, probed by its host driver. */
+static void a_removed_pf_takes_its_vfs(void)
+{
+    char *root = standard_tree();
+    ptk_write(root, "bus/pci/drivers/mlx5_core/fake_sriov_configure", "");
+    ptk_device(root, DEV1, MLX, "mlx5_core");
+    ptk_iommu_group(root, 1, DEV1);
+    ptk_write(root, "devices/pci0000:00/" DEV1 "/sriov_totalvfs", "4\n");
+    ptk_write(root, "devices/pci0000:00/" DEV1 "/sriov_numvfs", "0\n");
+    ptk_write(root, "devices/pci0000:00/" DEV1 "/sriov_drivers_autoprobe", "0\n");
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/sriov_numvfs", "2"), 0);
+    CHECK_ERR(wr(root, "bus/pci/devices/0000:01:00.1/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", "0000:01:00.1"), 0);
+    CHECK_BOUND(root, "0000:01:00.1", "vfio-pci");
+
+    ptk_remove(root, DEV1);
+    CHECK(!exists(root, "bus/pci/devices/" DEV1));
+    CHECK(!exists(root, "bus/pci/devices/0000:01:00.1"));
+    CHECK(!exists(root, "devices/pci0000:00/0000:01:00.2"));
+    CHECK(!exists(root, "bus/pci/drivers/vfio-pci/0000:01:00.1"));
+    CHECK(!exists(root, "kernel/iommu_groups/0")); /* the VFs' groups went with them */
+    CHECK(!exists(root, "kernel/iommu_groups/2"));
+    CHECK(!exists(root, "fake_removed/0000:01:00.1")); /* VFs are gone for good */
+    char *log = ptk_write_log(root);
+    CHECK_CONTAINS(log, "bus/pci/devices/" DEV1 "/remove\t1\\n\tok\n");
+    free(log);
+
+    ptk_rescan(root);
+    CHECK_BOUND(root, DEV1, "mlx5_core");
+    CHECK(exists(root, "kernel/iommu_groups/1/devices/" DEV1));
+    CHECK_FILE(root, "bus/pci/devices/" DEV1 "/sriov_numvfs", "0\n");
+    CHECK_FILE(root, "bus/pci/devices/" DEV1 "/sriov_drivers_autoprobe", "1\n");
+    CHECK(!exists(root, "bus/pci/devices/0000:01:00.1"));
+    CHECK(!exists(root, "fake_removed/" DEV1));
+    ptk_destroy(root);
+}
+
+/* A rescan: the device back where it was, its override forgotten, probed by the driver its IDs
+ * match; a bridge's removal takes the devices behind it, and the rescan brings them all. */
+static void rescan_brings_removed_devices_back(void)
+{
+    char *root = standard_tree();
+    const char *bridge = "0000:00:1c.0";
+    ptk_device(root, bridge, "pci:v00008086d0000A110sv00000000sd00000000bc06sc04i00", NULL);
+    ptk_device_under(root, "devices/pci0000:00/0000:00:1c.0", DEV3, NVME, NULL);
+    ptk_device(root, DEV1, MLX, NULL);
+    ptk_iommu_group(root, 5, DEV1);
+    ptk_mkdirs(root, "dev/vfio");
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV3 "/driver_override", "vfio-pci"), 0);
+    CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV3), 0);
+    CHECK(exists(root, "dev/vfio/5"));
+    char *ovr = ptk_path(root, "bus/pci/devices/" DEV1 "/driver_override");
+    int fd = open(ovr, O_WRONLY);
+    CHECK(fd >= 0);
+    free(ovr);
+
+    ptk_remove(root, DEV1);
+    ptk_remove(root, bridge);
+    CHECK(!exists(root, "bus/pci/devices/" DEV1));
+    CHECK(!exists(root, "bus/pci/devices/" DEV3));
+    CHECK(!exists(root, "bus/pci/devices/0000:00:1c.0"));
+    CHECK(!exists(root, "bus/pci/drivers/vfio-pci/" DEV3));
+    CHECK(!exists(root, "dev/vfio/5"));
+    CHECK_ERR(wr(root, "bus/pci/rescan", "0"), 0); /* 0 does nothing */
+    CHECK_ERR(wr(root, "bus/pci/rescan", "x"), EINVAL);
+    CHECK(!exists(root, "bus/pci/devices/" DEV1));
+
+    ptk_rescan(root);
+    CHECK_BOUND(root, DEV1, "mlx5_core"); /* override forgotten: its host driver probed it */
+    CHECK_OVERRIDE(root, DEV1, "(null)");
+    CHECK(exists(root, "kernel/iommu_groups/5/devices/" DEV1));
+    CHECK(!exists(root, "dev/vfio/5"));
+    CHECK_BOUND(root, DEV3, "nvme");
+    CHECK(is_dir(root, "devices/pci0000:00/0000:00:1c.0/" DEV3));
+    CHECK_BOUND(root, bridge, NULL);
+    CHECK(!exists(root, "fake_removed/" DEV1));
+    CHECK(!exists(root, "fake_removed/" DEV3));
+    /* An fd of the removed device stays dead; the new device's files work. */
+    CHECK_ERR(write_fd(fd, "nvme", 4), ENODEV);
+    close(fd);
+    CHECK_OVERRIDE(root, DEV1, "(null)");
+    CHECK_ERR(wr(root, "bus/pci/devices/" DEV1 "/driver_override", "nvme"), 0);
+    CHECK_OVERRIDE(root, DEV1, "nvme");
+    /* and can be removed again */
+    ptk_remove(root, DEV1);
+    CHECK(!exists(root, "bus/pci/devices/" DEV1));
+    ptk_destroy(root);
+}
+
 RUN_TESTS(TEST_CASE(shim_is_loaded),
           TEST_CASE(real_sys_is_never_opened_for_writing),
           TEST_CASE(override_stores_up_to_the_first_newline),
@@ -1239,4 +1591,13 @@ RUN_TESTS(TEST_CASE(shim_is_loaded),
           TEST_CASE(the_file_reached_decides_not_the_path),
           TEST_CASE(race_swaps_a_path_for_a_link_at_the_open),
           TEST_CASE(sriov_numvfs_creates_and_removes_vfs),
-          TEST_CASE(concurrent_writers))
+          TEST_CASE(concurrent_writers),
+          TEST_CASE(killed_after_the_nth_write),
+          TEST_CASE(a_failed_write_counts),
+          TEST_CASE(killed_after_each_write_in_turn),
+          TEST_CASE(knob_values),
+          TEST_CASE(killed_among_threads),
+          TEST_CASE(removed_after_the_nth_write),
+          TEST_CASE(the_device_a_write_concerns),
+          TEST_CASE(a_removed_pf_takes_its_vfs),
+          TEST_CASE(rescan_brings_removed_devices_back))

@@ -5,6 +5,7 @@
  *   bus/pci/drivers/DRV/bind, unbind, new_id, remove_id
  *   bus/pci/drivers_probe
  *   bus/pci/devices/BDF/sriov_numvfs, sriov_drivers_autoprobe  (SR-IOV, drivers/pci/iov.c)
+ *   bus/pci/devices/BDF/remove, bus/pci/rescan  (hot removal, drivers/pci/pci-sysfs.c)
  *
  * An open of one of these files for writing is remembered by fd; a write() to that fd is
  * emulated (links created or removed, driver_override rewritten) and never stores its bytes in
@@ -35,11 +36,22 @@
  * (pci_iov_device_can_probe() in drivers/pci/pci-driver.c): bind answers ENODEV, drivers_probe
  * and the probe at creation leave it unbound.
  *
+ * Hot removal (remove_store(), pci_stop_and_remove_bus_device()) unbinds the device and the
+ * devices behind it, takes a PF's VFs, and takes it off the bus as vanish() does; a device that
+ * is no VF is kept aside in ROOT/fake_removed/BDF, where a rescan finds it, puts it back and
+ * probes it.
+ *
+ * Two environment variables make the shim act after the N-th write of the process (counted
+ * while the variable is set, per process, from its start or from its last setenv()/unsetenv()
+ * of the variable, which the shim catches): PTK_KILL_AFTER_WRITE=N kills it with SIGKILL,
+ * PTK_REMOVE_AFTER_WRITE=N[:BDF] hot-removes the device the write concerned (or BDF).
+ *
  * As a safety net the shim also refuses, with EACCES, any open for writing of a path under the
  * real /sys: tests must never write it. */
 #undef _FORTIFY_SOURCE /* its inline wrappers would clash with our definitions of open() */
 #undef _FILE_OFFSET_BITS /* it renames open() to open64(): we define both, separately */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -48,6 +60,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -85,6 +98,10 @@ static struct {
     int (*dup2)(int, int);
     int (*dup3)(int, int, int);
     long (*syscall)(long, ...);
+    int (*setenv)(const char *, const char *, int);
+    int (*unsetenv)(const char *);
+    int (*putenv)(char *);
+    int (*clearenv)(void);
 } real;
 
 static void resolve_one(void *slot, const char *name)
@@ -115,6 +132,10 @@ static void resolve_all(void)
     RESOLVE(dup2);
     RESOLVE(dup3);
     RESOLVE(syscall);
+    RESOLVE(setenv);
+    RESOLVE(unsetenv);
+    RESOLVE(putenv);
+    RESOLVE(clearenv);
 }
 
 static pthread_once_t resolved = PTHREAD_ONCE_INIT;
@@ -132,7 +153,10 @@ static _Thread_local int in_shim;
 /* One lock for the fd table and for every emulated write: the tests write from many threads. */
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 
-enum kind { K_OVERRIDE, K_BIND, K_UNBIND, K_NEW_ID, K_REMOVE_ID, K_PROBE, K_NUMVFS, K_AUTOPROBE };
+enum kind {
+    K_OVERRIDE, K_BIND, K_UNBIND, K_NEW_ID, K_REMOVE_ID, K_PROBE, K_NUMVFS, K_AUTOPROBE,
+    K_REMOVE, K_RESCAN
+};
 
 struct tracked {
     enum kind kind;
@@ -140,7 +164,7 @@ struct tracked {
     char *abs;     /* the file, as opened (normalized) */
     char *rel;     /* what write.log and fault.table name: driver_override by its bus path */
     char *reached; /* relative to root, the path that reached it (fault.table may name it) */
-    char *driver;  /* DRV for the drivers/DRV/ files, BDF for a device's sriov_* files */
+    char *driver;  /* DRV for the drivers/DRV/ files, BDF for a device's sriov_* and remove */
 };
 
 /* tracked_fd[fd] is set while files[fd] holds an entry; it lets untracked fds (nearly all)
@@ -158,10 +182,19 @@ static void after_fork(void)
     pthread_mutex_unlock(&state_lock);
 }
 
+static void restart_knobs(void);
+
+/* The write counts of PTK_KILL_AFTER_WRITE and PTK_REMOVE_AFTER_WRITE are per process. */
+static void after_fork_child(void)
+{
+    restart_knobs();
+    pthread_mutex_unlock(&state_lock);
+}
+
 __attribute__((constructor)) static void shim_init(void)
 {
     init();
-    pthread_atfork(prepare_fork, after_fork, after_fork);
+    pthread_atfork(prepare_fork, after_fork, after_fork_child);
 }
 
 /* ---- Small helpers ----------------------------------------------------------------------- */
@@ -477,6 +510,9 @@ static struct tracked *classify(const char *abs)
     if (n == 3 && !strcmp(comp[0], "bus") && !strcmp(comp[1], "pci") &&
         !strcmp(comp[2], "drivers_probe")) {
         t->kind = K_PROBE;
+    } else if (n == 3 && !strcmp(comp[0], "bus") && !strcmp(comp[1], "pci") &&
+               !strcmp(comp[2], "rescan")) {
+        t->kind = K_RESCAN;
     } else if (n == 5 && !strcmp(comp[0], "bus") && !strcmp(comp[1], "pci") &&
                !strcmp(comp[2], "drivers") &&
                (!strcmp(comp[4], "bind") || !strcmp(comp[4], "unbind") ||
@@ -486,9 +522,11 @@ static struct tracked *classify(const char *abs)
                   : !strcmp(comp[4], "new_id") ? K_NEW_ID
                                                : K_REMOVE_ID;
         t->driver = xstrdup(comp[3]);
-    } else if (n >= 2 &&
-               (!strcmp(last, "sriov_numvfs") || !strcmp(last, "sriov_drivers_autoprobe"))) {
-        t->kind = !strcmp(last, "sriov_numvfs") ? K_NUMVFS : K_AUTOPROBE;
+    } else if (n >= 2 && (!strcmp(last, "sriov_numvfs") ||
+                          !strcmp(last, "sriov_drivers_autoprobe") || !strcmp(last, "remove"))) {
+        t->kind = !strcmp(last, "sriov_numvfs")   ? K_NUMVFS
+                  : !strcmp(last, "remove")       ? K_REMOVE
+                                                  : K_AUTOPROBE;
         const char *end = last - 1, *dev = end;
         while (dev > rel && dev[-1] != '/')
             dev--;
@@ -1157,7 +1195,8 @@ static void vanish(const struct ctx *c, const struct device *d)
     free(groups);
 }
 
-static void unbind_device(const struct ctx *c, struct device *d)
+/* device_release_driver(): the links go, and what a VFIO driver made with them. */
+static void release_driver(const struct ctx *c, struct device *d)
 {
     char *p = pathf("%s/driver", d->dir);
     unlink(p);
@@ -1174,7 +1213,12 @@ static void unbind_device(const struct ctx *c, struct device *d)
     free_list(held);
     free(d->driver);
     d->driver = NULL;
+}
 
+/* An unbind: the driver released, then a "vanish:BDF after-unbind" fault fired. */
+static void unbind_device(const struct ctx *c, struct device *d)
+{
+    release_driver(c, d);
     char *target = pathf("vanish:%s", d->name);
     const char *targets[] = {target};
     if (fault_fire(c->root, targets, 1, "after-unbind"))
@@ -1539,11 +1583,166 @@ static int store_numvfs(const struct ctx *c, const char *bdf, char *s)
     return err;
 }
 
-/* One store, under state_lock; returns 0 or the errno. */
-static int apply(const struct tracked *t, const char *buf, size_t count)
+/* ---- Hot removal and rescan ------------------------------------------------------------- */
+
+/* Rewrites an attribute the device has; leaves alone one it has not. */
+static void reset_attr(const struct device *d, const char *name, const char *content)
 {
-    /* kernfs_fop_write_iter(): a removed attribute answers ENODEV to its open fds. */
-    if (!exists(t->abs))
+    char *p = pathf("%s/%s", d->dir, name);
+    if (exists(p))
+        write_file(p, "we", content);
+    free(p);
+}
+
+/* A regular file replaced by a copy: the fds open on the old one see it removed. */
+static int renew_file(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)ftw;
+    if (flag == FTW_F && S_ISREG(sb->st_mode)) {
+        char *content = read_all(path);
+        if (content && unlink(path) == 0 && write_file(path, "we", content) == 0)
+            chmod(path, sb->st_mode & 07777);
+        free(content);
+    }
+    return 0;
+}
+
+/* pci_stop_and_remove_bus_device(), as `echo 1 > remove` does it: the devices below it (behind
+ * a bridge) go first, and a PF's VFs (its driver's remove disables SR-IOV), then the device is
+ * unbound, without the after-unbind
+ * fault (that is an unbind's), and leaves the bus with what sat below it (vanish()). A device
+ * that is no VF is still there behind the bus, for a rescan to find: its directory is kept
+ * aside as ROOT/fake_removed/BDF, with its path in fake_removed_from and what a new pci_dev
+ * starts from (driver_override unset, no VFs, sriov_drivers_autoprobe on), its files new (an fd
+ * open on an old one stays dead). A device not on the bus is left alone. */
+static void hot_remove(const struct ctx *c, const char *bdf)
+{
+    struct device d;
+    if (load_device(c, bdf, &d) != 0)
+        return;
+    char **below_it = list_dir(d.dir, 1);
+    for (char **n = below_it; *n; n++) {
+        struct device child;
+        char *dir = pathf("%s/%s", d.dir, *n);
+        if (load_device(c, *n, &child) == 0 && !strcmp(child.dir, dir))
+            hot_remove(c, *n);
+        free_device(&child);
+        free(dir);
+    }
+    free_list(below_it);
+    remove_vfs(c, &d);
+    if (d.driver)
+        release_driver(c, &d);
+    char *physfn = pathf("%s/physfn", d.dir);
+    if (!exists(physfn)) {
+        char *aside = pathf("%s/fake_removed", c->root);
+        char *kept = pathf("%s/%s", aside, d.name);
+        char *from = pathf("%s/fake_removed_from", d.dir);
+        reset_attr(&d, "driver_override", "(null)\n");
+        reset_attr(&d, "sriov_numvfs", "0\n");
+        reset_attr(&d, "sriov_drivers_autoprobe", "1\n");
+        mkdir(aside, 0755);
+        rm_rf(kept);
+        if (write_file(from, "we", d.rel) != 0 || rename(d.dir, kept) != 0)
+            fprintf(stderr, "kernel-shim: keeping %s aside: %s\n", d.name, strerror(errno));
+        else
+            nftw(kept, renew_file, 16, FTW_PHYS);
+        free(from);
+        free(kept);
+        free(aside);
+    }
+    free(physfn);
+    vanish(c, &d);
+    free_device(&d);
+}
+
+/* One device kept aside by hot_remove() back where it was, on the bus and in its IOMMU group,
+ * and probed as a new device is (device_attach()); 0 when it cannot be yet (the directory above
+ * it is not there: a bridge not back yet). */
+static int readd(const struct ctx *c, const char *aside, const char *name)
+{
+    char *kept = pathf("%s/%s", aside, name);
+    char *from_file = pathf("%s/fake_removed_from", kept);
+    char *from = read_attr(from_file);
+    char *dir = from ? pathf("%s/%s", c->root, from) : NULL;
+    char *parent = dir ? xstrndup(dir, (size_t)(strrchr(dir, '/') - dir)) : NULL;
+    int back = dir && is_dir(parent) && !exists(dir) && unlink(from_file) == 0 &&
+               rename(kept, dir) == 0;
+    if (back) {
+        char *link = pathf("%s/bus/pci/devices/%s", c->root, name);
+        char *target = pathf("../../../%s", from);
+        make_link(link, target);
+        free(link);
+        free(target);
+        struct device d;
+        if (load_device(c, name, &d) == 0) {
+            char *group = iommu_group_of(&d);
+            char *members =
+                group ? pathf("%s/kernel/iommu_groups/%s/devices", c->root, group) : NULL;
+            if (members && is_dir(members)) {
+                link = pathf("%s/%s", members, d.name);
+                target = pathf("../../../../%s", d.rel);
+                make_link(link, target);
+                free(link);
+                free(target);
+            } else if (group) { /* its group was released meanwhile: it has none */
+                link = pathf("%s/iommu_group", d.dir);
+                unlink(link);
+                free(link);
+            }
+            free(members);
+            free(group);
+            attach_any(c, &d);
+        }
+        free_device(&d);
+    }
+    free(parent);
+    free(dir);
+    free(from);
+    free(from_file);
+    free(kept);
+    return back;
+}
+
+/* pci_rescan_bus(): every device kept aside by removals comes back (a bridge before the
+ * devices behind it). */
+static void rescan(const struct ctx *c)
+{
+    char *aside = pathf("%s/fake_removed", c->root);
+    int progress = 1;
+    while (progress) {
+        progress = 0;
+        char **names = list_dir(aside, 1);
+        for (char **n = names; *n; n++)
+            progress |= readd(c, aside, *n);
+        free_list(names);
+    }
+    free(aside);
+}
+
+/* remove_store() and rescan_store(): kstrtoul(), then nothing for 0. */
+static int store_remove_or_rescan(const struct ctx *c, const struct tracked *t, char *s)
+{
+    strip_newline(s);
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 0);
+    if (!*s || *s == '-' || *end || errno)
+        return EINVAL;
+    if (v && t->kind == K_REMOVE)
+        hot_remove(c, t->driver);
+    else if (v)
+        rescan(c);
+    return 0;
+}
+
+/* One store, under state_lock; returns 0 or the errno. */
+static int apply(int fd, const struct tracked *t, const char *buf, size_t count)
+{
+    /* kernfs_fop_write_iter(): a removed attribute answers ENODEV to its open fds, also once a
+     * rescan has made the device's files anew (hot_remove() gave them new inodes). */
+    struct stat st;
+    if (!exists(t->abs) || (fstat(fd, &st) == 0 && st.st_nlink == 0))
         return ENODEV;
 
     /* A fault on bus/pci/devices/BDF/driver_override applies whichever path is written. */
@@ -1579,6 +1778,10 @@ static int apply(const struct tracked *t, const char *buf, size_t count)
     case K_AUTOPROBE:
         err = store_autoprobe(t, s);
         break;
+    case K_REMOVE:
+    case K_RESCAN:
+        err = store_remove_or_rescan(&c, t, s);
+        break;
     }
     free(s);
     free(c.real_root);
@@ -1611,6 +1814,111 @@ static void log_write(const struct tracked *t, const char *buf, size_t count, in
     fclose(f);
 }
 
+/* ---- PTK_KILL_AFTER_WRITE and PTK_REMOVE_AFTER_WRITE --------------------------------------- */
+
+/* A knob counts the writes (write.log's lines) this process makes while its variable is set,
+ * from the start of the process (a forked child starts again from 0) or from the last time the
+ * process set or unset it (setenv(), putenv(), unsetenv(), clearenv(), caught below). It fires
+ * once, after the write it names. The counts are kept under state_lock. */
+struct knob {
+    const char *name;
+    unsigned long count;
+};
+
+static struct knob kill_knob = {"PTK_KILL_AFTER_WRITE", 0};
+static struct knob remove_knob = {"PTK_REMOVE_AFTER_WRITE", 0};
+
+static void restart_knobs(void)
+{
+    kill_knob.count = 0;
+    remove_knob.count = 0;
+}
+
+/* Counts a write; 1 when it is the one the knob names ("N", or for `bdf` "N:BDF", *bdf then the
+ * BDF, else NULL). A value of another form ends the process with status 99, as a failed setup
+ * of the test kit does. */
+static int knob_fires(struct knob *k, const char **bdf)
+{
+    const char *v = getenv(k->name);
+    if (!v)
+        return 0;
+    k->count++;
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(v, &end, 10);
+    if (!isdigit((unsigned char)v[0]) || errno || n == 0 ||
+        (*end && (!bdf || *end != ':' || !end[1]))) {
+        fprintf(stderr, "kernel-shim: %s=%s: not N%s (a count of writes from 1)\n", k->name, v,
+                bdf ? " or N:BDF" : "");
+        _exit(99);
+    }
+    if (bdf)
+        *bdf = *end ? end + 1 : NULL;
+    return k->count == n;
+}
+
+/* The process set or unset the variable `name` (up to `len` bytes): its knob counts again. */
+static void knob_changed(const char *name, size_t len)
+{
+    struct knob *knobs[] = {&kill_knob, &remove_knob};
+    for (size_t i = 0; name && i < sizeof knobs / sizeof knobs[0]; i++) {
+        if (strlen(knobs[i]->name) == len && !strncmp(name, knobs[i]->name, len)) {
+            pthread_mutex_lock(&state_lock);
+            knobs[i]->count = 0;
+            pthread_mutex_unlock(&state_lock);
+        }
+    }
+}
+
+/* The device a write concerns: the one whose file it is, or the one named in a bind, unbind or
+ * drivers_probe; NULL for new_id, remove_id and rescan. */
+static char *concerned_device(const struct tracked *t, const char *buf, size_t len)
+{
+    switch (t->kind) {
+    case K_OVERRIDE: {
+        const char *bdf = t->rel + strlen("bus/pci/devices/");
+        return xstrndup(bdf, strcspn(bdf, "/"));
+    }
+    case K_NUMVFS:
+    case K_AUTOPROBE:
+    case K_REMOVE:
+        return xstrdup(t->driver);
+    case K_BIND:
+    case K_UNBIND:
+    case K_PROBE: {
+        char *s = xstrndup(buf, len);
+        strip_newline(s);
+        return s;
+    }
+    default:
+        return NULL;
+    }
+}
+
+/* After a write has been logged: the knobs' removal, then their kill (with state_lock held, so
+ * that no other thread's write takes effect in between). */
+static void after_write(const struct tracked *t, const char *buf, size_t len)
+{
+    const char *bdf = NULL;
+    if (knob_fires(&remove_knob, &bdf)) {
+        char *dev = bdf ? xstrdup(bdf) : concerned_device(t, buf, len);
+        if (dev) {
+            struct ctx c = {t->root, realpath(t->root, NULL)};
+            hot_remove(&c, dev);
+            free(c.real_root);
+        } else {
+            fprintf(stderr, "kernel-shim: PTK_REMOVE_AFTER_WRITE: %s concerns no device "
+                            "(name one: N:BDF)\n", t->rel);
+        }
+        free(dev);
+    }
+    if (knob_fires(&kill_knob, NULL)) {
+        kill(getpid(), SIGKILL);
+        for (;;)
+            pause();
+    }
+}
+
 static ssize_t emulate(int fd, const void *buf, size_t count)
 {
     pthread_mutex_lock(&state_lock);
@@ -1622,8 +1930,9 @@ static ssize_t emulate(int fd, const void *buf, size_t count)
     in_shim = 1;
     /* sysfs_kf_write(): an empty write never reaches the store; a store sees at most a page. */
     size_t len = count < SYSFS_PAGE ? count : SYSFS_PAGE;
-    int err = len ? apply(t, buf, len) : 0;
+    int err = len ? apply(fd, t, buf, len) : 0;
     log_write(t, buf, count, err);
+    after_write(t, buf, len);
     in_shim = 0;
     pthread_mutex_unlock(&state_lock);
     if (err) {
@@ -1896,4 +2205,48 @@ EXPORT long syscall(long number, ...)
         return real.syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
     return intercept_open(O_OPENAT2, (int)a[0], (const char *)a[1], (int)how->flags,
                           (mode_t)how->mode, how);
+}
+
+/* The knobs' variables set or unset: their counts start again (PTK_KILL_AFTER_WRITE). */
+EXPORT int setenv(const char *name, const char *value, int overwrite)
+{
+    init();
+    int r = real.setenv(name, value, overwrite);
+    int err = errno;
+    if (r == 0)
+        knob_changed(name, strlen(name));
+    errno = err;
+    return r;
+}
+
+EXPORT int unsetenv(const char *name)
+{
+    init();
+    int r = real.unsetenv(name);
+    int err = errno;
+    if (r == 0)
+        knob_changed(name, strlen(name));
+    errno = err;
+    return r;
+}
+
+EXPORT int putenv(char *string)
+{
+    init();
+    int r = real.putenv(string);
+    int err = errno;
+    if (r == 0)
+        knob_changed(string, strcspn(string, "="));
+    errno = err;
+    return r;
+}
+
+EXPORT int clearenv(void)
+{
+    init();
+    int r = real.clearenv();
+    pthread_mutex_lock(&state_lock);
+    restart_knobs();
+    pthread_mutex_unlock(&state_lock);
+    return r;
 }

@@ -43,11 +43,13 @@
  *   devices/pci0000:00/BDF/{modalias,driver_override,driver -> ...}
  *   bus/pci/devices/BDF -> ../../../devices/pci0000:00/BDF
  *   bus/pci/drivers/DRV/{bind,unbind,new_id,remove_id,module -> ../../../../module/MOD}
- *   bus/pci/drivers_probe
+ *   bus/pci/drivers_probe, bus/pci/rescan
  *   module/MOD/drivers/pci:DRV -> ../../../bus/pci/drivers/DRV
  *   module/MOD/initstate (only for modules the fake modprobe loads slowly: coming, then live)
  * plus files of our own at the root for the fake modprobe: modprobe.table (what each module
- * registers when loaded), modprobe.log (one line per run, with its argv) and modprobe.lock.
+ * registers when loaded), modprobe.log (one line per run, with its argv) and modprobe.lock;
+ * and for the shim: fault.table, write.log, and fake_removed/BDF, the directory of a device
+ * hot-removed (below), kept there for a rescan.
  *
  * ## The kernel shim
  *
@@ -103,7 +105,61 @@
  * and writes one: write.log, one line per write the shim intercepted,
  * "REL_PATH<TAB>VALUE<TAB>RESULT\n": VALUE is the bytes written with \n, \t, \\ and \xHH
  * escapes; RESULT is "ok" or the errno name (ENODEV, ...). REL_PATH names the file the open
- * reached, a device's driver_override always as bus/pci/devices/BDF/driver_override. */
+ * reached, a device's driver_override always as bus/pci/devices/BDF/driver_override (and its
+ * sriov_numvfs, sriov_drivers_autoprobe and remove likewise).
+ *
+ * ### Hot removal and rescan
+ *
+ * A device's `remove` file (ptk_remove() makes it: the tree has none) and bus/pci/rescan are
+ * emulated too, as `echo 1 >` them acts (0 does nothing; not a number: EINVAL):
+ *   remove    pci_stop_and_remove_bus_device(): the devices behind it (a bridge's) are removed
+ *             first, and a PF's VFs; then the device is unbound (its vfio-dev/ and /dev/vfio
+ *             nodes go, as an unbind's; a "vanish:BDF after-unbind" fault does not fire) and
+ *             leaves the bus: its directory, its bus/pci/devices link, its IOMMU group
+ *             membership (a group the shim made for a VF goes with its last device) and every
+ *             link to it. An fd opened on one of its files before answers ENODEV to writes,
+ *             as sysfs does (even once a rescan has brought the device back: its files are
+ *             new ones), and a bind, unbind or drivers_probe naming it ENODEV; its paths are
+ *             gone (ENOENT). A device that is no VF is still there behind the bus: its
+ *             directory is kept as fake_removed/BDF (fake_removed/BDF/fake_removed_from holds
+ *             where it was), reset to what a new device starts from: driver_override (null),
+ *             sriov_numvfs 0, sriov_drivers_autoprobe 1. A VF is gone for good.
+ *   rescan    pci_rescan_bus(): every device in fake_removed/ comes back where it was (a bridge
+ *             before the devices behind it), with its bus/pci/devices link and its place in
+ *             its IOMMU group (when the group is still there), unbound with no override, and
+ *             is probed as a new device is: the first driver (by name) whose IDs match binds
+ *             it. Its VFs do not come back (sriov_numvfs 0).
+ *
+ * ### Crashes and removals at a chosen write: PTK_KILL_AFTER_WRITE, PTK_REMOVE_AFTER_WRITE
+ *
+ * Two environment variables of the process that writes make the shim act after one of that
+ * process's writes, to test what a caller does when it dies or loses a device in the middle of
+ * a transaction (SPEC 3.12 and 3.13):
+ *   PTK_KILL_AFTER_WRITE=N          after the N-th write, the shim kills the process with
+ *                                   SIGKILL, as the OOM killer would: every thread at once,
+ *                                   before write() returns to its caller
+ *   PTK_REMOVE_AFTER_WRITE=N        after the N-th write, the device it concerned is
+ *                                   hot-removed, as `echo 1 > remove` does (above): the device
+ *                                   of the driver_override, sriov_numvfs,
+ *                                   sriov_drivers_autoprobe or remove written, the device
+ *                                   named in a bind, unbind or drivers_probe; new_id,
+ *                                   remove_id and rescan concern none (a warning on stderr)
+ *   PTK_REMOVE_AFTER_WRITE=N:BDF    after the N-th write, the device BDF is hot-removed
+ *                                   (a device not on the bus then: nothing happens)
+ * N counts from 1 the writes that write.log records (the kernel files above; one that fails
+ * counts like one that succeeds) which this process makes, from any of its threads, while the
+ * variable is set: from the start of the process, or from the last time the process set or
+ * unset the variable (setenv(), putenv(), unsetenv() and clearenv() are caught; not a change
+ * made to environ directly). So a test sets one for a single call: setenv("...", "2", 1), the
+ * call, unsetenv(). A forked child counts its own writes from 0, and so does a program it
+ * execs with the variable in its environment (unset it there when the count is not meant for
+ * that program). The N-th write has taken effect and is in write.log when the shim acts (a
+ * removal first, when both fire at one write), and no other write takes effect in between:
+ * the writes are serialized. Each fires once; the count goes on past N. The variables are read
+ * at each write: like $FAKE_SYSFS_ROOT, set them while no other thread runs. A value that is
+ * not N (or N:BDF) with N >= 1 ends the process with status 99 at its next write. Neither a
+ * removal nor a kill is in write.log (a write to a remove file is).
+ * ptk_run_killed_after() runs a function in a child killed after its N-th write. */
 #ifndef PCIBIND_TESTKIT_H
 #define PCIBIND_TESTKIT_H
 
@@ -189,6 +245,36 @@ void ptk_fault(const char *root, const char *line);
  * serialized by a flock on modprobe.lock in the tree, as the kernel's module_mutex does.
  * The fake modprobe takes exactly "-b MODULE", as libpcibind runs it. */
 void ptk_modprobe_table(const char *root, const char *line);
+
+/* ## Hot removal and crashes (the shim must be preloaded) */
+
+/* Hot-removes the device BDF, as `echo 1 > /sys/bus/pci/devices/BDF/remove` does (see "Hot
+ * removal and rescan" above): makes the device's remove file if it has none, then writes "1\n"
+ * to it with open() and write(), which the shim turns into the removal (and logs in write.log).
+ * No such device on the bus, or a failed write: a setup failure (status 99). Since 0.2. */
+void ptk_remove(const char *root, const char *bdf);
+/* `echo 1 > /sys/bus/pci/rescan`: every hot-removed device that is no VF comes back and is
+ * probed (see above). Makes bus/pci/rescan if the tree has none. Since 0.2. */
+void ptk_rescan(const char *root);
+/* Runs fn(arg) in a forked child with PTK_KILL_AFTER_WRITE=n (n >= 1) set in its environment,
+ * waits for it and returns its wait status, as waitpid(2) gives it: killed by SIGKILL
+ * (WIFSIGNALED, WTERMSIG == SIGKILL) when the child made n writes, exited with 0 when fn
+ * returned having made fewer. fn reports a failure of its own by exiting with another status
+ * (exit(1)); a child exiting with 99 (a setup failure of the kit in it) ends the test with 99.
+ * Stdio buffers are flushed before the fork. The child starts its count at 0; what it changes
+ * in memory stays in it, what it writes to the tree stays there. A lock it takes on a file it
+ * opens itself (libpcibind's device locks) goes when it dies, as a killed caller's does. A test
+ * of crash safety loops n = 1, 2, ... until the child exits: each write of the transaction, in
+ * turn, is the last one before its caller dies:
+ *     for (unsigned n = 1;; n++) {
+ *         int status = ptk_run_killed_after(n, bind_the_nic, &job);
+ *         if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+ *             break;  // the bind made fewer than n writes: every cut was tried
+ *         assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+ *         // check the next caller's recovery ...
+ *     }
+ * Since 0.2. */
+int ptk_run_killed_after(unsigned n, void (*fn)(void *), void *arg);
 
 /* ## What the kernel saw */
 

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void die(const char *fmt, ...)
@@ -103,6 +105,7 @@ void ptk_init(const char *root)
     ptk_mkdirs(root, "module");
     ptk_mkdirs(root, "kernel/iommu_groups");
     ptk_write(root, "bus/pci/drivers_probe", "");
+    ptk_write(root, "bus/pci/rescan", "");
     ptk_write(root, "modprobe.table", "");
 }
 
@@ -455,4 +458,79 @@ char *ptk_override(const char *root, const char *bdf)
             s[len - 1] = '\0';
     }
     return s;
+}
+
+/* ## Hot removal and crashes */
+
+/* Writes "1\n" to REL with open() and write(), which the kernel shim intercepts (fopen()'s
+ * open inside libc it would not see). */
+static void write_through_shim(const char *root, const char *rel)
+{
+    char *p = ptk_path(root, rel);
+    int fd = open(p, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        die("open %s", p);
+    if (write(fd, "1\n", 2) != 2)
+        die("write %s", p);
+    close(fd);
+    free(p);
+}
+
+void ptk_remove(const char *root, const char *bdf)
+{
+    char *rel = xasprintf("bus/pci/devices/%s/remove", bdf);
+    char *p = ptk_path(root, rel);
+    struct stat st;
+    if (lstat(p, &st) < 0) {
+        char *dir = xasprintf("bus/pci/devices/%s", bdf);
+        char *d = ptk_path(root, dir);
+        if (stat(d, &st) < 0)
+            die("%s", d);
+        free(d);
+        free(dir);
+        ptk_write(root, rel, "");
+    }
+    write_through_shim(root, rel);
+    free(p);
+    free(rel);
+}
+
+void ptk_rescan(const char *root)
+{
+    char *p = ptk_path(root, "bus/pci/rescan");
+    struct stat st;
+    if (lstat(p, &st) < 0)
+        ptk_write(root, "bus/pci/rescan", "");
+    free(p);
+    write_through_shim(root, "bus/pci/rescan");
+}
+
+int ptk_run_killed_after(unsigned n, void (*fn)(void *), void *arg)
+{
+    if (n == 0) {
+        errno = EINVAL;
+        die("ptk_run_killed_after(0, ...)");
+    }
+    fflush(NULL); /* nothing buffered is written twice */
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    if (pid == 0) {
+        char value[32];
+        snprintf(value, sizeof value, "%u", n);
+        if (setenv("PTK_KILL_AFTER_WRITE", value, 1) < 0)
+            die("setenv PTK_KILL_AFTER_WRITE");
+        fn(arg);
+        fflush(NULL);
+        _exit(0);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            die("waitpid");
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 99) {
+        fprintf(stderr, "pcibind-testkit: the child of ptk_run_killed_after() exited with 99\n");
+        exit(99);
+    }
+    return status;
 }
