@@ -251,10 +251,10 @@ void ptk_modprobe_table(const char *root, const char *line);
 /* Hot-removes the device BDF, as `echo 1 > /sys/bus/pci/devices/BDF/remove` does (see "Hot
  * removal and rescan" above): makes the device's remove file if it has none, then writes "1\n"
  * to it with open() and write(), which the shim turns into the removal (and logs in write.log).
- * No such device on the bus, or a failed write: a setup failure (status 99). Since 0.2. */
+ * No such device on the bus, or a failed write: a setup failure (status 99). Since 0.3. */
 void ptk_remove(const char *root, const char *bdf);
 /* `echo 1 > /sys/bus/pci/rescan`: every hot-removed device that is no VF comes back and is
- * probed (see above). Makes bus/pci/rescan if the tree has none. Since 0.2. */
+ * probed (see above). Makes bus/pci/rescan if the tree has none. Since 0.3. */
 void ptk_rescan(const char *root);
 /* Runs fn(arg) in a forked child with PTK_KILL_AFTER_WRITE=n (n >= 1) set in its environment,
  * waits for it and returns its wait status, as waitpid(2) gives it: killed by SIGKILL
@@ -273,7 +273,7 @@ void ptk_rescan(const char *root);
  *         assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
  *         // check the next caller's recovery ...
  *     }
- * Since 0.2. */
+ * Since 0.3. */
 int ptk_run_killed_after(unsigned n, void (*fn)(void *), void *arg);
 
 /* ## What the kernel saw */
