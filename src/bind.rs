@@ -13,6 +13,7 @@ use crate::safety::Destination;
 use crate::sysfs::NO_DRIVER_OVERRIDE;
 use crate::tables::VFIO_PCI_MODULE;
 use crate::txn::{self, DeviceTxn, Expect, Locked, Override, Step, Target};
+use crate::unit::UnitMember;
 use crate::{Context, Modprobe};
 
 /// Options of [`Context::bind`] and [`Context::bind_plan`].
@@ -121,11 +122,11 @@ impl Context {
         let prepared = self.prepare_bind(&address, name.as_ref(), options, Mode::DryRun)?;
         let mut lines = Vec::new();
         // A dry run takes no lock, so it rolls nothing back; the real call would, first.
-        if let Some(i) = self
-            .interrupted()
-            .ok()
-            .and_then(|found| found.into_iter().find(|i| i.address == address && !i.running))
-        {
+        if let Some(i) = self.interrupted().ok().and_then(|found| {
+            found
+                .into_iter()
+                .find(|i| i.address == address && !i.running)
+        }) {
             lines.push(format!(
                 "first roll back the interrupted transaction of {address} ({}); the plan below \
                  starts from the device as it is now",
@@ -549,26 +550,22 @@ impl Context {
         let address = PciAddress::parse(address)?;
         self.sysfs.require_device(&address)?;
         let _deferral = self.log.defer();
-        let unit = self.unit(&address, |m| !m.bridge && !m.vfio)?;
-        if let Some(bridge) = unit.iter().find(|m| m.is_host_bridge()) {
-            return Err(Error::InUse {
+        let mode = if dry_run { Mode::DryRun } else { Mode::Real };
+        let movers = |m: &UnitMember| !m.bridge && !m.vfio;
+        let no_host_bridge = |unit: &[UnitMember]| match unit.iter().find(|m| m.is_host_bridge()) {
+            None => Ok(()),
+            Some(bridge) => Err(Error::InUse {
                 address: bridge.address,
                 reason: format!(
                     "it is a bridge in the IOMMU group of {address}, bound to host driver {}: \
                      the group cannot be assigned safely (forcing does not change this)",
                     bridge.driver.as_ref().map_or("?", |d| d.as_str())
                 ),
-            });
-        }
-        let mode = if dry_run { Mode::DryRun } else { Mode::Real };
-        self.group_transaction(
-            unit.iter()
-                .filter(|m| !m.bridge && !m.vfio)
-                .map(|m| m.address),
-            &unit,
-            mode,
-            |member| self.prepare_bind(member, None, options, mode),
-        )
+            }),
+        };
+        self.group_transaction(&address, mode, movers, no_host_bridge, |member| {
+            self.prepare_bind(member, None, options, mode)
+        })
     }
 
     /// Gives every VFIO-bound, non-bridge member of the unit of the device at `address` back to
@@ -583,35 +580,61 @@ impl Context {
         let address = PciAddress::parse(address)?;
         self.sysfs.require_device(&address)?;
         let _deferral = self.log.defer();
-        let unit = self.unit(&address, |m| !m.bridge && m.vfio)?;
         let mode = if dry_run { Mode::DryRun } else { Mode::Real };
+        let movers = |m: &UnitMember| !m.bridge && m.vfio;
         self.group_transaction(
-            unit.iter()
-                .filter(|m| !m.bridge && m.vfio)
-                .map(|m| m.address),
-            &unit,
+            &address,
             mode,
+            movers,
+            |_| Ok(()),
             |member| self.prepare_reattach(member, None, options, mode),
         )
     }
 
-    /// Takes the unit's locks (a real call), prepares every mover before anything is written,
-    /// then executes the list of lists (or renders it).
+    /// The unit of `address` with its locks taken (a real call). The unit is worked out again
+    /// once the locks are held, since taking them rolls back interrupted transactions, which
+    /// may move members (one left on vfio-pci by a killed group bind is a mover again); should
+    /// that bring in a member not locked yet, the locks are let go and taken again.
+    fn locked_unit(
+        &self,
+        address: &PciAddress,
+        mode: Mode,
+        movers: &impl Fn(&UnitMember) -> bool,
+    ) -> Result<(Vec<UnitMember>, Locked<'_>)> {
+        let deadline = self.deadline();
+        let mut unit = self.unit(address, movers)?;
+        if mode == Mode::DryRun {
+            return Ok((unit, Locked::none()));
+        }
+        for _ in 0..3 {
+            let addresses: Vec<PciAddress> = unit.iter().map(|m| m.address).collect();
+            let locked = self.lock_devices(&addresses, &deadline)?;
+            let now = self.unit(address, movers)?;
+            if now.iter().all(|m| addresses.contains(&m.address)) {
+                return Ok((now, locked));
+            }
+            unit = now;
+        }
+        Err(Error::Busy(format!(
+            "the IOMMU-group unit of {address} kept changing while its locks were taken"
+        )))
+    }
+
+    /// Takes the unit's locks (a real call), checks it, prepares every mover before anything is
+    /// written, then executes the list of lists (or renders it).
     fn group_transaction(
         &self,
-        movers: impl Iterator<Item = PciAddress>,
-        unit: &[crate::unit::UnitMember],
+        address: &PciAddress,
         mode: Mode,
+        movers: impl Fn(&UnitMember) -> bool,
+        check: impl Fn(&[UnitMember]) -> Result<()>,
         prepare: impl Fn(&PciAddress) -> Result<Prepared>,
     ) -> Result<GroupOutcome> {
-        let addresses: Vec<PciAddress> = unit.iter().map(|m| m.address).collect();
-        let locked = match mode {
-            Mode::Real => self.lock_devices(&addresses, &self.deadline())?,
-            Mode::DryRun => Locked::none(),
-        };
+        let (unit, locked) = self.locked_unit(address, mode, &movers)?;
+        check(&unit)?;
         let mut txns = Vec::new();
         let mut plan = Vec::new();
-        for member in movers {
+        for member in unit.iter().filter(|m| movers(m)).map(|m| m.address) {
             let prepared = prepare(&member)?;
             if mode == Mode::DryRun {
                 plan.push(format!("{member}:"));
