@@ -70,9 +70,13 @@ impl Context {
         target: &Target,
         given: Option<&DriverName>,
     ) -> Result<()> {
-        if let Some(reason) =
-            inuse::in_use_reason(&self.sysfs, &self.proc_root, &self.log, address)?
-        {
+        if let Some(reason) = inuse::in_use_reason(
+            &self.sysfs,
+            &self.proc_root,
+            &self.dev_root,
+            &self.log,
+            address,
+        )? {
             return Err(Error::InUse {
                 address: *address,
                 reason,

@@ -128,7 +128,14 @@ impl Fake {
         );
         let sysfs = Sysfs::new(self.path("sys")).unwrap();
         let address = PciAddress::parse(bdf).unwrap();
-        let reason = in_use_reason(&sysfs, &self.path("proc"), &log, &address).unwrap();
+        let reason = in_use_reason(
+            &sysfs,
+            &self.path("proc"),
+            &self.path("dev"),
+            &log,
+            &address,
+        )
+        .unwrap();
         let warnings = warnings.lock().unwrap().clone();
         Answer { reason, warnings }
     }
