@@ -324,3 +324,156 @@ fn dump_once(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        let mut s = Snapshot::default();
+        s.names.insert(2, "eth0".into());
+        s.names.insert(3, "eth1".into());
+        // Every up interface with IPv6 has these: a link-local address and its routes.
+        for index in [2, 3] {
+            s.addresses.push(Address {
+                index,
+                addr: "fe80::1".parse().unwrap(),
+                prefix_len: 64,
+            });
+            for (dst, len, table) in [("fe80::", 64, RT_TABLE_MAIN), ("ff00::", 8, RT_TABLE_LOCAL)]
+            {
+                s.routes.push(Route {
+                    index,
+                    table,
+                    destination: Some((dst.parse().unwrap(), len)),
+                });
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn link_local_alone_carries_nothing() {
+        assert_eq!(snapshot().usage("eth0"), None);
+        assert_eq!(snapshot().usage("nonesuch"), None);
+    }
+
+    /// `ip addr add 10.0.9.1/32 dev eth0`: no route in main, one in local; the address says.
+    #[test]
+    fn a_slash_32_address_counts() {
+        let mut s = snapshot();
+        s.addresses.push(Address {
+            index: 2,
+            addr: "10.0.9.1".parse().unwrap(),
+            prefix_len: 32,
+        });
+        assert_eq!(
+            s.usage("eth0").as_deref(),
+            Some("is up with IPv4 address 10.0.9.1/32")
+        );
+        assert_eq!(s.usage("eth1"), None);
+    }
+
+    #[test]
+    fn ipv4_is_named_before_ipv6() {
+        let mut s = snapshot();
+        for addr in ["2001:db8::15", "192.0.2.1"] {
+            s.addresses.push(Address {
+                index: 3,
+                addr: addr.parse().unwrap(),
+                prefix_len: 24,
+            });
+        }
+        assert_eq!(
+            s.usage("eth1").as_deref(),
+            Some("is up with IPv4 address 192.0.2.1/24")
+        );
+    }
+
+    /// A route in a VRF's table (or one `ip rule` points to) through an interface without an
+    /// address of its own.
+    #[test]
+    fn a_route_in_any_table_counts() {
+        let mut s = snapshot();
+        for table in [1001, RT_TABLE_MAIN] {
+            s.routes.push(Route {
+                index: 3,
+                table,
+                destination: None,
+            });
+        }
+        assert_eq!(
+            s.usage("eth1").as_deref(),
+            Some("is up with 2 route(s) (table main, 1001)")
+        );
+    }
+
+    /// The kernel of this machine, read-only: the dump holds what the proc files show (every
+    /// IPv4 route of the main table, every IPv6 address), and loopback, when up, has 127.0.0.1.
+    #[test]
+    fn the_kernel_answers_a_dump_as_its_proc_files_show() {
+        let s = Snapshot::take().expect("an rtnetlink dump");
+        let index_of = |name: &str| {
+            s.names
+                .iter()
+                .find(|(_, n)| n.as_str() == name)
+                .map(|(i, _)| *i)
+        };
+        let route = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+        for name in route
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next())
+        {
+            let Some(index) = index_of(name) else {
+                continue;
+            }; // renamed or gone meanwhile
+            assert!(
+                s.routes
+                    .iter()
+                    .any(|r| r.index == index && r.table == RT_TABLE_MAIN),
+                "{name} has a route in /proc/net/route but none in the dump"
+            );
+            assert!(s.usage(name).is_some(), "{name}");
+        }
+        let inet6 = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
+        for line in inet6.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(hex), Some(name)) = (f.first(), f.get(5)) else {
+                continue;
+            };
+            let Ok(bits) = u128::from_str_radix(hex, 16) else {
+                continue;
+            };
+            let addr = IpAddr::V6(std::net::Ipv6Addr::from(bits));
+            if index_of(name).is_some() {
+                assert!(
+                    s.addresses.iter().any(|a| a.addr == addr),
+                    "{addr} of {name} is in if_inet6 but not in the dump"
+                );
+            }
+        }
+        let lo_up = std::fs::read_to_string("/sys/class/net/lo/flags")
+            .ok()
+            .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+            .is_some_and(|f| f & 1 != 0);
+        if lo_up {
+            let lo = index_of("lo").expect("lo");
+            assert!(s
+                .addresses
+                .iter()
+                .any(|a| a.index == lo && a.addr == IpAddr::from([127, 0, 0, 1])));
+            // 127.0.0.0/8's routes live in the local table only, as a /32's do.
+            assert!(s
+                .routes
+                .iter()
+                .any(|r| r.index == lo && r.table == RT_TABLE_LOCAL));
+            assert_eq!(
+                s.usage("lo").as_deref(),
+                Some("is up with IPv4 address 127.0.0.1/8")
+            );
+        } else {
+            eprintln!("lo is down here (a new network namespace): its addresses not checked");
+        }
+    }
+}
