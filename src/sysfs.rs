@@ -588,6 +588,14 @@ fn is_gone(e: &io::Error) -> bool {
     )
 }
 
+/// What an error says could not be read, for an `unread` list: "PATH: ERROR".
+fn unread_detail(e: &Error) -> String {
+    match e {
+        Error::Io { path, source, .. } => format!("{}: {source}", path.display()),
+        e => e.to_string(),
+    }
+}
+
 /// True for an error that says there is no such entry (or a file where a directory would be).
 fn not_found(e: &Error) -> bool {
     matches!(e, Error::Io { source, .. }
@@ -658,7 +666,7 @@ impl Sysfs {
                         Ok(None) => {}
                         Err(e) if not_found(&e) => continue,
                         Err(e @ Error::Escape { .. }) => return Err(e),
-                        Err(e) => out.unread.push(e.to_string()),
+                        Err(e) => out.unread.push(unread_detail(&e)),
                     },
                     _ => {}
                 }
@@ -755,7 +763,7 @@ impl Sysfs {
                 }
             },
             Err(e) => {
-                unread.push(format!("its flags ({e})"));
+                unread.push(format!("its flags ({})", unread_detail(&e)));
                 0
             }
         };
@@ -770,7 +778,7 @@ impl Sysfs {
         let mut links = match self.list_dir(dir, "listing an interface's links") {
             Ok(links) => links,
             Err(e) => {
-                unread.push(format!("the interfaces above it ({e})"));
+                unread.push(format!("the interfaces above it ({})", unread_detail(&e)));
                 Vec::new()
             }
         };
@@ -819,7 +827,7 @@ impl Sysfs {
             Ok(t) => t.trim().to_owned(),
             Err(e) if not_found(&e) => String::new(),
             Err(e) => {
-                unread.push(format!("its number ({e})"));
+                unread.push(format!("its number ({})", unread_detail(&e)));
                 String::new()
             }
         };
@@ -830,7 +838,7 @@ impl Sysfs {
         let holders = match self.list_dir(&dir.join("holders"), "listing holders") {
             Ok(holders) => holders,
             Err(e) => {
-                unread.push(format!("its holders/ ({e})"));
+                unread.push(format!("its holders/ ({})", unread_detail(&e)));
                 Vec::new()
             }
         };
