@@ -2,8 +2,12 @@
  * host topologies the kernel really builds, each refused by pcibind_bind() with
  * PCIBIND_ERR_IN_USE and a message naming what uses the device, without a write; and the NVMe
  * multipath case that is allowed, with a warning. The kernel shim is preloaded, so an allowed
- * bind really moves the device in the fake tree. */
+ * bind really moves the device in the fake tree, and an O_EXCL open of a disk's node in the
+ * tree's dev/ gets the block layer's answer from fault.table (open-excl:MAJ:MIN EBUSY: held)
+ * without any real device being opened. Making nodes needs root: those scenarios say they are
+ * skipped otherwise. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdint.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -123,6 +127,30 @@ static void expect_in_use(const char *bdf, const char *reason)
     expect_nothing_written();
 }
 
+/* The disk nvme0n1 (259:0) below the NVMe controller at 0000:04:00.0, with its uevent, and its
+ * node in the tree's dev/ (0 when nodes cannot be made here: not root). */
+static int nvme_disk_with_a_node(void)
+{
+    ptk_device(root, "0000:04:00.0", NVME, "nvme");
+    block_device("devices/pci0000:00/0000:04:00.0/nvme/nvme0", "nvme0n1", "259:0");
+    ptk_write(root, "devices/pci0000:00/0000:04:00.0/nvme/nvme0/nvme0n1/uevent",
+              "MAJOR=259\nMINOR=0\nDEVNAME=nvme0n1\nDEVTYPE=disk\n");
+    if (ptk_block_node(root, "nvme0n1", 259, 0) < 0) {
+        printf("# skipped: cannot make block device nodes here (%s)\n", strerror(errno));
+        return 0;
+    }
+    return 1;
+}
+
+static void expect_bound_to_vfio(const char *bdf)
+{
+    char *out = NULL;
+    CHECK_RC(pcibind_bind(ctx, bdf, "vfio-pci", 0, &out), PCIBIND_OK);
+    CHECK_STR(out, "vfio-pci");
+    free(out);
+    CHECK(ptk_is_bound_to(root, bdf, "vfio-pci"));
+}
+
 /* --- scenarios --- */
 
 /* virtio-net's interface is one level down, below the virtio device. */
@@ -238,7 +266,122 @@ static void nvme_controller_with_another_live_path_is_allowed_with_a_warning(voi
     teardown();
 }
 
-RUN_TESTS(TEST_CASE(virtio_net_interface_with_the_default_route),
+/* A ZFS pool member, an LIO backstore, a VM's disk: no holders, no mount naming the disk, only
+ * the kernel's EBUSY to an exclusive open. Once let go, the bind goes through. */
+static void disk_the_kernel_says_is_held_exclusively(void)
+{
+    setup();
+    if (nvme_disk_with_a_node()) {
+        ptk_fault(root, "open-excl:259:0 EBUSY");
+        expect_in_use("0000:04:00.0",
+                      "block device nvme0n1 is held open exclusively by something (not a "
+                      "mount, swap or holder the host lists: e.g. a ZFS pool, an iSCSI/LIO "
+                      "backstore or a VM's disk)");
+        /* A mount the host lists names the user instead. */
+        ptk_write(root, "proc/self/mountinfo", "29 1 0:44 / /tank rw - zfs /dev/nvme0n1 rw\n");
+        expect_in_use("0000:04:00.0", "block device nvme0n1 is mounted on /tank");
+        ptk_write(root, "fault.table", "");
+        ptk_write(root, "proc/self/mountinfo", "");
+        expect_bound_to_vfio("0000:04:00.0");
+    }
+    teardown();
+}
+
+/* The kernel's answer decides: a mount line naming a disk that the kernel lets be opened
+ * exclusively is stale (the disk behind that name is another one now). */
+static void disk_the_kernel_says_is_free_is_not_in_use(void)
+{
+    setup();
+    if (nvme_disk_with_a_node()) {
+        ptk_write(root, "proc/self/mountinfo", "29 1 0:44 / /old rw - ext4 /dev/nvme0n1 rw\n");
+        expect_bound_to_vfio("0000:04:00.0");
+    }
+    teardown();
+}
+
+/* Could not ask is not "not in use": refused, saying why; forced, it binds. */
+static void disk_the_kernel_may_not_be_asked_about_is_refused(void)
+{
+    setup();
+    if (nvme_disk_with_a_node()) {
+        ptk_fault(root, "open-excl:259:0 EACCES");
+        expect_in_use("0000:04:00.0", "block device nvme0n1 could not be asked whether "
+                                      "something holds it (");
+        CHECK_CONTAINS(pcibind_last_error_message(), "Permission denied");
+        CHECK_RC(pcibind_bind(ctx, "0000:04:00.0", "vfio-pci", PCIBIND_BIND_FORCE, NULL),
+                 PCIBIND_OK);
+        CHECK(ptk_is_bound_to(root, "0000:04:00.0", "vfio-pci"));
+    }
+    teardown();
+}
+
+/* NVMe multipath: the namespace disk hangs under the subsystem; the controller that is its
+ * last live path asks the kernel about it too. */
+static void nvme_controller_that_is_the_last_path_to_a_held_namespace(void)
+{
+    setup();
+    multipath("connecting");
+    ptk_write(root, "proc/self/mountinfo", "");
+    if (ptk_block_node(root, "nvme0n1", 259, 0) == 0) {
+        ptk_fault(root, "open-excl:259:0 EBUSY");
+        expect_in_use("0000:04:00.0", "NVMe controller nvme0 is the last live path to namespace "
+                                      "nvme0n1 of nvme-subsys0: block device nvme0n1 is held "
+                                      "open exclusively by something");
+    } else {
+        printf("# skipped: cannot make block device nodes here (%s)\n", strerror(errno));
+    }
+    teardown();
+}
+
+/* An interface whose flags cannot be read (a directory stands there: EISDIR, even for root):
+ * refused, naming what could not be read; PCIBIND_BIND_FORCE overrides it like any in-use
+ * reason. */
+static void interface_that_cannot_be_read_is_refused_unless_forced(void)
+{
+    setup();
+    ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
+    ptk_mkdirs(root, "devices/pci0000:00/0000:02:00.0/net/eth0/flags");
+    put_link("class/net/eth0", "../../devices/pci0000:00/0000:02:00.0/net/eth0");
+    expect_in_use("0000:02:00.0", "network interface eth0: could not read its flags (");
+    CHECK_CONTAINS(pcibind_last_error_message(), "so cannot tell whether it is in use");
+    CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", PCIBIND_BIND_FORCE, NULL), PCIBIND_OK);
+    CHECK(ptk_is_bound_to(root, "0000:02:00.0", "vfio-pci"));
+    teardown();
+}
+
+/* The firmware's boot framebuffer (efifb/simpledrm on BOOTFB) inside the GPU's BAR: nothing
+ * below the GPU in sysfs shows it, /proc/iomem does. */
+static void gpu_whose_bar_holds_the_boot_framebuffer(void)
+{
+    setup();
+    ptk_device(root, "0000:00:01.0", VGA, "bochs-drm");
+    ptk_write(root, "devices/pci0000:00/0000:00:01.0/class", "0x030000\n");
+    ptk_write(root, "devices/pci0000:00/0000:00:01.0/resource",
+              "0x00000000fd000000 0x00000000fdffffff 0x0000000000042208\n"
+              "0x0000000000000000 0x0000000000000000 0x0000000000000000\n"
+              "0x00000000febf0000 0x00000000febf0fff 0x0000000000040200\n");
+    ptk_write(root, "proc/iomem",
+              "00000000-00000fff : Reserved\n"
+              "c0000000-febfffff : PCI Bus 0000:00\n"
+              "  fd000000-fdffffff : 0000:00:01.0\n"
+              "    fd000000-fd2fffff : BOOTFB\n"
+              "      fd000000-fd2fffff : simpledrm\n");
+    expect_in_use("0000:00:01.0", "its BAR holds the firmware's boot framebuffer (BOOTFB at "
+                                  "fd000000-fd2fffff in ");
+    /* Elsewhere in the address space, it is not this GPU's. */
+    ptk_write(root, "proc/iomem", "00000000-00000fff : Reserved\n"
+                                  "80000000-802fffff : BOOTFB\n");
+    expect_bound_to_vfio("0000:00:01.0");
+    teardown();
+}
+
+RUN_TESTS(TEST_CASE(disk_the_kernel_says_is_held_exclusively),
+          TEST_CASE(disk_the_kernel_says_is_free_is_not_in_use),
+          TEST_CASE(disk_the_kernel_may_not_be_asked_about_is_refused),
+          TEST_CASE(nvme_controller_that_is_the_last_path_to_a_held_namespace),
+          TEST_CASE(interface_that_cannot_be_read_is_refused_unless_forced),
+          TEST_CASE(gpu_whose_bar_holds_the_boot_framebuffer),
+          TEST_CASE(virtio_net_interface_with_the_default_route),
           TEST_CASE(nic_enslaved_to_a_bridge_with_an_address),
           TEST_CASE(disk_of_a_btrfs_mounted_through_another_member),
           TEST_CASE(gpu_with_a_framebuffer), TEST_CASE(nvme_controller_that_is_the_last_live_path),

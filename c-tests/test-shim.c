@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -453,6 +454,40 @@ static void vfio_nodes_follow_binds(void)
     CHECK_ERR(wr(root, "bus/pci/drivers_probe", DEV1), 0);
     CHECK_BOUND(root, DEV1, "vfio-pci");
     CHECK(!exists(root, "dev"));
+    ptk_destroy(root);
+}
+
+/* An O_EXCL open of a block device node in the tree never reaches the device the node names
+ * (here 259:0, an NVMe namespace's number on a real machine): the shim answers as the block
+ * layer would, EBUSY while fault.table marks it held (as many times as the line says), else an
+ * O_PATH descriptor of the node; once the line is spent, the disk is free. Opens without O_EXCL
+ * and nodes outside the tree are not its business. */
+static void exclusive_opens_of_block_nodes_get_the_block_layers_answer(void)
+{
+    char *root = standard_tree();
+    if (ptk_block_node(root, "nvme0n1", 259, 0) < 0) {
+        printf("# skipped: cannot make block device nodes here (%s)\n", strerror(errno));
+        ptk_destroy(root);
+        return;
+    }
+    char *link = ptk_path(root, "dev/block/259:0");
+    char target[64] = "";
+    CHECK(readlink(link, target, sizeof(target) - 1) > 0);
+    CHECK_STR(target, "../nvme0n1");
+    ptk_fault(root, "open-excl:259:0 EBUSY 2");
+    for (int i = 0; i < 2; i++) {
+        errno = 0;
+        CHECK(open(link, O_RDONLY | O_EXCL | O_NONBLOCK | O_CLOEXEC) == -1);
+        CHECK_ERR(errno, EBUSY);
+    }
+    int fd = open(link, O_RDONLY | O_EXCL | O_NONBLOCK | O_CLOEXEC);
+    CHECK(fd >= 0);
+    struct stat st;
+    CHECK(fd >= 0 && fstat(fd, &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == makedev(259, 0));
+    CHECK(fcntl(fd, F_GETFL) & O_PATH); /* never the device itself */
+    if (fd >= 0)
+        close(fd);
+    free(link);
     ptk_destroy(root);
 }
 
@@ -1554,6 +1589,7 @@ static void rescan_brings_removed_devices_back(void)
 }
 
 RUN_TESTS(TEST_CASE(shim_is_loaded),
+          TEST_CASE(exclusive_opens_of_block_nodes_get_the_block_layers_answer),
           TEST_CASE(real_sys_is_never_opened_for_writing),
           TEST_CASE(override_stores_up_to_the_first_newline),
           TEST_CASE(override_empty_and_oversized_writes),

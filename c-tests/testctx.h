@@ -1,5 +1,6 @@
 /* The context the writing tests use on a fake tree: module loading through `modprobe` (NULL =
- * never), lock files in STATE/locks, proc files from STATE/proc, alias tables from
+ * never), lock files in STATE/locks, proc files from STATE/proc, device nodes under STATE/dev
+ * (never the real /dev: the in-use check opens the nodes of disks it finds), alias tables from
  * `modules_dir` (NULL = STATE/lib-modules). STATE is usually the tree's root. */
 #ifndef TESTCTX_H
 #define TESTCTX_H
@@ -42,6 +43,9 @@ static inline pcibind_ctx *test_context(const char *root, const char *state, con
     char *proc = ptk_path(state, "proc");
     CHECK_RC(pcibind_ctx_set_proc_root(ctx, proc), PCIBIND_OK);
     free(proc);
+    char *dev = ptk_path(state, "dev");
+    CHECK_RC(pcibind_ctx_set_dev_root(ctx, dev), PCIBIND_OK);
+    free(dev);
     char *modules = modules_dir ? strdup(modules_dir) : ptk_path(state, "lib-modules");
     CHECK_RC(pcibind_ctx_set_modules_dir(ctx, modules), PCIBIND_OK);
     free(modules);

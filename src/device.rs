@@ -52,7 +52,13 @@ impl Context {
     pub fn in_use_reason(&self, address: &str) -> Result<Option<String>> {
         let address = PciAddress::parse(address)?;
         self.sysfs.require_device(&address)?;
-        inuse::in_use_reason(&self.sysfs, &self.proc_root, &self.log, &address)
+        inuse::in_use_reason(
+            &self.sysfs,
+            &self.proc_root,
+            &self.dev_root,
+            &self.log,
+            &address,
+        )
     }
 }
 

@@ -1,12 +1,22 @@
 //! Is a device in use on the host? (SPEC 3.3 step 5; the shapes are SPEC 1, "What 'in use on
 //! the host' looks like in sysfs".) One small function per shape, each giving the sentences
 //! that end up in the refusal: network interfaces anywhere below the device, and the interfaces
-//! above them; disks below it that are mounted (by number or by source), btrfs members, swap,
-//! held; NVMe namespaces whose last live path is the device; framebuffers.
+//! above them; disks below it that the kernel says are held (`O_EXCL`, `blockdev`), named by
+//! what holds them where the host lists it (mounted by number or by source, btrfs members,
+//! swap, `holders/`); NVMe namespaces whose last live path is the device; framebuffers below
+//! it, and the firmware's boot framebuffer inside its BARs.
+//!
+//! Could not look is not "not in use": whatever a check needs and cannot read (an interface's
+//! flags, a disk's `holders/`, a proc table, the kernel's netlink answer) becomes a reason of
+//! its own, naming what could not be read, so the device is refused unless forced. A proc file
+//! that does not exist at all (`ENOENT`: a test tree without it, a kernel without the feature)
+//! describes nothing and refuses nothing.
 //!
 //! Sysfs is read through `sysfs` only; the proc files under the configured proc root (`/proc`
-//! normally; a fake tree's in tests). Proc content is parsed field by field with `get`: an odd
-//! line is skipped or read as far as it goes, never a panic.
+//! normally; a fake tree's in tests); addresses and routes over netlink (`netlink`) when the
+//! proc root is the real `/proc`, else from the tree's `net/route` and `net/if_inet6`; device
+//! nodes under the dev root. Proc content is parsed field by field with `get`: an odd line is
+//! skipped or read as far as it goes, never a panic.
 
 use std::fs;
 use std::io::{self, Read};
@@ -14,8 +24,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::address::PciAddress;
+use crate::blockdev::{self, Exclusive};
 use crate::error::{Error, Result};
 use crate::log::{Logger, Priority};
+use crate::netlink;
 use crate::sysfs::{
     BlockDevice, BtrfsFilesystem, DeviceSubtree, NetInterface, NetKind, NvmeNamespace, Sysfs,
     UpperLink,
@@ -36,30 +48,62 @@ const MAX_MOUNTPOINTS_SHOWN: usize = 4;
 
 /// Why the device is in use, or `None` when it is not. Reasons are sentences joined with
 /// "; ". An NVMe controller that is one of several live paths to an in-use namespace is not
-/// in use; `log` gets a warning naming the namespace.
+/// in use; `log` gets a warning naming the namespace. A device that is gone when the checks
+/// end (removed while they walked its subtree) is [`Error::NoDevice`], whatever the walk met.
 pub(crate) fn in_use_reason(
     sysfs: &Sysfs,
     proc_root: &Path,
+    dev_root: &Path,
     log: &Logger,
     address: &PciAddress,
 ) -> Result<Option<String>> {
+    let answer = reasons(sysfs, proc_root, dev_root, log, address);
+    sysfs.require_device(address)?;
+    let reasons = answer?;
+    Ok((!reasons.is_empty()).then(|| reasons.join("; ")))
+}
+
+fn reasons(
+    sysfs: &Sysfs,
+    proc_root: &Path,
+    dev_root: &Path,
+    log: &Logger,
+    address: &PciAddress,
+) -> Result<Vec<String>> {
     let tree = sysfs.device_subtree(address)?;
-    let mut reasons = Vec::new();
-    if !tree.interfaces.is_empty() {
-        let net = NetTables::read(proc_root)?;
-        reasons.extend(network_below(sysfs, &net, &tree.interfaces)?);
-    }
+    let mut reasons: Vec<String> = tree
+        .unread
+        .iter()
+        .map(|what| could_not_read(&format!("{what} below it")))
+        .collect();
+    reasons.extend(network_below(sysfs, proc_root, &tree.interfaces)?);
     if !tree.disks.is_empty() || !tree.nvme_controllers.is_empty() {
         let storage = Storage::read(sysfs, proc_root)?;
+        reasons.extend(storage.unread.iter().map(|what| could_not_read(what)));
         // Hidden disks (multipath paths) cannot be opened; their namespace's disk is checked
         // by `nvme_multipath`.
-        for disk in tree.disks.iter().filter(|d| !d.hidden) {
-            reasons.extend(disk_reasons(disk, &storage));
-        }
-        reasons.extend(nvme_multipath(sysfs, &storage, log, &tree)?);
+        let disks: Vec<&BlockDevice> = tree.disks.iter().filter(|d| !d.hidden).collect();
+        reasons.extend(disks_reasons(&disks, &storage, Some(dev_root)));
+        reasons.extend(nvme_multipath(sysfs, &storage, dev_root, log, &tree)?);
     }
     reasons.extend(framebuffers(&tree));
-    Ok((!reasons.is_empty()).then(|| reasons.join("; ")))
+    reasons.extend(boot_framebuffer(sysfs, proc_root, address)?);
+    Ok(reasons)
+}
+
+/// The reason given for something a check needed and could not read.
+fn could_not_read(what: &str) -> String {
+    format!("could not read {what}, so cannot tell whether it is in use")
+}
+
+/// What an error says could not be read: "PATH (ERROR)" for an OS error. A link leading out of
+/// the root is no failure to read but a hostile tree, and stays an error.
+fn unread_of(e: Error) -> Result<String> {
+    match e {
+        Error::Io { path, source, .. } => Ok(format!("{} ({source})", path.display())),
+        Error::Malformed { path, detail } => Ok(format!("{} ({detail})", path.display())),
+        e => Err(e),
+    }
 }
 
 // --- proc files ---
@@ -123,43 +167,70 @@ fn names_device(source: &str, name: &str) -> bool {
 
 // --- network ---
 
-/// The routing tables the network checks need.
-struct NetTables {
-    /// `net/route`: "Iface Destination Gateway ..." after a header line.
-    routes: Vec<String>,
-    /// `net/if_inet6`: "address ifindex prefixlen scope flags ifname".
-    inet6: Vec<String>,
+/// Where the addresses and routes come from.
+enum NetTables {
+    /// The kernel's answer over netlink: every address and every route of every table.
+    Kernel(netlink::Snapshot),
+    /// A tree's proc files (the proc root is not `/proc`).
+    Tree {
+        /// `net/route`: "Iface Destination Gateway ..." after a header line.
+        routes: Vec<String>,
+        /// `net/if_inet6`: "address ifindex prefixlen scope flags ifname".
+        inet6: Vec<String>,
+    },
+}
+
+/// True when `proc_root` is the real `/proc` (however spelled: `/proc/`, `/proc/.`).
+fn is_real_proc(proc_root: &Path) -> bool {
+    proc_root.components().eq(Path::new("/proc").components())
 }
 
 impl NetTables {
-    fn read(proc_root: &Path) -> Result<NetTables> {
-        Ok(NetTables {
-            routes: proc_lines(proc_root, "net/route")?,
-            inet6: proc_lines(proc_root, "net/if_inet6")?,
+    /// The tables; `Err` says what could not be read.
+    fn read(proc_root: &Path) -> Result<NetTables, String> {
+        if is_real_proc(proc_root) {
+            return netlink::Snapshot::take()
+                .map(NetTables::Kernel)
+                .map_err(|e| format!("the kernel's addresses and routes (netlink: {e})"));
+        }
+        let lines = |rel| {
+            proc_lines(proc_root, rel).map_err(|e| unread_of(e).unwrap_or_else(|e| e.to_string()))
+        };
+        Ok(NetTables::Tree {
+            routes: lines("net/route")?,
+            inet6: lines("net/if_inet6")?,
         })
     }
 
-    /// "is up with ..." when the interface `name` has an IPv4 route or an IPv6 address that is
-    /// not link-local (the caller checked that it is up).
+    /// "is up with ..." when the interface `name` has an address or route that carries
+    /// traffic (the caller checked that it is up).
     fn addresses(&self, name: &str) -> Option<String> {
-        let v4_routes = self
-            .routes
-            .iter()
-            .skip(1)
-            .filter(|l| l.split_whitespace().next() == Some(name))
-            .count();
-        if v4_routes > 0 {
-            return Some(format!("is up with {v4_routes} IPv4 route(s)"));
+        match self {
+            NetTables::Kernel(snapshot) => snapshot.usage(name),
+            NetTables::Tree { routes, inet6 } => tree_addresses(routes, inet6, name),
         }
-        self.inet6
-            .iter()
-            .find_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                let scope = u32::from_str_radix(f.get(3)?, 16).ok()?;
-                (f.get(5) == Some(&name) && scope != SCOPE_LINK).then(|| f.first().copied())?
-            })
-            .map(|addr| format!("is up with IPv6 address {addr}"))
     }
+}
+
+/// A tree's answer: an IPv4 route in `net/route` or an IPv6 address that is not link-local in
+/// `net/if_inet6`.
+fn tree_addresses(routes: &[String], inet6: &[String], name: &str) -> Option<String> {
+    let v4_routes = routes
+        .iter()
+        .skip(1)
+        .filter(|l| l.split_whitespace().next() == Some(name))
+        .count();
+    if v4_routes > 0 {
+        return Some(format!("is up with {v4_routes} IPv4 route(s)"));
+    }
+    inet6
+        .iter()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let scope = u32::from_str_radix(f.get(3)?, 16).ok()?;
+            (f.get(5) == Some(&name) && scope != SCOPE_LINK).then(|| f.first().copied())?
+        })
+        .map(|addr| format!("is up with IPv6 address {addr}"))
 }
 
 fn is_up(iface: &NetInterface) -> bool {
@@ -168,17 +239,41 @@ fn is_up(iface: &NetInterface) -> bool {
 
 /// Interfaces found anywhere below the device (`BDF/net/IF`, virtio-net's
 /// `BDF/virtioN/net/IF`, auxiliary devices' ...) that are up and carry traffic, directly or
-/// through an interface above them.
+/// through an interface above them; and those that could not be read.
 fn network_below(
     sysfs: &Sysfs,
-    net: &NetTables,
+    proc_root: &Path,
     interfaces: &[NetInterface],
 ) -> Result<Vec<String>> {
-    let mut reasons = Vec::new();
-    for iface in interfaces.iter().filter(|i| is_up(i)) {
+    let mut reasons: Vec<String> = interfaces
+        .iter()
+        .flat_map(|i| {
+            i.unread
+                .iter()
+                .map(|what| format!("network interface {}: {}", i.name, could_not_read(what)))
+        })
+        .collect();
+    let up: Vec<&NetInterface> = interfaces.iter().filter(|i| is_up(i)).collect();
+    if up.is_empty() {
+        return Ok(reasons);
+    }
+    let net = match NetTables::read(proc_root) {
+        Ok(net) => net,
+        Err(what) => {
+            reasons.extend(up.iter().map(|i| {
+                format!(
+                    "network interface {} is up, and {}",
+                    i.name,
+                    could_not_read(&what)
+                )
+            }));
+            return Ok(reasons);
+        }
+    };
+    for iface in up {
         let why = match net.addresses(&iface.name) {
             Some(own) => Some(own),
-            None => network_above(sysfs, net, iface, &mut vec![iface.name.clone()], 0)?,
+            None => network_above(sysfs, &net, iface, &mut vec![iface.name.clone()], 0)?,
         };
         if let Some(why) = why {
             reasons.push(format!("network interface {} {why}", iface.name));
@@ -190,7 +285,8 @@ fn network_below(
 /// How `iface` carries traffic through an up interface above it (its bridge, bond, team or
 /// Open vSwitch master; VLAN and macvlan devices on it; recursively, at most
 /// `MAX_UPPER_DEPTH` levels, each interface once), e.g. "is a port of bridge br0, which is up
-/// with 1 IPv4 route(s)"; `None` when it does not.
+/// with 1 IPv4 route(s)"; `None` when it does not. An interface above that cannot be read
+/// counts as carrying traffic.
 fn network_above(
     sysfs: &Sysfs,
     net: &NetTables,
@@ -212,10 +308,17 @@ fn network_above(
             }
             continue;
         }
-        // Gone since the link was read, or down: no traffic through it.
+        // Gone since the link was read: no traffic through it.
         let Some(upper) = sysfs.net_interface(&link.name)? else {
             continue;
         };
+        if !upper.unread.is_empty() {
+            return Ok(Some(format!(
+                "{}, of which {}",
+                relation(link, &upper),
+                could_not_read(&upper.unread.join(", "))
+            )));
+        }
         if !is_up(&upper) {
             continue;
         }
@@ -325,32 +428,102 @@ struct Storage {
     /// The first field of every `/proc/swaps` line but the header.
     swaps: Vec<String>,
     btrfs: Vec<BtrfsFilesystem>,
+    /// Tables that could not be read ("PATH (ERROR)"): each refuses the device.
+    unread: Vec<String>,
 }
 
 impl Storage {
     fn read(sysfs: &Sysfs, proc_root: &Path) -> Result<Storage> {
-        let mounts = proc_lines(proc_root, "self/mountinfo")?
+        let mut unread = Vec::new();
+        let mut table = |rel| match proc_lines(proc_root, rel) {
+            Ok(lines) => Ok(lines),
+            Err(e) => unread_of(e).map(|what| {
+                unread.push(what);
+                Vec::new()
+            }),
+        };
+        let mounts = table("self/mountinfo")?
             .iter()
             .filter_map(|l| Mount::parse(l))
             .collect();
-        let swaps = proc_lines(proc_root, "swaps")?
+        let swaps = table("swaps")?
             .iter()
             .filter_map(|l| l.split_whitespace().next().map(unescape))
             .filter(|f| f != "Filename")
             .collect();
+        let btrfs = match sysfs.btrfs_filesystems() {
+            Ok(btrfs) => btrfs,
+            Err(e) => {
+                unread.push(unread_of(e)?);
+                Vec::new()
+            }
+        };
         Ok(Storage {
             mounts,
             swaps,
-            btrfs: sysfs.btrfs_filesystems()?,
+            btrfs,
+            unread,
         })
     }
 }
 
-/// Every way `disk` is used, as "block device NAME ..." sentences.
-fn disk_reasons(disk: &BlockDevice, storage: &Storage) -> Vec<String> {
-    disk_uses(disk, storage)
-        .into_iter()
-        .map(|use_| format!("block device {} {use_}", disk.name))
+/// What is said of a block device that the kernel says is held exclusively while the host
+/// lists nothing that would hold it.
+const HELD_BY_SOMETHING: &str = "is held open exclusively by something (not a mount, swap or \
+                                 holder the host lists: e.g. a ZFS pool, an iSCSI/LIO \
+                                 backstore or a VM's disk)";
+
+/// Every way each of `disks` (disks and their partitions) is used, as "block device NAME ..."
+/// sentences. With a dev root the kernel's `O_EXCL` answer decides: held is in use (named by
+/// what the host lists, else `HELD_BY_SOMETHING`), free is not, whatever the tables say; where
+/// it cannot be asked, the tables alone decide. A disk held only because a partition of it is
+/// (the kernel claims the whole disk with the partition) is not said twice.
+fn disks_reasons(
+    disks: &[&BlockDevice],
+    storage: &Storage,
+    dev_root: Option<&Path>,
+) -> Vec<String> {
+    let decided: Vec<(&BlockDevice, Vec<String>, bool)> = disks
+        .iter()
+        .map(|disk| {
+            let mut uses: Vec<String> = disk.unread.iter().map(|u| could_not_read(u)).collect();
+            let listed = disk_uses(disk, storage);
+            let answer = match dev_root {
+                Some(dev) => blockdev::exclusive(dev, &disk.dev, disk.devname.as_deref()),
+                None => Exclusive::Unknown,
+            };
+            let mut only_held = false;
+            match answer {
+                Exclusive::Free => {}
+                Exclusive::Unknown => uses.extend(listed),
+                Exclusive::Held(_) if listed.is_empty() => {
+                    uses.push(HELD_BY_SOMETHING.to_owned());
+                    only_held = uses.len() == 1;
+                }
+                Exclusive::Held(_) => uses.extend(listed),
+                Exclusive::Failed(why) => {
+                    uses.extend(listed);
+                    uses.push(format!(
+                        "could not be asked whether something holds it ({why}), so cannot tell \
+                         whether it is in use"
+                    ));
+                }
+            }
+            (*disk, uses, only_held)
+        })
+        .collect();
+    let explained_by_a_partition = |disk: &BlockDevice| {
+        decided.iter().any(|(part, uses, _)| {
+            part.whole.as_deref() == Some(disk.name.as_str()) && !uses.is_empty()
+        })
+    };
+    decided
+        .iter()
+        .filter(|(disk, _, only_held)| !(*only_held && explained_by_a_partition(disk)))
+        .flat_map(|(disk, uses, _)| {
+            uses.iter()
+                .map(move |use_| format!("block device {} {use_}", disk.name))
+        })
         .collect()
 }
 
@@ -458,22 +631,22 @@ fn swap(disk: &BlockDevice, storage: &Storage) -> Option<String> {
         .then(|| "is used as swap".to_owned())
 }
 
-/// Every way a namespace's multipath disk or its partitions are used, as sentences.
-fn namespace_uses(ns: &NvmeNamespace, storage: &Storage) -> Vec<String> {
-    std::iter::once(&ns.disk)
-        .chain(&ns.partitions)
-        .flat_map(|disk| disk_reasons(disk, storage))
-        .collect()
+/// The namespace's multipath disk and its partitions.
+fn namespace_disks(ns: &NvmeNamespace) -> Vec<&BlockDevice> {
+    std::iter::once(&ns.disk).chain(&ns.partitions).collect()
 }
 
 /// NVMe native multipath: the usable disk of a namespace hangs under the `nvme-subsystem`
 /// device, not under the controller, whose subtree holds only hidden per-path disks. A
 /// controller of the device is in use when it is the last live path to a namespace that is
-/// in use; when another live path remains, binding it is allowed with a warning. Namespaces
-/// are matched to paths by `nsid` within the subsystem, never by disk name.
+/// in use (the kernel's `O_EXCL` answer deciding, as for any disk); when another live path
+/// remains, binding it is allowed with a warning (from the host's tables: the namespace is not
+/// opened then). Namespaces are matched to paths by `nsid` within the subsystem, never by disk
+/// name.
 fn nvme_multipath(
     sysfs: &Sysfs,
     storage: &Storage,
+    dev_root: &Path,
     log: &Logger,
     tree: &DeviceSubtree,
 ) -> Result<Vec<String>> {
@@ -481,7 +654,11 @@ fn nvme_multipath(
     if tree.nvme_controllers.is_empty() {
         return Ok(reasons);
     }
-    for subsys in sysfs.nvme_subsystems()? {
+    let subsystems = match sysfs.nvme_subsystems() {
+        Ok(subsystems) => subsystems,
+        Err(e) => return Ok(vec![could_not_read(&unread_of(e)?)]),
+    };
+    for subsys in subsystems {
         let (ours, others): (Vec<_>, Vec<_>) = subsys
             .controllers
             .iter()
@@ -493,16 +670,18 @@ fn nvme_multipath(
                 if !ns.nsid.is_none_or(|id| ctrl.path_nsids.contains(&id)) {
                     continue;
                 }
-                let uses = namespace_uses(ns, storage);
-                if uses.is_empty() {
-                    continue;
-                }
                 let live_others: Vec<&str> = others
                     .iter()
                     .filter(|c| c.live && ns.nsid.is_some_and(|id| c.path_nsids.contains(&id)))
                     .map(|c| c.name.as_str())
                     .collect();
-                if live_others.is_empty() {
+                let last_path = live_others.is_empty();
+                let uses =
+                    disks_reasons(&namespace_disks(ns), storage, last_path.then_some(dev_root));
+                if uses.is_empty() {
+                    continue;
+                }
+                if last_path {
                     reasons.push(format!(
                         "NVMe controller {} is the last live path to namespace {} of {}: {}",
                         ctrl.name,
@@ -538,4 +717,150 @@ fn framebuffers(tree: &DeviceSubtree) -> Vec<String> {
         .iter()
         .map(|fb| format!("it drives framebuffer {fb}, which the console may be using"))
         .collect()
+}
+
+/// The `/proc/iomem` names of the firmware's boot framebuffer and of the drivers that draw the
+/// console on it before (or instead of) the GPU's own driver: the x86 sysfb platform device
+/// (`BOOTFB`), efifb, vesafb, simplefb's `simple-framebuffer` and simpledrm.
+const BOOT_FRAMEBUFFERS: [&str; 5] = [
+    "BOOTFB",
+    "efifb",
+    "simple-framebuffer",
+    "vesafb",
+    "simpledrm",
+];
+
+/// IORESOURCE_MEM in a `resource` line's flags.
+const IORESOURCE_MEM: u64 = 0x200;
+
+/// One line of `/proc/iomem`: "  START-END : NAME", two spaces of indent per level of nesting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct IomemEntry {
+    depth: usize,
+    start: u64,
+    end: u64,
+    name: String,
+    /// Index of the entry it is nested in.
+    parent: Option<usize>,
+}
+
+/// `/proc/iomem`, odd lines skipped.
+fn parse_iomem(lines: &[String]) -> Vec<IomemEntry> {
+    let mut out: Vec<IomemEntry> = Vec::new();
+    for line in lines {
+        let depth = line.len() - line.trim_start_matches(' ').len();
+        let Some((range, name)) = line.trim_start().split_once(" : ") else {
+            continue;
+        };
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+        else {
+            continue;
+        };
+        // The nearest entry above with less indent holds this one.
+        let parent = out.iter().rposition(|e| e.depth < depth);
+        out.push(IomemEntry {
+            depth,
+            start,
+            end,
+            name: name.trim_end().to_owned(),
+            parent,
+        });
+    }
+    out
+}
+
+/// The ranges (start, end) of the device's memory BARs and windows from its `resource`
+/// file ("START END FLAGS" per line); unassigned ones (all zero) left out.
+fn memory_ranges(resource: &str) -> Vec<(u64, u64)> {
+    resource
+        .lines()
+        .filter_map(|l| {
+            let mut f = l
+                .split_whitespace()
+                .map(|x| u64::from_str_radix(x.trim_start_matches("0x"), 16).ok());
+            let (start, end, flags) = (f.next()??, f.next()??, f.next()??);
+            (flags & IORESOURCE_MEM != 0 && end > start).then_some((start, end))
+        })
+        .collect()
+}
+
+/// The firmware's boot framebuffer inside one of the device's BARs (SPEC 1, "Display"): efifb,
+/// vesafb or simpledrm draw the console there through a platform device, so nothing of it is
+/// below the GPU in sysfs; `/proc/iomem` shows the range, nested in the BAR.
+///
+/// A reader without CAP_SYS_ADMIN sees every `/proc/iomem` address as zero: then an entry is
+/// placed by its nesting alone (inside the range named by the device's address), ranges are
+/// never compared (zero against zero would match everything), and a boot framebuffer that
+/// is nested in no PCI device's range refuses every display controller with a memory BAR,
+/// saying the addresses could not be read.
+fn boot_framebuffer(sysfs: &Sysfs, proc_root: &Path, address: &PciAddress) -> Result<Vec<String>> {
+    let lines = match proc_lines(proc_root, "iomem") {
+        Ok(lines) => lines,
+        Err(e) => return Ok(vec![could_not_read(&unread_of(e)?)]),
+    };
+    let iomem = parse_iomem(&lines);
+    let boot_fbs: Vec<&IomemEntry> = iomem
+        .iter()
+        .filter(|e| BOOT_FRAMEBUFFERS.contains(&e.name.as_str()))
+        .collect();
+    if boot_fbs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ancestors = |entry: &IomemEntry| {
+        std::iter::successors(entry.parent, |&i| iomem[i].parent).map(|i| &iomem[i])
+    };
+    let ours = address.to_string();
+    let hidden = iomem.iter().all(|e| e.start == 0 && e.end == 0);
+    let resource = match sysfs.device_attr(address, "resource") {
+        Ok(text) => text,
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Ok(vec![could_not_read(&unread_of(e)?)]),
+    };
+    let bars = memory_ranges(&resource);
+    let mut reasons = Vec::new();
+    for fb in boot_fbs {
+        let nested_in_ours = ancestors(fb).any(|a| a.name == ours);
+        let in_a_bar = !hidden
+            && bars
+                .iter()
+                .any(|&(start, end)| fb.start <= end && start <= fb.end);
+        if nested_in_ours || in_a_bar {
+            let range = if hidden {
+                String::new()
+            } else {
+                format!(" at {:x}-{:x}", fb.start, fb.end)
+            };
+            reasons.push(format!(
+                "its BAR holds the firmware's boot framebuffer ({}{range} in {}), which efifb, \
+                 vesafb or simpledrm may be drawing the console on",
+                fb.name,
+                proc_root.join("iomem").display()
+            ));
+            continue;
+        }
+        let placed = ancestors(fb).any(|a| PciAddress::parse(&a.name).is_ok());
+        if hidden && !placed && !bars.is_empty() && is_display(sysfs, address) {
+            reasons.push(could_not_read(&format!(
+                "where the firmware's boot framebuffer ({}) lies: {} shows this process no \
+                 addresses (reading them needs CAP_SYS_ADMIN)",
+                fb.name,
+                proc_root.join("iomem").display()
+            )));
+        }
+    }
+    reasons.dedup();
+    Ok(reasons)
+}
+
+/// True for a display controller (PCI base class 0x03), the only kind a boot framebuffer lives
+/// in; false when its class cannot be read.
+fn is_display(sysfs: &Sysfs, address: &PciAddress) -> bool {
+    sysfs
+        .device_attr(address, "class")
+        .ok()
+        .and_then(|c| u32::from_str_radix(c.trim().trim_start_matches("0x"), 16).ok())
+        .is_some_and(|class| class >> 16 == 0x03)
 }

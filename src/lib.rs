@@ -19,6 +19,7 @@
 mod address;
 mod beneath;
 mod bind;
+mod blockdev;
 mod device;
 mod error;
 mod ffi;
@@ -30,6 +31,7 @@ mod log;
 mod modalias;
 mod modprobe;
 mod name;
+mod netlink;
 mod nodes;
 mod query;
 mod record;
@@ -200,14 +202,17 @@ impl Context {
         self.lock_timeout
     }
 
-    /// Where the in-use checks read `net/route`, `net/if_inet6`, `self/mountinfo` and `swaps`;
-    /// `None` = `/proc`.
+    /// Where the in-use checks read `self/mountinfo`, `swaps` and `iomem`, and, when it is not
+    /// `/proc` itself (a test tree), `net/route` and `net/if_inet6`; with `/proc` addresses and
+    /// routes come from the kernel over netlink. `None` = `/proc`.
     pub fn set_proc_root(&mut self, dir: Option<PathBuf>) -> Result<()> {
         self.proc_root = absolute_or("the proc root", dir, "/proc")?;
         Ok(())
     }
 
-    /// Where [`Context::vfio_device_nodes`] looks for the device nodes; `None` = `/dev`.
+    /// Where the device nodes are: those [`Context::vfio_device_nodes`] lists, and the block
+    /// devices the in-use check opens with `O_EXCL` to ask the kernel whether they are held;
+    /// `None` = `/dev`.
     pub fn set_dev_root(&mut self, dir: Option<PathBuf>) -> Result<()> {
         self.dev_root = absolute_or("the dev root", dir, "/dev")?;
         Ok(())

@@ -98,9 +98,13 @@ impl Context {
         let leaves =
             start.driver.is_some() && target.is_none_or(|t| t.driver() != start.driver.as_ref());
         if leaves {
-            if let Some(reason) =
-                inuse::in_use_reason(&self.sysfs, &self.proc_root, &self.log, address)?
-            {
+            if let Some(reason) = inuse::in_use_reason(
+                &self.sysfs,
+                &self.proc_root,
+                &self.dev_root,
+                &self.log,
+                address,
+            )? {
                 return Err(Error::InUse {
                     address: *address,
                     reason,

@@ -436,6 +436,14 @@ pub struct BlockDevice {
     /// `dev` instead). The usable disk of the namespace hangs under the `nvme-subsystem`
     /// device.
     pub hidden: bool,
+    /// The `DEVNAME` of its `uevent`: the name of its node below the dev root, as devtmpfs
+    /// makes it (`nvme0n1p2`); `None` when it has none or it is no safe relative path.
+    pub devname: Option<String>,
+    /// The disk this one is a partition of (the block device whose directory holds it).
+    pub whole: Option<String>,
+    /// What could not be read about it, each as "its holders/ (PATH: ERROR)": the in-use
+    /// check refuses what it could not look at.
+    pub unread: Vec<String>,
 }
 
 /// What a network interface is, as far as a reason needs to say.
@@ -462,11 +470,13 @@ pub struct UpperLink {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetInterface {
     pub name: String,
-    /// Its `flags` (IFF_UP is bit 0); 0 when unreadable.
+    /// Its `flags` (IFF_UP is bit 0); 0 when unreadable (then `unread` says so).
     pub flags: u32,
     pub kind: NetKind,
     /// Its `master` and the targets of its `upper_*` links, master first, each once.
     pub uppers: Vec<UpperLink>,
+    /// What could not be read about it ("its flags (PATH: ERROR)").
+    pub unread: Vec<String>,
 }
 
 /// An NVMe controller (`nvme/nvmeN` below its PCI function) and its namespaces.
@@ -527,6 +537,9 @@ pub struct DeviceSubtree {
     pub framebuffers: Vec<String>,
     /// NVMe controllers (`nvme/nvmeN`) anywhere below.
     pub nvme_controllers: Vec<NvmeController>,
+    /// Directories below that could not be looked at ("PATH (ERROR)"): what lies there is
+    /// unknown, so the in-use check refuses.
+    pub unread: Vec<String>,
 }
 
 /// How deep below a PCI device the walk goes: USB storage behind a controller is
@@ -565,6 +578,24 @@ pub(crate) fn valid_ifname(name: &str) -> bool {
         && !name.chars().any(char::is_whitespace)
 }
 
+/// True for an OS error that says the entry is not there (any more): `ENOENT`, `ENOTDIR` (a
+/// file where a directory was), `ENODEV` (kernfs's answer for an attribute of a removed
+/// device).
+fn is_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ENODEV)
+    )
+}
+
+/// What an error says could not be read, for an `unread` list: "PATH: ERROR".
+fn unread_detail(e: &Error) -> String {
+    match e {
+        Error::Io { path, source, .. } => format!("{}: {source}", path.display()),
+        e => e.to_string(),
+    }
+}
+
 /// True for an error that says there is no such entry (or a file where a directory would be).
 fn not_found(e: &Error) -> bool {
     matches!(e, Error::Io { source, .. }
@@ -576,17 +607,35 @@ impl Sysfs {
     /// `MAX_SUBTREE_DEPTH` deep) and collects its interfaces, disks, framebuffers and NVMe
     /// controllers. Children of a class directory are recognised by its name, as the kernel
     /// names them (`net`, `graphics`, `nvme`); disks by their `subsystem` link.
+    ///
+    /// The device itself missing is [`Error::NoDevice`]. Something below that went away while
+    /// it was walked is skipped (the caller checks that the device is still there at the
+    /// end); a directory or attribute that cannot be read is listed in `unread`, never taken
+    /// for "nothing there".
     pub fn device_subtree(&self, address: &PciAddress) -> Result<DeviceSubtree> {
         let top = self.device_dir(address);
         let mut out = DeviceSubtree::default();
         let mut visited = 0usize;
-        let mut stack = vec![(top.clone(), 0usize)];
-        while let Some((dir, depth)) = stack.pop() {
+        // Each directory with the block device whose directory holds it, if any.
+        let mut stack = vec![(top.clone(), 0usize, None::<String>)];
+        while let Some((dir, depth, block_parent)) = stack.pop() {
             let entries = match self.tree.read_dir(&dir) {
                 Ok(entries) => entries,
+                Err(e) if is_gone(&e) && depth == 0 => {
+                    return Err(Error::NoDevice {
+                        address: *address,
+                        path: top,
+                    })
+                }
                 // Something below went away while we looked (a device being removed).
-                Err(e) if depth > 0 && e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io("walking the device's subtree", dir, e)),
+                Err(e) if is_gone(&e) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                    return Err(Error::io("walking the device's subtree", dir, e))
+                }
+                Err(e) => {
+                    out.unread.push(format!("{} ({e})", dir.display()));
+                    continue;
+                }
             };
             let class = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
             for (name, kind) in entries {
@@ -605,25 +654,31 @@ impl Sysfs {
                 match class {
                     // Nothing the checks need lies below an interface or a framebuffer.
                     "net" => {
-                        out.interfaces.push(self.read_interface(&path, shown)?);
+                        out.interfaces.push(self.read_interface(&path, shown));
                         continue;
                     }
                     "graphics" => {
                         out.framebuffers.push(shown);
                         continue;
                     }
-                    "nvme" => {
-                        if let Some(c) = self.read_nvme_controller(&path, shown.clone())? {
-                            out.nvme_controllers.push(c);
-                        }
-                    }
+                    "nvme" => match self.read_nvme_controller(&path, shown.clone()) {
+                        Ok(Some(c)) => out.nvme_controllers.push(c),
+                        Ok(None) => {}
+                        Err(e) if not_found(&e) => continue,
+                        Err(e @ Error::Escape { .. }) => return Err(e),
+                        Err(e) => out.unread.push(unread_detail(&e)),
+                    },
                     _ => {}
                 }
+                let mut parent_of_children = None;
                 if self.is_block_device(&path) {
-                    out.disks.push(self.read_block_device(&path, shown));
+                    let mut disk = self.read_block_device(&path, shown.clone());
+                    disk.whole = block_parent.clone();
+                    out.disks.push(disk);
+                    parent_of_children = Some(shown);
                 }
                 if depth + 1 < MAX_SUBTREE_DEPTH {
-                    stack.push((path, depth + 1));
+                    stack.push((path, depth + 1, parent_of_children));
                 }
             }
         }
@@ -659,7 +714,7 @@ impl Sysfs {
         if !self.tree.is_dir(&dir) {
             return Ok(None);
         }
-        self.read_interface(&dir, name.to_owned()).map(Some)
+        Ok(Some(self.read_interface(&dir, name.to_owned())))
     }
 
     /// Where network interface `name`'s `device` link leads: the device's name and the bus
@@ -690,12 +745,28 @@ impl Sysfs {
             .find(|a| self.tree.is_dir(&self.device_dir(a).join(child))))
     }
 
-    fn read_interface(&self, dir: &Path, name: String) -> Result<NetInterface> {
-        let flags = self
-            .read_small(&dir.join("flags"), "reading an interface's flags")
-            .ok()
-            .and_then(|t| u32::from_str_radix(t.trim().trim_start_matches("0x"), 16).ok())
-            .unwrap_or(0);
+    /// The interface whose directory is `dir`. What cannot be read (its flags, its links) is
+    /// listed in `unread`, never taken for "down" or "nothing above".
+    fn read_interface(&self, dir: &Path, name: String) -> NetInterface {
+        let mut unread = Vec::new();
+        let flags_path = dir.join("flags");
+        let flags = match self.read_small(&flags_path, "reading an interface's flags") {
+            Ok(t) => match u32::from_str_radix(t.trim().trim_start_matches("0x"), 16) {
+                Ok(flags) => flags,
+                Err(_) => {
+                    unread.push(format!(
+                        "its flags ({}: {:?})",
+                        flags_path.display(),
+                        t.trim()
+                    ));
+                    0
+                }
+            },
+            Err(e) => {
+                unread.push(format!("its flags ({})", unread_detail(&e)));
+                0
+            }
+        };
         let kind = if self.tree.is_dir(&dir.join("bridge")) {
             NetKind::Bridge
         } else if self.tree.is_dir(&dir.join("bonding")) {
@@ -704,9 +775,13 @@ impl Sysfs {
             NetKind::Other
         };
         let mut uppers: Vec<UpperLink> = Vec::new();
-        let mut links = self
-            .list_dir(dir, "listing an interface's links")
-            .unwrap_or_default();
+        let mut links = match self.list_dir(dir, "listing an interface's links") {
+            Ok(links) => links,
+            Err(e) => {
+                unread.push(format!("the interfaces above it ({})", unread_detail(&e)));
+                Vec::new()
+            }
+        };
         // `master` first, so the relation shown is "a port of", not "below".
         links.sort_by_key(|l| l != "master");
         for link in links {
@@ -725,12 +800,13 @@ impl Sysfs {
                 });
             }
         }
-        Ok(NetInterface {
+        NetInterface {
             name,
             flags,
             kind,
             uppers,
-        })
+            unread,
+        }
     }
 
     /// True when `dir` is a block device: its `subsystem` link names `block`.
@@ -742,24 +818,54 @@ impl Sysfs {
             .is_some_and(|t| t.file_name().is_some_and(|n| n == "block"))
     }
 
+    /// The block device whose directory is `dir`. What cannot be read (its number, its
+    /// `holders/`) is listed in `unread`.
     fn read_block_device(&self, dir: &Path, name: String) -> BlockDevice {
-        let dev = self
-            .read_small(&dir.join("dev"), "reading a block device's number")
-            .map(|t| t.trim().to_owned())
-            .unwrap_or_default();
-        let hidden = dev.is_empty()
+        let mut unread = Vec::new();
+        // No `dev` at all: a hidden per-path disk of an older kernel.
+        let dev = match self.read_small(&dir.join("dev"), "reading a block device's number") {
+            Ok(t) => t.trim().to_owned(),
+            Err(e) if not_found(&e) => String::new(),
+            Err(e) => {
+                unread.push(format!("its number ({})", unread_detail(&e)));
+                String::new()
+            }
+        };
+        let hidden = (dev.is_empty() && unread.is_empty())
             || self
                 .read_small(&dir.join("hidden"), "reading a disk's hidden flag")
                 .is_ok_and(|t| t.trim() == "1");
-        let holders = self
-            .list_dir(&dir.join("holders"), "listing holders")
-            .unwrap_or_default();
+        let holders = match self.list_dir(&dir.join("holders"), "listing holders") {
+            Ok(holders) => holders,
+            Err(e) => {
+                unread.push(format!("its holders/ ({})", unread_detail(&e)));
+                Vec::new()
+            }
+        };
         BlockDevice {
             name,
             dev,
             holders,
             hidden,
+            devname: self.read_devname(dir),
+            whole: None,
+            unread,
         }
+    }
+
+    /// `DEVNAME=` of the device's `uevent`, when it is a relative path of plain names (as
+    /// devtmpfs names nodes: `nvme0n1`, `mapper/...` is not a disk's).
+    fn read_devname(&self, dir: &Path) -> Option<String> {
+        let uevent = self
+            .read_small(&dir.join("uevent"), "reading a device's uevent")
+            .ok()?;
+        let name = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME="))?;
+        let safe = !name.is_empty()
+            && !name.starts_with('/')
+            && name
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != "..");
+        safe.then(|| name.to_owned())
     }
 
     /// The block devices directly below `dir`, in name order.
@@ -853,7 +959,10 @@ impl Sysfs {
                     partitions: self
                         .child_block_devices(&path)
                         .into_iter()
-                        .map(|(_, part)| part)
+                        .map(|(_, mut part)| {
+                            part.whole = Some(disk.name.clone());
+                            part
+                        })
                         .collect(),
                     disk,
                 })

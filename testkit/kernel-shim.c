@@ -46,6 +46,11 @@
  * of the variable, which the shim catches): PTK_KILL_AFTER_WRITE=N kills it with SIGKILL,
  * PTK_REMOVE_AFTER_WRITE=N[:BDF] hot-removes the device the write concerned (or BDF).
  *
+ * Block devices: an O_EXCL open of a block device node under the fake root (a test makes them
+ * with mknod) never reaches the device the node names; the shim gives the block layer's answer
+ * (block_node_open(): EBUSY from fault.table's "open-excl:MAJ:MIN EBUSY" for a disk held
+ * exclusively, else success).
+ *
  * As a safety net the shim also refuses, with EACCES, any open for writing of a path under the
  * real /sys: tests must never write it. */
 #undef _FORTIFY_SOURCE /* its inline wrappers would clash with our definitions of open() */
@@ -71,6 +76,7 @@
 #include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -1985,10 +1991,57 @@ static struct tracked *classify_fd(int fd)
     return classify(target);
 }
 
+/* The block layer's answer to an O_EXCL open (without O_CREAT) of a block device node under the
+ * fake root, given without ever opening the device the node names: the errno of the fault line
+ * "open-excl:MAJ:MIN ERRNO" when one fires (EBUSY: something holds the disk exclusively), else
+ * success, an O_PATH descriptor of the node (fstat() works on it, read() does not). Returns 1
+ * with *fd set (and errno, on failure) when it answered, 0 when the open is not one of these.
+ * Called with in_shim set. */
+static int block_node_open(enum opener which, int dirfd, const char *path, int flags,
+                           const struct open_how *how, int *fd)
+{
+    const char *env = getenv("FAKE_SYSFS_ROOT");
+    struct stat st;
+    if (!env || env[0] != '/' || fstatat(dirfd, path, &st, 0) != 0 || !S_ISBLK(st.st_mode))
+        return 0;
+    char *abs = absolute(dirfd, path);
+    char *node = abs ? realpath(abs, NULL) : NULL;
+    char *root = realpath(env, NULL);
+    int under = node && root && below(node, root);
+    free(abs);
+    free(node);
+    if (!under) {
+        free(root);
+        return 0;
+    }
+    char target[64];
+    snprintf(target, sizeof target, "open-excl:%u:%u", major(st.st_rdev), minor(st.st_rdev));
+    const char *targets[] = {target};
+    int err = fault_fire(root, targets, 1, NULL);
+    free(root);
+    if (err) {
+        *fd = -1;
+        errno = err;
+    } else {
+        *fd = call_open(which, dirfd, path, O_PATH | (flags & O_CLOEXEC), 0, how);
+    }
+    return 1;
+}
+
 static int intercept_open(enum opener which, int dirfd, const char *path, int flags, mode_t mode,
                           const struct open_how *how)
 {
     init();
+    if (!in_shim && path && (flags & O_EXCL) && !(flags & O_CREAT)) {
+        in_shim = 1;
+        int fd, answered = block_node_open(which, dirfd, path, flags, how, &fd);
+        int err = errno;
+        in_shim = 0;
+        if (answered) {
+            errno = err;
+            return fd;
+        }
+    }
     if (in_shim || !path || (flags & O_ACCMODE) == O_RDONLY || (flags & O_PATH))
         return call_open(which, dirfd, path, flags, mode, how);
 

@@ -76,6 +76,14 @@
  *                                    once no device of the group is on a VFIO driver. The
  *                                    container dev/vfio/vfio and dev/iommu come with modules,
  *                                    not binds: the test makes them.
+ *   dev/block/MAJ:MIN, dev/NAME      block device nodes (ptk_block_node() makes them, as udev and
+ *                                    devtmpfs would): an O_EXCL open of one (without O_CREAT),
+ *                                    how the library asks the kernel whether a disk is held,
+ *                                    never reaches the device its number names. The shim gives
+ *                                    the block layer's answer: the errno of a fault line
+ *                                    open-excl:MAJ:MIN (below), else success, an O_PATH
+ *                                    descriptor of the node (fstat() works on it, read() not).
+ *                                    Without a node the library falls back to the proc files.
  *   module/vfio/parameters/enable_unsafe_noiommu_mode  "Y": a device with no iommu_group bound
  *                                    to a VFIO driver gets a group of its own, the lowest
  *                                    number free, with the node dev/vfio/noiommu-GROUP; both go
@@ -102,6 +110,9 @@
  *       race:REL PATH LINK      when REL (named as in write.log) is next opened for writing,
  *                               PATH (root-relative) is first renamed PATH.raced and a symlink
  *                               to LINK put in its place; once (the line is then dropped)
+ *       open-excl:MAJ:MIN ERRNO an O_EXCL open of a block device node under the root numbered
+ *                               MAJ:MIN fails with ERRNO: EBUSY is a disk something holds
+ *                               exclusively (mounted, a ZFS pool member, swap, a VM's disk)
  * and writes one: write.log, one line per write the shim intercepted,
  * "REL_PATH<TAB>VALUE<TAB>RESULT\n": VALUE is the bytes written with \n, \t, \\ and \xHH
  * escapes; RESULT is "ok" or the errno name (ENODEV, ...). REL_PATH names the file the open
@@ -219,6 +230,13 @@ void ptk_device_under(const char *root, const char *parent, const char *bdf,
 /* Puts the device BDF (made by ptk_device() or ptk_device_under()) in IOMMU group `group`:
  * kernel/iommu_groups/GROUP/devices/BDF and the device's iommu_group link. Since 0.2. */
 void ptk_iommu_group(const char *root, unsigned group, const char *bdf);
+
+/* A block device node dev/NAME numbered MAJOR:MINOR, and the link dev/block/MAJOR:MINOR ->
+ * ../NAME, as devtmpfs and udev make them (NAME may hold a '/'); the node of a disk found below a
+ * device, which the library opens with O_EXCL (see dev/block above; a pcibind_ctx's dev root is
+ * ROOT/dev). Making a node needs root (CAP_MKNOD): returns 0, or -1 with errno EPERM where it is
+ * not permitted, so that a test can skip; any other failure ends the test. Since 0.2. */
+int ptk_block_node(const char *root, const char *name, unsigned major, unsigned minor);
 
 /* ## Faults and the fake modprobe */
 

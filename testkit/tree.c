@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -93,6 +94,32 @@ void ptk_symlink(const char *root, const char *rel, const char *target)
     if (symlink(target, p) < 0)
         die("symlink %s", p);
     free(p);
+}
+
+int ptk_block_node(const char *root, const char *name, unsigned major, unsigned minor)
+{
+    char *rel = xasprintf("dev/%s", name);
+    char *parent = strdup(rel);
+    if (!parent)
+        die("strdup");
+    *strrchr(parent, '/') = '\0';
+    ptk_mkdirs(root, parent);
+    ptk_mkdirs(root, "dev/block");
+    free(parent);
+    char *p = ptk_path(root, rel);
+    int made = mknod(p, S_IFBLK | 0600, makedev(major, minor));
+    if (made < 0 && errno != EPERM)
+        die("mknod %s", p);
+    free(p);
+    if (made == 0) {
+        char *link = xasprintf("dev/block/%u:%u", major, minor);
+        char *target = xasprintf("../%s", name);
+        ptk_symlink(root, link, target);
+        free(target);
+        free(link);
+    }
+    free(rel);
+    return made < 0 ? -1 : 0;
 }
 
 void ptk_init(const char *root)

@@ -935,8 +935,9 @@ fn bind_group_persist_saves_every_member_on_vfio() {
 // ---- Network interface names for devices ------------------------------------------------------
 
 impl Tree {
-    /// A network interface below `device_dir` (relative to the root), with class/net/NAME and
-    /// its device link as the kernel has them; `bus` is the device's subsystem link's target.
+    /// A network interface below `device_dir` (relative to the root), with class/net/NAME, its
+    /// device link and its `flags` (down: the in-use check refuses an interface whose flags it
+    /// cannot read) as the kernel has them; `bus` is the device's subsystem link's target.
     fn add_interface(&self, name: &str, device_dir: Option<&str>, bus: Option<&str>) {
         use std::os::unix::fs::symlink;
         let class = self.root.join("class/net");
@@ -944,6 +945,7 @@ impl Tree {
         let Some(device_dir) = device_dir else {
             let dir = self.root.join("devices/virtual/net").join(name);
             std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("flags"), "0x1002\n").unwrap();
             symlink(
                 format!("../../devices/virtual/net/{name}"),
                 class.join(name),
@@ -954,6 +956,7 @@ impl Tree {
         let device = self.root.join(device_dir);
         let dir = device.join("net").join(name);
         std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("flags"), "0x1002\n").unwrap();
         let device_name = Path::new(device_dir).file_name().unwrap().to_str().unwrap();
         symlink(format!("../../../{device_name}"), dir.join("device")).unwrap();
         if let Some(bus) = bus {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::in_use_reason;
 use crate::address::PciAddress;
+use crate::error::{Error, Result};
 use crate::log::{Logger, Priority};
 use crate::sysfs::Sysfs;
 
@@ -119,6 +120,46 @@ impl Fake {
         dir
     }
 
+    /// A block device node `dev/REL` numbered MAJ:MIN (mknod, which needs root); false when
+    /// this process may not make one.
+    fn block_node(&self, rel: &str, (major, minor): (u32, u32)) -> bool {
+        let path = self.path(&format!("dev/{rel}"));
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        let rc = unsafe {
+            libc::mknod(
+                c.as_ptr(),
+                libc::S_IFBLK | 0o600,
+                libc::makedev(major, minor),
+            )
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(
+                e.raw_os_error(),
+                Some(libc::EPERM),
+                "mknod {}: {e}",
+                path.display()
+            );
+            return false;
+        }
+        true
+    }
+
+    /// The in-use answer, errors included.
+    fn try_check(&self, bdf: &str) -> Result<Option<String>> {
+        let sysfs = Sysfs::new(self.path("sys")).unwrap();
+        let address = PciAddress::parse(bdf).unwrap();
+        in_use_reason(
+            &sysfs,
+            &self.path("proc"),
+            &self.path("dev"),
+            &Logger::default(),
+            &address,
+        )
+    }
+
     fn check(&self, bdf: &str) -> Answer {
         let warnings = Arc::new(Mutex::new(Vec::new()));
         let sink = warnings.clone();
@@ -128,7 +169,14 @@ impl Fake {
         );
         let sysfs = Sysfs::new(self.path("sys")).unwrap();
         let address = PciAddress::parse(bdf).unwrap();
-        let reason = in_use_reason(&sysfs, &self.path("proc"), &log, &address).unwrap();
+        let reason = in_use_reason(
+            &sysfs,
+            &self.path("proc"),
+            &self.path("dev"),
+            &log,
+            &address,
+        )
+        .unwrap();
         let warnings = warnings.lock().unwrap().clone();
         Answer { reason, warnings }
     }
@@ -618,4 +666,494 @@ fn mountinfo_escapes_are_undone_and_odd_ones_kept() {
     assert_eq!(unescape("/a\\134b"), "/a\\b");
     assert_eq!(unescape("\\777\\0\\"), "\\777\\0\\");
     assert_eq!(unescape("\\09x"), "\\09x");
+}
+
+// --- could not look is not "not in use" ---
+
+/// Reading a directory as a file fails (EISDIR) even for root, which no mode bits stop.
+#[test]
+fn interface_whose_flags_cannot_be_read_is_in_use() {
+    let fake = Fake::new();
+    let dev = fake.device("0000:02:00.0");
+    fake.mkdir(&format!("sys/{dev}/net/eth0/flags"));
+    fake.link("sys/class/net/eth0", &format!("../../{dev}/net/eth0"));
+
+    let answer = fake.check("0000:02:00.0");
+
+    assert!(
+        answer
+            .reason()
+            .starts_with("network interface eth0: could not read its flags ("),
+        "{}",
+        answer.reason()
+    );
+    assert!(answer
+        .reason()
+        .ends_with("so cannot tell whether it is in use"));
+}
+
+#[test]
+fn interface_with_garbage_flags_is_in_use() {
+    let fake = Fake::new();
+    let dev = fake.device("0000:02:00.0");
+    fake.netdev(&dev, "eth0", "up\n");
+
+    assert!(fake
+        .check("0000:02:00.0")
+        .reason()
+        .contains("could not read its flags"));
+}
+
+#[test]
+fn routes_that_cannot_be_read_refuse_an_interface_that_is_up() {
+    let fake = Fake::new();
+    let dev = fake.device("0000:02:00.0");
+    fake.netdev(&dev, "eth0", UP);
+    fake.mkdir("proc/net/route");
+
+    let answer = fake.check("0000:02:00.0");
+
+    assert!(
+        answer
+            .reason()
+            .starts_with("network interface eth0 is up, and could not read "),
+        "{}",
+        answer.reason()
+    );
+    assert!(answer.reason().contains("proc/net/route"));
+
+    // Down, it carries nothing whatever the tables say: they are not even read.
+    fake.write(&format!("sys/{dev}/net/eth0/flags"), DOWN);
+    assert_eq!(fake.check("0000:02:00.0").reason, None);
+}
+
+#[test]
+fn disk_whose_holders_cannot_be_listed_is_in_use() {
+    let fake = Fake::new();
+    let part = nvme_disk(&fake, "0000:04:00.0");
+    fs::remove_dir(fake.path(&format!("sys/{part}/holders"))).unwrap();
+    fake.write(&format!("sys/{part}/holders"), "");
+
+    let answer = fake.check("0000:04:00.0");
+
+    assert!(
+        answer
+            .reason()
+            .starts_with("block device nvme0n1p2 could not read its holders/ ("),
+        "{}",
+        answer.reason()
+    );
+}
+
+#[test]
+fn unreadable_mountinfo_refuses_a_device_with_disks() {
+    let fake = Fake::new();
+    nvme_disk(&fake, "0000:04:00.0");
+    fake.mkdir("proc/self/mountinfo");
+
+    let answer = fake.check("0000:04:00.0");
+
+    assert!(
+        answer.reason().starts_with("could not read ") && answer.reason().contains("mountinfo"),
+        "{}",
+        answer.reason()
+    );
+}
+
+/// ENOENT of a whole proc file (a tree without it, a kernel without the feature) describes
+/// nothing: the fake tree has no swaps, no iomem, no net/route.
+#[test]
+fn missing_proc_files_refuse_nothing() {
+    let fake = Fake::new();
+    nvme_disk(&fake, "0000:04:00.0");
+    let dev = "devices/pci0000:00/0000:04:00.0";
+    fake.netdev(dev, "eth0", UP);
+    fs::remove_dir_all(fake.path("proc")).unwrap();
+
+    assert_eq!(fake.check("0000:04:00.0").reason, None);
+}
+
+// --- a device removed while it is looked at ---
+
+#[test]
+fn device_that_is_gone_is_no_device_not_an_io_error() {
+    let fake = Fake::new();
+    let dev = fake.device("0000:04:00.0");
+    fs::remove_dir_all(fake.path(&format!("sys/{dev}"))).unwrap();
+
+    let err = fake.try_check("0000:04:00.0").unwrap_err();
+
+    assert!(matches!(err, Error::NoDevice { .. }), "{err:?}");
+}
+
+/// Hot removal races with the walk: the kernel removes a device's children first, then the
+/// device. The checks run again and again while the tree is removed below them: whatever the
+/// walk met, each answer is an answer or NoDevice, never an I/O error; once it is gone,
+/// NoDevice.
+#[test]
+fn device_removed_during_the_walk_is_no_device() {
+    let mut overlapping = 0;
+    for round in 0..8 {
+        let fake = Fake::new();
+        let part = nvme_disk(&fake, "0000:04:00.0");
+        let dev = "devices/pci0000:00/0000:04:00.0";
+        for i in 0..8 {
+            fake.netdev(&format!("{dev}/virtio{i}"), &format!("eth{i}"), UP);
+        }
+        fake.mkdir(&format!("sys/{part}/holders/dm-0"));
+        let top = fake.path(&format!("sys/{dev}"));
+        let remover = std::thread::spawn(move || fs::remove_dir_all(&top).unwrap());
+        while !remover.is_finished() {
+            match fake.try_check("0000:04:00.0") {
+                Ok(_) | Err(Error::NoDevice { .. }) => overlapping += 1,
+                Err(e) => panic!("round {round}: {e:?}"),
+            }
+        }
+        remover.join().unwrap();
+        let gone = fake.try_check("0000:04:00.0");
+        assert!(matches!(gone, Err(Error::NoDevice { .. })), "{gone:?}");
+    }
+    eprintln!("{overlapping} checks ran while a device was being removed");
+}
+
+// --- the kernel's own answer for block devices (O_EXCL) ---
+
+/// A block device of this machine that is mounted (so the kernel holds it exclusively and an
+/// O_EXCL open fails with EBUSY, never succeeds): MAJ:MIN from this process's mountinfo.
+fn mounted_block_device() -> Option<(u32, u32)> {
+    let table = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    table.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (major, minor) = f.get(2)?.split_once(':')?;
+        let number = (major.parse().ok()?, minor.parse().ok()?);
+        let is_block = fs::metadata(format!("/sys/dev/block/{major}:{minor}")).is_ok();
+        (number.0 != 0 && is_block).then_some(number)
+    })
+}
+
+/// The mounted block device and a tree whose disk nvme0n1 (no partition) has its number;
+/// `None` (with the reason printed) where the test cannot run.
+fn held_disk(fake: &Fake) -> Option<(u32, u32)> {
+    let Some(number) = mounted_block_device() else {
+        eprintln!("skipped: no mounted block device in this process's mountinfo");
+        return None;
+    };
+    let dev = fake.device("0000:04:00.0");
+    fake.write(&format!("sys/{dev}/nvme/nvme0/state"), "live\n");
+    let disk = fake.disk(
+        &format!("{dev}/nvme/nvme0"),
+        "nvme0n1",
+        Some(&format!("{}:{}", number.0, number.1)),
+    );
+    fake.write(
+        &format!("sys/{disk}/uevent"),
+        &format!(
+            "MAJOR={}\nMINOR={}\nDEVNAME=nvme0n1\nDEVTYPE=disk\n",
+            number.0, number.1
+        ),
+    );
+    Some(number)
+}
+
+/// The errno of an O_EXCL open of the node `dev/REL` of the tree (0 if it opened): EBUSY for
+/// a mounted disk; EPERM where a device cgroup (a container, this sandbox) forbids opening
+/// block devices at all.
+fn kernel_answer(fake: &Fake, rel: &str) -> i32 {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_EXCL | libc::O_NONBLOCK)
+        .open(fake.path(&format!("dev/{rel}")))
+        .err()
+        .and_then(|e| e.raw_os_error())
+        .unwrap_or(0)
+}
+
+/// What a ZFS pool member, an LIO backstore or a VM's exclusively opened disk look like: no
+/// holders, no mount naming the disk, and yet the kernel refuses an exclusive open. Played
+/// with a node (in the fake dev root) of a disk this machine has mounted. Where a device
+/// cgroup forbids opening it (EPERM), the kernel could not be asked: that refuses too, saying
+/// so.
+#[test]
+fn disk_the_kernel_says_is_held_is_in_use_though_nothing_lists_it() {
+    let fake = Fake::new();
+    let Some((major, minor)) = held_disk(&fake) else {
+        return;
+    };
+    let node = format!("block/{major}:{minor}");
+    if !fake.block_node(&node, (major, minor)) {
+        eprintln!("skipped: mknod is not permitted here (not root)");
+        return;
+    }
+    let held = "block device nvme0n1 is held open exclusively by something (not a mount, swap \
+                or holder the host lists: e.g. a ZFS pool, an iSCSI/LIO backstore or a VM's \
+                disk)";
+    let not_asked = format!(
+        "block device nvme0n1 could not be asked whether something holds it ({}: ",
+        fake.path(&format!("dev/{node}")).display()
+    );
+    let errno = kernel_answer(&fake, &node);
+    let answer = fake.check("0000:04:00.0");
+    match errno {
+        libc::EBUSY => assert_eq!(answer.reason(), held),
+        libc::EPERM | libc::EACCES => {
+            eprintln!("the kernel may not be asked here (errno {errno}): the refusal says so");
+            assert!(
+                answer.reason().starts_with(&not_asked),
+                "{}",
+                answer.reason()
+            );
+            assert!(answer
+                .reason()
+                .ends_with("so cannot tell whether it is in use"));
+        }
+        _ => panic!("an O_EXCL open of a mounted disk answered errno {errno}"),
+    }
+
+    // What the host lists still names the user.
+    fake.write(
+        "proc/self/mountinfo",
+        "29 1 0:33 / /tank rw - zfs /dev/nvme0n1 rw\n",
+    );
+    let answer = fake.check("0000:04:00.0");
+    assert!(
+        answer
+            .reason()
+            .starts_with("block device nvme0n1 is mounted on /tank"),
+        "{}",
+        answer.reason()
+    );
+    if errno == libc::EBUSY {
+        assert_eq!(answer.reason(), "block device nvme0n1 is mounted on /tank");
+    }
+}
+
+/// Where udev does not run (an initramfs, a container) there is no `block/MAJ:MIN`: the node
+/// is found by the DEVNAME of the disk's uevent, as devtmpfs names it.
+#[test]
+fn node_is_found_by_its_devname_without_udev_links() {
+    let fake = Fake::new();
+    let Some(number) = held_disk(&fake) else {
+        return;
+    };
+    if !fake.block_node("nvme0n1", number) {
+        eprintln!("skipped: mknod is not permitted here (not root)");
+        return;
+    }
+    let expected = match kernel_answer(&fake, "nvme0n1") {
+        libc::EBUSY => "is held open exclusively by something".to_owned(),
+        _ => format!("({}: ", fake.path("dev/nvme0n1").display()),
+    };
+
+    let answer = fake.check("0000:04:00.0");
+
+    assert!(answer.reason().contains(&expected), "{}", answer.reason());
+}
+
+/// A node numbered otherwise (stale, or another disk's), or a regular file, is never asked:
+/// the host's tables alone decide, as without a dev root.
+#[test]
+fn node_of_another_number_or_no_node_at_all_is_not_trusted() {
+    let fake = Fake::new();
+    let Some((major, minor)) = held_disk(&fake) else {
+        return;
+    };
+    if !fake.block_node(&format!("block/{major}:{minor}"), (major, minor + 1)) {
+        eprintln!("skipped: mknod is not permitted here (not root)");
+        return;
+    }
+    fake.write("dev/nvme0n1", "");
+    assert_eq!(fake.check("0000:04:00.0").reason, None);
+
+    fake.write(
+        "proc/self/mountinfo",
+        &format!("29 1 {major}:{minor} / /data rw - ext4 /dev/sdz rw\n"),
+    );
+    assert_eq!(
+        fake.check("0000:04:00.0").reason(),
+        "block device nvme0n1 is mounted on /data"
+    );
+}
+
+/// The kernel claims the whole disk with a partition: the disk answers EBUSY too, and says
+/// nothing of its own when a partition of it already explains why.
+#[test]
+fn whole_disk_held_through_its_partition_is_not_said_twice() {
+    let fake = Fake::new();
+    let Some((major, minor)) = held_disk(&fake) else {
+        return;
+    };
+    let disk = "devices/pci0000:00/0000:04:00.0/nvme/nvme0/nvme0n1";
+    // Both numbered as the mounted device, so both answer EBUSY.
+    fake.disk(disk, "nvme0n1p1", Some(&format!("{major}:{minor}")));
+    fake.write(
+        &format!("sys/{disk}/nvme0n1p1/uevent"),
+        "DEVNAME=nvme0n1p1\n",
+    );
+    if !fake.block_node("nvme0n1", (major, minor)) || !fake.block_node("nvme0n1p1", (major, minor))
+    {
+        eprintln!("skipped: mknod is not permitted here (not root)");
+        return;
+    }
+    if kernel_answer(&fake, "nvme0n1") != libc::EBUSY {
+        eprintln!("skipped: this process may not open block devices (a device cgroup)");
+        return;
+    }
+    fake.write(
+        "proc/self/mountinfo",
+        "29 1 0:33 / / rw - btrfs /dev/nvme0n1p1 rw\n",
+    );
+
+    assert_eq!(
+        fake.check("0000:04:00.0").reason(),
+        "block device nvme0n1p1 is mounted on /"
+    );
+}
+
+// --- the firmware's boot framebuffer ---
+
+const IOMEM: &str = "00000000-00000fff : Reserved\n\
+                     00001000-0009fbff : System RAM\n\
+                     c0000000-febfffff : PCI Bus 0000:00\n  \
+                     c0000000-c0ffffff : 0000:00:02.0\n    \
+                     c0000000-c02fffff : BOOTFB\n      \
+                     c0000000-c02fffff : simpledrm\n  \
+                     fea00000-fea1ffff : 0000:00:03.0\n    \
+                     fea00000-fea1ffff : e1000e\n";
+
+/// A display controller at 00:02.0 with its BAR at c0000000-c0ffffff and a NIC at 00:03.0.
+fn gpu_and_nic(fake: &Fake) {
+    let gpu = fake.device("0000:00:02.0");
+    fake.write(&format!("sys/{gpu}/class"), "0x030000\n");
+    fake.write(
+        &format!("sys/{gpu}/resource"),
+        "0x00000000c0000000 0x00000000c0ffffff 0x0000000000042208\n\
+         0x0000000000000000 0x0000000000000000 0x0000000000000000\n\
+         0x000000000000c000 0x000000000000c01f 0x0000000000040101\n",
+    );
+    let nic = fake.device("0000:00:03.0");
+    fake.write(&format!("sys/{nic}/class"), "0x020000\n");
+    fake.write(
+        &format!("sys/{nic}/resource"),
+        "0x00000000fea00000 0x00000000fea1ffff 0x0000000000040200\n",
+    );
+}
+
+#[test]
+fn gpu_whose_bar_holds_the_boot_framebuffer_is_in_use() {
+    let fake = Fake::new();
+    gpu_and_nic(&fake);
+    fake.write("proc/iomem", IOMEM);
+
+    let answer = fake.check("0000:00:02.0");
+
+    assert!(
+        answer.reason().starts_with(
+            "its BAR holds the firmware's boot framebuffer (BOOTFB at c0000000-c02fffff in "
+        ),
+        "{}",
+        answer.reason()
+    );
+    assert!(answer.reason().contains("simpledrm at c0000000-c02fffff"));
+    assert!(answer.reason().ends_with("may be drawing the console on"));
+    assert_eq!(fake.check("0000:00:03.0").reason, None);
+}
+
+/// Found by address too when /proc/iomem does not nest it (inserted before the BAR was).
+#[test]
+fn boot_framebuffer_not_nested_is_found_by_its_address() {
+    let fake = Fake::new();
+    gpu_and_nic(&fake);
+    fake.write(
+        "proc/iomem",
+        "00000000-00000fff : Reserved\nc0000000-c02fffff : efifb\n",
+    );
+
+    assert!(fake
+        .check("0000:00:02.0")
+        .reason()
+        .contains("(efifb at c0000000-c02fffff"));
+    assert_eq!(fake.check("0000:00:03.0").reason, None);
+}
+
+/// What a reader without CAP_SYS_ADMIN sees: every address zero. Zero against zero must not
+/// match every device, and a nesting still places the boot framebuffer.
+#[test]
+fn iomem_without_addresses_is_read_by_its_nesting() {
+    let fake = Fake::new();
+    gpu_and_nic(&fake);
+    let zeroed: String = IOMEM
+        .lines()
+        .map(|l| {
+            let indent = l.len() - l.trim_start().len();
+            let name = l.split_once(" : ").unwrap().1;
+            format!("{}00000000-00000000 : {name}\n", " ".repeat(indent))
+        })
+        .collect();
+    fake.write("proc/iomem", &zeroed);
+
+    assert!(fake
+        .check("0000:00:02.0")
+        .reason()
+        .starts_with("its BAR holds the firmware's boot framebuffer (BOOTFB in "));
+    assert_eq!(fake.check("0000:00:03.0").reason, None);
+
+    // Nested in no device's range: which GPU holds it cannot be told, so display controllers
+    // are refused as unreadable; the NIC is not.
+    fake.write(
+        "proc/iomem",
+        "00000000-00000000 : Reserved\n00000000-00000000 : BOOTFB\n",
+    );
+    let answer = fake.check("0000:00:02.0");
+    assert!(
+        answer
+            .reason()
+            .starts_with("could not read where the firmware's boot framebuffer (BOOTFB) lies: "),
+        "{}",
+        answer.reason()
+    );
+    assert!(answer.reason().contains("CAP_SYS_ADMIN"));
+    assert_eq!(fake.check("0000:00:03.0").reason, None);
+}
+
+#[test]
+fn unreadable_iomem_refuses() {
+    let fake = Fake::new();
+    gpu_and_nic(&fake);
+    fake.mkdir("proc/iomem");
+
+    assert!(fake.check("0000:00:03.0").reason().contains("proc/iomem"));
+}
+
+#[test]
+fn iomem_lines_that_are_odd_are_skipped() {
+    use super::parse_iomem;
+    let lines: Vec<String> = [
+        "",
+        "x",
+        "zz-1 : a",
+        "1-2:b",
+        "   10-20 : c",
+        "10-1f : BOOTFB ",
+    ]
+    .iter()
+    .map(|l| l.to_string())
+    .collect();
+    let entries = parse_iomem(&lines);
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1].name, "BOOTFB");
+    assert_eq!(entries[1].parent, None);
+}
+
+/// Only the real /proc is asked over netlink (however spelled); a tree keeps its own files.
+#[test]
+fn netlink_only_for_the_real_proc() {
+    use super::is_real_proc;
+    use std::path::Path;
+    for p in ["/proc", "/proc/", "/proc/."] {
+        assert!(is_real_proc(Path::new(p)), "{p}");
+    }
+    for p in ["/tmp/proc", "/proc/self", "/", "/proc/.."] {
+        assert!(!is_real_proc(Path::new(p)), "{p}");
+    }
 }
