@@ -219,7 +219,59 @@ static void reattach_from_a_forced_foreign_driver_reprobes(void)
     teardown();
 }
 
-RUN_TESTS(TEST_CASE(reattach_from_a_forced_foreign_driver_reprobes),
+/* A process holding the group node (or the cdev) of a device on vfio-pci: a VMM. Every move off
+ * vfio-pci is refused, naming it (the kernel's unbind would wait until it lets go: forever, if
+ * its guest does not answer); forced, it goes. Found as fuser finds it: the process's fd links
+ * (here a fake proc root's). */
+static void a_device_a_vmm_holds_is_not_taken_from_it(void)
+{
+    setup();
+    ptk_mkdirs(root, "dev/vfio/devices");
+    char *dev = ptk_path(root, "dev");
+    CHECK_RC(pcibind_ctx_set_dev_root(ctx, dev), PCIBIND_OK);
+    free(dev);
+    ptk_iommu_group(root, 7, NIC);
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_OK);
+    char *node = ptk_path(root, "dev/vfio/7");
+    ptk_mkdirs(root, "proc/4242/fd");
+    ptk_write(root, "proc/4242/comm", "qemu-system-x86\n");
+    ptk_symlink(root, "proc/4242/fd/12", node);
+    ptk_write(root, "write.log", "");
+    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_ERR_IN_USE);
+    CHECK_CONTAINS(pcibind_last_error_message(), "held by a VMM: process 4242 (qemu-system-x86)");
+    CHECK_CONTAINS(pcibind_last_error_message(), node);
+    CHECK_RC(pcibind_reattach(ctx, NIC, "e1000e", 0, NULL), PCIBIND_ERR_IN_USE);
+    CHECK_RC(pcibind_bind(ctx, NIC, "e1000e", 0, NULL), PCIBIND_ERR_IN_USE);
+    CHECK_RC(pcibind_unbind(ctx, NIC, 0), PCIBIND_ERR_IN_USE);
+    CHECK_RC(pcibind_reattach_group(ctx, NIC, 0, NULL), PCIBIND_ERR_IN_USE);
+    expect_log("");
+    expect_bound(NIC, "vfio-pci");
+    /* Binding it to vfio-pci again moves nothing and looks at no process. */
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_OK);
+    /* Through the cdev as well. */
+    char *link = ptk_path(root, "proc/4242/fd/12");
+    unlink(link);
+    char *cdev = ptk_path(root, "dev/vfio/devices/vfio0");
+    CHECK(symlink(cdev, link) == 0);
+    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_ERR_IN_USE);
+    CHECK_CONTAINS(pcibind_last_error_message(), "vfio/devices/vfio0");
+    /* The VMM gone, it goes home. */
+    unlink(link);
+    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_OK);
+    expect_bound(NIC, "e1000e");
+    /* Forced, a held device is moved (the docs say the kernel then waits for the VMM). */
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_OK);
+    CHECK(symlink(node, link) == 0);
+    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, PCIBIND_BIND_FORCE, NULL), PCIBIND_OK);
+    expect_bound(NIC, "e1000e");
+    free(link);
+    free(cdev);
+    free(node);
+    teardown();
+}
+
+RUN_TESTS(TEST_CASE(a_device_a_vmm_holds_is_not_taken_from_it),
+          TEST_CASE(reattach_from_a_forced_foreign_driver_reprobes),
           TEST_CASE(named_reattach_refuses_what_bind_refuses),
           TEST_CASE(unbind_of_an_in_use_nic_is_refused_unless_forced),
           TEST_CASE(pf_with_a_vf_on_vfio_stays_on_its_driver),

@@ -2534,6 +2534,51 @@ static void device_removed_during_a_bind_then_rescanned(void)
     raw_restore(NIC);
 }
 
+/* A process holding the NIC's VFIO group node open is a VMM (SPEC 1, "Held by a VMM"): moving
+ * the NIC off vfio-pci is refused, naming it, and nothing is written (an unbind would make
+ * vfio-pci wait for that process); once it exits, the NIC goes home. */
+static void a_device_held_open_is_not_taken(void)
+{
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_OK);
+    char *group = group_of(NIC);
+    char node[PATH_MAX];
+    snprintf(node, sizeof(node), "/dev/vfio/%s", group ? group : "?");
+    free(group);
+    int ready[2], done[2];
+    CHECK(pipe(ready) == 0 && pipe(done) == 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(node, O_RDWR | O_CLOEXEC);
+        char c = fd >= 0 ? 'y' : 'n';
+        (void)!write(ready[1], &c, 1);
+        (void)!read(done[0], &c, 1); /* until the parent says so */
+        _exit(0);
+    }
+    char c = 0;
+    CHECK(read(ready[0], &c, 1) == 1 && c == 'y');
+    char expect[64];
+    snprintf(expect, sizeof(expect), "held by a VMM: process %d (", (int)pid);
+    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_ERR_IN_USE);
+    note("%s", pcibind_last_error_message());
+    CHECK_CONTAINS(pcibind_last_error_message(), expect);
+    CHECK_CONTAINS(pcibind_last_error_message(), node);
+    CHECK_RC(pcibind_unbind(ctx, NIC, 0), PCIBIND_ERR_IN_USE);
+    CHECK_RC(pcibind_bind(ctx, NIC, "e1000e", 0, NULL), PCIBIND_ERR_IN_USE);
+    CHECK_DRIVER(NIC, "vfio-pci");
+    CHECK_OVERRIDE(NIC, "vfio-pci");
+    (void)!write(done[1], "x", 1);
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    close(ready[0]);
+    close(ready[1]);
+    close(done[0]);
+    close(done[1]);
+    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_OK);
+    CHECK_NIC_AT_REST(NIC);
+    raw_restore(NIC);
+}
+
 int main(void)
 {
     struct utsname u;
@@ -2590,6 +2635,7 @@ int main(void)
         TEST_CASE(unbind_and_named_reattach_refuse_an_in_use_nic),
         TEST_CASE(killed_bind_is_rolled_back),
         TEST_CASE(device_removed_during_a_bind_then_rescanned),
+        TEST_CASE(a_device_held_open_is_not_taken),
     };
     int rc = run_tests(cases, sizeof(cases) / sizeof(cases[0]));
     pcibind_ctx_free(ctx);

@@ -24,6 +24,7 @@ mod device;
 mod error;
 mod ffi;
 pub mod group;
+mod holders;
 mod ifname;
 mod inuse;
 mod lock;

@@ -4,6 +4,7 @@
 
 use crate::address::PciAddress;
 use crate::error::{Error, Result};
+use crate::holders;
 use crate::inuse;
 use crate::log::Priority;
 use crate::name::{DriverName, ModuleName};
@@ -110,6 +111,12 @@ impl Context {
                     reason,
                 });
             }
+            if let Some(reason) = self.vmm_holding(address, start.driver.as_ref())? {
+                return Err(Error::InUse {
+                    address: *address,
+                    reason,
+                });
+            }
             self.check_no_vfio_vfs(address)?;
         }
         let Some(target) = target else {
@@ -137,6 +144,52 @@ impl Context {
             Side::Host
         };
         self.check_claims(address, target, given, side)
+    }
+
+    /// Why a device on a VFIO driver belongs to a running VM (SPEC 1, "Held by a VMM"): a
+    /// process has its group node or its cdev open. Unbinding it would make vfio-pci ask that
+    /// process to let go and wait, forever if its guest does not answer. `None` for a device
+    /// on no VFIO driver, or held by nobody. Processes whose open files cannot be read are a
+    /// reason too: not knowing is not "not held".
+    pub(crate) fn vmm_holding(
+        &self,
+        address: &PciAddress,
+        driver: Option<&DriverName>,
+    ) -> Result<Option<String>> {
+        let Some(driver) = driver.filter(|d| self.on_vfio_driver(address, Some(d))) else {
+            return Ok(None);
+        };
+        let mut nodes = Vec::new();
+        if let Some(group) = self.sysfs.iommu_group(address)? {
+            nodes.push(self.dev_root.join(format!("vfio/{group}")));
+            nodes.push(self.dev_root.join(format!("vfio/noiommu-{group}")));
+        }
+        for name in self.sysfs.vfio_dev_names(address)? {
+            nodes.push(self.dev_root.join("vfio/devices").join(name));
+        }
+        nodes.retain(|n| n.symlink_metadata().is_ok());
+        let (holders, unreadable) = holders::find(&self.proc_root, &nodes)?;
+        if !holders.is_empty() {
+            return Ok(Some(format!(
+                "it is held by a VMM: {}; taking it off {driver} would make the kernel wait \
+                 until that process lets go (forever, if its guest does not answer)",
+                holders::describe(&holders)
+            )));
+        }
+        if !unreadable.is_empty() {
+            let pids: Vec<String> = unreadable
+                .iter()
+                .take(8)
+                .map(|u| format!("{} ({})", u.pid, u.why))
+                .collect();
+            return Ok(Some(format!(
+                "it is on {driver}, and whether a VMM holds it could not be seen: the open files \
+                 of process {}{} could not be read",
+                pids.join(", "),
+                if unreadable.len() > 8 { ", ..." } else { "" }
+            )));
+        }
+        Ok(None)
     }
 
     /// A PF any of whose VFs is on a VFIO driver stays on its driver: unbinding it (mlx5_core,
