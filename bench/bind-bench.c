@@ -22,6 +22,14 @@
  *                              driver_override, write drivers_probe, read the driver link):
  *                              the emulator's floor, and how far it lets threads scale
  *
+ *   bind-bench holders DIR PROCS    the cost of looking for a VMM holding a device (issue 20):
+ *                              a tree with one e1000e device and its IOMMU group, dev/vfio/,
+ *                              and a fake proc root of PROCS processes with 32 descriptors
+ *                              each (none the device's); then rounds of bind to vfio-pci +
+ *                              reattach, the reattach (which looks at every process's
+ *                              descriptors) timed with that proc root and with an empty one;
+ *                              prints PROCS and the microseconds per reattach of both
+ *
  * bench/bind.sh runs the first set for N = 256, 1024, 4096 and prints the table; bench/vfs.sh
  * the VFs for N = 256, 1024, 4096 and 1, 2, 4, 8 threads. */
 #define _GNU_SOURCE
@@ -210,8 +218,61 @@ static int time_vfs(const char *root, int n, int threads, int by_hand)
     return 0;
 }
 
+/* `holders`: see the top of the file. */
+static int time_holders(const char *root, int procs)
+{
+    base_tree(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
+    const char *bdf = "0000:00:02.0";
+    ptk_device(root, bdf, E1000E, "e1000e");
+    ptk_iommu_group(root, 3, bdf);
+    ptk_mkdirs(root, "dev/vfio/devices");
+    ptk_mkdirs(root, "proc-empty");
+    for (int p = 1; p <= procs; p++) {
+        char rel[128];
+        snprintf(rel, sizeof(rel), "proc-many/%d/fd", 1000 + p);
+        ptk_mkdirs(root, rel);
+        snprintf(rel, sizeof(rel), "proc-many/%d/comm", 1000 + p);
+        ptk_write(root, rel, "daemon\n");
+        for (int fd = 0; fd < 32; fd++) {
+            snprintf(rel, sizeof(rel), "proc-many/%d/fd/%d", 1000 + p, fd);
+            ptk_symlink(root, rel, fd % 2 ? "/dev/null" : "socket:[12345]");
+        }
+    }
+    pcibind_ctx *ctx = context(root);
+    char dev[PATH_MAX], many[PATH_MAX], empty[PATH_MAX];
+    snprintf(dev, sizeof(dev), "%s/dev", root);
+    snprintf(many, sizeof(many), "%s/proc-many", root);
+    snprintf(empty, sizeof(empty), "%s/proc-empty", root);
+    if (pcibind_ctx_set_dev_root(ctx, dev) < 0)
+        return 1;
+    double t[2] = {0, 0};
+    const int rounds = 50;
+    for (int r = 0; r < rounds; r++) {
+        for (int which = 0; which < 2; which++) {
+            if (pcibind_ctx_set_proc_root(ctx, which ? many : empty) < 0 ||
+                pcibind_bind(ctx, bdf, "vfio-pci", 0, NULL) < 0) {
+                fprintf(stderr, "bind: %s\n", pcibind_last_error_message());
+                return 1;
+            }
+            double t0 = now_us();
+            if (pcibind_reattach(ctx, bdf, NULL, 0, NULL) < 0) {
+                fprintf(stderr, "reattach: %s\n", pcibind_last_error_message());
+                return 1;
+            }
+            t[which] += now_us() - t0;
+        }
+    }
+    printf("%d %.1f %.1f\n", procs, t[1] / rounds, t[0] / rounds);
+    pcibind_ctx_free(ctx);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 4 && !strcmp(argv[1], "holders")) {
+        setenv("FAKE_SYSFS_ROOT", argv[2], 1);
+        return time_holders(argv[2], atoi(argv[3]));
+    }
     if (argc == 5 && (!strcmp(argv[1], "vfs") || !strcmp(argv[1], "vfs-minimal"))) {
         setenv("FAKE_SYSFS_ROOT", argv[2], 1);
         return time_vfs(argv[2], atoi(argv[3]), atoi(argv[4]), !strcmp(argv[1], "vfs-minimal"));
