@@ -206,9 +206,11 @@ pub unsafe extern "C" fn pcibind_ctx_set_modprobe_timeout(
     })
 }
 
-/// Sets where the in-use checks of `pcibind_bind()` read the kernel's proc files
-/// (`net/route`, `net/if_inet6`, `self/mountinfo`, `swaps`), as an absolute path; NULL
-/// restores the default, `/proc`. Meant for tests against fake trees. The string is copied.
+/// Sets where the safety checks read the kernel's proc files (`self/mountinfo`, `swaps`,
+/// `iomem`; `net/route` and `net/if_inet6` in a tree that is not `/proc`) and each process's
+/// open files (`PID/fd/`, to find a VMM holding a device), as an absolute path; NULL restores
+/// the default, `/proc`. With `/proc` itself, addresses and routes come from the kernel over
+/// rtnetlink instead (since 0.3). Meant for tests against fake trees. The string is copied.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
 /// @since 0.1
 #[must_use]
@@ -732,7 +734,10 @@ fn group_outcome(
 }
 
 /// Sets where `pcibind_vfio_device_nodes()` looks for the device nodes, as an absolute path;
-/// NULL restores the default, `/dev`. Meant for tests against fake trees. The string is copied.
+/// NULL restores the default, `/dev`. Since 0.3 the safety checks look there too: the block
+/// device nodes of the disks below a device (opened with `O_EXCL` to ask the kernel whether
+/// anything holds them) and the VFIO nodes a VMM may hold open. Meant for tests against fake
+/// trees. The string is copied.
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
 /// @since 0.2
 #[must_use]
