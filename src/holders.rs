@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// A process with one of the nodes open.
+/// A process with one of a device's VFIO nodes open: a VMM.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Holder {
+pub struct Holder {
     pub pid: u32,
     /// Its `comm` ("qemu-system-x86"), or "?" when it could not be read.
     pub command: String,

@@ -53,6 +53,7 @@ pub use bind::{BindOptions, GroupOutcome, Plan};
 pub use device::{class_name, DeviceInfo};
 pub use error::{Error, Result};
 pub use group::{GroupMember, MemberClass};
+pub use holders::Holder;
 pub use lock::DEFAULT_LOCK_TIMEOUT;
 pub use log::{Logger, Priority, Sink};
 pub use modprobe::{Modprobe, DEFAULT_MODPROBE_TIMEOUT};

@@ -2,9 +2,11 @@
 //! the device is not in use on the host, an SR-IOV PF with VFs is not handed to a VFIO driver,
 //! and the target driver claims the device. Also which drivers are VFIO drivers.
 
+use std::path::PathBuf;
+
 use crate::address::PciAddress;
 use crate::error::{Error, Result};
-use crate::holders;
+use crate::holders::{self, Holder};
 use crate::inuse;
 use crate::log::Priority;
 use crate::name::{DriverName, ModuleName};
@@ -168,15 +170,7 @@ impl Context {
         let Some(driver) = driver.filter(|d| self.on_vfio_driver(address, Some(d))) else {
             return Ok(None);
         };
-        let mut nodes = Vec::new();
-        if let Some(group) = self.sysfs.iommu_group(address)? {
-            nodes.push(self.dev_root.join(format!("vfio/{group}")));
-            nodes.push(self.dev_root.join(format!("vfio/noiommu-{group}")));
-        }
-        for name in self.sysfs.vfio_dev_names(address)? {
-            nodes.push(self.dev_root.join("vfio/devices").join(name));
-        }
-        nodes.retain(|n| n.symlink_metadata().is_ok());
+        let nodes = self.vfio_nodes_held_by_a_vmm(address)?;
         let (holders, unreadable) = holders::find(&self.proc_root, &nodes)?;
         if !holders.is_empty() {
             return Ok(Some(format!(
@@ -199,6 +193,48 @@ impl Context {
             )));
         }
         Ok(None)
+    }
+
+    /// The nodes whose holders own a device on a VFIO driver: its group's node (legacy or
+    /// no-IOMMU) and its cdev, those that exist under the dev root.
+    fn vfio_nodes_held_by_a_vmm(&self, address: &PciAddress) -> Result<Vec<PathBuf>> {
+        let mut nodes = Vec::new();
+        if let Some(group) = self.sysfs.iommu_group(address)? {
+            nodes.push(self.dev_root.join(format!("vfio/{group}")));
+            nodes.push(self.dev_root.join(format!("vfio/noiommu-{group}")));
+        }
+        for name in self.sysfs.vfio_dev_names(address)? {
+            nodes.push(self.dev_root.join("vfio/devices").join(name));
+        }
+        nodes.retain(|n| n.symlink_metadata().is_ok());
+        Ok(nodes)
+    }
+
+    /// The processes that hold each of `addresses` that is on a VFIO driver (its group node or
+    /// its cdev open: a running VM), found with one look at every process's open files; devices
+    /// on no VFIO driver are left out. For listings (`pcibind status`); a move off a VFIO driver
+    /// asks for its own device.
+    pub fn vmm_holders(&self, addresses: &[PciAddress]) -> Result<Vec<(PciAddress, Vec<Holder>)>> {
+        let mut wanted: Vec<(PciAddress, Vec<PathBuf>)> = Vec::new();
+        for address in addresses {
+            let driver = self.sysfs.device_driver(address)?;
+            if self.on_vfio_driver(address, driver.as_ref()) {
+                wanted.push((*address, self.vfio_nodes_held_by_a_vmm(address)?));
+            }
+        }
+        let all: Vec<PathBuf> = wanted.iter().flat_map(|(_, n)| n.iter().cloned()).collect();
+        let (holders, _) = holders::find(&self.proc_root, &all)?;
+        Ok(wanted
+            .into_iter()
+            .map(|(address, nodes)| {
+                let mine = holders
+                    .iter()
+                    .filter(|h| nodes.contains(&h.node))
+                    .cloned()
+                    .collect();
+                (address, mine)
+            })
+            .collect())
     }
 
     /// A PF any of whose VFs is on a VFIO driver stays on its driver: unbinding it (mlx5_core,

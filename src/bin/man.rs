@@ -255,7 +255,7 @@ command that touches the device, or \fBpcibind recover\fR, rolls it back; \fBrun
 another caller holds the device), or \fBnull\fR
 .PP
 \fBpcibind status \-\-json\fR prints one object of three arrays of such \fBlist\fR objects,
-each with two more keys, and a fourth array:
+each with three more keys, and a fourth array:
 .TP
 \fBvfio\fR, \fBhost\fR, \fBnone\fR
 the devices on a VFIO driver, on a host driver, and on no driver
@@ -266,6 +266,11 @@ as for \fBshow\fR (\fBnull\fR without an IOMMU group)
 .B iommu_group_blocking
 the addresses of the members of its IOMMU group on host drivers, which keep the group from a
 guest (\fBnull\fR without an IOMMU group)
+.TP
+.B vmm_holders
+for a device on a VFIO driver, an array of \fB{"pid", "command"}\fR, one per process that
+has its group node or its VFIO character device open (a running VM, which keeps any move off
+the VFIO driver from happening without \fB\-\-force\fR); \fBnull\fR for the other devices
 .TP
 .B interrupted
 an array of \fB{"address", "transaction", "running"}\fR, one per device whose last

@@ -7,7 +7,7 @@
 use std::collections::hash_map::{Entry, HashMap};
 use std::io::{self, Write};
 
-use pcibind::{Context, DeviceInfo, Error, GroupMember, MemberClass};
+use pcibind::{Context, DeviceInfo, Error, GroupMember, Holder, MemberClass};
 
 /// A group of the listing: its JSON key, its text heading, and who belongs there.
 type Section = (&'static str, &'static str, fn(&DeviceInfo) -> bool);
@@ -26,6 +26,8 @@ const SECTIONS: [Section; 3] = [
 struct Listed {
     info: DeviceInfo,
     blocking: Option<Vec<GroupMember>>,
+    /// The processes holding a device on a VFIO driver (a running VM); `None` for the others.
+    vmm: Option<Vec<Holder>>,
 }
 
 impl Listed {
@@ -50,7 +52,20 @@ impl Listed {
             }
             _ => "no IOMMU group".to_owned(),
         };
-        format!("{} {ids} '{class}' drv={driver} {group}", self.info.address)
+        let held = match self.vmm.as_deref() {
+            Some(holders) if !holders.is_empty() => {
+                let who: Vec<String> = holders
+                    .iter()
+                    .map(|h| format!("{} ({})", h.pid, h.command))
+                    .collect();
+                format!(" held by process {}", who.join(", "))
+            }
+            _ => String::new(),
+        };
+        format!(
+            "{} {ids} '{class}' drv={driver} {group}{held}",
+            self.info.address
+        )
     }
 
     fn json(&self) -> String {
@@ -67,8 +82,25 @@ impl Listed {
                 )
             }
         };
+        let vmm = match &self.vmm {
+            None => "null".to_owned(),
+            Some(holders) => {
+                let items: Vec<String> = holders
+                    .iter()
+                    .map(|h| {
+                        format!(
+                            "{{\"pid\": {}, \"command\": {}}}",
+                            h.pid,
+                            crate::json_str(&h.command)
+                        )
+                    })
+                    .collect();
+                format!("[{}]", items.join(", "))
+            }
+        };
         format!(
-            "{{{}, \"iommu_group_viable\": {viable}, \"iommu_group_blocking\": {blocking}}}",
+            "{{{}, \"iommu_group_viable\": {viable}, \"iommu_group_blocking\": {blocking}, \
+             \"vmm_holders\": {vmm}}}",
             crate::device_json_fields(&self.info),
         )
     }
@@ -96,7 +128,24 @@ pub fn status(ctx: &Context, json: bool) -> Result<(), Error> {
             }
             None => None,
         };
-        entries.push(Listed { info, blocking });
+        entries.push(Listed {
+            info,
+            blocking,
+            vmm: None,
+        });
+    }
+    // Who holds the devices on VFIO drivers: one look at every process for all of them.
+    let on_vfio: Vec<_> = entries
+        .iter()
+        .filter(|e| e.info.vfio_bound)
+        .map(|e| e.info.address)
+        .collect();
+    if !on_vfio.is_empty() {
+        for (address, holders) in ctx.vmm_holders(&on_vfio)? {
+            if let Some(e) = entries.iter_mut().find(|e| e.info.address == address) {
+                e.vmm = Some(holders);
+            }
+        }
     }
     // Transactions whose caller died (SPEC 3.12), and those running now.
     let interrupted = ctx.interrupted();
