@@ -2281,6 +2281,45 @@ static void vmm_refuses_what_the_library_calls_not_viable(void)
     printf("# cost: %.1f s in all, of which QEMU (start, refusal) %.1f s\n", now() - t0, t2 - t1);
 }
 
+/* Issue 20's held device with a real VMM: while a QEMU has the NIC (realized, paused),
+ * pcibind_reattach() and pcibind_reattach_group() are refused, naming QEMU's process and the
+ * group node it holds, and nothing is written (an unbind now would make vfio-pci wait for
+ * QEMU); QEMU still has the device; once it quits the NIC goes home. A library that wrote
+ * anyway would hang here until scripts/test-kernel's time limit. */
+static void vmm_holding_a_nic_keeps_it(void)
+{
+    double t0 = now();
+    CHECK_NIC_AT_REST(NIC);
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_OK);
+    char **paths = legacy_nodes(NIC);
+    struct vmm v;
+    const char *devs[] = {"vfio-pci,host=" NIC ",rombar=0,id=hostnic", NULL};
+    if (paths && vmm_ready(&v, devs)) {
+        char expect[64];
+        snprintf(expect, sizeof(expect), "held by a VMM: process %d (qemu-system-x86)",
+                 (int)v.pid);
+        CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_ERR_IN_USE);
+        note("%s", pcibind_last_error_message());
+        CHECK_CONTAINS(pcibind_last_error_message(), expect);
+        CHECK_CONTAINS(pcibind_last_error_message(), paths[1]);
+        CHECK_RC(pcibind_reattach_group(ctx, NIC, 0, NULL), PCIBIND_ERR_IN_USE);
+        CHECK_CONTAINS(pcibind_last_error_message(), expect);
+        CHECK_DRIVER(NIC, "vfio-pci");
+        CHECK_OVERRIDE(NIC, "vfio-pci");
+        char *pci = vmm_execute(&v, "query-pci");
+        CHECK(qdev_field(pci, "hostnic", "device") == 0x10d3);
+        free(pci);
+        CHECK(vmm_quit(&v));
+    } else {
+        CHECK(!"QEMU started and answered QMP");
+    }
+    pcibind_strv_free(paths);
+    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_OK);
+    check_nic_works(NIC);
+    raw_restore(NIC);
+    printf("# cost: %.1f s in all\n", now() - t0);
+}
+
 /* The iommufd path (a VFIO device's character device /dev/vfio/devices/vfioN bound to an
  * iommufd, /dev/iommu) needs a kernel with CONFIG_IOMMUFD and CONFIG_VFIO_DEVICE_CDEV: Debian
  * builds neither 6.1 (which predates the cdev) nor 6.12 with it, and Debian 12's QEMU 7.2 has
@@ -3112,6 +3151,7 @@ int main(void)
         TEST_CASE(vmm_realizes_a_bound_nic_and_gives_it_back),
         TEST_CASE(vmm_takes_both_functions_of_a_bound_group),
         TEST_CASE(vmm_refuses_what_the_library_calls_not_viable),
+        TEST_CASE(vmm_holding_a_nic_keeps_it),
         TEST_CASE(vmm_through_iommufd),
         TEST_CASE(sriov_vfs_created_parked_bound_and_removed),
         TEST_CASE(kernel_sriov_numvfs),
