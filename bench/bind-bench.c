@@ -245,11 +245,12 @@ static int time_holders(const char *root, int procs)
     snprintf(empty, sizeof(empty), "%s/proc-empty", root);
     if (pcibind_ctx_set_dev_root(ctx, dev) < 0)
         return 1;
-    double t[2] = {0, 0};
+    double t[3] = {0, 0, 0};
     const int rounds = 50;
+    const char *roots[3] = {empty, many, "/proc"};
     for (int r = 0; r < rounds; r++) {
-        for (int which = 0; which < 2; which++) {
-            if (pcibind_ctx_set_proc_root(ctx, which ? many : empty) < 0 ||
+        for (int which = 0; which < 3; which++) {
+            if (pcibind_ctx_set_proc_root(ctx, roots[which]) < 0 ||
                 pcibind_bind(ctx, bdf, "vfio-pci", 0, NULL) < 0) {
                 fprintf(stderr, "bind: %s\n", pcibind_last_error_message());
                 return 1;
@@ -262,7 +263,7 @@ static int time_holders(const char *root, int procs)
             t[which] += now_us() - t0;
         }
     }
-    printf("%d %.1f %.1f\n", procs, t[1] / rounds, t[0] / rounds);
+    printf("%d %.1f %.1f %.1f\n", procs, t[1] / rounds, t[0] / rounds, t[2] / rounds);
     pcibind_ctx_free(ctx);
     return 0;
 }

@@ -368,6 +368,13 @@ static void gpu_whose_bar_holds_the_boot_framebuffer(void)
               "      fd000000-fd2fffff : simpledrm\n");
     expect_in_use("0000:00:01.0", "its BAR holds the firmware's boot framebuffer (BOOTFB at "
                                   "fd000000-fd2fffff in ");
+    /* On no driver at all (the firmware's framebuffer drivers are platform drivers): refused
+     * all the same on the way to vfio-pci. */
+    CHECK_RC(pcibind_unbind(ctx, "0000:00:01.0", PCIBIND_BIND_FORCE), PCIBIND_OK);
+    CHECK(ptk_is_bound_to(root, "0000:00:01.0", NULL));
+    ptk_write(root, "write.log", "");
+    expect_in_use("0000:00:01.0", "its BAR holds the firmware's boot framebuffer (BOOTFB at "
+                                  "fd000000-fd2fffff in ");
     /* Elsewhere in the address space, it is not this GPU's. */
     ptk_write(root, "proc/iomem", "00000000-00000fff : Reserved\n"
                                   "80000000-802fffff : BOOTFB\n");

@@ -179,7 +179,7 @@ impl Snapshot {
     }
 
     /// How the interface named `name` carries traffic: "is up with IPv4 address
-    /// 10.0.9.1/32", "is up with 2 route(s) (tables main, 10)"; `None` when it has no address
+    /// 10.0.9.1/32", "is up with 2 route(s) (table main, 10)"; `None` when it has no address
     /// other than IPv6 link-local and no route but the ones IPv6 makes for every interface.
     /// The caller checked that it is up.
     pub fn usage(&self, name: &str) -> Option<String> {

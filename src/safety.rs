@@ -77,8 +77,9 @@ impl Context {
     /// from `start` to `to`: bind, unbind, reattach, the members of a group transaction, the
     /// tool's `bind ADDR none` and `apply` (which are those), and the VFs an SR-IOV count
     /// change removes. `given`: the name the caller used for the target. Forced, nothing is
-    /// checked. Otherwise a device taken off the driver it is on must not be in use on the
-    /// host, nor be a PF one of whose VFs is on a VFIO driver (unloading a PF driver pulls its
+    /// checked. Otherwise a device taken off the driver it is on, or an unbound one going to a
+    /// VFIO driver, must not be in use on the host; one taken off its driver must not be a PF
+    /// one of whose VFs is on a VFIO driver (unloading a PF driver pulls its
     /// VFs out of running guests); a PF with VFs never goes to a VFIO driver; and a target
     /// driver must claim the device. The in-use check comes first: it needs no tables.
     pub(crate) fn check_move(
@@ -98,7 +99,13 @@ impl Context {
         };
         let leaves =
             start.driver.is_some() && target.is_none_or(|t| t.driver() != start.driver.as_ref());
-        if leaves {
+        // A device on no driver can still be the host's: efifb, vesafb or simpledrm draw the
+        // console on the firmware's framebuffer in an unbound GPU's BAR, which a VFIO driver
+        // takes (SPEC 1, "Display"). Asked only on the way to VFIO: a host GPU driver takes
+        // the console over from them.
+        let unbound_to_vfio =
+            start.driver.is_none() && target.is_some_and(|t| self.is_vfio_target(t));
+        if leaves || unbound_to_vfio {
             if let Some(reason) = inuse::in_use_reason(
                 &self.sysfs,
                 &self.proc_root,
@@ -111,6 +118,8 @@ impl Context {
                     reason,
                 });
             }
+        }
+        if leaves {
             if let Some(reason) = self.vmm_holding(address, start.driver.as_ref())? {
                 return Err(Error::InUse {
                     address: *address,

@@ -235,7 +235,7 @@ void ptk_iommu_group(const char *root, unsigned group, const char *bdf);
  * ../NAME, as devtmpfs and udev make them (NAME may hold a '/'); the node of a disk found below a
  * device, which the library opens with O_EXCL (see dev/block above; a pcibind_ctx's dev root is
  * ROOT/dev). Making a node needs root (CAP_MKNOD): returns 0, or -1 with errno EPERM where it is
- * not permitted, so that a test can skip; any other failure ends the test. Since 0.2. */
+ * not permitted, so that a test can skip; any other failure ends the test. Since 0.3. */
 int ptk_block_node(const char *root, const char *name, unsigned major, unsigned minor);
 
 /* ## Faults and the fake modprobe */
