@@ -1177,3 +1177,43 @@ fn recover_rolls_back_what_status_shows_interrupted() {
     );
     assert!(!stdout(&t.run(&["status"])).contains("Interrupted"));
 }
+
+/// A device on vfio-pci whose group node a process holds open (a running VM): `status` and
+/// `show` name the process, and `reattach` refuses it unless --force.
+#[test]
+fn status_and_show_name_the_vmm_holding_a_device() {
+    let t = Tree::new();
+    let dev = t.root.join("dev");
+    std::fs::create_dir_all(dev.join("vfio")).unwrap();
+    let dev_arg = dev.to_str().unwrap();
+    let o = t.run(&["--dev-root", dev_arg, "bind", NIC, "vfio-pci"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let node = dev.join("vfio/2");
+    assert!(node.exists(), "the shim made the group node");
+    let fd_dir = t.root.join("proc/4242/fd");
+    std::fs::create_dir_all(&fd_dir).unwrap();
+    std::fs::write(t.root.join("proc/4242/comm"), "qemu-system-x86\n").unwrap();
+    std::os::unix::fs::symlink(&node, fd_dir.join("9")).unwrap();
+    let status = stdout(&t.run(&["--dev-root", dev_arg, "status"]));
+    says_all(
+        &status,
+        &[&format!(
+            "{NIC} 8086:10d3 'Ethernet controller' drv=vfio-pci iommu_group=2 viable held by \
+             process 4242 (qemu-system-x86)"
+        )],
+    );
+    says_all(
+        &stdout(&t.run(&["--dev-root", dev_arg, "status", "--json"])),
+        &["\"vmm_holders\": [{\"pid\": 4242, \"command\": \"qemu-system-x86\"}]"],
+    );
+    says_all(
+        &stdout(&t.run(&["--dev-root", dev_arg, "show", NIC])),
+        &["held by a VMM: process 4242 (qemu-system-x86)"],
+    );
+    let o = t.run(&["--dev-root", dev_arg, "reattach", NIC]);
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert_eq!(t.driver(NIC).as_deref(), Some("vfio-pci"));
+    let o = t.run(&["--dev-root", dev_arg, "reattach", NIC, "--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(t.driver(NIC).as_deref(), Some("e1000e"));
+}

@@ -91,10 +91,12 @@ struct Global {
     /// Where saved overrides are kept (driverctl's directory and format)
     #[arg(long, global = true, value_name = "DIR", default_value = persist::DEFAULT_CONFIG_DIR)]
     config_dir: PathBuf,
-    /// Where the in-use checks read net/route, net/if_inet6, self/mountinfo and swaps (tests)
+    /// Where the safety checks read mountinfo, swaps, iomem (and net/route, net/if_inet6 when
+    /// not /proc) and each process's open files (tests)
     #[arg(long, global = true, value_name = "DIR", hide = true)]
     proc_root: Option<PathBuf>,
-    /// Where the VFIO device nodes are looked for (tests) [default: /dev]
+    /// Where the VFIO device nodes and the disks' block nodes are looked for (tests) [default:
+    /// /dev]
     #[arg(long, global = true, value_name = "DIR", hide = true)]
     dev_root: Option<PathBuf>,
     /// Log more to stderr (-v: what is done, -vv: everything)
