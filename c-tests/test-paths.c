@@ -13,6 +13,9 @@
 static char *root;
 static pcibind_ctx *ctx;
 
+#define expect_bound(bdf, driver) expect_bound_in(root, bdf, driver)
+#define expect_override(bdf, expected) expect_override_in(root, bdf, expected)
+
 static const char *const E1000E = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
 static const char *const IXGBE = "pci:v00008086d000010FBsv00008086sd0000000Cbc02sc00i00";
 static const char *const IXGBEVF = "pci:v00008086d000010EDsv00008086sd0000000Cbc02sc00i00";
@@ -38,20 +41,6 @@ static void teardown(void)
     root = NULL;
 }
 
-static void expect_bound(const char *bdf, const char *driver)
-{
-    if (!ptk_is_bound_to(root, bdf, driver)) {
-        printf("#   %s is not bound to %s\n", bdf, driver ? driver : "(no driver)");
-        harness_failed_now = 1;
-    }
-}
-
-static void expect_override(const char *bdf, const char *expected)
-{
-    char *value = ptk_override(root, bdf);
-    CHECK_STR(value, expected);
-    free(value);
-}
 
 static void expect_log(const char *expected)
 {

@@ -16,6 +16,9 @@
 static char *root;
 static pcibind_ctx *ctx;
 
+#define expect_bound(bdf, driver) expect_bound_in(root, bdf, driver)
+#define expect_override(bdf, expected) expect_override_in(root, bdf, expected)
+
 static const char *const E1000E = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
 #define NIC "0000:02:00.0"
 
@@ -70,20 +73,6 @@ static void expect_no_record(const char *bdf)
     free(text);
 }
 
-static void expect_override(const char *bdf, const char *expected)
-{
-    char *value = ptk_override(root, bdf);
-    CHECK_STR(value, expected);
-    free(value);
-}
-
-static void expect_bound(const char *bdf, const char *driver)
-{
-    if (!ptk_is_bound_to(root, bdf, driver)) {
-        printf("#   %s is not bound to %s\n", bdf, driver ? driver : "(no driver)");
-        harness_failed_now = 1;
-    }
-}
 
 /* A write to a kernel file with open() and write(), which the kernel shim sees (ptk_write()'s
  * stdio does not go through them), as the dead caller made it. */

@@ -65,4 +65,21 @@ static inline void e1000e_and_vfio_pci(const char *root)
     ptk_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
 }
 
+/* The checks of a device's state the writing tests share: bound to `driver` (NULL: unbound),
+ * and its driver_override ("(null)" when unset), in the tree at `root`. */
+static inline void expect_bound_in(const char *root, const char *bdf, const char *driver)
+{
+    if (!ptk_is_bound_to(root, bdf, driver)) {
+        printf("#   %s is not bound to %s\n", bdf, driver ? driver : "(no driver)");
+        harness_failed_now = 1;
+    }
+}
+
+static inline void expect_override_in(const char *root, const char *bdf, const char *expected)
+{
+    char *value = ptk_override(root, bdf);
+    CHECK_STR(value, expected);
+    free(value);
+}
+
 #endif

@@ -7,12 +7,12 @@
 //! This walks every process's descriptors: it is run only when a device leaves a VFIO driver,
 //! never on the way to one.
 
-use std::ffi::{CStr, CString, OsString};
+use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::dirstream::DirStream;
 use crate::error::{Error, Result};
 
 /// A process with one of a device's VFIO nodes open: a VMM.
@@ -49,8 +49,8 @@ pub(crate) fn find(proc_root: &Path, nodes: &[PathBuf]) -> Result<(Vec<Holder>, 
     if wanted.is_empty() {
         return Ok((holders, unreadable));
     }
-    let entries = fs::read_dir(proc_root)
-        .map_err(|e| Error::io("listing the processes", proc_root, e))?;
+    let entries =
+        fs::read_dir(proc_root).map_err(|e| Error::io("listing the processes", proc_root, e))?;
     let mut link = vec![0u8; 4096];
     for entry in entries {
         let Ok(entry) = entry else { continue };
@@ -63,7 +63,7 @@ pub(crate) fn find(proc_root: &Path, nodes: &[PathBuf]) -> Result<(Vec<Holder>, 
         };
         // Each descriptor's link read relative to the open fd/ directory (readlinkat): no path
         // walk from the root per descriptor, which is what the scan's cost is made of.
-        let fd_dir = match Dir::open(&entry.path().join("fd")) {
+        let fd_dir = match DirStream::open(&entry.path().join("fd")) {
             Ok(dir) => dir,
             Err(e) if gone(&e) => continue,
             Err(e) => {
@@ -95,75 +95,6 @@ pub(crate) fn find(proc_root: &Path, nodes: &[PathBuf]) -> Result<(Vec<Holder>, 
 /// The process (or its descriptor) is gone: it ended while it was looked at.
 fn gone(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH))
-}
-
-/// An open directory read with `readdir` and `readlinkat` relative to it.
-struct Dir {
-    stream: *mut libc::DIR,
-}
-
-impl Dir {
-    fn open(path: &Path) -> io::Result<Dir> {
-        let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: a NUL-terminated path; the descriptor is handed to fdopendir or closed.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fdopendir takes over the descriptor just opened.
-        let stream = unsafe { libc::fdopendir(fd) };
-        if stream.is_null() {
-            let err = io::Error::last_os_error();
-            // SAFETY: still ours when fdopendir fails.
-            unsafe { libc::close(fd) };
-            return Err(err);
-        }
-        Ok(Dir { stream })
-    }
-
-    /// The next entry's name, "." and ".." skipped.
-    fn next_name(&self) -> Option<CString> {
-        loop {
-            // SAFETY: a valid stream; the entry is copied before the next readdir.
-            let entry = unsafe { libc::readdir64(self.stream) };
-            if entry.is_null() {
-                return None;
-            }
-            // SAFETY: d_name is NUL-terminated.
-            let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
-            if name.to_bytes() != b"." && name.to_bytes() != b".." {
-                return Some(name.to_owned());
-            }
-        }
-    }
-
-    /// The target of the link `name` in this directory, in `buf`; `None` when there is none
-    /// (the descriptor was closed meanwhile) or it does not fit.
-    fn read_link<'b>(&self, name: &CStr, buf: &'b mut [u8]) -> Option<&'b [u8]> {
-        // SAFETY: dirfd of a valid stream; readlinkat writes at most buf.len() bytes.
-        let n = unsafe {
-            libc::readlinkat(
-                libc::dirfd(self.stream),
-                name.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        (n > 0 && (n as usize) < buf.len()).then(|| &buf[..n as usize])
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        // SAFETY: closes the stream and its descriptor once.
-        unsafe { libc::closedir(self.stream) };
-    }
 }
 
 fn command_of(pid_dir: &Path) -> String {

@@ -21,6 +21,7 @@ mod beneath;
 mod bind;
 mod blockdev;
 mod device;
+mod dirstream;
 mod error;
 mod ffi;
 pub mod group;

@@ -24,7 +24,7 @@
 //! run after an upgrade from 0.1 without a reboot (`/run` is emptied at boot).
 
 use std::collections::HashSet;
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -35,6 +35,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::address::PciAddress;
+use crate::dirstream::DirStream;
 use crate::error::{Error, Result};
 use crate::record::MAX_RECORD;
 
@@ -332,43 +333,13 @@ fn open_lock_dir(lock_dir: &Path) -> Result<File> {
 
 /// True when the directory holds nothing but `*.lock` entries.
 fn holds_only_lock_files(dir: &File) -> io::Result<bool> {
-    // A descriptor of its own for the stream, which closedir closes.
-    // SAFETY: openat of "." relative to a directory descriptor we own.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c".".as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fdopendir takes over the descriptor just opened.
-    let stream = unsafe { libc::fdopendir(fd) };
-    if stream.is_null() {
-        let err = io::Error::last_os_error();
-        // SAFETY: the descriptor is still ours when fdopendir fails.
-        unsafe { libc::close(fd) };
-        return Err(err);
-    }
-    let mut only_locks = true;
-    loop {
-        // SAFETY: a valid stream; the entry stays valid until the next readdir.
-        let entry = unsafe { libc::readdir64(stream) };
-        if entry.is_null() {
-            break;
-        }
-        // SAFETY: d_name is NUL-terminated.
-        let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) }.to_bytes();
-        if name != b"." && name != b".." && !name.ends_with(b".lock") {
-            only_locks = false;
-            break;
+    let stream = DirStream::open_at(dir.as_raw_fd(), c".")?;
+    while let Some(name) = stream.next_name() {
+        if !name.to_bytes().ends_with(b".lock") {
+            return Ok(false);
         }
     }
-    // SAFETY: closes the stream and its descriptor once.
-    unsafe { libc::closedir(stream) };
-    Ok(only_locks)
+    Ok(true)
 }
 
 /// `ADDRESS.lock` in the lock directory, opened (created 0600) and checked, and its path.
