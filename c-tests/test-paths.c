@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testctx.h"
@@ -259,7 +260,47 @@ static void a_device_a_vmm_holds_is_not_taken_from_it(void)
     teardown();
 }
 
-RUN_TESTS(TEST_CASE(a_device_a_vmm_holds_is_not_taken_from_it),
+/* Forced off vfio-pci while a VMM holds it: the kernel's unbind waits for the VMM (the shim's
+ * fake_vmm_holds), and the call stops waiting at the lock timeout, never hanging: it fails
+ * saying the unbind is pending, keeps the record, and the device's lock stays taken until the
+ * kernel is done (another call gets PCIBIND_ERR_BUSY, not a hang). Once the VMM lets go, the
+ * next call puts the device back where it started. */
+static void a_forced_move_off_a_held_device_waits_a_bounded_time(void)
+{
+    setup();
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_OK);
+    ptk_write(root, "devices/pci0000:00/" NIC "/fake_vmm_holds", "");
+    CHECK_RC(pcibind_ctx_set_lock_timeout(ctx, 300), PCIBIND_OK);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, PCIBIND_BIND_FORCE, NULL), PCIBIND_ERR_IN_USE);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    CHECK(waited >= 0.3 && waited < 5.0);
+    CHECK_CONTAINS(pcibind_last_error_message(), "waiting for the process that holds the device");
+    /* The lock stays taken while the kernel waits: another call is told so, at once. */
+    CHECK_RC(pcibind_ctx_set_lock_timeout(ctx, 0), PCIBIND_OK);
+    CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_ERR_BUSY);
+    /* The VMM lets go: the unbind completes, the lock is free, and the next call rolls the
+     * device back to its start (on vfio-pci), the forced move's caller having been told it
+     * failed. */
+    char *marker = ptk_path(root, "devices/pci0000:00/" NIC "/fake_vmm_holds");
+    unlink(marker);
+    free(marker);
+    CHECK_RC(pcibind_ctx_set_lock_timeout(ctx, 5000), PCIBIND_OK);
+    char **recovered = NULL;
+    CHECK_RC(pcibind_recover(ctx, NIC, 0, &recovered), PCIBIND_OK);
+    CHECK(recovered && recovered[0] && !strcmp(recovered[0], NIC));
+    pcibind_strv_free(recovered);
+    expect_bound(NIC, "vfio-pci");
+    expect_override(NIC, "vfio-pci");
+    CHECK_RC(pcibind_reattach(ctx, NIC, NULL, 0, NULL), PCIBIND_OK);
+    expect_bound(NIC, "e1000e");
+    teardown();
+}
+
+RUN_TESTS(TEST_CASE(a_forced_move_off_a_held_device_waits_a_bounded_time),
+          TEST_CASE(a_device_a_vmm_holds_is_not_taken_from_it),
           TEST_CASE(reattach_from_a_forced_foreign_driver_reprobes),
           TEST_CASE(named_reattach_refuses_what_bind_refuses),
           TEST_CASE(unbind_of_an_in_use_nic_is_refused_unless_forced),

@@ -2309,7 +2309,33 @@ static void vmm_holding_a_nic_keeps_it(void)
         char *pci = vmm_execute(&v, "query-pci");
         CHECK(qdev_field(pci, "hostnic", "device") == 0x10d3);
         free(pci);
+        /* Forced: the kernel's unbind waits for QEMU, and the call stops waiting at the lock
+         * timeout (3 s here) instead of hanging; the NIC stays locked until the kernel is
+         * done. QEMU still has the device. */
+        CHECK_RC(pcibind_ctx_set_lock_timeout(ctx, 3000), PCIBIND_OK);
+        double f0 = now();
+        CHECK_RC(pcibind_reattach(ctx, NIC, NULL, PCIBIND_BIND_FORCE, NULL), PCIBIND_ERR_IN_USE);
+        double waited = now() - f0;
+        note("forced reattach while QEMU holds the NIC: %.1f s: %s", waited,
+             pcibind_last_error_message());
+        CHECK(waited >= 3.0 && waited < 10.0);
+        CHECK_CONTAINS(pcibind_last_error_message(), "waiting for the process that holds the device");
+        CHECK_RC(pcibind_ctx_set_lock_timeout(ctx, 0), PCIBIND_OK);
+        CHECK_RC(pcibind_bind(ctx, NIC, "vfio-pci", 0, NULL), PCIBIND_ERR_BUSY);
+        pci = vmm_execute(&v, "query-pci");
+        CHECK(qdev_field(pci, "hostnic", "device") == 0x10d3);
+        free(pci);
         CHECK(vmm_quit(&v));
+        /* QEMU gone, the kernel finishes the unbind and the lock is free: the next call puts
+         * the NIC back where the forced move started (on vfio-pci), its caller having been
+         * told it failed. */
+        CHECK_RC(pcibind_ctx_set_lock_timeout(ctx, 30000), PCIBIND_OK);
+        char **recovered = NULL;
+        CHECK_RC(pcibind_recover(ctx, NIC, 0, &recovered), PCIBIND_OK);
+        CHECK(recovered && recovered[0] && !strcmp(recovered[0], NIC));
+        pcibind_strv_free(recovered);
+        CHECK_DRIVER(NIC, "vfio-pci");
+        CHECK_RC(pcibind_ctx_set_lock_timeout(ctx, 60000), PCIBIND_OK);
     } else {
         CHECK(!"QEMU started and answered QMP");
     }

@@ -192,6 +192,7 @@ impl Context {
                 Target::Unloaded(_) => None,
             },
             txn: Some(DeviceTxn {
+                forced: options.force,
                 address: *address,
                 steps: txn::move_to(&target),
                 doing: format!("binding to {target}"),
@@ -230,6 +231,7 @@ impl Context {
         Prepared {
             target: Some(driver.clone()),
             txn: Some(DeviceTxn {
+                forced: false,
                 address: *address,
                 start,
                 steps: vec![Step::SetOverride(Override::Driver(Target::Driver(
@@ -316,6 +318,7 @@ impl Context {
         self.check_move(&address, &start, Destination::Unbound, None, options.force)?;
         self.execute(
             &[DeviceTxn {
+                forced: options.force,
                 address,
                 start,
                 steps: vec![
@@ -407,6 +410,7 @@ impl Context {
                 return Ok(Prepared {
                     target: start.driver.clone(),
                     txn: Some(DeviceTxn {
+                        forced: false,
                         address: *address,
                         steps: vec![Step::SetOverride(Override::Clear)],
                         doing: "clearing driver_override (the device is on its host driver)"
@@ -417,7 +421,7 @@ impl Context {
                 });
             }
             self.check_move(address, &start, Destination::Host, None, options.force)?;
-            return self.prepare_reattach_to_host(address, start, mode);
+            return self.prepare_reattach_to_host(address, start, options.force, mode);
         };
         let driver = match &target {
             Target::Driver(d) => d.clone(),
@@ -458,6 +462,7 @@ impl Context {
         Ok(Prepared {
             target: Some(driver),
             txn: Some(DeviceTxn {
+                forced: options.force,
                 address: *address,
                 start,
                 steps,
@@ -474,6 +479,7 @@ impl Context {
         &self,
         address: &PciAddress,
         start: txn::DeviceState,
+        force: bool,
         mode: Mode,
     ) -> Result<Prepared> {
         let modules = self.host_modules_for(address)?;
@@ -505,6 +511,7 @@ impl Context {
         Ok(Prepared {
             target: None,
             txn: Some(DeviceTxn {
+                forced: force,
                 address: *address,
                 start,
                 steps: vec![

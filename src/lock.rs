@@ -83,6 +83,15 @@ impl DeviceGuard<'_> {
             .ok_or_else(|| Error::Internal("a device guard without its lock file".into()))
     }
 
+    /// Another descriptor of the lock file, sharing its `flock`: the lock stays taken while
+    /// it is open, after this guard is gone (an unbind still waiting in the kernel for a VMM
+    /// keeps the device locked until it is done).
+    pub fn keep_alive(&self) -> Result<File> {
+        self.file()?
+            .try_clone()
+            .map_err(|e| Error::io("keeping the device's lock", &self.path, e))
+    }
+
     /// The record the lock file holds: empty when no transaction is in progress (or a
     /// transaction left none). At most `MAX_RECORD` bytes are read: a longer one is malformed.
     pub fn read_record(&self) -> Result<String> {

@@ -111,6 +111,7 @@ impl Context {
                 } else {
                     let txn = DeviceTxn {
                         address,
+                        forced: false,
                         start: start.clone(),
                         steps: Vec::new(),
                         doing: record.doing.clone(),

@@ -6,8 +6,12 @@
 //! Names read back from the tree (directory entries, link targets) are validated before use,
 //! and reads are bounded.
 
+use std::fs::File;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::beneath::{Beneath, EntryKind};
 
@@ -241,6 +245,93 @@ impl Sysfs {
     pub fn unbind(&self, driver: &DriverName, address: &PciAddress) -> Result<()> {
         let path = self.driver_dir(driver).join("unbind");
         self.write_kernel_file(path, address.to_string().as_bytes(), "unbinding")
+    }
+
+    /// Unbinds from `driver`, waiting at most `limit` for the kernel (`Duration::MAX`: as long
+    /// as it takes): true when done, false when the write still waits (a VFIO driver waits for
+    /// the process holding the device, a VMM, to let go, forever if its guest does not answer).
+    /// The file is opened beneath the root here; the write is made by a child process, which
+    /// holds nothing of ours but that file and `keep` (the device's lock file, whose lock it so
+    /// keeps taken until the kernel answers): a thread waiting in the kernel would keep this
+    /// process from exiting, a child does not. A child still waiting is reaped by a thread of
+    /// ours once it ends (or by init once we are gone).
+    pub fn unbind_within(
+        &self,
+        driver: &DriverName,
+        address: &PciAddress,
+        limit: Duration,
+        keep: Option<&File>,
+    ) -> Result<bool> {
+        let path = self.driver_dir(driver).join("unbind");
+        let file = self
+            .tree
+            .open(&path, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .map_err(|e| Error::io("unbinding", &path, e))?;
+        let value = address.to_string();
+        let fd = file.as_raw_fd();
+        let keep_fd = keep.map_or(-1, File::as_raw_fd);
+        // SAFETY: fork; the child makes async-signal-safe system calls only (close_range or
+        // close, write, _exit) on memory prepared before the fork.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(Error::io(
+                "starting the unbind",
+                &path,
+                io::Error::last_os_error(),
+            ));
+        }
+        if pid == 0 {
+            // SAFETY: in the child, see above.
+            unsafe { unbind_child(fd, keep_fd, value.as_bytes()) }
+        }
+        drop(file);
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                return match libc::WEXITSTATUS(status) {
+                    0 if libc::WIFEXITED(status) => Ok(true),
+                    code if libc::WIFEXITED(status) => Err(Error::io(
+                        "unbinding",
+                        &path,
+                        io::Error::from_raw_os_error(code),
+                    )),
+                    _ => Err(Error::io(
+                        "unbinding (the writing process was killed)",
+                        &path,
+                        io::Error::from_raw_os_error(libc::EINTR),
+                    )),
+                };
+            }
+            if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return Err(Error::io("unbinding", &path, io::Error::last_os_error()));
+            }
+            let elapsed = started.elapsed();
+            if limit != Duration::MAX && elapsed >= limit {
+                // Reaped once it ends; the thread ends with it (or with the process).
+                let _ = thread::Builder::new()
+                    .name("pcibind-unbind-reaper".into())
+                    .spawn(move || {
+                        let mut status = 0;
+                        // SAFETY: waitpid on our own child.
+                        while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+                            && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+                        {
+                        }
+                    });
+                return Ok(false);
+            }
+            let left = if limit == Duration::MAX {
+                pause
+            } else {
+                (limit - elapsed).min(pause)
+            };
+            thread::sleep(left);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
     }
 
     /// Asks the kernel to probe drivers for an unbound device. The kernel reports success even
@@ -1000,5 +1091,50 @@ impl Sysfs {
         }
         out.sort_by(|a, b| a.uuid.cmp(&b.uuid));
         Ok(out)
+    }
+}
+
+/// The child of [`Sysfs::unbind_within`]: closes every descriptor but the unbind file `fd` and
+/// the lock file `keep` (-1: none), writes `value` to `fd` in one write, and exits with 0 or
+/// the errno.
+///
+/// # Safety
+/// Only in a child just forked: async-signal-safe system calls only.
+unsafe fn unbind_child(fd: RawFd, keep: RawFd, value: &[u8]) -> ! {
+    let (low, high) = if keep >= 0 && keep < fd {
+        (keep, fd)
+    } else {
+        (fd, keep.max(fd))
+    };
+    // SAFETY: plain system calls on descriptors; close_range (5.9) where there is one, else
+    // close one by one up to a sane bound.
+    unsafe {
+        let close_between = |from: RawFd, to: libc::c_uint| {
+            if (from as libc::c_uint) <= to
+                && libc::syscall(libc::SYS_close_range, from as libc::c_uint, to, 0) != 0
+            {
+                let mut n = from as libc::c_uint;
+                while n <= to.min(65535) {
+                    libc::close(n as RawFd);
+                    n += 1;
+                }
+            }
+        };
+        if low > 0 {
+            close_between(0, (low - 1) as libc::c_uint);
+        }
+        if high > low + 1 {
+            close_between(low + 1, (high - 1) as libc::c_uint);
+        }
+        close_between(high + 1, libc::c_uint::MAX);
+        let n = libc::write(fd, value.as_ptr().cast(), value.len());
+        let code = if n == value.len() as isize {
+            0
+        } else if n < 0 {
+            *libc::__errno_location()
+        } else {
+            libc::EIO
+        };
+        libc::_exit(code)
     }
 }

@@ -153,7 +153,13 @@ pub(crate) struct DeviceTxn {
     pub steps: Vec<Step>,
     /// What the steps do, for messages: "binding to vfio-pci".
     pub doing: String,
+    /// The checks were skipped: a VMM may hold a device leaving a VFIO driver, so that unbind
+    /// waits a bounded time (unforced, the checks refused a held device).
+    pub forced: bool,
 }
+
+/// How long a forced move off a VFIO driver waits for a VMM when the lock timeout is 0.
+const VMM_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How a restore ended.
 pub(crate) enum Restored {
@@ -231,6 +237,10 @@ impl<'a> Locked<'a> {
 pub(crate) struct Failure {
     pub what: String,
     pub errno: i32,
+    /// An unbind still waiting in the kernel for a VMM to let go of the device: nothing more
+    /// can be written for it (a write would wait as well), and its lock stays taken until the
+    /// kernel is done.
+    pub pending: bool,
 }
 
 impl Failure {
@@ -238,6 +248,7 @@ impl Failure {
         Failure {
             what: format!("{step} failed: {e}"),
             errno: e.errno(),
+            pending: false,
         }
     }
 }
@@ -304,7 +315,10 @@ impl Context {
                 format_args!("{}: {} ({})", txn.address, txn.doing, txn.start),
             );
             let mut known = Known::Driver(txn.start.driver.clone());
-            if let Err(failure) = self.run_steps(&txn.address, &txn.steps, &mut known) {
+            // Only a forced move may meet a VMM (the checks refuse a held device): only then is
+            // an unbind off a VFIO driver made with a bounded wait.
+            let guard = locked.guard(&txn.address).ok().filter(|_| txn.forced);
+            if let Err(failure) = self.run_steps(&txn.address, &txn.steps, &mut known, guard) {
                 // The devices after the failed one were never touched.
                 for later in &txns[i + 1..] {
                     let _ = locked.clear(&later.address);
@@ -323,9 +337,10 @@ impl Context {
         address: &PciAddress,
         steps: &[Step],
         known: &mut Known,
+        guard: Option<&DeviceGuard<'_>>,
     ) -> std::result::Result<(), Failure> {
         for step in steps {
-            self.run_step(address, step, known)?;
+            self.run_step(address, step, known, guard)?;
             known.after(step);
         }
         Ok(())
@@ -350,6 +365,7 @@ impl Context {
         address: &PciAddress,
         step: &Step,
         known: &Known,
+        guard: Option<&DeviceGuard<'_>>,
     ) -> std::result::Result<(), Failure> {
         match step {
             Step::SetOverride(value) => {
@@ -363,10 +379,16 @@ impl Context {
                     .map_err(|e| Failure::from_error("writing driver_override", &e))
             }
             Step::Unbind { keep } => match self.current_driver_known(address, known)? {
-                Some(current) if keep.as_ref().and_then(Target::driver) != Some(&current) => self
-                    .sysfs
-                    .unbind(&current, address)
-                    .map_err(|e| Failure::from_error(&format!("unbinding from {current}"), &e)),
+                Some(current) if keep.as_ref().and_then(Target::driver) != Some(&current) => {
+                    if let Some(guard) =
+                        guard.filter(|_| self.on_vfio_driver(address, Some(&current)))
+                    {
+                        return self.unbind_from_vfio(address, &current, guard);
+                    }
+                    self.sysfs
+                        .unbind(&current, address)
+                        .map_err(|e| Failure::from_error(&format!("unbinding from {current}"), &e))
+                }
                 _ => Ok(()),
             },
             Step::Probe => self
@@ -390,6 +412,7 @@ impl Context {
                 }
                 let is = now.map_or("unbound".to_owned(), |d| format!("on {d}"));
                 Err(Failure {
+                    pending: false,
                     what: match expect {
                         Expect::Driver(t) => format!(
                             "the kernel did not bind {t} (the device is {is} after \
@@ -406,10 +429,58 @@ impl Context {
         }
     }
 
+    /// Unbinds a device from its VFIO driver with a bounded wait: a process holding the device
+    /// (a VMM: the checks refuse that unless forced) makes the kernel wait until it lets go,
+    /// forever if its guest does not answer. The write is made by a child process, which also
+    /// keeps the device's lock file open, so the lock stays taken until the kernel is done;
+    /// after the lock timeout the call stops waiting and fails with a pending unbind.
+    fn unbind_from_vfio(
+        &self,
+        address: &PciAddress,
+        driver: &DriverName,
+        guard: &DeviceGuard<'_>,
+    ) -> std::result::Result<(), Failure> {
+        let step = format!("unbinding from {driver}");
+        let keep_lock = guard
+            .keep_alive()
+            .map_err(|e| Failure::from_error(&step, &e))?;
+        match self
+            .sysfs
+            .unbind_within(driver, address, self.vmm_wait(), Some(&keep_lock))
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Failure {
+                what: format!(
+                    "{step}: the kernel is waiting for the process that holds the device (a \
+                     VMM) to let go of it, and this call stopped waiting after {:?}. The \
+                     unbind completes when that process lets go, and the device's lock stays \
+                     taken until then; the next call on the device then puts it back where \
+                     it started",
+                    self.vmm_wait()
+                ),
+                errno: libc::EBUSY,
+                pending: true,
+            }),
+            Err(e) => Err(Failure::from_error(&step, &e)),
+        }
+    }
+
+    /// How long a forced move off a VFIO driver waits for a VMM to let go of the device: the
+    /// lock timeout, or [`VMM_WAIT`] when that is 0 (fail at once when locked is no answer
+    /// for a wait that has begun).
+    fn vmm_wait(&self) -> std::time::Duration {
+        if self.lock_timeout.is_zero() {
+            VMM_WAIT
+        } else {
+            self.lock_timeout
+        }
+    }
+
     /// A step names a driver the plan could only describe: never reached by a real run, which
     /// resolves its target (loading the module) before building its steps.
     fn registered(target: &Target) -> std::result::Result<&DriverName, Failure> {
         target.driver().ok_or_else(|| Failure {
+            pending: false,
             what: format!("internal error: {target} was never resolved"),
             errno: 0,
         })
@@ -420,6 +491,9 @@ impl Context {
     /// `Vanished`: nothing is left to restore of it, and that is no failed restore.
     fn roll_back(&self, done: &[DeviceTxn], failure: Failure, locked: &Locked<'_>) -> Error {
         let failed = done.last().expect("the failed device");
+        if failure.pending {
+            return self.roll_back_around_a_pending_unbind(done, failure, locked);
+        }
         let failed_gone = self.sysfs.require_device(&failed.address).is_err();
         let mut outcomes: Vec<(PciAddress, Restored)> = Vec::new();
         for txn in done.iter().rev() {
@@ -504,6 +578,38 @@ impl Context {
         }
     }
 
+    /// The failed device's unbind still waits in the kernel for a VMM: it is left to the
+    /// kernel, its record kept (the next holder of its lock, which it keeps until the kernel is
+    /// done, puts it back), and the devices moved before it are restored.
+    fn roll_back_around_a_pending_unbind(
+        &self,
+        done: &[DeviceTxn],
+        failure: Failure,
+        locked: &Locked<'_>,
+    ) -> Error {
+        let failed = done.last().expect("the failed device");
+        let mut reason = format!("{}: {}", failed.doing, failure.what);
+        for txn in done[..done.len() - 1].iter().rev() {
+            match self.restore(txn) {
+                Restored::Back(now) => {
+                    let _ = locked.clear(&txn.address);
+                    reason.push_str(&format!("; {} was restored ({now})", txn.address));
+                }
+                Restored::Gone => {
+                    let _ = locked.clear(&txn.address);
+                    reason.push_str(&format!("; {} disappeared", txn.address));
+                }
+                Restored::Failed(why) => reason.push_str(&format!("; {}: {why}", txn.address)),
+            }
+        }
+        self.log
+            .log(Priority::Err, format_args!("{}: {reason}", failed.address));
+        Error::InUse {
+            address: failed.address,
+            reason,
+        }
+    }
+
     /// Puts one device back to its recorded start and verifies it. Every restore step is
     /// tried even when one fails.
     pub(crate) fn restore(&self, txn: &DeviceTxn) -> Restored {
@@ -515,7 +621,7 @@ impl Context {
         let mut problems = Vec::new();
         let mut known = Known::Unknown;
         for step in restore_to(start) {
-            if let Err(f) = self.run_step(address, &step, &known) {
+            if let Err(f) = self.run_step(address, &step, &known, None) {
                 problems.push(f.what);
                 known = Known::Unknown;
             } else {

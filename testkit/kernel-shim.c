@@ -1925,8 +1925,35 @@ static void after_write(const struct tracked *t, const char *buf, size_t len)
     }
 }
 
+/* vfio_unregister_group_dev(): unbinding a VFIO device that a process holds (a VMM) asks that
+ * process to let go and waits until it does. A device with the file BDF/fake_vmm_holds is so
+ * held: its unbind write blocks (without the shim's lock, as the kernel holds only that device)
+ * until a test removes the file. */
+static void wait_while_a_vmm_holds(int fd, const void *buf, size_t count)
+{
+    pthread_mutex_lock(&state_lock);
+    const struct tracked *t = files[fd];
+    char *marker = NULL;
+    if (t && t->kind == K_UNBIND) {
+        const char *nl = memchr(buf, '\n', count);
+        size_t len = nl ? (size_t)(nl - (const char *)buf) : count;
+        if (len > 64)
+            len = 64;
+        marker = pathf("%s/bus/pci/devices/%.*s/fake_vmm_holds", t->root, (int)len,
+                       (const char *)buf);
+    }
+    pthread_mutex_unlock(&state_lock);
+    if (!marker)
+        return;
+    struct stat st;
+    while (lstat(marker, &st) == 0)
+        usleep(10000);
+    free(marker);
+}
+
 static ssize_t emulate(int fd, const void *buf, size_t count)
 {
+    wait_while_a_vmm_holds(fd, buf, count);
     pthread_mutex_lock(&state_lock);
     const struct tracked *t = files[fd];
     if (!t) { /* closed meanwhile by another thread */

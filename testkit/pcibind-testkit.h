@@ -66,6 +66,9 @@
  *                                    line, or the full "vvvv dddd sv sd class mask data" form
  *   bus/pci/drivers/DRV/fake_vfio    exists for a VFIO driver: binding creates
  *                                    BDF/vfio-dev/vfioN (the lowest free N)
+ *   bus/pci/devices/BDF/fake_vmm_holds  exists while a VMM holds the device: an unbind write
+ *                                    for it blocks until the file is removed, as the kernel
+ *                                    waits for the process to let go (since 0.3)
  *   dev/vfio/                        exists (the test makes it, and a pcibind_ctx's dev root
  *                                    is ROOT/dev): the shim keeps the VFIO nodes devtmpfs
  *                                    would have, as empty 0600 files standing for character
