@@ -496,8 +496,13 @@ pub unsafe extern "C" fn pcibind_unbind(
 /// The checks of `pcibind_bind()` (since 0.3): a `name` that is not the driver the device is
 /// on must claim the device (PCIBIND_ERR_NOT_CLAIMED), and a device taken off a host driver
 /// must not be in use on the host (PCIBIND_ERR_IN_USE): `pcibind_reattach(host NIC,
-/// "vfio-pci")` refuses what `pcibind_bind()` refuses. `flags`: PCIBIND_BIND_FORCE skips them
-/// (0.3); other bits are refused.
+/// "vfio-pci")` refuses what `pcibind_bind()` refuses. A device on a VFIO driver whose group
+/// node or cdev a process holds open (a running VM) is refused too, naming the process.
+/// `flags`: PCIBIND_BIND_FORCE skips the checks (0.3); other bits are refused. Forced off a
+/// VFIO driver that a VMM holds, the kernel's unbind waits until the VMM lets go: the call
+/// waits at most the lock timeout (10 s when that is 0), then fails with PCIBIND_ERR_IN_USE
+/// saying the unbind is pending; the device stays locked until the kernel is done, and the
+/// next call then puts it back where it started.
 ///
 /// `driver_out` may be NULL; otherwise on success it receives the driver the device is bound
 /// to, or NULL when it was left unbound; the caller owns a non-NULL result and releases it with
