@@ -422,9 +422,10 @@ int pcibind_bind_plan(const struct pcibind_ctx *ctx,
  *
  * Taking a device off its driver runs the safety checks of `pcibind_bind()` that apply
  * (since 0.3): a device in use on the host (the host's NIC, a disk with a mounted file
- * system, ...) and an SR-IOV PF one of whose VFs is on a VFIO driver are refused with
- * PCIBIND_ERR_IN_USE, nothing written. `flags`: PCIBIND_BIND_FORCE skips them (0.3); other
- * bits are refused.
+ * system, ...), a device on a VFIO driver that a process holds (a running VM) and an SR-IOV
+ * PF one of whose VFs is on a VFIO driver are refused with PCIBIND_ERR_IN_USE, nothing
+ * written. `flags`: PCIBIND_BIND_FORCE skips them (0.3), with the bounded wait for a VMM that
+ * `pcibind_reattach()` describes; other bits are refused.
  * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE
  * (also when the device disappears during the call), PCIBIND_ERR_IN_USE, PCIBIND_ERR_BIND
  * (restored), PCIBIND_ERR_RESTORE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
