@@ -268,6 +268,37 @@ static void vf_on_vfio_refuses_removal_unless_forced(void)
     teardown();
 }
 
+/* Forced removal while a VMM holds a VF: the kernel's removal waits for it (the shim's
+ * fake_vmm_holds), and the call stops waiting at the lock timeout, never hanging; the PF stays
+ * locked until the kernel is done (another call: PCIBIND_ERR_BUSY), and then has 0 VFs. */
+static void forced_removal_waits_for_a_vmm_a_bounded_time(void)
+{
+    setup();
+    char **vfs = NULL;
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 2, 0, &vfs), PCIBIND_OK);
+    pcibind_strv_free(vfs);
+    CHECK_RC(pcibind_bind(ctx, VF1, "vfio-pci", 0, NULL), PCIBIND_OK);
+    ptk_write(root, "devices/pci0000:00/" VF1 "/fake_vmm_holds", "");
+    CHECK_RC(pcibind_ctx_set_lock_timeout(ctx, 300), PCIBIND_OK);
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 0, PCIBIND_BIND_FORCE, NULL), PCIBIND_ERR_IN_USE);
+    CHECK_CONTAINS(pcibind_last_error_message(), "waiting for the process that holds one of them");
+    CHECK_RC(pcibind_ctx_set_lock_timeout(ctx, 0), PCIBIND_OK);
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 1, 0, NULL), PCIBIND_ERR_BUSY);
+    char *marker = ptk_path(root, "devices/pci0000:00/" VF1 "/fake_vmm_holds");
+    unlink(marker);
+    free(marker);
+    CHECK_RC(pcibind_ctx_set_lock_timeout(ctx, 5000), PCIBIND_OK);
+    vfs = NULL;
+    CHECK_RC(pcibind_sriov_vfs(ctx, PF, &vfs), PCIBIND_OK);
+    pcibind_strv_free(vfs);
+    /* The lock is free once the kernel is done: a change goes through (0 -> 1). */
+    vfs = NULL;
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 1, 0, &vfs), PCIBIND_OK);
+    CHECK(vfs && vfs[0] && !vfs[1]);
+    pcibind_strv_free(vfs);
+    teardown();
+}
+
 /* Removal holds every VF's lock as well as the PF's: with a VF locked by another pcibind (an
  * flock on its lock file, from another open file description, as another process has), the
  * removal waits for it, gives up BUSY after the lock timeout, and nothing is written. Once the
@@ -360,6 +391,7 @@ RUN_TESTS(TEST_CASE(lists_the_vfs_in_virtfn_order), TEST_CASE(new_vfs_stay_unbou
           TEST_CASE(autoprobe_flag_lets_the_host_driver_take_them),
           TEST_CASE(count_changes_go_through_zero), TEST_CASE(more_than_total_is_refused),
           TEST_CASE(vf_on_vfio_refuses_removal_unless_forced),
+          TEST_CASE(forced_removal_waits_for_a_vmm_a_bounded_time),
           TEST_CASE(removal_waits_for_a_locked_vf),
           TEST_CASE(no_sriov_is_unsupported),
           TEST_CASE(driver_without_sriov_configure_is_unsupported),

@@ -8,6 +8,7 @@ use crate::log::Priority;
 use crate::record::{Record, Recorded};
 use crate::safety::Destination;
 use crate::sysfs::NO_DRIVER_OVERRIDE;
+use crate::txn::Locked;
 use crate::Context;
 
 /// Options of [`Context::sriov_set_numvfs`].
@@ -89,7 +90,7 @@ impl Context {
                 },
             },
         )?;
-        let result = self.change_numvfs(&pf, current, numvfs, options, &deadline);
+        let result = self.change_numvfs(&pf, current, numvfs, options, &deadline, &locked);
         // A failure leaves the count as the error says and autoprobe as it was; only when
         // autoprobe could not be put back does the record stay, for the next holder.
         if result.is_ok() || self.sysfs.sriov_drivers_autoprobe(&pf).ok() == Some(autoprobe) {
@@ -106,21 +107,30 @@ impl Context {
         numvfs: u32,
         options: SriovOptions,
         deadline: &Deadline,
+        pf_locked: &Locked<'_>,
     ) -> Result<Vec<PciAddress>> {
         let pf = *pf;
         if current > 0 {
             // The VFs' locks too (after the PF's, whose address precedes theirs): a bind of
             // one of them cannot slip in between the check and the removal.
             let vfs = self.sysfs.sriov_virtfns(&pf)?;
-            let _vf_locks = self.lock_devices(&vfs, deadline)?;
+            let vf_locks = self.lock_devices(&vfs, deadline)?;
             self.check_vfs_removable(&vfs, &pf, options.force)?;
             self.log.log(
                 Priority::Info,
                 format_args!("{pf}: removing its {current} VFs"),
             );
-            self.sysfs
-                .set_sriov_numvfs(&pf, 0)
-                .map_err(|e| self.numvfs_error(&pf, e))?;
+            let held_by_a_vmm = options.force
+                && vfs
+                    .iter()
+                    .any(|vf| self.vfio_driver_of(vf).ok().flatten().is_some());
+            if held_by_a_vmm {
+                self.remove_vfs_within(&pf, pf_locked, &vf_locks)?;
+            } else {
+                self.sysfs
+                    .set_sriov_numvfs(&pf, 0)
+                    .map_err(|e| self.numvfs_error(&pf, e))?;
+            }
             if numvfs == 0 {
                 return Ok(Vec::new());
             }
@@ -211,6 +221,39 @@ impl Context {
             }
         }
         result
+    }
+
+    /// Removes the VFs, one of which is on a VFIO driver (forced): a VMM may hold it, and the
+    /// kernel then waits for it to let go, forever if its guest does not answer. The write is
+    /// made by a child process that keeps the PF's and the VFs' locks until the kernel is
+    /// done; the call waits at most the lock timeout (10 s when that is 0), then fails saying
+    /// the removal is pending.
+    fn remove_vfs_within(
+        &self,
+        pf: &PciAddress,
+        pf_locked: &Locked<'_>,
+        vf_locks: &Locked<'_>,
+    ) -> Result<()> {
+        let mut kept = pf_locked.keep_alive_all()?;
+        kept.extend(vf_locks.keep_alive_all()?);
+        let keep: Vec<&std::fs::File> = kept.iter().collect();
+        let done = self
+            .sysfs
+            .set_sriov_numvfs_within(pf, 0, self.vmm_wait(), &keep)
+            .map_err(|e| self.numvfs_error(pf, e))?;
+        if done {
+            return Ok(());
+        }
+        Err(Error::InUse {
+            address: *pf,
+            reason: format!(
+                "removing its VFs: the kernel is waiting for the process that holds one of \
+                 them (a VMM) to let go of it, and this call stopped waiting after {:?}. The \
+                 removal completes when that process lets go (the PF then has 0 VFs), and \
+                 the PF and its VFs stay locked until then",
+                self.vmm_wait()
+            ),
+        })
     }
 
     /// Removing the PF's VFs is refused while one is on a VFIO driver, unless forced.

@@ -260,29 +260,61 @@ impl Sysfs {
         driver: &DriverName,
         address: &PciAddress,
         limit: Duration,
-        keep: Option<&File>,
+        keep: &[&File],
     ) -> Result<bool> {
         let path = self.driver_dir(driver).join("unbind");
+        self.write_within(path, address.to_string(), limit, keep, "unbinding")
+    }
+
+    /// Sets the PF's VF count as [`Sysfs::set_sriov_numvfs`] does, waiting at most `limit` as
+    /// [`Sysfs::unbind_within`] does: removing a VF that a VMM holds waits for it to let go.
+    pub fn set_sriov_numvfs_within(
+        &self,
+        address: &PciAddress,
+        numvfs: u32,
+        limit: Duration,
+        keep: &[&File],
+    ) -> Result<bool> {
+        let path = self.device_dir(address).join("sriov_numvfs");
+        self.write_within(
+            path,
+            numvfs.to_string(),
+            limit,
+            keep,
+            "writing sriov_numvfs",
+        )
+    }
+
+    /// One write of `value` to the kernel file `path`, made by a child process that keeps the
+    /// files `keep` (locks) open until the kernel answers; true when it answered within
+    /// `limit`.
+    fn write_within(
+        &self,
+        path: PathBuf,
+        value: String,
+        limit: Duration,
+        keep: &[&File],
+        step: &'static str,
+    ) -> Result<bool> {
         let file = self
             .tree
             .open(&path, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW)
-            .map_err(|e| Error::io("unbinding", &path, e))?;
-        let value = address.to_string();
+            .map_err(|e| Error::io(step, &path, e))?;
         let fd = file.as_raw_fd();
-        let keep_fd = keep.map_or(-1, File::as_raw_fd);
-        // SAFETY: fork; the child makes async-signal-safe system calls only (close_range or
-        // close, write, _exit) on memory prepared before the fork.
+        // What the child keeps, in order (the child only reads it).
+        let mut kept: Vec<RawFd> = keep.iter().map(|f| f.as_raw_fd()).collect();
+        kept.push(fd);
+        kept.sort_unstable();
+        kept.dedup();
+        // SAFETY: fork; the child makes async-signal-safe system calls only (getrlimit, close,
+        // write, _exit) on memory prepared before the fork.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
-            return Err(Error::io(
-                "starting the unbind",
-                &path,
-                io::Error::last_os_error(),
-            ));
+            return Err(Error::io(step, &path, io::Error::last_os_error()));
         }
         if pid == 0 {
             // SAFETY: in the child, see above.
-            unsafe { unbind_child(fd, keep_fd, value.as_bytes()) }
+            unsafe { write_child(fd, &kept, value.as_bytes()) }
         }
         drop(file);
         let started = Instant::now();
@@ -294,26 +326,24 @@ impl Sysfs {
             if r == pid {
                 return match libc::WEXITSTATUS(status) {
                     0 if libc::WIFEXITED(status) => Ok(true),
-                    code if libc::WIFEXITED(status) => Err(Error::io(
-                        "unbinding",
-                        &path,
-                        io::Error::from_raw_os_error(code),
-                    )),
+                    code if libc::WIFEXITED(status) => {
+                        Err(Error::io(step, &path, io::Error::from_raw_os_error(code)))
+                    }
                     _ => Err(Error::io(
-                        "unbinding (the writing process was killed)",
+                        step,
                         &path,
                         io::Error::from_raw_os_error(libc::EINTR),
                     )),
                 };
             }
             if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                return Err(Error::io("unbinding", &path, io::Error::last_os_error()));
+                return Err(Error::io(step, &path, io::Error::last_os_error()));
             }
             let elapsed = started.elapsed();
             if limit != Duration::MAX && elapsed >= limit {
                 // Reaped once it ends; the thread ends with it (or with the process).
                 let _ = thread::Builder::new()
-                    .name("pcibind-unbind-reaper".into())
+                    .name("pcibind-write-reaper".into())
                     .spawn(move || {
                         let mut status = 0;
                         // SAFETY: waitpid on our own child.
@@ -1094,43 +1124,51 @@ impl Sysfs {
     }
 }
 
-/// The child of [`Sysfs::unbind_within`]: closes every descriptor but the unbind file `fd` and
-/// the lock file `keep` (-1: none), writes `value` to `fd` in one write, and exits with 0 or
-/// the errno.
+/// The child of [`Sysfs::write_within`]: closes every descriptor but those in `keep` (in
+/// order; the kernel file `fd` among them), writes `value` to `fd` in one write, and exits
+/// with 0 or the errno.
 ///
 /// # Safety
-/// Only in a child just forked: async-signal-safe system calls only.
-unsafe fn unbind_child(fd: RawFd, keep: RawFd, value: &[u8]) -> ! {
-    let (low, high) = if keep >= 0 && keep < fd {
-        (keep, fd)
-    } else {
-        (fd, keep.max(fd))
-    };
-    // SAFETY: plain system calls on descriptors; close_range (5.9) where there is one, else
-    // close one by one up to a sane bound.
+/// Only in a child just forked: async-signal-safe system calls only, no allocation.
+unsafe fn write_child(fd: RawFd, keep: &[RawFd], value: &[u8]) -> ! {
+    // SAFETY: plain system calls on descriptors.
     unsafe {
-        let close_between = |from: RawFd, to: libc::c_uint| {
-            if (from as libc::c_uint) <= to
-                && libc::syscall(libc::SYS_close_range, from as libc::c_uint, to, 0) != 0
+        // close_range (5.9); else one by one, up to the soft limit (at most 2^20).
+        let close_gap = |from: RawFd, to: RawFd| {
+            if from > to {
+                return;
+            }
+            if libc::syscall(
+                libc::SYS_close_range,
+                from as libc::c_uint,
+                to as libc::c_uint,
+                0,
+            ) == 0
             {
-                let mut n = from as libc::c_uint;
-                while n <= to.min(65535) {
-                    libc::close(n as RawFd);
-                    n += 1;
-                }
+                return;
+            }
+            let mut limit: libc::rlimit = std::mem::zeroed();
+            let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                limit.rlim_cur.min(1 << 20) as RawFd
+            } else {
+                65536
+            };
+            let mut n = from;
+            while n <= to && n < max {
+                libc::close(n);
+                n += 1;
             }
         };
-        if low > 0 {
-            close_between(0, (low - 1) as libc::c_uint);
+        let mut from = 0;
+        for &k in keep {
+            close_gap(from, k - 1);
+            from = k + 1;
         }
-        if high > low + 1 {
-            close_between(low + 1, (high - 1) as libc::c_uint);
-        }
-        close_between(high + 1, libc::c_uint::MAX);
-        let n = libc::write(fd, value.as_ptr().cast(), value.len());
-        let code = if n == value.len() as isize {
+        close_gap(from, RawFd::MAX);
+        let written = libc::write(fd, value.as_ptr().cast(), value.len());
+        let code = if written == value.len() as isize {
             0
-        } else if n < 0 {
+        } else if written < 0 {
             *libc::__errno_location()
         } else {
             libc::EIO

@@ -224,6 +224,11 @@ impl<'a> Locked<'a> {
             .ok_or_else(|| Error::Internal(format!("a transaction on {address} without its lock")))
     }
 
+    /// Another descriptor of every lock file held, keeping the locks taken while open.
+    pub fn keep_alive_all(&self) -> Result<Vec<std::fs::File>> {
+        self.guards.iter().map(DeviceGuard::keep_alive).collect()
+    }
+
     pub fn record(&self, address: &PciAddress, record: &Record) -> Result<()> {
         self.guard(address)?.write_record(&record.to_text())
     }
@@ -446,7 +451,7 @@ impl Context {
             .map_err(|e| Failure::from_error(&step, &e))?;
         match self
             .sysfs
-            .unbind_within(driver, address, self.vmm_wait(), Some(&keep_lock))
+            .unbind_within(driver, address, self.vmm_wait(), &[&keep_lock])
         {
             Ok(true) => Ok(()),
             Ok(false) => Err(Failure {
@@ -468,7 +473,7 @@ impl Context {
     /// How long a forced move off a VFIO driver waits for a VMM to let go of the device: the
     /// lock timeout, or [`VMM_WAIT`] when that is 0 (fail at once when locked is no answer
     /// for a wait that has begun).
-    fn vmm_wait(&self) -> std::time::Duration {
+    pub(crate) fn vmm_wait(&self) -> std::time::Duration {
         if self.lock_timeout.is_zero() {
             VMM_WAIT
         } else {

@@ -63,6 +63,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <ftw.h>
+#include <glob.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1941,13 +1942,21 @@ static void wait_while_a_vmm_holds(int fd, const void *buf, size_t count)
             len = 64;
         marker = pathf("%s/bus/pci/devices/%.*s/fake_vmm_holds", t->root, (int)len,
                        (const char *)buf);
+    } else if (t && t->kind == K_NUMVFS && count >= 1 && ((const char *)buf)[0] == '0') {
+        /* Removing the VFs: each VF is removed, so one that a VMM holds is waited for. */
+        marker = pathf("%s/bus/pci/devices/%s/virtfn*/fake_vmm_holds", t->root, t->driver);
     }
     pthread_mutex_unlock(&state_lock);
     if (!marker)
         return;
-    struct stat st;
-    while (lstat(marker, &st) == 0)
+    for (;;) {
+        glob_t g;
+        int held = glob(marker, 0, NULL, &g) == 0 && g.gl_pathc > 0;
+        globfree(&g);
+        if (!held)
+            break;
         usleep(10000);
+    }
     free(marker);
 }
 

@@ -67,8 +67,9 @@
  *   bus/pci/drivers/DRV/fake_vfio    exists for a VFIO driver: binding creates
  *                                    BDF/vfio-dev/vfioN (the lowest free N)
  *   bus/pci/devices/BDF/fake_vmm_holds  exists while a VMM holds the device: an unbind write
- *                                    for it blocks until the file is removed, as the kernel
- *                                    waits for the process to let go (since 0.3)
+ *                                    for it, or a PF's sriov_numvfs 0 when it is a VF,
+ *                                    blocks until the file is removed, as the kernel waits
+ *                                    for the process to let go (since 0.3)
  *   dev/vfio/                        exists (the test makes it, and a pcibind_ctx's dev root
  *                                    is ROOT/dev): the shim keeps the VFIO nodes devtmpfs
  *                                    would have, as empty 0600 files standing for character
