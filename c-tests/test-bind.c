@@ -824,6 +824,8 @@ static void *bind_job(void *arg)
 {
     struct job *j = arg;
     j->rc = pcibind_bind(ctx, j->bdf, j->name, PCIBIND_BIND_FORCE, NULL);
+    if (j->rc != PCIBIND_OK)
+        printf("#   %s to %s: %d: %s\n", j->bdf, j->name, j->rc, pcibind_last_error_message());
     return NULL;
 }
 
