@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -301,66 +301,86 @@ impl Sysfs {
             .open(&path, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW)
             .map_err(|e| Error::io(step, &path, e))?;
         let fd = file.as_raw_fd();
+        // The child's answer comes through a pipe, not its exit status: a tool wrapping the
+        // process (valgrind's --error-exitcode) may rewrite that, and a caller that reaps
+        // every child (a SIGCHLD handler, SIG_IGN) may take it first.
+        let mut pipe = [-1 as RawFd; 2];
+        // SAFETY: pipe2 fills the two descriptors.
+        if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(Error::io(step, &path, io::Error::last_os_error()));
+        }
+        // SAFETY: descriptors just made, owned by nothing else.
+        let (answer, tell) =
+            unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
         // What the child keeps, in order (the child only reads it).
         let mut kept: Vec<RawFd> = keep.iter().map(|f| f.as_raw_fd()).collect();
         kept.push(fd);
+        kept.push(tell.as_raw_fd());
         kept.sort_unstable();
         kept.dedup();
-        // SAFETY: fork; the child makes async-signal-safe system calls only (getrlimit, close,
-        // write, _exit) on memory prepared before the fork.
+        // SAFETY: fork; the child makes async-signal-safe system calls only (close_range or
+        // getrlimit and close, write, _exit) on memory prepared before the fork.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
             return Err(Error::io(step, &path, io::Error::last_os_error()));
         }
         if pid == 0 {
             // SAFETY: in the child, see above.
-            unsafe { write_child(fd, &kept, value.as_bytes()) }
+            unsafe { write_child(fd, tell.as_raw_fd(), &kept, value.as_bytes()) }
         }
         drop(file);
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
+        drop(tell);
+        let reap = move || {
             let mut status = 0;
-            // SAFETY: waitpid on our own child.
-            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-            if r == pid {
-                return match libc::WEXITSTATUS(status) {
-                    0 if libc::WIFEXITED(status) => Ok(true),
-                    code if libc::WIFEXITED(status) => {
-                        Err(Error::io(step, &path, io::Error::from_raw_os_error(code)))
-                    }
-                    _ => Err(Error::io(
-                        step,
-                        &path,
-                        io::Error::from_raw_os_error(libc::EINTR),
-                    )),
-                };
+            // SAFETY: waitpid on our own child (ECHILD when someone else reaped it).
+            while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+                && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+            {}
+        };
+        let timeout_ms: libc::c_int = if limit == Duration::MAX {
+            -1
+        } else {
+            limit.as_millis().min(libc::c_int::MAX as u128) as libc::c_int
+        };
+        let started = Instant::now();
+        loop {
+            let mut pfd = libc::pollfd {
+                fd: answer.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let left = if timeout_ms < 0 {
+                -1
+            } else {
+                (timeout_ms as u128).saturating_sub(started.elapsed().as_millis()) as libc::c_int
+            };
+            // SAFETY: poll on one descriptor we own.
+            let n = unsafe { libc::poll(&mut pfd, 1, left) };
+            if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
             }
-            if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                return Err(Error::io(step, &path, io::Error::last_os_error()));
-            }
-            let elapsed = started.elapsed();
-            if limit != Duration::MAX && elapsed >= limit {
-                // Reaped once it ends; the thread ends with it (or with the process).
+            if n == 0 {
+                // Still waiting in the kernel: reaped once it ends (the thread ends with it, or
+                // with the process).
                 let _ = thread::Builder::new()
                     .name("pcibind-write-reaper".into())
-                    .spawn(move || {
-                        let mut status = 0;
-                        // SAFETY: waitpid on our own child.
-                        while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
-                            && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-                        {
-                        }
-                    });
+                    .spawn(reap);
                 return Ok(false);
             }
-            let left = if limit == Duration::MAX {
-                pause
-            } else {
-                (limit - elapsed).min(pause)
-            };
-            thread::sleep(left);
-            pause = (pause * 2).min(Duration::from_millis(50));
+            break;
+        }
+        let mut code = [0u8; 4];
+        // SAFETY: read into a buffer we own; the pipe is ready (or at end: the child died).
+        let got = unsafe { libc::read(answer.as_raw_fd(), code.as_mut_ptr().cast(), 4) };
+        reap();
+        match (got, i32::from_ne_bytes(code)) {
+            (4, 0) => Ok(true),
+            (4, errno) => Err(Error::io(step, &path, io::Error::from_raw_os_error(errno))),
+            _ => Err(Error::io(
+                "the process writing it ended without an answer",
+                &path,
+                io::Error::from_raw_os_error(libc::EINTR),
+            )),
         }
     }
 
@@ -1125,13 +1145,13 @@ impl Sysfs {
 }
 
 /// The child of [`Sysfs::write_within`]: closes every descriptor but those in `keep` (in
-/// order; the kernel file `fd` among them), writes `value` to `fd` in one write, and exits
-/// with 0 or the errno.
+/// order: the kernel file `fd`, the pipe `tell` and the lock files), writes `value` to `fd` in
+/// one write, tells the errno (0: done) through `tell`, and exits.
 ///
 /// # Safety
 /// Only in a child just forked: async-signal-safe system calls only, no allocation.
-unsafe fn write_child(fd: RawFd, keep: &[RawFd], value: &[u8]) -> ! {
-    // SAFETY: plain system calls on descriptors.
+unsafe fn write_child(fd: RawFd, tell: RawFd, keep: &[RawFd], value: &[u8]) -> ! {
+    // SAFETY: plain system calls on descriptors and on memory prepared before the fork.
     unsafe {
         // close_range (5.9); else one by one, up to the soft limit (at most 2^20).
         let close_gap = |from: RawFd, to: RawFd| {
@@ -1166,13 +1186,15 @@ unsafe fn write_child(fd: RawFd, keep: &[RawFd], value: &[u8]) -> ! {
         }
         close_gap(from, RawFd::MAX);
         let written = libc::write(fd, value.as_ptr().cast(), value.len());
-        let code = if written == value.len() as isize {
+        let code: i32 = if written == value.len() as isize {
             0
         } else if written < 0 {
             *libc::__errno_location()
         } else {
             libc::EIO
         };
-        libc::_exit(code)
+        let bytes = code.to_ne_bytes();
+        libc::write(tell, bytes.as_ptr().cast(), bytes.len());
+        libc::_exit(0)
     }
 }
