@@ -71,6 +71,11 @@ pub enum Error {
     #[error("{address} is in use on the host: {reason} (PCIBIND_BIND_FORCE overrides this check)")]
     InUse { address: PciAddress, reason: String },
 
+    /// A forced move whose write still waits in the kernel for a VMM to let go of the device
+    /// (the C API's PCIBIND_ERR_IN_USE): forcing was already done, so the message offers none.
+    #[error("{address} is held by a VMM: {reason}")]
+    HeldByVmm { address: PciAddress, reason: String },
+
     #[error(
         "PCI driver '{driver}' does not claim {address}: {detail} (PCIBIND_BIND_FORCE overrides \
          this check)"

@@ -244,7 +244,7 @@ impl Context {
         if done {
             return Ok(());
         }
-        Err(Error::InUse {
+        Err(Error::HeldByVmm {
             address: *pf,
             reason: format!(
                 "removing its VFs: the kernel is waiting for the process that holds one of \

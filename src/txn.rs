@@ -609,7 +609,7 @@ impl Context {
         }
         self.log
             .log(Priority::Err, format_args!("{}: {reason}", failed.address));
-        Error::InUse {
+        Error::HeldByVmm {
             address: failed.address,
             reason,
         }

@@ -267,7 +267,7 @@ fn status_of(err: &Error) -> u8 {
         Error::ModuleLoad { .. } => 5,
         Error::Bind { .. } => 6,
         Error::Restore { .. } => 7,
-        Error::InUse { .. } => 8,
+        Error::InUse { .. } | Error::HeldByVmm { .. } => 8,
         Error::NotClaimed { .. } => 9,
         Error::Busy(_) => 10,
         _ => 11,

@@ -92,7 +92,7 @@ pub(crate) fn code_of(err: &Error) -> c_int {
         Error::Io { .. } | Error::Malformed { .. } | Error::Escape { .. } => PCIBIND_ERR_IO,
         Error::Bind { .. } => PCIBIND_ERR_BIND,
         Error::Restore { .. } => PCIBIND_ERR_RESTORE,
-        Error::InUse { .. } => PCIBIND_ERR_IN_USE,
+        Error::InUse { .. } | Error::HeldByVmm { .. } => PCIBIND_ERR_IN_USE,
         Error::NotClaimed { .. } => PCIBIND_ERR_NOT_CLAIMED,
         Error::Busy(_) => PCIBIND_ERR_BUSY,
         Error::Unsupported { .. } => PCIBIND_ERR_UNSUPPORTED,
