@@ -277,11 +277,7 @@ static void in_use_netdev_is_refused_unless_forced(void)
 {
     setup();
     ptk_device(root, "0000:02:00.0", E1000E, "e1000e");
-    ptk_mkdirs(root, "devices/pci0000:00/0000:02:00.0/net/eth0");
-    ptk_write(root, "devices/pci0000:00/0000:02:00.0/net/eth0/flags", "0x1003\n");
-    ptk_write(root, "proc/net/route",
-              "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
-              "eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");
+    nic_carries_the_hosts_traffic_in(root, "0000:02:00.0");
     CHECK_RC(pcibind_bind(ctx, "0000:02:00.0", "vfio-pci", 0, NULL), PCIBIND_ERR_IN_USE);
     CHECK_CONTAINS(pcibind_last_error_message(), "network interface eth0 is up");
     expect_nothing_written();
@@ -655,11 +651,7 @@ static void dry_run_before_the_module_is_loaded_checks_and_loads_nothing(void)
     CHECK(plan_messages_with_newline == 0);
 
     /* In use: refused exactly as the real bind would refuse it. */
-    ptk_mkdirs(root, "devices/pci0000:00/0000:02:00.0/net/eth0");
-    ptk_write(root, "devices/pci0000:00/0000:02:00.0/net/eth0/flags", "0x1003\n");
-    ptk_write(root, "proc/net/route",
-              "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
-              "eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");
+    nic_carries_the_hosts_traffic_in(root, "0000:02:00.0");
     char *plan = (char *)(uintptr_t)0x1;
     CHECK_RC(pcibind_bind_plan(ctx, "0000:02:00.0", "vfio-pci", 0, &plan), PCIBIND_ERR_IN_USE);
     CHECK(plan == NULL);

@@ -53,11 +53,7 @@ static void expect_log(const char *expected)
 /* NIC's eth0 is up with an IPv4 route: the host's uplink. */
 static void nic_carries_the_hosts_traffic(void)
 {
-    ptk_mkdirs(root, "devices/pci0000:00/" NIC "/net/eth0");
-    ptk_write(root, "devices/pci0000:00/" NIC "/net/eth0/flags", "0x1003\n");
-    ptk_write(root, "proc/net/route",
-              "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
-              "eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");
+    nic_carries_the_hosts_traffic_in(root, NIC);
 }
 
 static void named_reattach_refuses_what_bind_refuses(void)

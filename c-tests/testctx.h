@@ -65,6 +65,21 @@ static inline void e1000e_and_vfio_pci(const char *root)
     ptk_driver_ids(root, "e1000e", "pci:v00008086d000010D3sv*sd*bc*sc*i*");
 }
 
+/* The host's uplink on the device BDF (in devices/pci0000:00): its interface eth0 up, with an
+ * IPv4 route in the tree's proc/net/route, as the in-use check reads a fake tree. */
+static inline void nic_carries_the_hosts_traffic_in(const char *root, const char *bdf)
+{
+    char rel[256];
+    snprintf(rel, sizeof(rel), "devices/pci0000:00/%s/net/eth0", bdf);
+    ptk_mkdirs(root, rel);
+    snprintf(rel, sizeof(rel), "devices/pci0000:00/%s/net/eth0/flags", bdf);
+    ptk_write(root, rel, "0x1003\n");
+    ptk_mkdirs(root, "proc/net");
+    ptk_write(root, "proc/net/route",
+              "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+              "eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");
+}
+
 /* The checks of a device's state the writing tests share: bound to `driver` (NULL: unbound),
  * and its driver_override ("(null)" when unset), in the tree at `root`. */
 static inline void expect_bound_in(const char *root, const char *bdf, const char *driver)

@@ -113,6 +113,18 @@ impl Tree {
         self.config_dir().join(format!("pci-{bdf}"))
     }
 
+    /// The e1000e's eth0 up, with an IPv4 route in the tree's net/route: the host's uplink.
+    fn nic_carries_the_hosts_traffic(&self) {
+        let net = self.root.join("devices/pci0000:00/0000:00:02.0/net/eth0");
+        std::fs::create_dir_all(&net).unwrap();
+        std::fs::write(net.join("flags"), "0x1003\n").unwrap();
+        std::fs::write(
+            self.root.join("proc/net/route"),
+            "Iface\tDestination\neth0\t0002000A\n",
+        )
+        .unwrap();
+    }
+
     fn writes(&self) -> String {
         std::fs::read_to_string(self.root.join("write.log")).unwrap_or_default()
     }
@@ -584,14 +596,7 @@ fn a_mistyped_driver_is_no_such_driver_and_nothing_changes() {
 #[test]
 fn in_use_device_is_refused_unless_forced() {
     let t = Tree::new();
-    let net = t.root.join("devices/pci0000:00/0000:00:02.0/net/eth0");
-    std::fs::create_dir_all(&net).unwrap();
-    std::fs::write(net.join("flags"), "0x1003\n").unwrap();
-    std::fs::write(
-        t.root.join("proc/net/route"),
-        "Iface\tDestination\neth0\t0002000A\n",
-    )
-    .unwrap();
+    t.nic_carries_the_hosts_traffic();
     let o = t.run(&["bind", NIC, "vfio-pci"]);
     assert_eq!(o.status.code(), Some(8));
     assert!(stderr(&o).contains("eth0 is up"), "{}", stderr(&o));
@@ -1106,14 +1111,7 @@ fn a_module_name_reaches_the_claim_check_as_typed() {
 #[test]
 fn unbind_and_reattach_refuse_an_in_use_nic_unless_forced() {
     let t = Tree::new();
-    let net = t.root.join("devices/pci0000:00/0000:00:02.0/net/eth0");
-    std::fs::create_dir_all(&net).unwrap();
-    std::fs::write(net.join("flags"), "0x1003\n").unwrap();
-    std::fs::write(
-        t.root.join("proc/net/route"),
-        "Iface\tDestination\neth0\t0002000A\n",
-    )
-    .unwrap();
+    t.nic_carries_the_hosts_traffic();
     for args in [
         &["unbind", NIC][..],
         &["reattach", NIC, "vfio-pci"],
