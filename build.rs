@@ -18,7 +18,7 @@ fn main() {
     error_table();
 }
 
-/// `PCIBIND_DEFAULT_LOCK_DIR` for `env!` in src/lib.rs, from `PCIBIND_LOCKDIR` when set. A
+/// `PCIBIND_DEFAULT_LOCK_DIR` for `env!` in src/context.rs, from `PCIBIND_LOCKDIR` when set. A
 /// relative path is refused here, at build time: the library would refuse it at run time.
 fn lock_dir() {
     println!("cargo:rerun-if-env-changed=PCIBIND_LOCKDIR");

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Checks that the lock directory the build was configured with (meson's -Dlockdir) is the one
-its products use: the default compiled into libpcibind.so (build.rs hands it to src/lib.rs's
+its products use: the default compiled into libpcibind.so (build.rs hands it to src/context.rs's
 DEFAULT_LOCK_DIR, Context::new's default, which pcibind_ctx_new() and
 pcibind_ctx_set_lock_dir(ctx, NULL) take), and, when the tool is built, the default
 `pcibind --help` shows for --lock-dir (the tool's default is the same constant) and the FILES

@@ -1,7 +1,7 @@
 /* Interrupted transactions are rolled back (SPEC 3.12). A caller killed in the middle leaves the
  * device half moved and the record of its start in the device's lock file. These tests lay out
  * exactly that (the device's state and the record a killed caller leaves, in the format of
- * src/record.rs) and check what the next caller does: roll the device back before its own work,
+ * src/os/record.rs) and check what the next caller does: roll the device back before its own work,
  * in any call; pcibind_recover(); the trust rule; unreadable records; gone devices; a PF's
  * SR-IOV record. test-kill.c kills real callers with the test kit's PTK_KILL_AFTER_WRITE. */
 #define _GNU_SOURCE

@@ -25,10 +25,10 @@ pub use alias::wildcard_count;
 pub use alias::{AliasIndex, HostAliases, VFIO_PREFIX};
 use alias::{Parser, Text, ALIAS_FILE, BUILTIN_MODINFO_FILE, PCI_PREFIX};
 
-use crate::address::PciAddress;
-use crate::log::{Logger, Priority};
-use crate::modalias::Modalias;
-use crate::name::ModuleName;
+use crate::types::address::PciAddress;
+use crate::types::log::{Logger, Priority};
+use crate::types::modalias::Modalias;
+use crate::types::name::ModuleName;
 
 /// The module behind the catch-all `vfio_pci:v*d*sv*sd*bc*sc*i*` alias.
 pub const VFIO_PCI_MODULE: &str = "vfio_pci";

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 
 use super::codes::{code_of, pcibind_error};
 use super::pcibind_ctx;
-use crate::error::{quote, Error, Result};
-use crate::log::{Priority, Sink};
+use crate::types::error::{quote, Error, Result};
+use crate::types::log::{Priority, Sink};
 use crate::Context;
 
 struct LastError {

@@ -5,7 +5,7 @@
 
 use std::ffi::{c_int, CStr};
 
-use crate::error::Error;
+use crate::types::error::Error;
 
 /// Result codes. `0` is success; every failure is negative and comes with a message from
 /// `pcibind_last_error_message()`. Values never change once released.

@@ -19,8 +19,8 @@ use boundary::{
     path_arg, str_arg, with_ctx, with_ctx_mut,
 };
 
-use crate::error::Error;
-use crate::log::Logger;
+use crate::types::error::Error;
+use crate::types::log::Logger;
 use crate::{Context, Modprobe};
 
 /// Flags of `pcibind_bind()` (and `pcibind_bind_plan()`, `pcibind_bind_start()`); combine

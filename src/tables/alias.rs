@@ -18,9 +18,9 @@ use std::io::{self, Read};
 
 use memchr::memmem::Finder;
 
-use crate::log::{Logger, Priority};
-use crate::modalias::{Modalias, FIELDS};
-use crate::name::ModuleName;
+use crate::types::log::{Logger, Priority};
+use crate::types::modalias::{Modalias, FIELDS};
+use crate::types::name::ModuleName;
 
 /// The prefix depmod gives the aliases of `PCI_DRIVER_OVERRIDE_DEVICE_VFIO()` IDs.
 pub const VFIO_PREFIX: &str = "vfio_pci:";

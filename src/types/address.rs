@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::Error;
+use crate::types::error::Error;
 
 /// A validated PCI address. Displayed the way the kernel names devices in sysfs: lower-case hex,
 /// at least four domain digits (`0000:03:00.1`).
@@ -27,7 +27,7 @@ impl PciAddress {
     /// Hex digits may be of either case; nothing else (no white space, no newline) is accepted.
     pub fn parse(input: &str) -> Result<PciAddress, Error> {
         let bad = |reason: &'static str| Error::InvalidAddress {
-            input: crate::error::quote(input),
+            input: crate::types::error::quote(input),
             reason,
         };
         let (head, function) = input

@@ -23,15 +23,15 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use crate::address::PciAddress;
-use crate::blockdev::{self, Exclusive};
-use crate::error::{Error, Result};
-use crate::log::{Logger, Priority};
-use crate::netlink;
-use crate::sysfs::{
+use crate::os::blockdev::{self, Exclusive};
+use crate::os::netlink;
+use crate::os::sysfs::{
     BlockDevice, BtrfsFilesystem, DeviceSubtree, NetInterface, NetKind, NvmeNamespace, Sysfs,
     UpperLink,
 };
+use crate::types::address::PciAddress;
+use crate::types::error::{Error, Result};
+use crate::types::log::{Logger, Priority};
 
 #[cfg(test)]
 mod tests;

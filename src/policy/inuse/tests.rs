@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::in_use_reason;
-use crate::address::PciAddress;
-use crate::error::{Error, Result};
-use crate::log::{Logger, Priority};
-use crate::sysfs::Sysfs;
+use crate::os::sysfs::Sysfs;
+use crate::types::address::PciAddress;
+use crate::types::error::{Error, Result};
+use crate::types::log::{Logger, Priority};
 
 const ROUTE_HEADER: &str =
     "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n";

@@ -1,9 +1,9 @@
 //! Network interface names where a PCI address is expected (`pcibind bind eth1`): the PCI
 //! function behind the interface, found through `class/net/IF/device`.
 
-use crate::address::PciAddress;
-use crate::error::{quote, Error, Result};
-use crate::sysfs::{valid_ifname, InterfaceDevice};
+use crate::os::sysfs::{valid_ifname, InterfaceDevice};
+use crate::types::address::PciAddress;
+use crate::types::error::{quote, Error, Result};
 use crate::Context;
 
 /// The bus of virtio devices: virtio-net's interface hangs below `virtioN`, which hangs below

@@ -24,8 +24,8 @@
 
 use std::fmt::Write as _;
 
-use crate::name::DriverName;
 use crate::txn::DeviceState;
+use crate::types::name::DriverName;
 
 const MAGIC: &str = "pcibind-record 1";
 

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::address::PciAddress;
-use crate::error::{Error, Result};
-use crate::name::DriverName;
+use crate::types::address::PciAddress;
+use crate::types::error::{Error, Result};
+use crate::types::name::DriverName;
 use crate::Context;
 
 /// PCI base class of bridges of every kind (host, ISA/LPC, PCI-to-PCI, ...).
@@ -31,7 +31,7 @@ impl UnitMember {
             && self
                 .driver
                 .as_ref()
-                .is_some_and(|d| !crate::group::is_harmless_driver(d))
+                .is_some_and(|d| !crate::policy::group::is_harmless_driver(d))
     }
 }
 

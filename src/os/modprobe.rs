@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
-use crate::name::ModuleName;
+use crate::types::error::{Error, Result};
+use crate::types::name::ModuleName;
 
 /// Where modprobe is looked for when none is configured, in order.
 pub const DEFAULT_PROGRAMS: [&str; 2] = ["/usr/sbin/modprobe", "/sbin/modprobe"];

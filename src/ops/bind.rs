@@ -5,15 +5,15 @@
 
 use std::fmt;
 
-use crate::address::PciAddress;
-use crate::error::{Check, Error, Result};
-use crate::log::Priority;
-use crate::name::{DriverName, ModuleName};
-use crate::safety::Destination;
-use crate::sysfs::NO_DRIVER_OVERRIDE;
+use crate::os::sysfs::NO_DRIVER_OVERRIDE;
+use crate::policy::safety::Destination;
+use crate::policy::unit::UnitMember;
 use crate::tables::VFIO_PCI_MODULE;
 use crate::txn::{self, DeviceTxn, Expect, Locked, Override, Step, Target};
-use crate::unit::UnitMember;
+use crate::types::address::PciAddress;
+use crate::types::error::{Check, Error, Result};
+use crate::types::log::Priority;
+use crate::types::name::{DriverName, ModuleName};
 use crate::{Context, Modprobe};
 
 /// Options of the moves ([`Context::bind`], [`Context::bind_start`], [`Context::bind_plan`],
@@ -380,7 +380,7 @@ impl Context {
             Mode::Real => &self.modprobe,
             Mode::DryRun => &Modprobe::Disabled,
         };
-        let e = match crate::resolve::resolve_driver(
+        let e = match crate::policy::resolve::resolve_driver(
             &self.sysfs,
             modprobe,
             self.modprobe_timeout,
@@ -525,7 +525,7 @@ impl Context {
         };
         let Some(target) = target else {
             let on_host_driver = start.driver.as_ref().is_some_and(|d| {
-                !crate::group::STUB_DRIVERS.contains(&d.as_str())
+                !crate::policy::group::STUB_DRIVERS.contains(&d.as_str())
                     && !self.sysfs.has_vfio_dev(address)
                     && !self.is_vfio_driver(d)
             });

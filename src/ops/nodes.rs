@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::address::PciAddress;
-use crate::error::{Error, Result};
+use crate::types::address::PciAddress;
+use crate::types::error::{Error, Result};
 use crate::Context;
 
 impl Context {

@@ -12,8 +12,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::dirstream::DirStream;
-use crate::error::{Error, Result};
+use crate::os::dirstream::DirStream;
+use crate::types::error::{Error, Result};
 
 /// A process with one of a device's VFIO nodes open: a VMM.
 #[derive(Clone, Debug, PartialEq, Eq)]

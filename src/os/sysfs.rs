@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::beneath::{Beneath, EntryKind};
+use crate::os::beneath::{Beneath, EntryKind};
 
-use crate::address::PciAddress;
-use crate::error::{Error, Result};
-use crate::modalias::Modalias;
-use crate::name::{DriverName, ModuleName};
+use crate::types::address::PciAddress;
+use crate::types::error::{Error, Result};
+use crate::types::modalias::Modalias;
+use crate::types::name::{DriverName, ModuleName};
 
 #[derive(Debug)]
 pub struct Sysfs {

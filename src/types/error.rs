@@ -4,8 +4,8 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::address::PciAddress;
-use crate::name::DriverName;
+use crate::types::address::PciAddress;
+use crate::types::name::DriverName;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

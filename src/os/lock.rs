@@ -34,10 +34,10 @@ use std::sync::{Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::address::PciAddress;
-use crate::dirstream::DirStream;
-use crate::error::{Error, Result};
-use crate::record::MAX_RECORD;
+use crate::os::dirstream::DirStream;
+use crate::os::record::MAX_RECORD;
+use crate::types::address::PciAddress;
+use crate::types::error::{Error, Result};
 
 /// How long to wait for a device's lock, held by another thread or another process, before
 /// giving up with `Busy`. Unbinding a GPU can take many seconds, so this is generous.

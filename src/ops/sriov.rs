@@ -1,15 +1,15 @@
 //! SR-IOV virtual functions (SPEC 3.10): listing a PF's VFs and changing their count so that no
 //! host driver grabs the new ones.
 
-use crate::address::PciAddress;
-use crate::bind::BindOptions;
-use crate::error::{Check, Error, Result};
-use crate::lock::Deadline;
-use crate::log::Priority;
-use crate::record::{Record, Recorded};
-use crate::safety::Destination;
-use crate::sysfs::NO_DRIVER_OVERRIDE;
+use crate::ops::bind::BindOptions;
+use crate::os::lock::Deadline;
+use crate::os::record::{Record, Recorded};
+use crate::os::sysfs::NO_DRIVER_OVERRIDE;
+use crate::policy::safety::Destination;
 use crate::txn::Locked;
+use crate::types::address::PciAddress;
+use crate::types::error::{Check, Error, Result};
+use crate::types::log::Priority;
 use crate::Context;
 
 /// Options of [`Context::sriov_set_numvfs`].

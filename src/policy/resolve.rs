@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
-use crate::log::{Logger, Priority};
-use crate::modprobe::{LoadError, Modprobe};
-use crate::name::{DriverName, ModuleName};
-use crate::sysfs::{Sysfs, NO_DRIVER_OVERRIDE};
+use crate::os::modprobe::{LoadError, Modprobe};
+use crate::os::sysfs::{Sysfs, NO_DRIVER_OVERRIDE};
+use crate::types::error::{Error, Result};
+use crate::types::log::{Logger, Priority};
+use crate::types::name::{DriverName, ModuleName};
 
 pub(crate) fn resolve_driver(
     sysfs: &Sysfs,
@@ -233,7 +233,7 @@ mod tests {
         match resolve_driver(
             &sysfs,
             &modprobe,
-            crate::modprobe::DEFAULT_MODPROBE_TIMEOUT,
+            crate::os::modprobe::DEFAULT_MODPROBE_TIMEOUT,
             &Logger::default(),
             &name,
         ) {

@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use crate::address::PciAddress;
-use crate::name::DriverName;
+use crate::types::address::PciAddress;
+use crate::types::name::DriverName;
 
 /// What a group member's driver means for assignment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,12 +4,12 @@
 //! its start. `Context::recover` does the same on request, for one device or for every device
 //! with a record; `Context::interrupted` lists them without touching anything.
 
-use crate::address::PciAddress;
-use crate::error::{Error, Result};
-use crate::lock::{find_records, Deadline, DeviceGuard};
-use crate::log::Priority;
-use crate::record::{Record, Recorded};
+use crate::os::lock::{find_records, Deadline, DeviceGuard};
+use crate::os::record::{Record, Recorded};
 use crate::txn::{DeviceTxn, Locked, Restored};
+use crate::types::address::PciAddress;
+use crate::types::error::{Error, Result};
+use crate::types::log::Priority;
 use crate::Context;
 
 /// A device whose last transaction did not finish, as `status` and `show` list it.

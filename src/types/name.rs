@@ -5,14 +5,18 @@
 
 use std::fmt;
 
-use crate::error::Error;
+use crate::types::error::Error;
 
 /// Longest name accepted (bytes). Kernel module names are at most 55 bytes.
 pub const MAX_NAME_LEN: usize = 64;
 
 fn check(kind: &'static str, input: &str) -> Result<(), Error> {
-    let bad =
-        |why: &str| Error::InvalidArg(format!("{kind} name {} {why}", crate::error::quote(input)));
+    let bad = |why: &str| {
+        Error::InvalidArg(format!(
+            "{kind} name {} {why}",
+            crate::types::error::quote(input)
+        ))
+    };
     if input.is_empty() {
         return Err(bad("is empty"));
     }

@@ -1,9 +1,9 @@
 //! Read-only questions about devices and their VFIO state (SPEC 3.4): is a device on a VFIO
 //! driver, who is in its IOMMU group, and can the group be assigned.
 
-use crate::address::PciAddress;
-use crate::error::{Error, Result};
-use crate::group::{self, GroupMember};
+use crate::policy::group::{self, GroupMember};
+use crate::types::address::PciAddress;
+use crate::types::error::{Error, Result};
 use crate::{Context, DriverName};
 
 impl Context {

@@ -7,12 +7,12 @@
 
 use std::fmt;
 
-use crate::address::PciAddress;
-use crate::error::{Error, Result};
-use crate::lock::DeviceGuard;
-use crate::log::Priority;
-use crate::name::{DriverName, ModuleName};
-use crate::record::{Record, Recorded};
+use crate::os::lock::DeviceGuard;
+use crate::os::record::{Record, Recorded};
+use crate::types::address::PciAddress;
+use crate::types::error::{Error, Result};
+use crate::types::log::Priority;
+use crate::types::name::{DriverName, ModuleName};
 use crate::Context;
 
 /// Where a device is: its driver and its `driver_override`.

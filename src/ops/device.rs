@@ -1,10 +1,10 @@
 //! What a device is and where it stands, for listings (the command-line tool's `list` and
 //! `show`): one read-only look at each fact, through `sysfs`.
 
-use crate::address::PciAddress;
-use crate::error::Result;
-use crate::modalias::Modalias;
-use crate::name::{DriverName, ModuleName};
+use crate::types::address::PciAddress;
+use crate::types::error::Result;
+use crate::types::modalias::Modalias;
+use crate::types::name::{DriverName, ModuleName};
 use crate::Context;
 
 /// One device's state.
