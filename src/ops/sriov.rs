@@ -1,7 +1,6 @@
 //! SR-IOV virtual functions (SPEC 3.10): listing a PF's VFs and changing their count so that no
 //! host driver grabs the new ones.
 
-use crate::ops::bind::BindOptions;
 use crate::os::lock::Deadline;
 use crate::os::record::{Record, Recorded};
 use crate::os::sysfs::NO_DRIVER_OVERRIDE;
@@ -10,6 +9,7 @@ use crate::txn::Locked;
 use crate::types::address::PciAddress;
 use crate::types::error::{Check, Error, Result};
 use crate::types::log::Priority;
+use crate::types::options::BindOptions;
 use crate::Context;
 
 /// Options of [`Context::sriov_set_numvfs`].

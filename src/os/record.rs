@@ -24,8 +24,8 @@
 
 use std::fmt::Write as _;
 
-use crate::txn::DeviceState;
 use crate::types::name::DriverName;
+use crate::types::state::DeviceState;
 
 const MAGIC: &str = "pcibind-record 1";
 

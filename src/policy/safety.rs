@@ -4,15 +4,15 @@
 
 use std::path::PathBuf;
 
-use crate::ops::bind::BindOptions;
 use crate::os::holders::{self, Holder};
 use crate::policy::inuse::{self, InUse, InUseKinds};
 use crate::tables::Side;
-use crate::txn::{DeviceState, Target};
 use crate::types::address::PciAddress;
 use crate::types::error::{Check, Error, Result};
 use crate::types::log::Priority;
 use crate::types::name::{DriverName, ModuleName};
+use crate::types::options::BindOptions;
+use crate::types::state::{DeviceState, Target};
 use crate::Context;
 
 /// Where a move takes a device, for [`Context::check_move`].
