@@ -94,13 +94,9 @@ impl Sysfs {
     /// A module without a `drivers/` directory (typical of built-ins) registers none we can see.
     pub fn module_pci_drivers(&self, module: &ModuleName) -> Result<Vec<DriverName>> {
         let dir = self.module_dir(module).join("drivers");
-        let names = match self.list_dir(&dir, "listing a module's drivers") {
-            Ok(names) => names,
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return Ok(Vec::new())
-            }
-            Err(e) => return Err(e),
-        };
+        let names = self
+            .list_dir(&dir, "listing a module's drivers")
+            .absent_means(Vec::new())?;
         let mut out: Vec<DriverName> = names
             .iter()
             .filter_map(|n| n.strip_prefix("pci:"))
@@ -114,11 +110,11 @@ impl Sysfs {
     /// `None` when the module has no such file: it is built in (or gone).
     pub fn module_initstate(&self, module: &ModuleName) -> Result<Option<String>> {
         let path = self.module_dir(module).join("initstate");
-        match self.read_small(&path, "reading a module's initstate") {
-            Ok(state) => Ok(Some(state.trim().to_owned())),
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(self
+            .read_small(&path, "reading a module's initstate")
+            .map(Some)
+            .absent_means(None)?
+            .map(|state| state.trim().to_owned()))
     }
 
     /// The module a driver belongs to, from its `module` link (absent for built-in drivers).
@@ -400,13 +396,9 @@ impl Sysfs {
     /// name order; empty when it has none.
     pub fn vfio_dev_names(&self, address: &PciAddress) -> Result<Vec<String>> {
         let dir = self.device_dir(address).join("vfio-dev");
-        let mut names = match self.list_dir(&dir, "listing the device's vfio-dev") {
-            Ok(names) => names,
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return Ok(Vec::new())
-            }
-            Err(e) => return Err(e),
-        };
+        let mut names = self
+            .list_dir(&dir, "listing the device's vfio-dev")
+            .absent_means(Vec::new())?;
         names.retain(|n| {
             n.strip_prefix("vfio")
                 .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
@@ -460,26 +452,27 @@ impl Sysfs {
 
     /// The number of enabled SR-IOV virtual functions (0 for a device that is no PF).
     pub fn sriov_numvfs(&self, address: &PciAddress) -> Result<u32> {
-        match self.device_attr(address, "sriov_numvfs") {
-            Ok(text) => text.trim().parse().map_err(|_| Error::Malformed {
-                path: self.device_dir(address).join("sriov_numvfs"),
-                detail: format!("{:?} is not a number", text.trim()),
-            }),
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(e),
-        }
+        Ok(self.sriov_count(address, "sriov_numvfs")?.unwrap_or(0))
     }
 
     /// The PF's `sriov_totalvfs`; `None` when the device has none (no SR-IOV, or a VF).
     pub fn sriov_totalvfs(&self, address: &PciAddress) -> Result<Option<u32>> {
-        match self.device_attr(address, "sriov_totalvfs") {
-            Ok(text) => text.trim().parse().map(Some).map_err(|_| Error::Malformed {
-                path: self.device_dir(address).join("sriov_totalvfs"),
-                detail: format!("{:?} is not a number", text.trim()),
-            }),
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.sriov_count(address, "sriov_totalvfs")
+    }
+
+    /// A count attribute of an SR-IOV PF; `None` when the device has none.
+    fn sriov_count(&self, address: &PciAddress, name: &'static str) -> Result<Option<u32>> {
+        let Some(text) = self
+            .device_attr(address, name)
+            .map(Some)
+            .absent_means(None)?
+        else {
+            return Ok(None);
+        };
+        text.trim().parse().map(Some).map_err(|_| Error::Malformed {
+            path: self.device_dir(address).join(name),
+            detail: format!("{:?} is not a number", text.trim()),
+        })
     }
 
     /// Writes the PF's `sriov_numvfs` (the kernel creates or removes the VFs before answering).
@@ -740,6 +733,22 @@ fn unread_detail(e: &Error) -> String {
     }
 }
 
+/// "Absent means empty": a read of a file or directory that is not there (`ENOENT`) gives
+/// `empty` (no VFs, no drivers, no interfaces); any other error stays an error, since could
+/// not read is not "nothing there".
+pub(crate) trait AbsentMeans<T> {
+    fn absent_means(self, empty: T) -> Result<T>;
+}
+
+impl<T> AbsentMeans<T> for Result<T> {
+    fn absent_means(self, empty: T) -> Result<T> {
+        match self {
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(empty),
+            other => other,
+        }
+    }
+}
+
 /// True for an error that says there is no such entry (or a file where a directory would be).
 fn not_found(e: &Error) -> bool {
     matches!(e, Error::Io { source, .. }
@@ -851,13 +860,9 @@ impl Sysfs {
     /// would not give an interface are skipped.
     pub fn net_interface_names(&self) -> Result<Vec<String>> {
         let dir = self.root.join("class/net");
-        let mut names = match self.list_dir(&dir, "listing network interfaces") {
-            Ok(names) => names,
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return Ok(Vec::new())
-            }
-            Err(e) => return Err(e),
-        };
+        let mut names = self
+            .list_dir(&dir, "listing network interfaces")
+            .absent_means(Vec::new())?;
         names.retain(|n| valid_ifname(n));
         names.sort();
         Ok(names)

@@ -26,8 +26,8 @@ use std::path::Path;
 use crate::os::blockdev::{self, Exclusive};
 use crate::os::netlink;
 use crate::os::sysfs::{
-    BlockDevice, BtrfsFilesystem, DeviceSubtree, NetInterface, NetKind, NvmeNamespace, Sysfs,
-    UpperLink,
+    AbsentMeans, BlockDevice, BtrfsFilesystem, DeviceSubtree, NetInterface, NetKind, NvmeNamespace,
+    Sysfs, UpperLink,
 };
 use crate::types::address::PciAddress;
 use crate::types::error::{Error, Result};
@@ -935,9 +935,11 @@ fn boot_framebuffer(sysfs: &Sysfs, proc_root: &Path, address: &PciAddress) -> Re
     };
     let ours = address.to_string();
     let hidden = iomem.iter().all(|e| e.start == 0 && e.end == 0);
-    let resource = match sysfs.device_attr(address, "resource") {
+    let resource = match sysfs
+        .device_attr(address, "resource")
+        .absent_means(String::new())
+    {
         Ok(text) => text,
-        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => String::new(),
         Err(e) => return Ok(vec![could_not_read(&unread_of(e)?)]),
     };
     let bars = memory_ranges(&resource);

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::os::modprobe::{LoadError, Modprobe};
+use crate::os::sysfs::AbsentMeans;
 use crate::os::sysfs::{Sysfs, NO_DRIVER_OVERRIDE};
 use crate::types::error::{Error, Result};
 use crate::types::log::{Logger, Priority};
@@ -77,10 +78,7 @@ pub(crate) fn resolve_driver(
 
     // 4: built-ins and modules without the link: a driver whose `module` link names the module,
     // else a driver named like the module modulo `-`/`_`.
-    let drivers = sysfs.drivers().or_else(|e| match &e {
-        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        _ => Err(e),
-    })?;
+    let drivers = sysfs.drivers().absent_means(Vec::new())?;
     for driver in &drivers {
         if sysfs.driver_module(driver)?.as_ref() == Some(&module) {
             log.log(
