@@ -90,7 +90,7 @@ fn naive_lookup(sysfs: &Path, alias_path: &Path) -> String {
         };
         if fnmatch(pattern, body) {
             let wild = wildcard_count(pattern.as_bytes());
-            if best.as_ref().is_none_or(|(w, _)| wild < *w) {
+            if best.as_ref().map_or(true, |(w, _)| wild < *w) {
                 best = Some((wild, fields[2].to_owned()));
             }
         }

@@ -156,7 +156,7 @@ pub type pcibind_log_fn =
 /// PCIBIND_ERR_IO (the root is not a readable directory).
 /// @since 0.1
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_ctx_new(
     sysfs_root: *const c_char,
     flags: c_uint,
@@ -175,7 +175,7 @@ pub unsafe extern "C" fn pcibind_ctx_new(
 /// Releases a context and everything it holds. NULL is fine. No call on `ctx` may be running
 /// or follow.
 /// @since 0.1
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_ctx_free(ctx: *mut pcibind_ctx) {
     boundary::ctx_free(ctx)
 }
@@ -186,7 +186,7 @@ pub unsafe extern "C" fn pcibind_ctx_free(ctx: *mut pcibind_ctx) {
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
 /// @since 0.1
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_ctx_set_modules_dir(
     ctx: *mut pcibind_ctx,
     dir: *const c_char,
@@ -202,7 +202,7 @@ pub unsafe extern "C" fn pcibind_ctx_set_modules_dir(
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
 /// @since 0.1
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_ctx_set_modprobe(
     ctx: *mut pcibind_ctx,
     path: *const c_char,
@@ -223,7 +223,7 @@ pub unsafe extern "C" fn pcibind_ctx_set_modprobe(
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
 /// @since 0.1
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_ctx_set_lock_dir(
     ctx: *mut pcibind_ctx,
     dir: *const c_char,
@@ -239,7 +239,7 @@ pub unsafe extern "C" fn pcibind_ctx_set_lock_dir(
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG (NULL `ctx`).
 /// @since 0.2
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_ctx_set_lock_timeout(
     ctx: *mut pcibind_ctx,
     timeout_ms: c_uint,
@@ -260,7 +260,7 @@ pub unsafe extern "C" fn pcibind_ctx_set_lock_timeout(
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG (NULL `ctx`, or 0).
 /// @since 0.2
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_ctx_set_modprobe_timeout(
     ctx: *mut pcibind_ctx,
     timeout_ms: c_uint,
@@ -278,7 +278,7 @@ pub unsafe extern "C" fn pcibind_ctx_set_modprobe_timeout(
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
 /// @since 0.1
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_ctx_set_proc_root(
     ctx: *mut pcibind_ctx,
     dir: *const c_char,
@@ -299,7 +299,7 @@ pub unsafe extern "C" fn pcibind_ctx_set_proc_root(
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG (`max_priority` outside 0..7).
 /// @since 0.1
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_ctx_set_log_fn(
     ctx: *mut pcibind_ctx,
     fn_: pcibind_log_fn,
@@ -339,7 +339,7 @@ pub unsafe extern "C" fn pcibind_ctx_set_log_fn(
 /// otherwise: blacklisted, refused by the kernel), PCIBIND_ERR_IO.
 /// @since 0.1
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_resolve_driver(
     ctx: *const pcibind_ctx,
     name: *const c_char,
@@ -364,7 +364,7 @@ pub unsafe extern "C" fn pcibind_resolve_driver(
 /// PCIBIND_ERR_IO.
 /// @since 0.1
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_current_driver(
     ctx: *const pcibind_ctx,
     address: *const c_char,
@@ -400,7 +400,7 @@ pub unsafe extern "C" fn pcibind_current_driver(
 /// for malformed).
 /// @since 0.1
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_find_vfio_variant(
     ctx: *const pcibind_ctx,
     address: *const c_char,
@@ -453,7 +453,7 @@ pub unsafe extern "C" fn pcibind_find_vfio_variant(
 /// PCIBIND_ERR_IO.
 /// @since 0.1
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_bind(
     ctx: *const pcibind_ctx,
     address: *const c_char,
@@ -493,7 +493,7 @@ pub unsafe extern "C" fn pcibind_bind(
 /// that can occur before anything is written.
 /// @since 0.1
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_bind_plan(
     ctx: *const pcibind_ctx,
     address: *const c_char,
@@ -529,7 +529,7 @@ pub unsafe extern "C" fn pcibind_bind_plan(
 /// (restored), PCIBIND_ERR_RESTORE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
 /// @since 0.1
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_unbind(
     ctx: *const pcibind_ctx,
     address: *const c_char,
@@ -582,7 +582,7 @@ pub unsafe extern "C" fn pcibind_unbind(
 /// Returns 0, or the codes of `pcibind_bind()`.
 /// @since 0.1
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_reattach(
     ctx: *const pcibind_ctx,
     address: *const c_char,
@@ -611,7 +611,7 @@ pub unsafe extern "C" fn pcibind_reattach(
 /// PCIBIND_ERR_IO. On failure `*result_out` is 0.
 /// @since 0.1
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_is_vfio_bound(
     ctx: *const pcibind_ctx,
     address: *const c_char,
@@ -634,7 +634,7 @@ pub unsafe extern "C" fn pcibind_is_vfio_bound(
 /// PCIBIND_ERR_IO (errno ENOENT: the device has no IOMMU group).
 /// @since 0.1
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_iommu_group_members(
     ctx: *const pcibind_ctx,
     address: *const c_char,
@@ -660,7 +660,7 @@ pub unsafe extern "C" fn pcibind_iommu_group_members(
 /// Returns 0, or the codes of `pcibind_iommu_group_members()`.
 /// @since 0.1
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_iommu_group_viable(
     ctx: *const pcibind_ctx,
     address: *const c_char,
@@ -703,7 +703,7 @@ pub unsafe extern "C" fn pcibind_iommu_group_viable(
 /// IOMMU group).
 /// @since 0.2
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_bind_group(
     ctx: *const pcibind_ctx,
     address: *const c_char,
@@ -732,7 +732,7 @@ pub unsafe extern "C" fn pcibind_bind_group(
 /// group).
 /// @since 0.2
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_reattach_group(
     ctx: *const pcibind_ctx,
     address: *const c_char,
@@ -771,7 +771,7 @@ pub unsafe extern "C" fn pcibind_reattach_group(
 /// PCIBIND_ERR_IO (a record that cannot be parsed, named; never acted on).
 /// @since 0.3
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_recover(
     ctx: *const pcibind_ctx,
     address: *const c_char,
@@ -999,7 +999,7 @@ fn group_outcome(
 /// Returns 0 or PCIBIND_ERR_INVALID_ARG.
 /// @since 0.2
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_ctx_set_dev_root(
     ctx: *mut pcibind_ctx,
     dir: *const c_char,
@@ -1020,7 +1020,7 @@ pub unsafe extern "C" fn pcibind_ctx_set_dev_root(
 /// PCIBIND_ERR_UNSUPPORTED (the device is not on a VFIO driver), PCIBIND_ERR_IO.
 /// @since 0.2
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_vfio_device_nodes(
     ctx: *const pcibind_ctx,
     address: *const c_char,
@@ -1045,7 +1045,7 @@ pub unsafe extern "C" fn pcibind_vfio_device_nodes(
 /// PCIBIND_ERR_IO.
 /// @since 0.2
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_sriov_vfs(
     ctx: *const pcibind_ctx,
     pf_address: *const c_char,
@@ -1087,7 +1087,7 @@ pub unsafe extern "C" fn pcibind_sriov_vfs(
 /// it), PCIBIND_ERR_IN_USE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
 /// @since 0.2
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_sriov_set_numvfs(
     ctx: *const pcibind_ctx,
     pf_address: *const c_char,
@@ -1113,7 +1113,7 @@ pub unsafe extern "C" fn pcibind_sriov_set_numvfs(
 
 /// Releases a string returned by the library. NULL is fine. Same as `free()`.
 /// @since 0.1
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_string_free(s: *mut c_char) {
     boundary::free_string(s)
 }
@@ -1121,7 +1121,7 @@ pub unsafe extern "C" fn pcibind_string_free(s: *mut c_char) {
 /// Releases a NULL-terminated array of strings returned by the library, and each string in it.
 /// NULL is fine.
 /// @since 0.1
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_strv_free(v: *mut *mut c_char) {
     boundary::free_strv(v)
 }
@@ -1129,7 +1129,7 @@ pub unsafe extern "C" fn pcibind_strv_free(v: *mut *mut c_char) {
 /// A static, human-readable description of a result code (the first line of its
 /// documentation above); unknown codes get `"unknown error"`. Never NULL; do not free.
 /// @since 0.1
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_strerror(code: c_int) -> *const c_char {
     codes::text_of(code).as_ptr()
 }
@@ -1142,7 +1142,7 @@ pub unsafe extern "C" fn pcibind_strerror(code: c_int) -> *const c_char {
 /// `pcibind_version()` and the free functions. User input quoted in it is cut to 80
 /// characters (with its length in bytes).
 /// @since 0.1
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_last_error_message() -> *const c_char {
     boundary::last_error_message()
 }
@@ -1154,14 +1154,14 @@ pub unsafe extern "C" fn pcibind_last_error_message() -> *const c_char {
 /// failed, or 0 when the kernel accepted every write but did not bind.
 /// @since 0.1
 #[must_use]
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_last_error_errno() -> c_int {
     boundary::last_error_errno()
 }
 
 /// The library's version, e.g. `"0.1.0"`. Static; do not free.
 /// @since 0.1
-#[unsafe(no_mangle)]
+#[no_mangle]
 pub unsafe extern "C" fn pcibind_version() -> *const c_char {
     const VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
         concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),

@@ -788,7 +788,7 @@ fn nvme_multipath(
             for ns in &subsys.namespaces {
                 // A namespace whose nsid cannot be read counts as reachable through this
                 // controller and no other: refusing is the safe mistake.
-                if !ns.nsid.is_none_or(|id| ctrl.path_nsids.contains(&id)) {
+                if !ns.nsid.map_or(true, |id| ctrl.path_nsids.contains(&id)) {
                     continue;
                 }
                 let live_others: Vec<&str> = others

@@ -102,7 +102,7 @@ impl Context {
             Destination::Unbound | Destination::Host => None,
         };
         let leaves =
-            start.driver.is_some() && target.is_none_or(|t| t.driver() != start.driver.as_ref());
+            start.driver.is_some() && target.map_or(true, |t| t.driver() != start.driver.as_ref());
         // A device on no driver can still be the host's: efifb, vesafb or simpledrm draw the
         // console on the firmware's framebuffer in an unbound GPU's BAR, which a VFIO driver
         // takes (SPEC 1, "Display"). Asked only on the way to VFIO: a host GPU driver takes

@@ -411,6 +411,8 @@ fn seconds(arg: &str) -> Result<Duration, String> {
 }
 
 /// Paths given on the command line may be relative; the library takes absolute ones.
+// std::path::absolute is Rust 1.79: the tool's floor, above the library's rust-version (README).
+#[allow(clippy::incompatible_msrv)]
 fn absolute(p: &std::path::Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
