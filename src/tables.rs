@@ -1,8 +1,9 @@
 //! The kernel's module tables (`modules.alias`, `modules.builtin.modinfo`) and their one owner,
-//! [`ModuleTables`]: it finds the directory, reads the files (the formats are in `alias.rs`),
-//! keeps what it read until the files change, and answers the questions the rest of the
-//! library asks: the best VFIO module for a device, whether a module claims a device, which
-//! host modules match one, and whether a module is a VFIO one. Nothing else opens these files.
+//! [`ModuleTables`]: it finds the directory, reads the files (their formats in `parse.rs`, the
+//! indexes built from them in `vfio.rs` and `host.rs`, matching in `matching.rs`), keeps what
+//! it read until the files change, and answers the questions the rest of the library asks: the
+//! best VFIO module for a device, whether a module claims a device, which host modules match
+//! one, and whether a module is a VFIO one. Nothing else opens these files.
 //!
 //! Freshness: every question looks the files up again by path, two `stat`s, so a modules
 //! directory reached through a symlink that is later re-pointed leads to the new files; and it
@@ -10,7 +11,10 @@
 //! catches a table rewritten in place with its size and mtime put back (`cp -p`, `tar`,
 //! `touch -r`): no one but the kernel sets it.
 
-mod alias;
+mod host;
+mod matching;
+mod parse;
+mod vfio;
 
 use std::fmt;
 use std::fs;
@@ -20,10 +24,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub use host::HostAliases;
 #[cfg(feature = "internals")]
-pub use alias::wildcard_count;
-pub use alias::{AliasIndex, HostAliases, VFIO_PREFIX};
-use alias::{Parser, Text, ALIAS_FILE, BUILTIN_MODINFO_FILE, PCI_PREFIX};
+pub use matching::wildcard_count;
+use matching::Text;
+pub use parse::VFIO_PREFIX;
+use parse::{Parser, ALIAS_FILE, BUILTIN_MODINFO_FILE, PCI_PREFIX};
+pub use vfio::AliasIndex;
 
 use crate::types::address::PciAddress;
 use crate::types::log::{Logger, Priority};
