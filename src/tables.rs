@@ -124,6 +124,10 @@ struct Located {
     builtin: Option<Stamp>,
 }
 
+/// The largest `modules.builtin.modinfo` read (6.12's is about 1 MB): a bigger one is ignored
+/// with a warning, as an unreadable one is.
+const MAX_MODINFO: u64 = 64 << 20;
+
 /// What was read from one version of the tables.
 struct Loaded {
     from: Located,
@@ -280,9 +284,15 @@ impl ModuleTables {
         parser.read_alias_file(file).map_err(unavailable)?;
         if located.builtin.is_some() {
             let path = located.dir.join(BUILTIN_MODINFO_FILE);
-            let read = open(&path).and_then(|(mut file, stamp)| {
+            let read = open(&path).and_then(|(file, stamp)| {
                 let mut data = Vec::new();
-                io::Read::read_to_end(&mut file, &mut data)?;
+                io::Read::read_to_end(&mut io::Read::take(file, MAX_MODINFO + 1), &mut data)?;
+                if data.len() as u64 > MAX_MODINFO {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("larger than {MAX_MODINFO} bytes"),
+                    ));
+                }
                 Ok((data, stamp))
             });
             match read {

@@ -103,32 +103,62 @@ impl<'a> Parser<'a> {
     }
 
     /// Reads `modules.alias` in chunks, so the 1-2 MB file is searched while it is still in
-    /// the CPU cache and never held whole.
+    /// the CPU cache and never held whole. A line longer than a chunk cannot be an alias line
+    /// (real ones are under a few hundred bytes): it is skipped to its end, so a hostile file of
+    /// one endless line costs one chunk of memory, not the file's size.
     pub fn read_alias_file(&mut self, mut file: impl Read) -> io::Result<()> {
         const CHUNK: usize = 64 * 1024;
         let mut buf = vec![0u8; CHUNK];
-        let (mut filled, mut offset) = (0, 0);
+        let (mut filled, mut offset, mut skipping) = (0, 0, false);
         loop {
-            if filled == buf.len() {
-                buf.resize(buf.len() * 2, 0); // one line longer than the buffer
-            }
             let n = match file.read(&mut buf[filled..]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
             if n == 0 {
-                self.alias_lines(&buf[..filled], offset);
+                if !skipping {
+                    self.alias_lines(&buf[..filled], offset);
+                }
                 return Ok(());
             }
             filled += n;
+            let mut start = 0;
+            if skipping {
+                match memchr::memchr(b'\n', &buf[..filled]) {
+                    None => {
+                        offset += filled;
+                        filled = 0;
+                        continue;
+                    }
+                    Some(end) => {
+                        start = end + 1;
+                        skipping = false;
+                    }
+                }
+            }
             // Scan the complete lines; carry the partial last one over to the next read.
-            if let Some(last_newline) = memchr::memrchr(b'\n', &buf[..filled]) {
-                let complete = last_newline + 1;
-                self.alias_lines(&buf[..complete], offset);
-                buf.copy_within(complete..filled, 0);
-                filled -= complete;
-                offset += complete;
+            let complete = match memchr::memrchr(b'\n', &buf[start..filled]) {
+                Some(last_newline) => {
+                    let complete = start + last_newline + 1;
+                    self.alias_lines(&buf[start..complete], offset + start);
+                    complete
+                }
+                None => start,
+            };
+            buf.copy_within(complete..filled, 0);
+            filled -= complete;
+            offset += complete;
+            if filled == buf.len() {
+                self.log.log(
+                    Priority::Debug,
+                    format_args!(
+                        "{ALIAS_FILE}: skipping a line of more than {CHUNK} bytes at byte {offset}"
+                    ),
+                );
+                skipping = true;
+                offset += filled;
+                filled = 0;
             }
         }
     }
@@ -224,5 +254,57 @@ mod tests {
             .as_deref(),
             Some("xe_vfio_pci")
         );
+    }
+
+    /// A reader that hands out at most `step` bytes per read, as a pipe or a slow file does.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.data.len().min(self.step).min(out.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn read_through(text: &[u8], step: usize) -> AliasIndex {
+        let log = Logger::default();
+        let mut parser = Parser::new(false, &log);
+        parser
+            .read_alias_file(Trickle { data: text, step })
+            .unwrap();
+        parser.finish().0
+    }
+
+    /// A line longer than a chunk (here 1 MiB, with an alias-looking start) is skipped to its
+    /// end without growing the buffer; the lines around it still count, whatever the reads'
+    /// sizes.
+    #[test]
+    fn an_endless_line_is_skipped_and_the_rest_still_read() {
+        let mut text = b"alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci\n".to_vec();
+        text.extend_from_slice(b"alias vfio_pci:v*d*sv*sd*bc*sc*i* ");
+        text.extend(std::iter::repeat(b'x').take(1 << 20));
+        text.extend_from_slice(b"\nalias vfio_pci:v00008086d0000E20Bsv*sd*bc*sc*i* xe_vfio_pci\n");
+        for step in [7, 4096, 65536, 1 << 21] {
+            let idx = read_through(&text, step);
+            assert_eq!(idx.len(), 2, "reads of {step} bytes");
+            assert_eq!(best(&idx, MLX5_VF).as_deref(), Some("mlx5_vfio_pci"));
+            assert_eq!(
+                best(
+                    &idx,
+                    "pci:v00008086d0000E20Bsv00008086sd00001100bc03sc00i00"
+                )
+                .as_deref(),
+                Some("xe_vfio_pci")
+            );
+        }
+        // Only the endless line, no newline at all: nothing, and no error.
+        let mut endless = b"alias vfio_pci:".to_vec();
+        endless.extend(std::iter::repeat(b'y').take(1 << 20));
+        assert_eq!(read_through(&endless, 65536).len(), 0);
     }
 }
