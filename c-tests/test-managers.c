@@ -3,7 +3,8 @@
  * VFIO target required, a variant or nothing, the in-use question answered alone with its
  * kinds, the start of a bind reported from the locked transaction (a concurrent reattach
  * cannot make it lie), a caller's module loader, Xen's pciback as a stub, mediated devices,
- * and library messages that name no API identifier (a manager shows them to its users). */
+ * library messages that name no API identifier (a manager shows them to its users), and the
+ * plans of unbind and reattach. */
 #define _GNU_SOURCE
 #include <stdatomic.h>
 #include <stdint.h>
@@ -473,7 +474,44 @@ static void pciback_is_a_stub(void)
     teardown();
 }
 
-RUN_TESTS(TEST_CASE(each_check_is_skipped_by_its_own_flag),
+/* The plans of unbind and reattach come from the library (issue 22): the steps the real call
+ * runs, its checks, nothing written; "nothing to do" when there is nothing. */
+static void unbind_and_reattach_have_plans(void)
+{
+    setup();
+    char *plan = NULL;
+    ptk_write(root, "write.log", "");
+    CHECK_RC(pcibind_unbind_plan(ctx, NIC, 0, &plan), PCIBIND_OK);
+    CHECK_CONTAINS(plan, "write 'none' to ");
+    CHECK_CONTAINS(plan, "drivers/e1000e/unbind");
+    CHECK_CONTAINS(plan, "on failure, restore " NIC " to bound to e1000e");
+    pcibind_string_free(plan);
+    CHECK_RC(pcibind_reattach_plan(ctx, NIC, "vfio-pci", 0, &plan), PCIBIND_OK);
+    CHECK_CONTAINS(plan, "write 'vfio-pci' to ");
+    pcibind_string_free(plan);
+    expect_nothing_written();
+    /* The checks refuse as the real calls would. */
+    nic_carries_the_hosts_traffic_in(root, NIC);
+    CHECK_RC(pcibind_unbind_plan(ctx, NIC, 0, &plan), PCIBIND_ERR_IN_USE);
+    CHECK(plan == NULL);
+    CHECK_RC(pcibind_reattach_plan(ctx, NIC, "vfio-pci", 0, &plan), PCIBIND_ERR_IN_USE);
+    CHECK_RC(pcibind_unbind_plan(ctx, NIC, PCIBIND_BIND_ALLOW_IN_USE, &plan), PCIBIND_OK);
+    pcibind_string_free(plan);
+    /* Nothing to do: said so. */
+    CHECK_RC(pcibind_reattach_plan(ctx, NIC, NULL, 0, &plan), PCIBIND_OK);
+    CHECK_CONTAINS(plan, "nothing to do");
+    pcibind_string_free(plan);
+    CHECK_RC(pcibind_unbind(ctx, NIC, PCIBIND_BIND_ALLOW_IN_USE), PCIBIND_OK);
+    CHECK_RC(pcibind_unbind_plan(ctx, NIC, 0, &plan), PCIBIND_OK);
+    CHECK_CONTAINS(plan, "unbound and kept so; nothing to do");
+    pcibind_string_free(plan);
+    CHECK_RC(pcibind_unbind_plan(ctx, NIC, 0, NULL), PCIBIND_ERR_INVALID_ARG);
+    CHECK_RC(pcibind_unbind_plan(ctx, NIC, PCIBIND_BIND_DRY_RUN, &plan), PCIBIND_ERR_INVALID_ARG);
+    expect_bound_in(root, NIC, NULL);
+    teardown();
+}
+
+RUN_TESTS(TEST_CASE(each_check_is_skipped_by_its_own_flag), TEST_CASE(unbind_and_reattach_have_plans),
           TEST_CASE(console_gpu_allowed_while_the_nic_is_refused),
           TEST_CASE(in_use_answers_with_its_kinds), TEST_CASE(a_vfio_driver_can_be_required),
           TEST_CASE(a_variant_or_nothing), TEST_CASE(bind_start_reports_the_start),

@@ -503,6 +503,42 @@ int pcibind_bind_plan(const struct pcibind_ctx *ctx,
                       char **plan_out);
 
 /**
+ * What `pcibind_unbind()` with the same arguments would do, without doing any of it: one
+ * action per line (each sysfs write with its value and path, the check, and the state a
+ * failure would restore), or a line saying there is nothing to do. Nothing is written; the
+ * safety checks run (and fail the call) unless skipped by `flags`, which are those of
+ * `pcibind_unbind()`.
+ *
+ * On success `*plan_out` receives the plan, which the caller owns and releases with
+ * `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of
+ * `pcibind_unbind()` that can occur before anything is written.
+ * @since 0.3
+ */
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_unbind_plan(const struct pcibind_ctx *ctx,
+                        const char *address,
+                        unsigned int flags,
+                        char **plan_out);
+
+/**
+ * What `pcibind_reattach()` with the same arguments would do, without doing any of it, as
+ * `pcibind_unbind_plan()` says it: nothing is written and no module is loaded (the plan names
+ * the host modules that would be); the checks that need no module load run. `flags` are those
+ * of `pcibind_reattach()`.
+ *
+ * On success `*plan_out` receives the plan, which the caller owns and releases with
+ * `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of
+ * `pcibind_reattach()` that can occur before anything is written.
+ * @since 0.3
+ */
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_reattach_plan(const struct pcibind_ctx *ctx,
+                          const char *address,
+                          const char *name,
+                          unsigned int flags,
+                          char **plan_out);
+
+/**
  * Detaches the device at `address` from its driver and leaves it unbound. Its
  * `driver_override` is first set to `"none"`, a name no driver has, so that no later probe
  * (a `drivers_probe`, a module load) grabs the device; `pcibind_reattach()` clears it. An

@@ -539,8 +539,9 @@ fn driver_none_leaves_the_device_unbound_and_never_runs_modprobe() {
     let t = Tree::new();
     let plan = t.run(&["bind", NIC, "none", "--dry-run"]);
     assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+    // The library's plan: the override `none`, then the unbind from e1000e.
     assert!(
-        stdout(&plan).contains("unbind from e1000e"),
+        stdout(&plan).contains("write 'none' to") && stdout(&plan).contains("e1000e/unbind"),
         "{}",
         stdout(&plan)
     );
@@ -648,6 +649,32 @@ fn require_vfio_and_strict_variant() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let o = t.run(&["bind", GPU, "--strict-variant", "--dry-run"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// The plans of `unbind`, `reattach` and `bind ADDR none` are the library's: the sysfs writes,
+/// or "nothing to do" for a device already unbound with the override `none`.
+#[test]
+fn unbind_and_reattach_dry_runs_print_the_librarys_plan() {
+    let t = Tree::new();
+    let o = t.run(&["unbind", NIC, "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("drivers/e1000e/unbind"),
+        "{}",
+        stdout(&o)
+    );
+    let o = t.run(&["reattach", NIC, "vfio-pci", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // vfio-pci is not loaded in the example tree: the plan names the module it would load.
+    assert!(stdout(&o).contains("-b vfio_pci"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("e1000e/unbind"), "{}", stdout(&o));
+    assert_eq!(t.writes(), "");
+    assert_eq!(t.run(&["unbind", NIC]).status.code(), Some(0));
+    let o = t.run(&["bind", NIC, "none", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("nothing to do"), "{}", stdout(&o));
+    let o = t.run(&["reattach", NIC, "--dry-run", "--persist"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
 #[test]

@@ -513,6 +513,62 @@ pub unsafe extern "C" fn pcibind_bind_plan(
     })
 }
 
+/// What `pcibind_unbind()` with the same arguments would do, without doing any of it: one
+/// action per line (each sysfs write with its value and path, the check, and the state a
+/// failure would restore), or a line saying there is nothing to do. Nothing is written; the
+/// safety checks run (and fail the call) unless skipped by `flags`, which are those of
+/// `pcibind_unbind()`.
+///
+/// On success `*plan_out` receives the plan, which the caller owns and releases with
+/// `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of
+/// `pcibind_unbind()` that can occur before anything is written.
+/// @since 0.3
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn pcibind_unbind_plan(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    flags: c_uint,
+    plan_out: *mut *mut c_char,
+) -> c_int {
+    let out = out_init(plan_out);
+    with_ctx(ctx, |ctx| {
+        let out = out.ok_or_else(|| null("plan_out"))?;
+        let (options, _) = move_options(flags, CHECK_FLAGS)?;
+        let plan = ctx.unbind_plan(address_arg(address)?, options)?;
+        *out = malloc_string(&plan.to_string())?;
+        Ok(())
+    })
+}
+
+/// What `pcibind_reattach()` with the same arguments would do, without doing any of it, as
+/// `pcibind_unbind_plan()` says it: nothing is written and no module is loaded (the plan names
+/// the host modules that would be); the checks that need no module load run. `flags` are those
+/// of `pcibind_reattach()`.
+///
+/// On success `*plan_out` receives the plan, which the caller owns and releases with
+/// `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of
+/// `pcibind_reattach()` that can occur before anything is written.
+/// @since 0.3
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn pcibind_reattach_plan(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    name: *const c_char,
+    flags: c_uint,
+    plan_out: *mut *mut c_char,
+) -> c_int {
+    let out = out_init(plan_out);
+    with_ctx(ctx, |ctx| {
+        let out = out.ok_or_else(|| null("plan_out"))?;
+        let (options, _) = move_options(flags, CHECK_FLAGS)?;
+        let plan = ctx.reattach_plan(address_arg(address)?, opt_str_arg(name, "name")?, options)?;
+        *out = malloc_string(&plan.to_string())?;
+        Ok(())
+    })
+}
+
 /// Detaches the device at `address` from its driver and leaves it unbound. Its
 /// `driver_override` is first set to `"none"`, a name no driver has, so that no later probe
 /// (a `drivers_probe`, a module load) grabs the device; `pcibind_reattach()` clears it. An

@@ -42,31 +42,32 @@ enum Fallback {
     Strict,
 }
 
-/// The plan's line about the safety checks.
+/// The plan's line about the safety checks a move to a driver runs.
 fn checks_note(options: &BindOptions) -> String {
+    checks_note_of(
+        options,
+        &[
+            (Check::InUse, "not in use on the host"),
+            (Check::Sriov, "no SR-IOV VFs in the way"),
+            (Check::Claims, "the driver claims the device"),
+        ],
+    )
+}
+
+/// The plan's line about `checks`, each passed or skipped as `options` say.
+fn checks_note_of(options: &BindOptions, checks: &[(Check, &str)]) -> String {
     if options.force {
         return "safety checks skipped (forced)".to_owned();
     }
-    let mut passed = Vec::new();
-    let mut skipped = Vec::new();
-    for (check, what) in [
-        (Check::InUse, "not in use on the host"),
-        (Check::Sriov, "no SR-IOV VFs in the way"),
-        (Check::Claims, "the driver claims the device"),
-    ] {
-        if options.skips(check) {
-            skipped.push(what);
-        } else {
-            passed.push(what);
-        }
-    }
+    let (skipped, passed): (Vec<_>, Vec<_>) = checks.iter().partition(|(c, _)| options.skips(*c));
+    let names = |v: &[&(Check, &str)]| v.iter().map(|(_, w)| *w).collect::<Vec<_>>().join(", ");
     match (passed.is_empty(), skipped.is_empty()) {
-        (_, true) => format!("safety checks passed: {}", passed.join(", ")),
+        (_, true) => format!("safety checks passed: {}", names(&passed)),
         (true, _) => "safety checks skipped (all allowed)".to_owned(),
         _ => format!(
             "safety checks passed: {}; skipped as allowed: {}",
-            passed.join(", "),
-            skipped.join(", ")
+            names(&passed),
+            names(&skipped)
         ),
     }
 }
@@ -188,12 +189,45 @@ impl Context {
         let name = name.map(DriverName::new).transpose()?;
         self.sysfs.require_device(&address)?;
         let prepared = self.prepare_bind(&address, name.as_ref(), options, Mode::DryRun)?;
+        Ok(self.plan_of(&address, prepared))
+    }
+
+    /// What [`Context::unbind`] with the same arguments would do, without doing any of it:
+    /// the checks run as the real call's, nothing is written. The plan comes from the step list
+    /// the real call executes.
+    pub fn unbind_plan(&self, address: &str, options: BindOptions) -> Result<Plan> {
+        let address = PciAddress::parse(address)?;
+        self.sysfs.require_device(&address)?;
+        let start = self.state(&address)?;
+        let prepared = self.prepare_unbind(&address, start, options)?;
+        Ok(self.plan_of(&address, prepared))
+    }
+
+    /// What [`Context::reattach`] with the same arguments would do, without doing any of it:
+    /// nothing is written or loaded; the checks that need no module load run as the real
+    /// call's. The plan comes from the step list the real call executes.
+    pub fn reattach_plan(
+        &self,
+        address: &str,
+        name: Option<&str>,
+        options: BindOptions,
+    ) -> Result<Plan> {
+        let address = PciAddress::parse(address)?;
+        let name = name.map(DriverName::new).transpose()?;
+        self.sysfs.require_device(&address)?;
+        let prepared = self.prepare_reattach(&address, name.as_ref(), options, Mode::DryRun)?;
+        Ok(self.plan_of(&address, prepared))
+    }
+
+    /// A worked-out operation as a plan: a note on an interrupted transaction the real call
+    /// would roll back first, the notes, then the rendered steps.
+    fn plan_of(&self, address: &PciAddress, prepared: Prepared) -> Plan {
         let mut lines = Vec::new();
         // A dry run takes no lock, so it rolls nothing back; the real call would, first.
         if let Some(i) = self.interrupted().ok().and_then(|found| {
             found
                 .into_iter()
-                .find(|i| i.address == address && !i.running)
+                .find(|i| i.address == *address && !i.running)
         }) {
             lines.push(format!(
                 "first roll back the interrupted transaction of {address} ({}); the plan below \
@@ -202,13 +236,15 @@ impl Context {
             ));
         }
         lines.extend(prepared.notes);
-        if let Some(txn) = &prepared.txn {
-            self.render(txn, &mut lines);
+        match &prepared.txn {
+            Some(txn) => self.render(txn, &mut lines),
+            None if lines.is_empty() => lines.push(format!("{address}: nothing to do")),
+            None => {}
         }
-        Ok(Plan {
+        Plan {
             target: prepared.target,
             lines,
-        })
+        }
     }
 
     /// SPEC 3.3 steps 2-5, and the steps 6-7 to run: the one description of a bind that the
@@ -398,18 +434,35 @@ impl Context {
         let _deferral = self.log.defer();
         let locked = self.lock_device(&address, &self.deadline())?;
         let start = self.state(&address)?;
-        if start.driver.is_none() && start.driver_override.as_deref() == Some(NO_DRIVER_OVERRIDE) {
-            self.log.log(
-                Priority::Info,
-                format_args!("{address} is unbound and kept so; nothing to do"),
-            );
-            return Ok(());
+        match self.prepare_unbind(&address, start, options)?.txn {
+            Some(txn) => self.execute(&[txn], &locked),
+            None => Ok(()),
         }
-        self.check_move(&address, &start, Destination::Unbound, None, &options)?;
-        self.execute(
-            &[DeviceTxn {
+    }
+
+    /// An unbind worked out from the device's `start`: nothing for a device unbound with the
+    /// no-driver override already; else the checks, then override `none`, unbind, check.
+    fn prepare_unbind(
+        &self,
+        address: &PciAddress,
+        start: txn::DeviceState,
+        options: BindOptions,
+    ) -> Result<Prepared> {
+        if start.driver.is_none() && start.driver_override.as_deref() == Some(NO_DRIVER_OVERRIDE) {
+            let nothing = format!("{address} is unbound and kept so; nothing to do");
+            self.log.log(Priority::Info, format_args!("{nothing}"));
+            return Ok(Prepared {
+                target: None,
+                txn: None,
+                notes: vec![nothing],
+            });
+        }
+        self.check_move(address, &start, Destination::Unbound, None, &options)?;
+        Ok(Prepared {
+            target: None,
+            txn: Some(DeviceTxn {
                 forced: options.skips(Check::InUse),
-                address,
+                address: *address,
                 start,
                 steps: vec![
                     Step::SetOverride(Override::Value(NO_DRIVER_OVERRIDE.to_owned())),
@@ -417,9 +470,15 @@ impl Context {
                     Step::Expect(Expect::Unbound),
                 ],
                 doing: "unbinding".to_owned(),
-            }],
-            &locked,
-        )
+            }),
+            notes: vec![checks_note_of(
+                &options,
+                &[
+                    (Check::InUse, "not in use on the host"),
+                    (Check::Sriov, "not a PF whose VFs are on VFIO drivers"),
+                ],
+            )],
+        })
     }
 
     /// Gives the device back to the host (SPEC 3.3 reattach), as a transaction. With no name:
@@ -513,44 +572,45 @@ impl Context {
             self.check_move(address, &start, Destination::Host, None, &options)?;
             return self.prepare_reattach_to_host(address, start, &options, mode);
         };
-        let driver = match &target {
-            Target::Driver(d) => d.clone(),
-            Target::Unloaded(_) => return Err(Error::Internal("unresolved target".into())),
-        };
+        // `None` only in a dry run whose target's module is not loaded: the device cannot be on
+        // a driver nobody registered yet.
+        let driver = target.driver().cloned();
         // A driver that matches the device by its own IDs keeps it after a reprobe without
         // the override; an override-only (VFIO) driver, or one forced onto a device it does
         // not claim, needs the override to stay.
         let host = self
             .claims_by_id_table(address, &target, name)
-            .unwrap_or_else(|| !self.is_vfio_driver(&driver));
-        let wanted_override = if host { None } else { Some(driver.as_str()) };
-        if start.driver.as_ref() != Some(&driver) {
-            // `reattach(host NIC, "vfio-pci")` must not take what `bind` refuses.
-            self.check_move(
-                address,
-                &start,
-                Destination::Driver(&target),
-                name,
-                &options,
-            )?;
-        }
-        let steps = if start.driver.as_ref() == Some(&driver) {
-            if start.driver_override.as_deref() == wanted_override {
-                return nothing(Some(driver));
+            .unwrap_or_else(|| !self.is_vfio_target(&target));
+        let steps = match &driver {
+            Some(d) if start.driver.as_ref() == Some(d) => {
+                let wanted_override = if host { None } else { Some(d.as_str()) };
+                if start.driver_override.as_deref() == wanted_override {
+                    return nothing(Some(d.clone()));
+                }
+                vec![Step::SetOverride(match wanted_override {
+                    None => Override::Clear,
+                    Some(_) => Override::Driver(target.clone()),
+                })]
             }
-            vec![Step::SetOverride(match wanted_override {
-                None => Override::Clear,
-                Some(_) => Override::Driver(target.clone()),
-            })]
-        } else {
-            let mut steps = txn::move_to(&target);
-            if host {
-                steps.push(Step::SetOverride(Override::Clear));
+            _ => {
+                // `reattach(host NIC, "vfio-pci")` must not take what `bind` refuses.
+                self.check_move(
+                    address,
+                    &start,
+                    Destination::Driver(&target),
+                    name,
+                    &options,
+                )?;
+                notes.push(checks_note(&options));
+                let mut steps = txn::move_to(&target);
+                if host {
+                    steps.push(Step::SetOverride(Override::Clear));
+                }
+                steps
             }
-            steps
         };
         Ok(Prepared {
-            target: Some(driver),
+            target: driver,
             txn: Some(DeviceTxn {
                 forced: options.skips(Check::InUse),
                 address: *address,

@@ -193,6 +193,9 @@ enum Command {
     Unbind {
         #[arg(required = true, value_name = "ADDRESS")]
         addresses: Vec<String>,
+        /// Change nothing; print the exact plan
+        #[arg(long)]
+        dry_run: bool,
         /// Skip the safety checks (device in use on the host, PF whose VFs are on VFIO
         /// drivers), as bind --force
         #[arg(long)]
@@ -216,8 +219,11 @@ enum Command {
         group: bool,
         /// After each successful reattach, remove the device's saved override (driverctl's
         /// unset-override)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dry_run")]
         persist: bool,
+        /// Change nothing and load nothing; print the exact plan
+        #[arg(long)]
+        dry_run: bool,
         /// Skip the safety checks (device in use on the host, PF whose VFs are on VFIO
         /// drivers, DRIVER not claiming the device), as bind --force
         #[arg(long)]
@@ -589,16 +595,9 @@ fn prepare(
 }
 
 /// The dry run of DRIVER `none`: what `Context::unbind` would do to the device.
-fn unbind_plan(ctx: &Context, address: &str) -> Result<String, Error> {
-    Ok(match ctx.current_driver(address)? {
-        Some(driver) => format!(
-            "set driver_override to {NO_DRIVER_OVERRIDE}, unbind from {driver}, and leave it \
-             unbound (as `pcibind unbind`)"
-        ),
-        None => format!(
-            "already unbound: set driver_override to {NO_DRIVER_OVERRIDE} (as `pcibind unbind`)"
-        ),
-    })
+/// A plan as the tool prints it.
+fn plan_text(plan: pcibind::Plan) -> String {
+    format!("plan (nothing changed):\n{plan}")
 }
 
 pub(crate) const UNBOUND: &str = "unbound (driver_override none)";
@@ -1109,7 +1108,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             };
             match (&target, dry_run) {
                 (Target::Unbound, true) => each(&addresses, "planning", |a| {
-                    unbind_plan(&ctx, a).map(|plan| format!("plan (nothing changed):\n{plan}"))
+                    ctx.unbind_plan(a, options).map(plan_text)
                 }),
                 (Target::Unbound, false) => each(&addresses, "unbinding", |a| {
                     let done = ctx.unbind(a, options).map(|_| (None, UNBOUND.to_owned()));
@@ -1129,6 +1128,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
         }
         Command::Unbind {
             addresses,
+            dry_run,
             force,
             allow,
         } => {
@@ -1137,9 +1137,14 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     Ok(prepared) => prepared,
                     Err(status) => return Ok(status),
                 };
+            let options = move_options(force, &allow);
+            if dry_run {
+                return Ok(each(&addresses, "planning", |a| {
+                    ctx.unbind_plan(a, options).map(plan_text)
+                }));
+            }
             each(&addresses, "unbinding", |a| {
-                ctx.unbind(a, move_options(force, &allow))
-                    .map(|_| UNBOUND.to_owned())
+                ctx.unbind(a, options).map(|_| UNBOUND.to_owned())
             })
         }
         Command::Recover { addresses } => recover(&ctx, &addresses)?,
@@ -1147,12 +1152,14 @@ fn run(cli: Cli) -> Result<u8, Error> {
             args,
             group,
             persist,
+            dry_run,
             force,
             allow,
         } => {
             let options = move_options(force, &allow);
             let persist = Persist::when(persist, Persist::Remove);
-            let (addresses, target) = match prepare(&ctx, &args, true, true, (persist, &store)) {
+            let (addresses, target) = match prepare(&ctx, &args, true, !dry_run, (persist, &store))
+            {
                 Ok(prepared) => prepared,
                 Err(status) => return Ok(status),
             };
@@ -1161,8 +1168,18 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     return Ok(no_driver_with_group());
                 }
                 return Ok(each(&addresses, "reattaching the group of", |a| {
-                    let o = ctx.reattach_group(a, options, false)?;
-                    persist.after_group(&ctx, &store, &o.members, group_report(&o, false))
+                    let o = ctx.reattach_group(a, options, dry_run)?;
+                    persist.after_group(&ctx, &store, &o.members, group_report(&o, dry_run))
+                }));
+            }
+            if dry_run {
+                let driver = match &target {
+                    Target::Driver(d) => Some(d.as_str()),
+                    _ => None,
+                };
+                return Ok(each(&addresses, "planning", |a| match target {
+                    Target::Unbound => ctx.unbind_plan(a, options).map(plan_text),
+                    _ => ctx.reattach_plan(a, driver, options).map(plan_text),
                 }));
             }
             match target {
