@@ -241,7 +241,10 @@ typedef void (*pcibind_log_fn)(void *userdata, int priority, const char *message
  * A module loader (SPEC 3.14): asked to load kernel module `module` (a NUL-terminated name in
  * `_` spelling, valid during the call), it returns 0 once the module is loaded (or was), or
  * non-zero when it is not, setting `*error_out` to a `malloc`ed message saying why (or
- * leaving it NULL), which the library frees with `free()`. It is called in the thread of the
+ * leaving it NULL), which the library frees with `free()`. `-ENOENT` says that no module has
+ * that name (modprobe's "not found"): a name then resolves to no driver
+ * (PCIBIND_ERR_NO_DRIVER), as with the library's own modprobe; any other non-zero value is a
+ * failed load (PCIBIND_ERR_MODULE_LOAD). Time it yourself: the library waits for it. It is called in the thread of the
  * library call that needs the module, possibly from several threads at once and while a
  * device's lock is held; it must not call into the library on the same device, nor unwind or
  * longjmp.
@@ -800,8 +803,8 @@ int pcibind_in_use(const struct pcibind_ctx *ctx,
  * `loader(userdata, module, &error)` instead of running modprobe, wherever it would have run
  * it (resolving a name whose module is not loaded, a VFIO variant, the host modules of a
  * reattach), and waits for the module's driver to register as it does after modprobe. A
- * non-zero return fails the call that needed the module with PCIBIND_ERR_MODULE_LOAD and the
- * loader's text in the message (a VFIO variant that cannot be loaded falls back to
+ * non-zero return fails the call that needed the module with PCIBIND_ERR_MODULE_LOAD
+ * (PCIBIND_ERR_NO_DRIVER for `-ENOENT`) and the loader's text in the message (a VFIO variant that cannot be loaded falls back to
  * vfio-pci, unless PCIBIND_BIND_STRICT_VARIANT). The loader is not timed: its time is the
  * caller's. NULL `loader` restores the default, modprobe (`pcibind_ctx_set_modprobe()` also
  * replaces any loader). `userdata` is passed as is and must stay valid while the context

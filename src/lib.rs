@@ -38,7 +38,7 @@ pub use ops::recover::Interrupted;
 pub use ops::sriov::SriovOptions;
 pub use os::holders::Holder;
 pub use os::lock::DEFAULT_LOCK_TIMEOUT;
-pub use os::modprobe::{Modprobe, ModuleLoader, DEFAULT_MODPROBE_TIMEOUT};
+pub use os::modprobe::{Modprobe, ModuleLoader, Refusal, DEFAULT_MODPROBE_TIMEOUT};
 pub use os::sysfs::NO_DRIVER_OVERRIDE;
 pub use policy::group::{GroupMember, MemberClass};
 pub use policy::inuse::{InUse, InUseKinds};

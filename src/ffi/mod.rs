@@ -955,7 +955,10 @@ pub unsafe extern "C" fn pcibind_in_use(
 /// A module loader (SPEC 3.14): asked to load kernel module `module` (a NUL-terminated name in
 /// `_` spelling, valid during the call), it returns 0 once the module is loaded (or was), or
 /// non-zero when it is not, setting `*error_out` to a `malloc`ed message saying why (or
-/// leaving it NULL), which the library frees with `free()`. It is called in the thread of the
+/// leaving it NULL), which the library frees with `free()`. `-ENOENT` says that no module has
+/// that name (modprobe's "not found"): a name then resolves to no driver
+/// (PCIBIND_ERR_NO_DRIVER), as with the library's own modprobe; any other non-zero value is a
+/// failed load (PCIBIND_ERR_MODULE_LOAD). Time it yourself: the library waits for it. It is called in the thread of the
 /// library call that needs the module, possibly from several threads at once and while a
 /// device's lock is held; it must not call into the library on the same device, nor unwind or
 /// longjmp.
@@ -979,7 +982,7 @@ unsafe impl Send for CallerLoader {}
 unsafe impl Sync for CallerLoader {}
 
 impl CallerLoader {
-    fn load(&self, module: &crate::ModuleName) -> Result<(), String> {
+    fn load(&self, module: &crate::ModuleName) -> Result<(), crate::Refusal> {
         let name = boundary::c_string_lossy(module.as_str());
         let mut error: *mut c_char = std::ptr::null_mut();
         // SAFETY: the caller's function, with its own userdata, a valid string and a valid
@@ -994,11 +997,15 @@ impl CallerLoader {
             unsafe { libc::free(error.cast()) };
             text
         });
-        match (rc, text) {
-            (0, _) => Ok(()),
-            (_, Some(text)) if !text.trim().is_empty() => Err(text.trim().to_owned()),
-            (rc, _) => Err(format!("it returned {rc} and said nothing")),
-        }
+        let text = match (rc, text) {
+            (0, _) => return Ok(()),
+            (_, Some(text)) if !text.trim().is_empty() => text.trim().to_owned(),
+            (rc, _) => format!("it returned {rc} and said nothing"),
+        };
+        Err(crate::Refusal {
+            no_such_module: rc == -libc::ENOENT,
+            text,
+        })
     }
 }
 
@@ -1006,8 +1013,8 @@ impl CallerLoader {
 /// `loader(userdata, module, &error)` instead of running modprobe, wherever it would have run
 /// it (resolving a name whose module is not loaded, a VFIO variant, the host modules of a
 /// reattach), and waits for the module's driver to register as it does after modprobe. A
-/// non-zero return fails the call that needed the module with PCIBIND_ERR_MODULE_LOAD and the
-/// loader's text in the message (a VFIO variant that cannot be loaded falls back to
+/// non-zero return fails the call that needed the module with PCIBIND_ERR_MODULE_LOAD
+/// (PCIBIND_ERR_NO_DRIVER for `-ENOENT`) and the loader's text in the message (a VFIO variant that cannot be loaded falls back to
 /// vfio-pci, unless PCIBIND_BIND_STRICT_VARIANT). The loader is not timed: its time is the
 /// caller's. NULL `loader` restores the default, modprobe (`pcibind_ctx_set_modprobe()` also
 /// replaces any loader). `userdata` is passed as is and must stay valid while the context

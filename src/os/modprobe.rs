@@ -57,8 +57,17 @@ pub enum Modprobe {
     Loader(ModuleLoader),
 }
 
+/// Why a caller's module loader did not load a module.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// No module has that name (modprobe's "not found"): a name that resolves to no driver.
+    pub no_such_module: bool,
+    /// The loader's words.
+    pub text: String,
+}
+
 /// What a caller's module loader says to a module: loaded (`Ok`), or why not.
-pub type LoadFn = dyn Fn(&ModuleName) -> std::result::Result<(), String> + Send + Sync;
+pub type LoadFn = dyn Fn(&ModuleName) -> std::result::Result<(), Refusal> + Send + Sync;
 
 /// A caller's module loader ([`Modprobe::Loader`]): called, in the calling thread, instead of
 /// running modprobe, and not timed (its time is the caller's business). Two are equal when
@@ -68,7 +77,7 @@ pub struct ModuleLoader(Arc<LoadFn>);
 
 impl ModuleLoader {
     pub fn new(
-        f: impl Fn(&ModuleName) -> std::result::Result<(), String> + Send + Sync + 'static,
+        f: impl Fn(&ModuleName) -> std::result::Result<(), Refusal> + Send + Sync + 'static,
     ) -> Self {
         ModuleLoader(Arc::new(f))
     }
@@ -123,8 +132,16 @@ impl Modprobe {
         let program = match self {
             Modprobe::Disabled => return Err(fail("module loading is disabled".into())),
             Modprobe::Loader(loader) => {
-                return (loader.0)(module)
-                    .map_err(|why| fail(format!("the module loader refused it: {why}")))
+                return (loader.0)(module).map_err(|r| {
+                    if r.no_such_module {
+                        LoadError::NotFound {
+                            module: module.clone(),
+                            detail: format!("the module loader knows no such module: {}", r.text),
+                        }
+                    } else {
+                        fail(format!("the module loader refused it: {}", r.text))
+                    }
+                })
             }
             _ => self.program().ok_or_else(|| {
                 fail(format!(

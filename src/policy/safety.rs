@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use crate::os::holders::{self, Holder};
+use crate::policy::group::STUB_DRIVERS;
 use crate::policy::inuse::{self, InUse, InUseKinds};
 use crate::tables::Side;
 use crate::types::address::PciAddress;
@@ -110,8 +111,16 @@ impl Context {
         let unbound_to_vfio = start.driver.is_none()
             && !options.skips(Check::InUse)
             && target.is_some_and(|t| self.is_vfio_target(t));
+        // The host uses a device through its host driver (SPEC 3.3): one on a VFIO or stub
+        // driver is no host's, and only a VMM holding it can stand in the way of its leaving.
+        let off_a_host_driver = leaves && self.on_host_driver(address, start.driver.as_ref());
         if (leaves || unbound_to_vfio) && !options.skips(Check::InUse) {
-            if let Some(found) = self.in_use_now(address, start.driver.as_ref(), leaves)? {
+            let found = self.in_use_now(
+                address,
+                start.driver.as_ref(),
+                off_a_host_driver || unbound_to_vfio,
+            )?;
+            if let Some(found) = found {
                 return Err(Error::InUse {
                     address: *address,
                     reason: found.reason,
@@ -153,46 +162,57 @@ impl Context {
         self.check_claims(address, target, given, side)
     }
 
-    /// Whether the device at `address`, on `driver`, is in use on the host, and how (SPEC 1):
-    /// what is below it, and, when `vmm` and it is on a VFIO driver, a VMM holding it.
+    /// True for a device on a host driver: a driver that is neither a VFIO driver nor a stub.
+    pub(crate) fn on_host_driver(&self, address: &PciAddress, driver: Option<&DriverName>) -> bool {
+        driver.is_some_and(|d| {
+            !STUB_DRIVERS.contains(&d.as_str()) && !self.on_vfio_driver(address, Some(d))
+        })
+    }
+
+    /// Whether the device at `address`, on `driver`, is in use, and how (SPEC 1): with `host`,
+    /// what is below it (the host's use); always, a VMM holding it when it is on a VFIO driver.
     pub(crate) fn in_use_now(
         &self,
         address: &PciAddress,
         driver: Option<&DriverName>,
-        vmm: bool,
+        host: bool,
     ) -> Result<Option<InUse>> {
-        let mut found = inuse::in_use(
-            &self.sysfs,
-            &self.proc_root,
-            &self.dev_root,
-            &self.log,
-            address,
-        )?;
-        if vmm {
-            if let Some(reason) = self.vmm_holding(address, driver)? {
-                found = Some(match found {
-                    None => InUse {
-                        kinds: InUseKinds::VMM,
-                        reason,
-                    },
-                    Some(f) => InUse {
-                        kinds: f.kinds | InUseKinds::VMM,
-                        reason: format!("{}; {reason}", f.reason),
-                    },
-                });
-            }
+        let mut found = if host {
+            inuse::in_use(
+                &self.sysfs,
+                &self.proc_root,
+                &self.dev_root,
+                &self.log,
+                address,
+            )?
+        } else {
+            None
+        };
+        if let Some(reason) = self.vmm_holding(address, driver)? {
+            found = Some(match found {
+                None => InUse {
+                    kinds: InUseKinds::VMM,
+                    reason,
+                },
+                Some(f) => InUse {
+                    kinds: f.kinds | InUseKinds::VMM,
+                    reason: format!("{}; {reason}", f.reason),
+                },
+            });
         }
         Ok(found)
     }
 
-    /// Whether the device at `address` is in use on the host, and how: the question bind's
-    /// in-use check asks of a device it would take off its driver, answered alone (SPEC
-    /// 3.14), a VMM holding a device on a VFIO driver included. `None` when it is not.
+    /// Whether the device at `address` is in use, and how: the question the in-use check of a
+    /// move off its driver asks (SPEC 3.14), answered alone. A device on a host driver or on
+    /// none is asked about the host's use of it; one on a VFIO driver about a VMM holding it;
+    /// one on a stub is in use by nobody. `None` when it is not in use.
     pub fn in_use(&self, address: &str) -> Result<Option<InUse>> {
         let address = PciAddress::parse(address)?;
         self.sysfs.require_device(&address)?;
         let driver = self.sysfs.device_driver(&address)?;
-        self.in_use_now(&address, driver.as_ref(), true)
+        let host = driver.is_none() || self.on_host_driver(&address, driver.as_ref());
+        self.in_use_now(&address, driver.as_ref(), host)
     }
 
     /// Why a device on a VFIO driver belongs to a running VM (SPEC 1, "Held by a VMM"): a
