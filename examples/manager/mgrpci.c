@@ -521,10 +521,13 @@ int mgrPCIDetach(mgrPCIContext *mgr, const char *address, const mgrPCIHostdevCon
     goto cleanup;
 
 undo:
-    /* Without its record the device could never be given back: undo this call's move. */
+    /* Without its record the device could never be given back: undo this call's move, with
+     * the checks the user waived for the move waived for its undo too. */
     if (moved) {
         char *back = NULL;
-        rc = pcibind_reattach(mgr->ctx, addr, startDriver, 0, &back);
+        unsigned int waived = flags & (PCIBIND_BIND_ALLOW_IN_USE | PCIBIND_BIND_ALLOW_UNCLAIMED |
+                                       PCIBIND_BIND_ALLOW_SRIOV);
+        rc = pcibind_reattach(mgr->ctx, addr, startDriver, waived, &back);
         if (rc < 0)
             MGR_ERROR("PCI device %s stays on %s, unrecorded: giving it back to %s failed: %s",
                       addr, driver, orNone(startDriver), pcibind_last_error_message());

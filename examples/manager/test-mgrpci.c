@@ -70,6 +70,7 @@ static bool logHas(const char *text)
  * ------------------------------------------------------------------------------------------ */
 
 #define NIC "0000:01:00.0"
+#define NIC2 "0000:02:00.0"
 #define NIC_MODALIAS "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00"
 #define VF "0000:03:00.2"
 #define VF_MODALIAS "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i00"
@@ -715,6 +716,17 @@ static void test_records(void)
                   MGR_ERR_INTERNAL_ERROR, "is not one this manager wrote");
     expectNoWrites("a reattach refused for its record");
     expectDevice("after the refused reattach", NIC, "vfio-pci", "vfio-pci");
+
+    /* A record that cannot be written (the state directory is gone): an unrecorded device
+     * could never be given back, so the detach undoes its move. */
+    char *record = ptk_path(root, "state/" NIC ".state");
+    EXPECT(unlink(record) == 0 && rmdir(statePath) == 0, "the test removes %s: %s", statePath,
+           strerror(errno));
+    free(record);
+    hostNic(NIC2);
+    expectFailure("detaching when its record cannot be written", mgrPCIDetach(mgr, NIC2, &DEFAULTS),
+                  MGR_ERR_SYSTEM_ERROR, "cannot create a temp file for the record");
+    expectDevice("after the undone detach", NIC2, "e1000e", "(null)");
     hostDestroy();
 }
 
