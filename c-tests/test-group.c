@@ -229,7 +229,7 @@ static void no_iommu_group_is_unsupported(void)
     ptk_device(root, "0000:05:00.0", GPU_ID, "nouveau");
     CHECK_RC(pcibind_bind_group(ctx, "0000:05:00.0", 0, NULL), PCIBIND_ERR_UNSUPPORTED);
     CHECK_RC(pcibind_reattach_group(ctx, "0000:05:00.0", 0, NULL), PCIBIND_ERR_UNSUPPORTED);
-    CHECK_RC(pcibind_bind_group(ctx, GPU, 8, NULL), PCIBIND_ERR_INVALID_ARG);
+    CHECK_RC(pcibind_bind_group(ctx, GPU, 256, NULL), PCIBIND_ERR_INVALID_ARG);
     CHECK_RC(pcibind_bind_group(ctx, "x", 0, NULL), PCIBIND_ERR_INVALID_ADDRESS);
     CHECK_RC(pcibind_bind_group(NULL, GPU, 0, NULL), PCIBIND_ERR_INVALID_ARG);
     teardown();

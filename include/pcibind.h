@@ -91,7 +91,8 @@ typedef enum pcibind_error {
   /**
    * device is in use on the host
    *
-   * The message says how (override with PCIBIND_BIND_FORCE).
+   * The message says how (PCIBIND_BIND_ALLOW_IN_USE or PCIBIND_BIND_FORCE skip this check;
+   * PCIBIND_BIND_ALLOW_SRIOV for an SR-IOV PF whose VFs are in the way).
    */
   PCIBIND_ERR_IN_USE = -8,
   /**
@@ -107,15 +108,18 @@ typedef enum pcibind_error {
    */
   PCIBIND_ERR_BUSY = -10,
   /**
-   * internal error; the context refuses further calls
+   * internal error (a bug)
    *
-   * A bug (a caught panic); free the context.
+   * A caught panic: that call failed and did nothing more, and the context dropped its
+   * caches; it stays usable (since 0.3; before, it refused every later call).
    */
   PCIBIND_ERR_INTERNAL = -11,
   /**
    * driver does not claim this device
    *
-   * None of its module's aliases match the device (override with PCIBIND_BIND_FORCE).
+   * None of its module's aliases match the device (PCIBIND_BIND_ALLOW_UNCLAIMED or
+   * PCIBIND_BIND_FORCE skip this check), or it is not the VFIO driver that
+   * PCIBIND_BIND_REQUIRE_VFIO asked for.
    */
   PCIBIND_ERR_NOT_CLAIMED = -12,
   /**
@@ -127,16 +131,14 @@ typedef enum pcibind_error {
 } pcibind_error;
 
 /**
- * Flags of `pcibind_bind()` (and `pcibind_bind_plan()`); combine with `|`.
+ * Flags of `pcibind_bind()` (and `pcibind_bind_plan()`, `pcibind_bind_start()`); combine
+ * with `|`. The moves that run safety checks (`pcibind_unbind()`, `pcibind_reattach()`, the
+ * group moves) take the check flags too (FORCE and the three ALLOW_*).
  */
 typedef enum pcibind_bind_flags {
   /**
-   * Skip the safety checks: device in use on the host (a network interface anywhere below
-   * it that is up with an address or route, or whose bridge, bond, VLAN, ... above it is; a
-   * disk below it mounted, a member of a mounted btrfs, used as swap or held; an NVMe
-   * controller that is the last live path to such a multipath namespace; a framebuffer),
-   * SR-IOV PF with VFs enabled going to a VFIO driver, target driver that does not claim
-   * the device.
+   * Skip every safety check: the same as PCIBIND_BIND_ALLOW_IN_USE,
+   * PCIBIND_BIND_ALLOW_UNCLAIMED and PCIBIND_BIND_ALLOW_SRIOV together.
    */
   PCIBIND_BIND_FORCE = 1,
   /**
@@ -149,7 +151,76 @@ typedef enum pcibind_bind_flags {
    * `sriov_drivers_autoprobe` alone and give the VFs no `driver_override`). Since 0.2.
    */
   PCIBIND_SRIOV_AUTOPROBE = 4,
+  /**
+   * Skip the in-use check only: a network interface below the device that carries the
+   * host's traffic (up with an address or route, itself or through a bridge, bond, VLAN,
+   * ... above it), a disk below it that is mounted, a btrfs member, swap or held open
+   * exclusively, an NVMe controller that is the last live path to such a namespace, a
+   * framebuffer or the firmware's boot framebuffer (the console GPU), mediated devices, a
+   * VMM holding a device on a VFIO driver, and anything the check could not read. See
+   * `pcibind_in_use()`. Since 0.3.
+   */
+  PCIBIND_BIND_ALLOW_IN_USE = 8,
+  /**
+   * Skip the check that the target driver claims the device (its module's `pci:` or
+   * `vfio_pci:` aliases match the device). Since 0.3.
+   */
+  PCIBIND_BIND_ALLOW_UNCLAIMED = 16,
+  /**
+   * Skip the SR-IOV checks only: an SR-IOV PF with VFs enabled going to a VFIO driver, a PF
+   * one of whose VFs is on a VFIO driver taken off its driver. Since 0.3.
+   */
+  PCIBIND_BIND_ALLOW_SRIOV = 32,
+  /**
+   * A named target that is not a VFIO driver (vfio-pci or a variant) is refused with
+   * PCIBIND_ERR_NOT_CLAIMED, before anything is written (for a manager's "this device is
+   * for a VFIO driver of the user's choice"). Not skipped by PCIBIND_BIND_FORCE.
+   * `pcibind_bind()`, `pcibind_bind_plan()` and `pcibind_bind_start()` only. Since 0.3.
+   */
+  PCIBIND_BIND_REQUIRE_VFIO = 64,
+  /**
+   * With a NULL name, the VFIO variant driver chosen for the device must be had: when its
+   * module cannot be loaded (or no driver registers), the call fails with
+   * PCIBIND_ERR_MODULE_LOAD instead of falling back to vfio-pci (live migration needs the
+   * variant). A device for which vfio-pci itself is the best driver binds to it as usual.
+   * `pcibind_bind()`, `pcibind_bind_plan()`, `pcibind_bind_start()` and
+   * `pcibind_bind_group()`. Since 0.3.
+   */
+  PCIBIND_BIND_STRICT_VARIANT = 128,
 } pcibind_bind_flags;
+
+/**
+ * The ways a device is in use on the host, as `pcibind_in_use()` reports them: a bit mask, 0
+ * when it is not in use. Since 0.3.
+ */
+typedef enum pcibind_in_use_kind {
+  /**
+   * A network interface below it carries the host's traffic (or could not be read).
+   */
+  PCIBIND_IN_USE_NETWORK = 1,
+  /**
+   * A disk below it is mounted, swap, a btrfs member or held (or could not be read).
+   */
+  PCIBIND_IN_USE_STORAGE = 2,
+  /**
+   * It drives a framebuffer, or its BAR holds the firmware's boot framebuffer.
+   */
+  PCIBIND_IN_USE_DISPLAY = 4,
+  /**
+   * It is on a VFIO driver and a process (a VMM) holds its group node or its cdev.
+   */
+  PCIBIND_IN_USE_VMM = 8,
+  /**
+   * Anything else: mediated devices on it, a part of it that could not be read.
+   */
+  PCIBIND_IN_USE_OTHER = 16,
+} pcibind_in_use_kind;
+
+/**
+ * The ways a device is in use (SPEC 3.14's kinds, the C API's `PCIBIND_IN_USE_*` bits): a
+ * set, since one device can be several at once.
+ */
+typedef struct InUseKinds InUseKinds;
 
 /**
  * An opaque library context: one sysfs tree and the settings used on it. Create it with
@@ -165,6 +236,17 @@ typedef struct pcibind_ctx pcibind_ctx;
  * may be called from any thread that calls into the library, and must not unwind or longjmp.
  */
 typedef void (*pcibind_log_fn)(void *userdata, int priority, const char *message);
+
+/**
+ * A module loader (SPEC 3.14): asked to load kernel module `module` (a NUL-terminated name in
+ * `_` spelling, valid during the call), it returns 0 once the module is loaded (or was), or
+ * non-zero when it is not, setting `*error_out` to a `malloc`ed message saying why (or
+ * leaving it NULL), which the library frees with `free()`. It is called in the thread of the
+ * library call that needs the module, possibly from several threads at once and while a
+ * device's lock is held; it must not call into the library on the same device, nor unwind or
+ * longjmp.
+ */
+typedef int (*pcibind_module_loader_fn)(void *userdata, const char *module, char **error_out);
 
 #ifdef __cplusplus
 extern "C" {
@@ -358,21 +440,25 @@ int pcibind_find_vfio_variant(const struct pcibind_ctx *ctx,
  * Binds the device at `address` to the driver `name` (a PCI driver or module name in either
  * `-`/`_` spelling, resolved as `pcibind_resolve_driver()` does, loading its module when
  * needed), or, with NULL `name`, to the best VFIO driver for it (`pcibind_find_vfio_variant()`,
- * falling back to `vfio-pci` with a warning when the variant's module cannot be loaded).
+ * falling back to `vfio-pci` with a warning when the variant's module cannot be loaded, unless
+ * PCIBIND_BIND_STRICT_VARIANT).
  *
  * A transaction: the device ends on exactly that driver, or it is put back where it started
  * (its driver and its `driver_override`) and the call fails. Steps: resolve the target;
- * return at once if the device is already bound to it (nothing is written); unless
- * PCIBIND_BIND_FORCE, refuse a device in use on the host, an SR-IOV PF with VFs enabled going
- * to a VFIO driver, and a target whose module's aliases do not match the device; write
+ * with PCIBIND_BIND_REQUIRE_VFIO, refuse a target that is not a VFIO driver; return at once
+ * if the device is already bound to it (nothing is written); run the three safety checks,
+ * each skipped by its flag (all by PCIBIND_BIND_FORCE): refuse a device in use on the host
+ * (PCIBIND_BIND_ALLOW_IN_USE; see `pcibind_in_use()`), an SR-IOV PF with VFs enabled going
+ * to a VFIO driver (PCIBIND_BIND_ALLOW_SRIOV), and a target whose module's aliases do not
+ * match the device (PCIBIND_BIND_ALLOW_UNCLAIMED); write
  * `driver_override`, unbind from the current driver, write `drivers_probe`, and check that the
  * device is now bound to exactly the target. (An NVMe controller that is one of several live
  * paths to an in-use multipath namespace is not refused; a LOG_WARNING names the namespace.)
  * The override stays set afterwards, so a later reprobe keeps the device where it is.
  * Operations on one device are serialized, in this process and across processes (a lock file
  * per device in the lock directory).
- * With PCIBIND_BIND_DRY_RUN nothing is changed or loaded, but the safety checks run (unless
- * PCIBIND_BIND_FORCE) and the call fails as the real one would; the plan, made from the same
+ * With PCIBIND_BIND_DRY_RUN nothing is changed or loaded, but the safety checks run (those
+ * not skipped) and the call fails as the real one would; the plan, made from the same
  * step list the real call executes, is logged at LOG_NOTICE, one message per line
  * (`pcibind_bind_plan()` returns it as text). On success `*driver_out` names the target, or
  * is NULL when the target's module is not loaded yet (the plan says which module would be
@@ -400,7 +486,7 @@ int pcibind_bind(const struct pcibind_ctx *ctx,
  * What `pcibind_bind()` with the same arguments would do, without doing any of it: one
  * action per line (modprobe runs, each sysfs write with its value and path, the check, and
  * the state a failure would restore). Nothing is written or loaded; the safety checks run
- * (and fail the call) unless PCIBIND_BIND_FORCE is given. PCIBIND_BIND_DRY_RUN is implied.
+ * (and fail the call) unless skipped by their flags. PCIBIND_BIND_DRY_RUN is implied.
  *
  * On success `*plan_out` receives the plan, which the caller owns and releases with
  * `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of `pcibind_bind()`
@@ -425,7 +511,9 @@ int pcibind_bind_plan(const struct pcibind_ctx *ctx,
  * system, ...), a device on a VFIO driver that a process holds (a running VM) and an SR-IOV
  * PF one of whose VFs is on a VFIO driver are refused with PCIBIND_ERR_IN_USE, nothing
  * written. `flags`: PCIBIND_BIND_FORCE skips them (0.3), with the bounded wait for a VMM that
- * `pcibind_reattach()` describes; other bits are refused.
+ * `pcibind_reattach()` describes; PCIBIND_BIND_ALLOW_IN_USE and PCIBIND_BIND_ALLOW_SRIOV skip
+ * one each, PCIBIND_BIND_ALLOW_UNCLAIMED is accepted and changes nothing here (0.3); other
+ * bits are refused.
  * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE
  * (also when the device disappears during the call), PCIBIND_ERR_IN_USE, PCIBIND_ERR_BIND
  * (restored), PCIBIND_ERR_RESTORE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
@@ -465,8 +553,9 @@ int pcibind_unbind(const struct pcibind_ctx *ctx,
  * must not be in use on the host (PCIBIND_ERR_IN_USE): `pcibind_reattach(host NIC,
  * "vfio-pci")` refuses what `pcibind_bind()` refuses. A device on a VFIO driver whose group
  * node or cdev a process holds open (a running VM) is refused too, naming the process.
- * `flags`: PCIBIND_BIND_FORCE skips the checks (0.3); other bits are refused. Forced off a
- * VFIO driver that a VMM holds, the kernel's unbind waits until the VMM lets go: the call
+ * `flags`: PCIBIND_BIND_FORCE skips the checks (0.3), PCIBIND_BIND_ALLOW_IN_USE,
+ * PCIBIND_BIND_ALLOW_UNCLAIMED and PCIBIND_BIND_ALLOW_SRIOV one each (0.3); other bits are
+ * refused. Forced (or with PCIBIND_BIND_ALLOW_IN_USE) off a VFIO driver that a VMM holds, the kernel's unbind waits until the VMM lets go: the call
  * waits at most the lock timeout (10 s when that is 0), then fails with PCIBIND_ERR_IN_USE
  * saying the unbind is pending; the device stays locked until the kernel is done, and the
  * next call then puts it back where it started.
@@ -518,7 +607,7 @@ int pcibind_iommu_group_members(const struct pcibind_ctx *ctx,
 /**
  * Tells whether the IOMMU group of the device at `address` can be assigned to a guest: it
  * can when no member is *blocking*, i.e. every member is bound to a VFIO driver, to no
- * driver, to `pci-stub` or to `pcieport`. `flags` must be 0.
+ * driver, to a stub (`pci-stub`, Xen's `pciback`; 0.3) or to `pcieport`. `flags` must be 0.
  *
  * On success `*viable_out` is 1 or 0, and, when `reason_out` is not NULL, `*reason_out` is
  * NULL for a viable group, else a message naming each blocking member and its driver, which
@@ -539,11 +628,11 @@ int pcibind_iommu_group_viable(const struct pcibind_ctx *ctx,
  * (SPEC 3.8). The unit is the device's IOMMU group, plus every function a member to be moved
  * names through a `consumer:pci:` device link (a GPU's HDMI audio function), plus that
  * function's group, and so on. Bridges (PCI base class 0x06) never move; one bound to a host
- * driver other than `pcieport` or `pci-stub` (an LPC bridge on `lpc_ich`) refuses the unit
+ * driver other than `pcieport`, `pci-stub` or `pciback` (an LPC bridge on `lpc_ich`) refuses the unit
  * with PCIBIND_ERR_IN_USE, forced or not. Every other member not on a VFIO driver moves to its
  * best VFIO driver (as `pcibind_bind()` with a NULL name). The safety checks of
  * `pcibind_bind()` run on every member before anything is written (PCIBIND_BIND_FORCE skips
- * them); every member's lock is held, taken in address order, for the whole transaction; if
+ * them, the ALLOW_* flags one each; PCIBIND_BIND_STRICT_VARIANT applies to every member); every member's lock is held, taken in address order, for the whole transaction; if
  * any member fails to move, the members moved before it are put back in reverse order
  * (PCIBIND_ERR_BIND, or PCIBIND_ERR_RESTORE naming each member's state).
  * With PCIBIND_BIND_DRY_RUN nothing is written or loaded and the plan for every member is
@@ -568,7 +657,7 @@ int pcibind_bind_group(const struct pcibind_ctx *ctx,
  * NULL name, as one transaction: a failure puts the members already moved back onto their
  * VFIO drivers, in reverse order. `flags`: PCIBIND_BIND_DRY_RUN logs the plan instead;
  * PCIBIND_BIND_FORCE skips the safety checks of `pcibind_reattach()` (before 0.3 it was
- * accepted and changed nothing).
+ * accepted and changed nothing), the ALLOW_* flags one each (0.3).
  *
  * `moved_out` may be NULL; otherwise on success it receives a NULL-terminated array of the
  * addresses given back, in order, which the caller owns and releases with
@@ -613,6 +702,79 @@ int pcibind_recover(const struct pcibind_ctx *ctx,
                     const char *address,
                     unsigned int flags,
                     char ***recovered_out);
+
+/**
+ * `pcibind_bind()`, also saying where the device started and whether the call moved it
+ * (SPEC 3.14), for a manager that gives back only what it moved, to exactly where it was.
+ * The start is read under the device's lock, after any interrupted transaction of it was
+ * rolled back and before anything is loaded or written: no other caller's move can come
+ * between the start reported and the move made, as it can between a separate read and the
+ * bind. `flags` are those of `pcibind_bind()`.
+ *
+ * Every out-pointer may be NULL. On success: `*driver_out` receives the driver the device is
+ * now bound to; `*start_driver_out` the driver it was on (NULL when it was on none);
+ * `*start_override_out` its `driver_override` then (NULL when none was set);
+ * `*moved_out` 1 when anything changed (a write, or a module load that probed the device),
+ * 0 when it was already where it was asked to be. Strings are the caller's, released with
+ * `pcibind_string_free()`. To give the device back: when `*moved_out` is 1,
+ * `pcibind_reattach(ctx, address, start_driver, 0, NULL)` (a NULL start driver gives it to
+ * whichever host driver the kernel chooses), which clears the override of a host driver and
+ * keeps that of a VFIO driver. On failure the strings are NULL and `*moved_out` 0.
+ * With PCIBIND_BIND_DRY_RUN the plan is logged as by `pcibind_bind()`, the start is the
+ * device as it is now (read without the lock), `*driver_out` is NULL when the target's module
+ * is not loaded yet, and `*moved_out` is 0.
+ * Returns 0, or the codes of `pcibind_bind()`.
+ * @since 0.3
+ */
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_bind_start(const struct pcibind_ctx *ctx,
+                       const char *address,
+                       const char *name,
+                       unsigned int flags,
+                       char **driver_out,
+                       char **start_driver_out,
+                       char **start_override_out,
+                       int *moved_out);
+
+/**
+ * Whether the device at `address` is in use on the host, and how: the question the safety
+ * check of a move off its driver asks (SPEC 1, 3.3), answered alone, so that a manager can
+ * decide what to allow (PCIBIND_BIND_ALLOW_IN_USE) with its user's configuration in hand.
+ * A device on a VFIO driver whose group node or cdev a process holds open is in use by a VMM.
+ * What the check cannot read counts as in use (could not look is not "not in use").
+ *
+ * `*kinds_out` (required) receives a bit mask of `pcibind_in_use_kind` (0: not in use).
+ * `reason_out` may be NULL; otherwise on success it receives the reasons as one text (the
+ * refusal's, sentences joined with "; "), NULL when not in use; the caller releases it with
+ * `pcibind_string_free()`. On failure `*kinds_out` is 0 and `*reason_out` NULL.
+ * Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
+ * PCIBIND_ERR_IO.
+ * @since 0.3
+ */
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_in_use(const struct pcibind_ctx *ctx,
+                   const char *address,
+                   unsigned int *kinds_out,
+                   char **reason_out);
+
+/**
+ * Sets who loads kernel modules (SPEC 3.14): with a `loader`, the library calls
+ * `loader(userdata, module, &error)` instead of running modprobe, wherever it would have run
+ * it (resolving a name whose module is not loaded, a VFIO variant, the host modules of a
+ * reattach), and waits for the module's driver to register as it does after modprobe. A
+ * non-zero return fails the call that needed the module with PCIBIND_ERR_MODULE_LOAD and the
+ * loader's text in the message (a VFIO variant that cannot be loaded falls back to
+ * vfio-pci, unless PCIBIND_BIND_STRICT_VARIANT). The loader is not timed: its time is the
+ * caller's. NULL `loader` restores the default, modprobe (`pcibind_ctx_set_modprobe()` also
+ * replaces any loader). `userdata` is passed as is and must stay valid while the context
+ * may call the loader.
+ * Returns 0 or PCIBIND_ERR_INVALID_ARG.
+ * @since 0.3
+ */
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_ctx_set_module_loader(struct pcibind_ctx *ctx,
+                                  pcibind_module_loader_fn loader,
+                                  void *userdata);
 
 /**
  * Sets where `pcibind_vfio_device_nodes()` looks for the device nodes, as an absolute path;

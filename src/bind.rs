@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::address::PciAddress;
-use crate::error::{Error, Result};
+use crate::error::{Check, Error, Result};
 use crate::log::Priority;
 use crate::name::{DriverName, ModuleName};
 use crate::safety::Destination;
@@ -16,11 +16,48 @@ use crate::txn::{self, DeviceTxn, Expect, Locked, Override, Step, Target};
 use crate::unit::UnitMember;
 use crate::{Context, Modprobe};
 
-/// Options of [`Context::bind`] and [`Context::bind_plan`].
+/// Options of the moves ([`Context::bind`], [`Context::bind_start`], [`Context::bind_plan`],
+/// [`Context::unbind`], [`Context::reattach`], the group moves). The three safety checks of
+/// SPEC 3.3 step 5 can be skipped one at a time (`allow_*`) or all at once (`force`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BindOptions {
-    /// Skip the safety checks (in use on the host, PF with VFs, driver does not claim device).
+    /// Skip every safety check: the same as the three `allow_*` together.
     pub force: bool,
+    /// Skip the in-use check: a network interface that carries the host's traffic, a disk
+    /// that is mounted or held, a console framebuffer, a VMM holding the device, mediated
+    /// devices, or a check that could not look.
+    pub allow_in_use: bool,
+    /// Skip the check that the target driver claims the device (its module's aliases).
+    pub allow_unclaimed: bool,
+    /// Skip the SR-IOV checks: a PF with VFs going to a VFIO driver, a PF one of whose VFs is
+    /// on a VFIO driver leaving its driver.
+    pub allow_sriov: bool,
+    /// A named target must be a VFIO driver ([`Error::NotClaimed`] otherwise); bind only.
+    pub require_vfio: bool,
+    /// With no name, a VFIO variant that cannot be had is an error ([`Error::ModuleLoad`]),
+    /// not a fallback to vfio-pci; bind only.
+    pub strict_variant: bool,
+}
+
+impl BindOptions {
+    /// Forced: every check skipped.
+    pub fn forced() -> BindOptions {
+        BindOptions {
+            force: true,
+            ..BindOptions::default()
+        }
+    }
+
+    /// Whether `check` is skipped.
+    pub fn skips(&self, check: Check) -> bool {
+        self.force
+            || match check {
+                Check::InUse => self.allow_in_use,
+                Check::Claims => self.allow_unclaimed,
+                Check::Sriov => self.allow_sriov,
+                Check::GroupBridge | Check::RequireVfio => false,
+            }
+    }
 }
 
 /// What [`Context::bind`] would do, found without changing or loading anything.
@@ -39,12 +76,63 @@ impl fmt::Display for Plan {
     }
 }
 
+/// What a VFIO variant chosen for a device falls back to when it cannot be had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fallback {
+    /// vfio-pci, with a warning (SPEC 3.2).
+    VfioPci,
+    /// Nothing: the call fails (`strict_variant`, SPEC 3.14).
+    Strict,
+}
+
+/// The plan's line about the safety checks.
+fn checks_note(options: &BindOptions) -> String {
+    if options.force {
+        return "safety checks skipped (forced)".to_owned();
+    }
+    let mut passed = Vec::new();
+    let mut skipped = Vec::new();
+    for (check, what) in [
+        (Check::InUse, "not in use on the host"),
+        (Check::Sriov, "no SR-IOV VFs in the way"),
+        (Check::Claims, "the driver claims the device"),
+    ] {
+        if options.skips(check) {
+            skipped.push(what);
+        } else {
+            passed.push(what);
+        }
+    }
+    match (passed.is_empty(), skipped.is_empty()) {
+        (_, true) => format!("safety checks passed: {}", passed.join(", ")),
+        (true, _) => "safety checks skipped (all allowed)".to_owned(),
+        _ => format!(
+            "safety checks passed: {}; skipped as allowed: {}",
+            passed.join(", "),
+            skipped.join(", ")
+        ),
+    }
+}
+
 /// Whether working out an operation may load modules (a real call) or only says what it
 /// would load (a dry run).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Real,
     DryRun,
+}
+
+/// What [`Context::bind_start`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindOutcome {
+    /// The driver the device is now bound to.
+    pub driver: DriverName,
+    /// The driver it was on when the call found it (under its lock), `None` for none.
+    pub start_driver: Option<DriverName>,
+    /// Its `driver_override` then, `None` for none.
+    pub start_override: Option<String>,
+    /// Whether anything was written (false: it was already where it was asked to be).
+    pub moved: bool,
 }
 
 /// An operation worked out: the driver it ends on, its transaction (`None`: nothing to do),
@@ -54,9 +142,6 @@ struct Prepared {
     txn: Option<DeviceTxn>,
     notes: Vec<String>,
 }
-
-/// Drivers that hold a device for nobody: a device on one is not "on its host driver".
-const STUB_DRIVERS: [&str; 1] = ["pci-stub"];
 
 fn vfio_pci_name() -> DriverName {
     DriverName::new(VFIO_PCI_MODULE).expect("a valid name")
@@ -72,21 +157,47 @@ impl Context {
         name: Option<&str>,
         options: BindOptions,
     ) -> Result<DriverName> {
+        self.bind_start(address, name, options).map(|o| o.driver)
+    }
+
+    /// [`Context::bind`], also saying where the device started and whether anything was
+    /// written (SPEC 3.14): read under the device's lock, after any interrupted transaction
+    /// was rolled back, so no other caller's move can come between the start reported and
+    /// the move made. A manager records the start to give the device back to exactly it.
+    pub fn bind_start(
+        &self,
+        address: &str,
+        name: Option<&str>,
+        options: BindOptions,
+    ) -> Result<BindOutcome> {
         let address = PciAddress::parse(address)?;
         let name = name.map(DriverName::new).transpose()?;
         self.sysfs.require_device(&address)?;
         // Declared first, dropped last: the log callback runs after the lock is released.
         let _deferral = self.log.defer();
         let locked = self.lock_device(&address, &self.deadline())?;
+        // Before the target is resolved: loading its module may already probe the device.
+        let start = self.state(&address)?;
         let prepared = self.prepare_bind(&address, name.as_ref(), options, Mode::Real)?;
-        let target = prepared
+        let driver = prepared
             .target
             .ok_or_else(|| Error::Internal("a bind without a resolved target".into()))?;
-        if let Some(txn) = &prepared.txn {
-            self.execute(std::slice::from_ref(txn), &locked)?;
-            self.warn_if_group_not_viable(&address, &target);
-        }
-        Ok(target)
+        let moved = match &prepared.txn {
+            Some(txn) => {
+                self.execute(std::slice::from_ref(txn), &locked)?;
+                self.warn_if_group_not_viable(&address, &driver);
+                true
+            }
+            // A module load can move a device on its own (a host driver probing an unbound
+            // device): then the call did move it, though it wrote nothing itself.
+            None => self.state(&address)? != start,
+        };
+        Ok(BindOutcome {
+            driver,
+            moved,
+            start_driver: start.driver,
+            start_override: start.driver_override,
+        })
     }
 
     /// After one device of an IOMMU group moved to a VFIO driver: a warning naming the members
@@ -154,7 +265,7 @@ impl Context {
     ) -> Result<Prepared> {
         let mut notes = Vec::new();
         let target = match name {
-            Some(name) => self.resolve_target(name, false, mode, &mut notes)?,
+            Some(name) => self.resolve_target(name, None, mode, &mut notes)?,
             None => {
                 let modalias = self.sysfs.modalias(address)?;
                 let module = self.vfio_variant_for(address, &modalias);
@@ -163,9 +274,25 @@ impl Context {
                         "choose {module} for {address} ({modalias}) from the vfio_pci: aliases"
                     ));
                 }
-                self.resolve_target(&DriverName::from(&module), true, mode, &mut notes)?
+                let fallback = if options.strict_variant {
+                    Fallback::Strict
+                } else {
+                    Fallback::VfioPci
+                };
+                self.resolve_target(&DriverName::from(&module), Some(fallback), mode, &mut notes)?
             }
         };
+        if options.require_vfio && !self.is_vfio_target(&target) {
+            return Err(Error::NotClaimed {
+                address: *address,
+                driver: match &target {
+                    Target::Driver(d) => d.clone(),
+                    Target::Unloaded(m) => DriverName::from(m),
+                },
+                detail: "it is not a VFIO driver, and a VFIO driver was required".to_owned(),
+                check: Check::RequireVfio,
+            });
+        }
         let start = self.state(address)?;
         if let Target::Driver(t) = &target {
             if start.driver.as_ref() == Some(t) {
@@ -177,22 +304,16 @@ impl Context {
             &start,
             Destination::Driver(&target),
             name,
-            options.force,
+            &options,
         )?;
-        notes.push(if options.force {
-            "safety checks skipped (forced)".to_owned()
-        } else {
-            "safety checks passed: not in use on the host, no SR-IOV VFs in the way, the driver \
-             claims the device"
-                .to_owned()
-        });
+        notes.push(checks_note(&options));
         Ok(Prepared {
             target: match &target {
                 Target::Driver(d) => Some(d.clone()),
                 Target::Unloaded(_) => None,
             },
             txn: Some(DeviceTxn {
-                forced: options.force,
+                forced: options.skips(Check::InUse),
                 address: *address,
                 steps: txn::move_to(&target),
                 doing: format!("binding to {target}"),
@@ -246,11 +367,12 @@ impl Context {
     /// The registered driver `name` stands for (SPEC 3.1). A real call loads its module when
     /// needed; a dry run does not, and names the module instead when the driver is not
     /// registered yet (the note says what would be run). `variant`: `name` is the module
-    /// variant detection chose, which falls back to vfio-pci when it cannot be had (SPEC 3.2).
+    /// variant detection chose, which falls back to vfio-pci when it cannot be had (SPEC 3.2),
+    /// unless strictly asked for (SPEC 3.14).
     fn resolve_target(
         &self,
         name: &DriverName,
-        variant: bool,
+        variant: Option<Fallback>,
         mode: Mode,
         notes: &mut Vec<String>,
     ) -> Result<Target> {
@@ -270,29 +392,40 @@ impl Context {
         };
         let module = ModuleName::from(name);
         if mode == Mode::DryRun && !self.modprobe.is_disabled() {
-            let program = match &self.modprobe {
-                Modprobe::Program(p) => p.display().to_string(),
-                _ => "modprobe".to_owned(),
+            let loader = match &self.modprobe {
+                Modprobe::Program(p) => format!("run {} -b {module}", p.display()),
+                Modprobe::Loader(_) => format!("ask the caller's module loader for {module}"),
+                _ => format!("run modprobe -b {module}"),
             };
             notes.push(format!(
-                "run {program} -b {module}; its PCI driver is known once it is loaded{}",
-                if variant && module.as_str() != VFIO_PCI_MODULE {
-                    " (should it fail to load: vfio-pci instead)"
-                } else {
-                    ""
+                "{loader}; its PCI driver is known once it is loaded{}",
+                match variant {
+                    _ if module.as_str() == VFIO_PCI_MODULE => "",
+                    Some(Fallback::VfioPci) => " (should it fail to load: vfio-pci instead)",
+                    Some(Fallback::Strict) => " (should it fail to load: an error, no fallback)",
+                    None => "",
                 }
             ));
             return Ok(Target::Unloaded(module));
         }
-        if !variant || module.as_str() == VFIO_PCI_MODULE {
-            return Err(e);
+        if variant != Some(Fallback::VfioPci) || module.as_str() == VFIO_PCI_MODULE {
+            return match (variant, e) {
+                // Strict: the variant or nothing, and "nothing" says it was the variant.
+                (Some(Fallback::Strict), e @ (Error::NoDriver(_) | Error::Io { .. })) => {
+                    Err(Error::ModuleLoad {
+                        module: module.to_string(),
+                        detail: format!("the VFIO variant driver is required: {e}"),
+                    })
+                }
+                (_, e) => Err(e),
+            };
         }
         self.log.log(
             Priority::Warning,
             format_args!("VFIO variant '{module}' is unavailable ({e}); falling back to vfio-pci"),
         );
         notes.push(format!("{module} is unavailable: vfio-pci instead"));
-        self.resolve_target(&vfio_pci_name(), false, mode, notes)
+        self.resolve_target(&vfio_pci_name(), None, mode, notes)
     }
 
     /// Detaches the device at `address` from its driver and leaves it unbound. Its
@@ -315,10 +448,10 @@ impl Context {
             );
             return Ok(());
         }
-        self.check_move(&address, &start, Destination::Unbound, None, options.force)?;
+        self.check_move(&address, &start, Destination::Unbound, None, &options)?;
         self.execute(
             &[DeviceTxn {
-                forced: options.force,
+                forced: options.skips(Check::InUse),
                 address,
                 start,
                 steps: vec![
@@ -376,7 +509,7 @@ impl Context {
     ) -> Result<Prepared> {
         let mut notes = Vec::new();
         let target = name
-            .map(|n| self.resolve_target(n, false, mode, &mut notes))
+            .map(|n| self.resolve_target(n, None, mode, &mut notes))
             .transpose()?;
         let start = self.state(address)?;
         let nothing = |target: Option<DriverName>| {
@@ -392,7 +525,7 @@ impl Context {
         };
         let Some(target) = target else {
             let on_host_driver = start.driver.as_ref().is_some_and(|d| {
-                !STUB_DRIVERS.contains(&d.as_str())
+                !crate::group::STUB_DRIVERS.contains(&d.as_str())
                     && !self.sysfs.has_vfio_dev(address)
                     && !self.is_vfio_driver(d)
             });
@@ -420,8 +553,8 @@ impl Context {
                     notes: Vec::new(),
                 });
             }
-            self.check_move(address, &start, Destination::Host, None, options.force)?;
-            return self.prepare_reattach_to_host(address, start, options.force, mode);
+            self.check_move(address, &start, Destination::Host, None, &options)?;
+            return self.prepare_reattach_to_host(address, start, &options, mode);
         };
         let driver = match &target {
             Target::Driver(d) => d.clone(),
@@ -441,7 +574,7 @@ impl Context {
                 &start,
                 Destination::Driver(&target),
                 name,
-                options.force,
+                &options,
             )?;
         }
         let steps = if start.driver.as_ref() == Some(&driver) {
@@ -462,7 +595,7 @@ impl Context {
         Ok(Prepared {
             target: Some(driver),
             txn: Some(DeviceTxn {
-                forced: options.force,
+                forced: options.skips(Check::InUse),
                 address: *address,
                 start,
                 steps,
@@ -479,7 +612,7 @@ impl Context {
         &self,
         address: &PciAddress,
         start: txn::DeviceState,
-        force: bool,
+        options: &BindOptions,
         mode: Mode,
     ) -> Result<Prepared> {
         let modules = self.host_modules_for(address)?;
@@ -511,7 +644,7 @@ impl Context {
         Ok(Prepared {
             target: None,
             txn: Some(DeviceTxn {
-                forced: force,
+                forced: options.skips(Check::InUse),
                 address: *address,
                 start,
                 steps: vec![
@@ -562,6 +695,7 @@ impl Context {
         let no_host_bridge = |unit: &[UnitMember]| match unit.iter().find(|m| m.is_host_bridge()) {
             None => Ok(()),
             Some(bridge) => Err(Error::InUse {
+                check: Check::GroupBridge,
                 address: bridge.address,
                 reason: format!(
                     "it is a bridge in the IOMMU group of {address}, bound to host driver {}: \

@@ -3,7 +3,6 @@
 
 use crate::address::PciAddress;
 use crate::error::Result;
-use crate::inuse;
 use crate::modalias::Modalias;
 use crate::name::{DriverName, ModuleName};
 use crate::Context;
@@ -46,25 +45,6 @@ impl Context {
             vfio_bound,
             address,
         })
-    }
-
-    /// Why a move off its driver would be refused as in use: held by a VMM (a device on a VFIO
-    /// driver whose nodes a process has open), or in use on the host; `None` when neither.
-    pub fn in_use_reason(&self, address: &str) -> Result<Option<String>> {
-        let address = PciAddress::parse(address)?;
-        self.sysfs.require_device(&address)?;
-        if let Some(vmm) =
-            self.vmm_holding(&address, self.sysfs.device_driver(&address)?.as_ref())?
-        {
-            return Ok(Some(vmm));
-        }
-        inuse::in_use_reason(
-            &self.sysfs,
-            &self.proc_root,
-            &self.dev_root,
-            &self.log,
-            &address,
-        )
     }
 }
 

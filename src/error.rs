@@ -68,22 +68,29 @@ pub enum Error {
         errno: i32,
     },
 
-    #[error("{address} is in use on the host: {reason} (PCIBIND_BIND_FORCE overrides this check)")]
-    InUse { address: PciAddress, reason: String },
+    /// A safety check refused the move: the device is in use on the host ([`Check::InUse`]),
+    /// an SR-IOV PF whose VFs are in the way ([`Check::Sriov`]), or a host-bound bridge in the
+    /// group ([`Check::GroupBridge`]). The message names no API: managers show it to users.
+    #[error("{address} is in use on the host: {reason}")]
+    InUse {
+        address: PciAddress,
+        reason: String,
+        check: Check,
+    },
 
     /// A forced move whose write still waits in the kernel for a VMM to let go of the device
     /// (the C API's PCIBIND_ERR_IN_USE): forcing was already done, so the message offers none.
     #[error("{address} is held by a VMM: {reason}")]
     HeldByVmm { address: PciAddress, reason: String },
 
-    #[error(
-        "PCI driver '{driver}' does not claim {address}: {detail} (PCIBIND_BIND_FORCE overrides \
-         this check)"
-    )]
+    /// The target driver does not claim the device ([`Check::Claims`]), or is not the VFIO
+    /// driver that was required ([`Check::RequireVfio`]).
+    #[error("PCI driver '{driver}' does not claim {address}: {detail}")]
     NotClaimed {
         address: PciAddress,
         driver: DriverName,
         detail: String,
+        check: Check,
     },
 
     /// The device cannot do what was asked: it is not on a VFIO driver, has no IOMMU group, no
@@ -98,6 +105,23 @@ pub enum Error {
     /// The context caught a panic earlier and refuses further calls.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// The checks a move runs before it writes anything (SPEC 3.3 step 5), as the errors name the
+/// one that refused it. The first three can be skipped one at a time
+/// ([`crate::BindOptions`]); the last two cannot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// The device is in use on the host (or a VMM holds it).
+    InUse,
+    /// The target driver does not claim the device.
+    Claims,
+    /// An SR-IOV PF whose VFs are in the way.
+    Sriov,
+    /// A bridge of the group is on a host driver (a group move; never skipped).
+    GroupBridge,
+    /// The target was required to be a VFIO driver and is not (never skipped).
+    RequireVfio,
 }
 
 /// Longest piece of user input quoted in a message, in characters.

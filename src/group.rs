@@ -11,7 +11,8 @@ use crate::name::DriverName;
 pub enum MemberClass {
     /// Bound to a VFIO driver (`vfio-pci` or a variant).
     Vfio,
-    /// No driver, `pci-stub`, or a PCIe port driver: no host use of the device.
+    /// No driver, a stub (`pci-stub`, Xen's `pciback`), or a PCIe port driver: no host use of
+    /// the device.
     Harmless,
     /// Bound to some other driver: the host uses it, so the group cannot be assigned.
     Blocking,
@@ -27,8 +28,16 @@ impl fmt::Display for MemberClass {
     }
 }
 
-/// Drivers whose binding means the host does not use the device.
-const HARMLESS_DRIVERS: [&str; 2] = ["pci-stub", "pcieport"];
+/// Drivers that hold a device for nobody: a device on one is not "on its host driver", never
+/// a host driver to give it back to, and harmless in an IOMMU group. `pciback` is Xen's, which
+/// holds devices for guests as pci-stub does for nobody.
+pub(crate) const STUB_DRIVERS: [&str; 2] = ["pci-stub", "pciback"];
+
+/// True for a driver whose binding means the host does not use the device: a stub, or the
+/// PCIe port driver.
+pub(crate) fn is_harmless_driver(driver: &DriverName) -> bool {
+    STUB_DRIVERS.contains(&driver.as_str()) || driver.as_str() == "pcieport"
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupMember {
@@ -42,7 +51,7 @@ pub(crate) fn classify(driver: Option<&DriverName>, is_vfio: bool) -> MemberClas
     match driver {
         None => MemberClass::Harmless,
         Some(_) if is_vfio => MemberClass::Vfio,
-        Some(d) if HARMLESS_DRIVERS.contains(&d.as_str()) => MemberClass::Harmless,
+        Some(d) if is_harmless_driver(d) => MemberClass::Harmless,
         Some(_) => MemberClass::Blocking,
     }
 }

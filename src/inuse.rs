@@ -46,10 +46,99 @@ const MAX_UPPER_DEPTH: usize = 8;
 /// How many mount points one reason lists before it says how many more there are.
 const MAX_MOUNTPOINTS_SHOWN: usize = 4;
 
-/// Why the device is in use, or `None` when it is not. Reasons are sentences joined with
-/// "; ". An NVMe controller that is one of several live paths to an in-use namespace is not
-/// in use; `log` gets a warning naming the namespace. A device that is gone when the checks
-/// end (removed while they walked its subtree) is [`Error::NoDevice`], whatever the walk met.
+/// The ways a device is in use (SPEC 3.14's kinds, the C API's `PCIBIND_IN_USE_*` bits): a
+/// set, since one device can be several at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InUseKinds(u32);
+
+impl InUseKinds {
+    /// A network interface below it carries the host's traffic.
+    pub const NETWORK: InUseKinds = InUseKinds(1);
+    /// A disk below it is mounted, swap, a btrfs member, or held.
+    pub const STORAGE: InUseKinds = InUseKinds(2);
+    /// It drives a framebuffer, or its BAR holds the boot framebuffer.
+    pub const DISPLAY: InUseKinds = InUseKinds(4);
+    /// A VMM holds it (its VFIO group or cdev open).
+    pub const VMM: InUseKinds = InUseKinds(8);
+    /// Anything else: mediated devices on it, a part of its subtree that could not be read.
+    pub const OTHER: InUseKinds = InUseKinds(16);
+
+    /// The bits, as the C API gives them.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    pub fn contains(self, other: InUseKinds) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The kinds' names ("network", "storage", "display", "vmm", "other"), in bit order.
+    pub fn names(self) -> Vec<&'static str> {
+        [
+            (Self::NETWORK, "network"),
+            (Self::STORAGE, "storage"),
+            (Self::DISPLAY, "display"),
+            (Self::VMM, "vmm"),
+            (Self::OTHER, "other"),
+        ]
+        .into_iter()
+        .filter(|(k, _)| self.contains(*k))
+        .map(|(_, name)| name)
+        .collect()
+    }
+}
+
+impl std::ops::BitOr for InUseKinds {
+    type Output = InUseKinds;
+    fn bitor(self, rhs: InUseKinds) -> InUseKinds {
+        InUseKinds(self.0 | rhs.0)
+    }
+}
+
+/// How a device is in use: the kinds, and the reasons as one text (sentences joined with
+/// "; "), what a refusal says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InUse {
+    pub kinds: InUseKinds,
+    pub reason: String,
+}
+
+/// How the device is in use on the host, or `None` when it is not. An NVMe controller that
+/// is one of several live paths to an in-use namespace is not in use; `log` gets a warning
+/// naming the namespace. A device that is gone when the checks end (removed while they walked
+/// its subtree) is [`Error::NoDevice`], whatever the walk met. A VMM holding the device is
+/// the caller's to ask (`Context::in_use_now`).
+pub(crate) fn in_use(
+    sysfs: &Sysfs,
+    proc_root: &Path,
+    dev_root: &Path,
+    log: &Logger,
+    address: &PciAddress,
+) -> Result<Option<InUse>> {
+    let answer = reasons(sysfs, proc_root, dev_root, log, address);
+    sysfs.require_device(address)?;
+    let reasons = answer?;
+    if reasons.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(InUse {
+        kinds: reasons
+            .iter()
+            .fold(InUseKinds::default(), |all, (kind, _)| all | *kind),
+        reason: reasons
+            .into_iter()
+            .map(|(_, why)| why)
+            .collect::<Vec<_>>()
+            .join("; "),
+    }))
+}
+
+/// [`in_use`]'s reason alone.
+#[cfg(test)]
 pub(crate) fn in_use_reason(
     sysfs: &Sysfs,
     proc_root: &Path,
@@ -57,10 +146,7 @@ pub(crate) fn in_use_reason(
     log: &Logger,
     address: &PciAddress,
 ) -> Result<Option<String>> {
-    let answer = reasons(sysfs, proc_root, dev_root, log, address);
-    sysfs.require_device(address)?;
-    let reasons = answer?;
-    Ok((!reasons.is_empty()).then(|| reasons.join("; ")))
+    Ok(in_use(sysfs, proc_root, dev_root, log, address)?.map(|u| u.reason))
 }
 
 fn reasons(
@@ -69,26 +155,61 @@ fn reasons(
     dev_root: &Path,
     log: &Logger,
     address: &PciAddress,
-) -> Result<Vec<String>> {
+) -> Result<Vec<(InUseKinds, String)>> {
     let tree = sysfs.device_subtree(address)?;
-    let mut reasons: Vec<String> = tree
+    let tag = |kind: InUseKinds| move |why: String| (kind, why);
+    let mut reasons: Vec<(InUseKinds, String)> = tree
         .unread
         .iter()
         .map(|what| could_not_read(&format!("{what} below it")))
+        .map(tag(InUseKinds::OTHER))
         .collect();
-    reasons.extend(network_below(sysfs, proc_root, &tree.interfaces)?);
+    reasons.extend(
+        network_below(sysfs, proc_root, &tree.interfaces)?
+            .into_iter()
+            .map(tag(InUseKinds::NETWORK)),
+    );
     if !tree.disks.is_empty() || !tree.nvme_controllers.is_empty() {
         let storage = Storage::read(sysfs, proc_root)?;
-        reasons.extend(storage.unread.iter().map(|what| could_not_read(what)));
+        let mut found: Vec<String> = storage
+            .unread
+            .iter()
+            .map(|what| could_not_read(what))
+            .collect();
         // Hidden disks (multipath paths) cannot be opened; their namespace's disk is checked
         // by `nvme_multipath`.
         let disks: Vec<&BlockDevice> = tree.disks.iter().filter(|d| !d.hidden).collect();
-        reasons.extend(disks_reasons(&disks, &storage, Some(dev_root)));
-        reasons.extend(nvme_multipath(sysfs, &storage, dev_root, log, &tree)?);
+        found.extend(disks_reasons(&disks, &storage, Some(dev_root)));
+        found.extend(nvme_multipath(sysfs, &storage, dev_root, log, &tree)?);
+        reasons.extend(found.into_iter().map(tag(InUseKinds::STORAGE)));
     }
-    reasons.extend(framebuffers(&tree));
-    reasons.extend(boot_framebuffer(sysfs, proc_root, address)?);
+    reasons.extend(
+        framebuffers(&tree)
+            .into_iter()
+            .chain(boot_framebuffer(sysfs, proc_root, address)?)
+            .map(tag(InUseKinds::DISPLAY)),
+    );
+    reasons.extend(mediated_devices(&tree).map(tag(InUseKinds::OTHER)));
     Ok(reasons)
+}
+
+/// Mediated devices made on the device (`mdev_supported_types/TYPE/devices/UUID`): each is a
+/// vGPU or a queue slice that a guest or the host may be using, which unbinding the parent
+/// driver destroys.
+fn mediated_devices(tree: &DeviceSubtree) -> Option<String> {
+    let shown: Vec<&str> = tree.mdevs.iter().take(4).map(String::as_str).collect();
+    (!shown.is_empty()).then(|| {
+        format!(
+            "it has {} mediated device(s) ({}{}), which unbinding its driver would destroy",
+            tree.mdevs.len(),
+            shown.join(", "),
+            if tree.mdevs.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        )
+    })
 }
 
 /// The reason given for something a check needed and could not read.

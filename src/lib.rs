@@ -50,14 +50,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use address::PciAddress;
-pub use bind::{BindOptions, GroupOutcome, Plan};
+pub use bind::{BindOptions, BindOutcome, GroupOutcome, Plan};
 pub use device::{class_name, DeviceInfo};
-pub use error::{Error, Result};
+pub use error::{Check, Error, Result};
 pub use group::{GroupMember, MemberClass};
 pub use holders::Holder;
+pub use inuse::{InUse, InUseKinds};
 pub use lock::DEFAULT_LOCK_TIMEOUT;
 pub use log::{Logger, Priority, Sink};
-pub use modprobe::{Modprobe, DEFAULT_MODPROBE_TIMEOUT};
+pub use modprobe::{Modprobe, ModuleLoader, DEFAULT_MODPROBE_TIMEOUT};
 pub use name::{DriverName, ModuleName};
 pub use recover::Interrupted;
 pub use sriov::SriovOptions;
@@ -256,6 +257,12 @@ impl Context {
         let address = PciAddress::parse(address)?;
         let modalias = self.sysfs.modalias(&address)?;
         Ok(self.vfio_variant_for(&address, &modalias))
+    }
+
+    /// Drops what the context has cached (the module tables' indexes): the next call reads
+    /// them afresh. After a caught panic, what it left half-built is not trusted.
+    pub fn forget_caches(&self) {
+        self.tables.forget();
     }
 
     fn vfio_variant_for(&self, address: &PciAddress, modalias: &modalias::Modalias) -> ModuleName {

@@ -13,6 +13,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,40 @@ pub enum Modprobe {
     Program(PathBuf),
     /// Never load modules.
     Disabled,
+    /// The caller loads modules (SPEC 3.14): a manager with its own module policy.
+    Loader(ModuleLoader),
 }
+
+/// What a caller's module loader says to a module: loaded (`Ok`), or why not.
+pub type LoadFn = dyn Fn(&ModuleName) -> std::result::Result<(), String> + Send + Sync;
+
+/// A caller's module loader ([`Modprobe::Loader`]): called, in the calling thread, instead of
+/// running modprobe, and not timed (its time is the caller's business). Two are equal when
+/// they are the same loader.
+#[derive(Clone)]
+pub struct ModuleLoader(Arc<LoadFn>);
+
+impl ModuleLoader {
+    pub fn new(
+        f: impl Fn(&ModuleName) -> std::result::Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        ModuleLoader(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for ModuleLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ModuleLoader(..)")
+    }
+}
+
+impl PartialEq for ModuleLoader {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ModuleLoader {}
 
 impl Modprobe {
     pub fn is_disabled(&self) -> bool {
@@ -67,7 +101,7 @@ impl Modprobe {
                 .find(|p| p.exists())
                 .map(Path::to_path_buf),
             Modprobe::Program(p) => Some(p.clone()),
-            Modprobe::Disabled => None,
+            Modprobe::Disabled | Modprobe::Loader(_) => None,
         }
     }
 
@@ -88,6 +122,10 @@ impl Modprobe {
         };
         let program = match self {
             Modprobe::Disabled => return Err(fail("module loading is disabled".into())),
+            Modprobe::Loader(loader) => {
+                return (loader.0)(module)
+                    .map_err(|why| fail(format!("the module loader refused it: {why}")))
+            }
             _ => self.program().ok_or_else(|| {
                 fail(format!(
                     "no modprobe program found (looked for {})",

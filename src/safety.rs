@@ -5,9 +5,10 @@
 use std::path::PathBuf;
 
 use crate::address::PciAddress;
-use crate::error::{Error, Result};
+use crate::bind::BindOptions;
+use crate::error::{Check, Error, Result};
 use crate::holders::{self, Holder};
-use crate::inuse;
+use crate::inuse::{self, InUse, InUseKinds};
 use crate::log::Priority;
 use crate::name::{DriverName, ModuleName};
 use crate::tables::Side;
@@ -63,7 +64,7 @@ impl Context {
         self.is_vfio_target(&Target::Driver(driver.clone()))
     }
 
-    fn is_vfio_target(&self, target: &Target) -> bool {
+    pub(crate) fn is_vfio_target(&self, target: &Target) -> bool {
         if matches!(target, Target::Driver(d) if d.as_str() == "vfio-pci") {
             return true;
         }
@@ -78,23 +79,24 @@ impl Context {
     /// The one decision (SPEC 3.3 step 5) for every path that moves the device at `address`
     /// from `start` to `to`: bind, unbind, reattach, the members of a group transaction, the
     /// tool's `bind ADDR none` and `apply` (which are those), and the VFs an SR-IOV count
-    /// change removes. `given`: the name the caller used for the target. Forced, nothing is
-    /// checked. Otherwise a device taken off the driver it is on, or an unbound one going to a
-    /// VFIO driver, must not be in use on the host; one taken off its driver must not be a PF
-    /// one of whose VFs is on a VFIO driver (unloading a PF driver pulls its
-    /// VFs out of running guests); a PF with VFs never goes to a VFIO driver; and a target
-    /// driver must claim the device. The in-use check comes first: it needs no tables.
+    /// change removes. `given`: the name the caller used for the target. Three checks, each
+    /// skipped when `options` says so ([`BindOptions::skips`]; forced, none runs):
+    /// - in use: a device taken off the driver it is on, or an unbound one going to a VFIO
+    ///   driver, must not be in use on the host, nor held by a VMM;
+    /// - SR-IOV: one taken off its driver must not be a PF one of whose VFs is on a VFIO
+    ///   driver (unloading a PF driver pulls its VFs out of running guests), and a PF with VFs
+    ///   never goes to a VFIO driver;
+    /// - claims: a target driver must claim the device.
+    ///
+    /// The in-use check comes first: it needs no tables.
     pub(crate) fn check_move(
         &self,
         address: &PciAddress,
         start: &DeviceState,
         to: Destination<'_>,
         given: Option<&DriverName>,
-        force: bool,
+        options: &BindOptions,
     ) -> Result<()> {
-        if force {
-            return Ok(());
-        }
         let target = match to {
             Destination::Driver(t) => Some(t),
             Destination::Unbound | Destination::Host => None,
@@ -105,36 +107,29 @@ impl Context {
         // console on the firmware's framebuffer in an unbound GPU's BAR, which a VFIO driver
         // takes (SPEC 1, "Display"). Asked only on the way to VFIO: a host GPU driver takes
         // the console over from them.
-        let unbound_to_vfio =
-            start.driver.is_none() && target.is_some_and(|t| self.is_vfio_target(t));
-        if leaves || unbound_to_vfio {
-            if let Some(reason) = inuse::in_use_reason(
-                &self.sysfs,
-                &self.proc_root,
-                &self.dev_root,
-                &self.log,
-                address,
-            )? {
+        let unbound_to_vfio = start.driver.is_none()
+            && !options.skips(Check::InUse)
+            && target.is_some_and(|t| self.is_vfio_target(t));
+        if (leaves || unbound_to_vfio) && !options.skips(Check::InUse) {
+            if let Some(found) = self.in_use_now(address, start.driver.as_ref(), leaves)? {
                 return Err(Error::InUse {
                     address: *address,
-                    reason,
+                    reason: found.reason,
+                    check: Check::InUse,
                 });
             }
         }
-        if leaves {
-            if let Some(reason) = self.vmm_holding(address, start.driver.as_ref())? {
-                return Err(Error::InUse {
-                    address: *address,
-                    reason,
-                });
-            }
+        if leaves && !options.skips(Check::Sriov) {
             self.check_no_vfio_vfs(address)?;
         }
         let Some(target) = target else {
             return Ok(());
         };
+        if options.skips(Check::Sriov) && options.skips(Check::Claims) {
+            return Ok(());
+        }
         let target_is_vfio = self.is_vfio_target(target);
-        if target_is_vfio {
+        if target_is_vfio && !options.skips(Check::Sriov) {
             let vfs = self.sysfs.sriov_numvfs(address)?;
             if vfs > 0 {
                 return Err(Error::InUse {
@@ -143,10 +138,11 @@ impl Context {
                         "it is an SR-IOV PF with {vfs} VFs enabled; a VFIO driver would \
                          orphan them (set sriov_numvfs to 0 first)"
                     ),
+                    check: Check::Sriov,
                 });
             }
         }
-        if target.driver() == start.driver.as_ref() {
+        if target.driver() == start.driver.as_ref() || options.skips(Check::Claims) {
             return Ok(());
         }
         let side = if target_is_vfio {
@@ -155,6 +151,48 @@ impl Context {
             Side::Host
         };
         self.check_claims(address, target, given, side)
+    }
+
+    /// Whether the device at `address`, on `driver`, is in use on the host, and how (SPEC 1):
+    /// what is below it, and, when `vmm` and it is on a VFIO driver, a VMM holding it.
+    pub(crate) fn in_use_now(
+        &self,
+        address: &PciAddress,
+        driver: Option<&DriverName>,
+        vmm: bool,
+    ) -> Result<Option<InUse>> {
+        let mut found = inuse::in_use(
+            &self.sysfs,
+            &self.proc_root,
+            &self.dev_root,
+            &self.log,
+            address,
+        )?;
+        if vmm {
+            if let Some(reason) = self.vmm_holding(address, driver)? {
+                found = Some(match found {
+                    None => InUse {
+                        kinds: InUseKinds::VMM,
+                        reason,
+                    },
+                    Some(f) => InUse {
+                        kinds: f.kinds | InUseKinds::VMM,
+                        reason: format!("{}; {reason}", f.reason),
+                    },
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Whether the device at `address` is in use on the host, and how: the question bind's
+    /// in-use check asks of a device it would take off its driver, answered alone (SPEC
+    /// 3.14), a VMM holding a device on a VFIO driver included. `None` when it is not.
+    pub fn in_use(&self, address: &str) -> Result<Option<InUse>> {
+        let address = PciAddress::parse(address)?;
+        self.sysfs.require_device(&address)?;
+        let driver = self.sysfs.device_driver(&address)?;
+        self.in_use_now(&address, driver.as_ref(), true)
     }
 
     /// Why a device on a VFIO driver belongs to a running VM (SPEC 1, "Held by a VMM"): a
@@ -246,6 +284,7 @@ impl Context {
         for vf in self.sysfs.sriov_virtfns(address)? {
             if let Some(driver) = self.vfio_driver_of(&vf)? {
                 return Err(Error::InUse {
+                    check: Check::Sriov,
                     address: *address,
                     reason: format!(
                         "it is an SR-IOV PF whose VF {vf} is on {driver}, probably assigned to \
@@ -286,6 +325,7 @@ impl Context {
                 Ok(Some(true)) => return Ok(()),
                 Ok(Some(false)) => {
                     return Err(Error::NotClaimed {
+                        check: Check::Claims,
                         address: *address,
                         driver: match target {
                             Target::Driver(d) => d.clone(),

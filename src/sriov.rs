@@ -2,7 +2,8 @@
 //! host driver grabs the new ones.
 
 use crate::address::PciAddress;
-use crate::error::{Error, Result};
+use crate::bind::BindOptions;
+use crate::error::{Check, Error, Result};
 use crate::lock::Deadline;
 use crate::log::Priority;
 use crate::record::{Record, Recorded};
@@ -263,13 +264,22 @@ impl Context {
         for vf in vfs {
             let Some(driver) = self.vfio_driver_of(vf)? else {
                 let start = self.state(vf)?;
-                self.check_move(vf, &start, Destination::Unbound, None, force)
+                let options = BindOptions {
+                    force,
+                    ..BindOptions::default()
+                };
+                self.check_move(vf, &start, Destination::Unbound, None, &options)
                     .map_err(|e| match e {
-                        Error::InUse { address, reason } => Error::InUse {
+                        Error::InUse {
+                            address,
+                            reason,
+                            check,
+                        } => Error::InUse {
                             address: *pf,
                             reason: format!(
                                 "removing its VFs would take VF {address} from the host: {reason}"
                             ),
+                            check,
                         },
                         e => e,
                     })?;
@@ -277,6 +287,7 @@ impl Context {
             };
             if !force {
                 return Err(Error::InUse {
+                    check: Check::InUse,
                     address: *pf,
                     reason: format!(
                         "its VF {vf} is on {driver}, probably assigned to a VM; removing the \

@@ -678,6 +678,9 @@ pub struct DeviceSubtree {
     pub framebuffers: Vec<String>,
     /// NVMe controllers (`nvme/nvmeN`) anywhere below.
     pub nvme_controllers: Vec<NvmeController>,
+    /// Mediated devices made on it: the entries of `mdev_supported_types/TYPE/devices/`
+    /// (links to the mdev devices, named by UUID), in name order.
+    pub mdevs: Vec<String>,
     /// Directories below that could not be looked at ("PATH (ERROR)"): what lies there is
     /// unknown, so the in-use check refuses.
     pub unread: Vec<String>,
@@ -779,7 +782,20 @@ impl Sysfs {
                 }
             };
             let class = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            // `BDF/mdev_supported_types/TYPE/devices/`: its entries are links, one per
+            // mediated device of that type.
+            let mdev_list = depth == 3
+                && class == "devices"
+                && dir
+                    .parent()
+                    .and_then(Path::parent)
+                    .and_then(Path::file_name)
+                    .is_some_and(|n| n == "mdev_supported_types");
             for (name, kind) in entries {
+                if mdev_list {
+                    out.mdevs.push(name.to_string_lossy().into_owned());
+                    continue;
+                }
                 if kind != EntryKind::Dir {
                     continue;
                 }
@@ -826,6 +842,7 @@ impl Sysfs {
         out.interfaces.sort_by(|a, b| a.name.cmp(&b.name));
         out.disks.sort_by(|a, b| a.name.cmp(&b.name));
         out.framebuffers.sort();
+        out.mdevs.sort();
         out.nvme_controllers.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }

@@ -209,6 +209,18 @@ impl ModuleTables {
         })
     }
 
+    /// A panic while the cache's lock is held (poisoning it), as a bug in a reader would.
+    #[cfg(test)]
+    pub(crate) fn panic_holding_the_cache(&self) -> ! {
+        let _held = self.cache.lock();
+        panic!("boom")
+    }
+
+    /// Drops the cached indexes: the next question reads the tables again.
+    pub fn forget(&self) {
+        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// The indexes of the tables as they are now: the `vfio_pci:` side, and with `host` the
     /// `pci:` side too; read again only when the files changed. Reading happens under the
     /// cache's lock, so threads arriving together read once.

@@ -12,9 +12,6 @@ use crate::Context;
 /// PCI base class of bridges of every kind (host, ISA/LPC, PCI-to-PCI, ...).
 const BRIDGE_CLASS: u8 = 0x06;
 
-/// Drivers a bridge may be on and still be left alone by an assignment.
-const HARMLESS_BRIDGE_DRIVERS: [&str; 2] = ["pcieport", "pci-stub"];
-
 /// One member of a unit, as it is when the unit is worked out.
 #[derive(Clone, Debug)]
 pub(crate) struct UnitMember {
@@ -34,7 +31,7 @@ impl UnitMember {
             && self
                 .driver
                 .as_ref()
-                .is_some_and(|d| !HARMLESS_BRIDGE_DRIVERS.contains(&d.as_str()))
+                .is_some_and(|d| !crate::group::is_harmless_driver(d))
     }
 }
 

@@ -236,13 +236,18 @@ the device's \fBmodalias\fR
 .B iommu_group_members
 an array of \fB{"address", "driver", "class"}\fR, one per member of its IOMMU group, with
 \fBclass\fR one of \fBvfio\fR (on a VFIO driver), \fBharmless\fR (no driver, \fBpci\-stub\fR,
-\fBpcieport\fR) or \fBblocking\fR
+\fBpciback\fR, \fBpcieport\fR) or \fBblocking\fR
 .TP
 .B iommu_group_viable
 \fBtrue\fR when no member is blocking, so the group can be assigned to a guest
 .TP
 .B in_use
 why \fBbind\fR would refuse the device as in use on the host, or \fBnull\fR
+.TP
+.B in_use_kinds
+how it is in use, an array of \fBnetwork\fR, \fBstorage\fR, \fBdisplay\fR, \fBvmm\fR (a
+process holds its VFIO nodes) and \fBother\fR (mediated devices, or something that could not
+be read); empty when it is not in use
 .TP
 .B vfio_device_nodes
 an array of the device nodes a VMM opens for a device on a VFIO driver (\fB/dev/vfio/vfio\fR,

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use pcibind::{
-    class_name, BindOptions, Context, DeviceInfo, DriverName, Error, Logger, Modprobe, PciAddress,
-    Priority, SriovOptions, NO_DRIVER_OVERRIDE,
+    class_name, BindOptions, Check, Context, DeviceInfo, DriverName, Error, Logger, Modprobe,
+    PciAddress, Priority, SriovOptions, NO_DRIVER_OVERRIDE,
 };
 
 use persist::{Persist, Store};
@@ -153,9 +153,24 @@ enum Command {
         /// One or more device addresses, then optionally the driver (or `none`)
         #[arg(required = true, value_name = "ADDRESS... [DRIVER]")]
         args: Vec<String>,
-        /// Skip the safety checks (device in use, PF with VFs, driver not claiming the device)
+        /// Skip the safety checks (device in use, PF with VFs, driver not claiming the device):
+        /// all of --allow's
         #[arg(long)]
         force: bool,
+        /// Skip only these safety checks (comma-separated): in-use (the device is in use on
+        /// the host: a NIC carrying traffic, a mounted disk, the console GPU, a VMM holding it,
+        /// mediated devices), unclaimed (DRIVER does not claim the device), sriov (a PF whose
+        /// VFs are in the way)
+        #[arg(long, value_enum, value_delimiter = ',', value_name = "CHECK,...")]
+        allow: Vec<Allow>,
+        /// Refuse a DRIVER that is not a VFIO driver (vfio-pci or a variant), before anything
+        /// changes
+        #[arg(long)]
+        require_vfio: bool,
+        /// With no DRIVER: the VFIO variant chosen for the device or nothing (fail when its
+        /// module cannot be loaded, rather than fall back to vfio-pci)
+        #[arg(long)]
+        strict_variant: bool,
         /// Change nothing; print the exact plan
         #[arg(long)]
         dry_run: bool,
@@ -182,6 +197,9 @@ enum Command {
         /// drivers), as bind --force
         #[arg(long)]
         force: bool,
+        /// Skip only these safety checks, as bind --allow
+        #[arg(long, value_enum, value_delimiter = ',', value_name = "CHECK,...")]
+        allow: Vec<Allow>,
     },
     /// Give devices back to their host driver (clear driver_override, reprobe), or bind them to
     /// DRIVER
@@ -204,6 +222,9 @@ enum Command {
         /// drivers, DRIVER not claiming the device), as bind --force
         #[arg(long)]
         force: bool,
+        /// Skip only these safety checks, as bind --allow
+        #[arg(long, value_enum, value_delimiter = ',', value_name = "CHECK,...")]
+        allow: Vec<Allow>,
     },
     /// Roll back interrupted transactions: those of the devices named, or of every device
     /// whose last transaction did not finish (its caller was killed)
@@ -230,6 +251,9 @@ enum Command {
         /// Skip the safety checks, as bind --force
         #[arg(long)]
         force: bool,
+        /// Skip only these safety checks, as bind --allow
+        #[arg(long, value_enum, value_delimiter = ',', value_name = "CHECK,...")]
+        allow: Vec<Allow>,
     },
     /// List the SR-IOV virtual functions of a physical function, or with N set its number of
     /// VFs and list the VFs it then has
@@ -274,6 +298,43 @@ fn status_of(err: &Error) -> u8 {
     }
 }
 
+/// What the tool adds to a safety check's refusal: the options that skip that check (the
+/// library's messages name none, since managers show them to their users as they are).
+fn override_hint(e: &Error) -> &'static str {
+    let check = match e {
+        Error::InUse { check, .. } | Error::NotClaimed { check, .. } => *check,
+        _ => return "",
+    };
+    match check {
+        Check::InUse => " (--allow in-use or --force overrides this check)",
+        Check::Sriov => " (--allow sriov or --force overrides this check)",
+        Check::Claims => " (--allow unclaimed or --force overrides this check)",
+        Check::GroupBridge | Check::RequireVfio => "",
+    }
+}
+
+/// The safety checks `--allow` skips one at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Allow {
+    /// The device is in use on the host (network, storage, display, a VMM, mediated devices)
+    InUse,
+    /// The driver does not claim the device
+    Unclaimed,
+    /// An SR-IOV PF's VFs are in the way
+    Sriov,
+}
+
+/// The options of a move from the tool's flags.
+fn move_options(force: bool, allow: &[Allow]) -> BindOptions {
+    BindOptions {
+        force,
+        allow_in_use: allow.contains(&Allow::InUse),
+        allow_unclaimed: allow.contains(&Allow::Unclaimed),
+        allow_sriov: allow.contains(&Allow::Sriov),
+        ..BindOptions::default()
+    }
+}
+
 /// The worse of two statuses.
 fn worse(a: u8, b: u8) -> u8 {
     if severity(b) > severity(a) {
@@ -288,7 +349,7 @@ fn worse(a: u8, b: u8) -> u8 {
 fn refuse(errors: Vec<Error>) -> u8 {
     let mut status = 0;
     for e in &errors {
-        eprintln!("pcibind: {e}");
+        eprintln!("pcibind: {e}{}", override_hint(e));
         status = worse(status, status_of(e));
     }
     eprintln!("pcibind: nothing was changed");
@@ -702,7 +763,7 @@ fn show(ctx: &Context, address: &str, json: bool) -> Result<(), Error> {
     let a = info.address.to_string();
     let members = ctx.iommu_group(&a).ok();
     let viability = members.as_ref().map(|m| pcibind::group::viability(m));
-    let in_use = ctx.in_use_reason(&a)?;
+    let in_use = ctx.in_use(&a)?;
     let interrupted = interrupted_line(ctx, &info.address);
     // What a VMM opens (SPEC 3.9): only a device on a VFIO driver has any.
     let nodes: Vec<String> = if info.vfio_bound {
@@ -732,14 +793,23 @@ fn show(ctx: &Context, address: &str, json: bool) -> Result<(), Error> {
         let _ = writeln!(
             out,
             "{{{}, \"modalias\": {}, \"iommu_group_members\": {members_json}, \
-             \"iommu_group_viable\": {}, \"in_use\": {}, \"vfio_device_nodes\": [{}], \
+             \"iommu_group_viable\": {}, \"in_use\": {}, \"in_use_kinds\": [{}], \
+             \"vfio_device_nodes\": [{}], \
              \"interrupted_transaction\": {}}}",
             device_json_fields(&info),
             json_opt(info.modalias.as_ref().map(|m| m.as_str())),
             viability
                 .as_ref()
                 .map_or("null".into(), |v| v.is_none().to_string()),
-            json_opt(in_use.as_deref()),
+            json_opt(in_use.as_ref().map(|u| u.reason.as_str())),
+            in_use
+                .as_ref()
+                .map(|u| u.kinds.names())
+                .unwrap_or_default()
+                .iter()
+                .map(|k| json_str(k))
+                .collect::<Vec<_>>()
+                .join(", "),
             nodes
                 .iter()
                 .map(|n| json_str(n))
@@ -822,8 +892,10 @@ fn show(ctx: &Context, address: &str, json: bool) -> Result<(), Error> {
     let _ = writeln!(
         out,
         "in use on host:  {}",
-        in_use.map_or("no".to_owned(), |why| format!(
-            "yes: {why} (bind refuses it without --force)"
+        in_use.map_or("no".to_owned(), |u| format!(
+            "yes ({}): {} (bind refuses it without --allow in-use or --force)",
+            u.kinds.names().join(", "),
+            u.reason
         ))
     );
     if info.vfio_bound {
@@ -858,10 +930,7 @@ impl Tally {
             }
             Err(e) => {
                 self.failed += 1;
-                eprintln!(
-                    "pcibind: {address}: {}",
-                    e.to_string().replace("PCIBIND_BIND_FORCE", "--force")
-                );
+                eprintln!("pcibind: {address}: {e}{}", override_hint(&e));
                 self.status = worse(self.status, status_of(&e));
             }
         }
@@ -997,12 +1066,17 @@ fn run(cli: Cli) -> Result<u8, Error> {
             println!("{}", ctx.find_vfio_variant(&address)?);
             0
         }
-        Command::Apply { addresses, force } => {
-            persist::apply(&ctx, &store, &addresses, BindOptions { force })
-        }
+        Command::Apply {
+            addresses,
+            force,
+            allow,
+        } => persist::apply(&ctx, &store, &addresses, move_options(force, &allow)),
         Command::Bind {
             args,
             force,
+            allow,
+            require_vfio,
+            strict_variant,
             dry_run,
             group,
             persist,
@@ -1013,7 +1087,11 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 Ok(prepared) => prepared,
                 Err(status) => return Ok(status),
             };
-            let options = BindOptions { force };
+            let options = BindOptions {
+                require_vfio,
+                strict_variant,
+                ..move_options(force, &allow)
+            };
             if group {
                 if !matches!(target, Target::Default) {
                     return Ok(no_driver_with_group());
@@ -1047,14 +1125,18 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 }),
             }
         }
-        Command::Unbind { addresses, force } => {
+        Command::Unbind {
+            addresses,
+            force,
+            allow,
+        } => {
             let (addresses, _) =
                 match prepare(&ctx, &addresses, false, false, (Persist::No, &store)) {
                     Ok(prepared) => prepared,
                     Err(status) => return Ok(status),
                 };
             each(&addresses, "unbinding", |a| {
-                ctx.unbind(a, BindOptions { force })
+                ctx.unbind(a, move_options(force, &allow))
                     .map(|_| UNBOUND.to_owned())
             })
         }
@@ -1064,8 +1146,9 @@ fn run(cli: Cli) -> Result<u8, Error> {
             group,
             persist,
             force,
+            allow,
         } => {
-            let options = BindOptions { force };
+            let options = move_options(force, &allow);
             let persist = Persist::when(persist, Persist::Remove);
             let (addresses, target) = match prepare(&ctx, &args, true, true, (persist, &store)) {
                 Ok(prepared) => prepared,
@@ -1122,10 +1205,13 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     0
                 }
                 Err(e) => {
-                    eprintln!(
-                        "pcibind: {}",
-                        e.to_string().replace("PCIBIND_BIND_FORCE", "--force")
-                    );
+                    // `sriov` has --force only.
+                    let hint = if override_hint(&e).is_empty() {
+                        ""
+                    } else {
+                        " (--force overrides this check)"
+                    };
+                    eprintln!("pcibind: {e}{hint}");
                     status_of(&e)
                 }
             }
@@ -1139,7 +1225,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(status) => ExitCode::from(status),
         Err(e) => {
-            eprintln!("pcibind: {e}");
+            eprintln!("pcibind: {e}{}", override_hint(&e));
             ExitCode::from(status_of(&e))
         }
     }

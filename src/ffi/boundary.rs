@@ -10,7 +10,6 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::codes::{code_of, pcibind_error};
 use super::pcibind_ctx;
@@ -70,32 +69,32 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Runs `f`, turning its error into a code and the thread's last error, and a panic into
-/// `PCIBIND_ERR_INTERNAL` that also poisons the context (if any), so it refuses further calls.
-/// The last error is set on failure and cleared on success, also when a log callback made a
-/// failing call into the library during `f`.
-pub(crate) fn guarded(poison: Option<&AtomicBool>, f: impl FnOnce() -> Result<()>) -> c_int {
+/// `PCIBIND_ERR_INTERNAL` (SPEC 3.14: that call fails; the caller of a context drops its
+/// caches, and the context goes on serving the daemon's other threads). The last error is set
+/// on failure and cleared on success, also when a log callback made a failing call into the
+/// library during `f`. The second value says whether `f` panicked.
+fn guarded_catching(f: impl FnOnce() -> Result<()>) -> (c_int, bool) {
     clear_last_error();
-    if poison.is_some_and(|p| p.load(Ordering::Acquire)) {
-        return fail(Error::Internal(
-            "this context caught a panic earlier and refuses further calls; free it".into(),
-        ));
-    }
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => {
             clear_last_error();
-            pcibind_error::PCIBIND_OK as c_int
+            (pcibind_error::PCIBIND_OK as c_int, false)
         }
-        Ok(Err(e)) => fail(e),
-        Err(payload) => {
-            if let Some(p) = poison {
-                p.store(true, Ordering::Release);
-            }
+        Ok(Err(e)) => (fail(e), false),
+        Err(payload) => (
             fail(Error::Internal(format!(
-                "caught a panic: {}; the context refuses further calls",
+                "caught a panic: {}; this call failed and did nothing more (a bug: please \
+                 report it)",
                 panic_message(&*payload)
-            )))
-        }
+            ))),
+            true,
+        ),
     }
+}
+
+/// `guarded_catching` for the functions that take no context.
+pub(crate) fn guarded(f: impl FnOnce() -> Result<()>) -> c_int {
+    guarded_catching(f).0
 }
 
 fn fail(err: Error) -> c_int {
@@ -112,8 +111,15 @@ pub(crate) unsafe fn with_ctx(
     f: impl FnOnce(&Context) -> Result<()>,
 ) -> c_int {
     match unsafe { ctx.as_ref() } {
-        Some(ctx) => guarded(Some(&ctx.poisoned), || f(&ctx.inner)),
-        None => guarded(None, || Err(null("ctx"))),
+        Some(ctx) => {
+            let (rc, panicked) = guarded_catching(|| f(&ctx.inner));
+            if panicked {
+                // What a panic left half-built in a cache is not trusted: read afresh.
+                ctx.inner.forget_caches();
+            }
+            rc
+        }
+        None => guarded(|| Err(null("ctx"))),
     }
 }
 
@@ -128,11 +134,13 @@ pub(crate) unsafe fn with_ctx_mut(
 ) -> c_int {
     match unsafe { ctx.as_mut() } {
         Some(ctx) => {
-            let poisoned = &ctx.poisoned;
-            let inner = &mut ctx.inner;
-            guarded(Some(poisoned), || f(inner))
+            let (rc, panicked) = guarded_catching(|| f(&mut ctx.inner));
+            if panicked {
+                ctx.inner.forget_caches();
+            }
+            rc
         }
-        None => guarded(None, || Err(null("ctx"))),
+        None => guarded(|| Err(null("ctx"))),
     }
 }
 
@@ -161,13 +169,13 @@ pub(crate) unsafe fn out_init<'a, T>(out: *mut *mut T) -> Option<&'a mut *mut T>
     Some(out)
 }
 
-/// `out_init` for an `int` result: set to 0 on entry.
+/// `out_init` for a number result (`int`, `unsigned int`): set to 0 on entry.
 ///
 /// # Safety
-/// `out` is NULL or points at a writable `int`.
-pub(crate) unsafe fn int_out_init<'a>(out: *mut c_int) -> Option<&'a mut c_int> {
+/// `out` is NULL or points at a writable `T`.
+pub(crate) unsafe fn int_out_init<'a, T: Default>(out: *mut T) -> Option<&'a mut T> {
     let out = unsafe { out.as_mut() }?;
-    *out = 0;
+    *out = T::default();
     Some(out)
 }
 
@@ -227,10 +235,7 @@ pub(crate) unsafe fn path_arg(p: *const c_char) -> Option<PathBuf> {
 
 /// A new context, owned by the caller until `ctx_free`.
 pub(crate) fn ctx_into_raw(inner: Context) -> *mut pcibind_ctx {
-    Box::into_raw(Box::new(pcibind_ctx {
-        inner,
-        poisoned: AtomicBool::new(false),
-    }))
+    Box::into_raw(Box::new(pcibind_ctx { inner }))
 }
 
 /// Releases a context from `ctx_into_raw`; NULL is fine. A panic while dropping stays here.
@@ -303,6 +308,34 @@ pub(crate) fn malloc_string(s: &str) -> Result<*mut c_char> {
         std::ptr::copy_nonoverlapping(bytes.as_ptr() as *const c_char, p, bytes.len());
         Ok(p)
     }
+}
+
+/// Fills several string out-pointers at once, all or none: each slot that is there receives a
+/// `malloc`ed copy of its value (NULL for `None`); should one allocation fail, those made are
+/// freed and every slot stays NULL.
+pub(crate) fn fill_strings<const N: usize>(
+    slots: [(Option<&mut *mut c_char>, Option<&str>); N],
+) -> Result<()> {
+    let mut made: Vec<(&mut *mut c_char, *mut c_char)> = Vec::with_capacity(N);
+    for (slot, value) in slots {
+        let (Some(slot), Some(value)) = (slot, value) else {
+            continue;
+        };
+        match malloc_string(value) {
+            Ok(p) => made.push((slot, p)),
+            Err(e) => {
+                for (_, p) in made {
+                    // SAFETY: allocated above by malloc_string and not handed out.
+                    unsafe { free_string(p) };
+                }
+                return Err(e);
+            }
+        }
+    }
+    for (slot, p) in made {
+        *slot = p;
+    }
+    Ok(())
 }
 
 /// A `malloc`ed, NULL-terminated array of `malloc`ed copies of `items` as text (addresses,

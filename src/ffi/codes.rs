@@ -45,7 +45,8 @@ pub enum pcibind_error {
     PCIBIND_ERR_RESTORE = -7,
     /// device is in use on the host
     ///
-    /// The message says how (override with PCIBIND_BIND_FORCE).
+    /// The message says how (PCIBIND_BIND_ALLOW_IN_USE or PCIBIND_BIND_FORCE skip this check;
+    /// PCIBIND_BIND_ALLOW_SRIOV for an SR-IOV PF whose VFs are in the way).
     PCIBIND_ERR_IN_USE = -8,
     /// unexpected operating system error
     ///
@@ -55,13 +56,16 @@ pub enum pcibind_error {
     ///
     /// Another thread or process held the device's lock for longer than the lock timeout.
     PCIBIND_ERR_BUSY = -10,
-    /// internal error; the context refuses further calls
+    /// internal error (a bug)
     ///
-    /// A bug (a caught panic); free the context.
+    /// A caught panic: that call failed and did nothing more, and the context dropped its
+    /// caches; it stays usable (since 0.3; before, it refused every later call).
     PCIBIND_ERR_INTERNAL = -11,
     /// driver does not claim this device
     ///
-    /// None of its module's aliases match the device (override with PCIBIND_BIND_FORCE).
+    /// None of its module's aliases match the device (PCIBIND_BIND_ALLOW_UNCLAIMED or
+    /// PCIBIND_BIND_FORCE skip this check), or it is not the VFIO driver that
+    /// PCIBIND_BIND_REQUIRE_VFIO asked for.
     PCIBIND_ERR_NOT_CLAIMED = -12,
     /// the device cannot do this
     ///

@@ -12,7 +12,6 @@ mod boundary;
 mod codes;
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use boundary::{
@@ -24,16 +23,14 @@ use crate::error::Error;
 use crate::log::Logger;
 use crate::{Context, Modprobe};
 
-/// Flags of `pcibind_bind()` (and `pcibind_bind_plan()`); combine with `|`.
+/// Flags of `pcibind_bind()` (and `pcibind_bind_plan()`, `pcibind_bind_start()`); combine
+/// with `|`. The moves that run safety checks (`pcibind_unbind()`, `pcibind_reattach()`, the
+/// group moves) take the check flags too (FORCE and the three ALLOW_*).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum pcibind_bind_flags {
-    /// Skip the safety checks: device in use on the host (a network interface anywhere below
-    /// it that is up with an address or route, or whose bridge, bond, VLAN, ... above it is; a
-    /// disk below it mounted, a member of a mounted btrfs, used as swap or held; an NVMe
-    /// controller that is the last live path to such a multipath namespace; a framebuffer),
-    /// SR-IOV PF with VFs enabled going to a VFIO driver, target driver that does not claim
-    /// the device.
+    /// Skip every safety check: the same as PCIBIND_BIND_ALLOW_IN_USE,
+    /// PCIBIND_BIND_ALLOW_UNCLAIMED and PCIBIND_BIND_ALLOW_SRIOV together.
     PCIBIND_BIND_FORCE = 1,
     /// Change nothing and load nothing: run the checks that need no module load, and log the
     /// exact plan (at LOG_NOTICE, one message per line) instead of carrying it out.
@@ -41,28 +38,94 @@ pub enum pcibind_bind_flags {
     /// `pcibind_sriov_set_numvfs()` only: let host drivers probe the new VFs (leave the PF's
     /// `sriov_drivers_autoprobe` alone and give the VFs no `driver_override`). Since 0.2.
     PCIBIND_SRIOV_AUTOPROBE = 4,
+    /// Skip the in-use check only: a network interface below the device that carries the
+    /// host's traffic (up with an address or route, itself or through a bridge, bond, VLAN,
+    /// ... above it), a disk below it that is mounted, a btrfs member, swap or held open
+    /// exclusively, an NVMe controller that is the last live path to such a namespace, a
+    /// framebuffer or the firmware's boot framebuffer (the console GPU), mediated devices, a
+    /// VMM holding a device on a VFIO driver, and anything the check could not read. See
+    /// `pcibind_in_use()`. Since 0.3.
+    PCIBIND_BIND_ALLOW_IN_USE = 8,
+    /// Skip the check that the target driver claims the device (its module's `pci:` or
+    /// `vfio_pci:` aliases match the device). Since 0.3.
+    PCIBIND_BIND_ALLOW_UNCLAIMED = 16,
+    /// Skip the SR-IOV checks only: an SR-IOV PF with VFs enabled going to a VFIO driver, a PF
+    /// one of whose VFs is on a VFIO driver taken off its driver. Since 0.3.
+    PCIBIND_BIND_ALLOW_SRIOV = 32,
+    /// A named target that is not a VFIO driver (vfio-pci or a variant) is refused with
+    /// PCIBIND_ERR_NOT_CLAIMED, before anything is written (for a manager's "this device is
+    /// for a VFIO driver of the user's choice"). Not skipped by PCIBIND_BIND_FORCE.
+    /// `pcibind_bind()`, `pcibind_bind_plan()` and `pcibind_bind_start()` only. Since 0.3.
+    PCIBIND_BIND_REQUIRE_VFIO = 64,
+    /// With a NULL name, the VFIO variant driver chosen for the device must be had: when its
+    /// module cannot be loaded (or no driver registers), the call fails with
+    /// PCIBIND_ERR_MODULE_LOAD instead of falling back to vfio-pci (live migration needs the
+    /// variant). A device for which vfio-pci itself is the best driver binds to it as usual.
+    /// `pcibind_bind()`, `pcibind_bind_plan()`, `pcibind_bind_start()` and
+    /// `pcibind_bind_group()`. Since 0.3.
+    PCIBIND_BIND_STRICT_VARIANT = 128,
 }
 
-const BIND_FLAGS: c_uint = pcibind_bind_flags::PCIBIND_BIND_FORCE as c_uint
-    | pcibind_bind_flags::PCIBIND_BIND_DRY_RUN as c_uint;
-
-/// The options of a bind, and whether it is a dry run.
-/// `flags` of `pcibind_unbind()` and `pcibind_reattach()`: PCIBIND_BIND_FORCE only.
-fn force_option(flags: c_uint) -> crate::Result<crate::BindOptions> {
-    const FORCE: c_uint = pcibind_bind_flags::PCIBIND_BIND_FORCE as c_uint;
-    check_flags(flags, FORCE)?;
-    Ok(crate::BindOptions {
-        force: flags & FORCE != 0,
-    })
+/// The ways a device is in use on the host, as `pcibind_in_use()` reports them: a bit mask, 0
+/// when it is not in use. Since 0.3.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum pcibind_in_use_kind {
+    /// A network interface below it carries the host's traffic (or could not be read).
+    PCIBIND_IN_USE_NETWORK = 1,
+    /// A disk below it is mounted, swap, a btrfs member or held (or could not be read).
+    PCIBIND_IN_USE_STORAGE = 2,
+    /// It drives a framebuffer, or its BAR holds the firmware's boot framebuffer.
+    PCIBIND_IN_USE_DISPLAY = 4,
+    /// It is on a VFIO driver and a process (a VMM) holds its group node or its cdev.
+    PCIBIND_IN_USE_VMM = 8,
+    /// Anything else: mediated devices on it, a part of it that could not be read.
+    PCIBIND_IN_USE_OTHER = 16,
 }
 
-fn bind_options(flags: c_uint) -> crate::Result<(crate::BindOptions, bool)> {
-    check_flags(flags, BIND_FLAGS)?;
+// The C kinds are the core's bits, checked when compiling.
+const _: () = {
+    use crate::InUseKinds as K;
+    use pcibind_in_use_kind::*;
+    assert!(PCIBIND_IN_USE_NETWORK as u32 == K::NETWORK.bits());
+    assert!(PCIBIND_IN_USE_STORAGE as u32 == K::STORAGE.bits());
+    assert!(PCIBIND_IN_USE_DISPLAY as u32 == K::DISPLAY.bits());
+    assert!(PCIBIND_IN_USE_VMM as u32 == K::VMM.bits());
+    assert!(PCIBIND_IN_USE_OTHER as u32 == K::OTHER.bits());
+};
+
+const FORCE: c_uint = pcibind_bind_flags::PCIBIND_BIND_FORCE as c_uint;
+const DRY_RUN: c_uint = pcibind_bind_flags::PCIBIND_BIND_DRY_RUN as c_uint;
+const ALLOW_IN_USE: c_uint = pcibind_bind_flags::PCIBIND_BIND_ALLOW_IN_USE as c_uint;
+const ALLOW_UNCLAIMED: c_uint = pcibind_bind_flags::PCIBIND_BIND_ALLOW_UNCLAIMED as c_uint;
+const ALLOW_SRIOV: c_uint = pcibind_bind_flags::PCIBIND_BIND_ALLOW_SRIOV as c_uint;
+const REQUIRE_VFIO: c_uint = pcibind_bind_flags::PCIBIND_BIND_REQUIRE_VFIO as c_uint;
+const STRICT_VARIANT: c_uint = pcibind_bind_flags::PCIBIND_BIND_STRICT_VARIANT as c_uint;
+
+/// The flags that skip safety checks, which every move takes.
+const CHECK_FLAGS: c_uint = FORCE | ALLOW_IN_USE | ALLOW_UNCLAIMED | ALLOW_SRIOV;
+/// The flags of `pcibind_bind()`.
+const BIND_FLAGS: c_uint = CHECK_FLAGS | DRY_RUN | REQUIRE_VFIO | STRICT_VARIANT;
+/// The flags of `pcibind_bind_group()`.
+const BIND_GROUP_FLAGS: c_uint = CHECK_FLAGS | DRY_RUN | STRICT_VARIANT;
+/// The flags of `pcibind_reattach_group()`.
+const REATTACH_GROUP_FLAGS: c_uint = CHECK_FLAGS | DRY_RUN;
+
+/// The options of a move from its `flags`, of which `allowed` are accepted, and whether it is
+/// a dry run.
+fn move_options(flags: c_uint, allowed: c_uint) -> crate::Result<(crate::BindOptions, bool)> {
+    check_flags(flags, allowed)?;
+    let has = |bit: c_uint| flags & bit != 0;
     Ok((
         crate::BindOptions {
-            force: flags & pcibind_bind_flags::PCIBIND_BIND_FORCE as c_uint != 0,
+            force: has(FORCE),
+            allow_in_use: has(ALLOW_IN_USE),
+            allow_unclaimed: has(ALLOW_UNCLAIMED),
+            allow_sriov: has(ALLOW_SRIOV),
+            require_vfio: has(REQUIRE_VFIO),
+            strict_variant: has(STRICT_VARIANT),
         },
-        flags & pcibind_bind_flags::PCIBIND_BIND_DRY_RUN as c_uint != 0,
+        has(DRY_RUN),
     ))
 }
 
@@ -72,7 +135,6 @@ fn bind_options(flags: c_uint) -> crate::Result<(crate::BindOptions, bool)> {
 /// `pcibind_ctx *` must not run concurrently with any other call on the same context.
 pub struct pcibind_ctx {
     inner: Context,
-    poisoned: AtomicBool,
 }
 
 /// A log callback: `priority` is a syslog priority (`LOG_ERR` = 3 .. `LOG_DEBUG` = 7) and
@@ -100,7 +162,7 @@ pub unsafe extern "C" fn pcibind_ctx_new(
     ctx_out: *mut *mut pcibind_ctx,
 ) -> c_int {
     let out = out_init(ctx_out);
-    guarded(None, || {
+    guarded(|| {
         let out = out.ok_or_else(|| null("ctx_out"))?;
         check_flags(flags, 0)?;
         let root = path_arg(sysfs_root).unwrap_or_else(|| "/sys".into());
@@ -354,21 +416,25 @@ pub unsafe extern "C" fn pcibind_find_vfio_variant(
 /// Binds the device at `address` to the driver `name` (a PCI driver or module name in either
 /// `-`/`_` spelling, resolved as `pcibind_resolve_driver()` does, loading its module when
 /// needed), or, with NULL `name`, to the best VFIO driver for it (`pcibind_find_vfio_variant()`,
-/// falling back to `vfio-pci` with a warning when the variant's module cannot be loaded).
+/// falling back to `vfio-pci` with a warning when the variant's module cannot be loaded, unless
+/// PCIBIND_BIND_STRICT_VARIANT).
 ///
 /// A transaction: the device ends on exactly that driver, or it is put back where it started
 /// (its driver and its `driver_override`) and the call fails. Steps: resolve the target;
-/// return at once if the device is already bound to it (nothing is written); unless
-/// PCIBIND_BIND_FORCE, refuse a device in use on the host, an SR-IOV PF with VFs enabled going
-/// to a VFIO driver, and a target whose module's aliases do not match the device; write
+/// with PCIBIND_BIND_REQUIRE_VFIO, refuse a target that is not a VFIO driver; return at once
+/// if the device is already bound to it (nothing is written); run the three safety checks,
+/// each skipped by its flag (all by PCIBIND_BIND_FORCE): refuse a device in use on the host
+/// (PCIBIND_BIND_ALLOW_IN_USE; see `pcibind_in_use()`), an SR-IOV PF with VFs enabled going
+/// to a VFIO driver (PCIBIND_BIND_ALLOW_SRIOV), and a target whose module's aliases do not
+/// match the device (PCIBIND_BIND_ALLOW_UNCLAIMED); write
 /// `driver_override`, unbind from the current driver, write `drivers_probe`, and check that the
 /// device is now bound to exactly the target. (An NVMe controller that is one of several live
 /// paths to an in-use multipath namespace is not refused; a LOG_WARNING names the namespace.)
 /// The override stays set afterwards, so a later reprobe keeps the device where it is.
 /// Operations on one device are serialized, in this process and across processes (a lock file
 /// per device in the lock directory).
-/// With PCIBIND_BIND_DRY_RUN nothing is changed or loaded, but the safety checks run (unless
-/// PCIBIND_BIND_FORCE) and the call fails as the real one would; the plan, made from the same
+/// With PCIBIND_BIND_DRY_RUN nothing is changed or loaded, but the safety checks run (those
+/// not skipped) and the call fails as the real one would; the plan, made from the same
 /// step list the real call executes, is logged at LOG_NOTICE, one message per line
 /// (`pcibind_bind_plan()` returns it as text). On success `*driver_out` names the target, or
 /// is NULL when the target's module is not loaded yet (the plan says which module would be
@@ -395,7 +461,7 @@ pub unsafe extern "C" fn pcibind_bind(
 ) -> c_int {
     let out = out_init(driver_out);
     with_ctx(ctx, |ctx| {
-        let (options, dry_run) = bind_options(flags)?;
+        let (options, dry_run) = move_options(flags, BIND_FLAGS)?;
         let address = address_arg(address)?;
         let name = opt_str_arg(name, "name")?;
         let driver = if dry_run {
@@ -418,7 +484,7 @@ pub unsafe extern "C" fn pcibind_bind(
 /// What `pcibind_bind()` with the same arguments would do, without doing any of it: one
 /// action per line (modprobe runs, each sysfs write with its value and path, the check, and
 /// the state a failure would restore). Nothing is written or loaded; the safety checks run
-/// (and fail the call) unless PCIBIND_BIND_FORCE is given. PCIBIND_BIND_DRY_RUN is implied.
+/// (and fail the call) unless skipped by their flags. PCIBIND_BIND_DRY_RUN is implied.
 ///
 /// On success `*plan_out` receives the plan, which the caller owns and releases with
 /// `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of `pcibind_bind()`
@@ -436,7 +502,7 @@ pub unsafe extern "C" fn pcibind_bind_plan(
     let out = out_init(plan_out);
     with_ctx(ctx, |ctx| {
         let out = out.ok_or_else(|| null("plan_out"))?;
-        let (options, _) = bind_options(flags)?;
+        let (options, _) = move_options(flags, BIND_FLAGS)?;
         let plan = ctx.bind_plan(address_arg(address)?, opt_str_arg(name, "name")?, options)?;
         *out = malloc_string(&plan.to_string())?;
         Ok(())
@@ -453,7 +519,9 @@ pub unsafe extern "C" fn pcibind_bind_plan(
 /// system, ...), a device on a VFIO driver that a process holds (a running VM) and an SR-IOV
 /// PF one of whose VFs is on a VFIO driver are refused with PCIBIND_ERR_IN_USE, nothing
 /// written. `flags`: PCIBIND_BIND_FORCE skips them (0.3), with the bounded wait for a VMM that
-/// `pcibind_reattach()` describes; other bits are refused.
+/// `pcibind_reattach()` describes; PCIBIND_BIND_ALLOW_IN_USE and PCIBIND_BIND_ALLOW_SRIOV skip
+/// one each, PCIBIND_BIND_ALLOW_UNCLAIMED is accepted and changes nothing here (0.3); other
+/// bits are refused.
 /// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE
 /// (also when the device disappears during the call), PCIBIND_ERR_IN_USE, PCIBIND_ERR_BIND
 /// (restored), PCIBIND_ERR_RESTORE, PCIBIND_ERR_BUSY, PCIBIND_ERR_IO.
@@ -466,7 +534,7 @@ pub unsafe extern "C" fn pcibind_unbind(
     flags: c_uint,
 ) -> c_int {
     with_ctx(ctx, |ctx| {
-        let options = force_option(flags)?;
+        let (options, _) = move_options(flags, CHECK_FLAGS)?;
         ctx.unbind(address_arg(address)?, options)
     })
 }
@@ -499,8 +567,9 @@ pub unsafe extern "C" fn pcibind_unbind(
 /// must not be in use on the host (PCIBIND_ERR_IN_USE): `pcibind_reattach(host NIC,
 /// "vfio-pci")` refuses what `pcibind_bind()` refuses. A device on a VFIO driver whose group
 /// node or cdev a process holds open (a running VM) is refused too, naming the process.
-/// `flags`: PCIBIND_BIND_FORCE skips the checks (0.3); other bits are refused. Forced off a
-/// VFIO driver that a VMM holds, the kernel's unbind waits until the VMM lets go: the call
+/// `flags`: PCIBIND_BIND_FORCE skips the checks (0.3), PCIBIND_BIND_ALLOW_IN_USE,
+/// PCIBIND_BIND_ALLOW_UNCLAIMED and PCIBIND_BIND_ALLOW_SRIOV one each (0.3); other bits are
+/// refused. Forced (or with PCIBIND_BIND_ALLOW_IN_USE) off a VFIO driver that a VMM holds, the kernel's unbind waits until the VMM lets go: the call
 /// waits at most the lock timeout (10 s when that is 0), then fails with PCIBIND_ERR_IN_USE
 /// saying the unbind is pending; the device stays locked until the kernel is done, and the
 /// next call then puts it back where it started.
@@ -521,7 +590,7 @@ pub unsafe extern "C" fn pcibind_reattach(
 ) -> c_int {
     let out = out_init(driver_out);
     with_ctx(ctx, |ctx| {
-        let options = force_option(flags)?;
+        let (options, _) = move_options(flags, CHECK_FLAGS)?;
         let driver = ctx.reattach(address_arg(address)?, opt_str_arg(name, "name")?, options)?;
         if let (Some(out), Some(driver)) = (out, driver) {
             *out = malloc_string(driver.as_str())?;
@@ -580,7 +649,7 @@ pub unsafe extern "C" fn pcibind_iommu_group_members(
 
 /// Tells whether the IOMMU group of the device at `address` can be assigned to a guest: it
 /// can when no member is *blocking*, i.e. every member is bound to a VFIO driver, to no
-/// driver, to `pci-stub` or to `pcieport`. `flags` must be 0.
+/// driver, to a stub (`pci-stub`, Xen's `pciback`; 0.3) or to `pcieport`. `flags` must be 0.
 ///
 /// On success `*viable_out` is 1 or 0, and, when `reason_out` is not NULL, `*reason_out` is
 /// NULL for a viable group, else a message naming each blocking member and its driver, which
@@ -615,11 +684,11 @@ pub unsafe extern "C" fn pcibind_iommu_group_viable(
 /// (SPEC 3.8). The unit is the device's IOMMU group, plus every function a member to be moved
 /// names through a `consumer:pci:` device link (a GPU's HDMI audio function), plus that
 /// function's group, and so on. Bridges (PCI base class 0x06) never move; one bound to a host
-/// driver other than `pcieport` or `pci-stub` (an LPC bridge on `lpc_ich`) refuses the unit
+/// driver other than `pcieport`, `pci-stub` or `pciback` (an LPC bridge on `lpc_ich`) refuses the unit
 /// with PCIBIND_ERR_IN_USE, forced or not. Every other member not on a VFIO driver moves to its
 /// best VFIO driver (as `pcibind_bind()` with a NULL name). The safety checks of
 /// `pcibind_bind()` run on every member before anything is written (PCIBIND_BIND_FORCE skips
-/// them); every member's lock is held, taken in address order, for the whole transaction; if
+/// them, the ALLOW_* flags one each; PCIBIND_BIND_STRICT_VARIANT applies to every member); every member's lock is held, taken in address order, for the whole transaction; if
 /// any member fails to move, the members moved before it are put back in reverse order
 /// (PCIBIND_ERR_BIND, or PCIBIND_ERR_RESTORE naming each member's state).
 /// With PCIBIND_BIND_DRY_RUN nothing is written or loaded and the plan for every member is
@@ -641,7 +710,7 @@ pub unsafe extern "C" fn pcibind_bind_group(
 ) -> c_int {
     let out = out_init(moved_out);
     with_ctx(ctx, |ctx| {
-        let (options, dry_run) = bind_options(flags)?;
+        let (options, dry_run) = move_options(flags, BIND_GROUP_FLAGS)?;
         let outcome = ctx.bind_group(address_arg(address)?, options, dry_run)?;
         group_outcome(ctx, outcome, out)
     })
@@ -652,7 +721,7 @@ pub unsafe extern "C" fn pcibind_bind_group(
 /// NULL name, as one transaction: a failure puts the members already moved back onto their
 /// VFIO drivers, in reverse order. `flags`: PCIBIND_BIND_DRY_RUN logs the plan instead;
 /// PCIBIND_BIND_FORCE skips the safety checks of `pcibind_reattach()` (before 0.3 it was
-/// accepted and changed nothing).
+/// accepted and changed nothing), the ALLOW_* flags one each (0.3).
 ///
 /// `moved_out` may be NULL; otherwise on success it receives a NULL-terminated array of the
 /// addresses given back, in order, which the caller owns and releases with
@@ -670,7 +739,7 @@ pub unsafe extern "C" fn pcibind_reattach_group(
 ) -> c_int {
     let out = out_init(moved_out);
     with_ctx(ctx, |ctx| {
-        let (options, dry_run) = bind_options(flags)?;
+        let (options, dry_run) = move_options(flags, REATTACH_GROUP_FLAGS)?;
         let outcome = ctx.reattach_group(address_arg(address)?, options, dry_run)?;
         group_outcome(ctx, outcome, out)
     })
@@ -720,6 +789,187 @@ pub unsafe extern "C" fn pcibind_recover(
             *out = boundary::malloc_strv(&recovered)?;
         }
         Ok(())
+    })
+}
+
+/// `pcibind_bind()`, also saying where the device started and whether the call moved it
+/// (SPEC 3.14), for a manager that gives back only what it moved, to exactly where it was.
+/// The start is read under the device's lock, after any interrupted transaction of it was
+/// rolled back and before anything is loaded or written: no other caller's move can come
+/// between the start reported and the move made, as it can between a separate read and the
+/// bind. `flags` are those of `pcibind_bind()`.
+///
+/// Every out-pointer may be NULL. On success: `*driver_out` receives the driver the device is
+/// now bound to; `*start_driver_out` the driver it was on (NULL when it was on none);
+/// `*start_override_out` its `driver_override` then (NULL when none was set);
+/// `*moved_out` 1 when anything changed (a write, or a module load that probed the device),
+/// 0 when it was already where it was asked to be. Strings are the caller's, released with
+/// `pcibind_string_free()`. To give the device back: when `*moved_out` is 1,
+/// `pcibind_reattach(ctx, address, start_driver, 0, NULL)` (a NULL start driver gives it to
+/// whichever host driver the kernel chooses), which clears the override of a host driver and
+/// keeps that of a VFIO driver. On failure the strings are NULL and `*moved_out` 0.
+/// With PCIBIND_BIND_DRY_RUN the plan is logged as by `pcibind_bind()`, the start is the
+/// device as it is now (read without the lock), `*driver_out` is NULL when the target's module
+/// is not loaded yet, and `*moved_out` is 0.
+/// Returns 0, or the codes of `pcibind_bind()`.
+/// @since 0.3
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn pcibind_bind_start(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    name: *const c_char,
+    flags: c_uint,
+    driver_out: *mut *mut c_char,
+    start_driver_out: *mut *mut c_char,
+    start_override_out: *mut *mut c_char,
+    moved_out: *mut c_int,
+) -> c_int {
+    let driver_slot = out_init(driver_out);
+    let start_driver_slot = out_init(start_driver_out);
+    let start_override_slot = out_init(start_override_out);
+    let moved_slot = int_out_init(moved_out);
+    with_ctx(ctx, |ctx| {
+        let (options, dry_run) = move_options(flags, BIND_FLAGS)?;
+        let address = address_arg(address)?;
+        let name = opt_str_arg(name, "name")?;
+        let outcome = if dry_run {
+            let start = ctx.state(&crate::PciAddress::parse(address)?)?;
+            let plan = ctx.bind_plan(address, name, options)?;
+            for line in &plan.lines {
+                ctx.logger()
+                    .log(crate::Priority::Notice, format_args!("dry run: {line}"));
+            }
+            (plan.target, start.driver, start.driver_override, false)
+        } else {
+            let o = ctx.bind_start(address, name, options)?;
+            (Some(o.driver), o.start_driver, o.start_override, o.moved)
+        };
+        let (driver, start_driver, start_override, moved) = outcome;
+        boundary::fill_strings([
+            (driver_slot, driver.as_ref().map(|d| d.as_str())),
+            (start_driver_slot, start_driver.as_ref().map(|d| d.as_str())),
+            (start_override_slot, start_override.as_deref()),
+        ])?;
+        if let Some(slot) = moved_slot {
+            *slot = moved as c_int;
+        }
+        Ok(())
+    })
+}
+
+/// Whether the device at `address` is in use on the host, and how: the question the safety
+/// check of a move off its driver asks (SPEC 1, 3.3), answered alone, so that a manager can
+/// decide what to allow (PCIBIND_BIND_ALLOW_IN_USE) with its user's configuration in hand.
+/// A device on a VFIO driver whose group node or cdev a process holds open is in use by a VMM.
+/// What the check cannot read counts as in use (could not look is not "not in use").
+///
+/// `*kinds_out` (required) receives a bit mask of `pcibind_in_use_kind` (0: not in use).
+/// `reason_out` may be NULL; otherwise on success it receives the reasons as one text (the
+/// refusal's, sentences joined with "; "), NULL when not in use; the caller releases it with
+/// `pcibind_string_free()`. On failure `*kinds_out` is 0 and `*reason_out` NULL.
+/// Returns 0, or PCIBIND_ERR_INVALID_ARG, PCIBIND_ERR_INVALID_ADDRESS, PCIBIND_ERR_NO_DEVICE,
+/// PCIBIND_ERR_IO.
+/// @since 0.3
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn pcibind_in_use(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    kinds_out: *mut c_uint,
+    reason_out: *mut *mut c_char,
+) -> c_int {
+    let kinds_slot = int_out_init(kinds_out);
+    let reason_slot = out_init(reason_out);
+    with_ctx(ctx, |ctx| {
+        let kinds_slot = kinds_slot.ok_or_else(|| null("kinds_out"))?;
+        let found = ctx.in_use(address_arg(address)?)?;
+        if let (Some(slot), Some(found)) = (reason_slot, &found) {
+            *slot = malloc_string(&found.reason)?;
+        }
+        *kinds_slot = found.map_or(0, |f| f.kinds.bits());
+        Ok(())
+    })
+}
+
+/// A module loader (SPEC 3.14): asked to load kernel module `module` (a NUL-terminated name in
+/// `_` spelling, valid during the call), it returns 0 once the module is loaded (or was), or
+/// non-zero when it is not, setting `*error_out` to a `malloc`ed message saying why (or
+/// leaving it NULL), which the library frees with `free()`. It is called in the thread of the
+/// library call that needs the module, possibly from several threads at once and while a
+/// device's lock is held; it must not call into the library on the same device, nor unwind or
+/// longjmp.
+pub type pcibind_module_loader_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        module: *const c_char,
+        error_out: *mut *mut c_char,
+    ) -> c_int,
+>;
+
+/// The caller's `userdata` and loader, called from any thread that calls into the library.
+struct CallerLoader {
+    fn_: unsafe extern "C" fn(*mut c_void, *const c_char, *mut *mut c_char) -> c_int,
+    userdata: *mut c_void,
+}
+
+// SAFETY: the C contract of pcibind_ctx_set_module_loader(): the loader and its userdata may be
+// used from any thread that calls into the library.
+unsafe impl Send for CallerLoader {}
+unsafe impl Sync for CallerLoader {}
+
+impl CallerLoader {
+    fn load(&self, module: &crate::ModuleName) -> Result<(), String> {
+        let name = boundary::c_string_lossy(module.as_str());
+        let mut error: *mut c_char = std::ptr::null_mut();
+        // SAFETY: the caller's function, with its own userdata, a valid string and a valid
+        // out-pointer, as the contract says.
+        let rc = unsafe { (self.fn_)(self.userdata, name.as_ptr(), &mut error) };
+        let text = (!error.is_null()).then(|| {
+            // SAFETY: the loader sets a malloc'ed NUL-terminated string or leaves NULL.
+            let text = unsafe { std::ffi::CStr::from_ptr(error) }
+                .to_string_lossy()
+                .into_owned();
+            // SAFETY: malloc'ed by the caller, as the contract says; freed once.
+            unsafe { libc::free(error.cast()) };
+            text
+        });
+        match (rc, text) {
+            (0, _) => Ok(()),
+            (_, Some(text)) if !text.trim().is_empty() => Err(text.trim().to_owned()),
+            (rc, _) => Err(format!("it returned {rc} and said nothing")),
+        }
+    }
+}
+
+/// Sets who loads kernel modules (SPEC 3.14): with a `loader`, the library calls
+/// `loader(userdata, module, &error)` instead of running modprobe, wherever it would have run
+/// it (resolving a name whose module is not loaded, a VFIO variant, the host modules of a
+/// reattach), and waits for the module's driver to register as it does after modprobe. A
+/// non-zero return fails the call that needed the module with PCIBIND_ERR_MODULE_LOAD and the
+/// loader's text in the message (a VFIO variant that cannot be loaded falls back to
+/// vfio-pci, unless PCIBIND_BIND_STRICT_VARIANT). The loader is not timed: its time is the
+/// caller's. NULL `loader` restores the default, modprobe (`pcibind_ctx_set_modprobe()` also
+/// replaces any loader). `userdata` is passed as is and must stay valid while the context
+/// may call the loader.
+/// Returns 0 or PCIBIND_ERR_INVALID_ARG.
+/// @since 0.3
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn pcibind_ctx_set_module_loader(
+    ctx: *mut pcibind_ctx,
+    loader: pcibind_module_loader_fn,
+    userdata: *mut c_void,
+) -> c_int {
+    with_ctx_mut(ctx, |ctx| {
+        let modprobe = match loader {
+            None => Modprobe::Default,
+            Some(fn_) => {
+                let loader = CallerLoader { fn_, userdata };
+                Modprobe::Loader(crate::ModuleLoader::new(move |m| loader.load(m)))
+            }
+        };
+        ctx.set_modprobe(modprobe)
     })
 }
 
@@ -845,7 +1095,6 @@ pub unsafe extern "C" fn pcibind_sriov_set_numvfs(
 ) -> c_int {
     let out = out_init(vfs_out);
     with_ctx(ctx, |ctx| {
-        const FORCE: c_uint = pcibind_bind_flags::PCIBIND_BIND_FORCE as c_uint;
         const AUTOPROBE: c_uint = pcibind_bind_flags::PCIBIND_SRIOV_AUTOPROBE as c_uint;
         check_flags(flags, FORCE | AUTOPROBE)?;
         let options = crate::SriovOptions {
@@ -935,22 +1184,59 @@ mod tests {
     }
 
     #[test]
-    fn a_panic_becomes_internal_and_poisons_the_context() {
+    fn a_panic_fails_that_call_drops_the_caches_and_leaves_the_context_usable() {
         let dir = tempfile::tempdir().unwrap();
-        let root = CString::new(dir.path().to_str().unwrap()).unwrap();
+        let sys = dir.path().join("sys");
+        let dev = sys.join("bus/pci/devices/0000:01:00.0");
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(
+            dev.join("modalias"),
+            "pci:v00008086d00001572sv00008086sd00000001bc02sc00i00\n",
+        )
+        .unwrap();
+        let modules = dir.path().join("modules");
+        std::fs::create_dir_all(&modules).unwrap();
+        std::fs::write(
+            modules.join("modules.alias"),
+            "alias pci:v00008086d00001572sv*sd*bc*sc*i* i40e\n",
+        )
+        .unwrap();
+        let root = CString::new(sys.to_str().unwrap()).unwrap();
+        let modules = CString::new(modules.to_str().unwrap()).unwrap();
         let mut ctx = std::ptr::null_mut();
         assert_eq!(unsafe { pcibind_ctx_new(root.as_ptr(), 0, &mut ctx) }, 0);
+        assert_eq!(
+            unsafe { pcibind_ctx_set_modules_dir(ctx, modules.as_ptr()) },
+            0
+        );
+        let variant = |ctx: *mut pcibind_ctx| {
+            let mut out = std::ptr::null_mut();
+            let rc = unsafe { pcibind_find_vfio_variant(ctx, c"0000:01:00.0".as_ptr(), &mut out) };
+            assert_eq!(rc, 0, "{}", last_message());
+            unsafe { pcibind_string_free(out) };
+        };
+        variant(ctx);
+        variant(ctx);
+        let reads = || unsafe { &*ctx }.inner.tables.reads();
+        assert_eq!(reads(), 1, "the second lookup comes from the cache");
 
-        let rc = unsafe { with_ctx(ctx, |_| panic!("boom")) };
+        // A panic in the middle of a call that holds the tables' cache lock (poisoning it).
+        let rc = unsafe { with_ctx(ctx, |ctx| ctx.tables.panic_holding_the_cache()) };
         assert_eq!(rc, pcibind_error::PCIBIND_ERR_INTERNAL as c_int);
         assert!(last_message().contains("boom"), "{}", last_message());
+        assert!(!last_message().contains("PCIBIND_"), "{}", last_message());
 
-        // Every later call on that context is refused, even a harmless one.
+        // The context serves the next call, from the tables read afresh.
+        variant(ctx);
+        assert_eq!(reads(), 2, "the cache was dropped after the panic");
         let mut out = std::ptr::null_mut();
-        let rc = unsafe { pcibind_current_driver(ctx, c"0000:00:00.0".as_ptr(), &mut out) };
+        let rc = unsafe { pcibind_current_driver(ctx, c"0000:01:00.0".as_ptr(), &mut out) };
+        assert_eq!(rc, 0, "{}", last_message());
+        // The setters' path too.
+        let rc = unsafe { with_ctx_mut(ctx, |_| panic!("boom again")) };
         assert_eq!(rc, pcibind_error::PCIBIND_ERR_INTERNAL as c_int);
-        assert!(out.is_null());
-        assert!(last_message().contains("refuses further calls"));
+        variant(ctx);
+        assert_eq!(reads(), 3);
         unsafe { pcibind_ctx_free(ctx) };
     }
 }
