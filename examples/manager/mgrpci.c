@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <pcibind.h>
@@ -31,6 +33,7 @@ struct _mgrPCIContext {
     pcibind_ctx *ctx;
     char *stateDir;
     char *modprobe;
+    unsigned int modprobeTimeoutMs;
     char **moduleDeny;
 
     /* The devices a detach or reattach is working on now (see mgrPCIDeviceLock()). */
@@ -149,11 +152,22 @@ static int mgrPCILoaderError(char **error_out, const char *fmt, ...)
     return -1;
 }
 
+static long mgrElapsedMs(const struct timespec *since)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
 /* Runs PROGRAM -b MODULE as libpcibind would, but as the manager's own child: stdin from
  * /dev/null, stdout and stderr into a pipe we read for the error text, default signal
  * dispositions and an empty signal mask (a daemon blocks and ignores signals of its own),
- * and no other descriptor of the daemon's. */
-static int mgrPCIRunModprobe(const char *program, const char *module, char **error_out)
+ * no other descriptor of the daemon's, and a process group of its own, which is killed when
+ * it runs past `timeoutMs`: libpcibind does not time a caller's loader, and a device's lock
+ * is held meanwhile. (A module init stuck in the kernel leaves modprobe unkillable; the
+ * waitpid() below then waits for it, as libvirt's virKModLoad() would.) */
+static int mgrPCIRunModprobe(const char *program, const char *module, unsigned int timeoutMs,
+                             char **error_out)
 {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0)
@@ -178,9 +192,13 @@ static int mgrPCIRunModprobe(const char *program, const char *module, char **err
     sigdelset(&allSignals, SIGSTOP);
     posix_spawnattr_setsigmask(&attr, &noSignals);
     posix_spawnattr_setsigdefault(&attr, &allSignals);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                        POSIX_SPAWN_SETPGROUP);
 
     char *const argv[] = {(char *)program, (char *)"-b", (char *)module, NULL};
+    struct timespec started;
+    clock_gettime(CLOCK_MONOTONIC, &started);
     pid_t pid;
     int rc = posix_spawn(&pid, program, &actions, &attr, argv, environ);
     posix_spawn_file_actions_destroy(&actions);
@@ -192,10 +210,22 @@ static int mgrPCIRunModprobe(const char *program, const char *module, char **err
                                  module, strerror(rc));
     }
 
-    /* What it says, up to a screenful; the rest is read and dropped so it never blocks. */
+    /* What it says, up to a screenful; the rest is read and dropped so it never blocks. EOF
+     * once it (and anything it started) has closed its output, or the time is up. */
     char output[1024];
     size_t len = 0;
+    bool timedOut = false;
     for (;;) {
+        long left = (long)timeoutMs - mgrElapsedMs(&started);
+        struct pollfd pfd = {.fd = pipefd[0], .events = POLLIN};
+        int ready = left > 0 ? poll(&pfd, 1, (int)left) : 0;
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready == 0) {
+            timedOut = true;
+            kill(-pid, SIGKILL);
+            break;
+        }
         char chunk[512];
         ssize_t n = read(pipefd[0], chunk, sizeof(chunk));
         if (n < 0 && errno == EINTR)
@@ -217,6 +247,10 @@ static int mgrPCIRunModprobe(const char *program, const char *module, char **err
             return mgrPCILoaderError(error_out, "cannot wait for '%s' loading module '%s': %s",
                                      program, module, strerror(errno));
     }
+    if (timedOut)
+        return mgrPCILoaderError(error_out, "'%s -b %s' did not finish within %u ms and was "
+                                 "killed: %s", program, module, timeoutMs,
+                                 len ? output : "it printed nothing");
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         MGR_DEBUG("loaded kernel module '%s' with '%s'", module, program);
         return 0;
@@ -248,7 +282,7 @@ static int mgrPCIModuleLoad(void *opaque, const char *module, char **error_out)
                                  "kernel module '%s' is not loaded, and loading modules is "
                                  "disabled in the manager's configuration",
                                  module);
-    return mgrPCIRunModprobe(mgr->modprobe, module, error_out);
+    return mgrPCIRunModprobe(mgr->modprobe, module, mgr->modprobeTimeoutMs, error_out);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -326,6 +360,7 @@ mgrPCIContext *mgrPCIContextNew(const mgrPCIDaemonConfig *config)
         mgr->moduleDeny[i] = mgrStrdupOrNull(config->moduleDeny[i], &oom);
     mgr->stateDir = mgrStrdupOrNull(config->stateDir, &oom);
     mgr->modprobe = mgrStrdupOrNull(config->modprobe, &oom);
+    mgr->modprobeTimeoutMs = config->modprobeTimeoutMs ? config->modprobeTimeoutMs : 60000;
     if (oom) {
         mgrReportSystemError(ENOMEM, "cannot create the PCI host device context");
         goto error;

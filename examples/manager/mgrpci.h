@@ -43,6 +43,7 @@ typedef struct {
     const char *lockDir;    /* NULL: libpcibind's default, the `lockdir` of pcibind.pc */
     const char *stateDir;   /* required: the per-device detach records, on /run */
     const char *modprobe;   /* the module loader program; NULL: never load modules */
+    unsigned int modprobeTimeoutMs; /* its time limit; 0: 60 s */
     const char *const *moduleDeny; /* NULL-terminated modules never to load; NULL: none */
     mgrLogPriority logLevel; /* library lines below it are not even formatted */
 } mgrPCIDaemonConfig;

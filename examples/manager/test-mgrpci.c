@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <pcibind-testkit.h>
@@ -113,6 +114,8 @@ static void hostNew(void)
 
 /* The daemon's start: its configuration pointed at the fake host, the test kit's modprobe as
  * the program it loads modules with, and `deny` as its module deny list. */
+static unsigned int modprobeTimeoutMs; /* 0: the manager's default */
+
 static void managerStart(const char *const *deny)
 {
     mgrPCIDaemonConfig config = {
@@ -124,6 +127,7 @@ static void managerStart(const char *const *deny)
         .stateDir = statePath,
         .modprobe = getenv("FAKE_MODPROBE"),
         .moduleDeny = deny,
+        .modprobeTimeoutMs = modprobeTimeoutMs,
     };
     if (!config.modprobe) {
         fprintf(stderr, "FAKE_MODPROBE is not set: run the test through meson test\n");
@@ -611,6 +615,54 @@ static void test_module_deny_list(void)
     hostDestroy();
 }
 
+/* A modprobe that hangs: the manager's loader bounds it (libpcibind does not time a caller's
+ * loader), kills it and what it started, and the detach fails with nothing moved. */
+static bool processRunning(long pid)
+{
+    char path[64], stat[512];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+    fclose(f);
+    stat[n] = '\0';
+    const char *state = strrchr(stat, ')');
+    return state && state[1] == ' ' && state[2] != 'Z' && state[2] != 'X';
+}
+
+static void test_module_loader_timeout(void)
+{
+    hostNew();
+    hostNic(NIC);
+    ptk_modprobe_table(root, "vfio_pci sleep=30");
+    modprobeTimeoutMs = 500;
+    managerStart(NULL);
+    modprobeTimeoutMs = 0;
+
+    struct timespec start, end;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    mgrPCIHostdevConfig config = {.model = "vfio-pci"};
+    int rc = mgrPCIDetach(mgr, NIC, &config);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    double seconds = (double)(end.tv_sec - start.tv_sec) + (end.tv_nsec - start.tv_nsec) / 1e9;
+    expectFailure("detaching while modprobe hangs", rc, MGR_ERR_OPERATION_FAILED,
+                  "did not finish within 500 ms and was killed: fake-modprobe: vfio_pci: hanging");
+    EXPECT(seconds < 5, "the detach returns soon after the loader's limit; it took %.1f s", seconds);
+    char *pids = ptk_read(root, "modprobe.pids");
+    for (char *p = pids, *end = NULL; p && *p; p = end) {
+        long pid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        EXPECT(!processRunning(pid), "modprobe and its helper were killed; %ld still runs", pid);
+    }
+    free(pids);
+    expectDevice("after the failed detach", NIC, "e1000e", "(null)");
+    expectNoWrites("a detach whose module load timed out");
+    expectNoRecord("after the failed detach", NIC);
+    hostDestroy();
+}
+
 /* ------------------------------------------------------------------------------------------
  * The pieces on their own: the error table, the flags, the log bridge, the records, threads
  * ------------------------------------------------------------------------------------------ */
@@ -889,6 +941,7 @@ static const struct {
     {"console-gpu-and-host-nic", test_console_gpu_and_host_nic},
     {"console-gpu-given-back", test_console_gpu_given_back},
     {"module-deny-list", test_module_deny_list},
+    {"module-loader-timeout", test_module_loader_timeout},
     {"error-table", test_error_table},
     {"check-flags", test_check_flags},
     {"log-bridge", test_log_bridge},
