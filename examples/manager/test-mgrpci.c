@@ -650,9 +650,9 @@ static void test_module_loader_timeout(void)
                   "did not finish within 500 ms and was killed: fake-modprobe: vfio_pci: hanging");
     EXPECT(seconds < 5, "the detach returns soon after the loader's limit; it took %.1f s", seconds);
     char *pids = ptk_read(root, "modprobe.pids");
-    for (char *p = pids, *end = NULL; p && *p; p = end) {
-        long pid = strtol(p, &end, 10);
-        if (end == p)
+    for (char *p = pids, *next = NULL; p && *p; p = next) {
+        long pid = strtol(p, &next, 10);
+        if (next == p)
             break;
         EXPECT(!processRunning(pid), "modprobe and its helper were killed; %ld still runs", pid);
     }
