@@ -210,22 +210,31 @@ static int mgrPCIRunModprobe(const char *program, const char *module, unsigned i
                                  module, strerror(rc));
     }
 
-    /* What it says, up to a screenful; the rest is read and dropped so it never blocks. EOF
-     * once it (and anything it started) has closed its output, or the time is up. */
+    /* What it says, up to a screenful; the rest is read and dropped so it never blocks. Done
+     * at EOF, or once modprobe itself has exited and its output is drained (something it
+     * started may hold the pipe open for long: modprobe's exit status is the answer), or
+     * when the time is up. */
     char output[1024];
     size_t len = 0;
-    bool timedOut = false;
+    int status = 0;
+    bool reaped = false, timedOut = false;
     for (;;) {
+        if (!reaped && waitpid(pid, &status, WNOHANG) == pid)
+            reaped = true;
         long left = (long)timeoutMs - mgrElapsedMs(&started);
-        struct pollfd pfd = {.fd = pipefd[0], .events = POLLIN};
-        int ready = left > 0 ? poll(&pfd, 1, (int)left) : 0;
-        if (ready < 0 && errno == EINTR)
-            continue;
-        if (ready == 0) {
+        if (!reaped && left <= 0) {
             timedOut = true;
             kill(-pid, SIGKILL);
             break;
         }
+        struct pollfd pfd = {.fd = pipefd[0], .events = POLLIN};
+        int ready = poll(&pfd, 1, reaped ? 0 : (int)(left < 100 ? left : 100));
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready < 0 || (ready == 0 && reaped))
+            break;
+        if (ready == 0)
+            continue;
         char chunk[512];
         ssize_t n = read(pipefd[0], chunk, sizeof(chunk));
         if (n < 0 && errno == EINTR)
@@ -241,8 +250,7 @@ static int mgrPCIRunModprobe(const char *program, const char *module, unsigned i
         len--;
     output[len] = '\0';
 
-    int status;
-    while (waitpid(pid, &status, 0) < 0) {
+    while (!reaped && waitpid(pid, &status, 0) < 0) {
         if (errno != EINTR)
             return mgrPCILoaderError(error_out, "cannot wait for '%s' loading module '%s': %s",
                                      program, module, strerror(errno));

@@ -15,11 +15,13 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -660,6 +662,41 @@ static void test_module_loader_timeout(void)
     expectDevice("after the failed detach", NIC, "e1000e", "(null)");
     expectNoWrites("a detach whose module load timed out");
     expectNoRecord("after the failed detach", NIC);
+    managerStop();
+
+    /* A modprobe that loads the module, then exits leaving something it started holding its
+     * output (an install command that starts a daemon): its exit status is the answer, at
+     * once, not the end of its output. */
+    ptk_write(root, "modprobe.table", "vfio_pci vfio-pci vfio\n");
+    char *fake = getenv("FAKE_MODPROBE");
+    char *script = NULL, *wrapper = ptk_path(root, "modprobe-and-a-daemon");
+    if (asprintf(&script,
+                 "#!/bin/sh\n"
+                 "'%s' \"$@\" || exit\n"
+                 "sleep 30 >&2 &\n"
+                 "echo $! > '%s/daemon.pid'\n",
+                 fake, root) < 0)
+        exit(99);
+    ptk_write(root, "modprobe-and-a-daemon", script);
+    free(script);
+    EXPECT(chmod(wrapper, 0755) == 0, "the test makes its modprobe executable: %s", strerror(errno));
+    setenv("FAKE_MODPROBE", wrapper, 1);
+    modprobeTimeoutMs = 5000;
+    managerStart(NULL);
+    modprobeTimeoutMs = 0;
+    setenv("FAKE_MODPROBE", fake, 1);
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    rc = mgrPCIDetach(mgr, NIC, &config);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    seconds = (double)(end.tv_sec - start.tv_sec) + (end.tv_nsec - start.tv_nsec) / 1e9;
+    expectSuccess("detaching with a modprobe that leaves a daemon behind", rc);
+    EXPECT(seconds < 3, "the loader answers when modprobe exits; the detach took %.1f s", seconds);
+    expectDevice("after the detach", NIC, "vfio-pci", "vfio-pci");
+    char *daemon = ptk_read(root, "daemon.pid");
+    if (daemon)
+        kill((pid_t)atol(daemon), SIGKILL);
+    free(daemon);
+    free(wrapper);
     hostDestroy();
 }
 
