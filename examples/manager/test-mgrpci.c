@@ -619,7 +619,7 @@ static void test_module_deny_list(void)
 
 /* A modprobe that hangs: the manager's loader bounds it (libpcibind does not time a caller's
  * loader), kills it and what it started, and the detach fails with nothing moved. */
-static bool processRunning(long pid)
+static bool processRunningNow(long pid)
 {
     char path[64], stat[512];
     snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
@@ -631,6 +631,18 @@ static bool processRunning(long pid)
     stat[n] = '\0';
     const char *state = strrchr(stat, ')');
     return state && state[1] == ' ' && state[2] != 'Z' && state[2] != 'X';
+}
+
+/* A SIGKILL takes effect asynchronously, and only modprobe itself is reaped by the loader: its
+ * helper may still be on its way out for a moment, longer on a loaded machine. */
+static bool processRunning(long pid)
+{
+    for (int i = 0; i < 300; i++) {
+        if (!processRunningNow(pid))
+            return false;
+        usleep(10 * 1000);
+    }
+    return true;
 }
 
 static void test_module_loader_timeout(void)
@@ -685,12 +697,10 @@ static void test_module_loader_timeout(void)
     managerStart(NULL);
     modprobeTimeoutMs = 0;
     setenv("FAKE_MODPROBE", fake, 1);
-    clock_gettime(CLOCK_MONOTONIC, &start);
     rc = mgrPCIDetach(mgr, NIC, &config);
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    seconds = (double)(end.tv_sec - start.tv_sec) + (end.tv_nsec - start.tv_nsec) / 1e9;
+    /* Success itself says the loader did not wait for the daemon: it would have hit its 5 s
+     * limit and killed it all. */
     expectSuccess("detaching with a modprobe that leaves a daemon behind", rc);
-    EXPECT(seconds < 3, "the loader answers when modprobe exits; the detach took %.1f s", seconds);
     expectDevice("after the detach", NIC, "vfio-pci", "vfio-pci");
     char *daemon = ptk_read(root, "daemon.pid");
     if (daemon)
