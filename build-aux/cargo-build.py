@@ -10,6 +10,8 @@ the release profile, with the profile's opt-level, debug and lto set to what mes
 for (through CARGO_PROFILE_* variables, which override Cargo.toml); optimization "plain" (the
 buildtype distributions use) leaves Cargo.toml's profile as it is, but for debug, so
 RUSTFLAGS from the environment decide. --target is the host machine of a cross build.
+--lockdir (meson's -Dlockdir) reaches build.rs as PCIBIND_LOCKDIR: the library's default lock
+directory.
 
 cargo runs in the source tree, so that a release tarball's .cargo/config.toml, which points
 cargo at the vendored crates, is found wherever the build directory is.
@@ -50,6 +52,8 @@ def main():
                    help="off, or meson's b_lto_mode when b_lto is on")
     p.add_argument("--target", help="the Rust target triple of the host machine (cross)")
     p.add_argument("--linker", help="the host machine's C compiler, to link the tool (cross)")
+    p.add_argument("--lockdir", required=True,
+                   help="meson's lockdir option: the default lock directory (PCIBIND_LOCKDIR)")
     p.add_argument("--output", required=True)
     p.add_argument("--bin", help="build this binary instead of the static library")
     p.add_argument("--sanitizer", default="",
@@ -67,7 +71,7 @@ def main():
                a.manifest_path, "--target-dir", a.target_dir]
     profile, directory, overrides = profile_env(a.optimization, a.debuginfo == "true", a.lto)
     cmd += ["--profile", profile]
-    env = dict(os.environ, **overrides)
+    env = dict(os.environ, **overrides, PCIBIND_LOCKDIR=a.lockdir)
     target = a.target
     if a.sanitizer:
         env["RUSTC_BOOTSTRAP"] = "1"

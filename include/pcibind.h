@@ -257,7 +257,8 @@ extern "C" {
  * means `"/sys"`). `flags` must be 0. The new context is silent (no log callback), looks for
  * `modules.alias` in `/lib/modules/<release>` then `/usr/lib/modules/<release>`, loads modules
  * with the first of `/usr/sbin/modprobe`, `/sbin/modprobe` that exists, and keeps lock files in
- * `/run/pcibind`.
+ * the build's lock directory (`-Dlockdir`, by default `/run/pcibind`;
+ * `pkg-config --variable=lockdir pcibind`).
  *
  * On success `*ctx_out` receives the context, which the caller owns and releases with
  * `pcibind_ctx_free()`. On failure `*ctx_out` is NULL.
@@ -301,7 +302,8 @@ PCIBIND_WARN_UNUSED_RESULT int pcibind_ctx_set_modprobe(struct pcibind_ctx *ctx,
 
 /**
  * Sets the directory for the per-device lock files shared with other processes, as an
- * absolute path; NULL restores the default, `/run/pcibind`. The string is copied.
+ * absolute path; NULL restores the default, the build's lock directory (`-Dlockdir`, by default
+ * `/run/pcibind`; `pkg-config --variable=lockdir pcibind`). The string is copied.
  * The directory is created 0700 when missing and lock files 0600, so no other user can hold a
  * device's lock. An existing directory (or lock file) must belong to the caller's effective
  * user and not be a symbolic link; one open to others that holds only lock files is made 0700

@@ -79,8 +79,10 @@ use lock::DeviceLocks;
 use sysfs::Sysfs;
 use tables::ModuleTables;
 
-/// Where per-device lock files go unless configured otherwise.
-pub const DEFAULT_LOCK_DIR: &str = "/run/pcibind";
+/// Where per-device lock files go unless configured otherwise: the build's lock directory,
+/// meson's `-Dlockdir` (published as the `lockdir` variable of `pcibind.pc`), `/run/pcibind`
+/// unless set (build.rs).
+pub const DEFAULT_LOCK_DIR: &str = env!("PCIBIND_DEFAULT_LOCK_DIR");
 
 /// A handle on one sysfs tree and the settings used to act on it. Operations take `&self` and
 /// may run from many threads at once; the setters take `&mut self`.

@@ -607,6 +607,49 @@ fn in_use_device_is_refused_unless_forced() {
     );
 }
 
+/// One check at a time: `--allow in-use` lets the NIC go, `--allow unclaimed,sriov` does not;
+/// `show` names the kinds; the refusal's hint names the options, the library's text none.
+#[test]
+fn allow_skips_one_check_and_show_names_the_kinds() {
+    let t = Tree::new();
+    t.nic_carries_the_hosts_traffic();
+    let show = stdout(&t.run(&["show", NIC]));
+    assert!(show.contains("in use on host:  yes (network): "), "{show}");
+    let json = stdout(&t.run(&["show", NIC, "--json"]));
+    assert!(json.contains("\"in_use_kinds\": [\"network\"]"), "{json}");
+    let o = t.run(&["bind", NIC, "vfio-pci", "--allow", "unclaimed,sriov"]);
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("(--allow in-use or --force overrides this check)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("PCIBIND_"), "{}", stderr(&o));
+    assert_eq!(t.writes(), "");
+    let o = t.run(&["bind", NIC, "vfio-pci", "--allow", "in-use"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(t.driver(NIC).as_deref(), Some("vfio-pci"));
+    let o = t.run(&["reattach", NIC, "--allow", "in-use"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = t.run(&["bind", NIC, "vfio-pci", "--allow", "everything"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+/// `--require-vfio` refuses a host driver (status 9, no hint: forcing does not change it);
+/// `--strict-variant` and `--require-vfio` with a VFIO driver bind.
+#[test]
+fn require_vfio_and_strict_variant() {
+    let t = Tree::new();
+    let o = t.run(&["bind", NIC, "e1000e", "--require-vfio", "--force"]);
+    assert_eq!(o.status.code(), Some(9), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a VFIO driver"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("--force overrides"), "{}", stderr(&o));
+    let o = t.run(&["bind", NIC, "vfio-pci", "--require-vfio"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = t.run(&["bind", GPU, "--strict-variant", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
 #[test]
 fn help_and_man_page() {
     let t = Tree::new();

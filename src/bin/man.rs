@@ -71,7 +71,8 @@ pub fn render(cmd: Command, out: &mut dyn Write) -> io::Result<()> {
     paragraphs(&mut page, &blocks.collect::<Vec<_>>().join("\n\n"));
     page.push_str(JSON);
     page.push_str(EXAMPLES);
-    page.push_str(FILES);
+    // The lock directory this build was configured with (-Dlockdir), as --help shows it.
+    page.push_str(&FILES.replace("@LOCKDIR@", &escape(pcibind::DEFAULT_LOCK_DIR)));
     out.write_all(page.as_bytes())
 }
 
@@ -373,7 +374,7 @@ the devices and drivers acted on (\fB\-\-sysfs\-root\fR)
 .IR /lib/modules/ release /modules.alias ", " modules.builtin.modinfo
 the module tables the VFIO driver is chosen from (\fB\-\-modules\-dir\fR)
 .TP
-.I /run/pcibind/
+.I @LOCKDIR@/
 one lock file per device, shared with every process using libpcibind (\fB\-\-lock\-dir\fR)
 .TP
 .IR /etc/driverctl.d/pci\- ADDRESS
