@@ -6,8 +6,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,6 +21,12 @@
 
 #include <pcibind-testkit.h>
 #include "harness.h"
+
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 #define MLX "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i00"
 #define MLX_IDS "pci:v000015B3d0000101Esv*sd*bc*sc*i*"
@@ -1588,6 +1596,211 @@ static void rescan_brings_removed_devices_back(void)
     ptk_destroy(root);
 }
 
+/* ---- writes made in a forked child of a multithreaded process ------------------------------ */
+
+/* libpcibind makes a write that may wait for a VMM in a child it forks (unbind from a VFIO
+ * driver, sriov_numvfs = 0; Sysfs::write_within), from a process whose other threads go on,
+ * so the shim's emulation of a write runs in such children. There only the forking thread is
+ * left, and a lock another thread held at the fork is held for good: the emulation must take
+ * no lock of another library's, malloc()'s above all (GCC 12's AddressSanitizer resets none of
+ * its allocator's in the child). Each write below is made in such a child while a thread of
+ * the parent allocates and frees without pause; the child must answer, with the kernel's
+ * answer and effects, and, where the allocator says so (AddressSanitizer's malloc and free
+ * hooks), having allocated and freed nothing. */
+#if defined(__SANITIZE_ADDRESS__)
+#define COUNT_ALLOCATIONS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define COUNT_ALLOCATIONS 1
+#endif
+#endif
+
+#ifdef COUNT_ALLOCATIONS
+int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
+                                              void (*free_hook)(const volatile void *));
+#endif
+
+/* Set only in a child, which has one thread: the parent's threads never count. */
+static volatile sig_atomic_t counting;
+static volatile unsigned long allocations;
+
+#ifdef COUNT_ALLOCATIONS
+static void count_malloc(const volatile void *p, size_t n)
+{
+    (void)p;
+    (void)n;
+    if (counting)
+        allocations++;
+}
+
+static void count_free(const volatile void *p)
+{
+    (void)p;
+    if (counting)
+        allocations++;
+}
+#endif
+
+static atomic_int churning;
+
+static void *churn(void *arg)
+{
+    (void)arg;
+    void *slots[256] = {0};
+    unsigned seed = 1;
+    while (atomic_load(&churning)) {
+        unsigned i = rand_r(&seed) % 256;
+        free(slots[i]);
+        slots[i] = malloc((size_t)(rand_r(&seed) % 5000) + 1);
+    }
+    for (int i = 0; i < 256; i++)
+        free(slots[i]);
+    return NULL;
+}
+
+#define NO_ANSWER 999
+
+/* Writes `value` to ROOT/rel, opened here, in a child forked for that write alone, as
+ * libpcibind does; the errno (0: done), or NO_ANSWER when the child did not answer within 30 s
+ * (then killed). With `release`, the test lets go of what the write waits for: the child must
+ * not have answered 200 ms after the fork, then ROOT/release is removed. */
+static int child_write(const char *root, const char *rel, const char *value, const char *release)
+{
+    char *p = ptk_path(root, rel);
+    int fd = open(p, O_WRONLY | O_CLOEXEC);
+    free(p);
+    if (fd < 0)
+        return OPEN_FAILED + errno;
+    int answer[2];
+    if (pipe2(answer, O_CLOEXEC) != 0) {
+        close(fd);
+        return OPEN_FAILED + errno;
+    }
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Only async-signal-safe calls from here on, as in libpcibind's child. */
+        counting = 1;
+        ssize_t n = write(fd, value, strlen(value));
+        counting = 0;
+        unsigned long report[2] = {n < 0 ? (unsigned long)errno : 0, allocations};
+        if (n >= 0 && n != (ssize_t)strlen(value))
+            report[0] = (unsigned long)-1; /* a short write */
+        ssize_t told = write(answer[1], report, sizeof report);
+        _exit(told == (ssize_t)sizeof report ? 0 : 1);
+    }
+    close(fd);
+    close(answer[1]);
+    if (pid < 0) {
+        close(answer[0]);
+        return OPEN_FAILED + errno;
+    }
+    struct pollfd pfd = {answer[0], POLLIN, 0};
+    if (release) {
+        CHECK(poll(&pfd, 1, 200) == 0); /* still waiting */
+        char *r = ptk_path(root, release);
+        CHECK(unlink(r) == 0);
+        free(r);
+    }
+    unsigned long report[2];
+    int err = NO_ANSWER;
+    if (poll(&pfd, 1, 30000) == 1 && read(answer[0], report, sizeof report) == sizeof report) {
+        err = (int)report[0];
+        if (report[1]) {
+            printf("#   writing %.*s to %s in a forked child: %lu allocations and frees\n",
+                   (int)strcspn(value, "\n"), value, rel, report[1]);
+            harness_failed_now = 1;
+        }
+    } else {
+        printf("#   writing %.*s to %s in a forked child: no answer in 30 s\n",
+               (int)strcspn(value, "\n"), value, rel);
+        kill(pid, SIGKILL);
+    }
+    waitpid(pid, NULL, 0);
+    close(answer[0]);
+    return err;
+}
+
+static void writes_in_a_forked_child_of_threads(void)
+{
+#ifdef COUNT_ALLOCATIONS
+    static int hooked;
+    if (!hooked)
+        CHECK(__sanitizer_install_malloc_and_free_hooks(count_malloc, count_free) != 0);
+    hooked = 1;
+#else
+    printf("# the children's allocations are counted only with AddressSanitizer's hooks\n");
+#endif
+    char *root = standard_tree();
+    ptk_device(root, DEV1, MLX, NULL);
+    ptk_device(root, DEV2, NVME, "nvme");
+    ptk_iommu_group(root, 7, DEV1);
+    ptk_mkdirs(root, "dev/vfio/devices");
+    ptk_write(root, "bus/pci/drivers/mlx5_core/fake_sriov_configure", "");
+    ptk_write(root, "devices/pci0000:00/" DEV1 "/sriov_totalvfs", "2\n");
+    ptk_write(root, "devices/pci0000:00/" DEV1 "/sriov_numvfs", "0\n");
+    ptk_write(root, "devices/pci0000:00/" DEV1 "/sriov_drivers_autoprobe", "1\n");
+    const char *vf_held = "devices/pci0000:00/0000:01:00.2/fake_vmm_holds";
+    const char *dev1_held = "devices/pci0000:00/" DEV1 "/fake_vmm_holds";
+    const char *unbind = "bus/pci/drivers/vfio-pci/unbind";
+    /* Under valgrind, which runs one thread at a time with an allocator of its own, the
+     * churning thread adds nothing, and a block it held only in a register at a fork would be
+     * in the child's leak report. */
+    int churn_here = !RUNNING_ON_VALGRIND;
+    pthread_t thread;
+    atomic_store(&churning, churn_here);
+    if (churn_here)
+        CHECK(pthread_create(&thread, NULL, churn, NULL) == 0);
+
+    /* Onto vfio-pci, off it while a VMM holds it, back, and a fault in the way. */
+    CHECK_ERR(child_write(root, "bus/pci/devices/" DEV1 "/driver_override", "vfio-pci", NULL), 0);
+    CHECK_ERR(child_write(root, "bus/pci/drivers_probe", DEV1, NULL), 0);
+    CHECK(exists(root, "dev/vfio/7") && exists(root, "dev/vfio/devices/vfio0"));
+    ptk_write(root, dev1_held, "");
+    CHECK_ERR(child_write(root, unbind, DEV1 "\n", dev1_held), 0);
+    CHECK_BOUND(root, DEV1, NULL);
+    CHECK(!exists(root, "dev/vfio/7") && !exists(root, "bus/pci/devices/" DEV1 "/vfio-dev"));
+    CHECK_ERR(child_write(root, "bus/pci/drivers/vfio-pci/bind", DEV1, NULL), 0);
+    ptk_fault(root, "bus/pci/drivers/vfio-pci/unbind EBUSY 1");
+    CHECK_ERR(child_write(root, unbind, DEV1, NULL), EBUSY);
+    CHECK_FILE(root, "fault.table", "bus/pci/drivers/vfio-pci/unbind EBUSY 0\n");
+    CHECK_ERR(child_write(root, unbind, DEV1, NULL), 0);
+
+    /* IDs added and removed; SR-IOV: VFs made and removed, one of them held by a VMM. */
+    CHECK_ERR(child_write(root, "bus/pci/devices/" DEV1 "/driver_override", "\n", NULL), 0);
+    CHECK_ERR(child_write(root, "bus/pci/drivers/nvme/new_id", "15b3 101e", NULL), 0);
+    CHECK_BOUND(root, DEV1, "nvme");
+    CHECK_ERR(child_write(root, "bus/pci/drivers/nvme/remove_id", "15b3 101e", NULL), 0);
+    CHECK_ERR(child_write(root, "bus/pci/drivers/nvme/unbind", DEV1, NULL), 0);
+    CHECK_ERR(child_write(root, "bus/pci/drivers/mlx5_core/bind", DEV1, NULL), 0);
+    CHECK_ERR(child_write(root, "bus/pci/devices/" DEV1 "/sriov_drivers_autoprobe", "0", NULL), 0);
+    CHECK_ERR(child_write(root, "bus/pci/devices/" DEV1 "/sriov_numvfs", "2", NULL), 0);
+    CHECK(exists(root, "bus/pci/devices/0000:01:00.2"));
+    ptk_write(root, vf_held, "");
+    CHECK_ERR(child_write(root, "bus/pci/devices/" DEV1 "/sriov_numvfs", "0", vf_held), 0);
+    CHECK(!exists(root, "bus/pci/devices/0000:01:00.2"));
+
+    /* Removal (with a fault making the device vanish as it goes) and rescan. */
+    ptk_fault(root, "vanish:" DEV2 " after-unbind");
+    CHECK_ERR(child_write(root, "bus/pci/drivers/nvme/unbind", DEV2, NULL), 0);
+    CHECK(!exists(root, "bus/pci/devices/" DEV2));
+    ptk_write(root, "devices/pci0000:00/" DEV1 "/remove", "");
+    CHECK_ERR(child_write(root, "bus/pci/devices/" DEV1 "/remove", "1", NULL), 0);
+    CHECK(!exists(root, "bus/pci/devices/" DEV1) && exists(root, "fake_removed/" DEV1));
+    CHECK_ERR(child_write(root, "bus/pci/rescan", "1", NULL), 0);
+    CHECK_BOUND(root, DEV1, "mlx5_core");
+
+    atomic_store(&churning, 0);
+    if (churn_here)
+        pthread_join(thread, NULL);
+    char *log = ptk_write_log(root);
+    CHECK_CONTAINS(log, "bus/pci/drivers/vfio-pci/unbind\t" DEV1 "\\n\tok\n");
+    CHECK_CONTAINS(log, "bus/pci/drivers/vfio-pci/unbind\t" DEV1 "\tEBUSY\n");
+    CHECK_CONTAINS(log, "bus/pci/rescan\t1\tok\n");
+    free(log);
+    ptk_destroy(root);
+}
+
 RUN_TESTS(TEST_CASE(shim_is_loaded),
           TEST_CASE(exclusive_opens_of_block_nodes_get_the_block_layers_answer),
           TEST_CASE(real_sys_is_never_opened_for_writing),
@@ -1636,4 +1849,5 @@ RUN_TESTS(TEST_CASE(shim_is_loaded),
           TEST_CASE(removed_after_the_nth_write),
           TEST_CASE(the_device_a_write_concerns),
           TEST_CASE(a_removed_pf_takes_its_vfs),
-          TEST_CASE(rescan_brings_removed_devices_back))
+          TEST_CASE(rescan_brings_removed_devices_back),
+          TEST_CASE(writes_in_a_forked_child_of_threads))

@@ -57,24 +57,23 @@
 #undef _FILE_OFFSET_BITS /* it renames open() to open64(): we define both, separately */
 #define _GNU_SOURCE
 #include <ctype.h>
-#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
-#include <ftw.h>
-#include <glob.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <linux/openat2.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -160,6 +159,9 @@ static _Thread_local int in_shim;
 /* One lock for the fd table and for every emulated write: the tests write from many threads. */
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* The lock of the shim's heap (below), taken inside state_lock, never around it. */
+static pthread_mutex_t heap_lock = PTHREAD_MUTEX_INITIALIZER;
+
 enum kind {
     K_OVERRIDE, K_BIND, K_UNBIND, K_NEW_ID, K_REMOVE_ID, K_PROBE, K_NUMVFS, K_AUTOPROBE,
     K_REMOVE, K_RESCAN
@@ -179,13 +181,16 @@ struct tracked {
 static atomic_uchar tracked_fd[MAX_TRACKED_FD];
 static struct tracked *files[MAX_TRACKED_FD];
 
+/* Both locks are taken across fork(), so that a child finds them free and the state whole. */
 static void prepare_fork(void)
 {
     pthread_mutex_lock(&state_lock);
+    pthread_mutex_lock(&heap_lock);
 }
 
 static void after_fork(void)
 {
+    pthread_mutex_unlock(&heap_lock);
     pthread_mutex_unlock(&state_lock);
 }
 
@@ -195,6 +200,7 @@ static void restart_knobs(void);
 static void after_fork_child(void)
 {
     restart_knobs();
+    pthread_mutex_unlock(&heap_lock);
     pthread_mutex_unlock(&state_lock);
 }
 
@@ -204,53 +210,239 @@ __attribute__((constructor)) static void shim_init(void)
     pthread_atfork(prepare_fork, after_fork, after_fork_child);
 }
 
+/* ---- Safe in a forked child -------------------------------------------------------------- */
+
+/* The shim emulates writes made in forked children of multithreaded processes: libpcibind
+ * makes a write that may wait for a VMM (an unbind from a VFIO driver, sriov_numvfs = 0) in a
+ * child it forks (Sysfs::write_within in src/sysfs.rs), which makes async-signal-safe calls
+ * only. write() is one; the shim's emulation of it runs in that child. After fork() only the
+ * forking thread goes on in the child, and a lock another thread held at that moment stays
+ * held there for good. glibc's malloc resets its locks in the child; the allocator of GCC 12's
+ * AddressSanitizer does not, nor does stdio a stream's: under ASan, the child of test-bind's
+ * four_threads_race_on_one_device hung now and then in malloc() under read_all(), until the
+ * library gave up after 60 s and reported the device held by a VMM. So the shim allocates from
+ * a heap of its own, whose lock is taken across fork() like state_lock, and calls no libc
+ * function that allocates or takes a lock of libc's (stdio, opendir(), glob(), nftw(), qsort(),
+ * realpath(NULL), strdup(), vasprintf(), strerror()): files are read and written with open(),
+ * read(), write() and close(), directories listed with getdents64, diagnostics written to fd 2
+ * in one write(). The pragmas keep it so. The heap hands out blocks of 16 bytes to 64 KiB, in
+ * powers of two, each size with a free list of its own, carved from chunks mapped with mmap()
+ * and never unmapped; a larger block is a mapping of its own. */
+
+/* AddressSanitizer and valgrind's memcheck are told of the heap's blocks, so that they check
+ * the shim's use of them as they check malloc()'s: the bytes past those asked for, and a block
+ * given back, are out of bounds (the macros do nothing outside their runs). */
+#if __has_include(<sanitizer/asan_interface.h>)
+#include <sanitizer/asan_interface.h>
+#else
+#define ASAN_POISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
+#define ASAN_UNPOISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
+#endif
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#else
+#define VALGRIND_MALLOCLIKE_BLOCK(addr, size, rz, zeroed) ((void)0)
+#define VALGRIND_FREELIKE_BLOCK(addr, rz) ((void)0)
+#define VALGRIND_MAKE_MEM_NOACCESS(addr, size) ((void)0)
+#endif
+
+#pragma GCC poison malloc calloc realloc free strdup strndup asprintf vasprintf realpath
+#pragma GCC poison fopen fdopen opendir fdopendir scandir glob nftw ftw qsort strerror
+#pragma GCC poison printf fprintf vfprintf dprintf puts fputs fputc fwrite perror
+
+#define HEAP_CLASSES 13 /* 16 << 12: 64 KiB */
+#define HEAP_CHUNK ((size_t)1 << 20)
+
+struct heap_block {
+    struct heap_block *next; /* on its size's free list */
+    size_t cap;              /* the bytes after the header */
+    size_t size;             /* of them, those asked for */
+    size_t cls;              /* its size's list, or HEAP_CLASSES for a mapping of its own */
+    max_align_t payload[];
+};
+
+static struct heap_block *heap_lists[HEAP_CLASSES];
+static char *heap_next, *heap_end; /* what is left of the last chunk */
+
+static void *handed_out(struct heap_block *b, size_t n)
+{
+    b->size = n;
+    ASAN_UNPOISON_MEMORY_REGION(b->payload, n);
+    ASAN_POISON_MEMORY_REGION((char *)b->payload + n, b->cap - n);
+    VALGRIND_MAKE_MEM_NOACCESS((char *)b->payload + n, b->cap - n);
+    VALGRIND_MALLOCLIKE_BLOCK(b->payload, n, 0, 0);
+    return b->payload;
+}
+
+static struct heap_block *block_of(void *p)
+{
+    return (struct heap_block *)(void *)((char *)p - offsetof(struct heap_block, payload));
+}
+
+static void *shim_malloc(size_t n)
+{
+    size_t cls = 0;
+    while (cls < HEAP_CLASSES && ((size_t)16 << cls) < n)
+        cls++;
+    struct heap_block *b;
+    if (cls == HEAP_CLASSES) {
+        if (n > SIZE_MAX / 2)
+            return NULL;
+        b = mmap(NULL, sizeof *b + n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (b == MAP_FAILED)
+            return NULL;
+        b->cap = n;
+        b->cls = HEAP_CLASSES;
+        return handed_out(b, n);
+    }
+    size_t cap = (size_t)16 << cls;
+    pthread_mutex_lock(&heap_lock);
+    b = heap_lists[cls];
+    if (b) {
+        heap_lists[cls] = b->next;
+    } else {
+        if ((size_t)(heap_end - heap_next) < sizeof *b + cap) {
+            char *chunk = mmap(NULL, HEAP_CHUNK, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (chunk == MAP_FAILED) {
+                pthread_mutex_unlock(&heap_lock);
+                return NULL;
+            }
+            heap_next = chunk;
+            heap_end = chunk + HEAP_CHUNK;
+        }
+        b = (struct heap_block *)(void *)heap_next;
+        heap_next += sizeof *b + cap;
+        b->cap = cap;
+        b->cls = cls;
+    }
+    pthread_mutex_unlock(&heap_lock);
+    return handed_out(b, n);
+}
+
+static void shim_free(void *p)
+{
+    if (!p)
+        return;
+    struct heap_block *b = block_of(p);
+    VALGRIND_FREELIKE_BLOCK(p, 0);
+    if (b->cls == HEAP_CLASSES) {
+        ASAN_UNPOISON_MEMORY_REGION(p, b->cap); /* the next mapping there is someone else's */
+        munmap(b, sizeof *b + b->cap);
+        return;
+    }
+    ASAN_POISON_MEMORY_REGION(p, b->cap);
+    pthread_mutex_lock(&heap_lock);
+    b->next = heap_lists[b->cls];
+    heap_lists[b->cls] = b;
+    pthread_mutex_unlock(&heap_lock);
+}
+
+static void *shim_calloc(size_t n, size_t size)
+{
+    if (size && n > SIZE_MAX / size)
+        return NULL;
+    void *p = shim_malloc(n * size);
+    if (p)
+        memset(p, 0, n * size);
+    return p;
+}
+
+static void *shim_realloc(void *p, size_t n)
+{
+    if (!p)
+        return shim_malloc(n);
+    size_t had = block_of(p)->size;
+    if (n <= had)
+        return p;
+    void *q = shim_malloc(n);
+    if (q) {
+        memcpy(q, p, had);
+        shim_free(p);
+    }
+    return q;
+}
+
+/* A diagnostic on stderr (fmt ends with its newline), in one write(). */
+static void shim_warn(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        real.write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+}
+
 /* ---- Small helpers ----------------------------------------------------------------------- */
 
 static void *check_alloc(void *p)
 {
     if (!p) {
-        fprintf(stderr, "kernel-shim: out of memory\n");
+        shim_warn("kernel-shim: out of memory\n");
         abort();
     }
     return p;
 }
 
-static char *xstrdup(const char *s)
-{
-    return check_alloc(strdup(s));
-}
-
 static char *xstrndup(const char *s, size_t n)
 {
-    return check_alloc(strndup(s, n));
+    n = strnlen(s, n);
+    char *d = check_alloc(shim_malloc(n + 1));
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+static char *xstrdup(const char *s)
+{
+    return xstrndup(s, SIZE_MAX);
 }
 
 static char *pathf(const char *fmt, ...)
 {
     va_list ap;
-    char *s;
     va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    return check_alloc(s);
+    char *s = check_alloc(n < 0 ? NULL : shim_malloc((size_t)n + 1));
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
 }
 
-/* The whole file, or NULL (errno set) when it cannot be read. */
+/* `text` with its `cut` bytes from `at` replaced by `insert`. */
+static char *text_splice(const char *text, size_t at, size_t cut, const char *insert)
+{
+    size_t len = strlen(text), ins = strlen(insert);
+    char *s = check_alloc(shim_malloc(len - cut + ins + 1));
+    memcpy(s, text, at);
+    memcpy(s + at, insert, ins);
+    memcpy(s + at + ins, text + at + cut, len - at - cut + 1);
+    return s;
+}
+
+/* The whole file, or NULL (errno set) when it cannot be opened. */
 static char *read_all(const char *path)
 {
-    FILE *f = fopen(path, "re");
-    if (!f)
+    int fd = real.open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return NULL;
     size_t cap = 256, len = 0;
-    char *buf = check_alloc(malloc(cap));
-    size_t n;
-    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
+    char *buf = check_alloc(shim_malloc(cap));
+    for (;;) {
         if (cap - len - 1 == 0)
-            buf = check_alloc(realloc(buf, cap *= 2));
+            buf = check_alloc(shim_realloc(buf, cap *= 2));
+        ssize_t n = read(fd, buf + len, cap - len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
     }
-    fclose(f);
+    real.close(fd);
     buf[len] = '\0';
     return buf;
 }
@@ -267,13 +459,25 @@ static char *read_attr(const char *path)
     return s;
 }
 
+/* Writes `content` to the file, created if need be: replacing its contents (mode "we") or
+ * after them ("ae"). 0 or the errno. */
 static int write_file(const char *path, const char *mode, const char *content)
 {
-    FILE *f = fopen(path, mode);
-    if (!f)
+    int fd = real.open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (mode[0] == 'a' ? O_APPEND : O_TRUNC),
+                       0666);
+    if (fd < 0)
         return errno;
-    fputs(content, f);
-    return fclose(f) == 0 ? 0 : errno;
+    int err = 0;
+    for (size_t done = 0, len = strlen(content); done < len && !err;) {
+        ssize_t n = real.write(fd, content + done, len - done);
+        if (n > 0)
+            done += (size_t)n;
+        else if (n == 0 || errno != EINTR)
+            err = n == 0 ? EIO : errno;
+    }
+    if (real.close(fd) != 0 && !err)
+        err = errno;
+    return err;
 }
 
 static int exists(const char *path)
@@ -288,50 +492,93 @@ static int is_dir(const char *path)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+/* realpath(path, NULL) without libc's allocation: the kernel's name of what an O_PATH open of
+ * the path reaches. NULL (errno set) when it reaches nothing. */
+static char *canonical(const char *path)
 {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
+    int fd = real.open(path, O_PATH | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    char link[64], target[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    int err = errno;
+    real.close(fd);
+    if (n <= 0 || target[0] != '/') {
+        errno = n < 0 ? err : ENOENT;
+        return NULL;
+    }
+    target[n] = '\0';
+    return xstrdup(target);
 }
 
-static void rm_rf(const char *path)
+/* qsort() may allocate: a heapsort of names. */
+static void sift_down(char **v, size_t i, size_t n)
 {
-    if (exists(path))
-        nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    for (;;) {
+        size_t top = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && strcmp(v[l], v[top]) > 0)
+            top = l;
+        if (r < n && strcmp(v[r], v[top]) > 0)
+            top = r;
+        if (top == i)
+            return;
+        char *t = v[i];
+        v[i] = v[top];
+        v[top] = t;
+        i = top;
+    }
 }
 
-static int cmp_names(const void *a, const void *b)
+static void sort_names(char **v, size_t n)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down(v, i, n);
+    for (size_t end = n; end-- > 1;) {
+        char *t = v[0];
+        v[0] = v[end];
+        v[end] = t;
+        sift_down(v, 0, end);
+    }
 }
+
+struct dirent64_raw {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
 
 /* The entries of a directory (not . and ..), sorted by strcmp, NULL-terminated; NULL-free. */
 static char **list_dir(const char *path, int dirs_only)
 {
     size_t n = 0, cap = 16;
-    char **names = check_alloc(malloc(cap * sizeof *names));
-    DIR *d = opendir(path);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        if (dirs_only) {
-            char *p = pathf("%s/%s", path, e->d_name);
-            int ok = is_dir(p);
-            free(p);
-            if (!ok)
+    char **names = check_alloc(shim_malloc(cap * sizeof *names));
+    int fd = real.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _Alignas(struct dirent64_raw) char buf[4096];
+    long got;
+    while (fd >= 0 && (got = real.syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+        for (long off = 0; off < got;) {
+            const struct dirent64_raw *e = (const void *)(buf + off);
+            off += e->d_reclen;
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
                 continue;
+            if (dirs_only) {
+                char *p = pathf("%s/%s", path, e->d_name);
+                int ok = is_dir(p);
+                shim_free(p);
+                if (!ok)
+                    continue;
+            }
+            if (n + 1 >= cap)
+                names = check_alloc(shim_realloc(names, (cap *= 2) * sizeof *names));
+            names[n++] = xstrdup(e->d_name);
         }
-        if (n + 1 >= cap)
-            names = check_alloc(realloc(names, (cap *= 2) * sizeof *names));
-        names[n++] = xstrdup(e->d_name);
     }
-    if (d)
-        closedir(d);
-    qsort(names, n, sizeof *names, cmp_names);
+    if (fd >= 0)
+        real.close(fd);
+    sort_names(names, n);
     names[n] = NULL;
     return names;
 }
@@ -339,8 +586,28 @@ static char **list_dir(const char *path, int dirs_only)
 static void free_list(char **names)
 {
     for (char **p = names; *p; p++)
-        free(*p);
-    free(names);
+        shim_free(*p);
+    shim_free(names);
+}
+
+/* rm -rf: a directory's entries first; links are removed, never followed. */
+static void rm_rf(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return;
+    if (!S_ISDIR(st.st_mode)) {
+        unlink(path);
+        return;
+    }
+    char **names = list_dir(path, 0);
+    for (char **n = names; *n; n++) {
+        char *p = pathf("%s/%s", path, *n);
+        rm_rf(p);
+        shim_free(p);
+    }
+    free_list(names);
+    rmdir(path);
 }
 
 /* ---- errno names ------------------------------------------------------------------------- */
@@ -392,7 +659,7 @@ static int errno_from_name(const char *s)
 /* `abs` (absolute) with "//", "." and ".." resolved lexically. */
 static char *normalize(const char *abs)
 {
-    char *out = check_alloc(malloc(strlen(abs) + 2));
+    char *out = check_alloc(shim_malloc(strlen(abs) + 2));
     size_t o = 0;
     const char *p = abs;
     while (*p) {
@@ -453,7 +720,7 @@ static char *absolute(int dirfd, const char *path)
         joined = pathf("%s/%s", base, path);
     }
     char *norm = normalize(joined);
-    free(joined);
+    shim_free(joined);
     return norm;
 }
 
@@ -461,9 +728,9 @@ static int is_real_sys(const char *abs)
 {
     if (!strcmp(abs, "/sys") || !strncmp(abs, "/sys/", 5))
         return 1;
-    char *resolved = realpath(abs, NULL);
+    char *resolved = canonical(abs);
     int sys = resolved && (!strcmp(resolved, "/sys") || !strncmp(resolved, "/sys/", 5));
-    free(resolved);
+    shim_free(resolved);
     return sys;
 }
 
@@ -471,12 +738,12 @@ static void free_tracked(struct tracked *t)
 {
     if (!t)
         return;
-    free(t->root);
-    free(t->abs);
-    free(t->rel);
-    free(t->reached);
-    free(t->driver);
-    free(t);
+    shim_free(t->root);
+    shim_free(t->abs);
+    shim_free(t->rel);
+    shim_free(t->reached);
+    shim_free(t->driver);
+    shim_free(t);
 }
 
 /* A tracked-file record when `abs` is one of the kernel files under the fake root. */
@@ -489,14 +756,14 @@ static struct tracked *classify(const char *abs)
     const char *rel = below(abs, root);
     if (!rel) {
         /* A path found through /proc/self/fd is canonical; the root may not be. */
-        char *real_root = realpath(root, NULL);
+        char *real_root = canonical(root);
         const char *r = real_root ? below(abs, real_root) : NULL;
         if (!r) {
-            free(real_root);
-            free(root);
+            shim_free(real_root);
+            shim_free(root);
             return NULL;
         }
-        free(root);
+        shim_free(root);
         root = real_root;
         rel = r;
     }
@@ -512,7 +779,7 @@ static struct tracked *classify(const char *abs)
         n++;
     }
 
-    struct tracked *t = check_alloc(calloc(1, sizeof *t));
+    struct tracked *t = check_alloc(shim_calloc(1, sizeof *t));
     int ok = 1;
     if (n == 3 && !strcmp(comp[0], "bus") && !strcmp(comp[1], "pci") &&
         !strcmp(comp[2], "drivers_probe")) {
@@ -560,8 +827,8 @@ static struct tracked *classify(const char *abs)
         free_tracked(t);
         t = NULL;
     }
-    free(copy);
-    free(root);
+    shim_free(copy);
+    shim_free(root);
     return t;
 }
 
@@ -595,7 +862,7 @@ static struct tracked *copy_tracked(int fd)
     pthread_mutex_lock(&state_lock);
     const struct tracked *t = fd >= 0 && fd < MAX_TRACKED_FD ? files[fd] : NULL;
     if (t) {
-        c = check_alloc(calloc(1, sizeof *c));
+        c = check_alloc(shim_calloc(1, sizeof *c));
         c->kind = t->kind;
         c->root = xstrdup(t->root);
         c->abs = xstrdup(t->abs);
@@ -636,13 +903,13 @@ static int fault_fire(const char *root, const char *const *targets, size_t ntarg
         if (wanted && fault && !extra) {
             int e = want ? !strcmp(fault, want) : errno_from_name(fault);
             if (!want && !e)
-                fprintf(stderr, "kernel-shim: fault.table: unknown errno %s\n", fault);
+                shim_warn("kernel-shim: fault.table: unknown errno %s\n", fault);
             long left = -1;
             if (e && count) {
                 char *end;
                 left = strtol(count, &end, 10);
                 if (*end || left < 0) {
-                    fprintf(stderr, "kernel-shim: fault.table: bad count %s\n", count);
+                    shim_warn("kernel-shim: fault.table: bad count %s\n", count);
                     e = 0;
                 }
             }
@@ -651,7 +918,7 @@ static int fault_fire(const char *root, const char *const *targets, size_t ntarg
                 char *end;
                 skipping = strtol(skip, &end, 10);
                 if (*end || skipping < 0) {
-                    fprintf(stderr, "kernel-shim: fault.table: bad skip %s\n", skip);
+                    shim_warn("kernel-shim: fault.table: bad skip %s\n", skip);
                     e = 0;
                 }
             }
@@ -659,28 +926,25 @@ static int fault_fire(const char *root, const char *const *targets, size_t ntarg
                 if (skipping == 0)
                     fired = e;
                 if (count) {
-                    FILE *f = fopen(path, "we");
-                    if (f) {
-                        fwrite(text, 1, (size_t)(line - text), f);
-                        if (skipping > 0)
-                            fprintf(f, "%s %s %ld %ld", target, fault, left, skipping - 1);
-                        else
-                            fprintf(f, "%s %s %ld", target, fault, left - 1);
-                        fputs(line + len, f);
-                        fclose(f);
-                    }
+                    char *counted = skipping > 0
+                                        ? pathf("%s %s %ld %ld", target, fault, left, skipping - 1)
+                                        : pathf("%s %s %ld", target, fault, left - 1);
+                    char *rewritten = text_splice(text, (size_t)(line - text), len, counted);
+                    write_file(path, "we", rewritten);
+                    shim_free(rewritten);
+                    shim_free(counted);
                 }
                 /* A skipped event is this line's: no later line sees it. */
                 consumed = skipping > 0;
             }
         }
-        free(copy);
+        shim_free(copy);
         line += len;
         if (*line)
             line++;
     }
-    free(text);
-    free(path);
+    shim_free(text);
+    shim_free(path);
     return fired;
 }
 
@@ -694,7 +958,7 @@ static void race_fire(const char *root, const char *name)
     char *path = pathf("%s/fault.table", root);
     pthread_mutex_lock(&state_lock);
     char *text = read_all(path);
-    char *kept = check_alloc(calloc(1, text ? strlen(text) + 1 : 1));
+    char *kept = check_alloc(shim_calloc(1, text ? strlen(text) + 1 : 1));
     int fired = 0;
     for (char *line = text; line && *line;) {
         size_t len = strcspn(line, "\n");
@@ -707,14 +971,14 @@ static void race_fire(const char *root, const char *name)
             char *p = pathf("%s/%s", root, swap);
             char *aside = pathf("%s.raced", p);
             if (rename(p, aside) != 0 || symlink(link, p) != 0)
-                fprintf(stderr, "kernel-shim: race on %s: %s\n", p, strerror(errno));
-            free(aside);
-            free(p);
+                shim_warn("kernel-shim: race on %s: %s\n", p, errno_name(errno));
+            shim_free(aside);
+            shim_free(p);
             fired = 1;
         } else {
             strncat(kept, line, len + (line[len] == '\n'));
         }
-        free(copy);
+        shim_free(copy);
         line += len;
         if (*line)
             line++;
@@ -722,9 +986,9 @@ static void race_fire(const char *root, const char *name)
     if (fired)
         write_file(path, "we", kept);
     pthread_mutex_unlock(&state_lock);
-    free(kept);
-    free(text);
-    free(path);
+    shim_free(kept);
+    shim_free(text);
+    shim_free(path);
 }
 
 /* ---- The device model -------------------------------------------------------------------- */
@@ -745,12 +1009,12 @@ struct device {
 
 static void free_device(struct device *d)
 {
-    free(d->name);
-    free(d->dir);
-    free(d->rel);
-    free(d->modalias);
-    free(d->override);
-    free(d->driver);
+    shim_free(d->name);
+    shim_free(d->dir);
+    shim_free(d->rel);
+    shim_free(d->modalias);
+    shim_free(d->override);
+    shim_free(d->driver);
     memset(d, 0, sizeof *d);
 }
 
@@ -766,8 +1030,8 @@ static int load_device(const struct ctx *c, const char *name, struct device *d)
     if (!valid_name(name) || !c->real_root)
         return ENODEV;
     char *link = pathf("%s/bus/pci/devices/%s", c->root, name);
-    d->dir = realpath(link, NULL);
-    free(link);
+    d->dir = canonical(link);
+    shim_free(link);
     const char *rel = d->dir && is_dir(d->dir) ? below(d->dir, c->real_root) : NULL;
     if (!rel) {
         free_device(d);
@@ -778,22 +1042,22 @@ static int load_device(const struct ctx *c, const char *name, struct device *d)
 
     char *p = pathf("%s/modalias", d->dir);
     d->modalias = read_attr(p);
-    free(p);
+    shim_free(p);
     if (!d->modalias)
         d->modalias = xstrdup("");
 
     p = pathf("%s/driver_override", d->dir);
     d->override = read_attr(p);
-    free(p);
+    shim_free(p);
     if (d->override && (!*d->override || !strcmp(d->override, "(null)"))) {
-        free(d->override);
+        shim_free(d->override);
         d->override = NULL;
     }
 
     p = pathf("%s/driver", d->dir);
     char target[PATH_MAX];
     ssize_t n = readlink(p, target, sizeof target - 1);
-    free(p);
+    shim_free(p);
     if (n > 0) {
         target[n] = '\0';
         const char *base = strrchr(target, '/');
@@ -846,7 +1110,7 @@ static int ids_match(const struct ctx *c, const char *drv, const char *modalias)
     struct pci_id dev;
     char *p = pathf("%s/bus/pci/drivers/%s/fake_dynids", c->root, drv);
     char *text = read_all(p);
-    free(p);
+    shim_free(p);
     if (text && parse_modalias(modalias, &dev)) {
         char *save = NULL;
         for (char *l = strtok_r(text, "\n", &save); l && !found; l = strtok_r(NULL, "\n", &save)) {
@@ -854,17 +1118,17 @@ static int ids_match(const struct ctx *c, const char *drv, const char *modalias)
             found = parse_dynid(l, &id, NULL) >= 2 && id_matches(&id, &dev);
         }
     }
-    free(text);
+    shim_free(text);
 
     p = pathf("%s/bus/pci/drivers/%s/fake_ids", c->root, drv);
     text = read_all(p);
-    free(p);
+    shim_free(p);
     if (text) {
         char *save = NULL;
         for (char *l = strtok_r(text, "\n", &save); l && !found; l = strtok_r(NULL, "\n", &save))
             found = *l != '#' && fnmatch(l, modalias, 0) == 0;
     }
-    free(text);
+    shim_free(text);
     return found;
 }
 
@@ -894,14 +1158,14 @@ static unsigned take_vfio_index(const struct ctx *c)
     size_t i = 0;
     while (i < len && ida[i] == '1')
         i++;
-    char *next = check_alloc(calloc(1, (i < len ? len : i + 1) + 1));
+    char *next = check_alloc(shim_calloc(1, (i < len ? len : i + 1) + 1));
     if (len)
         memcpy(next, ida, len);
     next[i] = '1';
     write_file(p, "we", next);
-    free(next);
-    free(ida);
-    free(p);
+    shim_free(next);
+    shim_free(ida);
+    shim_free(p);
     return (unsigned)i;
 }
 
@@ -920,10 +1184,10 @@ static void release_vfio_index(const struct ctx *c, const struct device *d)
     }
     if (ida)
         write_file(p, "we", ida);
-    free(ida);
-    free(p);
+    shim_free(ida);
+    shim_free(p);
     free_list(held);
-    free(dir);
+    shim_free(dir);
 }
 
 /* ---- devtmpfs: the VFIO nodes ------------------------------------------------------------ */
@@ -935,7 +1199,7 @@ static char *up_from(const struct device *d)
     size_t depth = 1;
     for (const char *s = d->rel; *s; s++)
         depth += *s == '/';
-    char *up = check_alloc(calloc(1, depth * 3 + 1));
+    char *up = check_alloc(shim_calloc(1, depth * 3 + 1));
     for (size_t i = 0; i < depth; i++)
         strcat(up, "../");
     return up;
@@ -947,7 +1211,7 @@ static char *iommu_group_of(const struct device *d)
     char *link = pathf("%s/iommu_group", d->dir);
     char target[PATH_MAX];
     ssize_t n = readlink(link, target, sizeof(target) - 1);
-    free(link);
+    shim_free(link);
     if (n <= 0)
         return NULL;
     target[n] = '\0';
@@ -972,7 +1236,7 @@ static char *new_iommu_group(const struct ctx *c, const struct device *d, int no
     unsigned g = 0;
     char *dir = pathf("%s/kernel/iommu_groups/%u", c->root, g);
     while (exists(dir)) {
-        free(dir);
+        shim_free(dir);
         dir = pathf("%s/kernel/iommu_groups/%u", c->root, ++g);
     }
     char *devices = pathf("%s/devices", dir);
@@ -990,15 +1254,15 @@ static char *new_iommu_group(const struct ctx *c, const struct device *d, int no
         write_file(marker, "we", "");
     make_link(member, member_target);
     make_link(link, link_target);
-    free(dir);
-    free(devices);
-    free(member);
-    free(member_target);
-    free(up);
-    free(link);
-    free(link_target);
-    free(dynamic);
-    free(marker);
+    shim_free(dir);
+    shim_free(devices);
+    shim_free(member);
+    shim_free(member_target);
+    shim_free(up);
+    shim_free(link);
+    shim_free(link_target);
+    shim_free(dynamic);
+    shim_free(marker);
     return pathf("%u", g);
 }
 
@@ -1008,9 +1272,9 @@ static char *noiommu_group(const struct ctx *c, const struct device *d)
 {
     char *param = pathf("%s/module/vfio/parameters/enable_unsafe_noiommu_mode", c->root);
     char *mode = read_attr(param);
-    free(param);
+    shim_free(param);
     int on = mode && (!strcmp(mode, "Y") || !strcmp(mode, "1"));
-    free(mode);
+    shim_free(mode);
     return on ? new_iommu_group(c, d, 1) : NULL;
 }
 
@@ -1021,7 +1285,7 @@ static void add_vfio_nodes(const struct ctx *c, const struct device *d, unsigned
 {
     char *vfio = pathf("%s/dev/vfio", c->root);
     if (!is_dir(vfio)) {
-        free(vfio);
+        shim_free(vfio);
         return;
     }
     int noiommu = 0;
@@ -1033,17 +1297,17 @@ static void add_vfio_nodes(const struct ctx *c, const struct device *d, unsigned
     if (group) {
         char *node = pathf("%s/%s%s", vfio, noiommu ? "noiommu-" : "", group);
         make_node(node);
-        free(node);
+        shim_free(node);
     }
     char *cdevs = pathf("%s/devices", vfio);
     if (is_dir(cdevs)) {
         char *node = pathf("%s/vfio%u", cdevs, index);
         make_node(node);
-        free(node);
+        shim_free(node);
     }
-    free(cdevs);
-    free(group);
-    free(vfio);
+    shim_free(cdevs);
+    shim_free(group);
+    shim_free(vfio);
 }
 
 /* Whether any device of the group (by its devices/ links) is still on a VFIO driver. */
@@ -1055,10 +1319,10 @@ static int group_on_vfio(const struct ctx *c, const char *group)
     for (char **m = members; *m && !held; m++) {
         char *vfio_dev = pathf("%s/%s/vfio-dev", dir, *m);
         held = is_dir(vfio_dev);
-        free(vfio_dev);
+        shim_free(vfio_dev);
     }
     free_list(members);
-    free(dir);
+    shim_free(dir);
     return held;
 }
 
@@ -1071,7 +1335,7 @@ static void remove_vfio_nodes(const struct ctx *c, const struct device *d, char 
     for (char **h = held; *h; h++) {
         char *node = pathf("%s/devices/%s", vfio, *h);
         unlink(node);
-        free(node);
+        shim_free(node);
     }
     char *group = iommu_group_of(d);
     if (group) {
@@ -1080,21 +1344,21 @@ static void remove_vfio_nodes(const struct ctx *c, const struct device *d, char 
         if (exists(marker)) {
             char *link = pathf("%s/iommu_group", d->dir);
             unlink(link);
-            free(link);
+            shim_free(link);
             rm_rf(dir);
             char *node = pathf("%s/noiommu-%s", vfio, group);
             unlink(node);
-            free(node);
+            shim_free(node);
         } else if (!group_on_vfio(c, group)) {
             char *node = pathf("%s/%s", vfio, group);
             unlink(node);
-            free(node);
+            shim_free(node);
         }
-        free(marker);
-        free(dir);
+        shim_free(marker);
+        shim_free(dir);
     }
-    free(group);
-    free(vfio);
+    shim_free(group);
+    shim_free(vfio);
 }
 
 /* The probe: fails as fault.table says, else binds (both links, vfio-dev/vfioN for VFIO
@@ -1109,8 +1373,8 @@ static int probe(const struct ctx *c, const char *drv, struct device *d)
     char *specific = pathf("probe:%s@%s", drv, d->name);
     const char *targets[] = {generic, specific};
     int err = fault_fire(c->root, targets, 2, NULL);
-    free(generic);
-    free(specific);
+    shim_free(generic);
+    shim_free(specific);
     if (err)
         return err;
 
@@ -1119,15 +1383,15 @@ static int probe(const struct ctx *c, const char *drv, struct device *d)
     char *target = pathf("%sbus/pci/drivers/%s", up, drv);
     char *link = pathf("%s/driver", d->dir);
     err = make_link(link, target);
-    free(up);
-    free(target);
-    free(link);
+    shim_free(up);
+    shim_free(target);
+    shim_free(link);
     if (!err) {
         link = pathf("%s/bus/pci/drivers/%s/%s", c->root, drv, d->name);
         target = pathf("../../../../%s", d->rel);
         err = make_link(link, target);
-        free(link);
-        free(target);
+        shim_free(link);
+        shim_free(target);
     }
     char *vfio = pathf("%s/bus/pci/drivers/%s/fake_vfio", c->root, drv);
     if (!err && exists(vfio)) {
@@ -1138,12 +1402,12 @@ static int probe(const struct ctx *c, const char *drv, struct device *d)
             err = errno;
         else
             add_vfio_nodes(c, d, index);
-        free(dir);
-        free(dev);
+        shim_free(dir);
+        shim_free(dev);
     }
-    free(vfio);
+    shim_free(vfio);
     if (!err) {
-        free(d->driver);
+        shim_free(d->driver);
         d->driver = xstrdup(drv);
     }
     return err;
@@ -1157,7 +1421,7 @@ static void remove_dangling_links(const char *dir)
         struct stat st;
         if (lstat(p, &st) == 0 && S_ISLNK(st.st_mode) && stat(p, &st) < 0 && errno == ENOENT)
             unlink(p);
-        free(p);
+        shim_free(p);
     }
     free_list(names);
 }
@@ -1168,20 +1432,20 @@ static void vanish(const struct ctx *c, const struct device *d)
     rm_rf(d->dir);
     char *p = pathf("%s/bus/pci/devices/%s", c->root, d->name);
     unlink(p);
-    free(p);
+    shim_free(p);
 
     p = pathf("%s/bus/pci/devices", c->root);
     remove_dangling_links(p);
-    free(p);
+    shim_free(p);
     char *drivers = pathf("%s/bus/pci/drivers", c->root);
     char **names = list_dir(drivers, 1);
     for (char **n = names; *n; n++) {
         p = pathf("%s/%s", drivers, *n);
         remove_dangling_links(p);
-        free(p);
+        shim_free(p);
     }
     free_list(names);
-    free(drivers);
+    shim_free(drivers);
     char *groups = pathf("%s/kernel/iommu_groups", c->root);
     names = list_dir(groups, 1);
     for (char **n = names; *n; n++) {
@@ -1192,14 +1456,14 @@ static void vanish(const struct ctx *c, const struct device *d)
         if (!*left && exists(dynamic)) { /* its last device gone: the group is released */
             char *group = pathf("%s/%s", groups, *n);
             rm_rf(group);
-            free(group);
+            shim_free(group);
         }
-        free(dynamic);
+        shim_free(dynamic);
         free_list(left);
-        free(p);
+        shim_free(p);
     }
     free_list(names);
-    free(groups);
+    shim_free(groups);
 }
 
 /* device_release_driver(): the links go, and what a VFIO driver made with them. */
@@ -1207,18 +1471,18 @@ static void release_driver(const struct ctx *c, struct device *d)
 {
     char *p = pathf("%s/driver", d->dir);
     unlink(p);
-    free(p);
+    shim_free(p);
     p = pathf("%s/bus/pci/drivers/%s/%s", c->root, d->driver, d->name);
     unlink(p);
-    free(p);
+    shim_free(p);
     release_vfio_index(c, d);
     p = pathf("%s/vfio-dev", d->dir);
     char **held = list_dir(p, 0);
     rm_rf(p);
-    free(p);
+    shim_free(p);
     remove_vfio_nodes(c, d, held);
     free_list(held);
-    free(d->driver);
+    shim_free(d->driver);
     d->driver = NULL;
 }
 
@@ -1230,7 +1494,7 @@ static void unbind_device(const struct ctx *c, struct device *d)
     const char *targets[] = {target};
     if (fault_fire(c->root, targets, 1, "after-unbind"))
         vanish(c, d);
-    free(target);
+    shim_free(target);
 }
 
 /* ---- The stores -------------------------------------------------------------------------- */
@@ -1250,7 +1514,7 @@ static int store_override(const struct tracked *t, const char *s, size_t count)
     size_t len = strcspn(s, "\n");
     char *content = len ? pathf("%.*s\n", (int)len, s) : xstrdup("(null)\n");
     int err = write_file(t->abs, "we", content);
-    free(content);
+    shim_free(content);
     return err;
 }
 
@@ -1292,7 +1556,7 @@ static void attach_any(const struct ctx *c, struct device *d)
         if (driver_matches(c, *n, d) && probe(c, *n, d) == 0)
             break;
     free_list(names);
-    free(dir);
+    shim_free(dir);
 }
 
 static int store_probe(const struct ctx *c, char *s)
@@ -1322,7 +1586,7 @@ static int store_new_id(const struct ctx *c, const char *drv, const char *s)
                                fake.class_ >> 16 & 0xff, fake.class_ >> 8 & 0xff,
                                fake.class_ & 0xff);
         int present = ids_match(c, drv, modalias);
-        free(modalias);
+        shim_free(modalias);
         if (present)
             return EEXIST;
     }
@@ -1335,8 +1599,8 @@ static int store_new_id(const struct ctx *c, const char *drv, const char *s)
                      id.subdevice, id.class_, id.class_mask, driver_data);
     char *p = pathf("%s/bus/pci/drivers/%s/fake_dynids", c->root, drv);
     int err = write_file(p, "ae", line);
-    free(p);
-    free(line);
+    shim_free(p);
+    shim_free(line);
     if (err)
         return err;
 
@@ -1350,7 +1614,7 @@ static int store_new_id(const struct ctx *c, const char *drv, const char *s)
         free_device(&d);
     }
     free_list(names);
-    free(dir);
+    shim_free(dir);
     return 0;
 }
 
@@ -1371,23 +1635,20 @@ static int store_remove_id(const struct ctx *c, const char *drv, const char *s)
             (want.subvendor == PCI_ANY_ID || id.subvendor == want.subvendor) &&
             (want.subdevice == PCI_ANY_ID || id.subdevice == want.subdevice) &&
             !((id.class_ ^ want.class_) & want.class_mask)) {
-            FILE *f = fopen(p, "we");
-            if (f) {
-                fwrite(text, 1, (size_t)(line - text), f);
-                fputs(line[len] ? line + len + 1 : "", f);
-                fclose(f);
-            }
+            char *rest = text_splice(text, (size_t)(line - text), len + (line[len] != '\0'), "");
+            write_file(p, "we", rest);
+            shim_free(rest);
             err = 0;
-            free(copy);
+            shim_free(copy);
             break;
         }
-        free(copy);
+        shim_free(copy);
         line += len;
         if (*line)
             line++;
     }
-    free(text);
-    free(p);
+    shim_free(text);
+    shim_free(p);
     return err;
 }
 
@@ -1401,14 +1662,14 @@ static int can_probe(const struct device *d)
         return 1;
     char *link = pathf("%s/physfn", d->dir);
     int vf = exists(link);
-    free(link);
+    shim_free(link);
     if (!vf)
         return 1;
     char *p = pathf("%s/physfn/sriov_drivers_autoprobe", d->dir);
     char *v = read_attr(p);
-    free(p);
+    shim_free(p);
     int on = !v || strcmp(v, "0") != 0;
-    free(v);
+    shim_free(v);
     return on;
 }
 
@@ -1417,9 +1678,9 @@ static unsigned long read_number(const char *dir, const char *name, unsigned lon
 {
     char *p = pathf("%s/%s", dir, name);
     char *v = read_attr(p);
-    free(p);
+    shim_free(p);
     unsigned long n = v ? strtoul(v, NULL, 0) : dflt;
-    free(v);
+    shim_free(v);
     return n;
 }
 
@@ -1458,7 +1719,7 @@ static void remove_vfs(const struct ctx *c, const struct device *pf)
             free_device(&vf);
         }
         unlink(link);
-        free(link);
+        shim_free(link);
     }
     free_list(names);
 }
@@ -1473,7 +1734,7 @@ static int create_vfs(const struct ctx *c, const struct device *pf, unsigned n)
     unsigned long stride = read_number(pf->dir, "fake_sriov_stride", 1);
     char *p = pathf("%s/fake_vf_modalias", pf->dir);
     char *modalias = read_attr(p);
-    free(p);
+    shim_free(p);
     struct pci_id id;
     if (!modalias && parse_modalias(pf->modalias, &id)) {
         /* the PF's, device ID + 1 */
@@ -1485,7 +1746,7 @@ static int create_vfs(const struct ctx *c, const struct device *pf, unsigned n)
         modalias = xstrdup(pf->modalias);
     size_t parent_len = (size_t)(strrchr(pf->rel, '/') - pf->rel);
     int err = 0;
-    char **made = check_alloc(calloc(n + 1, sizeof *made));
+    char **made = check_alloc(shim_calloc(n + 1, sizeof *made));
     for (unsigned i = 0; i < n && !err; i++) {
         unsigned long rid = (bus << 8 | dev << 3 | fn) + offset + stride * i;
         char *name = pathf("%04x:%02lx:%02lx.%lx", domain, rid >> 8 & 0xff, rid >> 3 & 0x1f,
@@ -1498,38 +1759,38 @@ static int create_vfs(const struct ctx *c, const struct device *pf, unsigned n)
             char *file = pathf("%s/modalias", dir);
             char *content = pathf("%s\n", modalias);
             err = write_file(file, "we", content);
-            free(content);
-            free(file);
+            shim_free(content);
+            shim_free(file);
             file = pathf("%s/driver_override", dir);
             err = err ? err : write_file(file, "we", "(null)\n");
-            free(file);
+            shim_free(file);
             char *target = pathf("../%s", pf->name);
             file = pathf("%s/physfn", dir);
             err = err ? err : make_link(file, target);
-            free(file);
-            free(target);
+            shim_free(file);
+            shim_free(target);
             target = pathf("../%s", name);
             file = pathf("%s/virtfn%u", pf->dir, i);
             err = err ? err : make_link(file, target);
-            free(file);
-            free(target);
+            shim_free(file);
+            shim_free(target);
             target = pathf("../../../%s", rel);
             file = pathf("%s/bus/pci/devices/%s", c->root, name);
             err = err ? err : make_link(file, target);
-            free(file);
-            free(target);
+            shim_free(file);
+            shim_free(target);
         }
         made[i] = name;
-        free(rel);
-        free(dir);
+        shim_free(rel);
+        shim_free(dir);
     }
-    free(modalias);
+    shim_free(modalias);
     if (!err) {
         char *count = pathf("%u\n", n);
         p = pathf("%s/sriov_numvfs", pf->dir);
         err = write_file(p, "we", count);
-        free(p);
-        free(count);
+        shim_free(p);
+        shim_free(count);
     }
     /* pci_bus_add_device() -> device_attach() for each new VF; where the PF is translated by
      * an IOMMU (it has a group), the IOMMU first gives each VF a group of its own, as on the
@@ -1539,17 +1800,17 @@ static int create_vfs(const struct ctx *c, const struct device *pf, unsigned n)
         struct device vf;
         if (load_device(c, made[i], &vf) == 0) {
             if (pf_group)
-                free(new_iommu_group(c, &vf, 0));
+                shim_free(new_iommu_group(c, &vf, 0));
             attach_any(c, &vf);
         }
         free_device(&vf);
     }
-    free(pf_group);
+    shim_free(pf_group);
     if (err)
         remove_vfs(c, pf);
     for (unsigned i = 0; i < n; i++)
-        free(made[i]);
-    free(made);
+        shim_free(made[i]);
+    shim_free(made);
     return err;
 }
 
@@ -1580,12 +1841,12 @@ static int store_numvfs(const struct ctx *c, const char *bdf, char *s)
         remove_vfs(c, &pf);
         char *p = pathf("%s/sriov_numvfs", pf.dir);
         err = write_file(p, "we", "0\n");
-        free(p);
+        shim_free(p);
     } else if (current)
         err = EBUSY;
     else
         err = create_vfs(c, &pf, (unsigned)n);
-    free(configure);
+    shim_free(configure);
     free_device(&pf);
     return err;
 }
@@ -1598,20 +1859,30 @@ static void reset_attr(const struct device *d, const char *name, const char *con
     char *p = pathf("%s/%s", d->dir, name);
     if (exists(p))
         write_file(p, "we", content);
-    free(p);
+    shim_free(p);
 }
 
-/* A regular file replaced by a copy: the fds open on the old one see it removed. */
-static int renew_file(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+/* Each regular file below `path` replaced by a copy: the fds open on the old one see it
+ * removed. Links are not followed. */
+static void renew_files(const char *path)
 {
-    (void)ftw;
-    if (flag == FTW_F && S_ISREG(sb->st_mode)) {
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return;
+    if (S_ISREG(st.st_mode)) {
         char *content = read_all(path);
         if (content && unlink(path) == 0 && write_file(path, "we", content) == 0)
-            chmod(path, sb->st_mode & 07777);
-        free(content);
+            chmod(path, st.st_mode & 07777);
+        shim_free(content);
+    } else if (S_ISDIR(st.st_mode)) {
+        char **names = list_dir(path, 0);
+        for (char **n = names; *n; n++) {
+            char *p = pathf("%s/%s", path, *n);
+            renew_files(p);
+            shim_free(p);
+        }
+        free_list(names);
     }
-    return 0;
 }
 
 /* pci_stop_and_remove_bus_device(), as `echo 1 > remove` does it: the devices below it (behind
@@ -1634,7 +1905,7 @@ static void hot_remove(const struct ctx *c, const char *bdf)
         if (load_device(c, *n, &child) == 0 && !strcmp(child.dir, dir))
             hot_remove(c, *n);
         free_device(&child);
-        free(dir);
+        shim_free(dir);
     }
     free_list(below_it);
     remove_vfs(c, &d);
@@ -1651,14 +1922,14 @@ static void hot_remove(const struct ctx *c, const char *bdf)
         mkdir(aside, 0755);
         rm_rf(kept);
         if (write_file(from, "we", d.rel) != 0 || rename(d.dir, kept) != 0)
-            fprintf(stderr, "kernel-shim: keeping %s aside: %s\n", d.name, strerror(errno));
+            shim_warn("kernel-shim: keeping %s aside: %s\n", d.name, errno_name(errno));
         else
-            nftw(kept, renew_file, 16, FTW_PHYS);
-        free(from);
-        free(kept);
-        free(aside);
+            renew_files(kept);
+        shim_free(from);
+        shim_free(kept);
+        shim_free(aside);
     }
-    free(physfn);
+    shim_free(physfn);
     vanish(c, &d);
     free_device(&d);
 }
@@ -1679,8 +1950,8 @@ static int readd(const struct ctx *c, const char *aside, const char *name)
         char *link = pathf("%s/bus/pci/devices/%s", c->root, name);
         char *target = pathf("../../../%s", from);
         make_link(link, target);
-        free(link);
-        free(target);
+        shim_free(link);
+        shim_free(target);
         struct device d;
         if (load_device(c, name, &d) == 0) {
             char *group = iommu_group_of(&d);
@@ -1690,24 +1961,24 @@ static int readd(const struct ctx *c, const char *aside, const char *name)
                 link = pathf("%s/%s", members, d.name);
                 target = pathf("../../../../%s", d.rel);
                 make_link(link, target);
-                free(link);
-                free(target);
+                shim_free(link);
+                shim_free(target);
             } else if (group) { /* its group was released meanwhile: it has none */
                 link = pathf("%s/iommu_group", d.dir);
                 unlink(link);
-                free(link);
+                shim_free(link);
             }
-            free(members);
-            free(group);
+            shim_free(members);
+            shim_free(group);
             attach_any(c, &d);
         }
         free_device(&d);
     }
-    free(parent);
-    free(dir);
-    free(from);
-    free(from_file);
-    free(kept);
+    shim_free(parent);
+    shim_free(dir);
+    shim_free(from);
+    shim_free(from_file);
+    shim_free(kept);
     return back;
 }
 
@@ -1724,7 +1995,7 @@ static void rescan(const struct ctx *c)
             progress |= readd(c, aside, *n);
         free_list(names);
     }
-    free(aside);
+    shim_free(aside);
 }
 
 /* remove_store() and rescan_store(): kstrtoul(), then nothing for 0. */
@@ -1758,7 +2029,7 @@ static int apply(int fd, const struct tracked *t, const char *buf, size_t count)
     if (err)
         return err;
 
-    struct ctx c = {t->root, realpath(t->root, NULL)};
+    struct ctx c = {t->root, canonical(t->root)};
     char *s = xstrndup(buf, count); /* the store sees a C string: it ends at the first NUL */
     switch (t->kind) {
     case K_OVERRIDE:
@@ -1790,35 +2061,36 @@ static int apply(int fd, const struct tracked *t, const char *buf, size_t count)
         err = store_remove_or_rescan(&c, t, s);
         break;
     }
-    free(s);
-    free(c.real_root);
+    shim_free(s);
+    shim_free(c.real_root);
     return err;
 }
 
 /* ROOT/write.log: "REL_PATH<TAB>VALUE<TAB>RESULT", VALUE escaped C-style (\n, \t, \\, \xHH). */
 static void log_write(const struct tracked *t, const char *buf, size_t count, int err)
 {
-    char *p = pathf("%s/write.log", t->root);
-    FILE *f = fopen(p, "ae");
-    free(p);
-    if (!f)
-        return;
-    fprintf(f, "%s\t", t->rel);
+    const char *result = err ? errno_name(err) : "ok";
+    size_t rel = strlen(t->rel);
+    char *line = check_alloc(shim_malloc(rel + 1 + 4 * count + strlen(result) + 3));
+    memcpy(line, t->rel, rel);
+    char *o = line + rel;
+    *o++ = '\t';
     for (size_t i = 0; i < count; i++) {
         unsigned char ch = (unsigned char)buf[i];
-        if (ch == '\n')
-            fputs("\\n", f);
-        else if (ch == '\t')
-            fputs("\\t", f);
-        else if (ch == '\\')
-            fputs("\\\\", f);
-        else if (ch < 0x20 || ch >= 0x7f)
-            fprintf(f, "\\x%02x", ch);
-        else
-            fputc(ch, f);
+        if (ch == '\n' || ch == '\t' || ch == '\\') {
+            *o++ = '\\';
+            *o++ = ch == '\n' ? 'n' : ch == '\t' ? 't' : '\\';
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            o += snprintf(o, 5, "\\x%02x", ch);
+        } else {
+            *o++ = (char)ch;
+        }
     }
-    fprintf(f, "\t%s\n", err ? errno_name(err) : "ok");
-    fclose(f);
+    snprintf(o, strlen(result) + 3, "\t%s\n", result);
+    char *p = pathf("%s/write.log", t->root);
+    write_file(p, "ae", line);
+    shim_free(p);
+    shim_free(line);
 }
 
 /* ---- PTK_KILL_AFTER_WRITE and PTK_REMOVE_AFTER_WRITE --------------------------------------- */
@@ -1855,8 +2127,8 @@ static int knob_fires(struct knob *k, const char **bdf)
     unsigned long n = strtoul(v, &end, 10);
     if (!isdigit((unsigned char)v[0]) || errno || n == 0 ||
         (*end && (!bdf || *end != ':' || !end[1]))) {
-        fprintf(stderr, "kernel-shim: %s=%s: not N%s (a count of writes from 1)\n", k->name, v,
-                bdf ? " or N:BDF" : "");
+        shim_warn("kernel-shim: %s=%s: not N%s (a count of writes from 1)\n", k->name, v,
+                  bdf ? " or N:BDF" : "");
         _exit(99);
     }
     if (bdf)
@@ -1910,20 +2182,39 @@ static void after_write(const struct tracked *t, const char *buf, size_t len)
     if (knob_fires(&remove_knob, &bdf)) {
         char *dev = bdf ? xstrdup(bdf) : concerned_device(t, buf, len);
         if (dev) {
-            struct ctx c = {t->root, realpath(t->root, NULL)};
+            struct ctx c = {t->root, canonical(t->root)};
             hot_remove(&c, dev);
-            free(c.real_root);
+            shim_free(c.real_root);
         } else {
-            fprintf(stderr, "kernel-shim: PTK_REMOVE_AFTER_WRITE: %s concerns no device "
-                            "(name one: N:BDF)\n", t->rel);
+            shim_warn("kernel-shim: PTK_REMOVE_AFTER_WRITE: %s concerns no device "
+                      "(name one: N:BDF)\n", t->rel);
         }
-        free(dev);
+        shim_free(dev);
     }
     if (knob_fires(&kill_knob, NULL)) {
         kill(getpid(), SIGKILL);
         for (;;)
             pause();
     }
+}
+
+/* Whether a VMM holds the device whose fake_vmm_holds is `marker`, or else one of the VFs
+ * (virtfnN links) of the PF `pf`. */
+static int vmm_holds(const char *marker, const char *pf)
+{
+    if (marker)
+        return exists(marker);
+    char **names = list_dir(pf, 0);
+    int held = 0;
+    for (char **n = names; *n && !held; n++) {
+        if (strncmp(*n, "virtfn", 6) != 0)
+            continue;
+        char *p = pathf("%s/%s/fake_vmm_holds", pf, *n);
+        held = exists(p);
+        shim_free(p);
+    }
+    free_list(names);
+    return held;
 }
 
 /* vfio_unregister_group_dev(): unbinding a VFIO device that a process holds (a VMM) asks that
@@ -1934,7 +2225,7 @@ static void wait_while_a_vmm_holds(int fd, const void *buf, size_t count)
 {
     pthread_mutex_lock(&state_lock);
     const struct tracked *t = files[fd];
-    char *marker = NULL;
+    char *marker = NULL, *pf = NULL;
     if (t && t->kind == K_UNBIND) {
         const char *nl = memchr(buf, '\n', count);
         size_t len = nl ? (size_t)(nl - (const char *)buf) : count;
@@ -1944,20 +2235,15 @@ static void wait_while_a_vmm_holds(int fd, const void *buf, size_t count)
                        (const char *)buf);
     } else if (t && t->kind == K_NUMVFS && count >= 1 && ((const char *)buf)[0] == '0') {
         /* Removing the VFs: each VF is removed, so one that a VMM holds is waited for. */
-        marker = pathf("%s/bus/pci/devices/%s/virtfn*/fake_vmm_holds", t->root, t->driver);
+        pf = pathf("%s/bus/pci/devices/%s", t->root, t->driver);
     }
     pthread_mutex_unlock(&state_lock);
-    if (!marker)
+    if (!marker && !pf)
         return;
-    for (;;) {
-        glob_t g;
-        int held = glob(marker, 0, NULL, &g) == 0 && g.gl_pathc > 0;
-        globfree(&g);
-        if (!held)
-            break;
+    while (vmm_holds(marker, pf))
         usleep(10000);
-    }
-    free(marker);
+    shim_free(marker);
+    shim_free(pf);
 }
 
 static ssize_t emulate(int fd, const void *buf, size_t count)
@@ -2041,20 +2327,20 @@ static int block_node_open(enum opener which, int dirfd, const char *path, int f
     if (!env || env[0] != '/' || fstatat(dirfd, path, &st, 0) != 0 || !S_ISBLK(st.st_mode))
         return 0;
     char *abs = absolute(dirfd, path);
-    char *node = abs ? realpath(abs, NULL) : NULL;
-    char *root = realpath(env, NULL);
+    char *node = abs ? canonical(abs) : NULL;
+    char *root = canonical(env);
     int under = node && root && below(node, root);
-    free(abs);
-    free(node);
+    shim_free(abs);
+    shim_free(node);
     if (!under) {
-        free(root);
+        shim_free(root);
         return 0;
     }
     char target[64];
     snprintf(target, sizeof target, "open-excl:%u:%u", major(st.st_rdev), minor(st.st_rdev));
     const char *targets[] = {target};
     int err = fault_fire(root, targets, 1, NULL);
-    free(root);
+    shim_free(root);
     if (err) {
         *fd = -1;
         errno = err;
@@ -2086,8 +2372,8 @@ static int intercept_open(enum opener which, int dirfd, const char *path, int fl
     char *abs = absolute(dirfd, path);
     int fd, err = 0;
     if (abs && is_real_sys(abs)) {
-        fprintf(stderr, "kernel-shim: refusing to open %s for writing: tests never write the "
-                        "real /sys\n", abs);
+        shim_warn("kernel-shim: refusing to open %s for writing: tests never write the "
+                  "real /sys\n", abs);
         err = EACCES;
     } else if (abs) {
         t = classify(abs); /* what the path names, before anything is opened */
@@ -2096,7 +2382,7 @@ static int intercept_open(enum opener which, int dirfd, const char *path, int fl
         err = EACCES; /* sysfs directories have no create() */
     else if (t && (flags & O_CREAT) && (flags & O_EXCL))
         err = EEXIST;
-    free(abs);
+    shim_free(abs);
 
     if (err) {
         fd = -1;
@@ -2213,7 +2499,7 @@ EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
-    char *buf = check_alloc(malloc(total + 1));
+    char *buf = check_alloc(shim_malloc(total + 1));
     size_t off = 0;
     for (int i = 0; i < iovcnt; i++) {
         memcpy(buf + off, iov[i].iov_base, iov[i].iov_len);
@@ -2221,7 +2507,7 @@ EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
     }
     ssize_t n = emulate(fd, buf, total);
     int err = errno;
-    free(buf);
+    shim_free(buf);
     errno = err;
     return n;
 }

@@ -32,6 +32,9 @@
  * - Valgrind and AddressSanitizer: the shim passes everything it does not emulate straight to
  *   libc and takes care not to trip either (libpcibind's tests run under both). With ASan the
  *   shim is preloaded ahead of libasan: set ASAN_OPTIONS=verify_asan_link_order=0.
+ * - Forked children: the shim emulates a write made in a child forked by a multithreaded
+ *   process (libpcibind makes an unbind that may wait for a VMM so) without malloc() or any
+ *   lock of libc's, which another thread may have held at the fork.
  * - ABI: the kit is for tests and promises less than libpcibind. libpcibind-testkit.so.0 and
  *   the tree's conventions may change in a minor release of libpcibind (NEWS.md says so); an
  *   incompatible change of a function bumps the soname. Use the kit of the same release as
