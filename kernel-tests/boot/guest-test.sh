@@ -136,7 +136,7 @@ if [ "$phase" = 1 ]; then
     check "at-boot: e1000e was loaded and bound its other NICs ($NIC2)" \
         eval 'kernel_log | grep -q "e1000e $NIC2" && is_on $NIC2 e1000e'
     # Who wrote the override and who loaded e1000e, in the order udevd's workers reported it
-    # (the image logs every PCI add event at debug level: 00-pcibind-boot-test.rules).
+    # (the image logs the e1000e NICs' add events at debug level: 00-pcibind-boot-test.rules).
     note "udev: the rule's driver_override writes and the e1000e NICs' module loads, in order:"
     grep -E "89-pcibind.rules:[0-9]+ ATTR|($NIC|$NIC2|0000:02:00.0): Running built-in command \"kmod load\"|e1000e' is already loaded|Inserted module 'e1000e'" \
         /run/journal.txt | tee /run/udev-order | ev
