@@ -130,31 +130,29 @@ impl Context {
     ) -> Result<BindOutcome> {
         let address = PciAddress::parse(address)?;
         let name = name.map(DriverName::new).transpose()?;
-        self.sysfs.require_device(&address)?;
-        // Declared first, dropped last: the log callback runs after the lock is released.
-        let _deferral = self.log.defer();
-        let locked = self.lock_device(&address, &self.deadline())?;
-        // Before the target is resolved: loading its module may already probe the device.
-        let start = self.state(&address)?;
-        let prepared = self.prepare_bind(&address, name.as_ref(), options, Mode::Real)?;
-        let driver = prepared
-            .target
-            .ok_or_else(|| Error::Internal("a bind without a resolved target".into()))?;
-        let moved = match &prepared.txn {
-            Some(txn) => {
-                self.execute(std::slice::from_ref(txn), &locked)?;
-                self.warn_if_group_not_viable(&address, &driver);
-                true
-            }
-            // A module load can move a device on its own (a host driver probing an unbound
-            // device): then the call did move it, though it wrote nothing itself.
-            None => self.state(&address)? != start,
-        };
-        Ok(BindOutcome {
-            driver,
-            moved,
-            start_driver: start.driver,
-            start_override: start.driver_override,
+        self.on_locked_device(&address, |locked, _| {
+            // Before the target is resolved: loading its module may already probe the device.
+            let start = self.state(&address)?;
+            let prepared = self.prepare_bind(&address, name.as_ref(), options, Mode::Real)?;
+            let driver = prepared
+                .target
+                .ok_or_else(|| Error::Internal("a bind without a resolved target".into()))?;
+            let moved = match &prepared.txn {
+                Some(txn) => {
+                    self.execute(std::slice::from_ref(txn), locked)?;
+                    self.warn_if_group_not_viable(&address, &driver);
+                    true
+                }
+                // A module load can move a device on its own (a host driver probing an unbound
+                // device): then the call did move it, though it wrote nothing itself.
+                None => self.state(&address)? != start,
+            };
+            Ok(BindOutcome {
+                driver,
+                moved,
+                start_driver: start.driver,
+                start_override: start.driver_override,
+            })
         })
     }
 
@@ -429,15 +427,13 @@ impl Context {
     /// device is put back as it was.
     pub fn unbind(&self, address: &str, options: BindOptions) -> Result<()> {
         let address = PciAddress::parse(address)?;
-        self.sysfs.require_device(&address)?;
-        // Declared first, dropped last: the log callback runs after the lock is released.
-        let _deferral = self.log.defer();
-        let locked = self.lock_device(&address, &self.deadline())?;
-        let start = self.state(&address)?;
-        match self.prepare_unbind(&address, start, options)?.txn {
-            Some(txn) => self.execute(&[txn], &locked),
-            None => Ok(()),
-        }
+        self.on_locked_device(&address, |locked, _| {
+            let start = self.state(&address)?;
+            match self.prepare_unbind(&address, start, options)?.txn {
+                Some(txn) => self.execute(&[txn], locked),
+                None => Ok(()),
+            }
+        })
     }
 
     /// An unbind worked out from the device's `start`: nothing for a device unbound with the
@@ -500,20 +496,18 @@ impl Context {
     ) -> Result<Option<DriverName>> {
         let address = PciAddress::parse(address)?;
         let name = name.map(DriverName::new).transpose()?;
-        self.sysfs.require_device(&address)?;
-        // Declared first, dropped last: the log callback runs after the lock is released.
-        let _deferral = self.log.defer();
-        let locked = self.lock_device(&address, &self.deadline())?;
-        let prepared = self.prepare_reattach(&address, name.as_ref(), options, Mode::Real)?;
-        if let Some(txn) = &prepared.txn {
-            self.execute(std::slice::from_ref(txn), &locked)?;
-        }
-        match prepared.target {
-            Some(t) => Ok(Some(t)),
-            // The kernel chose; the transaction checked that it chose something, or nothing
-            // because no host driver matches.
-            None => self.sysfs.device_driver(&address),
-        }
+        self.on_locked_device(&address, |locked, _| {
+            let prepared = self.prepare_reattach(&address, name.as_ref(), options, Mode::Real)?;
+            if let Some(txn) = &prepared.txn {
+                self.execute(std::slice::from_ref(txn), locked)?;
+            }
+            match prepared.target {
+                Some(t) => Ok(Some(t)),
+                // The kernel chose; the transaction checked that it chose something, or nothing
+                // because no host driver matches.
+                None => self.sysfs.device_driver(&address),
+            }
+        })
     }
 
     fn prepare_reattach(

@@ -29,6 +29,23 @@ impl Context {
         Deadline::after(self.lock_timeout)
     }
 
+    /// The preamble of every operation on one device: the device must be there, the log is
+    /// deferred until the lock is released (the callback never runs under a lock), and the
+    /// device is locked against one deadline for the whole call, rolling back an interrupted
+    /// transaction first. Then `op` runs with the lock and the deadline.
+    pub(crate) fn on_locked_device<T>(
+        &self,
+        address: &PciAddress,
+        op: impl FnOnce(&Locked<'_>, &Deadline) -> Result<T>,
+    ) -> Result<T> {
+        self.sysfs.require_device(address)?;
+        // Declared first, dropped last: the log callback runs after the lock is released.
+        let _deferral = self.log.defer();
+        let deadline = self.deadline();
+        let locked = self.lock_device(address, &deadline)?;
+        op(&locked, &deadline)
+    }
+
     /// Locks one device for an operation, rolling back first an interrupted transaction found
     /// in its lock file.
     pub(crate) fn lock_device(

@@ -58,46 +58,43 @@ impl Context {
         options: SriovOptions,
     ) -> Result<Vec<PciAddress>> {
         let pf = PciAddress::parse(pf)?;
-        self.sysfs.require_device(&pf)?;
-        // Declared first, dropped last: the log callback runs after the lock is released.
-        let _deferral = self.log.defer();
-        let deadline = self.deadline();
-        let locked = self.lock_device(&pf, &deadline)?;
-        let total = self.require_sriov(&pf)?;
-        if numvfs > total {
-            return Err(Error::InvalidArg(format!(
-                "{pf} supports at most {total} VFs (sriov_totalvfs), not {numvfs}"
-            )));
-        }
-        let current = self.sysfs.sriov_numvfs(&pf)?;
-        if numvfs == current {
-            self.log.log(
-                Priority::Info,
-                format_args!("{pf} already has {current} VFs; nothing to do"),
-            );
-            return self.sysfs.sriov_virtfns(&pf);
-        }
-        // The PF's start, recorded before the first write (SPEC 3.12): should this call die,
-        // the next holder of the PF's lock puts its VF count and autoprobe back.
-        let autoprobe = self.sysfs.sriov_drivers_autoprobe(&pf)?;
-        locked.record(
-            &pf,
-            &Record {
-                pid: std::process::id(),
-                doing: format!("changing the VF count from {current} to {numvfs}"),
-                what: Recorded::Sriov {
-                    autoprobe,
-                    numvfs: current,
+        self.on_locked_device(&pf, |locked, deadline| {
+            let total = self.require_sriov(&pf)?;
+            if numvfs > total {
+                return Err(Error::InvalidArg(format!(
+                    "{pf} supports at most {total} VFs (sriov_totalvfs), not {numvfs}"
+                )));
+            }
+            let current = self.sysfs.sriov_numvfs(&pf)?;
+            if numvfs == current {
+                self.log.log(
+                    Priority::Info,
+                    format_args!("{pf} already has {current} VFs; nothing to do"),
+                );
+                return self.sysfs.sriov_virtfns(&pf);
+            }
+            // The PF's start, recorded before the first write (SPEC 3.12): should this call die,
+            // the next holder of the PF's lock puts its VF count and autoprobe back.
+            let autoprobe = self.sysfs.sriov_drivers_autoprobe(&pf)?;
+            locked.record(
+                &pf,
+                &Record {
+                    pid: std::process::id(),
+                    doing: format!("changing the VF count from {current} to {numvfs}"),
+                    what: Recorded::Sriov {
+                        autoprobe,
+                        numvfs: current,
+                    },
                 },
-            },
-        )?;
-        let result = self.change_numvfs(&pf, current, numvfs, options, &deadline, &locked);
-        // A failure leaves the count as the error says and autoprobe as it was; only when
-        // autoprobe could not be put back does the record stay, for the next holder.
-        if result.is_ok() || self.sysfs.sriov_drivers_autoprobe(&pf).ok() == Some(autoprobe) {
-            locked.clear(&pf)?;
-        }
-        result
+            )?;
+            let result = self.change_numvfs(&pf, current, numvfs, options, deadline, locked);
+            // A failure leaves the count as the error says and autoprobe as it was; only when
+            // autoprobe could not be put back does the record stay, for the next holder.
+            if result.is_ok() || self.sysfs.sriov_drivers_autoprobe(&pf).ok() == Some(autoprobe) {
+                locked.clear(&pf)?;
+            }
+            result
+        })
     }
 
     /// `sriov_set_numvfs` under the PF's lock, its start recorded.

@@ -150,7 +150,7 @@ mod tests {
         );
         process(&proc_root, 7, "sshd", &[Path::new("/dev/null")]);
         fs::create_dir_all(proc_root.join("self")).unwrap();
-        let (holders, unreadable) = find(&proc_root, &[group.clone()]).unwrap();
+        let (holders, unreadable) = find(&proc_root, std::slice::from_ref(&group)).unwrap();
         assert_eq!(
             holders,
             vec![Holder {
@@ -186,7 +186,7 @@ mod tests {
         let node = tmp.path().join("node");
         fs::write(&node, "").unwrap();
         let _open = fs::File::open(&node).unwrap();
-        let (holders, _) = find(Path::new("/proc"), &[node.clone()]).unwrap();
+        let (holders, _) = find(Path::new("/proc"), std::slice::from_ref(&node)).unwrap();
         assert!(
             holders.iter().any(|h| h.pid == std::process::id()),
             "{holders:?}"
