@@ -781,8 +781,10 @@ int pcibind_bind_start(const struct pcibind_ctx *ctx,
  * Whether the device at `address` is in use on the host, and how: the question the safety
  * check of a move off its driver asks (SPEC 1, 3.3), answered alone, so that a manager can
  * decide what to allow (PCIBIND_BIND_ALLOW_IN_USE) with its user's configuration in hand.
- * A device on a VFIO driver whose group node or cdev a process holds open is in use by a VMM.
- * What the check cannot read counts as in use (could not look is not "not in use").
+ * A device on a host driver, or on none, is asked about the host's use of it; one on a VFIO
+ * driver only whether a process holds its group node or cdev open (a VMM); one on a stub
+ * (`pci-stub`, `pciback`) is in use by nobody. What the check cannot read counts as in use
+ * (could not look is not "not in use").
  *
  * `*kinds_out` (required) receives a bit mask of `pcibind_in_use_kind` (0: not in use).
  * `reason_out` may be NULL; otherwise on success it receives the reasons as one text (the
