@@ -82,8 +82,9 @@ impl Context {
     /// tool's `bind ADDR none` and `apply` (which are those), and the VFs an SR-IOV count
     /// change removes. `given`: the name the caller used for the target. Three checks, each
     /// skipped when `options` says so ([`BindOptions::skips`]; forced, none runs):
-    /// - in use: a device taken off the driver it is on, or an unbound one going to a VFIO
-    ///   driver, must not be in use on the host, nor held by a VMM;
+    /// - in use: a device taken off a host driver, or an unbound one going to a VFIO driver,
+    ///   must not be in use on the host; one taken off a VFIO driver must not be held by a VMM
+    ///   (one on a VFIO or stub driver is no host's: SPEC 3.3);
     /// - SR-IOV: one taken off its driver must not be a PF one of whose VFs is on a VFIO
     ///   driver (unloading a PF driver pulls its VFs out of running guests), and a PF with VFs
     ///   never goes to a VFIO driver;
