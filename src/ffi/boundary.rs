@@ -83,8 +83,8 @@ fn guarded_catching(f: impl FnOnce() -> Result<()>) -> (c_int, bool) {
         Ok(Err(e)) => (fail(e), false),
         Err(payload) => (
             fail(Error::Internal(format!(
-                "caught a panic: {}; this call failed and did nothing more (a bug: please \
-                 report it)",
+                "caught a panic: {}; this call failed (a bug: please report it); a \
+                 transaction it left half done is rolled back by the next call on the device",
                 panic_message(&*payload)
             ))),
             true,

@@ -58,8 +58,9 @@ pub enum pcibind_error {
     PCIBIND_ERR_BUSY = -10,
     /// internal error (a bug)
     ///
-    /// A caught panic: that call failed and did nothing more, and the context dropped its
-    /// caches; it stays usable (since 0.3; before, it refused every later call).
+    /// A caught panic: that call failed (a transaction it left half done is rolled back by the
+    /// next call on the device, as a killed caller's), and the context dropped its caches; it
+    /// stays usable (since 0.3; before, it refused every later call).
     PCIBIND_ERR_INTERNAL = -11,
     /// driver does not claim this device
     ///
