@@ -102,7 +102,7 @@ pub enum Error {
     #[error("{0}")]
     Busy(String),
 
-    /// The context caught a panic earlier and refuses further calls.
+    /// A bug: a caught panic, or a state the code says cannot happen.
     #[error("internal error: {0}")]
     Internal(String),
 }
