@@ -383,11 +383,7 @@ impl Context {
         };
         let module = ModuleName::from(name);
         if mode == Mode::DryRun && !self.modprobe.is_disabled() {
-            let loader = match &self.modprobe {
-                Modprobe::Program(p) => format!("run {} -b {module}", p.display()),
-                Modprobe::Loader(_) => format!("ask the caller's module loader for {module}"),
-                _ => format!("run modprobe -b {module}"),
-            };
+            let loader = self.modprobe.describe_load(&module);
             notes.push(format!(
                 "{loader}; its PCI driver is known once it is loaded{}",
                 match variant {
@@ -631,7 +627,10 @@ impl Context {
         for module in modules.iter().flatten() {
             if !self.sysfs.module_exists(module) && !self.modprobe.is_disabled() {
                 if mode == Mode::DryRun {
-                    notes.push(format!("load host module {module} (modprobe -b {module})"));
+                    notes.push(format!(
+                        "load host module {module}: {}",
+                        self.modprobe.describe_load(module)
+                    ));
                     continue;
                 }
                 self.log.log(

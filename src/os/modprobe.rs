@@ -102,6 +102,22 @@ impl Modprobe {
         *self == Modprobe::Disabled
     }
 
+    /// What loading `module` runs, as a plan says it: the one description of a module load,
+    /// for every plan that loads one.
+    pub fn describe_load(&self, module: &ModuleName) -> String {
+        match self {
+            Modprobe::Program(p) => format!("run {} -b {module}", p.display()),
+            Modprobe::Loader(_) => format!("ask the caller's module loader for {module}"),
+            Modprobe::Default => match self.program() {
+                Some(p) => format!("run {} -b {module}", p.display()),
+                None => format!("run modprobe -b {module} (no modprobe found: it would fail)"),
+            },
+            Modprobe::Disabled => {
+                format!("load {module} (module loading is disabled: it would fail)")
+            }
+        }
+    }
+
     fn program(&self) -> Option<PathBuf> {
         match self {
             Modprobe::Default => DEFAULT_PROGRAMS
