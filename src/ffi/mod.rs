@@ -470,10 +470,7 @@ pub unsafe extern "C" fn pcibind_bind(
         let name = opt_str_arg(name, "name")?;
         let driver = if dry_run {
             let plan = ctx.bind_plan(address, name, options)?;
-            for line in &plan.lines {
-                ctx.logger()
-                    .log(crate::Priority::Notice, format_args!("dry run: {line}"));
-            }
+            log_plan(ctx, &plan.lines);
             plan.target
         } else {
             Some(ctx.bind(address, name, options)?)
@@ -896,10 +893,7 @@ pub unsafe extern "C" fn pcibind_bind_start(
         let outcome = if dry_run {
             let start = ctx.state(&crate::PciAddress::parse(address)?)?;
             let plan = ctx.bind_plan(address, name, options)?;
-            for line in &plan.lines {
-                ctx.logger()
-                    .log(crate::Priority::Notice, format_args!("dry run: {line}"));
-            }
+            log_plan(ctx, &plan.lines);
             (plan.target, start.driver, start.driver_override, false)
         } else {
             let o = ctx.bind_start(address, name, options)?;
@@ -1042,16 +1036,22 @@ pub unsafe extern "C" fn pcibind_ctx_set_module_loader(
     })
 }
 
+/// A dry run's plan, logged at LOG_NOTICE, one message per line (the flag's documented
+/// behaviour for every call that takes PCIBIND_BIND_DRY_RUN).
+fn log_plan(ctx: &Context, lines: &[String]) {
+    for line in lines {
+        ctx.logger()
+            .log(crate::Priority::Notice, format_args!("dry run: {line}"));
+    }
+}
+
 /// Logs a group dry run's plan and hands the moved addresses to the caller.
 fn group_outcome(
     ctx: &Context,
     outcome: crate::GroupOutcome,
     out: Option<&mut *mut *mut c_char>,
 ) -> crate::Result<()> {
-    for line in &outcome.plan {
-        ctx.logger()
-            .log(crate::Priority::Notice, format_args!("dry run: {line}"));
-    }
+    log_plan(ctx, &outcome.plan);
     if let Some(out) = out {
         *out = boundary::malloc_strv(&outcome.moved)?;
     }

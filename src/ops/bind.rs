@@ -530,11 +530,7 @@ impl Context {
             })
         };
         let Some(target) = target else {
-            let on_host_driver = start.driver.as_ref().is_some_and(|d| {
-                !crate::policy::group::STUB_DRIVERS.contains(&d.as_str())
-                    && !self.sysfs.has_vfio_dev(address)
-                    && !self.is_vfio_driver(d)
-            });
+            let on_host_driver = self.on_host_driver(address, start.driver.as_ref());
             if on_host_driver && start.driver_override.is_none() {
                 return nothing(None);
             }
