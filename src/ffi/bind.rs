@@ -1,3 +1,7 @@
+//! Moving one device (SPEC 3.3): bind, the plans of bind, unbind and reattach, unbind, reattach,
+//! and whether a device is on a VFIO driver. `pcibind_bind_start()`, bind reporting the start,
+//! is in `manager.rs` with the other calls of SPEC 3.14, where the header has it.
+
 use std::ffi::{c_char, c_int, c_uint};
 
 use super::boundary::{

@@ -1,3 +1,7 @@
+//! Creating and releasing a context, and its settings (the `pcibind_ctx_set_*` calls), with the
+//! log callback's type. Two setters live with their subjects, where the header's order puts
+//! them: the module loader in `manager.rs`, the dev root in `nodes.rs`.
+
 use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::time::Duration;
 

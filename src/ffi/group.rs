@@ -1,3 +1,6 @@
+//! IOMMU groups (SPEC 3.4, 3.8): a group's members, whether it can be assigned, and the group
+//! moves to VFIO drivers and back.
+
 use std::ffi::{c_char, c_int, c_uint};
 
 use super::boundary::{

@@ -1,3 +1,7 @@
+//! What a manager needs (SPEC 3.14): a bind that reports where the device started, the in-use
+//! question asked alone, and a module loader of the caller's (its type, and the adapter that
+//! makes it the core's loader).
+
 use std::ffi::{c_char, c_int, c_uint, c_void};
 
 use super::boundary::{

@@ -1,10 +1,16 @@
-//! The C API: every exported function, written out literally. Each one only converts and checks
-//! its arguments and forwards to [`crate::Context`]; `boundary` holds the shared machinery
-//! (every pointer conversion and NULL check), `codes` the result codes.
+//! The C API: every exported function, written out literally, in one file per subject (the
+//! `mod` declarations below list them). Each one only converts and checks its arguments and
+//! forwards to [`crate::Context`]; `boundary` holds the shared machinery (every pointer
+//! conversion and NULL check), `codes` the result codes, and this file what several subjects
+//! share: the flag enums, the opaque context, the flag sets and the dry run's log.
 //!
 //! The functions are `unsafe extern "C"`: they take raw pointers, and their safety condition
 //! is the C contract the header states (pointers NULL or valid, strings NUL-terminated,
 //! contexts live). The module is private: Rust code uses [`crate::Context`].
+//!
+//! The header lists the functions in the order cbindgen reads them, so a new function goes
+//! where the header should have it; `build-aux/check-header.py` (the `header-in-sync` test)
+//! fails when the checked-in header differs.
 
 #![allow(non_camel_case_types)]
 

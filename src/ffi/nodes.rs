@@ -1,3 +1,5 @@
+//! The device nodes a VMM opens (SPEC 3.9), and where they are looked for (the dev root).
+
 use std::ffi::{c_char, c_int};
 
 use super::boundary::{self, address_arg, null, out_init, path_arg, with_ctx, with_ctx_mut};

@@ -1,3 +1,5 @@
+//! Rolling back interrupted transactions (SPEC 3.12) on request.
+
 use std::ffi::{c_char, c_int, c_uint};
 
 use super::boundary::{self, address_arg, check_flags, out_init, with_ctx};

@@ -1,3 +1,6 @@
+//! Driver names (SPEC 3.1, 3.2): resolving a name to a registered PCI driver, the driver a
+//! device is on, and the best VFIO driver for a device.
+
 use std::ffi::{c_char, c_int, c_uint};
 
 use super::boundary::{address_arg, check_flags, malloc_string, null, out_init, str_arg, with_ctx};

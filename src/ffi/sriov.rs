@@ -1,3 +1,5 @@
+//! SR-IOV virtual functions (SPEC 3.10): listing them and setting their number.
+
 use std::ffi::{c_char, c_int, c_uint};
 
 use super::boundary::{self, address_arg, check_flags, null, out_init, with_ctx};

@@ -1,3 +1,6 @@
+//! The calls that take no context: releasing what the library returned, the result codes'
+//! texts, the thread's last error, and the library's version.
+
 use std::ffi::{c_char, c_int};
 
 use super::{boundary, codes};

@@ -1,3 +1,5 @@
+//! The boundary's panic handling, through the exported functions.
+
 use std::ffi::{c_int, CStr, CString};
 
 use super::boundary::{with_ctx, with_ctx_mut};
