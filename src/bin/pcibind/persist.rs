@@ -15,14 +15,14 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use pcibind::{BindOptions, Context, DriverName, Error, PciAddress, Priority, NO_DRIVER_OVERRIDE};
+use pcibind::{Context, DriverName, Error, PciAddress, NO_DRIVER_OVERRIDE};
 
 /// Where driverctl keeps its overrides, and so where the tool does unless told otherwise.
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/driverctl.d";
 
 /// The bus prefix of driverctl's file names (`pci-0000:01:00.0`); driverctl also writes other
 /// buses' files into the same directory, which are not ours to read.
-const PREFIX: &str = "pci-";
+pub(crate) const PREFIX: &str = "pci-";
 
 /// The longest saved file read: a driver name and a newline are far shorter.
 const MAX_FILE: u64 = 4096;
@@ -252,7 +252,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.sync_all()
 }
 
-// ---- The commands: --persist, `list --persisted`, `apply` ------------------------------------
+// ---- The commands: --persist, `list --persisted` (`apply`: apply.rs) ----------------------------
 
 /// What `--persist` does once a device has changed.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -287,7 +287,7 @@ impl Persist {
         }
         store
             .check_writable(addresses)
-            .map_err(|e| crate::refuse(vec![e]))
+            .map_err(|e| crate::exit::refuse(vec![e]))
     }
 
     /// After a device changed to `driver` (`None`: unbound), with `done` its report line:
@@ -372,17 +372,17 @@ pub fn list(ctx: &Context, store: &Store, json: bool) -> Result<u8, Error> {
             Ok((address, driver)) => rows.push(Row::new(ctx, address, driver)),
             Err(e) => {
                 eprintln!("pcibind: {e}");
-                status = crate::status_of(&e);
+                status = crate::exit::status_of(&e);
             }
         }
     }
     let mut out = io::stdout().lock();
     if json {
         let items: Vec<String> = rows.iter().map(Row::json).collect();
-        crate::print_json_array(&mut out, &items);
+        crate::output::print_json_array(&mut out, &items);
     } else {
         let cells: Vec<Vec<String>> = rows.iter().map(Row::cells).collect();
-        crate::print_table(&mut out, &["ADDRESS", "SAVED", "DRIVER", "APPLIED"], &cells);
+        crate::output::print_table(&mut out, &["ADDRESS", "SAVED", "DRIVER", "APPLIED"], &cells);
     }
     Ok(status)
 }
@@ -427,138 +427,16 @@ impl Row {
         format!(
             "  {{\"address\": {}, \"saved_driver\": {}, \"present\": {}, \"driver\": {}, \
              \"applied\": {}}}",
-            crate::json_str(&self.address.to_string()),
-            crate::json_str(self.saved.as_str()),
+            crate::output::json_str(&self.address.to_string()),
+            crate::output::json_str(self.saved.as_str()),
             self.now.is_some(),
-            crate::json_opt(
+            crate::output::json_opt(
                 self.now
                     .as_ref()
                     .and_then(|d| d.as_ref().map(|d| d.as_str()))
             ),
             self.applied(),
         )
-    }
-}
-
-/// `pcibind apply [ADDRESS...]`: the devices named (each must exist and have a saved
-/// override), or every saved override whose device is present, put on their saved drivers.
-/// Everything is read and checked first; any failure there changes nothing.
-pub fn apply(ctx: &Context, store: &Store, args: &[String], options: BindOptions) -> u8 {
-    let todo = if args.is_empty() {
-        present(ctx, store)
-    } else {
-        named(ctx, store, args)
-    };
-    let todo = match all_or_errors(todo) {
-        Ok(todo) => todo,
-        Err(errors) => return crate::refuse(errors),
-    };
-    let addresses: Vec<String> = todo.iter().map(|(a, _)| a.to_string()).collect();
-    crate::each_in_parallel(&addresses, "applying", |a| {
-        let (_, driver) = todo
-            .iter()
-            .find(|(t, _)| t.to_string() == a)
-            .expect("listed");
-        if driver.as_str() == NO_DRIVER_OVERRIDE {
-            ctx.unbind(a, options)
-                .map(|_| format!("{}, as saved", crate::UNBOUND))
-        } else {
-            ctx.bind(a, Some(driver.as_str()), options)
-                .map(|d| format!("bound to {d}, as saved"))
-        }
-    })
-}
-
-/// A `pci-` file whose name is no canonical address (an editor's `~` backup, a package
-/// manager's `.dpkg-old`): not a saved override of any device.
-fn names_no_device(e: &Error) -> Option<&Path> {
-    match e {
-        Error::Malformed { path, .. } => path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix(PREFIX))
-            .filter(|rest| !PciAddress::parse(rest).is_ok_and(|a| a.to_string() == *rest))
-            .map(|_| path.as_path()),
-        _ => None,
-    }
-}
-
-/// Every saved override whose device is present; the others are skipped, as at boot only the
-/// devices there matter, and so are files whose name is no device's (with a warning): one
-/// stray file must not keep every device from its saved driver.
-fn present(ctx: &Context, store: &Store) -> Vec<Saved> {
-    let saved = match store.list() {
-        Ok(saved) => saved,
-        Err(e) => return vec![Err(e)],
-    };
-    saved
-        .into_iter()
-        .filter(|saved| match saved {
-            Ok((address, driver)) => match ctx.current_driver(&address.to_string()) {
-                Err(Error::NoDevice { .. }) => {
-                    ctx.logger().log(
-                        Priority::Info,
-                        format_args!(
-                            "{address} is not present: its saved override ({driver}) waits"
-                        ),
-                    );
-                    false
-                }
-                _ => true,
-            },
-            Err(e) => match names_no_device(e) {
-                Some(path) => {
-                    ctx.logger().log(
-                        Priority::Warning,
-                        format_args!(
-                            "skipping {}: its name is no PCI address in driverctl's form",
-                            path.display()
-                        ),
-                    );
-                    false
-                }
-                None => true,
-            },
-        })
-        .collect()
-}
-
-/// The saved overrides of the devices named (addresses or interface names).
-fn named(ctx: &Context, store: &Store, args: &[String]) -> Vec<Saved> {
-    let mut todo: Vec<Saved> = Vec::new();
-    for arg in args {
-        let saved = crate::device_of(ctx, arg).and_then(|address| {
-            if todo.iter().flatten().any(|(a, _)| *a == address) {
-                return Err(Error::InvalidArg(format!("{address} is given twice")));
-            }
-            ctx.current_driver(&address.to_string())?;
-            match store.load(&address)? {
-                Some(driver) => Ok((address, driver)),
-                None => Err(Error::InvalidArg(format!(
-                    "nothing is saved for {address} (no {}; bind --persist saves it)",
-                    store.path(&address).display()
-                ))),
-            }
-        });
-        todo.push(saved);
-    }
-    todo
-}
-
-/// Every value, or every error when there is one.
-fn all_or_errors<T>(results: Vec<Result<T, Error>>) -> Result<Vec<T>, Vec<Error>> {
-    let mut values = Vec::new();
-    let mut errors = Vec::new();
-    for result in results {
-        match result {
-            Ok(value) => values.push(value),
-            Err(e) => errors.push(e),
-        }
-    }
-    if errors.is_empty() {
-        Ok(values)
-    } else {
-        Err(errors)
     }
 }
 
