@@ -1092,19 +1092,19 @@ fn interface_names_stand_for_their_pci_devices() {
         assert_eq!(t.run(&["show", name]).status.code(), Some(2), "{name}");
     }
     // An interface that has a driver's name is not taken for its device in the DRIVER's
-    // place: the NIC behind "e1000e" is not moved.
-    t.add_interface(
-        "e1000e",
-        Some("devices/pci0000:00/0000:00:02.0"),
-        Some("pci"),
-    );
-    let o = t.run(&["bind", "--dry-run", VF, "e1000e"]);
-    assert!(
-        !stdout(&o).contains(NIC) && !stderr(&o).contains(NIC),
-        "{}{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    // place: the NIC behind "e1000e" is not moved. So for a driver's other spelling
+    // ("virtio_pci" for virtio-pci) and a module's name with no driver of that name ("8250-pci",
+    // whose driver is "serial").
+    for name in ["e1000e", "virtio_pci", "8250-pci"] {
+        t.add_interface(name, Some("devices/pci0000:00/0000:00:02.0"), Some("pci"));
+        let o = t.run(&["bind", "--dry-run", VF, name]);
+        assert!(
+            !stdout(&o).contains(NIC) && !stderr(&o).contains(NIC),
+            "{name}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
     assert_eq!(t.writes(), writes, "a dry run wrote");
     let o = t.run(&["unbind", NIC, "eth0"]);
     assert_eq!(o.status.code(), Some(2));

@@ -35,21 +35,11 @@ pub(crate) fn device_of(ctx: &Context, arg: &str) -> Result<PciAddress, Error> {
     })
 }
 
-/// Whether `name` is a registered PCI driver or a loaded module, in either spelling: in the
-/// last place of `bind`, such a name is the DRIVER even if an interface has it too (taking it
-/// for the interface's device would move a device nobody named as such).
-pub(crate) fn names_a_driver(ctx: &Context, name: &str) -> bool {
-    let root = ctx.sysfs_root();
-    [name.replace('_', "-"), name.replace('-', "_")]
-        .iter()
-        .any(|n| root.join("bus/pci/drivers").join(n).is_dir())
-        || root.join("module").join(name.replace('-', "_")).is_dir()
-}
-
 /// The device addresses and the target of `ADDRESS... [DRIVER]` (DRIVER only when
 /// `driver_allowed`), or one message per bad argument. Only the last argument may be a driver,
 /// and only after at least one address; there an existing network interface's name is a
-/// device, not a driver, unless a driver or module has that name too.
+/// device, not a driver, unless a registered driver or a module has that name too (taking it
+/// for the interface's device would move a device nobody named as such).
 pub(crate) fn parse_args(
     ctx: &Context,
     args: &[String],
@@ -63,7 +53,7 @@ pub(crate) fn parse_args(
             && i > 0
             && i == args.len() - 1
             && !arg.contains(':')
-            && (!ctx.is_net_interface(arg) || names_a_driver(ctx, arg));
+            && (!ctx.is_net_interface(arg) || ctx.names_driver_or_module(arg));
         if as_driver {
             match DriverName::new(arg) {
                 Ok(_) if arg == NO_DRIVER_OVERRIDE => target = Target::Unbound,
