@@ -139,18 +139,38 @@ pub(crate) enum Command {
     /// nothing), before any device is touched; otherwise nothing is done. The devices are then
     /// bound in parallel threads (not with --dry-run or --group) and reported in the order
     /// given.
+    #[command(
+        mut_arg("force", |a| a.help(
+            "Skip the safety checks (device in use, PF with VFs, driver not claiming the \
+             device): all of --allow's"
+        )),
+        mut_arg("allow", |a| a.help(
+            "Skip only these safety checks (comma-separated): in-use (the device is in use on \
+             the host: a NIC carrying traffic, a mounted disk, the console GPU, a VMM holding \
+             it, mediated devices), unclaimed (DRIVER does not claim the device), sriov (a PF \
+             whose VFs are in the way)"
+        ))
+    )]
     Bind(BindArgs),
     /// Detach devices from their driver and leave them unbound (driver_override set to `none`
     /// so no probe takes them)
     ///
     /// Every address must be well formed and name an existing device before any device is
     /// touched; otherwise nothing is done.
+    #[command(mut_arg("force", |a| a.help(
+        "Skip the safety checks (device in use on the host, PF whose VFs are on VFIO drivers), \
+         as bind --force"
+    )))]
     Unbind(UnbindArgs),
     /// Give devices back to their host driver (clear driver_override, reprobe), or bind them to
     /// DRIVER
     ///
     /// DRIVER `none` leaves the devices unbound with driver_override `none`, as `unbind` does.
     /// Arguments are checked as for `bind`, before any device is touched.
+    #[command(mut_arg("force", |a| a.help(
+        "Skip the safety checks (device in use on the host, PF whose VFs are on VFIO drivers, \
+         DRIVER not claiming the device), as bind --force"
+    )))]
     Reattach(ReattachArgs),
     /// Roll back interrupted transactions: those of the devices named, or of every device
     /// whose last transaction did not finish (its caller was killed)
@@ -192,16 +212,8 @@ pub(crate) struct BindArgs {
     /// One or more device addresses, then optionally the driver (or `none`)
     #[arg(required = true, value_name = "ADDRESS... [DRIVER]")]
     pub(crate) args: Vec<String>,
-    /// Skip the safety checks (device in use, PF with VFs, driver not claiming the device):
-    /// all of --allow's
-    #[arg(long)]
-    pub(crate) force: bool,
-    /// Skip only these safety checks (comma-separated): in-use (the device is in use on
-    /// the host: a NIC carrying traffic, a mounted disk, the console GPU, a VMM holding it,
-    /// mediated devices), unclaimed (DRIVER does not claim the device), sriov (a PF whose
-    /// VFs are in the way)
-    #[arg(long, value_enum, value_delimiter = ',', value_name = "CHECK,...")]
-    pub(crate) allow: Vec<Allow>,
+    #[command(flatten)]
+    pub(crate) checks: Checks,
     /// Refuse a DRIVER that is not a VFIO driver (vfio-pci or a variant), before anything
     /// changes
     #[arg(long)]
@@ -233,13 +245,8 @@ pub(crate) struct UnbindArgs {
     /// Change nothing; print the exact plan
     #[arg(long)]
     pub(crate) dry_run: bool,
-    /// Skip the safety checks (device in use on the host, PF whose VFs are on VFIO
-    /// drivers), as bind --force
-    #[arg(long)]
-    pub(crate) force: bool,
-    /// Skip only these safety checks, as bind --allow
-    #[arg(long, value_enum, value_delimiter = ',', value_name = "CHECK,...")]
-    pub(crate) allow: Vec<Allow>,
+    #[command(flatten)]
+    pub(crate) checks: Checks,
 }
 
 // `reattach`'s arguments; its help is the doc comment of `Command::Reattach`.
@@ -259,13 +266,8 @@ pub(crate) struct ReattachArgs {
     /// Change nothing and load nothing; print the exact plan
     #[arg(long)]
     pub(crate) dry_run: bool,
-    /// Skip the safety checks (device in use on the host, PF whose VFs are on VFIO
-    /// drivers, DRIVER not claiming the device), as bind --force
-    #[arg(long)]
-    pub(crate) force: bool,
-    /// Skip only these safety checks, as bind --allow
-    #[arg(long, value_enum, value_delimiter = ',', value_name = "CHECK,...")]
-    pub(crate) allow: Vec<Allow>,
+    #[command(flatten)]
+    pub(crate) checks: Checks,
 }
 
 // `apply`'s arguments; its help is the doc comment of `Command::Apply`.
@@ -273,12 +275,8 @@ pub(crate) struct ReattachArgs {
 pub(crate) struct ApplyArgs {
     #[arg(value_name = "ADDRESS")]
     pub(crate) addresses: Vec<String>,
-    /// Skip the safety checks, as bind --force
-    #[arg(long)]
-    pub(crate) force: bool,
-    /// Skip only these safety checks, as bind --allow
-    #[arg(long, value_enum, value_delimiter = ',', value_name = "CHECK,...")]
-    pub(crate) allow: Vec<Allow>,
+    #[command(flatten)]
+    pub(crate) checks: Checks,
 }
 
 // `sriov`'s arguments; its help is the doc comment of `Command::Sriov`.
@@ -296,6 +294,20 @@ pub(crate) struct SriovArgs {
     /// Let host drivers probe the new VFs
     #[arg(long, requires = "numvfs")]
     pub(crate) autoprobe: bool,
+}
+
+/// The safety checks a move skips, shared by bind, unbind, reattach and apply (their
+/// `BindOptions`: `Checks::options`). The help below is apply's; bind, unbind and reattach
+/// word `--force` (and bind `--allow`) for the checks they make, with `mut_arg` on their
+/// `Command` variant.
+#[derive(Args)]
+pub(crate) struct Checks {
+    /// Skip the safety checks, as bind --force
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Skip only these safety checks, as bind --allow
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "CHECK,...")]
+    pub(crate) allow: Vec<Allow>,
 }
 
 /// The safety checks `--allow` skips one at a time.

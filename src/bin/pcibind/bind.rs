@@ -3,7 +3,7 @@
 
 use pcibind::{BindOptions, Context, Error};
 
-use crate::args::{Allow, BindArgs, ReattachArgs, UnbindArgs};
+use crate::args::{Allow, BindArgs, Checks, ReattachArgs, UnbindArgs};
 use crate::operands::{prepare, Target};
 use crate::output::{plan_text, UNBOUND};
 use crate::persist::{Persist, Store};
@@ -13,8 +13,7 @@ use crate::runner::{each, each_in_parallel};
 pub(crate) fn bind(ctx: &Context, store: &Store, a: BindArgs) -> Result<u8, Error> {
     let BindArgs {
         args,
-        force,
-        allow,
+        checks,
         require_vfio,
         strict_variant,
         dry_run,
@@ -29,7 +28,7 @@ pub(crate) fn bind(ctx: &Context, store: &Store, a: BindArgs) -> Result<u8, Erro
     let options = BindOptions {
         require_vfio,
         strict_variant,
-        ..move_options(force, &allow)
+        ..checks.options()
     };
     if group {
         if !matches!(target, Target::Default) {
@@ -70,14 +69,13 @@ pub(crate) fn unbind(ctx: &Context, store: &Store, a: UnbindArgs) -> Result<u8, 
     let UnbindArgs {
         addresses,
         dry_run,
-        force,
-        allow,
+        checks,
     } = a;
     let (addresses, _) = match prepare(ctx, &addresses, false, false, (Persist::No, store)) {
         Ok(prepared) => prepared,
         Err(status) => return Ok(status),
     };
-    let options = move_options(force, &allow);
+    let options = checks.options();
     if dry_run {
         return Ok(each(&addresses, "planning", |a| {
             ctx.unbind_plan(a, options).map(plan_text)
@@ -95,10 +93,9 @@ pub(crate) fn reattach(ctx: &Context, store: &Store, a: ReattachArgs) -> Result<
         group,
         persist,
         dry_run,
-        force,
-        allow,
+        checks,
     } = a;
-    let options = move_options(force, &allow);
+    let options = checks.options();
     let persist = Persist::when(persist, Persist::Remove);
     let (addresses, target) = match prepare(ctx, &args, true, !dry_run, (persist, store)) {
         Ok(prepared) => prepared,
@@ -147,14 +144,17 @@ pub(crate) fn reattach(ctx: &Context, store: &Store, a: ReattachArgs) -> Result<
     })
 }
 
-/// The options of a move from the tool's flags.
-pub(crate) fn move_options(force: bool, allow: &[Allow]) -> BindOptions {
-    BindOptions {
-        force,
-        allow_in_use: allow.contains(&Allow::InUse),
-        allow_unclaimed: allow.contains(&Allow::Unclaimed),
-        allow_sriov: allow.contains(&Allow::Sriov),
-        ..BindOptions::default()
+impl Checks {
+    /// The options of a move from `--force` and `--allow`: the one place every command turns
+    /// them into `BindOptions` (bind adds its own `--require-vfio`, `--strict-variant`).
+    pub(crate) fn options(&self) -> BindOptions {
+        BindOptions {
+            force: self.force,
+            allow_in_use: self.allow.contains(&Allow::InUse),
+            allow_unclaimed: self.allow.contains(&Allow::Unclaimed),
+            allow_sriov: self.allow.contains(&Allow::Sriov),
+            ..BindOptions::default()
+        }
     }
 }
 

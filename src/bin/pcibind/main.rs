@@ -108,12 +108,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             println!("{}", ctx.find_vfio_variant(&address)?);
             0
         }
-        Command::Apply(a) => apply::apply(
-            &ctx,
-            &store,
-            &a.addresses,
-            bind::move_options(a.force, &a.allow),
-        ),
+        Command::Apply(a) => apply::apply(&ctx, &store, &a.addresses, a.checks.options()),
         Command::Bind(a) => bind::bind(&ctx, &store, a)?,
         Command::Unbind(a) => bind::unbind(&ctx, &store, a)?,
         Command::Recover { addresses } => recover::recover(&ctx, &addresses)?,

@@ -44,7 +44,7 @@ pub fn render(cmd: Command, out: &mut dyn Write) -> io::Result<()> {
     for sub in &commands {
         let _ = writeln!(page, ".SS \"{}\"", usage(sub).replace('"', "\\(dq"));
         paragraphs(&mut page, &text(sub.get_long_about().or(sub.get_about())));
-        for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+        for arg in shown_arguments(sub) {
             let help = text(arg.get_long_help().or(arg.get_help()));
             if help.is_empty() {
                 continue;
@@ -76,10 +76,19 @@ pub fn render(cmd: Command, out: &mut dyn Write) -> io::Result<()> {
     out.write_all(page.as_bytes())
 }
 
+/// A command's arguments as `--help` shows them: not hidden, the operands first, then the
+/// options in display order (the order of their definitions, which `mut_arg` keeps where the
+/// order of `get_arguments` does not).
+fn shown_arguments(sub: &Command) -> Vec<&clap::Arg> {
+    let mut args: Vec<&clap::Arg> = sub.get_arguments().filter(|a| !a.is_hide_set()).collect();
+    args.sort_by_key(|a| (!a.is_positional(), a.get_display_order()));
+    args
+}
+
 /// `list [--overrides] [--json]`: the command and its arguments, as in the synopsis.
 fn usage(sub: &Command) -> String {
     let mut parts = vec![format!("\\fB{}\\fR", escape(sub.get_name()))];
-    for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+    for arg in shown_arguments(sub) {
         let names: Vec<String> = arg
             .get_value_names()
             .map(|v| v.iter().map(|n| n.to_string()).collect())
