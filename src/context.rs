@@ -9,7 +9,7 @@ use crate::os::lock::{DeviceLocks, DEFAULT_LOCK_TIMEOUT};
 use crate::os::modprobe::{Modprobe, DEFAULT_MODPROBE_TIMEOUT};
 use crate::os::sysfs::Sysfs;
 use crate::policy::resolve;
-use crate::tables::ModuleTables;
+use crate::tables::{ModuleTables, VfioChoice};
 use crate::types::address::PciAddress;
 use crate::types::error::{Error, Result};
 use crate::types::log::Logger;
@@ -226,5 +226,14 @@ impl Context {
         modalias: &modalias::Modalias,
     ) -> ModuleName {
         self.tables.best_vfio_module(address, modalias, &self.log)
+    }
+
+    /// `vfio_variant_for`, with what the choice rests on (for a plan to say).
+    pub(crate) fn vfio_choice_for(
+        &self,
+        address: &PciAddress,
+        modalias: &modalias::Modalias,
+    ) -> VfioChoice {
+        self.tables.vfio_choice(address, modalias, &self.log)
     }
 }

@@ -174,6 +174,61 @@ fn list_shows_every_device_as_a_table() {
         .any(|l| l.starts_with(XE) && l.contains("xe_vfio_pci")));
 }
 
+/// The bridges (a PCIe root port on pcieport, an ISA/LPC bridge on no driver) get no VFIO
+/// driver: no operation moves them, so `list` shows `-` there, as `show` and `--json` say.
+#[test]
+fn list_offers_no_vfio_driver_for_bridges() {
+    let t = Tree::new();
+    let out = stdout(&t.run(&["list"]));
+    for bridge in ["0000:00:1c.0", "0000:00:1f.0"] {
+        let line = out.lines().find(|l| l.starts_with(bridge)).unwrap();
+        assert!(line.ends_with("  no    -"), "{line}");
+    }
+    let nic = out.lines().find(|l| l.starts_with(NIC)).unwrap();
+    assert!(nic.ends_with("  vfio_pci"), "{nic}");
+    let json = stdout(&t.run(&["list", "--json"]));
+    let lpc = json.lines().find(|l| l.contains("0000:00:1f.0")).unwrap();
+    assert!(lpc.contains("\"vfio_driver_module\": null"), "{lpc}");
+    let o = t.run(&["show", "0000:00:1c.0"]);
+    assert!(
+        stdout(&o).contains("vfio driver:     (none: a bridge stays on the host)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// Without module tables, the plan says no variant was looked for (not that aliases chose
+/// vfio_pci), and the warning about the missing tables comes once per run, however many
+/// devices are listed or planned.
+#[test]
+fn without_tables_the_plan_says_so_and_the_warning_comes_once() {
+    let t = Tree::new();
+    let none = t.root.join("no-modules");
+    let none = none.to_str().unwrap();
+    let o = t.run(&["bind", "--dry-run", "--modules-dir", none, VF, NIC, XE]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let plan = stdout(&o);
+    assert!(
+        !plan.contains("aliases") && !plan.contains("by its alias"),
+        "{plan}"
+    );
+    assert_eq!(
+        plan.matches("without looking for a variant: cannot read").count(),
+        3,
+        "{plan}"
+    );
+    assert_eq!(stderr(&o).matches("modules.alias").count(), 1, "{}", stderr(&o));
+    let o = t.run(&["list", "--modules-dir", none]);
+    assert_eq!(stderr(&o).matches("modules.alias").count(), 1, "{}", stderr(&o));
+    // With the tables, the plan names the alias that chose the variant.
+    let plan = stdout(&t.run(&["bind", "--dry-run", VF]));
+    assert!(
+        plan.contains("choose mlx5_vfio_pci for 0000:3b:00.2 (pci:v000015B3d0000101E")
+            && plan.contains("by its alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i*"),
+        "{plan}"
+    );
+}
+
 #[test]
 fn list_json_has_one_object_per_device() {
     let t = Tree::new();

@@ -236,7 +236,9 @@ its IOMMU group (\fBnull\fR without an IOMMU)
 \fBtrue\fR when it is on \fBvfio\-pci\fR or a VFIO variant driver
 .TP
 .B vfio_driver_module
-the module of the VFIO driver \fBbind\fR would pick for it
+the module of the VFIO driver \fBbind\fR would pick for it; \fBnull\fR for a bridge (host,
+PCI, ISA/LPC: no group move moves one; the \fBVFIO DRIVER\fR column of \fBlist\fR shows
+\fB\-\fR)
 .PP
 \fBpcibind show \fIADDRESS\fB \-\-json\fR prints one such object with six more keys:
 .TP

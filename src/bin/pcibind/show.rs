@@ -126,7 +126,11 @@ pub(crate) fn show(ctx: &Context, address: &str, json: bool) -> Result<(), Error
         "vfio driver:     {}",
         opt(
             info.vfio_module.as_ref().map(|m| m.to_string()),
-            "(unknown)"
+            if info.modalias.as_ref().is_some_and(|m| m.is_bridge()) {
+                "(none: a bridge stays on the host)"
+            } else {
+                "(unknown)"
+            }
         )
     );
     match (&members, info.iommu_group) {
