@@ -213,13 +213,24 @@ fn without_tables_the_plan_says_so_and_the_warning_comes_once() {
         "{plan}"
     );
     assert_eq!(
-        plan.matches("without looking for a variant: cannot read").count(),
+        plan.matches("without looking for a variant: cannot read")
+            .count(),
         3,
         "{plan}"
     );
-    assert_eq!(stderr(&o).matches("modules.alias").count(), 1, "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o).matches("modules.alias").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
     let o = t.run(&["list", "--modules-dir", none]);
-    assert_eq!(stderr(&o).matches("modules.alias").count(), 1, "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o).matches("modules.alias").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
     // With the tables, the plan names the alias that chose the variant.
     let plan = stdout(&t.run(&["bind", "--dry-run", VF]));
     assert!(

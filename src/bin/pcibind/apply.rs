@@ -3,36 +3,41 @@
 
 use std::path::Path;
 
-use pcibind::{BindOptions, Context, Error, PciAddress, Priority, NO_DRIVER_OVERRIDE};
+use pcibind::{Context, Error, PciAddress, Priority, NO_DRIVER_OVERRIDE};
 
+use crate::args::ApplyArgs;
+use crate::bind::{bind_one, unbind_one};
 use crate::persist::{Saved, Store, PREFIX};
+use crate::runner::{each_in_parallel, refuse, Format, Refusal};
 
 /// `pcibind apply [ADDRESS...]`: the devices named (each must exist and have a saved
 /// override), or every saved override whose device is present, put on their saved drivers.
 /// Everything is read and checked first; any failure there changes nothing.
-pub(crate) fn apply(ctx: &Context, store: &Store, args: &[String], options: BindOptions) -> u8 {
-    let todo = if args.is_empty() {
+pub(crate) fn apply(ctx: &Context, store: &Store, a: ApplyArgs) -> u8 {
+    let format = Format::new(a.json, ctx);
+    let options = a.checks.options();
+    let todo = if a.addresses.is_empty() {
         present(ctx, store)
     } else {
-        named(ctx, store, args)
+        named(ctx, store, &a.addresses)
     };
     let todo = match all_or_errors(todo) {
         Ok(todo) => todo,
-        Err(errors) => return crate::exit::refuse(errors),
+        Err(errors) => return refuse(format, errors.into_iter().map(Refusal::of).collect()),
     };
     let addresses: Vec<String> = todo.iter().map(|(a, _)| a.to_string()).collect();
-    crate::runner::each_in_parallel(&addresses, "applying", |a| {
+    each_in_parallel(format, &addresses, "applying", |a| {
         let (_, driver) = todo
             .iter()
             .find(|(t, _)| t.to_string() == a)
             .expect("listed");
-        if driver.as_str() == NO_DRIVER_OVERRIDE {
-            ctx.unbind(a, options)
-                .map(|_| format!("{}, as saved", crate::output::UNBOUND))
+        let mut done = if driver.as_str() == NO_DRIVER_OVERRIDE {
+            unbind_one(ctx, a, options)?
         } else {
-            ctx.bind(a, Some(driver.as_str()), options)
-                .map(|d| format!("bound to {d}, as saved"))
-        }
+            bind_one(ctx, a, Some(driver.as_str()), options)?
+        };
+        done.line.push_str(", as saved");
+        Ok(done)
     })
 }
 

@@ -182,6 +182,10 @@ pub(crate) enum Command {
     Recover {
         #[arg(value_name = "ADDRESS")]
         addresses: Vec<String>,
+        /// Print the results as JSON: an array of one object per device (JSON RESULTS in
+        /// pcibind(1)); messages still go to stderr, and the exit status is the same
+        #[arg(long)]
+        json: bool,
     },
     /// Put devices on their saved drivers (see bind --persist): every saved override, or
     /// those of the devices named; what the udev rule and pcibind@.service run at boot and
@@ -235,6 +239,10 @@ pub(crate) struct BindArgs {
     /// at boot. With no DRIVER that is the VFIO driver chosen now.
     #[arg(long, conflicts_with = "dry_run")]
     pub(crate) persist: bool,
+    /// Print the results as JSON: an array of one object per device (JSON RESULTS in
+    /// pcibind(1)); messages still go to stderr, and the exit status is the same
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 // `unbind`'s arguments; its help is the doc comment of `Command::Unbind`.
@@ -247,6 +255,10 @@ pub(crate) struct UnbindArgs {
     pub(crate) dry_run: bool,
     #[command(flatten)]
     pub(crate) checks: Checks,
+    /// Print the results as JSON: an array of one object per device (JSON RESULTS in
+    /// pcibind(1)); messages still go to stderr, and the exit status is the same
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 // `reattach`'s arguments; its help is the doc comment of `Command::Reattach`.
@@ -268,6 +280,10 @@ pub(crate) struct ReattachArgs {
     pub(crate) dry_run: bool,
     #[command(flatten)]
     pub(crate) checks: Checks,
+    /// Print the results as JSON: an array of one object per device (JSON RESULTS in
+    /// pcibind(1)); messages still go to stderr, and the exit status is the same
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 // `apply`'s arguments; its help is the doc comment of `Command::Apply`.
@@ -277,6 +293,10 @@ pub(crate) struct ApplyArgs {
     pub(crate) addresses: Vec<String>,
     #[command(flatten)]
     pub(crate) checks: Checks,
+    /// Print the results as JSON: an array of one object per device (JSON RESULTS in
+    /// pcibind(1)); messages still go to stderr, and the exit status is the same
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 // `sriov`'s arguments; its help is the doc comment of `Command::Sriov`.
@@ -294,6 +314,10 @@ pub(crate) struct SriovArgs {
     /// Let host drivers probe the new VFs
     #[arg(long, requires = "numvfs")]
     pub(crate) autoprobe: bool,
+    /// Print the results as JSON: an array of one object per device (JSON RESULTS in
+    /// pcibind(1)); messages still go to stderr, and the exit status is the same
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// The safety checks a move skips, shared by bind, unbind, reattach and apply (their

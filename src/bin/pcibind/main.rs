@@ -108,10 +108,10 @@ fn run(cli: Cli) -> Result<u8, Error> {
             println!("{}", ctx.find_vfio_variant(&address)?);
             0
         }
-        Command::Apply(a) => apply::apply(&ctx, &store, &a.addresses, a.checks.options()),
+        Command::Apply(a) => apply::apply(&ctx, &store, a),
         Command::Bind(a) => bind::bind(&ctx, &store, a)?,
         Command::Unbind(a) => bind::unbind(&ctx, &store, a)?,
-        Command::Recover { addresses } => recover::recover(&ctx, &addresses)?,
+        Command::Recover { addresses, json } => recover::recover(&ctx, &addresses, json)?,
         Command::Reattach(a) => bind::reattach(&ctx, &store, a)?,
         Command::Sriov(a) => sriov::sriov(&ctx, a)?,
         Command::Man => unreachable!(),

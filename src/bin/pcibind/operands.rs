@@ -4,8 +4,9 @@
 
 use pcibind::{Context, DriverName, Error, PciAddress, NO_DRIVER_OVERRIDE};
 
-use crate::exit::{status_of, worse};
+use crate::exit::status_of;
 use crate::persist::{Persist, Store};
+use crate::runner::{refuse, Format, Refusal};
 
 /// What bind and reattach are asked to do with the devices.
 pub(crate) enum Target {
@@ -44,7 +45,7 @@ pub(crate) fn parse_args(
     ctx: &Context,
     args: &[String],
     driver_allowed: bool,
-) -> Result<(Vec<PciAddress>, Target), Vec<String>> {
+) -> Result<(Vec<PciAddress>, Target), Vec<Refusal>> {
     let mut addresses: Vec<PciAddress> = Vec::new();
     let mut target = Target::Default;
     let mut errors = Vec::new();
@@ -58,13 +59,19 @@ pub(crate) fn parse_args(
             match DriverName::new(arg) {
                 Ok(_) if arg == NO_DRIVER_OVERRIDE => target = Target::Unbound,
                 Ok(name) => target = Target::Driver(name),
-                Err(e) => errors.push(e.to_string()),
+                Err(e) => errors.push(Refusal::with_line(None, e.to_string(), e, 2)),
             }
             continue;
         }
         match device_of(ctx, arg) {
             Ok(address) if addresses.contains(&address) => {
-                errors.push(format!("{address} is given twice"));
+                let e = Error::InvalidArg(format!("{address} is given twice"));
+                errors.push(Refusal::with_line(
+                    Some(address.to_string()),
+                    e.to_string(),
+                    e,
+                    2,
+                ));
             }
             Ok(address) => addresses.push(address),
             Err(e) => {
@@ -77,7 +84,8 @@ pub(crate) fn parse_args(
                 } else {
                     "; only the last argument may be a driver"
                 };
-                errors.push(format!("{e}{hint}"));
+                let line = format!("{e}{hint}");
+                errors.push(Refusal::with_line(Some(arg.clone()), line, e, 2));
             }
         }
     }
@@ -89,23 +97,24 @@ pub(crate) fn parse_args(
 }
 
 /// Checks that every device exists (and its driver link can be read) before any is touched.
-/// On failure, one message per device and the status of the worst.
-pub(crate) fn check_devices(
-    ctx: &Context,
-    addresses: &[PciAddress],
-) -> Result<(), (Vec<String>, u8)> {
+/// On failure, one refusal per device.
+pub(crate) fn check_devices(ctx: &Context, addresses: &[PciAddress]) -> Result<(), Vec<Refusal>> {
     let mut errors = Vec::new();
-    let mut status = 0u8;
     for address in addresses {
         if let Err(e) = ctx.current_driver(&address.to_string()) {
-            errors.push(format!("{address}: {e}"));
-            status = worse(status, status_of(&e));
+            let (line, status) = (format!("{address}: {e}"), status_of(&e));
+            errors.push(Refusal::with_line(
+                Some(address.to_string()),
+                line,
+                e,
+                status,
+            ));
         }
     }
     if errors.is_empty() {
         Ok(())
     } else {
-        Err((errors, status))
+        Err(errors)
     }
 }
 
@@ -113,31 +122,27 @@ pub(crate) fn check_devices(
 /// that the devices exist, that `persist` can save or remove their overrides, and (unless
 /// `resolve` is false, as for a dry run, which loads nothing) that DRIVER resolves to a PCI
 /// driver, which the target then names exactly; the module load that resolving may need comes
-/// last. On failure the messages are printed and the exit status returned.
+/// last. On failure the refusals are reported as `format` says and the exit status returned.
 pub(crate) fn prepare(
     ctx: &Context,
+    format: Format,
     args: &[String],
     driver_allowed: bool,
     resolve: bool,
     persist: (Persist, &Store),
 ) -> Result<(Vec<String>, Target), u8> {
-    let report = |errors: Vec<String>, status: u8| {
-        for e in errors {
-            eprintln!("pcibind: {e}");
-        }
-        eprintln!("pcibind: nothing was changed");
-        status
-    };
-    let (addresses, target) = parse_args(ctx, args, driver_allowed).map_err(|e| report(e, 2))?;
-    check_devices(ctx, &addresses).map_err(|(e, status)| report(e, status))?;
-    persist.0.check(persist.1, &addresses)?;
+    let report = |errors: Vec<Refusal>| refuse(format, errors);
+    let (addresses, target) = parse_args(ctx, args, driver_allowed).map_err(report)?;
+    check_devices(ctx, &addresses).map_err(report)?;
+    persist.0.check(format, persist.1, &addresses)?;
     // Resolved (its module loaded) to check it before any device is touched; the library
     // is then given the name as typed, since the claim check looks up the module by it
     // (`8250_pci` is the module of driver `serial`).
     if let Target::Driver(name) = &target {
         if resolve {
             if let Err(e) = ctx.resolve_driver(name.as_str()) {
-                return Err(report(vec![e.to_string()], status_of(&e)));
+                let (line, status) = (e.to_string(), status_of(&e));
+                return Err(report(vec![Refusal::with_line(None, line, e, status)]));
             }
         }
     }

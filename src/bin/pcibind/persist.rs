@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use pcibind::{Context, DriverName, Error, PciAddress, NO_DRIVER_OVERRIDE};
 
+use crate::runner::{refuse, Done, Format, Refusal};
+
 /// Where driverctl keeps its overrides, and so where the tool does unless told otherwise.
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/driverctl.d";
 
@@ -278,7 +280,7 @@ impl Persist {
 
     /// Before anything changes: can the files of these devices be saved or removed? On
     /// failure the errors are printed and the exit status returned, nothing changed.
-    pub fn check(self, store: &Store, addresses: &[PciAddress]) -> Result<(), u8> {
+    pub fn check(self, format: Format, store: &Store, addresses: &[PciAddress]) -> Result<(), u8> {
         if self == Persist::No {
             return Ok(());
         }
@@ -287,7 +289,7 @@ impl Persist {
         }
         store
             .check_writable(addresses)
-            .map_err(|e| crate::exit::refuse(vec![e]))
+            .map_err(|e| refuse(format, vec![Refusal::of(e)]))
     }
 
     /// After a device changed to `driver` (`None`: unbound), with `done` its report line:
@@ -327,15 +329,17 @@ impl Persist {
         }
     }
 
-    /// `after` for a report about the device at `address` (as the tool prints it).
+    /// `after` for the report of the device at `address`.
     pub fn after_one(
         self,
         store: &Store,
         address: &str,
-        outcome: Result<(Option<DriverName>, String), Error>,
-    ) -> Result<String, Error> {
-        let (driver, done) = outcome?;
-        self.after(store, &PciAddress::parse(address)?, driver.as_ref(), done)
+        outcome: Result<Done, Error>,
+    ) -> Result<Done, Error> {
+        let mut done = outcome?;
+        let address = PciAddress::parse(address)?;
+        done.line = self.after(store, &address, done.driver.as_ref(), done.line)?;
+        Ok(done)
     }
 
     /// After a group moved (`members`: every member of its unit, bridges included): with
@@ -347,17 +351,16 @@ impl Persist {
         ctx: &Context,
         store: &Store,
         members: &[PciAddress],
-        done: String,
-    ) -> Result<String, Error> {
-        let mut line = done;
+        mut done: Done,
+    ) -> Result<Done, Error> {
         for member in members {
             let driver = ctx.current_driver(&member.to_string())?;
             if self == Persist::Save && !ctx.is_vfio_bound(&member.to_string())? {
                 continue;
             }
-            line = self.after(store, member, driver.as_ref(), line)?;
+            done.line = self.after(store, member, driver.as_ref(), done.line)?;
         }
-        Ok(line)
+        Ok(done)
     }
 }
 
