@@ -307,6 +307,62 @@ the driver it is on now (\fBnull\fR: unbound or not present)
 .TP
 .B applied
 whether it is on its saved driver
+.SS "JSON RESULTS"
+\fBbind\fR, \fBunbind\fR, \fBreattach\fR, \fBapply\fR, \fBrecover\fR and \fBsriov\fR take
+\fB\-\-json\fR: stdout is then one JSON array (always an array, as for \fBlist \-\-json\fR, even
+for one device), one object per device in the order given, instead of the text lines and the
+summary. Messages still go to stderr and the exit status is the same as without
+\fB\-\-json\fR. Every key is always present:
+.PP
+.RS 4
+.nf
+$ pcibind bind \-\-json 0000:3b:00.2 0000:00:02.0
+[
+  {"address": "0000:3b:00.2", "outcome": "moved", "driver": "mlx5_vfio_pci",
+   "error": null, "message": null, "plan": null, "group_moved": null},
+  {"address": "0000:00:02.0", "outcome": "refused", "driver": "e1000e",
+   "error": "IN_USE", "message": "0000:00:02.0 is in use on the host: ...",
+   "plan": null, "group_moved": null}
+]
+$ echo $?
+8
+.fi
+.RE
+.TP
+.B address
+the device (\fBnull\fR when a refusal is about the command as a whole, such as a
+\fIDRIVER\fR that resolves to no driver)
+.TP
+.B outcome
+\fBmoved\fR (done, and the device's driver changed), \fBunchanged\fR (done: it was already
+there), \fBplanned\fR (\fB\-\-dry\-run\fR: nothing changed), \fBrefused\fR (nothing was changed:
+an argument, a safety check, the lock, the driver or its module stopped it), \fBrestored\fR
+(the kernel did not bind and the device was put back where it was), \fBfailed\fR (anything
+else: the device could not be put back, and the message says where it is; it disappeared; an
+I/O error), \fBrolled_back\fR (\fBrecover\fR: its interrupted transaction was rolled back);
+\fBsriov\fR says \fBlisted\fR, \fBchanged\fR or \fBunchanged\fR
+.TP
+.B driver
+the driver the device is on after the call (\fBnull\fR: unbound); for \fBplanned\fR, the
+driver it would end on when the plan knows it
+.TP
+\fBerror\fR, \fBmessage\fR
+the error's code name, as \fIpcibind.h\fR spells it after \fBPCIBIND_ERR_\fR
+(\fBINVALID_ARG\fR, \fBINVALID_ADDRESS\fR, \fBNO_DEVICE\fR, \fBNO_DRIVER\fR,
+\fBMODULE_LOAD\fR, \fBBIND\fR, \fBRESTORE\fR, \fBIN_USE\fR, \fBIO\fR, \fBBUSY\fR,
+\fBINTERNAL\fR, \fBNOT_CLAIMED\fR, \fBUNSUPPORTED\fR), and what stderr says; both
+\fBnull\fR on success
+.TP
+.B plan
+a dry run's plan, an array of its lines
+.TP
+.B group_moved
+with \fB\-\-group\fR, the members moved (or that would move)
+.PP
+A command refused before it touches any device (a malformed address, a device that does not
+exist, a \fIDRIVER\fR that does not resolve) prints one \fBrefused\fR object per reason.
+\fBsriov \-\-json\fR prints one object for the PF with \fBvfs\fR (its VFs after the call, or
+\fBnull\fR) in place of \fBplan\fR and \fBgroup_moved\fR.
 "#;
 
 const EXAMPLES: &str = r#".SH EXAMPLES
