@@ -1466,7 +1466,10 @@ fn json_results_of_a_refusal_and_of_several_devices_with_one_failing() {
     );
     let o = t.run(&["bind", "--json", GPU, "no-such-driver"]);
     assert_eq!(o.status.code(), Some(4));
-    assert_eq!(json_results(&o), [("- refused - NO_DRIVER".to_owned(), false)]);
+    assert_eq!(
+        json_results(&o),
+        [("- refused - NO_DRIVER".to_owned(), false)]
+    );
     assert_eq!(t.writes(), writes, "a refused command wrote");
 }
 
@@ -1515,17 +1518,26 @@ fn json_results_of_apply_recover_and_sriov() {
     );
     let o = t.run(&["apply", "--json", NIC]);
     assert_eq!(o.status.code(), Some(2));
-    assert_eq!(json_results(&o), [("- refused - INVALID_ARG".to_owned(), false)]);
+    assert_eq!(
+        json_results(&o),
+        [("- refused - INVALID_ARG".to_owned(), false)]
+    );
 
     let o = t.run(&["recover", "--json"]);
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(json_results(&o), []);
     let o = t.run(&["recover", "--json", NIC]);
-    assert_eq!(json_results(&o), [(format!("{NIC} unchanged e1000e -"), false)]);
+    assert_eq!(
+        json_results(&o),
+        [(format!("{NIC} unchanged e1000e -"), false)]
+    );
 
     let o = t.run(&["sriov", "--json", XE]);
     assert_eq!(o.status.code(), Some(11), "{}", stderr(&o));
     let results = json_results(&o);
     assert_eq!(results.len(), 1);
-    assert!(results[0].0.starts_with(&format!("{XE} refused xe ")), "{results:?}");
+    assert!(
+        results[0].0.starts_with(&format!("{XE} refused xe ")),
+        "{results:?}"
+    );
 }
