@@ -81,6 +81,24 @@ impl fmt::Display for TablesUnavailable {
     }
 }
 
+/// The VFIO module chosen for a device, and what the choice rests on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VfioChoice {
+    pub module: ModuleName,
+    pub basis: ChoiceBasis,
+}
+
+/// What a [`VfioChoice`] rests on: what the tables said, or that there were none to ask.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChoiceBasis {
+    /// The module's alias matched most specifically (the pattern, after `vfio_pci:`).
+    Alias(String),
+    /// The tables were read and no `vfio_pci:` alias matches: `vfio_pci`.
+    NoAliasMatches,
+    /// No tables could be read (why): `vfio_pci`, with no variant looked for.
+    NoTables(String),
+}
+
 /// What identifies one version of a file: a change of any of these means it is read again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Stamp {
@@ -344,7 +362,20 @@ impl ModuleTables {
         modalias: &Modalias,
         log: &Logger,
     ) -> ModuleName {
-        let fallback = || ModuleName::new(VFIO_PCI_MODULE).expect("a valid module name");
+        self.vfio_choice(address, modalias, log).module
+    }
+
+    /// [`ModuleTables::best_vfio_module`], with what the choice rests on, for a plan to say.
+    pub fn vfio_choice(
+        &self,
+        address: &PciAddress,
+        modalias: &Modalias,
+        log: &Logger,
+    ) -> VfioChoice {
+        let fallback = |basis| VfioChoice {
+            module: ModuleName::new(VFIO_PCI_MODULE).expect("a valid module name"),
+            basis,
+        };
         let index = match self.indexes(false, log) {
             Ok((index, _)) => {
                 self.warned.store(false, Ordering::Relaxed);
@@ -361,7 +392,7 @@ impl ModuleTables {
                     priority,
                     format_args!("{why}; using {VFIO_PCI_MODULE} for {address}"),
                 );
-                return fallback();
+                return fallback(ChoiceBasis::NoTables(why.0));
             }
         };
         let Some(choice) = index.best_match(modalias) else {
@@ -369,7 +400,7 @@ impl ModuleTables {
                 Priority::Info,
                 format_args!("no vfio_pci alias matches {address} ({modalias}); using vfio_pci"),
             );
-            return fallback();
+            return fallback(ChoiceBasis::NoAliasMatches);
         };
         let vfio = VFIO_PREFIX;
         if let Some((other, pattern)) = choice.tie {
@@ -389,7 +420,10 @@ impl ModuleTables {
                 choice.module, choice.pattern
             ),
         );
-        choice.module.clone()
+        VfioChoice {
+            module: choice.module.clone(),
+            basis: ChoiceBasis::Alias(choice.pattern.to_owned()),
+        }
     }
 
     /// True when `module` is a VFIO driver's: one the kernel ships (known without tables), or

@@ -8,11 +8,12 @@ use std::fmt;
 use crate::os::sysfs::NO_DRIVER_OVERRIDE;
 use crate::policy::safety::Destination;
 use crate::policy::unit::UnitMember;
-use crate::tables::VFIO_PCI_MODULE;
+use crate::tables::{ChoiceBasis, VfioChoice, VFIO_PCI_MODULE, VFIO_PREFIX};
 use crate::txn::{self, DeviceTxn, Expect, Locked, Override, Step, Target};
 use crate::types::address::PciAddress;
 use crate::types::error::{Check, Error, Result};
 use crate::types::log::Priority;
+use crate::types::modalias::Modalias;
 use crate::types::name::{DriverName, ModuleName};
 pub use crate::types::options::BindOptions;
 use crate::{Context, Modprobe};
@@ -52,6 +53,26 @@ fn checks_note(options: &BindOptions) -> String {
             (Check::Claims, "the driver claims the device"),
         ],
     )
+}
+
+/// The plan's line about the VFIO driver chosen for a device: it says what the choice rests
+/// on, an alias of the tables, no alias matching, or no tables read at all (then no variant
+/// was looked for, and the plan must not claim the aliases were).
+fn choice_note(address: &PciAddress, modalias: &Modalias, choice: &VfioChoice) -> String {
+    let module = &choice.module;
+    match &choice.basis {
+        ChoiceBasis::Alias(pattern) => {
+            format!(
+                "choose {module} for {address} ({modalias}) by its alias {VFIO_PREFIX}{pattern}"
+            )
+        }
+        ChoiceBasis::NoAliasMatches => {
+            format!("choose {module} for {address} ({modalias}): no {VFIO_PREFIX} alias matches it")
+        }
+        ChoiceBasis::NoTables(why) => format!(
+            "choose {module} for {address} ({modalias}) without looking for a variant: {why}"
+        ),
+    }
 }
 
 /// The plan's line about `checks`, each passed or skipped as `options` say.
@@ -259,12 +280,11 @@ impl Context {
             Some(name) => self.resolve_target(name, None, mode, &mut notes)?,
             None => {
                 let modalias = self.sysfs.modalias(address)?;
-                let module = self.vfio_variant_for(address, &modalias);
+                let choice = self.vfio_choice_for(address, &modalias);
                 if mode == Mode::DryRun {
-                    notes.push(format!(
-                        "choose {module} for {address} ({modalias}) from the vfio_pci: aliases"
-                    ));
+                    notes.push(choice_note(address, &modalias, &choice));
                 }
+                let module = choice.module;
                 let fallback = if options.strict_variant {
                     Fallback::Strict
                 } else {

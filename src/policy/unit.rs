@@ -9,15 +9,12 @@ use crate::types::error::{Error, Result};
 use crate::types::name::DriverName;
 use crate::Context;
 
-/// PCI base class of bridges of every kind (host, ISA/LPC, PCI-to-PCI, ...).
-const BRIDGE_CLASS: u8 = 0x06;
-
 /// One member of a unit, as it is when the unit is worked out.
 #[derive(Clone, Debug)]
 pub(crate) struct UnitMember {
     pub address: PciAddress,
     pub driver: Option<DriverName>,
-    /// Base class 0x06: never moved.
+    /// A bridge (`Modalias::is_bridge`): never moved.
     pub bridge: bool,
     /// On a VFIO driver already.
     pub vfio: bool,
@@ -39,7 +36,7 @@ impl Context {
     fn unit_member(&self, address: &PciAddress) -> Result<UnitMember> {
         let driver = self.sysfs.device_driver(address)?;
         let vfio = self.on_vfio_driver(address, driver.as_ref());
-        let bridge = self.sysfs.modalias(address)?.class().0 == BRIDGE_CLASS;
+        let bridge = self.sysfs.modalias(address)?.is_bridge();
         Ok(UnitMember {
             address: *address,
             driver,
