@@ -220,19 +220,7 @@ impl Context {
     /// A worked-out operation as a plan: a note on an interrupted transaction the real call
     /// would roll back first, the notes, then the rendered steps.
     fn plan_of(&self, address: &PciAddress, prepared: Prepared) -> Plan {
-        let mut lines = Vec::new();
-        // A dry run takes no lock, so it rolls nothing back; the real call would, first.
-        if let Some(i) = self.interrupted().ok().and_then(|found| {
-            found
-                .into_iter()
-                .find(|i| i.address == *address && !i.running)
-        }) {
-            lines.push(format!(
-                "first roll back the interrupted transaction of {address} ({}); the plan below \
-                 starts from the device as it is now",
-                i.description
-            ));
-        }
+        let mut lines: Vec<String> = self.interrupted_note(address).into_iter().collect();
         lines.extend(prepared.notes);
         match &prepared.txn {
             Some(txn) => self.render(txn, &mut lines),
