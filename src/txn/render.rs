@@ -110,7 +110,12 @@ impl Context {
                 SriovStep::ParkNewVfs(_) => "parking a new VF",
             };
             lines.push(format!(
-                "if {failing} fails, restore {pf} (each step once the one before succeeded):"
+                "if {failing} fails, restore {pf}{}:",
+                if undo.len() > 1 {
+                    " (each step only once the one before it succeeded)"
+                } else {
+                    ""
+                }
             ));
             for undo in &undo {
                 lines.extend(
@@ -126,9 +131,9 @@ impl Context {
             .any(|s| matches!(s, SriovStep::CreateVfs(_)));
         if txn.start.numvfs > 0 && creates {
             lines.push(format!(
-                "the {} VFs removed first do not come back: a failure after their removal \
-                 leaves {pf} with 0 VFs",
-                txn.start.numvfs
+                "the {} removed first do not come back: a failure after their removal leaves \
+                 {pf} with 0 VFs",
+                vfs(txn.start.numvfs)
             ));
         } else if !restores {
             lines.push("on failure, nothing is restored".to_owned());
@@ -145,16 +150,18 @@ impl Context {
                 count,
                 wait_for_vmm: false,
             } => vec![format!(
-                "write '0' to {} (remove its {count} VFs)",
-                numvfs.display()
+                "write '0' to {} (remove its {})",
+                numvfs.display(),
+                vfs(count)
             )],
             SriovStep::RemoveVfs {
                 count,
                 wait_for_vmm: true,
             } => vec![format!(
-                "write '0' to {} (remove its {count} VFs) from a child process that keeps the \
-                 locks, waiting at most {:?} for a VMM holding a VF to let go of it",
+                "write '0' to {} (remove its {}) from a child process that keeps the locks, \
+                 waiting at most {:?} for a VMM holding a VF to let go of it",
                 numvfs.display(),
+                vfs(count),
                 self.vmm_wait()
             )],
             SriovStep::SetAutoprobe(on) => {
@@ -165,8 +172,9 @@ impl Context {
                 )]
             }
             SriovStep::CreateVfs(count) => vec![format!(
-                "write '{count}' to {} (create {count} VFs)",
-                numvfs.display()
+                "write '{count}' to {} (create {})",
+                numvfs.display(),
+                vfs(count)
             )],
             SriovStep::ParkNewVfs(count) => (0..count)
                 .map(|i| {
@@ -180,4 +188,9 @@ impl Context {
                 .collect(),
         }
     }
+}
+
+/// "1 VF", "2 VFs".
+fn vfs(count: u32) -> String {
+    format!("{count} VF{}", if count == 1 { "" } else { "s" })
 }

@@ -282,6 +282,9 @@ enum Command {
         /// Let host drivers probe the new VFs
         #[arg(long, requires = "numvfs")]
         autoprobe: bool,
+        /// Change nothing; print the exact plan
+        #[arg(long, requires = "numvfs")]
+        dry_run: bool,
     },
     /// Print the man page (roff) to stdout
     #[command(hide = true)]
@@ -1210,16 +1213,22 @@ fn run(cli: Cli) -> Result<u8, Error> {
             numvfs,
             force,
             autoprobe,
+            dry_run,
         } => {
             let pf = device_of(&ctx, &pf)?.to_string();
-            let vfs = match numvfs {
-                None => ctx.sriov_vfs(&pf),
-                Some(n) => ctx.sriov_set_numvfs(&pf, n, SriovOptions { force, autoprobe }),
+            let options = SriovOptions { force, autoprobe };
+            let listed = |vfs: Vec<PciAddress>| vfs.iter().map(ToString::to_string).collect();
+            let lines = match numvfs {
+                None => ctx.sriov_vfs(&pf).map(listed),
+                Some(n) if dry_run => ctx
+                    .sriov_set_numvfs_plan(&pf, n, options)
+                    .map(|plan| vec![plan_text(plan)]),
+                Some(n) => ctx.sriov_set_numvfs(&pf, n, options).map(listed),
             };
-            match vfs {
-                Ok(vfs) => {
-                    for vf in vfs {
-                        println!("{vf}");
+            match lines {
+                Ok(lines) => {
+                    for line in lines {
+                        println!("{line}");
                     }
                     0
                 }
