@@ -17,10 +17,12 @@ use crate::types::name::{DriverName, ModuleName};
 pub use crate::types::options::BindOptions;
 use crate::{Context, Modprobe};
 
-/// What [`Context::bind`] would do, found without changing or loading anything.
+/// What [`Context::bind`] (or another operation's `_plan` sibling's call) would do, found
+/// without changing or loading anything.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
-    /// The driver the device would end on; `None` when only loading its module would tell.
+    /// The driver the device would end on; `None` when only loading its module would tell, and
+    /// in the plan of a VF count change.
     pub target: Option<DriverName>,
     /// One action per line: the module loads, the checks, each sysfs write with its value
     /// and path, the check of the result, and what a failure would restore.

@@ -355,6 +355,16 @@ pcibind status
 .fi
 .RE
 .PP
+Give an SR\-IOV NIC four virtual functions that no host driver takes (unbound, ready for
+\fBpcibind bind\fR), looking first at the writes it makes and what a failure would put back:
+.PP
+.RS 4
+.nf
+pcibind sriov 0000:03:00.0 4 \-\-dry\-run
+pcibind sriov 0000:03:00.0 4
+.fi
+.RE
+.PP
 What a name resolves to, and the VFIO driver a device would get:
 .PP
 .RS 4
