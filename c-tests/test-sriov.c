@@ -481,7 +481,7 @@ static void plan_of_a_new_count_and_of_zero(void)
     CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 2, 0, NULL), PCIBIND_OK);
     clear_log();
     expect_plan(3, 0,
-                "safety checks passed: none of its 2 VFs is on a VFIO driver or in use on the "
+                "safety checks passed: no VF to remove is on a VFIO driver or in use on the "
                 "host\n"
                 "write '0' to " DEV "/sriov_numvfs (remove its 2 VFs)\n"
                 "write '0' to " DEV "/sriov_drivers_autoprobe\n"
@@ -497,7 +497,7 @@ static void plan_of_a_new_count_and_of_zero(void)
                 "the 2 VFs removed first do not come back: a failure after their removal leaves "
                 PF " with 0 VFs");
     expect_plan(0, 0,
-                "safety checks passed: none of its 2 VFs is on a VFIO driver or in use on the "
+                "safety checks passed: no VF to remove is on a VFIO driver or in use on the "
                 "host\n"
                 "write '0' to " DEV "/sriov_numvfs (remove its 2 VFs)\n"
                 "on failure, nothing is restored");

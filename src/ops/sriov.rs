@@ -94,11 +94,9 @@ impl Context {
                     lines.push(if options.force {
                         "safety checks skipped (forced)".to_owned()
                     } else {
-                        format!(
-                            "safety checks passed: none of its {} VFs is on a VFIO driver or \
-                             in use on the host",
-                            txn.start.numvfs
-                        )
+                        "safety checks passed: no VF to remove is on a VFIO driver or in use \
+                         on the host"
+                            .to_owned()
                     });
                 }
                 self.render_sriov(&txn, &mut lines);
