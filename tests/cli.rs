@@ -803,6 +803,85 @@ fn sriov_lists_and_sets_the_vfs() {
     assert_eq!(stdout(&o), "");
 }
 
+/// `sriov PF N --dry-run` prints the library's plan (the writes, what a failure restores),
+/// refuses what the real command refuses, and changes nothing.
+#[test]
+fn sriov_dry_run_prints_the_librarys_plan() {
+    let tree = Tree::new();
+    let pf = tree.root.join("bus/pci/devices").join(NIC);
+    for (file, value) in [
+        ("sriov_totalvfs", "4\n"),
+        ("sriov_numvfs", "0\n"),
+        ("sriov_drivers_autoprobe", "1\n"),
+    ] {
+        std::fs::write(pf.join(file), value).unwrap();
+    }
+    std::fs::write(
+        tree.root
+            .join("bus/pci/drivers/e1000e/fake_sriov_configure"),
+        "",
+    )
+    .unwrap();
+
+    let o = tree.run(&["sriov", NIC, "2", "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan = stdout(&o);
+    assert!(plan.starts_with("plan (nothing changed):\n"), "{plan}");
+    let dev = pf.display().to_string();
+    for line in [
+        format!("write '0' to {dev}/sriov_drivers_autoprobe\n"),
+        format!("write '2' to {dev}/sriov_numvfs (create 2 VFs)\n"),
+        format!("write 'none' to {dev}/virtfn1/driver_override"),
+        format!("if parking a new VF fails, restore {NIC}"),
+    ] {
+        assert!(plan.contains(&line), "{line} not in {plan}");
+    }
+    assert_eq!(tree.writes(), "");
+    assert_eq!(stdout(&tree.run(&["sriov", NIC])), "");
+
+    let o = tree.run(&["sriov", NIC, "2", "--dry-run", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        json_results(&o),
+        [(format!("{NIC} planned e1000e -"), true)]
+    );
+    assert!(
+        stdout(&o).contains("sriov_numvfs (create 2 VFs)"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(tree.writes(), "");
+
+    let o = tree.run(&["sriov", NIC, "5", "--dry-run", "--json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(
+        json_results(&o),
+        [(format!("{NIC} refused e1000e INVALID_ARG"), false)]
+    );
+    let o = tree.run(&["sriov", NIC, "5", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("at most 4"), "{}", stderr(&o));
+    let o = tree.run(&["sriov", NIC, "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    assert!(tree.run(&["sriov", NIC, "2"]).status.success());
+    let o = tree.run(&["bind", "0000:00:02.1", "vfio-pci"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let writes = tree.writes();
+    let o = tree.run(&["sriov", NIC, "0", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    let o = tree.run(&["sriov", NIC, "0", "--dry-run", "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("(remove its 2 VFs) from a child process"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(tree.writes(), writes);
+    assert_eq!(tree.driver("0000:00:02.1").as_deref(), Some("vfio-pci"));
+}
+
 #[test]
 fn bind_does_many_devices_in_parallel_and_reports_in_order() {
     let tree = Tree::new();
@@ -1363,7 +1442,7 @@ items = json.load(sys.stdin)
 assert isinstance(items, list), items
 for i in items:
     keys = {"address", "outcome", "driver", "error", "message", "plan", "group_moved"}
-    assert set(i) == keys or set(i) == {"address", "outcome", "driver", "vfs", "error", "message"}, i
+    assert set(i) == keys or set(i) == {"address", "outcome", "driver", "vfs", "plan", "error", "message"}, i
     assert (i["error"] is None) == (i["message"] is None), i
     f = lambda v: "-" if v is None else v
     print(f(i["address"]), i["outcome"], f(i["driver"]), f(i["error"]), bool(i.get("plan")))

@@ -60,8 +60,9 @@ pub enum pcibind_bind_flags {
     /// Change nothing and load nothing: run the checks that need no module load, and log the
     /// exact plan (at LOG_NOTICE, one message per line) instead of carrying it out.
     PCIBIND_BIND_DRY_RUN = 2,
-    /// `pcibind_sriov_set_numvfs()` only: let host drivers probe the new VFs (leave the PF's
-    /// `sriov_drivers_autoprobe` alone and give the VFs no `driver_override`). Since 0.2.
+    /// `pcibind_sriov_set_numvfs()` only (and, since 0.3, `pcibind_sriov_set_numvfs_plan()`):
+    /// let host drivers probe the new VFs (leave the PF's `sriov_drivers_autoprobe` alone and
+    /// give the VFs no `driver_override`). Since 0.2.
     PCIBIND_SRIOV_AUTOPROBE = 4,
     /// Skip the in-use check only: a network interface below the device that carries the
     /// host's traffic (up with an address or route, itself or through a bridge, bond, VLAN,

@@ -67,16 +67,52 @@ pub unsafe extern "C" fn pcibind_sriov_set_numvfs(
 ) -> c_int {
     let out = out_init(vfs_out);
     with_ctx(ctx, |ctx| {
-        const AUTOPROBE: c_uint = pcibind_bind_flags::PCIBIND_SRIOV_AUTOPROBE as c_uint;
-        check_flags(flags, FORCE | AUTOPROBE)?;
-        let options = crate::SriovOptions {
-            force: flags & FORCE != 0,
-            autoprobe: flags & AUTOPROBE != 0,
-        };
+        let options = sriov_options(flags)?;
         let vfs = ctx.sriov_set_numvfs(address_arg(pf_address)?, numvfs, options)?;
         if let Some(out) = out {
             *out = boundary::malloc_strv(&vfs)?;
         }
         Ok(())
+    })
+}
+
+/// What `pcibind_sriov_set_numvfs()` with the same arguments would do, without doing any of it:
+/// one action per line (each write of `sriov_numvfs` and `sriov_drivers_autoprobe`, the
+/// `driver_override` of each new VF, with its value and path), then what a failure of each
+/// step would restore, or a line saying there is nothing to do. Nothing is written and no lock
+/// is taken; the checks run (and fail the call) as the real call's: more VFs than
+/// `sriov_totalvfs`, a VF on a VFIO driver or in use on the host unless PCIBIND_BIND_FORCE, a
+/// device that is no SR-IOV PF. `flags` are those of `pcibind_sriov_set_numvfs()`.
+///
+/// On success `*plan_out` receives the plan, which the caller owns and releases with
+/// `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of
+/// `pcibind_sriov_set_numvfs()` that can occur before anything is written.
+/// @since 0.3
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn pcibind_sriov_set_numvfs_plan(
+    ctx: *const pcibind_ctx,
+    pf_address: *const c_char,
+    numvfs: c_uint,
+    flags: c_uint,
+    plan_out: *mut *mut c_char,
+) -> c_int {
+    let out = out_init(plan_out);
+    with_ctx(ctx, |ctx| {
+        let out = out.ok_or_else(|| null("plan_out"))?;
+        let options = sriov_options(flags)?;
+        let plan = ctx.sriov_set_numvfs_plan(address_arg(pf_address)?, numvfs, options)?;
+        *out = boundary::malloc_string(&plan.to_string())?;
+        Ok(())
+    })
+}
+
+/// The options of `pcibind_sriov_set_numvfs()` from its `flags`.
+fn sriov_options(flags: c_uint) -> crate::Result<crate::SriovOptions> {
+    const AUTOPROBE: c_uint = pcibind_bind_flags::PCIBIND_SRIOV_AUTOPROBE as c_uint;
+    check_flags(flags, FORCE | AUTOPROBE)?;
+    Ok(crate::SriovOptions {
+        force: flags & FORCE != 0,
+        autoprobe: flags & AUTOPROBE != 0,
     })
 }

@@ -18,10 +18,12 @@ use crate::types::name::{DriverName, ModuleName};
 pub use crate::types::options::BindOptions;
 use crate::{Context, Modprobe};
 
-/// What [`Context::bind`] would do, found without changing or loading anything.
+/// What [`Context::bind`] (or another operation's `_plan` sibling's call) would do, found
+/// without changing or loading anything.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
-    /// The driver the device would end on; `None` when only loading its module would tell.
+    /// The driver the device would end on; `None` when only loading its module would tell, and
+    /// in the plan of a VF count change.
     pub target: Option<DriverName>,
     /// One action per line: the module loads, the checks, each sysfs write with its value
     /// and path, the check of the result, and what a failure would restore.
@@ -241,19 +243,7 @@ impl Context {
     /// A worked-out operation as a plan: a note on an interrupted transaction the real call
     /// would roll back first, the notes, then the rendered steps.
     fn plan_of(&self, address: &PciAddress, prepared: Prepared) -> Plan {
-        let mut lines = Vec::new();
-        // A dry run takes no lock, so it rolls nothing back; the real call would, first.
-        if let Some(i) = self.interrupted().ok().and_then(|found| {
-            found
-                .into_iter()
-                .find(|i| i.address == *address && !i.running)
-        }) {
-            lines.push(format!(
-                "first roll back the interrupted transaction of {address} ({}); the plan below \
-                 starts from the device as it is now",
-                i.description
-            ));
-        }
+        let mut lines: Vec<String> = self.interrupted_note(address).into_iter().collect();
         lines.extend(prepared.notes);
         match &prepared.txn {
             Some(txn) => self.render(txn, &mut lines),

@@ -6,11 +6,13 @@
 //! members of an IOMMU group together runs on the same executor as binding one device.
 //!
 //! Here: the step vocabulary, the step lists of a move and of a restore, and the record a
-//! transaction leaves; `executor` runs them, `render` prints them.
+//! transaction leaves; `executor` runs them, `render` prints them. A PF's VF count change is a
+//! transaction of its own kind, with its own steps (`sriov`), on the same executor and renderer.
 
 use crate::os::record::{Record, Recorded};
 mod executor;
 mod render;
+pub(crate) mod sriov;
 
 use crate::types::address::PciAddress;
 use crate::types::name::DriverName;

@@ -314,6 +314,9 @@ pub(crate) struct SriovArgs {
     /// Let host drivers probe the new VFs
     #[arg(long, requires = "numvfs")]
     pub(crate) autoprobe: bool,
+    /// Change nothing; print the exact plan
+    #[arg(long, requires = "numvfs")]
+    pub(crate) dry_run: bool,
     /// Print the results as JSON: an array of one object per device (JSON RESULTS in
     /// pcibind(1)); messages still go to stderr, and the exit status is the same
     #[arg(long)]

@@ -362,7 +362,8 @@ with \fB\-\-group\fR, the members moved (or that would move)
 A command refused before it touches any device (a malformed address, a device that does not
 exist, a \fIDRIVER\fR that does not resolve) prints one \fBrefused\fR object per reason.
 \fBsriov \-\-json\fR prints one object for the PF with \fBvfs\fR (its VFs after the call, or
-\fBnull\fR) in place of \fBplan\fR and \fBgroup_moved\fR.
+\fBnull\fR) in place of \fBgroup_moved\fR; with \fB\-\-dry\-run\fR, \fBvfs\fR is \fBnull\fR,
+\fBplan\fR holds the plan and the outcome is \fBplanned\fR.
 "#;
 
 const EXAMPLES: &str = r#".SH EXAMPLES
@@ -419,6 +420,16 @@ Which devices are where, and which IOMMU groups a guest could have:
 .RS 4
 .nf
 pcibind status
+.fi
+.RE
+.PP
+Give an SR\-IOV NIC four virtual functions that no host driver takes (unbound, ready for
+\fBpcibind bind\fR), looking first at the writes it makes and what a failure would put back:
+.PP
+.RS 4
+.nf
+pcibind sriov 0000:03:00.0 4 \-\-dry\-run
+pcibind sriov 0000:03:00.0 4
 .fi
 .RE
 .PP
