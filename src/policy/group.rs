@@ -1,5 +1,6 @@
 //! IOMMU groups (SPEC 3.4): a device's group members, what each member's driver means for
-//! assigning the group, and whether the group is viable.
+//! assigning the group, and whether the group is viable. Which class a driver is, is
+//! `classify.rs`'s to say.
 
 use std::fmt;
 
@@ -28,32 +29,11 @@ impl fmt::Display for MemberClass {
     }
 }
 
-/// Drivers that hold a device for nobody: a device on one is not "on its host driver", never
-/// a host driver to give it back to, and harmless in an IOMMU group. `pciback` is Xen's, which
-/// holds devices for guests as pci-stub does for nobody.
-pub(crate) const STUB_DRIVERS: [&str; 2] = ["pci-stub", "pciback"];
-
-/// True for a driver whose binding means the host does not use the device: a stub, or the
-/// PCIe port driver.
-pub(crate) fn is_harmless_driver(driver: &DriverName) -> bool {
-    STUB_DRIVERS.contains(&driver.as_str()) || driver.as_str() == "pcieport"
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupMember {
     pub address: PciAddress,
     pub driver: Option<DriverName>,
     pub class: MemberClass,
-}
-
-/// Classifies a member from its driver and whether that driver is a VFIO one.
-pub(crate) fn classify(driver: Option<&DriverName>, is_vfio: bool) -> MemberClass {
-    match driver {
-        None => MemberClass::Harmless,
-        Some(_) if is_vfio => MemberClass::Vfio,
-        Some(d) if is_harmless_driver(d) => MemberClass::Harmless,
-        Some(_) => MemberClass::Blocking,
-    }
 }
 
 /// `None` when the group is viable (no blocking member), else why not.

@@ -1,11 +1,11 @@
 //! The safety checks of SPEC 3.3 step 5, run before anything is written (and by a dry run):
 //! the device is not in use on the host, an SR-IOV PF with VFs is not handed to a VFIO driver,
-//! and the target driver claims the device. Also which drivers are VFIO drivers.
+//! and the target driver claims the device. Which drivers are VFIO drivers is `classify.rs`'s
+//! to say.
 
 use std::path::PathBuf;
 
 use crate::os::holders::{self, Holder};
-use crate::policy::group::STUB_DRIVERS;
 use crate::policy::inuse::{self, InUse, InUseKinds};
 use crate::tables::Side;
 use crate::types::address::PciAddress;
@@ -27,56 +27,6 @@ pub(crate) enum Destination<'a> {
 }
 
 impl Context {
-    /// The modules a driver may belong to, most likely first: its `module` link, the module
-    /// name the user gave, the driver name in `_` spelling.
-    fn module_candidates(
-        &self,
-        driver: &DriverName,
-        given: Option<&DriverName>,
-    ) -> Result<Vec<ModuleName>> {
-        let mut out = Vec::new();
-        if let Some(m) = self.sysfs.driver_module(driver)? {
-            out.push(m);
-        }
-        for m in given.into_iter().chain([driver]).map(ModuleName::from) {
-            if !out.contains(&m) {
-                out.push(m);
-            }
-        }
-        Ok(out)
-    }
-
-    /// The modules a target may belong to: a registered driver's candidates, or the module a
-    /// dry run would load.
-    fn target_modules(
-        &self,
-        target: &Target,
-        given: Option<&DriverName>,
-    ) -> Result<Vec<ModuleName>> {
-        match target {
-            Target::Driver(d) => self.module_candidates(d, given),
-            Target::Unloaded(m) => Ok(vec![m.clone()]),
-        }
-    }
-
-    /// True when `driver` is a VFIO driver: `vfio-pci`, or a driver whose module is a VFIO
-    /// one (a variant the kernel ships, or one declaring `vfio_pci:` aliases).
-    pub(crate) fn is_vfio_driver(&self, driver: &DriverName) -> bool {
-        self.is_vfio_target(&Target::Driver(driver.clone()))
-    }
-
-    pub(crate) fn is_vfio_target(&self, target: &Target) -> bool {
-        if matches!(target, Target::Driver(d) if d.as_str() == "vfio-pci") {
-            return true;
-        }
-        let Ok(candidates) = self.target_modules(target, None) else {
-            return false;
-        };
-        candidates
-            .iter()
-            .any(|m| self.tables.is_vfio_module(m, &self.log))
-    }
-
     /// The one decision (SPEC 3.3 step 5) for every path that moves the device at `address`
     /// from `start` to `to`: bind, unbind, reattach, the members of a group transaction, the
     /// tool's `bind ADDR none` and `apply` (which are those), and the VFs an SR-IOV count
@@ -161,13 +111,6 @@ impl Context {
             Side::Host
         };
         self.check_claims(address, target, given, side)
-    }
-
-    /// True for a device on a host driver: a driver that is neither a VFIO driver nor a stub.
-    pub(crate) fn on_host_driver(&self, address: &PciAddress, driver: Option<&DriverName>) -> bool {
-        driver.is_some_and(|d| {
-            !STUB_DRIVERS.contains(&d.as_str()) && !self.on_vfio_driver(address, Some(d))
-        })
     }
 
     /// Whether the device at `address`, on `driver`, is in use, and how (SPEC 1): with `host`,
@@ -328,7 +271,7 @@ impl Context {
         side: Side,
     ) -> Result<()> {
         let modalias = self.sysfs.modalias(address)?;
-        let candidates = self.target_modules(target, given)?;
+        let candidates = self.classifier().target_modules(target, given)?;
         let allow = |why: String| {
             self.log.log(
                 Priority::Warning,
@@ -381,7 +324,7 @@ impl Context {
         given: Option<&DriverName>,
     ) -> Option<bool> {
         let modalias = self.sysfs.modalias(address).ok()?;
-        let candidates = self.target_modules(target, given).ok()?;
+        let candidates = self.classifier().target_modules(target, given).ok()?;
         let mut claims = candidates
             .iter()
             .map(|m| self.tables.claims(m, &modalias, Side::Host, &self.log));
