@@ -3,7 +3,7 @@
 
 use crate::policy::group::{self, GroupMember};
 use crate::types::address::PciAddress;
-use crate::types::error::{Error, Result};
+use crate::types::error::Result;
 use crate::Context;
 
 impl Context {
@@ -18,23 +18,7 @@ impl Context {
     /// those mean for assigning the group.
     pub fn iommu_group(&self, address: &str) -> Result<Vec<GroupMember>> {
         let address = PciAddress::parse(address)?;
-        let group = self.sysfs.iommu_group(&address)?.ok_or_else(|| {
-            Error::io(
-                "the device has no IOMMU group (is the IOMMU enabled?)",
-                self.sysfs.device_dir(&address).join("iommu_group"),
-                std::io::Error::from_raw_os_error(libc::ENOENT),
-            )
-        })?;
-        let mut members = Vec::new();
-        for member in self.sysfs.iommu_group_devices(group)? {
-            let driver = self.sysfs.device_driver(&member)?;
-            members.push(GroupMember {
-                address: member,
-                class: self.classifier().member_class(&member, driver.as_ref()),
-                driver,
-            });
-        }
-        Ok(members)
+        group::members(&self.classifier(), &address)
     }
 
     /// `None` when the device's IOMMU group can be assigned (no blocking member), else why not.

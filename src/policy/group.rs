@@ -4,7 +4,9 @@
 
 use std::fmt;
 
+use crate::policy::classify::Classifier;
 use crate::types::address::PciAddress;
+use crate::types::error::{Error, Result};
 use crate::types::name::DriverName;
 
 /// What a group member's driver means for assignment.
@@ -34,6 +36,30 @@ pub struct GroupMember {
     pub address: PciAddress,
     pub driver: Option<DriverName>,
     pub class: MemberClass,
+}
+
+/// The members of the device's IOMMU group (itself included), with their drivers and what
+/// those mean for assigning the group. A device with no group is an I/O error (`ENOENT` on its
+/// `iommu_group` link).
+pub(crate) fn members(drivers: &Classifier<'_>, address: &PciAddress) -> Result<Vec<GroupMember>> {
+    let sysfs = drivers.sysfs;
+    let group = sysfs.iommu_group(address)?.ok_or_else(|| {
+        Error::io(
+            "the device has no IOMMU group (is the IOMMU enabled?)",
+            sysfs.device_dir(address).join("iommu_group"),
+            std::io::Error::from_raw_os_error(libc::ENOENT),
+        )
+    })?;
+    let mut members = Vec::new();
+    for member in sysfs.iommu_group_devices(group)? {
+        let driver = sysfs.device_driver(&member)?;
+        members.push(GroupMember {
+            address: member,
+            class: drivers.member_class(&member, driver.as_ref()),
+            driver,
+        });
+    }
+    Ok(members)
 }
 
 /// `None` when the group is viable (no blocking member), else why not.

@@ -35,7 +35,7 @@ impl UnitMember {
 impl Context {
     fn unit_member(&self, address: &PciAddress) -> Result<UnitMember> {
         let driver = self.sysfs.device_driver(address)?;
-        let vfio = self.on_vfio_driver(address, driver.as_ref());
+        let vfio = self.classifier().on_vfio_driver(address, driver.as_ref());
         let bridge = self.sysfs.modalias(address)?.class().0 == BRIDGE_CLASS;
         Ok(UnitMember {
             address: *address,
