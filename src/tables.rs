@@ -1,9 +1,10 @@
 //! The kernel's module tables (`modules.alias`, `modules.builtin.modinfo`) and their one owner,
-//! [`ModuleTables`]: it finds the directory, reads the files (their formats in `parse.rs`, the
-//! indexes built from them in `vfio.rs` and `host.rs`, matching in `matching.rs`), keeps what
-//! it read until the files change, and answers the questions the rest of the library asks: the
-//! best VFIO module for a device, whether a module claims a device, which host modules match
-//! one, and whether a module is a VFIO one. Nothing else opens these files.
+//! [`ModuleTables`]: it finds the directory, reads the files (opened and stamped by
+//! `os/files.rs`; their formats in `parse.rs`, the indexes built from them in `vfio.rs` and
+//! `host.rs`, matching in `matching.rs`), keeps what it read until the files change, and
+//! answers the questions the rest of the library asks: the best VFIO module for a device,
+//! whether a module claims a device, which host modules match one, and whether a module is a
+//! VFIO one. Nothing else asks for these files.
 //!
 //! Freshness: every question looks the files up again by path, two `stat`s, so a modules
 //! directory reached through a symlink that is later re-pointed leads to the new files; and it
@@ -17,9 +18,7 @@ mod parse;
 mod vfio;
 
 use std::fmt;
-use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +31,7 @@ pub use parse::VFIO_PREFIX;
 use parse::{Parser, ALIAS_FILE, BUILTIN_MODINFO_FILE, PCI_PREFIX};
 pub use vfio::AliasIndex;
 
+use crate::os::files::{self, ReadError, Stamp};
 use crate::types::address::PciAddress;
 use crate::types::log::{Logger, Priority};
 use crate::types::modalias::Modalias;
@@ -78,40 +78,6 @@ pub struct TablesUnavailable(pub String);
 impl fmt::Display for TablesUnavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// What identifies one version of a file: a change of any of these means it is read again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Stamp {
-    /// The stamp of a regular file; anything else (a FIFO would block the reader) is refused.
-    fn of(m: &fs::Metadata) -> io::Result<Stamp> {
-        if !m.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
-        Ok(Stamp {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        })
-    }
-
-    /// The stamp of the file `path` leads to now (links followed).
-    fn at(path: &Path) -> io::Result<Stamp> {
-        Stamp::of(&fs::metadata(path)?)
     }
 }
 
@@ -190,7 +156,7 @@ impl ModuleTables {
                 let candidates = default_modules_dirs();
                 let found = candidates.iter().find_map(|dir| {
                     let path = dir.join(ALIAS_FILE);
-                    let meta = fs::metadata(&path).ok()?;
+                    let meta = files::metadata(&path).ok()?;
                     Some(
                         Stamp::of(&meta)
                             .map(|s| (dir.clone(), s))
@@ -264,37 +230,23 @@ impl ModuleTables {
         host: bool,
         log: &Logger,
     ) -> Result<Loaded, TablesUnavailable> {
-        let open = |path: &Path| -> io::Result<(fs::File, Stamp)> {
-            // O_NONBLOCK: should a FIFO have replaced the file since the stat, the open does
-            // not wait for a writer (and `Stamp::of` refuses it).
-            let file = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(path)?;
-            let stamp = Stamp::of(&file.metadata()?)?;
-            Ok((file, stamp))
-        };
         let alias_path = located.dir.join(ALIAS_FILE);
         let unavailable =
             |e: io::Error| TablesUnavailable(format!("cannot read {}: {e}", alias_path.display()));
-        let (file, stamp) = open(&alias_path).map_err(unavailable)?;
+        let (file, stamp) = files::open_regular(&alias_path).map_err(unavailable)?;
         located.alias = stamp;
         self.reads.fetch_add(1, Ordering::Relaxed);
         let mut parser = Parser::new(host, log);
         parser.read_alias_file(file).map_err(unavailable)?;
         if located.builtin.is_some() {
             let path = located.dir.join(BUILTIN_MODINFO_FILE);
-            let read = open(&path).and_then(|(file, stamp)| {
-                let mut data = Vec::new();
-                io::Read::read_to_end(&mut io::Read::take(file, MAX_MODINFO + 1), &mut data)?;
-                if data.len() as u64 > MAX_MODINFO {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("larger than {MAX_MODINFO} bytes"),
-                    ));
-                }
-                Ok((data, stamp))
-            });
+            let read = files::open_regular(&path)
+                .map_err(ReadError::Io)
+                .and_then(|(file, stamp)| Ok((files::read_bounded(file, MAX_MODINFO)?, stamp)))
+                .map_err(|e| match e {
+                    ReadError::Longer(_) => format!("larger than {MAX_MODINFO} bytes"),
+                    ReadError::Io(e) => e.to_string(),
+                });
             match read {
                 Ok((data, stamp)) => {
                     parser.builtin_modinfo(&data);
@@ -438,22 +390,9 @@ impl ModuleTables {
     }
 }
 
-/// The running kernel's release (`uname -r`).
-fn kernel_release() -> Option<String> {
-    // SAFETY: uname fills the zeroed struct; its fields are NUL-terminated.
-    unsafe {
-        let mut uts: libc::utsname = std::mem::zeroed();
-        if libc::uname(&mut uts) != 0 {
-            return None;
-        }
-        let release = std::ffi::CStr::from_ptr(uts.release.as_ptr());
-        release.to_str().ok().map(str::to_owned)
-    }
-}
-
 /// Where the tables are looked for when no modules dir is configured, in order.
 fn default_modules_dirs() -> Vec<PathBuf> {
-    match kernel_release() {
+    match files::kernel_release() {
         Some(release) => vec![
             Path::new("/lib/modules").join(&release),
             Path::new("/usr/lib/modules").join(&release),
@@ -465,7 +404,9 @@ fn default_modules_dirs() -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::symlink;
+    use std::os::unix::fs::MetadataExt;
     use std::time::Duration;
 
     const VF: &str = "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i00";

@@ -12,19 +12,17 @@
 //! that does not exist at all (`ENOENT`: a test tree without it, a kernel without the feature)
 //! describes nothing and refuses nothing.
 //!
-//! Sysfs is read through `sysfs` only; the proc files under the configured proc root (`/proc`
-//! normally; a fake tree's in tests); addresses and routes over netlink (`netlink`) when the
+//! Sysfs is read through `sysfs` only; the proc files through `procfs`, under the configured
+//! proc root (`/proc` normally; a fake tree's in tests); addresses and routes over netlink (`netlink`) when the
 //! proc root is the real `/proc`, else from the tree's `net/route` and `net/if_inet6`; device
 //! nodes under the dev root. Proc content is parsed field by field with `get`: an odd line is
 //! skipped or read as far as it goes, never a panic.
 
-use std::fs;
-use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::os::blockdev::{self, Exclusive};
 use crate::os::netlink;
+use crate::os::procfs;
 use crate::os::sysfs::{
     AbsentMeans, BlockDevice, BtrfsFilesystem, DeviceSubtree, NetInterface, NetKind, NvmeNamespace,
     Sysfs, UpperLink,
@@ -39,8 +37,6 @@ mod tests;
 const IFF_UP: u32 = 0x1;
 /// `if_inet6` scope of link-local addresses, which every interface that is up has.
 const SCOPE_LINK: u32 = 0x20;
-/// Largest proc file read (a mountinfo of tens of thousands of mounts fits).
-const MAX_PROC_FILE: u64 = 64 << 20;
 /// How many interfaces above a NIC are followed (a VLAN on a bond in a bridge is three).
 const MAX_UPPER_DEPTH: usize = 8;
 /// How many mount points one reason lists before it says how many more there are.
@@ -229,33 +225,6 @@ fn unread_of(e: Error) -> Result<String> {
 
 // --- proc files ---
 
-/// Lines of a proc file, read whole (bounded) and as lossy UTF-8: one odd byte in a mount
-/// point must not make the whole table read as empty. A missing file reads as empty (a fake
-/// tree may not have every file; the real /proc always does); any other failure is an error,
-/// since "could not look" must not pass for "not in use".
-fn proc_lines(proc_root: &Path, rel: &str) -> Result<Vec<String>> {
-    let path = proc_root.join(rel);
-    let mut bytes = Vec::new();
-    // Non-blocking in case something other than a proc file sits there.
-    let read = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&path)
-        .and_then(|f| f.take(MAX_PROC_FILE + 1).read_to_end(&mut bytes));
-    match read {
-        Ok(_) if bytes.len() as u64 > MAX_PROC_FILE => Err(Error::Malformed {
-            path,
-            detail: format!("longer than {MAX_PROC_FILE} bytes"),
-        }),
-        Ok(_) => Ok(String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::to_owned)
-            .collect()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::io("reading a proc file", path, e)),
-    }
-}
-
 /// Undoes the octal escapes (`\040` for a space, `\011`, `\012`, `\134`) of mountinfo and swaps
 /// fields; anything else, a malformed escape included, is kept as it is.
 fn unescape(field: &str) -> String {
@@ -301,21 +270,17 @@ enum NetTables {
     },
 }
 
-/// True when `proc_root` is the real `/proc` (however spelled: `/proc/`, `/proc/.`).
-fn is_real_proc(proc_root: &Path) -> bool {
-    proc_root.components().eq(Path::new("/proc").components())
-}
-
 impl NetTables {
     /// The tables; `Err` says what could not be read.
     fn read(proc_root: &Path) -> Result<NetTables, String> {
-        if is_real_proc(proc_root) {
+        if procfs::is_real_proc(proc_root) {
             return netlink::Snapshot::take()
                 .map(NetTables::Kernel)
                 .map_err(|e| format!("the kernel's addresses and routes (netlink: {e})"));
         }
         let lines = |rel| {
-            proc_lines(proc_root, rel).map_err(|e| unread_of(e).unwrap_or_else(|e| e.to_string()))
+            procfs::lines(proc_root, rel)
+                .map_err(|e| unread_of(e).unwrap_or_else(|e| e.to_string()))
         };
         Ok(NetTables::Tree {
             routes: lines("net/route")?,
@@ -556,7 +521,7 @@ struct Storage {
 impl Storage {
     fn read(sysfs: &Sysfs, proc_root: &Path) -> Result<Storage> {
         let mut unread = Vec::new();
-        let mut table = |rel| match proc_lines(proc_root, rel) {
+        let mut table = |rel| match procfs::lines(proc_root, rel) {
             Ok(lines) => Ok(lines),
             Err(e) => unread_of(e).map(|what| {
                 unread.push(what);
@@ -918,7 +883,7 @@ fn memory_ranges(resource: &str) -> Vec<(u64, u64)> {
 /// is nested in no PCI device's range refuses every display controller with a memory BAR,
 /// saying the addresses could not be read.
 fn boot_framebuffer(sysfs: &Sysfs, proc_root: &Path, address: &PciAddress) -> Result<Vec<String>> {
-    let lines = match proc_lines(proc_root, "iomem") {
+    let lines = match procfs::lines(proc_root, "iomem") {
         Ok(lines) => lines,
         Err(e) => return Ok(vec![could_not_read(&unread_of(e)?)]),
     };

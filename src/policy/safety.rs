@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use crate::os::files;
 use crate::os::holders::{self, Holder};
 use crate::policy::inuse::{self, InUse, InUseKinds};
 use crate::tables::Side;
@@ -208,7 +209,7 @@ impl Context {
         for name in self.sysfs.vfio_dev_names(address)? {
             nodes.push(self.dev_root.join("vfio/devices").join(name));
         }
-        nodes.retain(|n| n.symlink_metadata().is_ok());
+        nodes.retain(|n| files::exists(n));
         Ok(nodes)
     }
 

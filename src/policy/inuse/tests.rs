@@ -1144,16 +1144,3 @@ fn iomem_lines_that_are_odd_are_skipped() {
     assert_eq!(entries[1].name, "BOOTFB");
     assert_eq!(entries[1].parent, None);
 }
-
-/// Only the real /proc is asked over netlink (however spelled); a tree keeps its own files.
-#[test]
-fn netlink_only_for_the_real_proc() {
-    use super::is_real_proc;
-    use std::path::Path;
-    for p in ["/proc", "/proc/", "/proc/."] {
-        assert!(is_real_proc(Path::new(p)), "{p}");
-    }
-    for p in ["/tmp/proc", "/proc/self", "/", "/proc/.."] {
-        assert!(!is_real_proc(Path::new(p)), "{p}");
-    }
-}
