@@ -661,7 +661,7 @@ fn device_with_nothing_below_is_not_in_use() {
 
 #[test]
 fn mountinfo_escapes_are_undone_and_odd_ones_kept() {
-    use super::unescape;
+    use super::storage::unescape;
     assert_eq!(unescape("/mnt/my\\040disk"), "/mnt/my disk");
     assert_eq!(unescape("/a\\134b"), "/a\\b");
     assert_eq!(unescape("\\777\\0\\"), "\\777\\0\\");
@@ -1127,7 +1127,7 @@ fn unreadable_iomem_refuses() {
 
 #[test]
 fn iomem_lines_that_are_odd_are_skipped() {
-    use super::parse_iomem;
+    use super::display::parse_iomem;
     let lines: Vec<String> = [
         "",
         "x",
