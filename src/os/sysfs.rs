@@ -6,6 +6,7 @@
 //! Names read back from the tree (directory entries, link targets) are validated before use,
 //! and reads are bounded.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -181,7 +182,7 @@ impl Sysfs {
     }
 
     /// A small file under the root (at most a page), as UTF-8.
-    fn read_small(&self, path: &Path, step: &'static str) -> Result<String> {
+    pub(crate) fn read_small(&self, path: &Path, step: &'static str) -> Result<String> {
         let bytes = self
             .tree
             .read(path, MAX_ATTR)
@@ -529,7 +530,7 @@ impl Sysfs {
     }
 
     /// The UTF-8 names in a directory (others cannot be valid names and are skipped).
-    fn list_dir(&self, dir: &Path, step: &'static str) -> Result<Vec<String>> {
+    pub(crate) fn list_dir(&self, dir: &Path, step: &'static str) -> Result<Vec<String>> {
         let entries = self
             .tree
             .read_dir(dir)
@@ -542,7 +543,7 @@ impl Sysfs {
 
     /// The last component of a symlink's target, or `None` when the link does not exist. A
     /// target whose last component is not UTF-8 is an error, not an absent link.
-    fn link_basename(&self, link: &Path, step: &'static str) -> Result<Option<String>> {
+    pub(crate) fn link_basename(&self, link: &Path, step: &'static str) -> Result<Option<String>> {
         match self.tree.read_link(link) {
             Ok(None) => Ok(None),
             Ok(Some(target)) => match target.file_name().map(|n| n.to_str()) {
@@ -557,136 +558,30 @@ impl Sysfs {
     }
 }
 
-/// A block device (a disk or a partition).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BlockDevice {
-    pub name: String,
-    /// `MAJOR:MINOR`, as in its `dev` attribute; empty when it has none.
-    pub dev: String,
-    /// Entries of its `holders/` (device-mapper, md, bcache, ... stacked on it).
-    pub holders: Vec<String>,
-    /// A disk nobody can open: an NVMe native-multipath per-path disk (`nvmeXcYnZ`), whose
-    /// `hidden` attribute reads 1 (kernels that give hidden disks no device number show no
-    /// `dev` instead). The usable disk of the namespace hangs under the `nvme-subsystem`
-    /// device.
-    pub hidden: bool,
-    /// The `DEVNAME` of its `uevent`: the name of its node below the dev root, as devtmpfs
-    /// makes it (`nvme0n1p2`); `None` when it has none or it is no safe relative path.
-    pub devname: Option<String>,
-    /// The disk this one is a partition of (the block device whose directory holds it).
-    pub whole: Option<String>,
-    /// What could not be read about it, each as "its holders/ (PATH: ERROR)": the in-use
-    /// check refuses what it could not look at.
-    pub unread: Vec<String>,
-}
+/// Reads of any path under the root, for the in-use checks (`policy/inuse/`), which know the
+/// shapes of what lies below a device: each resolved beneath the root like every other read,
+/// and none of them writes.
+impl Sysfs {
+    /// True when `path` is a directory under the root.
+    pub(crate) fn is_dir(&self, path: &Path) -> bool {
+        self.tree.is_dir(path)
+    }
 
-/// What a network interface is, as far as a reason needs to say.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NetKind {
-    /// Has `bridge/`.
-    Bridge,
-    /// Has `bonding/`.
-    Bond,
-    /// Anything else (team, Open vSwitch, VLAN, macvlan, a plain NIC, ...).
-    Other,
-}
+    /// The entries of the directory at `path`, with their kinds.
+    pub(crate) fn read_dir(&self, path: &Path) -> io::Result<Vec<(OsString, EntryKind)>> {
+        self.tree.read_dir(path)
+    }
 
-/// A link from a network interface to one directly above it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UpperLink {
-    pub name: String,
-    /// Named by the `master` link (a bridge, bond, team or Open vSwitch port), not only by
-    /// an `upper_*` link (VLAN, macvlan).
-    pub is_master: bool,
-}
+    /// The target of the link at `path`; `None` when there is no link there.
+    pub(crate) fn read_link(&self, path: &Path) -> io::Result<Option<PathBuf>> {
+        self.tree.read_link(path)
+    }
 
-/// A network interface and the interfaces directly above it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NetInterface {
-    pub name: String,
-    /// Its `flags` (IFF_UP is bit 0); 0 when unreadable (then `unread` says so).
-    pub flags: u32,
-    pub kind: NetKind,
-    /// Its `master` and the targets of its `upper_*` links, master first, each once.
-    pub uppers: Vec<UpperLink>,
-    /// What could not be read about it ("its flags (PATH: ERROR)").
-    pub unread: Vec<String>,
-}
-
-/// An NVMe controller (`nvme/nvmeN` below its PCI function) and its namespaces.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NvmeController {
-    pub name: String,
-    /// Its `state` reads `live`: a live path to its namespaces.
-    pub live: bool,
-    /// The `nsid` of every disk directly below it: under native multipath, the namespaces it is
-    /// a path to.
-    pub path_nsids: Vec<u32>,
-    /// Device and inode of its directory, so that one reached through the subsystem's link is
-    /// recognised as the one found below the PCI function.
-    identity: (u64, u64),
-}
-
-impl NvmeController {
-    /// True when both are the same controller, however each was reached.
-    pub fn is(&self, other: &NvmeController) -> bool {
-        self.identity == other.identity
+    /// Device and inode of what `path` leads to, to tell one directory reached two ways.
+    pub(crate) fn identity(&self, path: &Path) -> io::Result<(u64, u64)> {
+        self.tree.identity(path)
     }
 }
-
-/// A namespace's usable disk under native multipath, with its partitions.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NvmeNamespace {
-    /// Its `nsid`; `None` when unreadable.
-    pub nsid: Option<u32>,
-    pub disk: BlockDevice,
-    pub partitions: Vec<BlockDevice>,
-}
-
-/// An NVMe subsystem (`class/nvme-subsystem/nvme-subsysN`): its controllers (the links in its
-/// directory) and the multipath disks of its namespaces (the disks below it).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NvmeSubsystem {
-    pub name: String,
-    pub controllers: Vec<NvmeController>,
-    pub namespaces: Vec<NvmeNamespace>,
-}
-
-/// A mounted btrfs file system (`fs/btrfs/UUID`, which exists while it is mounted) and the
-/// names of its member block devices (`devices/`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BtrfsFilesystem {
-    pub uuid: String,
-    pub members: Vec<String>,
-}
-
-/// What lies below a PCI device in the device tree, as far as the in-use checks need it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DeviceSubtree {
-    /// Interfaces in a `net/` directory anywhere below (virtio-net: `BDF/virtioN/net/IF`).
-    pub interfaces: Vec<NetInterface>,
-    /// Disks and partitions anywhere below, hidden ones included.
-    pub disks: Vec<BlockDevice>,
-    /// Framebuffers (`graphics/fbN`) anywhere below.
-    pub framebuffers: Vec<String>,
-    /// NVMe controllers (`nvme/nvmeN`) anywhere below.
-    pub nvme_controllers: Vec<NvmeController>,
-    /// Mediated devices made on it: the entries of `mdev_supported_types/TYPE/devices/`
-    /// (links to the mdev devices, named by UUID), in name order.
-    pub mdevs: Vec<String>,
-    /// Directories below that could not be looked at ("PATH (ERROR)"): what lies there is
-    /// unknown, so the in-use check refuses.
-    pub unread: Vec<String>,
-}
-
-/// How deep below a PCI device the walk goes: USB storage behind a controller is
-/// `BDF/usb1/1-1/1-1.2/1-1.2:1.0/host0/target0:0:0/0:0:0:0/block/sda/sda1`, deeper behind
-/// more hubs.
-const MAX_SUBTREE_DEPTH: usize = 16;
-
-/// How many directories below a PCI device the walk visits before giving up (with an error:
-/// an in-use check that has not looked everywhere must not say "not in use").
-const MAX_SUBTREE_DIRS: usize = 100_000;
 
 /// What a network interface's `device` link leads to (`Sysfs::net_interface_device`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -715,24 +610,6 @@ pub(crate) fn valid_ifname(name: &str) -> bool {
         && !name.chars().any(char::is_whitespace)
 }
 
-/// True for an OS error that says the entry is not there (any more): `ENOENT`, `ENOTDIR` (a
-/// file where a directory was), `ENODEV` (kernfs's answer for an attribute of a removed
-/// device).
-fn is_gone(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ENODEV)
-    )
-}
-
-/// What an error says could not be read, for an `unread` list: "PATH: ERROR".
-fn unread_detail(e: &Error) -> String {
-    match e {
-        Error::Io { path, source, .. } => format!("{}: {source}", path.display()),
-        e => e.to_string(),
-    }
-}
-
 /// "Absent means empty": a read of a file or directory that is not there (`ENOENT`) gives
 /// `empty` (no VFs, no drivers, no interfaces); any other error stays an error, since could
 /// not read is not "nothing there".
@@ -749,113 +626,7 @@ impl<T> AbsentMeans<T> for Result<T> {
     }
 }
 
-/// True for an error that says there is no such entry (or a file where a directory would be).
-fn not_found(e: &Error) -> bool {
-    matches!(e, Error::Io { source, .. }
-        if source.kind() == io::ErrorKind::NotFound || source.raw_os_error() == Some(libc::ENOTDIR))
-}
-
 impl Sysfs {
-    /// Walks the device's subtree once (directories only, never through a link, at most
-    /// `MAX_SUBTREE_DEPTH` deep) and collects its interfaces, disks, framebuffers and NVMe
-    /// controllers. Children of a class directory are recognised by its name, as the kernel
-    /// names them (`net`, `graphics`, `nvme`); disks by their `subsystem` link.
-    ///
-    /// The device itself missing is [`Error::NoDevice`]. Something below that went away while
-    /// it was walked is skipped (the caller checks that the device is still there at the
-    /// end); a directory or attribute that cannot be read is listed in `unread`, never taken
-    /// for "nothing there".
-    pub fn device_subtree(&self, address: &PciAddress) -> Result<DeviceSubtree> {
-        let top = self.device_dir(address);
-        let mut out = DeviceSubtree::default();
-        let mut visited = 0usize;
-        // Each directory with the block device whose directory holds it, if any.
-        let mut stack = vec![(top.clone(), 0usize, None::<String>)];
-        while let Some((dir, depth, block_parent)) = stack.pop() {
-            let entries = match self.tree.read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if is_gone(&e) && depth == 0 => {
-                    return Err(Error::NoDevice {
-                        address: *address,
-                        path: top,
-                    })
-                }
-                // Something below went away while we looked (a device being removed).
-                Err(e) if is_gone(&e) => continue,
-                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                    return Err(Error::io("walking the device's subtree", dir, e))
-                }
-                Err(e) => {
-                    out.unread.push(format!("{} ({e})", dir.display()));
-                    continue;
-                }
-            };
-            let class = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            // `BDF/mdev_supported_types/TYPE/devices/`: its entries are links, one per
-            // mediated device of that type.
-            let mdev_list = depth == 3
-                && class == "devices"
-                && dir
-                    .parent()
-                    .and_then(Path::parent)
-                    .and_then(Path::file_name)
-                    .is_some_and(|n| n == "mdev_supported_types");
-            for (name, kind) in entries {
-                if mdev_list {
-                    out.mdevs.push(name.to_string_lossy().into_owned());
-                    continue;
-                }
-                if kind != EntryKind::Dir {
-                    continue;
-                }
-                visited += 1;
-                if visited > MAX_SUBTREE_DIRS {
-                    return Err(Error::Malformed {
-                        path: top,
-                        detail: format!("more than {MAX_SUBTREE_DIRS} directories below it"),
-                    });
-                }
-                let path = dir.join(&name);
-                let shown = name.to_string_lossy().into_owned();
-                match class {
-                    // Nothing the checks need lies below an interface or a framebuffer.
-                    "net" => {
-                        out.interfaces.push(self.read_interface(&path, shown));
-                        continue;
-                    }
-                    "graphics" => {
-                        out.framebuffers.push(shown);
-                        continue;
-                    }
-                    "nvme" => match self.read_nvme_controller(&path, shown.clone()) {
-                        Ok(Some(c)) => out.nvme_controllers.push(c),
-                        Ok(None) => {}
-                        Err(e) if not_found(&e) => continue,
-                        Err(e @ Error::Escape { .. }) => return Err(e),
-                        Err(e) => out.unread.push(unread_detail(&e)),
-                    },
-                    _ => {}
-                }
-                let mut parent_of_children = None;
-                if self.is_block_device(&path) {
-                    let mut disk = self.read_block_device(&path, shown.clone());
-                    disk.whole = block_parent.clone();
-                    out.disks.push(disk);
-                    parent_of_children = Some(shown);
-                }
-                if depth + 1 < MAX_SUBTREE_DEPTH {
-                    stack.push((path, depth + 1, parent_of_children));
-                }
-            }
-        }
-        out.interfaces.sort_by(|a, b| a.name.cmp(&b.name));
-        out.disks.sort_by(|a, b| a.name.cmp(&b.name));
-        out.framebuffers.sort();
-        out.mdevs.sort();
-        out.nvme_controllers.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
-    }
-
     /// The names of every network interface (`class/net/`), in name order; names the kernel
     /// would not give an interface are skipped.
     pub fn net_interface_names(&self) -> Result<Vec<String>> {
@@ -866,18 +637,6 @@ impl Sysfs {
         names.retain(|n| valid_ifname(n));
         names.sort();
         Ok(names)
-    }
-
-    /// The network interface `name` (`class/net/NAME`), or `None` when there is none.
-    pub fn net_interface(&self, name: &str) -> Result<Option<NetInterface>> {
-        if !valid_ifname(name) {
-            return Ok(None);
-        }
-        let dir = self.root.join("class/net").join(name);
-        if !self.tree.is_dir(&dir) {
-            return Ok(None);
-        }
-        Ok(Some(self.read_interface(&dir, name.to_owned())))
     }
 
     /// Where network interface `name`'s `device` link leads: the device's name and the bus
@@ -906,263 +665,6 @@ impl Sysfs {
             .devices()?
             .into_iter()
             .find(|a| self.tree.is_dir(&self.device_dir(a).join(child))))
-    }
-
-    /// The interface whose directory is `dir`. What cannot be read (its flags, its links) is
-    /// listed in `unread`, never taken for "down" or "nothing above".
-    fn read_interface(&self, dir: &Path, name: String) -> NetInterface {
-        let mut unread = Vec::new();
-        let flags_path = dir.join("flags");
-        let flags = match self.read_small(&flags_path, "reading an interface's flags") {
-            Ok(t) => match u32::from_str_radix(t.trim().trim_start_matches("0x"), 16) {
-                Ok(flags) => flags,
-                Err(_) => {
-                    unread.push(format!(
-                        "its flags ({}: {:?})",
-                        flags_path.display(),
-                        t.trim()
-                    ));
-                    0
-                }
-            },
-            Err(e) => {
-                unread.push(format!("its flags ({})", unread_detail(&e)));
-                0
-            }
-        };
-        let kind = if self.tree.is_dir(&dir.join("bridge")) {
-            NetKind::Bridge
-        } else if self.tree.is_dir(&dir.join("bonding")) {
-            NetKind::Bond
-        } else {
-            NetKind::Other
-        };
-        let mut uppers: Vec<UpperLink> = Vec::new();
-        let mut links = match self.list_dir(dir, "listing an interface's links") {
-            Ok(links) => links,
-            Err(e) => {
-                unread.push(format!("the interfaces above it ({})", unread_detail(&e)));
-                Vec::new()
-            }
-        };
-        // `master` first, so the relation shown is "a port of", not "below".
-        links.sort_by_key(|l| l != "master");
-        for link in links {
-            let is_master = link == "master";
-            if !is_master && !link.starts_with("upper_") {
-                continue;
-            }
-            let Ok(Some(upper)) = self.link_basename(&dir.join(&link), "reading an upper link")
-            else {
-                continue;
-            };
-            if valid_ifname(&upper) && !uppers.iter().any(|u| u.name == upper) {
-                uppers.push(UpperLink {
-                    name: upper,
-                    is_master,
-                });
-            }
-        }
-        NetInterface {
-            name,
-            flags,
-            kind,
-            uppers,
-            unread,
-        }
-    }
-
-    /// True when `dir` is a block device: its `subsystem` link names `block`.
-    fn is_block_device(&self, dir: &Path) -> bool {
-        self.tree
-            .read_link(&dir.join("subsystem"))
-            .ok()
-            .flatten()
-            .is_some_and(|t| t.file_name().is_some_and(|n| n == "block"))
-    }
-
-    /// The block device whose directory is `dir`. What cannot be read (its number, its
-    /// `holders/`) is listed in `unread`.
-    fn read_block_device(&self, dir: &Path, name: String) -> BlockDevice {
-        let mut unread = Vec::new();
-        // No `dev` at all: a hidden per-path disk of an older kernel.
-        let dev = match self.read_small(&dir.join("dev"), "reading a block device's number") {
-            Ok(t) => t.trim().to_owned(),
-            Err(e) if not_found(&e) => String::new(),
-            Err(e) => {
-                unread.push(format!("its number ({})", unread_detail(&e)));
-                String::new()
-            }
-        };
-        let hidden = (dev.is_empty() && unread.is_empty())
-            || self
-                .read_small(&dir.join("hidden"), "reading a disk's hidden flag")
-                .is_ok_and(|t| t.trim() == "1");
-        let holders = match self.list_dir(&dir.join("holders"), "listing holders") {
-            Ok(holders) => holders,
-            Err(e) => {
-                unread.push(format!("its holders/ ({})", unread_detail(&e)));
-                Vec::new()
-            }
-        };
-        BlockDevice {
-            name,
-            dev,
-            holders,
-            hidden,
-            devname: self.read_devname(dir),
-            whole: None,
-            unread,
-        }
-    }
-
-    /// `DEVNAME=` of the device's `uevent`, when it is a relative path of plain names (as
-    /// devtmpfs names nodes: `nvme0n1`, `mapper/...` is not a disk's).
-    fn read_devname(&self, dir: &Path) -> Option<String> {
-        let uevent = self
-            .read_small(&dir.join("uevent"), "reading a device's uevent")
-            .ok()?;
-        let name = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME="))?;
-        let safe = !name.is_empty()
-            && !name.starts_with('/')
-            && name
-                .split('/')
-                .all(|c| !c.is_empty() && c != "." && c != "..");
-        safe.then(|| name.to_owned())
-    }
-
-    /// The block devices directly below `dir`, in name order.
-    fn child_block_devices(&self, dir: &Path) -> Vec<(PathBuf, BlockDevice)> {
-        let mut out: Vec<(PathBuf, BlockDevice)> = self
-            .tree
-            .read_dir(dir)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(_, kind)| *kind == EntryKind::Dir)
-            .map(|(name, _)| dir.join(&name))
-            .filter(|path| self.is_block_device(path))
-            .map(|path| {
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let disk = self.read_block_device(&path, name);
-                (path, disk)
-            })
-            .collect();
-        out.sort_by(|a, b| a.1.name.cmp(&b.1.name));
-        out
-    }
-
-    fn read_nsid(&self, disk: &Path) -> Option<u32> {
-        self.read_small(&disk.join("nsid"), "reading a namespace id")
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-    }
-
-    /// The controller at `dir` (reached directly or through a subsystem's link); `None` when
-    /// it has no `state`, so is no NVMe controller.
-    fn read_nvme_controller(&self, dir: &Path, name: String) -> Result<Option<NvmeController>> {
-        let state = match self.read_small(&dir.join("state"), "reading a controller's state") {
-            Ok(state) => state,
-            Err(e) if not_found(&e) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let identity = self
-            .tree
-            .identity(dir)
-            .map_err(|e| Error::io("looking up an NVMe controller", dir, e))?;
-        let path_nsids = self
-            .child_block_devices(dir)
-            .iter()
-            .filter_map(|(path, _)| self.read_nsid(path))
-            .collect();
-        Ok(Some(NvmeController {
-            name,
-            live: state.trim() == "live",
-            path_nsids,
-            identity,
-        }))
-    }
-
-    /// Every NVMe subsystem (`class/nvme-subsystem/`), with its controllers and the multipath
-    /// disks of its namespaces; none when the class does not exist.
-    pub fn nvme_subsystems(&self) -> Result<Vec<NvmeSubsystem>> {
-        let class = self.root.join("class/nvme-subsystem");
-        let names = match self.list_dir(&class, "listing NVMe subsystems") {
-            Ok(names) => names,
-            Err(e) if not_found(&e) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::new();
-        for name in names {
-            let dir = class.join(&name);
-            let entries = match self.tree.read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io("listing an NVMe subsystem", dir, e)),
-            };
-            let mut controllers = Vec::new();
-            for (entry, kind) in entries {
-                // The subsystem links each of its controllers by the controller's name.
-                if kind != EntryKind::Link || entry == "subsystem" {
-                    continue;
-                }
-                let shown = entry.to_string_lossy().into_owned();
-                if let Some(c) = self.read_nvme_controller(&dir.join(&entry), shown)? {
-                    controllers.push(c);
-                }
-            }
-            controllers.sort_by(|a, b| a.name.cmp(&b.name));
-            let namespaces = self
-                .child_block_devices(&dir)
-                .into_iter()
-                .map(|(path, disk)| NvmeNamespace {
-                    nsid: self.read_nsid(&path),
-                    partitions: self
-                        .child_block_devices(&path)
-                        .into_iter()
-                        .map(|(_, mut part)| {
-                            part.whole = Some(disk.name.clone());
-                            part
-                        })
-                        .collect(),
-                    disk,
-                })
-                .collect();
-            out.push(NvmeSubsystem {
-                name,
-                controllers,
-                namespaces,
-            });
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
-    }
-
-    /// Every mounted btrfs file system (`fs/btrfs/UUID/devices/`); none without btrfs.
-    pub fn btrfs_filesystems(&self) -> Result<Vec<BtrfsFilesystem>> {
-        let dir = self.root.join("fs/btrfs");
-        let names = match self.list_dir(&dir, "listing btrfs file systems") {
-            Ok(names) => names,
-            Err(e) if not_found(&e) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::new();
-        for uuid in names {
-            // `features/` and anything else without `devices/` is no file system.
-            let devices = dir.join(&uuid).join("devices");
-            match self.list_dir(&devices, "listing a btrfs file system's devices") {
-                Ok(mut members) => {
-                    members.sort();
-                    out.push(BtrfsFilesystem { uuid, members });
-                }
-                Err(e) if not_found(&e) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        out.sort_by(|a, b| a.uuid.cmp(&b.uuid));
-        Ok(out)
     }
 }
 

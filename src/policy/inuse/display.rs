@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
+use super::DeviceSubtree;
 use super::{could_not_read, unread_of};
 use crate::os::procfs;
-use crate::os::sysfs::{AbsentMeans, DeviceSubtree, Sysfs};
+use crate::os::sysfs::{AbsentMeans, Sysfs};
 use crate::types::address::PciAddress;
 use crate::types::error::Result;
 

@@ -5,8 +5,9 @@
 //! what holds them where the host lists it (mounted by number or by source, btrfs members,
 //! swap, `holders/`); NVMe namespaces whose last live path is the device; framebuffers below
 //! it, and the firmware's boot framebuffer inside its BARs. One file per shape: `network.rs`,
-//! `storage.rs` (disks and NVMe multipath), `display.rs`; mediated devices and what could not
-//! be read are here.
+//! `storage.rs` (disks), `nvme.rs` (NVMe multipath), `display.rs`; mediated devices and what
+//! could not be read are here. The data model (what the tree says of a device's subtree, an
+//! interface, a disk, an NVMe subsystem) is read by `subtree.rs` and the shape's own file.
 //!
 //! Could not look is not "not in use": whatever a check needs and cannot read (an interface's
 //! flags, a disk's `holders/`, a proc table, the kernel's netlink answer) becomes a reason of
@@ -14,28 +15,34 @@
 //! that does not exist at all (`ENOENT`: a test tree without it, a kernel without the feature)
 //! describes nothing and refuses nothing.
 //!
-//! Sysfs is read through `sysfs` only; the proc files through `procfs`, under the configured
-//! proc root (`/proc` normally; a fake tree's in tests); addresses and routes over netlink (`netlink`) when the
-//! proc root is the real `/proc`, else from the tree's `net/route` and `net/if_inet6`; device
+//! Nothing here opens a file: sysfs is read through `Sysfs` (every path resolved beneath the
+//! root); the proc files through `procfs`, under the configured proc root (`/proc` normally; a
+//! fake tree's in tests); addresses and routes over netlink (`netlink`) when the proc root is
+//! the real `/proc`, else from the tree's `net/route` and `net/if_inet6`; device
 //! nodes under the dev root. Proc content is parsed field by field with `get`: an odd line is
 //! skipped or read as far as it goes, never a panic.
 
+use std::io;
 use std::path::Path;
 
-use crate::os::sysfs::{BlockDevice, DeviceSubtree, Sysfs};
+use crate::os::sysfs::Sysfs;
 use crate::types::address::PciAddress;
 use crate::types::error::{Error, Result};
 use crate::types::log::Logger;
 
 mod display;
 mod network;
+mod nvme;
 mod storage;
+mod subtree;
 #[cfg(test)]
 mod tests;
 
 use display::{boot_framebuffer, framebuffers};
 use network::network_below;
-use storage::{disks_reasons, nvme_multipath, Storage};
+use nvme::nvme_multipath;
+use storage::{disks_reasons, BlockDevice, Storage};
+use subtree::DeviceSubtree;
 
 /// The ways a device is in use (SPEC 3.14's kinds, the C API's `PCIBIND_IN_USE_*` bits): a
 /// set, since one device can be several at once.
@@ -216,4 +223,28 @@ fn unread_of(e: Error) -> Result<String> {
         Error::Malformed { path, detail } => Ok(format!("{} ({detail})", path.display())),
         e => Err(e),
     }
+}
+
+/// True for an OS error that says the entry is not there (any more): `ENOENT`, `ENOTDIR` (a
+/// file where a directory was), `ENODEV` (kernfs's answer for an attribute of a removed
+/// device).
+fn is_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ENODEV)
+    )
+}
+
+/// What an error says could not be read, for an `unread` list: "PATH: ERROR".
+fn unread_detail(e: &Error) -> String {
+    match e {
+        Error::Io { path, source, .. } => format!("{}: {source}", path.display()),
+        e => e.to_string(),
+    }
+}
+
+/// True for an error that says there is no such entry (or a file where a directory would be).
+fn not_found(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. }
+        if source.kind() == io::ErrorKind::NotFound || source.raw_os_error() == Some(libc::ENOTDIR))
 }

@@ -3,11 +3,10 @@
 
 use std::path::Path;
 
-use super::could_not_read;
-use super::unread_of;
+use super::{could_not_read, unread_detail, unread_of};
 use crate::os::netlink;
 use crate::os::procfs;
-use crate::os::sysfs::{NetInterface, NetKind, Sysfs, UpperLink};
+use crate::os::sysfs::{valid_ifname, Sysfs};
 use crate::types::error::Result;
 
 const IFF_UP: u32 = 0x1;
@@ -229,5 +228,118 @@ fn relation(link: &UpperLink, upper: &NetInterface) -> String {
         (true, NetKind::Bond) => format!("is a port of bond {name}"),
         (true, NetKind::Other) => format!("is a port of {name}"),
         (false, _) => format!("is the lower device of {name}"),
+    }
+}
+
+// --- what the tree says of an interface ---
+
+/// What a network interface is, as far as a reason needs to say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetKind {
+    /// Has `bridge/`.
+    Bridge,
+    /// Has `bonding/`.
+    Bond,
+    /// Anything else (team, Open vSwitch, VLAN, macvlan, a plain NIC, ...).
+    Other,
+}
+
+/// A link from a network interface to one directly above it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpperLink {
+    pub name: String,
+    /// Named by the `master` link (a bridge, bond, team or Open vSwitch port), not only by
+    /// an `upper_*` link (VLAN, macvlan).
+    pub is_master: bool,
+}
+
+/// A network interface and the interfaces directly above it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetInterface {
+    pub name: String,
+    /// Its `flags` (IFF_UP is bit 0); 0 when unreadable (then `unread` says so).
+    pub flags: u32,
+    pub kind: NetKind,
+    /// Its `master` and the targets of its `upper_*` links, master first, each once.
+    pub uppers: Vec<UpperLink>,
+    /// What could not be read about it ("its flags (PATH: ERROR)").
+    pub unread: Vec<String>,
+}
+
+impl Sysfs {
+    /// The network interface `name` (`class/net/NAME`), or `None` when there is none.
+    pub fn net_interface(&self, name: &str) -> Result<Option<NetInterface>> {
+        if !valid_ifname(name) {
+            return Ok(None);
+        }
+        let dir = self.root().join("class/net").join(name);
+        if !self.is_dir(&dir) {
+            return Ok(None);
+        }
+        Ok(Some(self.read_interface(&dir, name.to_owned())))
+    }
+
+    /// The interface whose directory is `dir`. What cannot be read (its flags, its links) is
+    /// listed in `unread`, never taken for "down" or "nothing above".
+    pub(super) fn read_interface(&self, dir: &Path, name: String) -> NetInterface {
+        let mut unread = Vec::new();
+        let flags_path = dir.join("flags");
+        let flags = match self.read_small(&flags_path, "reading an interface's flags") {
+            Ok(t) => match u32::from_str_radix(t.trim().trim_start_matches("0x"), 16) {
+                Ok(flags) => flags,
+                Err(_) => {
+                    unread.push(format!(
+                        "its flags ({}: {:?})",
+                        flags_path.display(),
+                        t.trim()
+                    ));
+                    0
+                }
+            },
+            Err(e) => {
+                unread.push(format!("its flags ({})", unread_detail(&e)));
+                0
+            }
+        };
+        let kind = if self.is_dir(&dir.join("bridge")) {
+            NetKind::Bridge
+        } else if self.is_dir(&dir.join("bonding")) {
+            NetKind::Bond
+        } else {
+            NetKind::Other
+        };
+        let mut uppers: Vec<UpperLink> = Vec::new();
+        let mut links = match self.list_dir(dir, "listing an interface's links") {
+            Ok(links) => links,
+            Err(e) => {
+                unread.push(format!("the interfaces above it ({})", unread_detail(&e)));
+                Vec::new()
+            }
+        };
+        // `master` first, so the relation shown is "a port of", not "below".
+        links.sort_by_key(|l| l != "master");
+        for link in links {
+            let is_master = link == "master";
+            if !is_master && !link.starts_with("upper_") {
+                continue;
+            }
+            let Ok(Some(upper)) = self.link_basename(&dir.join(&link), "reading an upper link")
+            else {
+                continue;
+            };
+            if valid_ifname(&upper) && !uppers.iter().any(|u| u.name == upper) {
+                uppers.push(UpperLink {
+                    name: upper,
+                    is_master,
+                });
+            }
+        }
+        NetInterface {
+            name,
+            flags,
+            kind,
+            uppers,
+            unread,
+        }
     }
 }

@@ -2,14 +2,14 @@
 //! holds them where the host lists it (mounted by number or by source, btrfs members, swap,
 //! `holders/`), and NVMe namespaces whose last live path is the device.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{could_not_read, unread_of};
+use super::{could_not_read, not_found, unread_detail, unread_of};
+use crate::os::beneath::EntryKind;
 use crate::os::blockdev::{self, Exclusive};
 use crate::os::procfs;
-use crate::os::sysfs::{BlockDevice, BtrfsFilesystem, DeviceSubtree, NvmeNamespace, Sysfs};
+use crate::os::sysfs::Sysfs;
 use crate::types::error::Result;
-use crate::types::log::{Logger, Priority};
 
 /// How many mount points one reason lists before it says how many more there are.
 const MAX_MOUNTPOINTS_SHOWN: usize = 4;
@@ -286,80 +286,142 @@ fn swap(disk: &BlockDevice, storage: &Storage) -> Option<String> {
         .then(|| "is used as swap".to_owned())
 }
 
-/// The namespace's multipath disk and its partitions.
-fn namespace_disks(ns: &NvmeNamespace) -> Vec<&BlockDevice> {
-    std::iter::once(&ns.disk).chain(&ns.partitions).collect()
+// --- what the tree says of disks ---
+
+/// A block device (a disk or a partition).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockDevice {
+    pub name: String,
+    /// `MAJOR:MINOR`, as in its `dev` attribute; empty when it has none.
+    pub dev: String,
+    /// Entries of its `holders/` (device-mapper, md, bcache, ... stacked on it).
+    pub holders: Vec<String>,
+    /// A disk nobody can open: an NVMe native-multipath per-path disk (`nvmeXcYnZ`), whose
+    /// `hidden` attribute reads 1 (kernels that give hidden disks no device number show no
+    /// `dev` instead). The usable disk of the namespace hangs under the `nvme-subsystem`
+    /// device.
+    pub hidden: bool,
+    /// The `DEVNAME` of its `uevent`: the name of its node below the dev root, as devtmpfs
+    /// makes it (`nvme0n1p2`); `None` when it has none or it is no safe relative path.
+    pub devname: Option<String>,
+    /// The disk this one is a partition of (the block device whose directory holds it).
+    pub whole: Option<String>,
+    /// What could not be read about it, each as "its holders/ (PATH: ERROR)": the in-use
+    /// check refuses what it could not look at.
+    pub unread: Vec<String>,
 }
 
-/// NVMe native multipath: the usable disk of a namespace hangs under the `nvme-subsystem`
-/// device, not under the controller, whose subtree holds only hidden per-path disks. A
-/// controller of the device is in use when it is the last live path to a namespace that is
-/// in use (the kernel's `O_EXCL` answer deciding, as for any disk); when another live path
-/// remains, binding it is allowed with a warning (from the host's tables: the namespace is not
-/// opened then). Namespaces are matched to paths by `nsid` within the subsystem, never by disk
-/// name.
-pub(super) fn nvme_multipath(
-    sysfs: &Sysfs,
-    storage: &Storage,
-    dev_root: &Path,
-    log: &Logger,
-    tree: &DeviceSubtree,
-) -> Result<Vec<String>> {
-    let mut reasons = Vec::new();
-    if tree.nvme_controllers.is_empty() {
-        return Ok(reasons);
+/// A mounted btrfs file system (`fs/btrfs/UUID`, which exists while it is mounted) and the
+/// names of its member block devices (`devices/`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BtrfsFilesystem {
+    pub uuid: String,
+    pub members: Vec<String>,
+}
+
+impl Sysfs {
+    /// True when `dir` is a block device: its `subsystem` link names `block`.
+    pub(super) fn is_block_device(&self, dir: &Path) -> bool {
+        self.read_link(&dir.join("subsystem"))
+            .ok()
+            .flatten()
+            .is_some_and(|t| t.file_name().is_some_and(|n| n == "block"))
     }
-    let subsystems = match sysfs.nvme_subsystems() {
-        Ok(subsystems) => subsystems,
-        Err(e) => return Ok(vec![could_not_read(&unread_of(e)?)]),
-    };
-    for subsys in subsystems {
-        let (ours, others): (Vec<_>, Vec<_>) = subsys
-            .controllers
-            .iter()
-            .partition(|c| tree.nvme_controllers.iter().any(|t| t.is(c)));
-        for ctrl in &ours {
-            for ns in &subsys.namespaces {
-                // A namespace whose nsid cannot be read counts as reachable through this
-                // controller and no other: refusing is the safe mistake.
-                if !ns.nsid.map_or(true, |id| ctrl.path_nsids.contains(&id)) {
-                    continue;
-                }
-                let live_others: Vec<&str> = others
-                    .iter()
-                    .filter(|c| c.live && ns.nsid.is_some_and(|id| c.path_nsids.contains(&id)))
-                    .map(|c| c.name.as_str())
-                    .collect();
-                let last_path = live_others.is_empty();
-                let uses =
-                    disks_reasons(&namespace_disks(ns), storage, last_path.then_some(dev_root));
-                if uses.is_empty() {
-                    continue;
-                }
-                if last_path {
-                    reasons.push(format!(
-                        "NVMe controller {} is the last live path to namespace {} of {}: {}",
-                        ctrl.name,
-                        ns.disk.name,
-                        subsys.name,
-                        uses.join(", ")
-                    ));
-                } else {
-                    log.log(
-                        Priority::Warning,
-                        format_args!(
-                            "NVMe controller {} is a path to namespace {} of {}, which is in use \
-                             ({}); allowed, since {} remain(s) a live path to it",
-                            ctrl.name,
-                            ns.disk.name,
-                            subsys.name,
-                            uses.join(", "),
-                            live_others.join(", ")
-                        ),
-                    );
-                }
+
+    /// The block device whose directory is `dir`. What cannot be read (its number, its
+    /// `holders/`) is listed in `unread`.
+    pub(super) fn read_block_device(&self, dir: &Path, name: String) -> BlockDevice {
+        let mut unread = Vec::new();
+        // No `dev` at all: a hidden per-path disk of an older kernel.
+        let dev = match self.read_small(&dir.join("dev"), "reading a block device's number") {
+            Ok(t) => t.trim().to_owned(),
+            Err(e) if not_found(&e) => String::new(),
+            Err(e) => {
+                unread.push(format!("its number ({})", unread_detail(&e)));
+                String::new()
             }
+        };
+        let hidden = (dev.is_empty() && unread.is_empty())
+            || self
+                .read_small(&dir.join("hidden"), "reading a disk's hidden flag")
+                .is_ok_and(|t| t.trim() == "1");
+        let holders = match self.list_dir(&dir.join("holders"), "listing holders") {
+            Ok(holders) => holders,
+            Err(e) => {
+                unread.push(format!("its holders/ ({})", unread_detail(&e)));
+                Vec::new()
+            }
+        };
+        BlockDevice {
+            name,
+            dev,
+            holders,
+            hidden,
+            devname: self.read_devname(dir),
+            whole: None,
+            unread,
         }
     }
-    Ok(reasons)
+
+    /// `DEVNAME=` of the device's `uevent`, when it is a relative path of plain names (as
+    /// devtmpfs names nodes: `nvme0n1`, `mapper/...` is not a disk's).
+    fn read_devname(&self, dir: &Path) -> Option<String> {
+        let uevent = self
+            .read_small(&dir.join("uevent"), "reading a device's uevent")
+            .ok()?;
+        let name = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME="))?;
+        let safe = !name.is_empty()
+            && !name.starts_with('/')
+            && name
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != "..");
+        safe.then(|| name.to_owned())
+    }
+
+    /// The block devices directly below `dir`, in name order.
+    pub(super) fn child_block_devices(&self, dir: &Path) -> Vec<(PathBuf, BlockDevice)> {
+        let mut out: Vec<(PathBuf, BlockDevice)> = self
+            .read_dir(dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, kind)| *kind == EntryKind::Dir)
+            .map(|(name, _)| dir.join(&name))
+            .filter(|path| self.is_block_device(path))
+            .map(|path| {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let disk = self.read_block_device(&path, name);
+                (path, disk)
+            })
+            .collect();
+        out.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+        out
+    }
+
+    /// Every mounted btrfs file system (`fs/btrfs/UUID/devices/`); none without btrfs.
+    pub fn btrfs_filesystems(&self) -> Result<Vec<BtrfsFilesystem>> {
+        let dir = self.root().join("fs/btrfs");
+        let names = match self.list_dir(&dir, "listing btrfs file systems") {
+            Ok(names) => names,
+            Err(e) if not_found(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for uuid in names {
+            // `features/` and anything else without `devices/` is no file system.
+            let devices = dir.join(&uuid).join("devices");
+            match self.list_dir(&devices, "listing a btrfs file system's devices") {
+                Ok(mut members) => {
+                    members.sort();
+                    out.push(BtrfsFilesystem { uuid, members });
+                }
+                Err(e) if not_found(&e) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+        Ok(out)
+    }
 }
