@@ -1,12 +1,20 @@
 //! The loader against fake programs (a modprobe that succeeds, fails, hangs, floods its
 //! output, forks) and the caller's callback.
 
+use super::cloexec::{cloexec_beyond_stdio, cloexec_counted, cloexec_listed};
+use super::run::{supervise, Loader, Output, KILL_GRACE};
 use super::*;
-use std::io::Write;
+use std::fs::File;
+use std::io::{self, Write};
 use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread;
+use std::time::Instant;
 
 fn module(name: &str) -> ModuleName {
     ModuleName::new(name).unwrap()
