@@ -4,7 +4,7 @@
 //! path is checked and then opened again by name. Where `openat2` is refused (`ENOSYS`: before
 //! 5.6, or under valgrind; `EPERM`: a seccomp filter, as Docker's default profile and older
 //! systemd units install) the same rules are kept by a walk that opens one name at a time
-//! (`walk`). Only `sysfs.rs` uses this.
+//! (`walk`). Only `sysfs/` uses this.
 
 use std::ffi::{CStr, CString, OsString};
 use std::fs::File;
