@@ -18,7 +18,7 @@ use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::os::beneath::{Beneath, EntryKind};
+use crate::os::beneath::Beneath;
 
 use crate::types::address::PciAddress;
 use crate::types::error::{Error, Result};
@@ -31,6 +31,7 @@ mod sriov;
 mod vfio;
 mod write;
 
+pub(crate) use crate::os::beneath::EntryKind;
 pub use device::NO_DRIVER_OVERRIDE;
 pub(crate) use net::valid_ifname;
 pub use net::InterfaceDevice;

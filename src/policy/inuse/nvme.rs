@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::storage::{disks_reasons, BlockDevice, Storage};
 use super::{could_not_read, not_found, unread_of, DeviceSubtree};
-use crate::os::beneath::EntryKind;
+use crate::os::sysfs::EntryKind;
 use crate::os::sysfs::Sysfs;
 use crate::types::error::{Error, Result};
 use crate::types::log::{Logger, Priority};

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use super::{could_not_read, not_found, unread_detail, unread_of};
-use crate::os::beneath::EntryKind;
 use crate::os::blockdev::{self, Exclusive};
 use crate::os::procfs;
+use crate::os::sysfs::EntryKind;
 use crate::os::sysfs::Sysfs;
 use crate::types::error::Result;
 

@@ -7,7 +7,7 @@ use super::network::NetInterface;
 use super::nvme::NvmeController;
 use super::storage::BlockDevice;
 use super::{is_gone, not_found, unread_detail};
-use crate::os::beneath::EntryKind;
+use crate::os::sysfs::EntryKind;
 use crate::os::sysfs::Sysfs;
 use crate::types::address::PciAddress;
 use crate::types::error::{Error, Result};
