@@ -37,6 +37,7 @@ mod storage;
 mod subtree;
 #[cfg(test)]
 mod tests;
+mod vmm;
 
 use display::{boot_framebuffer, framebuffers};
 use network::network_below;
