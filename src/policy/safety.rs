@@ -1,7 +1,7 @@
 //! The safety checks of SPEC 3.3 step 5, run before anything is written (and by a dry run):
 //! the device is not in use on the host, an SR-IOV PF with VFs is not handed to a VFIO driver,
 //! and the target driver claims the device. Which drivers are VFIO drivers is `classify.rs`'s
-//! to say.
+//! to say; how a device is in use, `inuse/` (a VMM holding it, `inuse/vmm.rs`).
 
 use crate::policy::inuse::{self, InUse, InUseKinds};
 use crate::tables::Side;

@@ -5,8 +5,9 @@
 //! what holds them where the host lists it (mounted by number or by source, btrfs members,
 //! swap, `holders/`); NVMe namespaces whose last live path is the device; framebuffers below
 //! it, and the firmware's boot framebuffer inside its BARs. One file per shape: `network.rs`,
-//! `storage.rs` (disks), `nvme.rs` (NVMe multipath), `display.rs`; mediated devices and what
-//! could not be read are here. The data model (what the tree says of a device's subtree, an
+//! `storage.rs` (disks), `nvme.rs` (NVMe multipath), `display.rs`, and `vmm.rs` (a VMM holding
+//! a device on a VFIO driver: no host use, asked apart); mediated devices and what could not
+//! be read are here. The data model (what the tree says of a device's subtree, an
 //! interface, a disk, an NVMe subsystem) is read by `subtree.rs` and the shape's own file.
 //!
 //! Could not look is not "not in use": whatever a check needs and cannot read (an interface's
