@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::policy::classify::is_harmless_driver;
 use crate::types::address::PciAddress;
 use crate::types::error::{Error, Result};
 use crate::types::name::DriverName;
@@ -24,18 +25,14 @@ impl UnitMember {
     /// A bridge on a host driver (an LPC bridge on `lpc_ich`): the unit cannot be assigned
     /// safely, forced or not.
     pub fn is_host_bridge(&self) -> bool {
-        self.bridge
-            && self
-                .driver
-                .as_ref()
-                .is_some_and(|d| !crate::policy::group::is_harmless_driver(d))
+        self.bridge && self.driver.as_ref().is_some_and(|d| !is_harmless_driver(d))
     }
 }
 
 impl Context {
     fn unit_member(&self, address: &PciAddress) -> Result<UnitMember> {
         let driver = self.sysfs.device_driver(address)?;
-        let vfio = self.on_vfio_driver(address, driver.as_ref());
+        let vfio = self.classifier().on_vfio_driver(address, driver.as_ref());
         let bridge = self.sysfs.modalias(address)?.is_bridge();
         Ok(UnitMember {
             address: *address,
