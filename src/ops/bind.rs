@@ -6,16 +6,19 @@
 use std::fmt;
 
 use crate::os::sysfs::NO_DRIVER_OVERRIDE;
+use crate::policy::resolve::{self, Resolved};
 use crate::policy::safety::Destination;
 use crate::policy::unit::UnitMember;
 use crate::tables::VFIO_PCI_MODULE;
-use crate::txn::{self, DeviceTxn, Expect, Locked, Override, Step, Target};
+use crate::txn::{
+    self, DeviceTxn, Expect, Fallback, Load, LoadFor, Loads, Locked, Override, Step, Target,
+};
 use crate::types::address::PciAddress;
 use crate::types::error::{Check, Error, Result};
 use crate::types::log::Priority;
 use crate::types::name::{DriverName, ModuleName};
 pub use crate::types::options::BindOptions;
-use crate::{Context, Modprobe};
+use crate::Context;
 
 /// What [`Context::bind`] would do, found without changing or loading anything.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,7 +26,8 @@ pub struct Plan {
     /// The driver the device would end on; `None` when only loading its module would tell.
     pub target: Option<DriverName>,
     /// One action per line: the module loads, the checks, each sysfs write with its value
-    /// and path, the check of the result, and what a failure would restore.
+    /// and path, the check of the result, and what a failure would restore (never a module
+    /// unload: other devices may already use a module loaded).
     pub lines: Vec<String>,
 }
 
@@ -31,15 +35,6 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.lines.join("\n"))
     }
-}
-
-/// What a VFIO variant chosen for a device falls back to when it cannot be had.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fallback {
-    /// vfio-pci, with a warning (SPEC 3.2).
-    VfioPci,
-    /// Nothing: the call fails (`strict_variant`, SPEC 3.14).
-    Strict,
 }
 
 /// The plan's line about the safety checks a move to a driver runs.
@@ -72,8 +67,8 @@ fn checks_note_of(options: &BindOptions, checks: &[(Check, &str)]) -> String {
     }
 }
 
-/// Whether working out an operation may load modules (a real call) or only says what it
-/// would load (a dry run).
+/// Whether a group transaction locks its unit, runs its module loads and writes (a real call),
+/// or only says what it would do (a dry run).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Real,
@@ -93,12 +88,15 @@ pub struct BindOutcome {
     pub moved: bool,
 }
 
-/// An operation worked out: the driver it ends on, its transaction (`None`: nothing to do),
-/// and, in a dry run, the plan lines that precede the steps.
+/// An operation worked out: the driver it ends on, its transaction's writes (`None`: nothing
+/// to write; its module loads are with its [`Loads`]), and, for a dry run's plan, the lines
+/// before the steps (`notes`) and those at the checkpoint, after the module loads and before
+/// the writes (`checkpoint`: the checks, or why nothing is to be done).
 struct Prepared {
     target: Option<DriverName>,
     txn: Option<DeviceTxn>,
     notes: Vec<String>,
+    checkpoint: Vec<String>,
 }
 
 fn vfio_pci_name() -> DriverName {
@@ -133,19 +131,17 @@ impl Context {
         self.on_locked_device(&address, |locked, _| {
             // Before the target is resolved: loading its module may already probe the device.
             let start = self.state(&address)?;
-            let prepared = self.prepare_bind(&address, name.as_ref(), options, Mode::Real)?;
-            let driver = prepared
-                .target
-                .ok_or_else(|| Error::Internal("a bind without a resolved target".into()))?;
-            let moved = match &prepared.txn {
-                Some(txn) => {
-                    self.execute(std::slice::from_ref(txn), locked)?;
-                    self.warn_if_group_not_viable(&address, &driver);
-                    true
-                }
-                // A module load can move a device on its own (a host driver probing an unbound
-                // device): then the call did move it, though it wrote nothing itself.
-                None => self.state(&address)? != start,
+            let (target, executed) =
+                self.run_prepared(locked, address, start.clone(), "binding to", |loads| {
+                    self.prepare_bind(loads, name.as_ref(), options)
+                })?;
+            let driver =
+                target.ok_or_else(|| Error::Internal("a bind without a resolved target".into()))?;
+            let moved = if executed {
+                self.warn_if_group_not_viable(&address, &driver);
+                true
+            } else {
+                self.state(&address)? != start
             };
             Ok(BindOutcome {
                 driver,
@@ -185,9 +181,9 @@ impl Context {
     ) -> Result<Plan> {
         let address = PciAddress::parse(address)?;
         let name = name.map(DriverName::new).transpose()?;
-        self.sysfs.require_device(&address)?;
-        let prepared = self.prepare_bind(&address, name.as_ref(), options, Mode::DryRun)?;
-        Ok(self.plan_of(&address, prepared))
+        self.plan_with(address, |loads| {
+            self.prepare_bind(loads, name.as_ref(), options)
+        })
     }
 
     /// What [`Context::unbind`] with the same arguments would do, without doing any of it:
@@ -195,10 +191,9 @@ impl Context {
     /// the real call executes.
     pub fn unbind_plan(&self, address: &str, options: BindOptions) -> Result<Plan> {
         let address = PciAddress::parse(address)?;
-        self.sysfs.require_device(&address)?;
-        let start = self.state(&address)?;
-        let prepared = self.prepare_unbind(&address, start, options)?;
-        Ok(self.plan_of(&address, prepared))
+        self.plan_with(address, |loads| {
+            self.prepare_unbind(&address, loads.start().clone(), options)
+        })
     }
 
     /// What [`Context::reattach`] with the same arguments would do, without doing any of it:
@@ -212,13 +207,55 @@ impl Context {
     ) -> Result<Plan> {
         let address = PciAddress::parse(address)?;
         let name = name.map(DriverName::new).transpose()?;
+        self.plan_with(address, |loads| {
+            self.prepare_reattach(loads, name.as_ref(), options)
+        })
+    }
+
+    /// A real call's transaction on one locked device, in its two phases: `prepare` works the
+    /// operation out from `start` (the module loads it needs, each run as a step of the
+    /// transaction, then the checkpoint: the target, the checks, the writes to make), then the
+    /// executor runs the writes. A refusal at the checkpoint puts back a device the loads
+    /// moved. Returns the target and whether the executor ran a transaction.
+    fn run_prepared(
+        &self,
+        locked: &Locked<'_>,
+        address: PciAddress,
+        start: txn::DeviceState,
+        verb: &'static str,
+        prepare: impl FnOnce(&mut Loads<'_>) -> Result<Prepared>,
+    ) -> Result<(Option<DriverName>, bool)> {
+        let mut loads = Loads::real(self, locked, address, start, verb);
+        let prepared = match prepare(&mut loads) {
+            Ok(prepared) => prepared,
+            Err(e) => return Err(loads.abandon(e)),
+        };
+        match loads.into_txn(prepared.txn)? {
+            Some((txn, done)) => {
+                self.execute_from(std::slice::from_ref(&txn), &[done], locked)?;
+                Ok((prepared.target, true))
+            }
+            None => Ok((prepared.target, false)),
+        }
+    }
+
+    /// A dry run on the device at `address`: `prepare` works the operation out as the real
+    /// call does, with its module loads listed rather than run, and the plan renders its steps.
+    fn plan_with(
+        &self,
+        address: PciAddress,
+        prepare: impl FnOnce(&mut Loads<'_>) -> Result<Prepared>,
+    ) -> Result<Plan> {
         self.sysfs.require_device(&address)?;
-        let prepared = self.prepare_reattach(&address, name.as_ref(), options, Mode::DryRun)?;
+        let mut loads = Loads::dry_run(self, address, self.state(&address)?);
+        let mut prepared = prepare(&mut loads)?;
+        prepared.txn = loads.into_txn(prepared.txn.take())?.map(|(txn, _)| txn);
         Ok(self.plan_of(&address, prepared))
     }
 
     /// A worked-out operation as a plan: a note on an interrupted transaction the real call
-    /// would roll back first, the notes, then the rendered steps.
+    /// would roll back first, the notes, then the rendered steps with the checkpoint's lines
+    /// after the module loads.
     fn plan_of(&self, address: &PciAddress, prepared: Prepared) -> Plan {
         let mut lines = Vec::new();
         // A dry run takes no lock, so it rolls nothing back; the real call would, first.
@@ -235,9 +272,13 @@ impl Context {
         }
         lines.extend(prepared.notes);
         match &prepared.txn {
-            Some(txn) => self.render(txn, &mut lines),
-            None if lines.is_empty() => lines.push(format!("{address}: nothing to do")),
-            None => {}
+            Some(txn) => self.render(txn, &prepared.checkpoint, &mut lines),
+            None => {
+                lines.extend(prepared.checkpoint);
+                if lines.is_empty() {
+                    lines.push(format!("{address}: nothing to do"));
+                }
+            }
         }
         Plan {
             target: prepared.target,
@@ -246,21 +287,22 @@ impl Context {
     }
 
     /// SPEC 3.3 steps 2-5, and the steps 6-7 to run: the one description of a bind that the
-    /// real call executes and the dry run prints.
+    /// real call executes and the dry run prints. The module loads of step 2 go through
+    /// `loads` (run, or listed by a dry run); steps 3-5 look at the device as they left it.
     fn prepare_bind(
         &self,
-        address: &PciAddress,
+        loads: &mut Loads<'_>,
         name: Option<&DriverName>,
         options: BindOptions,
-        mode: Mode,
     ) -> Result<Prepared> {
+        let address = &loads.address().to_owned();
         let mut notes = Vec::new();
         let target = match name {
-            Some(name) => self.resolve_target(name, None, mode, &mut notes)?,
+            Some(name) => self.resolve_target(name, None, loads, &mut notes)?,
             None => {
                 let modalias = self.sysfs.modalias(address)?;
                 let module = self.vfio_variant_for(address, &modalias);
-                if mode == Mode::DryRun {
+                if loads.is_dry_run() {
                     notes.push(format!(
                         "choose {module} for {address} ({modalias}) from the vfio_pci: aliases"
                     ));
@@ -270,7 +312,12 @@ impl Context {
                 } else {
                     Fallback::VfioPci
                 };
-                self.resolve_target(&DriverName::from(&module), Some(fallback), mode, &mut notes)?
+                self.resolve_target(
+                    &DriverName::from(&module),
+                    Some(fallback),
+                    loads,
+                    &mut notes,
+                )?
             }
         };
         if options.require_vfio && !self.is_vfio_target(&target) {
@@ -284,20 +331,15 @@ impl Context {
                 check: Check::RequireVfio,
             });
         }
-        let start = self.state(address)?;
+        // Where the loads left it: a host module may have probed an unbound device.
+        let now = loads.now()?;
+        let start = loads.start().clone();
         if let Target::Driver(t) = &target {
-            if start.driver.as_ref() == Some(t) {
-                return Ok(self.already_bound(address, t, start, notes));
+            if now.driver.as_ref() == Some(t) {
+                return Ok(self.already_bound(address, t, start, &now, notes));
             }
         }
-        self.check_move(
-            address,
-            &start,
-            Destination::Driver(&target),
-            name,
-            &options,
-        )?;
-        notes.push(checks_note(&options));
+        self.check_move(address, &now, Destination::Driver(&target), name, &options)?;
         Ok(Prepared {
             target: match &target {
                 Target::Driver(d) => Some(d.clone()),
@@ -311,6 +353,7 @@ impl Context {
                 start,
             }),
             notes,
+            checkpoint: vec![checks_note(&options)],
         })
     }
 
@@ -323,23 +366,24 @@ impl Context {
         address: &PciAddress,
         driver: &DriverName,
         start: txn::DeviceState,
-        mut notes: Vec<String>,
+        now: &txn::DeviceState,
+        notes: Vec<String>,
     ) -> Prepared {
-        let keeps = start.driver_override.as_deref() == Some(driver.as_str());
+        let keeps = now.driver_override.as_deref() == Some(driver.as_str());
         if keeps || !self.is_vfio_driver(driver) {
             let nothing = format!("{address} is already bound to {driver}; nothing to do");
             self.log.log(Priority::Info, format_args!("{nothing}"));
-            notes.push(nothing);
             return Prepared {
                 target: Some(driver.clone()),
                 txn: None,
                 notes,
+                checkpoint: vec![nothing],
             };
         }
-        notes.push(format!(
+        let checkpoint = vec![format!(
             "{address} is already bound to {driver}; its name goes into driver_override so that \
              a reprobe keeps it there"
-        ));
+        )];
         Prepared {
             target: Some(driver.clone()),
             txn: Some(DeviceTxn {
@@ -352,49 +396,51 @@ impl Context {
                 doing: format!("keeping {driver} through a reprobe"),
             }),
             notes,
+            checkpoint,
         }
     }
 
-    /// The registered driver `name` stands for (SPEC 3.1). A real call loads its module when
-    /// needed; a dry run does not, and names the module instead when the driver is not
-    /// registered yet (the note says what would be run). `variant`: `name` is the module
-    /// variant detection chose, which falls back to vfio-pci when it cannot be had (SPEC 3.2),
-    /// unless strictly asked for (SPEC 3.14).
+    /// The registered driver `name` stands for (SPEC 3.1). When only loading its module tells,
+    /// the load is the transaction's next step, through `loads`: a real call runs it, a dry run
+    /// lists it and names the driver by its module ([`Target::Unloaded`]). `variant`: `name`
+    /// is the module variant detection chose, which falls back to vfio-pci when it cannot be
+    /// had (SPEC 3.2), unless strictly asked for (SPEC 3.14).
     fn resolve_target(
         &self,
         name: &DriverName,
         variant: Option<Fallback>,
-        mode: Mode,
+        loads: &mut Loads<'_>,
         notes: &mut Vec<String>,
     ) -> Result<Target> {
-        let modprobe = match mode {
-            Mode::Real => &self.modprobe,
-            Mode::DryRun => &Modprobe::Disabled,
-        };
-        let e = match crate::policy::resolve::resolve_driver(
+        let module = ModuleName::from(name);
+        let resolved = match resolve::before_load(
             &self.sysfs,
-            modprobe,
-            self.modprobe_timeout,
             &self.log,
             name,
+            !self.modprobe.is_disabled(),
         ) {
+            Ok(Resolved::Driver(driver)) => Ok(driver),
+            Ok(Resolved::NeedsLoad(module)) => {
+                let load = Load {
+                    module: module.clone(),
+                    purpose: LoadFor::Target(variant),
+                };
+                match loads.load(load)? {
+                    Some(loaded) => resolve::after_load(&self.sysfs, &self.log, name, Some(loaded)),
+                    // A dry run: what is there without the load (a built-in, a load in flight
+                    // that ended), else the driver the module registers once loaded.
+                    None => match resolve::after_load(&self.sysfs, &self.log, name, None) {
+                        Ok(driver) => Ok(driver),
+                        Err(_) => return Ok(Target::Unloaded(module)),
+                    },
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let e = match resolved {
             Ok(driver) => return Ok(Target::Driver(driver)),
             Err(e) => e,
         };
-        let module = ModuleName::from(name);
-        if mode == Mode::DryRun && !self.modprobe.is_disabled() {
-            let loader = self.modprobe.describe_load(&module);
-            notes.push(format!(
-                "{loader}; its PCI driver is known once it is loaded{}",
-                match variant {
-                    _ if module.as_str() == VFIO_PCI_MODULE => "",
-                    Some(Fallback::VfioPci) => " (should it fail to load: vfio-pci instead)",
-                    Some(Fallback::Strict) => " (should it fail to load: an error, no fallback)",
-                    None => "",
-                }
-            ));
-            return Ok(Target::Unloaded(module));
-        }
         if variant != Some(Fallback::VfioPci) || module.as_str() == VFIO_PCI_MODULE {
             return match (variant, e) {
                 // Strict: the variant or nothing, and "nothing" says it was the variant.
@@ -412,7 +458,7 @@ impl Context {
             format_args!("VFIO variant '{module}' is unavailable ({e}); falling back to vfio-pci"),
         );
         notes.push(format!("{module} is unavailable: vfio-pci instead"));
-        self.resolve_target(&vfio_pci_name(), None, mode, notes)
+        self.resolve_target(&vfio_pci_name(), None, loads, notes)
     }
 
     /// Detaches the device at `address` from its driver and leaves it unbound. Its
@@ -447,6 +493,7 @@ impl Context {
                 target: None,
                 txn: None,
                 notes: vec![nothing],
+                checkpoint: Vec::new(),
             });
         }
         self.check_move(address, &start, Destination::Unbound, None, &options)?;
@@ -470,6 +517,7 @@ impl Context {
                     (Check::Sriov, "not a PF whose VFs are on VFIO drivers"),
                 ],
             )],
+            checkpoint: Vec::new(),
         })
     }
 
@@ -493,11 +541,12 @@ impl Context {
         let address = PciAddress::parse(address)?;
         let name = name.map(DriverName::new).transpose()?;
         self.on_locked_device(&address, |locked, _| {
-            let prepared = self.prepare_reattach(&address, name.as_ref(), options, Mode::Real)?;
-            if let Some(txn) = &prepared.txn {
-                self.execute(std::slice::from_ref(txn), locked)?;
-            }
-            match prepared.target {
+            let start = self.state(&address)?;
+            let (target, _) =
+                self.run_prepared(locked, address, start, "reattaching to", |loads| {
+                    self.prepare_reattach(loads, name.as_ref(), options)
+                })?;
+            match target {
                 Some(t) => Ok(Some(t)),
                 // The kernel chose; the transaction checked that it chose something, or nothing
                 // because no host driver matches.
@@ -506,36 +555,43 @@ impl Context {
         })
     }
 
+    /// A reattach worked out: the module load of a named target through `loads`, then, on the
+    /// device as the load left it, what to write; with no name, the host modules are loads
+    /// among the steps (after the checks: they tell no target).
     fn prepare_reattach(
         &self,
-        address: &PciAddress,
+        loads: &mut Loads<'_>,
         name: Option<&DriverName>,
         options: BindOptions,
-        mode: Mode,
     ) -> Result<Prepared> {
+        let address = &loads.address().to_owned();
         let mut notes = Vec::new();
         let target = name
-            .map(|n| self.resolve_target(n, None, mode, &mut notes))
+            .map(|n| self.resolve_target(n, None, loads, &mut notes))
             .transpose()?;
-        let start = self.state(address)?;
+        // Where the load left it (a host module may have probed an unbound device), and where
+        // a failure restores it to.
+        let now = loads.now()?;
+        let start = loads.start().clone();
         let nothing = |target: Option<DriverName>| {
             self.log.log(
                 Priority::Info,
-                format_args!("{address} is already where it should be ({start}); nothing to do"),
+                format_args!("{address} is already where it should be ({now}); nothing to do"),
             );
             Ok(Prepared {
                 target,
                 txn: None,
                 notes: Vec::new(),
+                checkpoint: Vec::new(),
             })
         };
         let Some(target) = target else {
-            let on_host_driver = self.on_host_driver(address, start.driver.as_ref());
-            if on_host_driver && start.driver_override.is_none() {
+            let on_host_driver = self.on_host_driver(address, now.driver.as_ref());
+            if on_host_driver && now.driver_override.is_none() {
                 return nothing(None);
             }
             let home = on_host_driver
-                && start.driver.as_ref().is_some_and(|d| {
+                && now.driver.as_ref().is_some_and(|d| {
                     self.claims_by_id_table(address, &Target::Driver(d.clone()), None) == Some(true)
                 });
             if home {
@@ -543,7 +599,7 @@ impl Context {
                 // no unbind and no probe. (A driver forced onto a device it does not claim is
                 // no home: the device is reprobed below.)
                 return Ok(Prepared {
-                    target: start.driver.clone(),
+                    target: now.driver.clone(),
                     txn: Some(DeviceTxn {
                         forced: false,
                         address: *address,
@@ -553,10 +609,11 @@ impl Context {
                         start,
                     }),
                     notes: Vec::new(),
+                    checkpoint: Vec::new(),
                 });
             }
-            self.check_move(address, &start, Destination::Host, None, &options)?;
-            return self.prepare_reattach_to_host(address, start, &options, mode);
+            self.check_move(address, &now, Destination::Host, None, &options)?;
+            return self.prepare_reattach_to_host(address, start, &options);
         };
         // `None` only in a dry run whose target's module is not loaded: the device cannot be on
         // a driver nobody registered yet.
@@ -567,10 +624,11 @@ impl Context {
         let host = self
             .claims_by_id_table(address, &target, name)
             .unwrap_or_else(|| !self.is_vfio_target(&target));
+        let mut checkpoint = Vec::new();
         let steps = match &driver {
-            Some(d) if start.driver.as_ref() == Some(d) => {
+            Some(d) if now.driver.as_ref() == Some(d) => {
                 let wanted_override = if host { None } else { Some(d.as_str()) };
-                if start.driver_override.as_deref() == wanted_override {
+                if now.driver_override.as_deref() == wanted_override {
                     return nothing(Some(d.clone()));
                 }
                 vec![Step::SetOverride(match wanted_override {
@@ -580,14 +638,8 @@ impl Context {
             }
             _ => {
                 // `reattach(host NIC, "vfio-pci")` must not take what `bind` refuses.
-                self.check_move(
-                    address,
-                    &start,
-                    Destination::Driver(&target),
-                    name,
-                    &options,
-                )?;
-                notes.push(checks_note(&options));
+                self.check_move(address, &now, Destination::Driver(&target), name, &options)?;
+                checkpoint.push(checks_note(&options));
                 let mut steps = txn::move_to(&target);
                 if host {
                     steps.push(Step::SetOverride(Override::Clear));
@@ -605,39 +657,32 @@ impl Context {
                 doing: format!("reattaching to {target}"),
             }),
             notes,
+            checkpoint,
         })
     }
 
     /// Reattach with no name: the host modules the tables name for the device are loaded
-    /// first (when not loaded yet), then the override is cleared and the kernel's matching
-    /// chooses. The device may stay unbound only when no host driver matches it.
+    /// first (when not loaded yet: loads are the first steps), then the override is cleared
+    /// and the kernel's matching chooses. The device may stay unbound only when no host
+    /// driver matches it.
     fn prepare_reattach_to_host(
         &self,
         address: &PciAddress,
         start: txn::DeviceState,
         options: &BindOptions,
-        mode: Mode,
     ) -> Result<Prepared> {
         let modules = self.host_modules_for(address)?;
-        let mut notes = Vec::new();
-        for module in modules.iter().flatten() {
-            if !self.sysfs.module_exists(module) && !self.modprobe.is_disabled() {
-                if mode == Mode::DryRun {
-                    notes.push(format!(
-                        "load host module {module}: {}",
-                        self.modprobe.describe_load(module)
-                    ));
-                    continue;
-                }
-                self.log.log(
-                    Priority::Info,
-                    format_args!("loading host module '{module}' for {address}"),
-                );
-                if let Err(e) = self.modprobe.load(module, self.modprobe_timeout) {
-                    self.log.log(Priority::Warning, format_args!("{e}"));
-                }
-            }
-        }
+        let mut steps: Vec<Step> = modules
+            .iter()
+            .flatten()
+            .filter(|m| !self.sysfs.module_exists(m) && !self.modprobe.is_disabled())
+            .map(|m| {
+                Step::Load(Load {
+                    module: m.clone(),
+                    purpose: LoadFor::Host,
+                })
+            })
+            .collect();
         // Unreadable tables cannot say that no host driver matches: left unbound then, the
         // device is restored and the call fails.
         let may_stay_unbound = modules.as_ref().is_some_and(Vec::is_empty);
@@ -647,21 +692,23 @@ impl Context {
                 format_args!("no host driver matches {address}; it may stay unbound"),
             );
         }
+        steps.extend([
+            Step::SetOverride(Override::Clear),
+            Step::Unbind { keep: None },
+            Step::Probe,
+            Step::Expect(Expect::AnyDriver { may_stay_unbound }),
+        ]);
         Ok(Prepared {
             target: None,
             txn: Some(DeviceTxn {
                 forced: options.skips(Check::InUse),
                 address: *address,
                 start,
-                steps: vec![
-                    Step::SetOverride(Override::Clear),
-                    Step::Unbind { keep: None },
-                    Step::Probe,
-                    Step::Expect(Expect::AnyDriver { may_stay_unbound }),
-                ],
+                steps,
                 doing: "reattaching to the host driver".to_owned(),
             }),
-            notes,
+            notes: Vec::new(),
+            checkpoint: Vec::new(),
         })
     }
 }
@@ -710,9 +757,14 @@ impl Context {
                 ),
             }),
         };
-        self.group_transaction(&address, mode, movers, no_host_bridge, |member| {
-            self.prepare_bind(member, None, options, mode)
-        })
+        self.group_transaction(
+            &address,
+            mode,
+            "binding to",
+            movers,
+            no_host_bridge,
+            |loads| self.prepare_bind(loads, None, options),
+        )
     }
 
     /// Gives every VFIO-bound, non-bridge member of the unit of the device at `address` back to
@@ -732,9 +784,10 @@ impl Context {
         self.group_transaction(
             &address,
             mode,
+            "reattaching to",
             movers,
             |_| Ok(()),
-            |member| self.prepare_reattach(member, None, options, mode),
+            |loads| self.prepare_reattach(loads, None, options),
         )
     }
 
@@ -768,32 +821,68 @@ impl Context {
     }
 
     /// Takes the unit's locks (a real call), checks it, prepares every mover before anything is
-    /// written, then executes the list of lists (or renders it).
+    /// written (the first phase: each mover's module loads, then its checks), then executes
+    /// the list of lists (or renders it). A mover refused at its checkpoint puts back the
+    /// members the loads moved so far, in reverse order.
     fn group_transaction(
         &self,
         address: &PciAddress,
         mode: Mode,
+        verb: &'static str,
         movers: impl Fn(&UnitMember) -> bool,
         check: impl Fn(&[UnitMember]) -> Result<()>,
-        prepare: impl Fn(&PciAddress) -> Result<Prepared>,
+        prepare: impl Fn(&mut Loads<'_>) -> Result<Prepared>,
     ) -> Result<GroupOutcome> {
         let (unit, locked) = self.locked_unit(address, mode, &movers)?;
         check(&unit)?;
-        let mut txns = Vec::new();
-        let mut plan = Vec::new();
+        let mut prepared: Vec<(Loads<'_>, Prepared)> = Vec::new();
+        let abandon = |prepared: Vec<(Loads<'_>, Prepared)>, mut e: Error| {
+            for (loads, _) in prepared.into_iter().rev() {
+                e = loads.abandon(e);
+            }
+            e
+        };
         for member in unit.iter().filter(|m| movers(m)).map(|m| m.address) {
-            let prepared = prepare(&member)?;
+            let start = match self.state(&member) {
+                Ok(start) => start,
+                Err(e) => return Err(abandon(prepared, e)),
+            };
+            let mut loads = match mode {
+                Mode::Real => Loads::real(self, &locked, member, start, verb),
+                Mode::DryRun => Loads::dry_run(self, member, start),
+            };
+            match prepare(&mut loads) {
+                Ok(p) => prepared.push((loads, p)),
+                Err(e) => {
+                    let e = loads.abandon(e);
+                    return Err(abandon(prepared, e));
+                }
+            }
+        }
+        let mut txns = Vec::new();
+        let mut done = Vec::new();
+        let mut plan = Vec::new();
+        let mut checkpoints = Vec::new();
+        for (loads, prepared) in prepared {
+            let member = *loads.address();
             if mode == Mode::DryRun {
                 plan.push(format!("{member}:"));
                 plan.extend(prepared.notes.iter().map(|n| format!("  {n}")));
+                if prepared.txn.is_none() {
+                    plan.extend(prepared.checkpoint.iter().map(|n| format!("  {n}")));
+                }
             }
-            txns.extend(prepared.txn);
+            if let Some((txn, ran)) = loads.into_txn(prepared.txn)? {
+                txns.push(txn);
+                done.push(ran);
+                checkpoints.push(prepared.checkpoint);
+            }
         }
         if mode == Mode::DryRun {
-            for txn in &txns {
+            for (txn, checkpoint) in txns.iter().zip(&checkpoints) {
                 plan.push(format!("{}:", txn.address));
                 let mut lines = Vec::new();
-                self.render(txn, &mut lines);
+                self.render(txn, checkpoint, &mut lines);
                 plan.extend(lines.iter().map(|l| format!("  {l}")));
             }
             plan.push(
@@ -802,7 +891,7 @@ impl Context {
                     .to_owned(),
             );
         } else {
-            self.execute(&txns, &locked)?;
+            self.execute_from(&txns, &done, &locked)?;
         }
         Ok(GroupOutcome {
             moved: txns.iter().map(|t| t.address).collect(),

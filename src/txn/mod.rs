@@ -6,16 +6,19 @@
 //! members of an IOMMU group together runs on the same executor as binding one device.
 //!
 //! Here: the step vocabulary, the step lists of a move and of a restore, and the record a
-//! transaction leaves; `executor` runs them, `render` prints them.
+//! transaction leaves; `executor` runs them, `render` prints them, and `load` runs the module
+//! loads a move needs before its target is known (the transaction's first phase).
 
 use crate::os::record::{Record, Recorded};
 mod executor;
+mod load;
 mod render;
 
 use crate::types::address::PciAddress;
 use crate::types::name::DriverName;
 pub(crate) use crate::types::state::{DeviceState, Target};
 pub(crate) use executor::{Locked, Restored};
+pub(crate) use load::{Fallback, Load, LoadFor, Loads};
 
 /// A value for `driver_override`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +56,13 @@ pub(crate) enum Step {
     Probe,
     /// Read the `driver` link and compare.
     Expect(Expect),
+    /// Load a kernel module (SPEC 3.1 step 3, 3.6), through the configured program or the
+    /// caller's loader. A failed load fails no transaction by itself: what it means is decided
+    /// by what needed the module (the target's resolution, a warning for a host module). A
+    /// load can probe the device (a host module taking an unbound device): a failure after it
+    /// restores the device to its start. A restore never unloads a module: other devices may
+    /// already use it.
+    Load(Load),
 }
 
 /// The steps that move a device from where it is to `target` (SPEC 3.3 steps 6-7): the same
@@ -165,6 +175,11 @@ impl Known {
             },
             Step::Expect(Expect::Unbound) => Known::Driver(None),
             Step::Expect(Expect::AnyDriver { .. }) => Known::Unknown,
+            // A new driver probes only unbound devices: a bound one stays where it is.
+            Step::Load(_) => match self {
+                Known::Driver(None) => Known::Unknown,
+                Known::Driver(Some(_)) | Known::Unknown => return,
+            },
         }
     }
 }

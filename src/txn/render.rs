@@ -1,21 +1,29 @@
 //! The plan: a transaction's steps rendered one action per line, from the very list the
 //! executor runs, followed by the restore a failure would run.
 
-use crate::txn::{restore_to, DeviceTxn, Expect, Known, Override, Step};
+use crate::tables::VFIO_PCI_MODULE;
+use crate::txn::{restore_to, DeviceTxn, Expect, Fallback, Known, Load, LoadFor, Override, Step};
 use crate::types::address::PciAddress;
 use crate::Context;
 
 impl Context {
     /// The plan of one device's transaction, one action per line: exactly the steps
-    /// [`Context::execute`] runs, then the restore it would run on failure.
-    pub(crate) fn render(&self, txn: &DeviceTxn, lines: &mut Vec<String>) {
+    /// [`Context::execute`] runs, with `checkpoint` (what the operation decides once its
+    /// module loads ran: the safety checks) after the leading loads, then the restore it would
+    /// run on failure.
+    pub(crate) fn render(&self, txn: &DeviceTxn, checkpoint: &[String], lines: &mut Vec<String>) {
         let mut known = Known::Driver(txn.start.driver.clone());
+        let mut checkpoint = Some(checkpoint);
         for step in &txn.steps {
+            if !matches!(step, Step::Load(_)) {
+                lines.extend(checkpoint.take().into_iter().flatten().cloned());
+            }
             if let Some(line) = self.describe(&txn.address, step, &known) {
                 lines.push(line);
             }
             known.after(step);
         }
+        lines.extend(checkpoint.take().into_iter().flatten().cloned());
         lines.push(format!(
             "on failure, restore {} to {}:",
             txn.address, txn.start
@@ -26,6 +34,20 @@ impl Context {
                 lines.push(format!("  {line}"));
             }
             known.after(&step);
+        }
+        let loaded: Vec<String> = txn
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Load(l) => Some(l.module.to_string()),
+                _ => None,
+            })
+            .collect();
+        if !loaded.is_empty() {
+            lines.push(format!(
+                "  (a restore unloads no module: other devices may already use {})",
+                loaded.join(", ")
+            ));
         }
     }
 
@@ -80,6 +102,25 @@ impl Context {
                     ""
                 }
             ),
+            Step::Load(Load { module, purpose }) => {
+                let load = self.modprobe.describe_load(module);
+                match purpose {
+                    LoadFor::Host => format!("load host module {module}: {load}"),
+                    LoadFor::Target(fallback) => format!(
+                        "{load}; its PCI driver is known once it is loaded{}",
+                        match fallback {
+                            _ if module.as_str() == VFIO_PCI_MODULE => "",
+                            Some(Fallback::VfioPci) => {
+                                " (should it fail to load: vfio-pci instead)"
+                            }
+                            Some(Fallback::Strict) => {
+                                " (should it fail to load: an error, no fallback)"
+                            }
+                            None => "",
+                        }
+                    ),
+                }
+            }
         })
     }
 }
