@@ -205,7 +205,8 @@ impl<'a> Loads<'a> {
     /// The operation stopped at the checkpoint with `error` (a refusal, a name that resolves
     /// to nothing, a failed read): a device the loads moved is put back to its start and
     /// verified, the record goes, and `error` is returned as it is; a failed restore is
-    /// `Error::Restore` instead, its record kept for the next holder of the lock.
+    /// `Error::Restore` instead, its record kept for the next holder of the lock, and a device
+    /// that disappeared `Error::Vanished`.
     pub fn abandon(self, error: Error) -> Error {
         let (Some((locked, _)), Some(doing)) = (self.real, self.doing) else {
             return error;
@@ -235,9 +236,15 @@ impl<'a> Loads<'a> {
                 );
                 error
             }
+            // Hot removal (SPEC 3.13): whatever stopped the operation, the device is gone.
             Restored::Gone => {
                 let _ = locked.clear(&address);
-                error
+                let detail = format!(" ({}; nothing more was written for it)", txn.doing);
+                self.ctx.log.log(
+                    Priority::Warning,
+                    format_args!("{address} disappeared during the operation{detail}"),
+                );
+                Error::Vanished { address, detail }
             }
             Restored::Failed(why) => {
                 let message = format!("{}: {error}; {why}", txn.doing);
@@ -285,5 +292,59 @@ impl Context {
                     })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::txn::{move_to, Expect, Override};
+    use crate::types::name::DriverName;
+
+    #[test]
+    fn a_dry_run_lists_its_loads_first_and_loads_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = Context::new(dir.path()).unwrap();
+        // Were it run, the load would fail: "cannot run ...".
+        ctx.set_modprobe(crate::Modprobe::Program(dir.path().join("must-not-run")))
+            .unwrap();
+        let address = PciAddress::parse("0000:3b:00.2").unwrap();
+        let start = DeviceState {
+            driver: Some(DriverName::new("mlx5_core").unwrap()),
+            driver_override: None,
+        };
+        let mut loads = Loads::dry_run(&ctx, address, start.clone());
+        let module = ModuleName::new("mlx5_vfio_pci").unwrap();
+        let load = Load {
+            module: module.clone(),
+            purpose: LoadFor::Target(Some(Fallback::VfioPci)),
+        };
+        assert!(loads.load(load.clone()).unwrap().is_none());
+        assert_eq!(loads.now().unwrap(), start);
+        let target = Target::Unloaded(module);
+        let writes = DeviceTxn {
+            address,
+            start: start.clone(),
+            steps: move_to(&target),
+            doing: format!("binding to {target}"),
+            forced: false,
+        };
+        let (txn, done) = loads.into_txn(Some(writes)).unwrap().unwrap();
+        assert_eq!(done, 0, "a dry run runs nothing");
+        assert_eq!(txn.steps[0], Step::Load(load));
+        assert_eq!(
+            txn.steps[1],
+            Step::SetOverride(Override::Driver(target.clone()))
+        );
+        assert_eq!(
+            txn.steps.last(),
+            Some(&Step::Expect(Expect::Driver(target)))
+        );
+        // Stopped at the checkpoint, a dry run has nothing to put back.
+        let loads = Loads::dry_run(&ctx, address, start);
+        assert!(matches!(
+            loads.abandon(Error::NoDriver("x".into())),
+            Error::NoDriver(m) if m == "x"
+        ));
     }
 }

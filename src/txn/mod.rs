@@ -258,4 +258,52 @@ mod tests {
         known.after(&Step::Probe);
         assert!(matches!(known, Known::Unknown));
     }
+
+    fn load(m: &str) -> Step {
+        Step::Load(Load {
+            module: crate::types::name::ModuleName::new(m).unwrap(),
+            purpose: LoadFor::Target(None),
+        })
+    }
+
+    #[test]
+    fn a_load_makes_an_unbound_device_unknown_and_leaves_a_bound_one() {
+        let mut known = Known::Driver(None);
+        known.after(&load("e1000e"));
+        assert!(
+            matches!(known, Known::Unknown),
+            "a host module may probe it"
+        );
+        let mut known = Known::Driver(Some(d("mlx5_core")));
+        known.after(&load("mlx5_vfio_pci"));
+        assert!(matches!(&known, Known::Driver(Some(x)) if x.as_str() == "mlx5_core"));
+    }
+
+    #[test]
+    fn the_record_of_a_transaction_with_loads_names_only_its_overrides() {
+        let target = Target::Driver(d("mlx5_vfio_pci"));
+        let mut steps = vec![load("mlx5_vfio_pci")];
+        steps.extend(move_to(&target));
+        let txn = DeviceTxn {
+            address: PciAddress::parse("0000:3b:00.2").unwrap(),
+            start: DeviceState {
+                driver: None,
+                driver_override: None,
+            },
+            steps,
+            doing: "binding to mlx5_vfio_pci".into(),
+            forced: false,
+        };
+        match record_of(&txn).what {
+            Recorded::Move { start, may_leave } => {
+                assert_eq!(start, txn.start);
+                assert_eq!(may_leave, vec![Some("mlx5_vfio_pci".to_owned())]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A restore goes back to the start: it has no load to undo, and unloads nothing.
+        assert!(!restore_to(&txn.start)
+            .iter()
+            .any(|s| matches!(s, Step::Load(_))));
+    }
 }
