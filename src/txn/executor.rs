@@ -121,7 +121,9 @@ impl Context {
         debug_assert_eq!(txns.len(), done.len());
         for (i, txn) in txns.iter().enumerate() {
             if let Err(e) = locked.record(&txn.address, &record_of(txn)) {
-                for earlier in &txns[..i] {
+                // A device whose loads ran keeps its record: a load may have moved it, and the
+                // next holder of its lock puts it back.
+                for (earlier, _) in txns[..i].iter().zip(done).filter(|(_, &d)| d == 0) {
                     let _ = locked.clear(&earlier.address);
                 }
                 return Err(e);
