@@ -109,9 +109,25 @@ impl Context {
     /// to roll the device back. A device that disappears (SPEC 3.13) fails the transaction
     /// with `Vanished`, never a failed restore.
     pub(crate) fn execute(&self, txns: &[DeviceTxn], locked: &Locked<'_>) -> Result<()> {
+        self.execute_from(txns, &vec![0; txns.len()], locked)
+    }
+
+    /// [`Context::execute`] for transactions whose first `done[i]` steps already ran: their
+    /// module loads, run by [`crate::txn::Loads`] before the checkpoint, with the start
+    /// already recorded. The record is written again with every override the rest writes;
+    /// a failure restores to the start recorded before the loads.
+    pub(crate) fn execute_from(
+        &self,
+        txns: &[DeviceTxn],
+        done: &[usize],
+        locked: &Locked<'_>,
+    ) -> Result<()> {
+        debug_assert_eq!(txns.len(), done.len());
         for (i, txn) in txns.iter().enumerate() {
             if let Err(e) = locked.record(&txn.address, &record_of(txn)) {
-                for earlier in &txns[..i] {
+                // A device whose loads ran keeps its record: a load may have moved it, and the
+                // next holder of its lock puts it back.
+                for (earlier, _) in txns[..i].iter().zip(done).filter(|(_, &d)| d == 0) {
                     let _ = locked.clear(&earlier.address);
                 }
                 return Err(e);
@@ -122,11 +138,15 @@ impl Context {
                 Priority::Info,
                 format_args!("{}: {} ({})", txn.address, txn.doing, txn.start),
             );
+            let (before, rest) = txn.steps.split_at(done[i].min(txn.steps.len()));
             let mut known = Known::Driver(txn.start.driver.clone());
+            for step in before {
+                known.after(step);
+            }
             // Only a forced move may meet a VMM (the checks refuse a held device): only then is
             // an unbind off a VFIO driver made with a bounded wait.
             let guard = locked.guard(&txn.address).ok().filter(|_| txn.forced);
-            if let Err(failure) = self.run_steps(&txn.address, &txn.steps, &mut known, guard) {
+            if let Err(failure) = self.run_steps(&txn.address, rest, &mut known, guard) {
                 // The devices after the failed one were never touched.
                 for later in &txns[i + 1..] {
                     let _ = locked.clear(&later.address);
@@ -233,6 +253,12 @@ impl Context {
                     },
                     errno: 0,
                 })
+            }
+            Step::Load(load) => {
+                // Its outcome is for what needed the module: a step run here is a host module
+                // (reattach), whose failure `run_load` logged as a warning.
+                let _ = self.run_load(address, load);
+                Ok(())
             }
         }
     }
