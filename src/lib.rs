@@ -34,6 +34,7 @@ pub mod group {
 pub use context::{Context, DEFAULT_LOCK_DIR};
 pub use ops::bind::{BindOptions, BindOutcome, GroupOutcome, Plan};
 pub use ops::device::{class_name, DeviceInfo};
+pub use ops::preset::Preset;
 pub use ops::recover::Interrupted;
 pub use ops::sriov::SriovOptions;
 pub use os::holders::Holder;

@@ -260,6 +260,11 @@ enum Command {
         /// Skip only these safety checks, as bind --allow
         #[arg(long, value_enum, value_delimiter = ',', value_name = "CHECK,...")]
         allow: Vec<Allow>,
+        /// Only write each saved driver into the driver_override of its device, when no driver
+        /// is bound to it: no module load, no probe (pcibind-early.service runs this at boot,
+        /// before udev's coldplug; a malformed file is named and skipped)
+        #[arg(long, conflicts_with_all = ["addresses", "force", "allow"])]
+        overrides_only: bool,
     },
     /// List the SR-IOV virtual functions of a physical function, or with N set its number of
     /// VFs and list the VFs it then has
@@ -1068,9 +1073,14 @@ fn run(cli: Cli) -> Result<u8, Error> {
             0
         }
         Command::Apply {
+            overrides_only: true,
+            ..
+        } => persist::preset(&ctx, &store),
+        Command::Apply {
             addresses,
             force,
             allow,
+            ..
         } => persist::apply(&ctx, &store, &addresses, move_options(force, &allow)),
         Command::Bind {
             args,

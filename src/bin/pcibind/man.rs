@@ -385,6 +385,12 @@ written by \fBbind \-\-persist\fR, removed by \fBreattach \-\-persist\fR, applie
 the udev rule and systemd unit that run \fBpcibind apply\fR \fIADDRESS\fR when a PCI device
 with a saved override appears, at boot and on hot\-plug (installed by meson with the tool;
 driverctl's rule acts on the same files: keep one of the two)
+.TP
+.I pcibind\-early.service
+the systemd unit that runs \fBpcibind apply \-\-overrides\-only\fR at boot, before udev's
+coldplug loads any module: every saved driver is written into the \fIdriver_override\fR of its
+device if no driver holds it, so a host driver loaded for an identical sibling device does not
+bind it first (a driver the initramfs loaded has bound it already: the device's unit moves it)
 .SH "SEE ALSO"
 .BR driverctl (8),
 .BR systemd.unit (5),

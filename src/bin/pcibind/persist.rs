@@ -15,7 +15,9 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use pcibind::{BindOptions, Context, DriverName, Error, PciAddress, Priority, NO_DRIVER_OVERRIDE};
+use pcibind::{
+    BindOptions, Context, DriverName, Error, PciAddress, Preset, Priority, NO_DRIVER_OVERRIDE,
+};
 
 /// Where driverctl keeps its overrides, and so where the tool does unless told otherwise.
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/driverctl.d";
@@ -466,6 +468,38 @@ pub fn apply(ctx: &Context, store: &Store, args: &[String], options: BindOptions
             ctx.bind(a, Some(driver.as_str()), options)
                 .map(|d| format!("bound to {d}, as saved"))
         }
+    })
+}
+
+/// `pcibind apply --overrides-only`, what `pcibind-early.service` runs at boot before udev's
+/// coldplug loads any module: for every saved override whose device is present and bound to no
+/// driver, the saved name written into the device's `driver_override`, and nothing else (no
+/// module load, no probe), so that a host driver loaded later for another device, an identical
+/// NIC or GPU, does not bind this one first. A bound device is left alone: `pcibind apply`
+/// (its pcibind@ unit, started by udev's add event) moves it. Each file is on its own: an
+/// unusable one is named with a warning and skipped, not counted as a failure (the device's
+/// `apply` fails on it, and the other devices must still be kept from their host drivers).
+pub fn preset(ctx: &Context, store: &Store) -> u8 {
+    let mut todo = Vec::new();
+    for saved in present(ctx, store) {
+        match saved {
+            Ok(pair) => todo.push(pair),
+            Err(e) => eprintln!("pcibind: warning: {e}; skipped"),
+        }
+    }
+    let addresses: Vec<String> = todo.iter().map(|(a, _)| a.to_string()).collect();
+    crate::each(&addresses, "presetting", |a| {
+        let (_, driver) = todo
+            .iter()
+            .find(|(t, _)| t.to_string() == a)
+            .expect("listed");
+        ctx.preset_override(a, driver.as_str()).map(|preset| match preset {
+            Preset::Written => format!("driver_override set to {driver}, as saved (not probed)"),
+            Preset::AlreadySet => format!("driver_override is {driver} already, as saved"),
+            Preset::Bound(now) => {
+                format!("bound to {now}: driver_override not written (`pcibind apply` moves it)")
+            }
+        })
     })
 }
 
