@@ -919,15 +919,18 @@ fn apply_overrides_only_presets_unbound_devices_and_nothing_else() {
     assert_eq!(
         stdout(&o),
         format!(
-            "{LPC}: driver_override set to vfio-pci, as saved (not probed)\n\
-             {NIC}: bound to e1000e: driver_override not written (`pcibind apply` moves it)\n\
+            "{NIC}: bound to e1000e: driver_override not written (`pcibind apply` moves it)\n\
+             {LPC}: driver_override set to vfio-pci, as saved (not probed)\n\
              2 devices: 2 done, 0 failed\n"
         )
     );
     says_all(
         &stderr(&o),
         &[
-            &format!("warning: unexpected content in {}", t.saved_file(XE).display()),
+            &format!(
+                "warning: unexpected content in {}",
+                t.saved_file(XE).display()
+            ),
             "more than one line",
             &format!("pci-{VF}~"),
         ],
@@ -941,7 +944,10 @@ fn apply_overrides_only_presets_unbound_devices_and_nothing_else() {
     // Only the one override was written.
     let writes = t.writes();
     assert_eq!(writes.lines().count(), 1, "{writes}");
-    assert!(writes.contains(LPC) && writes.contains("driver_override"), "{writes}");
+    assert!(
+        writes.contains(LPC) && writes.contains("driver_override"),
+        "{writes}"
+    );
     // Again: the override is there already, nothing written.
     let o = t.run(&["apply", "--overrides-only"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

@@ -493,13 +493,18 @@ pub fn preset(ctx: &Context, store: &Store) -> u8 {
             .iter()
             .find(|(t, _)| t.to_string() == a)
             .expect("listed");
-        ctx.preset_override(a, driver.as_str()).map(|preset| match preset {
-            Preset::Written => format!("driver_override set to {driver}, as saved (not probed)"),
-            Preset::AlreadySet => format!("driver_override is {driver} already, as saved"),
-            Preset::Bound(now) => {
-                format!("bound to {now}: driver_override not written (`pcibind apply` moves it)")
-            }
-        })
+        ctx.preset_override(a, driver.as_str())
+            .map(|preset| match preset {
+                Preset::Written => {
+                    format!("driver_override set to {driver}, as saved (not probed)")
+                }
+                Preset::AlreadySet => format!("driver_override is {driver} already, as saved"),
+                Preset::Bound(now) => {
+                    format!(
+                        "bound to {now}: driver_override not written (`pcibind apply` moves it)"
+                    )
+                }
+            })
     })
 }
 
