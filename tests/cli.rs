@@ -965,6 +965,14 @@ fn apply_overrides_only_presets_unbound_devices_and_nothing_else() {
         assert_eq!(t.run(args).status.code(), Some(2), "{args:?}");
     }
     assert_eq!(t.writes(), writes);
+    // Nothing saved: nothing to do. A directory that cannot be read: the command fails.
+    let t = Tree::new();
+    let o = t.run(&["apply", "--overrides-only"]);
+    assert_eq!((o.status.code(), stdout(&o)), (Some(0), String::new()));
+    std::fs::write(t.config_dir(), "not a directory\n").unwrap();
+    let o = t.run(&["apply", "--overrides-only"]);
+    assert_eq!(o.status.code(), Some(11), "{}", stderr(&o));
+    assert!(t.untouched(), "{}", t.writes());
 }
 
 #[test]

@@ -480,8 +480,13 @@ pub fn apply(ctx: &Context, store: &Store, args: &[String], options: BindOptions
 /// unusable one is named with a warning and skipped, not counted as a failure (the device's
 /// `apply` fails on it, and the other devices must still be kept from their host drivers).
 pub fn preset(ctx: &Context, store: &Store) -> u8 {
+    // A directory that cannot be listed is the command's failure: nothing could be written.
+    let saved = match store.list() {
+        Ok(saved) => saved,
+        Err(e) => return crate::refuse(vec![e]),
+    };
     let mut todo = Vec::new();
-    for saved in present(ctx, store) {
+    for saved in only_present(ctx, saved) {
         match saved {
             Ok(pair) => todo.push(pair),
             Err(e) => eprintln!("pcibind: warning: {e}; skipped"),
@@ -526,10 +531,14 @@ fn names_no_device(e: &Error) -> Option<&Path> {
 /// devices there matter, and so are files whose name is no device's (with a warning): one
 /// stray file must not keep every device from its saved driver.
 fn present(ctx: &Context, store: &Store) -> Vec<Saved> {
-    let saved = match store.list() {
-        Ok(saved) => saved,
-        Err(e) => return vec![Err(e)],
-    };
+    match store.list() {
+        Ok(saved) => only_present(ctx, saved),
+        Err(e) => vec![Err(e)],
+    }
+}
+
+/// `present`, of what was listed.
+fn only_present(ctx: &Context, saved: Vec<Saved>) -> Vec<Saved> {
     saved
         .into_iter()
         .filter(|saved| match saved {
