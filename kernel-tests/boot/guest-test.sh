@@ -176,12 +176,16 @@ if [ "$phase" = 1 ]; then
     # driver's name is the device it probes).
     check "at-boot: e1000e never bound $NIC (no kernel line of e1000e names it)" \
         eval '! kernel_log | grep -q "e1000e $NIC"'
-    # Whether this boot opened the window the rule alone loses: e1000e inserted (and so
-    # registered, binding every matching device without an override) before the rule wrote the
-    # NIC's override. scripts/test-boot counts these lines over repeated boots.
-    window=$(grep -E "$NIC: .*89-pcibind.rules:[0-9]+ ATTR|Inserted module 'e1000e'" /run/udev-order |
-        head -n 1 | grep -q "Inserted module" && echo yes || echo no)
-    echo "# RACE-WINDOW $window: e1000e $([ $window = yes ] && echo was || echo was not) inserted before the rule wrote $NIC's override at its add event"
+    # Whether this boot opened the window that the rule alone loses: e1000e registered (its
+    # module init's first kernel line; registering, it binds every matching device without an
+    # override, in bus order, this NIC first) before the rule wrote the NIC's override at its
+    # add event. The journal's monotonic timestamps; scripts/test-boot counts these lines.
+    t_reg=$(grep -m1 'kernel: e1000e: Intel(R) PRO/1000 Network Driver' /run/journal.txt |
+        sed 's/^\[ *\([0-9.]*\)\].*/\1/')
+    t_rule=$(grep -m1 "$NIC: .*89-pcibind.rules:[0-9]* ATTR" /run/journal.txt |
+        sed 's/^\[ *\([0-9.]*\)\].*/\1/')
+    window=$(awk -v a="$t_reg" -v b="$t_rule" 'BEGIN { print (a != "" && b != "" && a + 0 < b + 0) ? "yes" : "no" }')
+    echo "# RACE-WINDOW $window: e1000e registered at ${t_reg:-?} s, the rule wrote $NIC's override at ${t_rule:-?} s"
     # snd_hda_intel says "no codecs found!" of each controller it probes here.
     note "snd_hda_intel's kernel lines: $(kernel_log | grep -c "snd_hda_intel 0000:02:00.1") about its twin 0000:02:00.1 (bound), $(kernel_log | grep -c "snd_hda_intel $HDA") about $HDA"
     check "at-boot: pcibind@$NIC.service ran once and succeeded" \
