@@ -1057,6 +1057,89 @@ fn apply_of_named_devices_needs_a_saved_override_and_skips_nothing_silently() {
     assert_eq!(t.driver(XE).as_deref(), Some("vfio-pci"));
 }
 
+/// What pcibind-early.service runs at boot before udev's coldplug: each saved driver written
+/// into the override of an unbound device, nothing else (no module load, no probe); a bound
+/// device, an absent one and an unusable file are each left alone, the last named.
+#[test]
+fn apply_overrides_only_presets_unbound_devices_and_nothing_else() {
+    const LPC: &str = "0000:00:1f.0"; // bound to no driver in the example tree
+    let t = Tree::new();
+    std::fs::create_dir_all(t.config_dir()).unwrap();
+    std::fs::write(t.saved_file(LPC), "vfio-pci\n").unwrap();
+    std::fs::write(t.saved_file(NIC), "vfio-pci\n").unwrap();
+    std::fs::write(t.saved_file("0000:09:00.0"), "vfio-pci\n").unwrap();
+    std::fs::write(t.saved_file(XE), "vfio-pci\nxe\n").unwrap();
+    std::fs::write(t.config_dir().join(format!("pci-{VF}~")), "vfio-pci\n").unwrap();
+    let o = t.run(&["apply", "--overrides-only"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "{NIC}: bound to e1000e: driver_override not written (`pcibind apply` moves it)\n\
+             {LPC}: driver_override set to vfio-pci, as saved (not probed)\n\
+             2 devices: 2 done, 0 failed\n"
+        )
+    );
+    says_all(
+        &stderr(&o),
+        &[
+            &format!(
+                "warning: unexpected content in {}",
+                t.saved_file(XE).display()
+            ),
+            "more than one line",
+            &format!("pci-{VF}~"),
+        ],
+    );
+    assert_eq!(t.driver_override(LPC), "vfio-pci");
+    assert_eq!(t.driver(LPC), None);
+    assert_eq!(t.driver_override(NIC), "(null)");
+    assert_eq!(t.driver(NIC).as_deref(), Some("e1000e"));
+    assert_eq!(t.driver_override(XE), "(null)");
+    assert!(!t.root.join("modprobe.log").exists(), "a module was loaded");
+    // Only the one override was written.
+    let writes = t.writes();
+    assert_eq!(writes.lines().count(), 1, "{writes}");
+    assert!(
+        writes.contains(LPC) && writes.contains("driver_override"),
+        "{writes}"
+    );
+    // Again: the override is there already, nothing written.
+    let o = t.run(&["apply", "--overrides-only"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("{LPC}: driver_override is vfio-pci already")),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(t.writes(), writes);
+    let o = t.run(&["apply", "--overrides-only", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        json_results(&o),
+        [
+            (format!("{NIC} unchanged e1000e -"), false),
+            (format!("{LPC} unchanged - -"), false),
+        ]
+    );
+    // It takes no device and no check options: it moves nothing.
+    for args in [
+        &["apply", "--overrides-only", LPC][..],
+        &["apply", "--overrides-only", "--force"][..],
+    ] {
+        assert_eq!(t.run(args).status.code(), Some(2), "{args:?}");
+    }
+    assert_eq!(t.writes(), writes);
+    // Nothing saved: nothing to do. A directory that cannot be read: the command fails.
+    let t = Tree::new();
+    let o = t.run(&["apply", "--overrides-only"]);
+    assert_eq!((o.status.code(), stdout(&o)), (Some(0), String::new()));
+    std::fs::write(t.config_dir(), "not a directory\n").unwrap();
+    let o = t.run(&["apply", "--overrides-only"]);
+    assert_eq!(o.status.code(), Some(11), "{}", stderr(&o));
+    assert!(t.untouched(), "{}", t.writes());
+}
+
 #[test]
 fn malformed_saved_overrides_are_refused_with_their_reason() {
     let t = Tree::new();

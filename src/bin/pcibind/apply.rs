@@ -3,18 +3,21 @@
 
 use std::path::Path;
 
-use pcibind::{Context, Error, PciAddress, Priority, NO_DRIVER_OVERRIDE};
+use pcibind::{Context, Error, PciAddress, Preset, Priority, NO_DRIVER_OVERRIDE};
 
 use crate::args::ApplyArgs;
 use crate::bind::{bind_one, unbind_one};
 use crate::persist::{Saved, Store, PREFIX};
-use crate::runner::{each_in_parallel, refuse, Format, Refusal};
+use crate::runner::{each, each_in_parallel, refuse, Done, Format, Refusal};
 
 /// `pcibind apply [ADDRESS...]`: the devices named (each must exist and have a saved
 /// override), or every saved override whose device is present, put on their saved drivers.
 /// Everything is read and checked first; any failure there changes nothing.
 pub(crate) fn apply(ctx: &Context, store: &Store, a: ApplyArgs) -> u8 {
     let format = Format::new(a.json, ctx);
+    if a.overrides_only {
+        return preset(ctx, store, format);
+    }
     let options = a.checks.options();
     let todo = if a.addresses.is_empty() {
         present(ctx, store)
@@ -55,14 +58,74 @@ fn names_no_device(e: &Error) -> Option<&Path> {
     }
 }
 
+/// `pcibind apply --overrides-only`, what `pcibind-early.service` runs at boot before udev's
+/// coldplug loads any module: for every saved override whose device is present and bound to no
+/// driver, the saved name written into the device's `driver_override`, and nothing else (no
+/// module load, no probe), so that a host driver loaded later for another device, an identical
+/// NIC or GPU, does not bind this one first. A bound device is left alone: `pcibind apply`
+/// (its pcibind@ unit, started by udev's add event) moves it. Each file is on its own: an
+/// unusable one is named with a warning and skipped, not counted as a failure (the device's
+/// `apply` fails on it, and the other devices must still be kept from their host drivers).
+/// JSON outcomes: `preset` (written), `unchanged` (already so, or bound: left to `apply`).
+fn preset(ctx: &Context, store: &Store, format: Format) -> u8 {
+    // A directory that cannot be listed is the command's failure: nothing could be written.
+    let saved = match store.list() {
+        Ok(saved) => saved,
+        Err(e) => return refuse(format, vec![Refusal::of(e)]),
+    };
+    let mut todo = Vec::new();
+    for saved in only_present(ctx, saved) {
+        match saved {
+            Ok(pair) => todo.push(pair),
+            Err(e) => eprintln!("pcibind: warning: {e}; skipped"),
+        }
+    }
+    let addresses: Vec<String> = todo.iter().map(|(a, _)| a.to_string()).collect();
+    each(format, &addresses, "presetting", |a| {
+        let (_, driver) = todo
+            .iter()
+            .find(|(t, _)| t.to_string() == a)
+            .expect("listed");
+        let (outcome, now, line) = match ctx.preset_override(a, driver.as_str())? {
+            Preset::Written => (
+                "preset",
+                None,
+                format!("driver_override set to {driver}, as saved (not probed)"),
+            ),
+            Preset::AlreadySet => (
+                "unchanged",
+                None,
+                format!("driver_override is {driver} already, as saved"),
+            ),
+            Preset::Bound(now) => {
+                let line = format!(
+                    "bound to {now}: driver_override not written (`pcibind apply` moves it)"
+                );
+                ("unchanged", Some(now), line)
+            }
+        };
+        Ok(Done {
+            outcome,
+            driver: now,
+            line,
+            plan: None,
+            group_moved: None,
+        })
+    })
+}
+
 /// Every saved override whose device is present; the others are skipped, as at boot only the
 /// devices there matter, and so are files whose name is no device's (with a warning): one
 /// stray file must not keep every device from its saved driver.
 fn present(ctx: &Context, store: &Store) -> Vec<Saved> {
-    let saved = match store.list() {
-        Ok(saved) => saved,
-        Err(e) => return vec![Err(e)],
-    };
+    match store.list() {
+        Ok(saved) => only_present(ctx, saved),
+        Err(e) => vec![Err(e)],
+    }
+}
+
+/// `present`, of what was listed.
+fn only_present(ctx: &Context, saved: Vec<Saved>) -> Vec<Saved> {
     saved
         .into_iter()
         .filter(|saved| match saved {

@@ -293,6 +293,11 @@ pub(crate) struct ApplyArgs {
     pub(crate) addresses: Vec<String>,
     #[command(flatten)]
     pub(crate) checks: Checks,
+    /// Only write each saved driver into the driver_override of its device, when no driver
+    /// is bound to it: no module load, no probe (pcibind-early.service runs this at boot,
+    /// before udev's coldplug; a malformed file is named and skipped)
+    #[arg(long, conflicts_with_all = ["addresses", "force", "allow"])]
+    pub(crate) overrides_only: bool,
     /// Print the results as JSON: an array of one object per device (JSON RESULTS in
     /// pcibind(1)); messages still go to stderr, and the exit status is the same
     #[arg(long)]

@@ -339,7 +339,9 @@ there), \fBplanned\fR (\fB\-\-dry\-run\fR: nothing changed), \fBrefused\fR (noth
 an argument, a safety check, the lock, the driver or its module stopped it), \fBrestored\fR
 (the kernel did not bind and the device was put back where it was), \fBfailed\fR (anything
 else: the device could not be put back, and the message says where it is; it disappeared; an
-I/O error), \fBrolled_back\fR (\fBrecover\fR: its interrupted transaction was rolled back);
+I/O error), \fBrolled_back\fR (\fBrecover\fR: its interrupted transaction was rolled back),
+\fBpreset\fR (\fBapply \-\-overrides\-only\fR: the saved driver was written into the unbound
+device's \fBdriver_override\fR; \fBunchanged\fR when it was there already or the device is bound);
 \fBsriov\fR says \fBlisted\fR, \fBchanged\fR or \fBunchanged\fR
 .TP
 .B driver
@@ -463,6 +465,12 @@ written by \fBbind \-\-persist\fR, removed by \fBreattach \-\-persist\fR, applie
 the udev rule and systemd unit that run \fBpcibind apply\fR \fIADDRESS\fR when a PCI device
 with a saved override appears, at boot and on hot\-plug (installed by meson with the tool;
 driverctl's rule acts on the same files: keep one of the two)
+.TP
+.I pcibind\-early.service
+the systemd unit that runs \fBpcibind apply \-\-overrides\-only\fR at boot, before udev's
+coldplug loads any module: every saved driver is written into the \fIdriver_override\fR of its
+device if no driver holds it, so a host driver loaded for an identical sibling device does not
+bind it first (a driver the initramfs loaded has bound it already: the device's unit moves it)
 .SH "SEE ALSO"
 .BR driverctl (8),
 .BR systemd.unit (5),
