@@ -14,6 +14,7 @@
 use crate::os::record::{Record, Recorded};
 mod executor;
 mod load;
+mod recover;
 mod render;
 pub(crate) mod sriov;
 
