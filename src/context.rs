@@ -10,11 +10,13 @@ use crate::os::modprobe::{Modprobe, DEFAULT_MODPROBE_TIMEOUT};
 use crate::os::sysfs::Sysfs;
 use crate::policy::resolve;
 use crate::tables::{ModuleTables, VfioChoice};
+use crate::txn::{self, Engine};
 use crate::types::address::PciAddress;
 use crate::types::error::{Error, Result};
 use crate::types::log::Logger;
 use crate::types::modalias;
 use crate::types::name::{DriverName, ModuleName};
+use crate::types::state::DeviceState;
 
 /// Where per-device lock files go unless configured otherwise: the build's lock directory,
 /// meson's `-Dlockdir` (published as the `lockdir` variable of `pcibind.pc`), `/run/pcibind`
@@ -218,6 +220,26 @@ impl Context {
     /// them afresh. After a caught panic, what it left half-built is not trusted.
     pub fn forget_caches(&self) {
         self.tables.forget();
+    }
+
+    /// The transaction engine's view of this context: the tree, the tables, the loader, the
+    /// locks and the log, and how long a forced move waits for a VMM.
+    pub(crate) fn engine(&self) -> Engine<'_> {
+        Engine {
+            sysfs: &self.sysfs,
+            tables: &self.tables,
+            log: &self.log,
+            modprobe: &self.modprobe,
+            modprobe_timeout: self.modprobe_timeout,
+            locks: &self.locks,
+            lock_dir: &self.lock_dir,
+            vmm_wait: txn::vmm_wait(self.lock_timeout),
+        }
+    }
+
+    /// Where the device at `address` is now ([`Engine::state`]).
+    pub(crate) fn state(&self, address: &PciAddress) -> Result<DeviceState> {
+        self.engine().state(address)
     }
 
     pub(crate) fn vfio_variant_for(

@@ -212,14 +212,15 @@ impl Context {
         verb: &'static str,
         prepare: impl FnOnce(&mut Loads<'_>) -> Result<Prepared>,
     ) -> Result<(Option<DriverName>, bool)> {
-        let mut loads = Loads::real(self, locked, address, start, verb);
+        let mut loads = Loads::real(self.engine(), locked, address, start, verb);
         let prepared = match prepare(&mut loads) {
             Ok(prepared) => prepared,
             Err(e) => return Err(loads.abandon(e)),
         };
         match loads.into_txn(prepared.txn)? {
             Some((txn, done)) => {
-                self.execute_from(std::slice::from_ref(&txn), &[done], locked)?;
+                self.engine()
+                    .execute_from(std::slice::from_ref(&txn), &[done], locked)?;
                 Ok((prepared.target, true))
             }
             None => Ok((prepared.target, false)),
@@ -234,7 +235,7 @@ impl Context {
         prepare: impl FnOnce(&mut Loads<'_>) -> Result<Prepared>,
     ) -> Result<Plan> {
         self.sysfs.require_device(&address)?;
-        let mut loads = Loads::dry_run(self, address, self.state(&address)?);
+        let mut loads = Loads::dry_run(self.engine(), address, self.state(&address)?);
         let mut prepared = prepare(&mut loads)?;
         prepared.txn = loads.into_txn(prepared.txn.take())?.map(|(txn, _)| txn);
         Ok(self.plan_of(&address, prepared))
@@ -247,7 +248,7 @@ impl Context {
         let mut lines: Vec<String> = self.interrupted_note(address).into_iter().collect();
         lines.extend(prepared.notes);
         match &prepared.txn {
-            Some(txn) => self.render(txn, &prepared.checkpoint, &mut lines),
+            Some(txn) => self.engine().render(txn, &prepared.checkpoint, &mut lines),
             None => {
                 lines.extend(prepared.checkpoint);
                 if lines.is_empty() {

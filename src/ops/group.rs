@@ -112,7 +112,7 @@ impl Context {
         }
         for _ in 0..3 {
             let addresses: Vec<PciAddress> = unit.iter().map(|m| m.address).collect();
-            let locked = self.lock_devices(&addresses, &deadline)?;
+            let locked = self.engine().lock_devices(&addresses, &deadline)?;
             let now = self.unit(address, movers)?;
             if now.iter().all(|m| addresses.contains(&m.address)) {
                 return Ok((now, locked));
@@ -152,8 +152,8 @@ impl Context {
                 Err(e) => return Err(abandon(prepared, e)),
             };
             let mut loads = match mode {
-                Mode::Real => Loads::real(self, &locked, member, start, verb),
-                Mode::DryRun => Loads::dry_run(self, member, start),
+                Mode::Real => Loads::real(self.engine(), &locked, member, start, verb),
+                Mode::DryRun => Loads::dry_run(self.engine(), member, start),
             };
             match prepare(&mut loads) {
                 Ok(p) => prepared.push((loads, p)),
@@ -186,7 +186,7 @@ impl Context {
             for (txn, checkpoint) in txns.iter().zip(&checkpoints) {
                 plan.push(format!("{}:", txn.address));
                 let mut lines = Vec::new();
-                self.render(txn, checkpoint, &mut lines);
+                self.engine().render(txn, checkpoint, &mut lines);
                 plan.extend(lines.iter().map(|l| format!("  {l}")));
             }
             plan.push(
@@ -195,7 +195,7 @@ impl Context {
                     .to_owned(),
             );
         } else {
-            self.execute_from(&txns, &done, &locked)?;
+            self.engine().execute_from(&txns, &done, &locked)?;
         }
         Ok(GroupOutcome {
             moved: txns.iter().map(|t| t.address).collect(),

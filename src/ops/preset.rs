@@ -47,7 +47,7 @@ impl Context {
                 doing: format!("presetting driver_override to {name}"),
                 forced: false,
             };
-            self.execute(&[txn], locked)?;
+            self.engine().execute(&[txn], locked)?;
             self.log.log(
                 Priority::Info,
                 format_args!("{address}: driver_override set to {name}; no driver probed"),

@@ -40,7 +40,7 @@ impl Context {
         // Declared first, dropped last: the log callback runs after the lock is released.
         let _deferral = self.log.defer();
         let deadline = self.deadline();
-        let locked = self.lock_device(address, &deadline)?;
+        let locked = self.engine().lock_device(address, &deadline)?;
         op(&locked, &deadline)
     }
 
@@ -80,7 +80,7 @@ impl Context {
         let mut recovered = Vec::new();
         for address in &addresses {
             // One at a time: a roll-back never waits while holding another device's lock.
-            let locked = self.lock_device(address, &deadline)?;
+            let locked = self.engine().lock_device(address, &deadline)?;
             recovered.extend(locked.recovered.iter().copied());
         }
         Ok(recovered)

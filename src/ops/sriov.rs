@@ -67,7 +67,8 @@ impl Context {
                 );
                 return self.sysfs.sriov_virtfns(&pf);
             };
-            self.execute_sriov(&txn, locked, vf_locks, deadline)?;
+            self.engine()
+                .execute_sriov(&txn, locked, vf_locks, deadline)?;
             if numvfs == 0 {
                 return Ok(Vec::new());
             }
@@ -99,7 +100,7 @@ impl Context {
                             .to_owned()
                     });
                 }
-                self.render_sriov(&txn, &mut lines);
+                self.engine().render_sriov(&txn, &mut lines);
             }
         }
         Ok(Plan {
@@ -140,7 +141,7 @@ impl Context {
             let vfs = self.sysfs.sriov_virtfns(pf)?;
             if let Some(deadline) = deadline {
                 // After the PF's lock, whose address precedes theirs.
-                vf_locks = self.lock_devices(&vfs, deadline)?;
+                vf_locks = self.engine().lock_devices(&vfs, deadline)?;
             }
             self.check_vfs_removable(&vfs, pf, options.force)?;
             wait_for_vmm = options.force

@@ -22,7 +22,7 @@ impl Context {
         self.on_locked_device(&address, |locked, _| {
             let start = self.state(&address)?;
             match self.prepare_unbind(&address, start, options)?.txn {
-                Some(txn) => self.execute(&[txn], locked),
+                Some(txn) => self.engine().execute(&[txn], locked),
                 None => Ok(()),
             }
         })

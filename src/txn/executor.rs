@@ -5,18 +5,15 @@
 
 use crate::os::lock::DeviceGuard;
 use crate::os::record::Record;
+use crate::txn::Engine;
 use crate::txn::{record_of, restore_to, DeviceTxn, Expect, Known, Override, Step};
 use crate::types::address::PciAddress;
 use crate::types::error::{Error, Result};
 use crate::types::log::Priority;
 use crate::types::name::DriverName;
 use crate::types::state::{DeviceState, Target};
-use crate::Context;
 
 mod sriov;
-
-/// How long a forced move off a VFIO driver waits for a VMM when the lock timeout is 0.
-const VMM_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How a restore ended.
 pub(crate) enum Restored {
@@ -90,15 +87,7 @@ impl Failure {
     }
 }
 
-impl Context {
-    /// Reads where a device is now.
-    pub(crate) fn state(&self, address: &PciAddress) -> Result<DeviceState> {
-        Ok(DeviceState {
-            driver: self.sysfs.device_driver(address)?,
-            driver_override: self.sysfs.driver_override(address)?,
-        })
-    }
-
+impl Engine<'_> {
     /// Runs a transaction: each device's steps in order, stopping at the first failure. Then
     /// the failed device and every device before it are restored, in reverse order, and
     /// verified; the error says what failed and where each device is. Before the first write,
@@ -111,7 +100,7 @@ impl Context {
         self.execute_from(txns, &vec![0; txns.len()], locked)
     }
 
-    /// [`Context::execute`] for transactions whose first `done[i]` steps already ran: their
+    /// [`Engine::execute`] for transactions whose first `done[i]` steps already ran: their
     /// module loads, run by [`crate::txn::Loads`] before the checkpoint, with the start
     /// already recorded. The record is written again with every override the rest writes;
     /// a failure restores to the start recorded before the loads.
@@ -208,7 +197,7 @@ impl Context {
             Step::Unbind { keep } => match self.current_driver_known(address, known)? {
                 Some(current) if keep.as_ref().and_then(Target::driver) != Some(&current) => {
                     if let Some(guard) =
-                        guard.filter(|_| self.on_vfio_driver(address, Some(&current)))
+                        guard.filter(|_| self.classifier().on_vfio_driver(address, Some(&current)))
                     {
                         return self.unbind_from_vfio(address, &current, guard);
                     }
@@ -279,7 +268,7 @@ impl Context {
             .map_err(|e| Failure::from_error(&step, &e))?;
         match self
             .sysfs
-            .unbind_within(driver, address, self.vmm_wait(), &[&keep_lock])
+            .unbind_within(driver, address, self.vmm_wait, &[&keep_lock])
         {
             Ok(true) => Ok(()),
             Ok(false) => Err(Failure {
@@ -289,23 +278,12 @@ impl Context {
                      unbind completes when that process lets go, and the device's lock stays \
                      taken until then; the next call on the device then puts it back where \
                      it started",
-                    self.vmm_wait()
+                    self.vmm_wait
                 ),
                 errno: libc::EBUSY,
                 pending: true,
             }),
             Err(e) => Err(Failure::from_error(&step, &e)),
-        }
-    }
-
-    /// How long a forced move off a VFIO driver waits for a VMM to let go of the device: the
-    /// lock timeout, or [`VMM_WAIT`] when that is 0 (fail at once when locked is no answer
-    /// for a wait that has begun).
-    pub(crate) fn vmm_wait(&self) -> std::time::Duration {
-        if self.lock_timeout.is_zero() {
-            VMM_WAIT
-        } else {
-            self.lock_timeout
         }
     }
 

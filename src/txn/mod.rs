@@ -12,6 +12,7 @@
 //! executor and renderer.
 
 use crate::os::record::{Record, Recorded};
+mod engine;
 mod executor;
 mod load;
 mod recover;
@@ -21,6 +22,7 @@ pub(crate) mod sriov;
 use crate::types::address::PciAddress;
 use crate::types::name::DriverName;
 pub(crate) use crate::types::state::{DeviceState, Target};
+pub(crate) use engine::{vmm_wait, Engine};
 pub(crate) use executor::{Locked, Restored};
 pub(crate) use load::{Fallback, Load, LoadFor, Loads};
 

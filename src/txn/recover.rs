@@ -3,37 +3,35 @@
 //! half done, before it reads the device's state for its own work: a new transaction never
 //! records a wreck as its start.
 
-use crate::os::lock::{Deadline, DeviceGuard};
+use crate::os::lock::{Deadline, DeviceGuard, DeviceLocks};
 use crate::os::record::{Record, Recorded};
 use crate::txn::sriov::{recover_sriov, SriovState, SriovStep};
-use crate::txn::{DeviceTxn, Locked, Restored};
+use crate::txn::{DeviceTxn, Engine, Locked, Restored};
 use crate::types::address::PciAddress;
 use crate::types::error::{Error, Result};
 use crate::types::log::Priority;
-use crate::Context;
 
-impl Context {
+impl<'a> Engine<'a> {
     /// Locks one device for an operation, rolling back first an interrupted transaction found
     /// in its lock file.
     pub(crate) fn lock_device(
         &self,
         address: &PciAddress,
         deadline: &Deadline,
-    ) -> Result<Locked<'_>> {
+    ) -> Result<Locked<'a>> {
         self.lock_devices(std::slice::from_ref(address), deadline)
     }
 
     /// Locks devices in address order within `deadline` (SPEC 3.5) and rolls back the
     /// interrupted transactions their lock files record, each before anything else reads the
     /// device. A roll-back that fails fails the call (`Restore`), its record kept.
-    pub(crate) fn lock_devices<'a>(
-        &'a self,
+    pub(crate) fn lock_devices(
+        &self,
         addresses: &[PciAddress],
         deadline: &Deadline,
     ) -> Result<Locked<'a>> {
-        let guards = self
-            .locks
-            .lock_in_order(&self.lock_dir, addresses, deadline)?;
+        let locks: &'a DeviceLocks = self.locks;
+        let guards = locks.lock_in_order(self.lock_dir, addresses, deadline)?;
         let mut recovered = Vec::new();
         for guard in &guards {
             if self.roll_back_interrupted(guard, deadline)? {
@@ -157,9 +155,9 @@ impl Context {
         let mut keep_vfs = false;
         if now_numvfs != numvfs {
             let vfs = self.sysfs.sriov_virtfns(pf)?;
-            vf_locks = Some(self.locks.lock_in_order(&self.lock_dir, &vfs, deadline)?);
+            vf_locks = Some(self.locks.lock_in_order(self.lock_dir, &vfs, deadline)?);
             for vf in &vfs {
-                if let Some(driver) = self.vfio_driver_of(vf)? {
+                if let Some(driver) = self.classifier().vfio_driver_of(vf)? {
                     self.log.log(
                         Priority::Warning,
                         format_args!(

@@ -4,13 +4,13 @@
 use crate::os::lock::Deadline;
 use crate::os::sysfs::NO_DRIVER_OVERRIDE;
 use crate::txn::sriov::{count_now_zero, record_of_sriov, restore_sriov, SriovStep, SriovTxn};
+use crate::txn::Engine;
 use crate::txn::Locked;
 use crate::types::address::PciAddress;
 use crate::types::error::{Error, Result};
 use crate::types::log::Priority;
-use crate::Context;
 
-impl Context {
+impl Engine<'_> {
     /// Runs a PF's VF count change under the PF's lock (`locked`): records its start in the
     /// PF's lock file, then runs each step, holding `vf_locks` (the old VFs', taken before they
     /// were checked) until they are removed. A failed step runs `restore_sriov`'s steps, each
@@ -189,7 +189,7 @@ impl Context {
         let keep: Vec<&std::fs::File> = kept.iter().collect();
         let done = self
             .sysfs
-            .set_sriov_numvfs_within(pf, 0, self.vmm_wait(), &keep)
+            .set_sriov_numvfs_within(pf, 0, self.vmm_wait, &keep)
             .map_err(|e| self.numvfs_error(pf, e))?;
         if done {
             return Ok(());
@@ -201,7 +201,7 @@ impl Context {
                  them (a VMM) to let go of it, and this call stopped waiting after {:?}. The \
                  removal completes when that process lets go (the PF then has 0 VFs), and \
                  the PF and its VFs stay locked until then",
-                self.vmm_wait()
+                self.vmm_wait
             ),
         })
     }
