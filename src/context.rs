@@ -8,7 +8,9 @@ use std::time::Duration;
 use crate::os::lock::{DeviceLocks, DEFAULT_LOCK_TIMEOUT};
 use crate::os::modprobe::{Modprobe, DEFAULT_MODPROBE_TIMEOUT};
 use crate::os::sysfs::Sysfs;
+use crate::policy::classify::Classifier;
 use crate::policy::resolve;
+use crate::policy::safety::Safety;
 use crate::tables::{ModuleTables, VfioChoice};
 use crate::txn::{self, Engine};
 use crate::types::address::PciAddress;
@@ -234,6 +236,27 @@ impl Context {
             locks: &self.locks,
             lock_dir: &self.lock_dir,
             vmm_wait: txn::vmm_wait(self.lock_timeout),
+        }
+    }
+
+    /// The classifier of drivers on this context's tree and tables.
+    pub(crate) fn classifier(&self) -> Classifier<'_> {
+        Classifier {
+            sysfs: &self.sysfs,
+            tables: &self.tables,
+            log: &self.log,
+        }
+    }
+
+    /// The safety checks' view of this context: the classifier's, with the roots of `/proc`
+    /// and `/dev` that the in-use checks read.
+    pub(crate) fn safety(&self) -> Safety<'_> {
+        Safety {
+            sysfs: &self.sysfs,
+            tables: &self.tables,
+            log: &self.log,
+            proc_root: &self.proc_root,
+            dev_root: &self.dev_root,
         }
     }
 

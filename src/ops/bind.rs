@@ -168,7 +168,7 @@ impl Context {
     /// After one device of an IOMMU group moved to a VFIO driver: a warning naming the members
     /// that still keep the group from being assigned (SPEC 3.8).
     fn warn_if_group_not_viable(&self, address: &PciAddress, target: &DriverName) {
-        if !self.sysfs.has_vfio_dev(address) && !self.is_vfio_driver(target) {
+        if !self.sysfs.has_vfio_dev(address) && !self.classifier().is_vfio_driver(target) {
             return;
         }
         if let Ok(Some(why)) = self.iommu_group_viability(&address.to_string()) {
@@ -295,7 +295,7 @@ impl Context {
                 )?
             }
         };
-        if options.require_vfio && !self.is_vfio_target(&target) {
+        if options.require_vfio && !self.classifier().is_vfio_target(&target) {
             return Err(Error::NotClaimed {
                 address: *address,
                 driver: match &target {
@@ -314,7 +314,8 @@ impl Context {
                 return Ok(self.already_bound(address, t, start, &now, notes));
             }
         }
-        self.check_move(address, &now, Destination::Driver(&target), name, &options)?;
+        self.safety()
+            .check_move(address, &now, Destination::Driver(&target), name, &options)?;
         Ok(Prepared {
             target: match &target {
                 Target::Driver(d) => Some(d.clone()),
@@ -345,7 +346,7 @@ impl Context {
         notes: Vec<String>,
     ) -> Prepared {
         let keeps = now.driver_override.as_deref() == Some(driver.as_str());
-        if keeps || !self.is_vfio_driver(driver) {
+        if keeps || !self.classifier().is_vfio_driver(driver) {
             let nothing = format!("{address} is already bound to {driver}; nothing to do");
             self.log.log(Priority::Info, format_args!("{nothing}"));
             return Prepared {

@@ -34,7 +34,7 @@ impl Context {
         self.sysfs.require_device(&address)?;
         let modalias = self.sysfs.modalias(&address).ok();
         let driver = self.sysfs.device_driver(&address)?;
-        let vfio_bound = self.on_vfio_driver(&address, driver.as_ref());
+        let vfio_bound = self.classifier().on_vfio_driver(&address, driver.as_ref());
         Ok(DeviceInfo {
             vfio_module: modalias
                 .as_ref()

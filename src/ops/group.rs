@@ -2,7 +2,7 @@
 //! or given back to the host, as one transaction.
 
 use crate::ops::bind::Prepared;
-use crate::policy::unit::UnitMember;
+use crate::policy::unit::{self, UnitMember};
 use crate::txn::{Loads, Locked};
 use crate::types::address::PciAddress;
 use crate::types::error::{Check, Error, Result};
@@ -106,14 +106,14 @@ impl Context {
         movers: &impl Fn(&UnitMember) -> bool,
     ) -> Result<(Vec<UnitMember>, Locked<'_>)> {
         let deadline = self.deadline();
-        let mut unit = self.unit(address, movers)?;
+        let mut unit = unit::unit(&self.classifier(), address, movers)?;
         if mode == Mode::DryRun {
             return Ok((unit, Locked::none()));
         }
         for _ in 0..3 {
             let addresses: Vec<PciAddress> = unit.iter().map(|m| m.address).collect();
             let locked = self.engine().lock_devices(&addresses, &deadline)?;
-            let now = self.unit(address, movers)?;
+            let now = unit::unit(&self.classifier(), address, movers)?;
             if now.iter().all(|m| addresses.contains(&m.address)) {
                 return Ok((now, locked));
             }

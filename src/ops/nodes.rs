@@ -15,7 +15,7 @@ impl Context {
     /// A device not on a VFIO driver is [`Error::Unsupported`].
     pub fn vfio_device_nodes(&self, address: &str) -> Result<Vec<PathBuf>> {
         let address = PciAddress::parse(address)?;
-        if self.vfio_driver_of(&address)?.is_none() {
+        if self.classifier().vfio_driver_of(&address)?.is_none() {
             return Err(Error::Unsupported {
                 address,
                 detail: "not on a VFIO driver, so it has no VFIO device nodes".into(),

@@ -93,13 +93,17 @@ impl Context {
             })
         };
         let Some(target) = target else {
-            let on_host_driver = self.on_host_driver(address, now.driver.as_ref());
+            let on_host_driver = self
+                .classifier()
+                .on_host_driver(address, now.driver.as_ref());
             if on_host_driver && now.driver_override.is_none() {
                 return nothing(None);
             }
             let home = on_host_driver
                 && now.driver.as_ref().is_some_and(|d| {
-                    self.claims_by_id_table(address, &Target::Driver(d.clone()), None) == Some(true)
+                    self.safety()
+                        .claims_by_id_table(address, &Target::Driver(d.clone()), None)
+                        == Some(true)
                 });
             if home {
                 // On a driver that claims it by its own ID table: only the override goes, with
@@ -119,7 +123,8 @@ impl Context {
                     checkpoint: Vec::new(),
                 });
             }
-            self.check_move(address, &now, Destination::Host, None, &options)?;
+            self.safety()
+                .check_move(address, &now, Destination::Host, None, &options)?;
             return self.prepare_reattach_to_host(address, start, &options);
         };
         // `None` only in a dry run whose target's module is not loaded: the device cannot be on
@@ -129,8 +134,9 @@ impl Context {
         // the override; an override-only (VFIO) driver, or one forced onto a device it does
         // not claim, needs the override to stay.
         let host = self
+            .safety()
             .claims_by_id_table(address, &target, name)
-            .unwrap_or_else(|| !self.is_vfio_target(&target));
+            .unwrap_or_else(|| !self.classifier().is_vfio_target(&target));
         let mut checkpoint = Vec::new();
         let steps = match &driver {
             Some(d) if now.driver.as_ref() == Some(d) => {
@@ -145,7 +151,13 @@ impl Context {
             }
             _ => {
                 // `reattach(host NIC, "vfio-pci")` must not take what `bind` refuses.
-                self.check_move(address, &now, Destination::Driver(&target), name, &options)?;
+                self.safety().check_move(
+                    address,
+                    &now,
+                    Destination::Driver(&target),
+                    name,
+                    &options,
+                )?;
                 checkpoint.push(checks_note(&options));
                 let mut steps = txn::move_to(&target);
                 if host {
@@ -178,7 +190,7 @@ impl Context {
         start: txn::DeviceState,
         options: &BindOptions,
     ) -> Result<Prepared> {
-        let modules = self.host_modules_for(address)?;
+        let modules = self.safety().host_modules_for(address)?;
         let mut steps: Vec<Step> = modules
             .iter()
             .flatten()

@@ -145,9 +145,13 @@ impl Context {
             }
             self.check_vfs_removable(&vfs, pf, options.force)?;
             wait_for_vmm = options.force
-                && vfs
-                    .iter()
-                    .any(|vf| self.vfio_driver_of(vf).ok().flatten().is_some());
+                && vfs.iter().any(|vf| {
+                    self.classifier()
+                        .vfio_driver_of(vf)
+                        .ok()
+                        .flatten()
+                        .is_some()
+                });
         }
         Ok(Some((
             SriovTxn {
@@ -165,13 +169,14 @@ impl Context {
     /// may carry the host's traffic).
     fn check_vfs_removable(&self, vfs: &[PciAddress], pf: &PciAddress, force: bool) -> Result<()> {
         for vf in vfs {
-            let Some(driver) = self.vfio_driver_of(vf)? else {
+            let Some(driver) = self.classifier().vfio_driver_of(vf)? else {
                 let start = self.state(vf)?;
                 let options = BindOptions {
                     force,
                     ..BindOptions::default()
                 };
-                self.check_move(vf, &start, Destination::Unbound, None, &options)
+                self.safety()
+                    .check_move(vf, &start, Destination::Unbound, None, &options)
                     .map_err(|e| match e {
                         Error::InUse {
                             address,

@@ -56,7 +56,8 @@ impl Context {
                 checkpoint: Vec::new(),
             });
         }
-        self.check_move(address, &start, Destination::Unbound, None, &options)?;
+        self.safety()
+            .check_move(address, &start, Destination::Unbound, None, &options)?;
         Ok(Prepared {
             target: None,
             txn: Some(DeviceTxn {
