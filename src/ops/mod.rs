@@ -13,5 +13,6 @@ pub(crate) mod preset;
 pub(crate) mod query;
 pub(crate) mod reattach;
 pub(crate) mod recover;
+pub(crate) mod resolve;
 pub(crate) mod sriov;
 pub(crate) mod unbind;

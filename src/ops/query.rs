@@ -6,9 +6,16 @@ use crate::policy::group::{self, GroupMember};
 use crate::policy::inuse::{vmm, InUse};
 use crate::types::address::PciAddress;
 use crate::types::error::Result;
+use crate::types::name::DriverName;
 use crate::Context;
 
 impl Context {
+    /// The driver the device at `address` is bound to, or `None` when it is unbound.
+    pub fn current_driver(&self, address: &str) -> Result<Option<DriverName>> {
+        let address = PciAddress::parse(address)?;
+        self.sysfs.device_driver(&address)
+    }
+
     /// True when the device is bound to a VFIO driver (`vfio-dev/` present, `vfio-pci`, or a
     /// variant), so callers stop comparing driver names with `"vfio-pci"`.
     pub fn is_vfio_bound(&self, address: &str) -> Result<bool> {
