@@ -21,86 +21,80 @@ pub struct Interrupted {
     pub running: bool,
 }
 
-impl Context {
-    /// A fresh deadline for a call's lock waits (SPEC 3.5: one for the whole call).
-    pub(crate) fn deadline(&self) -> Deadline {
-        Deadline::after(self.lock_timeout)
-    }
+/// A fresh deadline for a call's lock waits (SPEC 3.5: one for the whole call).
+pub(crate) fn deadline(ctx: &Context) -> Deadline {
+    Deadline::after(ctx.lock_timeout)
+}
 
-    /// The preamble of every operation on one device: the device must be there, the log is
-    /// deferred until the lock is released (the callback never runs under a lock), and the
-    /// device is locked against one deadline for the whole call, rolling back an interrupted
-    /// transaction first. Then `op` runs with the lock and the deadline.
-    pub(crate) fn on_locked_device<T>(
-        &self,
-        address: &PciAddress,
-        op: impl FnOnce(&Locked<'_>, &Deadline) -> Result<T>,
-    ) -> Result<T> {
-        self.sysfs.require_device(address)?;
-        // Declared first, dropped last: the log callback runs after the lock is released.
-        let _deferral = self.log.defer();
-        let deadline = self.deadline();
-        let locked = self.engine().lock_device(address, &deadline)?;
-        op(&locked, &deadline)
-    }
+/// The preamble of every operation on one device: the device must be there, the log is
+/// deferred until the lock is released (the callback never runs under a lock), and the
+/// device is locked against one deadline for the whole call, rolling back an interrupted
+/// transaction first. Then `op` runs with the lock and the deadline.
+pub(crate) fn on_locked_device<T>(
+    ctx: &Context,
+    address: &PciAddress,
+    op: impl FnOnce(&Locked<'_>, &Deadline) -> Result<T>,
+) -> Result<T> {
+    ctx.sysfs.require_device(address)?;
+    // Declared first, dropped last: the log callback runs after the lock is released.
+    let _deferral = ctx.log.defer();
+    let deadline = deadline(ctx);
+    let locked = ctx.engine().lock_device(address, &deadline)?;
+    op(&locked, &deadline)
+}
 
-    /// The plan's first line when the device's lock file holds the record of an interrupted
-    /// transaction: a dry run takes no lock, so it rolls nothing back; the real call would,
-    /// first.
-    pub(crate) fn interrupted_note(&self, address: &PciAddress) -> Option<String> {
-        let found = self.interrupted().ok()?;
-        let i = found
-            .into_iter()
-            .find(|i| i.address == *address && !i.running)?;
-        Some(format!(
-            "first roll back the interrupted transaction of {address} ({}); the plan below \
-             starts from the device as it is now",
-            i.description
-        ))
-    }
+/// The plan's first line when the device's lock file holds the record of an interrupted
+/// transaction: a dry run takes no lock, so it rolls nothing back; the real call would,
+/// first.
+pub(crate) fn interrupted_note(ctx: &Context, address: &PciAddress) -> Option<String> {
+    let found = interrupted(ctx).ok()?;
+    let i = found
+        .into_iter()
+        .find(|i| i.address == *address && !i.running)?;
+    Some(format!(
+        "first roll back the interrupted transaction of {address} ({}); the plan below \
+         starts from the device as it is now",
+        i.description
+    ))
+}
 
-    /// Rolls back the interrupted transactions of the device at `address`, or with `None` of
-    /// every device whose lock file holds a record (SPEC 3.12), each under its lock. Returns
-    /// the devices rolled back, in address order. Any other operation on a device does the
-    /// same first; this is for a manager's start-up and for an operator.
-    pub fn recover(&self, address: Option<&str>) -> Result<Vec<PciAddress>> {
-        let _deferral = self.log.defer();
-        let deadline = self.deadline();
-        let addresses = match address {
-            Some(a) => {
-                let a = PciAddress::parse(a)?;
-                self.sysfs.require_device(&a)?;
-                vec![a]
-            }
-            None => find_records(&self.lock_dir)?
-                .into_iter()
-                .map(|f| f.address)
-                .collect(),
-        };
-        let mut recovered = Vec::new();
-        for address in &addresses {
-            // One at a time: a roll-back never waits while holding another device's lock.
-            let locked = self.engine().lock_device(address, &deadline)?;
-            recovered.extend(locked.recovered.iter().copied());
+/// [`Context::recover`].
+pub(crate) fn recover(ctx: &Context, address: Option<&str>) -> Result<Vec<PciAddress>> {
+    let _deferral = ctx.log.defer();
+    let deadline = deadline(ctx);
+    let addresses = match address {
+        Some(a) => {
+            let a = PciAddress::parse(a)?;
+            ctx.sysfs.require_device(&a)?;
+            vec![a]
         }
-        Ok(recovered)
-    }
-
-    /// The devices whose lock file holds a transaction record: interrupted ones, and those
-    /// whose transaction is running now. Reads only; waits for nothing.
-    pub fn interrupted(&self) -> Result<Vec<Interrupted>> {
-        Ok(find_records(&self.lock_dir)?
+        None => find_records(&ctx.lock_dir)?
             .into_iter()
-            .map(|found| Interrupted {
-                address: found.address,
-                description: match Record::parse(&found.text) {
-                    Ok(r) => describe(&r),
-                    Err(why) => format!("an unreadable transaction record ({why})"),
-                },
-                running: found.running,
-            })
-            .collect())
+            .map(|f| f.address)
+            .collect(),
+    };
+    let mut recovered = Vec::new();
+    for address in &addresses {
+        // One at a time: a roll-back never waits while holding another device's lock.
+        let locked = ctx.engine().lock_device(address, &deadline)?;
+        recovered.extend(locked.recovered.iter().copied());
     }
+    Ok(recovered)
+}
+
+/// [`Context::interrupted`].
+pub(crate) fn interrupted(ctx: &Context) -> Result<Vec<Interrupted>> {
+    Ok(find_records(&ctx.lock_dir)?
+        .into_iter()
+        .map(|found| Interrupted {
+            address: found.address,
+            description: match Record::parse(&found.text) {
+                Ok(r) => describe(&r),
+                Err(why) => format!("an unreadable transaction record ({why})"),
+            },
+            running: found.running,
+        })
+        .collect())
 }
 
 /// "binding to vfio-pci (process 42), started bound to e1000e, driver_override unset".

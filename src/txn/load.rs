@@ -271,10 +271,10 @@ impl Engine<'_> {
     ) -> std::result::Result<(), LoadError> {
         match load.purpose {
             LoadFor::Target(_) => resolve::load_module(
-                &self.sysfs,
-                &self.modprobe,
+                self.sysfs,
+                self.modprobe,
                 self.modprobe_timeout,
-                &self.log,
+                self.log,
                 &load.module,
             ),
             LoadFor::Host => {
