@@ -1,5 +1,6 @@
 //! `pcibind`: move PCI devices between kernel drivers by hand, on the libpcibind Rust API.
 
+mod complete;
 mod man;
 mod persist;
 mod status;
@@ -286,6 +287,23 @@ enum Command {
     /// Print the man page (roff) to stdout
     #[command(hide = true)]
     Man,
+    // --- Shell completions (complete.rs) ---
+    /// Print the completion script for SHELL to stdout (meson installs them; for a hand-built
+    /// tool, e.g. `pcibind completions bash > /etc/bash_completion.d/pcibind`)
+    ///
+    /// They complete commands, options and option values, and where a command takes a device or
+    /// a driver, the PCI addresses and network interfaces of the host and its PCI drivers and
+    /// modules, asked of pcibind as you type (with the --sysfs-root and --modules-dir given).
+    Completions {
+        #[arg(value_enum)]
+        shell: complete::Shell,
+    },
+    /// The values the completion scripts offer, one a line (see complete.rs)
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        #[arg(value_enum, required = true)]
+        kinds: Vec<complete::Kind>,
+    },
 }
 
 /// The exit status of an error (documented in AFTER_HELP), and how bad it is among several.
@@ -1043,6 +1061,23 @@ fn run(cli: Cli) -> Result<u8, Error> {
         let _ = io::stdout().write_all(&out);
         return Ok(0);
     }
+    // --- Shell completions (complete.rs): no context, nothing logged ---
+    match &cli.command {
+        Command::Completions { shell } => {
+            let text = complete::script(*shell, &Cli::command()).map_err(Error::Internal)?;
+            let _ = io::stdout().write_all(text.as_bytes());
+            return Ok(0);
+        }
+        Command::Complete { kinds } => {
+            let g = &cli.global;
+            let values = complete::values(&g.sysfs_root, g.modules_dir.as_deref(), kinds);
+            for value in values {
+                println!("{value}");
+            }
+            return Ok(0);
+        }
+        _ => {}
+    }
     let ctx = context(&cli.global)?;
     let store = Store::new(absolute(&cli.global.config_dir));
     Ok(match cli.command {
@@ -1235,7 +1270,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 }
             }
         }
-        Command::Man => unreachable!(),
+        Command::Man | Command::Completions { .. } | Command::Complete { .. } => unreachable!(),
     })
 }
 
