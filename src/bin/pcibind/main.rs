@@ -2,6 +2,7 @@
 
 mod complete;
 mod man;
+mod owner;
 mod persist;
 mod status;
 
@@ -185,6 +186,15 @@ enum Command {
         /// at boot. With no DRIVER that is the VFIO driver chosen now.
         #[arg(long, conflicts_with = "dry_run")]
         persist: bool,
+        /// After each successful bind, give the device's VFIO nodes, its IOMMU group's node
+        /// (/dev/vfio/N) and its VFIO character device (/dev/vfio/devices/vfioX), to USER (and
+        /// GROUP; `USER:` is the user's login group; names or numeric ids), as chown does, so a
+        /// VMM that does not run as root can open them. Implies --require-vfio. Refused before
+        /// anything changes when the group node would also open a device the command does not
+        /// bind (another member of the IOMMU group, bridges aside): name it too, or use
+        /// --group. `reattach` gives the nodes back to root.
+        #[arg(long, value_name = "USER[:GROUP]", value_parser = owner::parse)]
+        owner: Option<owner::Owner>,
     },
     /// Detach devices from their driver and leave them unbound (driver_override set to `none`
     /// so no probe takes them)
@@ -1116,6 +1126,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             dry_run,
             group,
             persist,
+            owner,
         } => {
             let persist = Persist::when(persist, Persist::Save);
             let (addresses, target) = match prepare(&ctx, &args, true, !dry_run, (persist, &store))
@@ -1123,8 +1134,28 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 Ok(prepared) => prepared,
                 Err(status) => return Ok(status),
             };
+            // --- bind --owner (owner.rs): checked before anything changes ---
+            if let Some(owner) = &owner {
+                let driver = match &target {
+                    Target::Driver(d) => Some(d.as_str()),
+                    _ => None,
+                };
+                let unbound = matches!(target, Target::Unbound);
+                if let Err(status) = owner.check(&ctx, &addresses, unbound, driver, group) {
+                    return Ok(status);
+                }
+            }
+            // Gives the nodes of a device bound (owner.rs), or the plan's note of it.
+            let give = |a: &str, done: Result<String, Error>| match &owner {
+                Some(owner) => done.and_then(|line| owner.give(&ctx, a, line)),
+                None => done,
+            };
+            let note = |plan: String| match &owner {
+                Some(owner) => format!("{plan}\n{}", owner.plan_note()),
+                None => plan,
+            };
             let options = BindOptions {
-                require_vfio,
+                require_vfio: require_vfio || owner.is_some(),
                 strict_variant,
                 ..move_options(force, &allow)
             };
@@ -1134,7 +1165,19 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 }
                 return Ok(each(&addresses, "binding the group of", |a| {
                     let o = ctx.bind_group(a, options, dry_run)?;
-                    persist.after_group(&ctx, &store, &o.members, group_report(&o, dry_run))
+                    let done =
+                        persist.after_group(&ctx, &store, &o.members, group_report(&o, dry_run));
+                    match (&owner, dry_run) {
+                        (Some(_), true) => done.map(note),
+                        (Some(_), false) => o.members.iter().try_fold(done?, |line, m| {
+                            let m = m.to_string();
+                            match ctx.is_vfio_bound(&m)? {
+                                true => give(&m, Ok(line)),
+                                false => Ok(line), // a bridge, which stays
+                            }
+                        }),
+                        (None, _) => done,
+                    }
                 }));
             }
             let driver = match &target {
@@ -1151,13 +1194,13 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 }),
                 (_, true) => each(&addresses, "planning", |a| {
                     ctx.bind_plan(a, driver, options)
-                        .map(|plan| format!("plan (nothing changed):\n{plan}"))
+                        .map(|plan| note(format!("plan (nothing changed):\n{plan}")))
                 }),
                 (_, false) => each_in_parallel(&addresses, "binding", |a| {
                     let done = ctx
                         .bind(a, driver, options)
                         .map(|d| (Some(d.clone()), format!("bound to {d}")));
-                    persist.after_one(&store, a, done)
+                    give(a, persist.after_one(&store, a, done))
                 }),
             }
         }
@@ -1203,8 +1246,11 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     return Ok(no_driver_with_group());
                 }
                 return Ok(each(&addresses, "reattaching the group of", |a| {
+                    let nodes = owner::group_nodes_of(&ctx, a, options, dry_run);
                     let o = ctx.reattach_group(a, options, dry_run)?;
-                    persist.after_group(&ctx, &store, &o.members, group_report(&o, dry_run))
+                    persist
+                        .after_group(&ctx, &store, &o.members, group_report(&o, dry_run))
+                        .and_then(|line| owner::give_back(&nodes, line))
                 }));
             }
             if dry_run {
@@ -1217,10 +1263,14 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     _ => ctx.reattach_plan(a, driver, options).map(plan_text),
                 }));
             }
+            // The nodes reattach gives back to root (owner.rs), as they are before the move.
             match target {
                 Target::Unbound => each(&addresses, "unbinding", |a| {
+                    let nodes = owner::nodes_of(&ctx, a);
                     let done = ctx.unbind(a, options).map(|_| (None, UNBOUND.to_owned()));
-                    persist.after_one(&store, a, done)
+                    persist
+                        .after_one(&store, a, done)
+                        .and_then(|line| owner::give_back(&nodes, line))
                 }),
                 target => {
                     let driver = match &target {
@@ -1228,6 +1278,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                         _ => None,
                     };
                     each(&addresses, "reattaching", |a| {
+                        let nodes = owner::nodes_of(&ctx, a);
                         let done = ctx.reattach(a, driver, options).map(|d| {
                             let line = match &d {
                                 Some(d) => format!("bound to {d}"),
@@ -1235,7 +1286,9 @@ fn run(cli: Cli) -> Result<u8, Error> {
                             };
                             (d, line)
                         });
-                        persist.after_one(&store, a, done)
+                        persist
+                            .after_one(&store, a, done)
+                            .and_then(|line| owner::give_back(&nodes, line))
                     })
                 }
             }

@@ -347,6 +347,17 @@ pcibind reattach \-\-persist 0000:01:00.0
 .fi
 .RE
 .PP
+Give a GPU and its audio function (one IOMMU group) to \fBvfio\-pci\fR for a QEMU that runs as
+user \fBqemu\fR: \fI/dev/vfio/\fRGROUP and each \fI/dev/vfio/devices/vfio\fRN become
+\fBqemu\fR's (mode 0600, as the kernel made them); later, back to the host and to root:
+.PP
+.RS 4
+.nf
+pcibind bind \-\-group \-\-owner qemu:kvm 0000:01:00.0
+pcibind reattach \-\-group 0000:01:00.0
+.fi
+.RE
+.PP
 Which devices are where, and which IOMMU groups a guest could have:
 .PP
 .RS 4
@@ -385,6 +396,14 @@ written by \fBbind \-\-persist\fR, removed by \fBreattach \-\-persist\fR, applie
 the udev rule and systemd unit that run \fBpcibind apply\fR \fIADDRESS\fR when a PCI device
 with a saved override appears, at boot and on hot\-plug (installed by meson with the tool;
 driverctl's rule acts on the same files: keep one of the two)
+.TP
+.IR /dev/vfio/ GROUP ", " /dev/vfio/devices/vfio N
+a device's VFIO nodes, root:root mode 0600 as the kernel creates them; \fBbind \-\-owner\fR
+gives them to a user, \fBreattach\fR back to root (\fB\-\-dev\-root\fR elsewhere, for tests)
+.TP
+.IR bash\-completion/completions/pcibind ", " zsh/site\-functions/_pcibind ", " fish/vendor_completions.d/pcibind.fish
+the shell completions, under the data directory (installed by meson with the tool; printed by
+\fBpcibind completions\fR \fISHELL\fR)
 .SH "SEE ALSO"
 .BR driverctl (8),
 .BR systemd.unit (5),
