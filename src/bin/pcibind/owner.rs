@@ -88,7 +88,7 @@ fn lookup_user(name: &str) -> Result<Option<(u32, Option<u32>)>, String> {
         };
         (
             rc,
-            (!result.is_null()).then(|| (pwd.pw_uid, Some(pwd.pw_gid))),
+            (!result.is_null()).then_some((pwd.pw_uid, Some(pwd.pw_gid))),
         )
     })
     .map_err(|e| format!("looking up user {name:?}: {e}"))
