@@ -101,6 +101,8 @@ expect "$run unbind 0000:01:00.0 0000:01:" 00.0 00.1
 expect "$run bind 0000:00:02.0 vfio" vfio_pci
 expect "$run bind 0000:00:02.0 " vfio_pci e1000e none 0000:3b:00.2
 expect "$run resolve mlx" mlx5_core mlx5_vfio_pci
+# After a wrapper the line still has (without bash-completion's _command_offset).
+expect "sudo $run show 0000:3b" 3b:00.2
 expect_not "$run bind " vfio_pci none
 expect_not "$run show 0000:00:02.0 " 0000:3b:00.2
 expect_not "$run --lock-dir " 0000:00:02.0

@@ -255,6 +255,13 @@ _pcibind_host() {
         words+=("")
     fi
     cur=${words[${#words[@]}-1]}
+    # From the pcibind word on (after a wrapper such as sudo, if the line still has it).
+    for ((i = 0; i < ${#words[@]} - 1; i++)); do
+        if [[ ${words[i]##*/} == pcibind ]]; then
+            words=("${words[@]:i}")
+            break
+        fi
+    done
     for ((i = 1; i < ${#words[@]} - 1; i++)); do
         word=${words[i]}
         if ((value)); then
@@ -341,6 +348,9 @@ _pcibind_host() {
     local -a line root kinds values
     local i
     line=(${(Q)${(z)BUFFER}})
+    # From the pcibind word on: BUFFER still has a wrapper such as sudo.
+    i=${line[(i)(*/|)pcibind]}
+    (( i <= $#line )) && line=(${line[i,-1]})
     for (( i = 2; i <= $#line; i++ )); do
         case $line[i] in
 "#,
@@ -372,8 +382,16 @@ fn fish_layer(cmd: &Command) -> String {
 # What the definitions cannot know, asked of `pcibind __complete` (with the --sysfs-root and
 # --modules-dir typed so far): the host's PCI addresses, network interfaces and drivers, where
 # a command takes a device or a driver (clap_complete writes nothing for positional arguments).
-function __pcibind_host_kinds
+# The tokens before the cursor from the pcibind word on (after a wrapper such as sudo).
+function __pcibind_words
     set -l words (commandline -opc)
+    set -l at (contains -i -- pcibind (string replace -r '.*/' '' -- $words))
+    test -n "$at"; or set at 1
+    printf '%s\n' $words[$at..-1]
+end
+
+function __pcibind_host_kinds
+    set -l words (__pcibind_words)
     set -l command
     set -l n 0
     set -l value 0
@@ -414,7 +432,7 @@ function __pcibind_host_kinds
 end
 
 function __pcibind_host
-    set -l words (commandline -opc)
+    set -l words (__pcibind_words)
     set -l root
     for i in (seq 2 (count $words))
         switch $words[$i]
