@@ -587,8 +587,13 @@ mod tests {
         ] {
             let text = script(shell, &cmd).unwrap();
             assert!(text.contains(hook), "{shell:?}: {hook} missing");
-            for option in ["--sysfs-root", "--dry-run", "--allow"] {
-                assert!(text.contains(option), "{shell:?}: {option} missing");
+            for option in ["sysfs-root", "dry-run", "allow"] {
+                // fish spells them `-l NAME`.
+                let spelled = match shell {
+                    Shell::Fish => format!("-l {option}"),
+                    _ => format!("--{option}"),
+                };
+                assert!(text.contains(&spelled), "{shell:?}: {spelled} missing");
             }
         }
     }
