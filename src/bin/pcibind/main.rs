@@ -193,7 +193,8 @@ enum Command {
         /// anything changes when the group node would also open a device the command does not
         /// bind (another member of the IOMMU group, bridges aside): name it too, or use
         /// --group. `reattach` gives the nodes back to root.
-        #[arg(long, value_name = "USER[:GROUP]", value_parser = owner::parse)]
+        #[arg(long, value_name = "USER[:GROUP]", value_parser = owner::parse,
+              value_hint = clap::ValueHint::Username)]
         owner: Option<owner::Owner>,
     },
     /// Detach devices from their driver and leave them unbound (driver_override set to `none`
