@@ -79,6 +79,8 @@ expect "pcibind bind --dry" "--dry-run"
 expect "$run bind " 0000:00:02.0 0000:3b:00.2 enp0s2 --not vfio_pci
 expect "$run show 0000:3b" "3b:00.2"
 expect "$run bind 0000:00:02.0 " vfio_pci mlx5_vfio_pci none 0000:3b:00.2
+# --owner's value is a user (its value name USER[:GROUP] must not end the spec's message).
+expect "pcibind bind --owner roo" "--owner root"
 # zsh's sudo completion completes the command after it; the helper runs pcibind, not sudo.
 expect "sudo $run show 0000:3b" "3b:00.2"
 exit $failed

@@ -91,13 +91,26 @@ fn marker(command: &str, id: &str) -> String {
     format!("__pcibind_dynamic_{command}_{id}__")
 }
 
+/// An argument with the colons of its value names escaped: zsh's `_arguments` would end the
+/// message at `USER[:GROUP]`'s colon, and clap_complete writes value names as they are (bash and
+/// fish do not show them).
+fn colons_escaped(arg: &Arg) -> Arg {
+    match arg.get_value_names() {
+        Some(names) if names.iter().any(|n| n.contains(':')) => {
+            let escaped: Vec<String> = names.iter().map(|n| n.replace(':', "\\:")).collect();
+            arg.clone().value_names(escaped)
+        }
+        _ => arg.clone(),
+    }
+}
+
 /// The definitions as the generator sees them: hidden commands and options left out (clap_complete
 /// would list them), and the marker value on each positional argument completed from the host.
 fn for_generator(cmd: &Command) -> Command {
     let visible = |a: &&Arg| !a.is_hide_set();
     let mut out = Command::new(cmd.get_name().to_owned())
         .bin_name(cmd.get_name().to_owned())
-        .args(cmd.get_arguments().filter(visible).cloned());
+        .args(cmd.get_arguments().filter(visible).map(colons_escaped));
     if let Some(about) = cmd.get_about() {
         out = out.about(about.clone());
     }
@@ -111,7 +124,7 @@ fn for_generator(cmd: &Command) -> Command {
                 Some(Some(_)) if a.is_positional() => a
                     .clone()
                     .value_parser([PossibleValue::new(marker(&name, a.get_id().as_str()))]),
-                _ => a.clone(),
+                _ => colons_escaped(a),
             }
         }));
         if let Some(about) = sub.get_about() {
