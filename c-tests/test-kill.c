@@ -7,9 +7,13 @@
  * - killed, then the same call again: it rolls back first and ends where the call should;
  * - the device removed after the n-th write: PCIBIND_ERR_NO_DEVICE (never a false
  *   PCIBIND_ERR_RESTORE), the other devices of the unit where they started, no record and no
- *   lock left; rescanned, the device is moved at once. */
+ *   lock left; rescanned, the device is moved at once.
+ * A bind whose module load probes the device (a host module taking an unbound VF) is cut right
+ * after that probe too: the start was recorded before the load. */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/wait.h>
@@ -25,6 +29,7 @@
 #define PF "0000:06:00.0"
 #define VF0 "0000:06:00.1"
 #define VF1 "0000:06:00.2"
+#define MLXVF "0000:07:00.1"
 
 static const char *const E1000E = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
 static const char *const PORT_ID = "pci:v00008086d0000A110sv00008086sd00007270bc06sc04i00";
@@ -32,8 +37,9 @@ static const char *const GPU_ID = "pci:v000010DEd00002204sv00001462sd00003880bc0
 static const char *const AUDIO_ID = "pci:v000010DEd00001AEFsv00001462sd00003880bc04sc03i00";
 static const char *const PF_ID = "pci:v00008086d000010FBsv00008086sd0000000Cbc02sc00i00";
 static const char *const VF_ID = "pci:v00008086d000010EDsv00008086sd0000000Cbc02sc00i00";
+static const char *const MLX_VF_ID = "pci:v000015B3d0000101Esv000015B3sd00000001bc02sc00i00";
 
-static const char *const DEVICES[] = {NIC, PORT, GPU, AUDIO, PF, VF0, VF1};
+static const char *const DEVICES[] = {NIC, PORT, GPU, AUDIO, PF, VF0, VF1, MLXVF};
 
 static char *root;
 static pcibind_ctx *ctx;
@@ -51,6 +57,8 @@ static void setup(void)
               "alias pci:v*d*sv*sd*bc04sc03i* snd_hda_intel\n"
               "alias pci:v00008086d000010FBsv*sd*bc*sc*i* ixgbe\n"
               "alias pci:v00008086d000010EDsv*sd*bc*sc*i* ixgbevf\n"
+              "alias pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_core\n"
+              "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci\n"
               "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n");
     ptk_vfio_driver(root, "vfio_pci", "vfio-pci");
     ptk_builtin_driver(root, "pcieport", "pcieportdrv");
@@ -77,6 +85,10 @@ static void setup(void)
     ptk_write(root, "devices/pci0000:00/" PF "/sriov_numvfs", "0\n");
     ptk_write(root, "devices/pci0000:00/" PF "/sriov_drivers_autoprobe", "1\n");
     ptk_write(root, "devices/pci0000:00/" PF "/fake_vf_modalias", VF_ID);
+    /* A ConnectX VF, unbound: mlx5_core is registered, its variant mlx5_vfio_pci is not. */
+    ptk_loaded_driver(root, "mlx5_core", "mlx5_core");
+    ptk_driver_ids(root, "mlx5_core", "pci:v000015B3d0000101Esv*sd*bc*sc*i*");
+    ptk_device(root, MLXVF, MLX_VF_ID, NULL);
     ctx = test_context(root, root, getenv("FAKE_MODPROBE"), NULL);
     CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_warnings, NULL, LOG_WARNING), PCIBIND_OK);
 }
@@ -219,6 +231,36 @@ static int two_vfs(void)
     return pcibind_sriov_set_numvfs(ctx, PF, 2, 0, NULL);
 }
 
+/* The caller's module loader: loading mlx5_vfio_pci brings its dependency's driver onto the
+ * unbound VF (one write: the kernel's probe of it), then registers the variant. */
+static int probing_loader(void *userdata, const char *module, char **error_out)
+{
+    (void)userdata;
+    if (strcmp(module, "mlx5_vfio_pci") != 0) {
+        if (asprintf(error_out, "no module %s", module) < 0)
+            *error_out = NULL;
+        return -ENOENT;
+    }
+    char *bind = ptk_path(root, "bus/pci/drivers/mlx5_core/bind");
+    int fd = open(bind, O_WRONLY);
+    CHECK(fd >= 0 && write(fd, MLXVF, strlen(MLXVF)) == (ssize_t)strlen(MLXVF));
+    if (fd >= 0)
+        close(fd);
+    free(bind);
+    ptk_register_driver(root, "mlx5_vfio_pci", "mlx5_vfio_pci", 1, NULL);
+    return 0;
+}
+
+static void a_loader_that_probes(void)
+{
+    CHECK_RC(pcibind_ctx_set_module_loader(ctx, probing_loader, NULL), PCIBIND_OK);
+}
+
+static int bind_vf_to_its_variant(void)
+{
+    return pcibind_bind(ctx, MLXVF, NULL, 0, NULL);
+}
+
 static const struct scenario SCENARIOS[] = {
     {"bind", nothing, bind_nic, 1},
     {"reattach", nic_on_vfio, reattach_nic, 1},
@@ -227,6 +269,7 @@ static const struct scenario SCENARIOS[] = {
     {"group bind", nothing, bind_group, 1},
     {"group reattach", group_on_vfio, reattach_group, 1},
     {"SR-IOV count", nothing, two_vfs, 0},
+    {"bind with a load that probes", a_loader_that_probes, bind_vf_to_its_variant, 1},
 };
 
 static void child(void *arg)

@@ -2,11 +2,13 @@
  * safety check skipped by its own flag and by no other (PCIBIND_BIND_FORCE by all three), a
  * VFIO target required, a variant or nothing, the in-use question answered alone with its
  * kinds, the start of a bind reported from the locked transaction (a concurrent reattach
- * cannot make it lie), a caller's module loader, Xen's pciback as a stub, mediated devices,
- * library messages that name no API identifier (a manager shows them to its users), and the
- * plans of unbind and reattach. */
+ * cannot make it lie), a caller's module loader (and a load that probes the device, undone
+ * with the transaction), Xen's pciback as a stub, mediated devices, library messages that
+ * name no API identifier (a manager shows them to its users), and the plans of unbind and
+ * reattach, and who loads in a plan. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <syslog.h>
@@ -464,6 +466,141 @@ static void the_caller_loads_modules(void)
     teardown();
 }
 
+/* A load that probes the device: mlx5_vfio_pci needs mlx5_core, whose driver takes an
+ * unbound ConnectX VF as it registers (the kernel's driver_attach), here a write of the VF to
+ * mlx5_core's bind file. `refuse`: the loader then says the variant failed to load. */
+#define VF "0000:03:00.1"
+static int probing_refuses;
+
+static int probing_loader(void *userdata, const char *module, char **error_out)
+{
+    (void)userdata;
+    if (strcmp(module, "mlx5_vfio_pci") != 0) {
+        if (asprintf(error_out, "no module %s", module) < 0)
+            *error_out = NULL;
+        return -ENOENT;
+    }
+    char *bind = ptk_path(root, "bus/pci/drivers/mlx5_core/bind");
+    int fd = open(bind, O_WRONLY);
+    CHECK(fd >= 0 && write(fd, VF, strlen(VF)) == (ssize_t)strlen(VF));
+    if (fd >= 0)
+        close(fd);
+    free(bind);
+    if (probing_refuses) {
+        if (asprintf(error_out, "mlx5_vfio_pci: Key was rejected by service") < 0)
+            *error_out = NULL;
+        return -1;
+    }
+    ptk_register_driver(root, "mlx5_vfio_pci", "mlx5_vfio_pci", 1, NULL);
+    return 0;
+}
+
+static void a_load_that_probes_the_device_is_undone_with_the_transaction(void)
+{
+    setup();
+    ptk_device(root, VF, MLX_ID, NULL);
+    CHECK_RC(pcibind_ctx_set_module_loader(ctx, probing_loader, NULL), PCIBIND_OK);
+    /* The variant's probe fails after the load put the VF on mlx5_core: the VF goes back to
+     * where it started, unbound with no override, not to where the load left it. */
+    ptk_fault(root, "probe:mlx5_vfio_pci ENODEV 1");
+    probing_refuses = 0;
+    char *driver = (char *)(uintptr_t)0x1;
+    CHECK_RC(pcibind_bind(ctx, VF, NULL, 0, &driver), PCIBIND_ERR_BIND);
+    CHECK(driver == NULL);
+    CHECK_CONTAINS(pcibind_last_error_message(), "the kernel did not bind mlx5_vfio_pci");
+    CHECK_CONTAINS(pcibind_last_error_message(),
+                   "restored (bound to no driver, driver_override unset)");
+    expect_bound_in(root, VF, NULL);
+    char *over = ptk_override(root, VF);
+    CHECK_STR(over, "(null)");
+    free(over);
+    char *rec = ptk_read(root, "locks/" VF ".lock");
+    CHECK(rec == NULL || *rec == '\0');
+    free(rec);
+    /* The module stays loaded (other devices may use it); the next bind needs no load. */
+    CHECK_RC(pcibind_bind(ctx, VF, NULL, 0, &driver), PCIBIND_OK);
+    CHECK_STR(driver, "mlx5_vfio_pci");
+    pcibind_string_free(driver);
+    teardown();
+
+    /* Stopped at the checkpoint: the strict variant failed to load after its load probed the
+     * VF. The error is the loader's, as without the probe; the VF is unbound again. */
+    setup();
+    ptk_device(root, VF, MLX_ID, NULL);
+    CHECK_RC(pcibind_ctx_set_module_loader(ctx, probing_loader, NULL), PCIBIND_OK);
+    probing_refuses = 1;
+    CHECK_RC(pcibind_bind(ctx, VF, NULL, PCIBIND_BIND_STRICT_VARIANT, &driver),
+             PCIBIND_ERR_MODULE_LOAD);
+    CHECK(driver == NULL);
+    CHECK_STR(pcibind_last_error_message(), "loading module 'mlx5_vfio_pci' failed: the module "
+                                            "loader refused it: mlx5_vfio_pci: Key was rejected "
+                                            "by service");
+    CHECK_CONTAINS(warnings, "moved by the module load, was restored");
+    expect_bound_in(root, VF, NULL);
+    /* bind_start's start is the one read before the load, whatever the load did. */
+    probing_refuses = 0;
+    char *start = NULL, *start_override = (char *)(uintptr_t)0x1;
+    int moved = -1;
+    CHECK_RC(pcibind_bind_start(ctx, VF, NULL, 0, &driver, &start, &start_override, &moved),
+             PCIBIND_OK);
+    CHECK_STR(driver, "mlx5_vfio_pci");
+    CHECK(start == NULL && start_override == NULL && moved == 1);
+    pcibind_string_free(driver);
+    teardown();
+}
+
+/* The plan's load line is the rendering of the load step: the configured program, or the
+ * caller's loader, for a target's module and for a host module. */
+static void plans_say_who_loads(void)
+{
+    setup();
+    ptk_write(root, "lib-modules/modules.alias",
+              "alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n"
+              "alias pci:v00001234d00001111sv*sd*bc03sc*i* bochs\n"
+              "alias pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_core\n"
+              "alias pci:v00008086d000010FBsv*sd*bc*sc*i* ixgbe\n"
+              "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci\n"
+              "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n");
+    ptk_device(root, "0000:05:00.0", "pci:v00008086d000010FBsv00008086sd0000000Cbc02sc00i00",
+               "vfio-pci");
+    ptk_write(root, "write.log", "");
+    char *plan = NULL, *line = NULL;
+    CHECK_RC(pcibind_bind_plan(ctx, MLX, NULL, 0, &plan), PCIBIND_OK);
+    CHECK(asprintf(&line,
+                   "run %s -b mlx5_vfio_pci; its PCI driver is known once it is loaded (should "
+                   "it fail to load: vfio-pci instead)\nsafety checks passed",
+                   getenv("FAKE_MODPROBE")) > 0);
+    CHECK_CONTAINS(plan, line);
+    CHECK_CONTAINS(plan, "a restore unloads no module: other devices may already use "
+                         "mlx5_vfio_pci");
+    free(line);
+    pcibind_string_free(plan);
+    CHECK_RC(pcibind_reattach_plan(ctx, "0000:05:00.0", NULL, 0, &plan), PCIBIND_OK);
+    CHECK(asprintf(&line, "load host module ixgbe: run %s -b ixgbe\n",
+                   getenv("FAKE_MODPROBE")) > 0);
+    CHECK_CONTAINS(plan, line);
+    free(line);
+    pcibind_string_free(plan);
+
+    struct loader_state s = {.asked = ""};
+    CHECK_RC(pcibind_ctx_set_module_loader(ctx, loader, &s), PCIBIND_OK);
+    CHECK_RC(pcibind_bind_plan(ctx, MLX, NULL, PCIBIND_BIND_STRICT_VARIANT, &plan), PCIBIND_OK);
+    CHECK_CONTAINS(plan, "ask the caller's module loader for mlx5_vfio_pci; its PCI driver is "
+                         "known once it is loaded (should it fail to load: an error, no "
+                         "fallback)");
+    pcibind_string_free(plan);
+    CHECK_RC(pcibind_reattach_plan(ctx, "0000:05:00.0", NULL, 0, &plan), PCIBIND_OK);
+    CHECK_CONTAINS(plan, "load host module ixgbe: ask the caller's module loader for ixgbe\n");
+    pcibind_string_free(plan);
+    /* Plans load nothing. */
+    CHECK(s.calls == 0);
+    char *log = ptk_modprobe_log(root);
+    CHECK_STR(log, "");
+    free(log);
+    expect_nothing_written();
+    teardown();
+}
+
 /* Xen's pciback holds a device for guests, as pci-stub does for nobody: a reattach with no
  * name reprobes it to its host driver, and it blocks no IOMMU group. */
 static void pciback_is_a_stub(void)
@@ -529,4 +666,6 @@ RUN_TESTS(TEST_CASE(each_check_is_skipped_by_its_own_flag), TEST_CASE(unbind_and
           TEST_CASE(in_use_answers_with_its_kinds), TEST_CASE(a_vfio_driver_can_be_required),
           TEST_CASE(a_variant_or_nothing), TEST_CASE(bind_start_reports_the_start),
           TEST_CASE(the_start_cannot_be_made_to_lie), TEST_CASE(the_caller_loads_modules),
-          TEST_CASE(pciback_is_a_stub))
+          TEST_CASE(pciback_is_a_stub),
+          TEST_CASE(a_load_that_probes_the_device_is_undone_with_the_transaction),
+          TEST_CASE(plans_say_who_loads))

@@ -385,6 +385,221 @@ static void failure_after_zero_says_so(void)
     teardown();
 }
 
+/* The plan of pcibind_sriov_set_numvfs(PF, numvfs, flags), the sysfs root left out of its paths
+ * ("bus/pci/devices/..."), after checking that it wrote nothing (and took no lock: the PF's
+ * lock file, which a real call leaves behind, is not there); NULL when refused with `rc`. */
+static char *plan_of(unsigned numvfs, unsigned flags, int rc)
+{
+    char *plan = (char *)(uintptr_t)0x1;
+    char *before = ptk_write_log(root);
+    char *lock = ptk_path(root, "locks/" PF ".lock");
+    int locked_before = access(lock, F_OK) == 0;
+    CHECK_RC(pcibind_sriov_set_numvfs_plan(ctx, PF, numvfs, flags, &plan), rc);
+    char *after = ptk_write_log(root);
+    CHECK_STR(after, before);
+    CHECK(locked_before || access(lock, F_OK) != 0);
+    free(lock);
+    free(before);
+    free(after);
+    if (rc != PCIBIND_OK) {
+        CHECK(plan == NULL);
+        return NULL;
+    }
+    if (!plan)
+        return NULL;
+    /* Every "ROOT/" goes: the plan names absolute paths under the context's root. */
+    size_t rootlen = strlen(root);
+    char *out = malloc(strlen(plan) + 1), *o = out;
+    for (const char *p = plan; *p;) {
+        if (strncmp(p, root, rootlen) == 0 && p[rootlen] == '/') {
+            p += rootlen + 1;
+            continue;
+        }
+        *o++ = *p++;
+    }
+    *o = '\0';
+    pcibind_string_free(plan);
+    return out;
+}
+
+static void expect_plan(unsigned numvfs, unsigned flags, const char *expected)
+{
+    char *plan = plan_of(numvfs, flags, PCIBIND_OK);
+    CHECK_STR(plan, expected);
+    free(plan);
+}
+
+#define DEV "bus/pci/devices/" PF
+#define PARK(i)                                                                                 \
+    "write 'none' to " DEV "/virtfn" #i "/driver_override, unless the new VF is bound by then " \
+    "(by a caller that held its lock first)\n"
+
+/* 0 -> N: autoprobe off, the count, each new VF parked, autoprobe back; what a failure of each
+ * step restores. Then the real call makes exactly these writes. */
+static void plan_of_new_vfs(void)
+{
+    setup();
+    expect_plan(2, 0,
+                "write '0' to " DEV "/sriov_drivers_autoprobe\n"
+                "write '2' to " DEV "/sriov_numvfs (create 2 VFs)\n"
+                PARK(0) PARK(1)
+                "write '1' to " DEV "/sriov_drivers_autoprobe\n"
+                "if creating the VFs fails, restore " PF ":\n"
+                "  write '1' to " DEV "/sriov_drivers_autoprobe\n"
+                "if parking a new VF fails, restore " PF " (each step only once the one "
+                "before it succeeded):\n"
+                "  write '0' to " DEV "/sriov_numvfs (remove its 2 VFs)\n"
+                "  write '1' to " DEV "/sriov_drivers_autoprobe");
+    char *n = ptk_read(root, "devices/pci0000:00/" PF "/sriov_numvfs");
+    CHECK_STR(n, "0\n");
+    free(n);
+    CHECK(ptk_read(root, "devices/pci0000:00/" VF0 "/modalias") == NULL);
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 2, 0, NULL), PCIBIND_OK);
+    expect_log(DEV "/sriov_drivers_autoprobe\t0\tok\n"
+               DEV "/sriov_numvfs\t2\tok\n"
+               "bus/pci/devices/" VF0 "/driver_override\tnone\tok\n"
+               "bus/pci/devices/" VF1 "/driver_override\tnone\tok\n"
+               DEV "/sriov_drivers_autoprobe\t1\tok\n");
+    /* virtfn0 and virtfn1 of the plan are these VFs. */
+    char *link = ptk_path(root, DEV "/virtfn1");
+    char target[4096];
+    ssize_t len = readlink(link, target, sizeof(target) - 1);
+    free(link);
+    CHECK(len > 0);
+    if (len > 0) {
+        target[len] = '\0';
+        CHECK_CONTAINS(target, VF1);
+    }
+    teardown();
+}
+
+/* N -> M goes through 0, the old VFs checked; N -> 0 removes them only; the current count is
+ * nothing to do. */
+static void plan_of_a_new_count_and_of_zero(void)
+{
+    setup();
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 2, 0, NULL), PCIBIND_OK);
+    clear_log();
+    expect_plan(3, 0,
+                "safety checks passed: no VF to remove is on a VFIO driver or in use on the "
+                "host\n"
+                "write '0' to " DEV "/sriov_numvfs (remove its 2 VFs)\n"
+                "write '0' to " DEV "/sriov_drivers_autoprobe\n"
+                "write '3' to " DEV "/sriov_numvfs (create 3 VFs)\n"
+                PARK(0) PARK(1) PARK(2)
+                "write '1' to " DEV "/sriov_drivers_autoprobe\n"
+                "if creating the VFs fails, restore " PF ":\n"
+                "  write '1' to " DEV "/sriov_drivers_autoprobe\n"
+                "if parking a new VF fails, restore " PF " (each step only once the one "
+                "before it succeeded):\n"
+                "  write '0' to " DEV "/sriov_numvfs (remove its 3 VFs)\n"
+                "  write '1' to " DEV "/sriov_drivers_autoprobe\n"
+                "the 2 VFs removed first do not come back: a failure after their removal leaves "
+                PF " with 0 VFs");
+    expect_plan(0, 0,
+                "safety checks passed: no VF to remove is on a VFIO driver or in use on the "
+                "host\n"
+                "write '0' to " DEV "/sriov_numvfs (remove its 2 VFs)\n"
+                "on failure, nothing is restored");
+    expect_plan(2, 0, PF " already has 2 VFs; nothing to do");
+    char **vfs = NULL;
+    CHECK_RC(pcibind_sriov_vfs(ctx, PF, &vfs), PCIBIND_OK);
+    CHECK(count(vfs) == 2);
+    pcibind_strv_free(vfs);
+    expect_override(VF0, "none");
+    teardown();
+}
+
+/* PCIBIND_SRIOV_AUTOPROBE: the count only; autoprobe already 0: not written. */
+static void plan_in_autoprobe_mode_and_with_autoprobe_off(void)
+{
+    setup();
+    expect_plan(2, PCIBIND_SRIOV_AUTOPROBE,
+                "write '2' to " DEV "/sriov_numvfs (create 2 VFs)\n"
+                "on failure, nothing is restored");
+    ptk_write(root, "devices/pci0000:00/" PF "/sriov_drivers_autoprobe", "0\n");
+    expect_plan(1, 0,
+                "write '1' to " DEV "/sriov_numvfs (create 1 VF)\n"
+                PARK(0)
+                "if parking a new VF fails, restore " PF ":\n"
+                "  write '0' to " DEV "/sriov_numvfs (remove its 1 VF)");
+    teardown();
+}
+
+/* The plan refuses what the call refuses, with the same code and message, writing nothing. */
+static void plan_refuses_as_the_call_does(void)
+{
+    setup();
+    CHECK(plan_of(64, 0, PCIBIND_ERR_INVALID_ARG) == NULL);
+    CHECK_CONTAINS(pcibind_last_error_message(), "at most 63");
+    CHECK(plan_of(1, PCIBIND_BIND_DRY_RUN, PCIBIND_ERR_INVALID_ARG) == NULL);
+    CHECK_RC(pcibind_sriov_set_numvfs_plan(ctx, PF, 1, 0, NULL), PCIBIND_ERR_INVALID_ARG);
+    char *plan = (char *)(uintptr_t)0x1;
+    CHECK_RC(pcibind_sriov_set_numvfs_plan(ctx, NIC, 1, 0, &plan), PCIBIND_ERR_UNSUPPORTED);
+    CHECK(plan == NULL);
+    CHECK_CONTAINS(pcibind_last_error_message(), "sriov_totalvfs");
+    CHECK_RC(pcibind_sriov_set_numvfs_plan(ctx, "junk", 1, 0, &plan), PCIBIND_ERR_INVALID_ADDRESS);
+    CHECK_RC(pcibind_sriov_set_numvfs_plan(ctx, "0000:09:00.0", 1, 0, &plan),
+             PCIBIND_ERR_NO_DEVICE);
+
+    /* A VF on vfio-pci: refused unforced; forced, the removal waits for a VMM, bounded. */
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 2, 0, NULL), PCIBIND_OK);
+    CHECK_RC(pcibind_bind(ctx, VF1, "vfio-pci", 0, NULL), PCIBIND_OK);
+    clear_log();
+    CHECK(plan_of(0, 0, PCIBIND_ERR_IN_USE) == NULL);
+    CHECK_CONTAINS(pcibind_last_error_message(), VF1);
+    CHECK(plan_of(3, 0, PCIBIND_ERR_IN_USE) == NULL);
+    char *forced = plan_of(0, PCIBIND_BIND_FORCE, PCIBIND_OK);
+    CHECK_CONTAINS(forced, "safety checks skipped (forced)\n"
+                           "write '0' to " DEV "/sriov_numvfs (remove its 2 VFs) from a child "
+                           "process that keeps the locks, waiting at most");
+    free(forced);
+    CHECK(ptk_is_bound_to(root, VF1, "vfio-pci"));
+    expect_log("");
+    teardown();
+}
+
+/* The plan of a VF count change starts with the roll back of an interrupted one, as a bind's. */
+static void plan_says_an_interrupted_change_is_rolled_back_first(void)
+{
+    setup();
+    ptk_write(root, "devices/pci0000:00/" PF "/sriov_drivers_autoprobe", "0\n");
+    ptk_mkdirs(root, "locks");
+    ptk_write(root, "locks/" PF ".lock",
+              "pcibind-record 1\npid 7\ndoing changing the VF count from 0 to 2\n"
+              "sriov-autoprobe 1\nsriov-numvfs 0\n");
+    char *plan = plan_of(1, 0, PCIBIND_OK);
+    CHECK_CONTAINS(plan, "first roll back the interrupted transaction of " PF
+                         " (changing the VF count from 0 to 2 (process 7), started with 0 VFs, "
+                         "sriov_drivers_autoprobe 1)");
+    free(plan);
+    char *record = ptk_read(root, "locks/" PF ".lock");
+    CHECK_CONTAINS(record, "sriov-autoprobe 1");
+    free(record);
+    teardown();
+}
+
+/* Autoprobe already 0 at the start: a VF that cannot be parked still takes the new VFs away
+ * (a later probe would give an unparked one to a host driver); autoprobe stays 0. */
+static void with_autoprobe_off_an_unparked_vf_is_removed_too(void)
+{
+    setup();
+    ptk_write(root, "devices/pci0000:00/" PF "/sriov_drivers_autoprobe", "0\n");
+    ptk_fault(root, "bus/pci/devices/" VF1 "/driver_override EIO");
+    CHECK_RC(pcibind_sriov_set_numvfs(ctx, PF, 2, 0, NULL), PCIBIND_ERR_IO);
+    expect_log(DEV "/sriov_numvfs\t2\tok\n"
+               "bus/pci/devices/" VF0 "/driver_override\tnone\tok\n"
+               "bus/pci/devices/" VF1 "/driver_override\tnone\tEIO\n"
+               DEV "/sriov_numvfs\t0\tok\n");
+    char *a = autoprobe();
+    CHECK_STR(a, "0\n");
+    free(a);
+    char *rec = ptk_read(root, "locks/" PF ".lock");
+    CHECK_STR(rec, "");
+    free(rec);
+    teardown();
+}
+
 RUN_TESTS(TEST_CASE(lists_the_vfs_in_virtfn_order), TEST_CASE(new_vfs_stay_unbound),
           TEST_CASE(a_vf_that_cannot_be_parked_is_removed_and_autoprobe_put_back),
           TEST_CASE(autoprobe_off_stays_off),
@@ -395,4 +610,9 @@ RUN_TESTS(TEST_CASE(lists_the_vfs_in_virtfn_order), TEST_CASE(new_vfs_stay_unbou
           TEST_CASE(removal_waits_for_a_locked_vf),
           TEST_CASE(no_sriov_is_unsupported),
           TEST_CASE(driver_without_sriov_configure_is_unsupported),
-          TEST_CASE(failure_after_zero_says_so))
+          TEST_CASE(failure_after_zero_says_so), TEST_CASE(plan_of_new_vfs),
+          TEST_CASE(plan_of_a_new_count_and_of_zero),
+          TEST_CASE(plan_in_autoprobe_mode_and_with_autoprobe_off),
+          TEST_CASE(plan_refuses_as_the_call_does),
+          TEST_CASE(plan_says_an_interrupted_change_is_rolled_back_first),
+          TEST_CASE(with_autoprobe_off_an_unparked_vf_is_removed_too))

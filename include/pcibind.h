@@ -148,8 +148,9 @@ typedef enum pcibind_bind_flags {
    */
   PCIBIND_BIND_DRY_RUN = 2,
   /**
-   * `pcibind_sriov_set_numvfs()` only: let host drivers probe the new VFs (leave the PF's
-   * `sriov_drivers_autoprobe` alone and give the VFs no `driver_override`). Since 0.2.
+   * `pcibind_sriov_set_numvfs()` only (and, since 0.3, `pcibind_sriov_set_numvfs_plan()`):
+   * let host drivers probe the new VFs (leave the PF's `sriov_drivers_autoprobe` alone and
+   * give the VFs no `driver_override`). Since 0.2.
    */
   PCIBIND_SRIOV_AUTOPROBE = 4,
   /**
@@ -900,6 +901,27 @@ int pcibind_sriov_set_numvfs(const struct pcibind_ctx *ctx,
                              unsigned int numvfs,
                              unsigned int flags,
                              char ***vfs_out);
+
+/**
+ * What `pcibind_sriov_set_numvfs()` with the same arguments would do, without doing any of it:
+ * one action per line (each write of `sriov_numvfs` and `sriov_drivers_autoprobe`, the
+ * `driver_override` of each new VF, with its value and path), then what a failure of each
+ * step would restore, or a line saying there is nothing to do. Nothing is written and no lock
+ * is taken; the checks run (and fail the call) as the real call's: more VFs than
+ * `sriov_totalvfs`, a VF on a VFIO driver or in use on the host unless PCIBIND_BIND_FORCE, a
+ * device that is no SR-IOV PF. `flags` are those of `pcibind_sriov_set_numvfs()`.
+ *
+ * On success `*plan_out` receives the plan, which the caller owns and releases with
+ * `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of
+ * `pcibind_sriov_set_numvfs()` that can occur before anything is written.
+ * @since 0.3
+ */
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_sriov_set_numvfs_plan(const struct pcibind_ctx *ctx,
+                                  const char *pf_address,
+                                  unsigned int numvfs,
+                                  unsigned int flags,
+                                  char **plan_out);
 
 /**
  * Releases a string returned by the library. NULL is fine. Same as `free()`.

@@ -9,7 +9,7 @@ use crate::os::lock::{DeviceLocks, DEFAULT_LOCK_TIMEOUT};
 use crate::os::modprobe::{Modprobe, DEFAULT_MODPROBE_TIMEOUT};
 use crate::os::sysfs::Sysfs;
 use crate::policy::resolve;
-use crate::tables::ModuleTables;
+use crate::tables::{ModuleTables, VfioChoice};
 use crate::types::address::PciAddress;
 use crate::types::error::{Error, Result};
 use crate::types::log::Logger;
@@ -161,6 +161,10 @@ impl Context {
         Ok(())
     }
 
+    pub fn dev_root(&self) -> &Path {
+        &self.dev_root
+    }
+
     pub fn set_logger(&mut self, log: Logger) {
         self.log = log;
     }
@@ -180,6 +184,22 @@ impl Context {
             &self.log,
             &name,
         )
+    }
+
+    /// Whether `name` (in either `-`/`_` spelling) is a registered PCI driver or a module the
+    /// kernel has (loaded or built in) now. Nothing is loaded and nothing resolved: a question
+    /// about the tree as it is, for telling a driver's name from another name (the tool: a
+    /// network interface called like a driver). A malformed name names nothing.
+    pub fn names_driver_or_module(&self, name: &str) -> bool {
+        let Ok(name) = DriverName::new(name) else {
+            return false;
+        };
+        let dashed = DriverName::new(&name.as_str().replace('_', "-"));
+        dashed
+            .iter()
+            .chain([&name.underscored()])
+            .any(|d| self.sysfs.driver_exists(d))
+            || self.sysfs.module_exists(&ModuleName::from(&name))
     }
 
     /// The driver the device at `address` is bound to, or `None` when it is unbound.
@@ -210,5 +230,14 @@ impl Context {
         modalias: &modalias::Modalias,
     ) -> ModuleName {
         self.tables.best_vfio_module(address, modalias, &self.log)
+    }
+
+    /// `vfio_variant_for`, with what the choice rests on (for a plan to say).
+    pub(crate) fn vfio_choice_for(
+        &self,
+        address: &PciAddress,
+        modalias: &modalias::Modalias,
+    ) -> VfioChoice {
+        self.tables.vfio_choice(address, modalias, &self.log)
     }
 }

@@ -32,8 +32,9 @@ pub mod group {
 }
 
 pub use context::{Context, DEFAULT_LOCK_DIR};
-pub use ops::bind::{BindOptions, BindOutcome, GroupOutcome, Plan};
+pub use ops::bind::{BindOptions, BindOutcome, Plan};
 pub use ops::device::{class_name, DeviceInfo};
+pub use ops::group::GroupOutcome;
 pub use ops::recover::Interrupted;
 pub use ops::sriov::SriovOptions;
 pub use os::holders::Holder;

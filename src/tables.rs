@@ -1,9 +1,10 @@
 //! The kernel's module tables (`modules.alias`, `modules.builtin.modinfo`) and their one owner,
-//! [`ModuleTables`]: it finds the directory, reads the files (their formats in `parse.rs`, the
-//! indexes built from them in `vfio.rs` and `host.rs`, matching in `matching.rs`), keeps what
-//! it read until the files change, and answers the questions the rest of the library asks: the
-//! best VFIO module for a device, whether a module claims a device, which host modules match
-//! one, and whether a module is a VFIO one. Nothing else opens these files.
+//! [`ModuleTables`]: it finds the directory, reads the files (opened and stamped by
+//! `os/files.rs`; their formats in `parse.rs`, the indexes built from them in `vfio.rs` and
+//! `host.rs`, matching in `matching.rs`), keeps what it read until the files change, and
+//! answers the questions the rest of the library asks: the best VFIO module for a device,
+//! whether a module claims a device, which host modules match one, and whether a module is a
+//! VFIO one. Nothing else asks for these files.
 //!
 //! Freshness: every question looks the files up again by path, two `stat`s, so a modules
 //! directory reached through a symlink that is later re-pointed leads to the new files; and it
@@ -17,9 +18,7 @@ mod parse;
 mod vfio;
 
 use std::fmt;
-use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +31,7 @@ pub use parse::VFIO_PREFIX;
 use parse::{Parser, ALIAS_FILE, BUILTIN_MODINFO_FILE, PCI_PREFIX};
 pub use vfio::AliasIndex;
 
+use crate::os::files::{self, ReadError, Stamp};
 use crate::types::address::PciAddress;
 use crate::types::log::{Logger, Priority};
 use crate::types::modalias::Modalias;
@@ -81,38 +81,22 @@ impl fmt::Display for TablesUnavailable {
     }
 }
 
-/// What identifies one version of a file: a change of any of these means it is read again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
+/// The VFIO module chosen for a device, and what the choice rests on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VfioChoice {
+    pub module: ModuleName,
+    pub basis: ChoiceBasis,
 }
 
-impl Stamp {
-    /// The stamp of a regular file; anything else (a FIFO would block the reader) is refused.
-    fn of(m: &fs::Metadata) -> io::Result<Stamp> {
-        if !m.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
-        Ok(Stamp {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        })
-    }
-
-    /// The stamp of the file `path` leads to now (links followed).
-    fn at(path: &Path) -> io::Result<Stamp> {
-        Stamp::of(&fs::metadata(path)?)
-    }
+/// What a [`VfioChoice`] rests on: what the tables said, or that there were none to ask.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChoiceBasis {
+    /// The module's alias matched most specifically (the pattern, after `vfio_pci:`).
+    Alias(String),
+    /// The tables were read and no `vfio_pci:` alias matches: `vfio_pci`.
+    NoAliasMatches,
+    /// No tables could be read (why): `vfio_pci`, with no variant looked for.
+    NoTables(String),
 }
 
 /// Where the tables are and which versions of the files are there.
@@ -190,7 +174,7 @@ impl ModuleTables {
                 let candidates = default_modules_dirs();
                 let found = candidates.iter().find_map(|dir| {
                     let path = dir.join(ALIAS_FILE);
-                    let meta = fs::metadata(&path).ok()?;
+                    let meta = files::metadata(&path).ok()?;
                     Some(
                         Stamp::of(&meta)
                             .map(|s| (dir.clone(), s))
@@ -264,37 +248,23 @@ impl ModuleTables {
         host: bool,
         log: &Logger,
     ) -> Result<Loaded, TablesUnavailable> {
-        let open = |path: &Path| -> io::Result<(fs::File, Stamp)> {
-            // O_NONBLOCK: should a FIFO have replaced the file since the stat, the open does
-            // not wait for a writer (and `Stamp::of` refuses it).
-            let file = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(path)?;
-            let stamp = Stamp::of(&file.metadata()?)?;
-            Ok((file, stamp))
-        };
         let alias_path = located.dir.join(ALIAS_FILE);
         let unavailable =
             |e: io::Error| TablesUnavailable(format!("cannot read {}: {e}", alias_path.display()));
-        let (file, stamp) = open(&alias_path).map_err(unavailable)?;
+        let (file, stamp) = files::open_regular(&alias_path).map_err(unavailable)?;
         located.alias = stamp;
         self.reads.fetch_add(1, Ordering::Relaxed);
         let mut parser = Parser::new(host, log);
         parser.read_alias_file(file).map_err(unavailable)?;
         if located.builtin.is_some() {
             let path = located.dir.join(BUILTIN_MODINFO_FILE);
-            let read = open(&path).and_then(|(file, stamp)| {
-                let mut data = Vec::new();
-                io::Read::read_to_end(&mut io::Read::take(file, MAX_MODINFO + 1), &mut data)?;
-                if data.len() as u64 > MAX_MODINFO {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("larger than {MAX_MODINFO} bytes"),
-                    ));
-                }
-                Ok((data, stamp))
-            });
+            let read = files::open_regular(&path)
+                .map_err(ReadError::Io)
+                .and_then(|(file, stamp)| Ok((files::read_bounded(file, MAX_MODINFO)?, stamp)))
+                .map_err(|e| match e {
+                    ReadError::Longer(_) => format!("larger than {MAX_MODINFO} bytes"),
+                    ReadError::Io(e) => e.to_string(),
+                });
             match read {
                 Ok((data, stamp)) => {
                     parser.builtin_modinfo(&data);
@@ -344,7 +314,20 @@ impl ModuleTables {
         modalias: &Modalias,
         log: &Logger,
     ) -> ModuleName {
-        let fallback = || ModuleName::new(VFIO_PCI_MODULE).expect("a valid module name");
+        self.vfio_choice(address, modalias, log).module
+    }
+
+    /// [`ModuleTables::best_vfio_module`], with what the choice rests on, for a plan to say.
+    pub fn vfio_choice(
+        &self,
+        address: &PciAddress,
+        modalias: &Modalias,
+        log: &Logger,
+    ) -> VfioChoice {
+        let fallback = |basis| VfioChoice {
+            module: ModuleName::new(VFIO_PCI_MODULE).expect("a valid module name"),
+            basis,
+        };
         let index = match self.indexes(false, log) {
             Ok((index, _)) => {
                 self.warned.store(false, Ordering::Relaxed);
@@ -361,7 +344,7 @@ impl ModuleTables {
                     priority,
                     format_args!("{why}; using {VFIO_PCI_MODULE} for {address}"),
                 );
-                return fallback();
+                return fallback(ChoiceBasis::NoTables(why.0));
             }
         };
         let Some(choice) = index.best_match(modalias) else {
@@ -369,7 +352,7 @@ impl ModuleTables {
                 Priority::Info,
                 format_args!("no vfio_pci alias matches {address} ({modalias}); using vfio_pci"),
             );
-            return fallback();
+            return fallback(ChoiceBasis::NoAliasMatches);
         };
         let vfio = VFIO_PREFIX;
         if let Some((other, pattern)) = choice.tie {
@@ -389,7 +372,10 @@ impl ModuleTables {
                 choice.module, choice.pattern
             ),
         );
-        choice.module.clone()
+        VfioChoice {
+            module: choice.module.clone(),
+            basis: ChoiceBasis::Alias(choice.pattern.to_owned()),
+        }
     }
 
     /// True when `module` is a VFIO driver's: one the kernel ships (known without tables), or
@@ -438,22 +424,9 @@ impl ModuleTables {
     }
 }
 
-/// The running kernel's release (`uname -r`).
-fn kernel_release() -> Option<String> {
-    // SAFETY: uname fills the zeroed struct; its fields are NUL-terminated.
-    unsafe {
-        let mut uts: libc::utsname = std::mem::zeroed();
-        if libc::uname(&mut uts) != 0 {
-            return None;
-        }
-        let release = std::ffi::CStr::from_ptr(uts.release.as_ptr());
-        release.to_str().ok().map(str::to_owned)
-    }
-}
-
 /// Where the tables are looked for when no modules dir is configured, in order.
 fn default_modules_dirs() -> Vec<PathBuf> {
-    match kernel_release() {
+    match files::kernel_release() {
         Some(release) => vec![
             Path::new("/lib/modules").join(&release),
             Path::new("/usr/lib/modules").join(&release),
@@ -463,174 +436,4 @@ fn default_modules_dirs() -> Vec<PathBuf> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::symlink;
-    use std::time::Duration;
-
-    const VF: &str = "pci:v000015B3d0000101Esv000015B3sd00000048bc02sc00i00";
-    const NIC: &str = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
-
-    fn tables_text(variant: &str) -> String {
-        format!(
-            "alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n\
-             alias pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_core\n\
-             alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n\
-             alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* {variant}\n"
-        )
-    }
-
-    fn m(name: &str) -> ModuleName {
-        ModuleName::new(name).unwrap()
-    }
-
-    fn modalias(text: &str) -> Modalias {
-        Modalias::parse(text).unwrap()
-    }
-
-    fn variant(tables: &ModuleTables) -> String {
-        let address = PciAddress::parse("0000:3b:00.2").unwrap();
-        tables
-            .best_vfio_module(&address, &modalias(VF), &Logger::default())
-            .to_string()
-    }
-
-    #[test]
-    fn claim_checks_and_host_lookups_read_the_tables_once() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(ALIAS_FILE), tables_text("mlx5_vfio_pci")).unwrap();
-        let tables = ModuleTables::new(Some(dir.path().to_path_buf()));
-        let log = Logger::default();
-        for _ in 0..100 {
-            let claims =
-                |module, device, side| tables.claims(&m(module), &modalias(device), side, &log);
-            assert_eq!(claims("e1000e", NIC, Side::Host).unwrap(), Some(true));
-            assert_eq!(claims("e1000e", VF, Side::Host).unwrap(), Some(false));
-            assert_eq!(claims("igb", NIC, Side::Host).unwrap(), None);
-            assert_eq!(claims("mlx5_vfio_pci", VF, Side::Vfio).unwrap(), Some(true));
-            assert_eq!(
-                claims("mlx5_vfio_pci", NIC, Side::Vfio).unwrap(),
-                Some(false)
-            );
-            assert_eq!(
-                tables.host_modules(&modalias(VF), &log).unwrap(),
-                [m("mlx5_core")]
-            );
-            assert!(tables.is_vfio_module(&m("mlx5_vfio_pci"), &log));
-            assert!(!tables.is_vfio_module(&m("e1000e"), &log));
-            assert_eq!(variant(&tables), "mlx5_vfio_pci");
-        }
-        // The host side was read first, and its pass filled the vfio_pci: side too.
-        assert_eq!(tables.reads(), 1);
-    }
-
-    #[test]
-    fn a_variant_lookup_reads_only_the_vfio_side_then_a_host_question_reads_once_more() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(ALIAS_FILE), tables_text("mlx5_vfio_pci")).unwrap();
-        let tables = ModuleTables::new(Some(dir.path().to_path_buf()));
-        let log = Logger::default();
-        assert_eq!(variant(&tables), "mlx5_vfio_pci");
-        assert_eq!(tables.reads(), 1);
-        for _ in 0..10 {
-            assert_eq!(
-                tables.host_modules(&modalias(NIC), &log).unwrap(),
-                [m("e1000e")]
-            );
-            assert_eq!(variant(&tables), "mlx5_vfio_pci");
-        }
-        assert_eq!(tables.reads(), 2);
-    }
-
-    #[test]
-    fn a_table_rewritten_in_place_with_size_and_mtime_put_back_is_read_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(ALIAS_FILE);
-        fs::write(&path, tables_text("first_vfio_pci")).unwrap();
-        let tables = ModuleTables::new(Some(dir.path().to_path_buf()));
-        assert_eq!(variant(&tables), "first_vfio_pci");
-        let before = fs::metadata(&path).unwrap();
-        // Past the file system's timestamp granularity, so the rewrite gets a new ctime.
-        std::thread::sleep(Duration::from_millis(50));
-        // As `cp -p` over it would: same inode, same size, the old mtime set back.
-        let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
-        io::Write::write_all(&mut &file, tables_text("other_vfio_pci").as_bytes()).unwrap();
-        file.set_modified(before.modified().unwrap()).unwrap();
-        drop(file);
-        let after = fs::metadata(&path).unwrap();
-        assert_eq!(
-            (after.ino(), after.size(), after.modified().unwrap()),
-            (before.ino(), before.size(), before.modified().unwrap())
-        );
-        assert_eq!(variant(&tables), "other_vfio_pci");
-        assert_eq!(tables.reads(), 2);
-        assert_eq!(variant(&tables), "other_vfio_pci");
-        assert_eq!(tables.reads(), 2);
-    }
-
-    #[test]
-    fn a_re_pointed_modules_dir_symlink_leads_to_the_new_tables() {
-        let base = tempfile::tempdir().unwrap();
-        for (kernel, variant) in [("k1", "first_vfio_pci"), ("k2", "other_vfio_pci")] {
-            fs::create_dir(base.path().join(kernel)).unwrap();
-            fs::write(
-                base.path().join(kernel).join(ALIAS_FILE),
-                tables_text(variant),
-            )
-            .unwrap();
-        }
-        let current = base.path().join("current");
-        symlink("k1", &current).unwrap();
-        let tables = ModuleTables::new(Some(current.clone()));
-        assert_eq!(variant(&tables), "first_vfio_pci");
-        // Re-pointed atomically, as package managers switch a link.
-        symlink("k2", base.path().join("current.new")).unwrap();
-        fs::rename(base.path().join("current.new"), &current).unwrap();
-        assert_eq!(variant(&tables), "other_vfio_pci");
-        assert_eq!(tables.reads(), 2);
-    }
-
-    #[test]
-    fn a_builtin_modinfo_that_appears_or_changes_is_read() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(ALIAS_FILE), tables_text("mlx5_vfio_pci")).unwrap();
-        let tables = ModuleTables::new(Some(dir.path().to_path_buf()));
-        let log = Logger::default();
-        let nvme = modalias("pci:v00008086d0000F1A8sv00008086sd0000390Bbc01sc08i02");
-        assert_eq!(
-            tables.host_modules(&nvme, &log).unwrap(),
-            Vec::<ModuleName>::new()
-        );
-        fs::write(
-            dir.path().join(BUILTIN_MODINFO_FILE),
-            b"nvme.alias=pci:v*d*sv*sd*bc01sc08i02*\0nvme.license=GPL\0",
-        )
-        .unwrap();
-        assert_eq!(tables.host_modules(&nvme, &log).unwrap(), [m("nvme")]);
-        assert_eq!(tables.reads(), 2);
-    }
-
-    #[test]
-    fn known_variants_are_vfio_without_tables() {
-        let dir = tempfile::tempdir().unwrap();
-        let tables = ModuleTables::new(Some(dir.path().join("missing")));
-        let log = Logger::default();
-        for module in [
-            "vfio_pci",
-            "mlx5_vfio_pci",
-            "xe_vfio_pci",
-            "nvgrace_gpu_vfio_pci",
-        ] {
-            assert!(tables.is_vfio_module(&m(module), &log), "{module}");
-        }
-        assert!(!tables.is_vfio_module(&m("e1000e"), &log));
-        assert!(tables
-            .claims(&m("e1000e"), &modalias(NIC), Side::Host, &log)
-            .is_err());
-        // vfio-pci's catch-all claims every device, tables or not.
-        let claim = tables.claims(&m("vfio_pci"), &modalias(NIC), Side::Vfio, &log);
-        assert_eq!(claim.unwrap(), Some(true));
-        assert_eq!(variant(&tables), "vfio_pci");
-        assert_eq!(tables.reads(), 0);
-    }
-}
+mod tests;

@@ -214,7 +214,7 @@ __attribute__((constructor)) static void shim_init(void)
 
 /* The shim emulates writes made in forked children of multithreaded processes: libpcibind
  * makes a write that may wait for a VMM (an unbind from a VFIO driver, sriov_numvfs = 0) in a
- * child it forks (Sysfs::write_within in src/sysfs.rs), which makes async-signal-safe calls
+ * child it forks (Sysfs::write_within in src/os/sysfs/write.rs), which makes async-signal-safe calls
  * only. write() is one; the shim's emulation of it runs in that child. After fork() only the
  * forking thread goes on in the child, and a lock another thread held at that moment stays
  * held there for good. glibc's malloc resets its locks in the child; the allocator of GCC 12's

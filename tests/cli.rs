@@ -174,6 +174,72 @@ fn list_shows_every_device_as_a_table() {
         .any(|l| l.starts_with(XE) && l.contains("xe_vfio_pci")));
 }
 
+/// The bridges (a PCIe root port on pcieport, an ISA/LPC bridge on no driver) get no VFIO
+/// driver: no operation moves them, so `list` shows `-` there, as `show` and `--json` say.
+#[test]
+fn list_offers_no_vfio_driver_for_bridges() {
+    let t = Tree::new();
+    let out = stdout(&t.run(&["list"]));
+    for bridge in ["0000:00:1c.0", "0000:00:1f.0"] {
+        let line = out.lines().find(|l| l.starts_with(bridge)).unwrap();
+        assert!(line.ends_with("  no    -"), "{line}");
+    }
+    let nic = out.lines().find(|l| l.starts_with(NIC)).unwrap();
+    assert!(nic.ends_with("  vfio_pci"), "{nic}");
+    let json = stdout(&t.run(&["list", "--json"]));
+    let lpc = json.lines().find(|l| l.contains("0000:00:1f.0")).unwrap();
+    assert!(lpc.contains("\"vfio_driver_module\": null"), "{lpc}");
+    let o = t.run(&["show", "0000:00:1c.0"]);
+    assert!(
+        stdout(&o).contains("vfio driver:     (none: a bridge stays on the host)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// Without module tables, the plan says no variant was looked for (not that aliases chose
+/// vfio_pci), and the warning about the missing tables comes once per run, however many
+/// devices are listed or planned.
+#[test]
+fn without_tables_the_plan_says_so_and_the_warning_comes_once() {
+    let t = Tree::new();
+    let none = t.root.join("no-modules");
+    let none = none.to_str().unwrap();
+    let o = t.run(&["bind", "--dry-run", "--modules-dir", none, VF, NIC, XE]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let plan = stdout(&o);
+    assert!(
+        !plan.contains("aliases") && !plan.contains("by its alias"),
+        "{plan}"
+    );
+    assert_eq!(
+        plan.matches("without looking for a variant: cannot read")
+            .count(),
+        3,
+        "{plan}"
+    );
+    assert_eq!(
+        stderr(&o).matches("modules.alias").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+    let o = t.run(&["list", "--modules-dir", none]);
+    assert_eq!(
+        stderr(&o).matches("modules.alias").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+    // With the tables, the plan names the alias that chose the variant.
+    let plan = stdout(&t.run(&["bind", "--dry-run", VF]));
+    assert!(
+        plan.contains("choose mlx5_vfio_pci for 0000:3b:00.2 (pci:v000015B3d0000101E")
+            && plan.contains("by its alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i*"),
+        "{plan}"
+    );
+}
+
 #[test]
 fn list_json_has_one_object_per_device() {
     let t = Tree::new();
@@ -665,8 +731,19 @@ fn unbind_and_reattach_dry_runs_print_the_librarys_plan() {
     );
     let o = t.run(&["reattach", NIC, "vfio-pci", "--dry-run"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    // vfio-pci is not loaded in the example tree: the plan names the module it would load.
-    assert!(stdout(&o).contains("-b vfio_pci"), "{}", stdout(&o));
+    // vfio-pci is not loaded in the example tree: the plan's first line is the load, through
+    // the configured program, and its restore loads nothing back out.
+    let (_, modprobe) = helpers();
+    let load = format!(
+        "run {} -b vfio_pci; its PCI driver is known once it is loaded",
+        modprobe.display()
+    );
+    assert!(stdout(&o).lines().any(|l| l == load), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("a restore unloads no module"),
+        "{}",
+        stdout(&o)
+    );
     assert!(stdout(&o).contains("e1000e/unbind"), "{}", stdout(&o));
     assert_eq!(t.writes(), "");
     assert_eq!(t.run(&["unbind", NIC]).status.code(), Some(0));
@@ -735,6 +812,85 @@ fn sriov_lists_and_sets_the_vfs() {
     let o = tree.run(&["sriov", NIC, "0", "--force"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "");
+}
+
+/// `sriov PF N --dry-run` prints the library's plan (the writes, what a failure restores),
+/// refuses what the real command refuses, and changes nothing.
+#[test]
+fn sriov_dry_run_prints_the_librarys_plan() {
+    let tree = Tree::new();
+    let pf = tree.root.join("bus/pci/devices").join(NIC);
+    for (file, value) in [
+        ("sriov_totalvfs", "4\n"),
+        ("sriov_numvfs", "0\n"),
+        ("sriov_drivers_autoprobe", "1\n"),
+    ] {
+        std::fs::write(pf.join(file), value).unwrap();
+    }
+    std::fs::write(
+        tree.root
+            .join("bus/pci/drivers/e1000e/fake_sriov_configure"),
+        "",
+    )
+    .unwrap();
+
+    let o = tree.run(&["sriov", NIC, "2", "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan = stdout(&o);
+    assert!(plan.starts_with("plan (nothing changed):\n"), "{plan}");
+    let dev = pf.display().to_string();
+    for line in [
+        format!("write '0' to {dev}/sriov_drivers_autoprobe\n"),
+        format!("write '2' to {dev}/sriov_numvfs (create 2 VFs)\n"),
+        format!("write 'none' to {dev}/virtfn1/driver_override"),
+        format!("if parking a new VF fails, restore {NIC}"),
+    ] {
+        assert!(plan.contains(&line), "{line} not in {plan}");
+    }
+    assert_eq!(tree.writes(), "");
+    assert_eq!(stdout(&tree.run(&["sriov", NIC])), "");
+
+    let o = tree.run(&["sriov", NIC, "2", "--dry-run", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        json_results(&o),
+        [(format!("{NIC} planned e1000e -"), true)]
+    );
+    assert!(
+        stdout(&o).contains("sriov_numvfs (create 2 VFs)"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(tree.writes(), "");
+
+    let o = tree.run(&["sriov", NIC, "5", "--dry-run", "--json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(
+        json_results(&o),
+        [(format!("{NIC} refused e1000e INVALID_ARG"), false)]
+    );
+    let o = tree.run(&["sriov", NIC, "5", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("at most 4"), "{}", stderr(&o));
+    let o = tree.run(&["sriov", NIC, "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    assert!(tree.run(&["sriov", NIC, "2"]).status.success());
+    let o = tree.run(&["bind", "0000:00:02.1", "vfio-pci"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let writes = tree.writes();
+    let o = tree.run(&["sriov", NIC, "0", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    let o = tree.run(&["sriov", NIC, "0", "--dry-run", "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("(remove its 2 VFs) from a child process"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(tree.writes(), writes);
+    assert_eq!(tree.driver("0000:00:02.1").as_deref(), Some("vfio-pci"));
 }
 
 #[test]
@@ -1092,19 +1248,19 @@ fn interface_names_stand_for_their_pci_devices() {
         assert_eq!(t.run(&["show", name]).status.code(), Some(2), "{name}");
     }
     // An interface that has a driver's name is not taken for its device in the DRIVER's
-    // place: the NIC behind "e1000e" is not moved.
-    t.add_interface(
-        "e1000e",
-        Some("devices/pci0000:00/0000:00:02.0"),
-        Some("pci"),
-    );
-    let o = t.run(&["bind", "--dry-run", VF, "e1000e"]);
-    assert!(
-        !stdout(&o).contains(NIC) && !stderr(&o).contains(NIC),
-        "{}{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    // place: the NIC behind "e1000e" is not moved. So for a driver's other spelling
+    // ("virtio_pci" for virtio-pci) and a module's name with no driver of that name ("8250-pci",
+    // whose driver is "serial").
+    for name in ["e1000e", "virtio_pci", "8250-pci"] {
+        t.add_interface(name, Some("devices/pci0000:00/0000:00:02.0"), Some("pci"));
+        let o = t.run(&["bind", "--dry-run", VF, name]);
+        assert!(
+            !stdout(&o).contains(NIC) && !stderr(&o).contains(NIC),
+            "{name}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
     assert_eq!(t.writes(), writes, "a dry run wrote");
     let o = t.run(&["unbind", NIC, "eth0"]);
     assert_eq!(o.status.code(), Some(2));
@@ -1480,4 +1636,307 @@ fn owner_is_refused_for_a_non_vfio_target_or_an_unknown_user() {
         &["then give the device's VFIO group node and character device to 4242"],
     );
     assert_eq!(t.writes(), "");
+}
+
+// ---- --json results ----------------------------------------------------------------------------
+
+/// The objects of a `--json` result, checked to be one valid JSON array (by Python's parser),
+/// each as `address outcome driver error` with `-` for null, and whether it has a plan.
+fn json_results(o: &Output) -> Vec<(String, bool)> {
+    let script = r#"
+import json, sys
+items = json.load(sys.stdin)
+assert isinstance(items, list), items
+for i in items:
+    keys = {"address", "outcome", "driver", "error", "message", "plan", "group_moved"}
+    assert set(i) == keys or set(i) == {"address", "outcome", "driver", "vfs", "plan", "error", "message"}, i
+    assert (i["error"] is None) == (i["message"] is None), i
+    f = lambda v: "-" if v is None else v
+    print(f(i["address"]), i["outcome"], f(i["driver"]), f(i["error"]), bool(i.get("plan")))
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(&o.stdout).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "not a JSON result array: {}\n{}",
+        stdout(o),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (fields, plan) = l.rsplit_once(' ').unwrap();
+            (fields.to_owned(), plan == "True")
+        })
+        .collect()
+}
+
+#[test]
+fn json_results_of_a_bind_that_succeeds_and_one_already_done() {
+    let t = Tree::new();
+    let o = t.run(&["bind", "--json", VF, XE]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        json_results(&o),
+        [
+            (format!("{VF} moved mlx5_vfio_pci -"), false),
+            (format!("{XE} moved xe-vfio-pci -"), false),
+        ]
+    );
+    assert!(!stdout(&o).contains("devices:"), "no summary line in JSON");
+    let o = t.run(&["bind", "--json", VF]);
+    assert_eq!(
+        json_results(&o),
+        [(format!("{VF} unchanged mlx5_vfio_pci -"), false)]
+    );
+    let o = t.run(&["reattach", "--json", VF, XE]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        json_results(&o),
+        [
+            (format!("{VF} moved mlx5_core -"), false),
+            (format!("{XE} moved xe -"), false),
+        ]
+    );
+    let o = t.run(&["unbind", "--json", NIC]);
+    assert_eq!(json_results(&o), [(format!("{NIC} moved - -"), false)]);
+}
+
+/// A refused device: its code name and where it still is; the exit status as without --json.
+/// With several devices one failing, each has its object, in the order given.
+#[test]
+fn json_results_of_a_refusal_and_of_several_devices_with_one_failing() {
+    let t = Tree::new();
+    t.nic_carries_the_hosts_traffic();
+    let o = t.run(&["bind", "--json", NIC, "vfio-pci"]);
+    assert_eq!(o.status.code(), Some(8));
+    assert_eq!(
+        json_results(&o),
+        [(format!("{NIC} refused e1000e IN_USE"), false)]
+    );
+    assert!(stdout(&o).contains("--allow in-use or --force overrides this check"));
+    assert!(stderr(&o).contains("eth0 is up"), "messages stay on stderr");
+
+    let o = t.run(&["bind", "--json", VF, NIC, XE]);
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert_eq!(
+        json_results(&o),
+        [
+            (format!("{VF} moved mlx5_vfio_pci -"), false),
+            (format!("{NIC} refused e1000e IN_USE"), false),
+            (format!("{XE} moved xe-vfio-pci -"), false),
+        ]
+    );
+    // Refused before any device is touched: one object per reason, nothing changed.
+    let writes = t.writes();
+    let o = t.run(&["unbind", "--json", GPU, "0000:77:00.0", "zz:1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        json_results(&o),
+        [("zz:1 refused - INVALID_ADDRESS".to_owned(), false)]
+    );
+    let o = t.run(&["unbind", "--json", GPU, "0000:77:00.0"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(
+        json_results(&o),
+        [("0000:77:00.0 refused - NO_DEVICE".to_owned(), false)]
+    );
+    let o = t.run(&["bind", "--json", GPU, "no-such-driver"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(
+        json_results(&o),
+        [("- refused - NO_DRIVER".to_owned(), false)]
+    );
+    assert_eq!(t.writes(), writes, "a refused command wrote");
+}
+
+#[test]
+fn json_results_of_dry_runs_hold_the_plan_and_change_nothing() {
+    let t = Tree::new();
+    let writes = t.writes();
+    let o = t.run(&["bind", "--json", "--dry-run", VF, NIC]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        json_results(&o),
+        [
+            (format!("{VF} planned - -"), true),
+            (format!("{NIC} planned - -"), true),
+        ]
+    );
+    assert!(
+        stdout(&o).contains("by its alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i*"),
+        "{}",
+        stdout(&o)
+    );
+    // vfio-pci is not loaded in the tree: only loading it would tell its driver's name.
+    let o = t.run(&["reattach", "--json", "--dry-run", GPU, "vfio-pci"]);
+    assert_eq!(json_results(&o), [(format!("{GPU} planned - -"), true)]);
+    let o = t.run(&["reattach", "--json", "--dry-run", XE, "xe"]);
+    assert_eq!(json_results(&o), [(format!("{XE} planned xe -"), true)]);
+    let o = t.run(&["unbind", "--json", "--dry-run", XE]);
+    assert_eq!(json_results(&o), [(format!("{XE} planned - -"), true)]);
+    let o = t.run(&["bind", "--json", "--dry-run", "--group", GPU]);
+    assert_eq!(json_results(&o), [(format!("{GPU} planned - -"), true)]);
+    assert_eq!(t.writes(), writes, "a dry run wrote");
+}
+
+#[test]
+fn json_results_of_apply_recover_and_sriov() {
+    let t = Tree::new();
+    let o = t.run(&["bind", "--persist", VF]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = t.run(&["reattach", VF]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = t.run(&["apply", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        json_results(&o),
+        [(format!("{VF} moved mlx5_vfio_pci -"), false)]
+    );
+    let o = t.run(&["apply", "--json", NIC]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        json_results(&o),
+        [("- refused - INVALID_ARG".to_owned(), false)]
+    );
+
+    let o = t.run(&["recover", "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(json_results(&o), []);
+    let o = t.run(&["recover", "--json", NIC]);
+    assert_eq!(
+        json_results(&o),
+        [(format!("{NIC} unchanged e1000e -"), false)]
+    );
+
+    let o = t.run(&["sriov", "--json", XE]);
+    assert_eq!(o.status.code(), Some(11), "{}", stderr(&o));
+    let results = json_results(&o);
+    assert_eq!(results.len(), 1);
+    assert!(
+        results[0].0.starts_with(&format!("{XE} refused xe ")),
+        "{results:?}"
+    );
+}
+
+/// --owner with --json: a give that fails after the bind is the device's failure, an I/O error
+/// (`failed`, on the driver it was bound to), as stderr says; refusals are `refused` objects;
+/// a dry run's plan (text and JSON) ends with the give, and reattach's with the give back.
+#[test]
+fn owner_with_json_and_dry_run() {
+    let t = Tree::new();
+    let dev = vfio_dev_root(&t);
+    let dev_arg = dev.to_str().unwrap();
+    let writes = t.writes();
+    let o = t.run(&[
+        "--dev-root",
+        dev_arg,
+        "bind",
+        "--json",
+        "--dry-run",
+        "--owner",
+        "4242",
+        NIC,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json_results(&o), [(format!("{NIC} planned - -"), true)]);
+    let note = "then give the device's VFIO group node and character device to 4242";
+    assert!(
+        stdout(&o).contains(&format!("\"{note}\"]")),
+        "the plan's last line: {}",
+        stdout(&o)
+    );
+    let o = t.run(&[
+        "--dev-root",
+        dev_arg,
+        "bind",
+        "--json",
+        "--owner",
+        "4242",
+        GPU,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(
+        json_results(&o),
+        [(format!("{GPU} refused nouveau INVALID_ARG"), false)]
+    );
+    assert_eq!(t.writes(), writes, "nothing changed");
+
+    // A dev root where the kernel made no node: the bind stands, the give fails.
+    let empty = t.root.join("no-dev");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = t.run(&[
+        "--dev-root",
+        empty.to_str().unwrap(),
+        "bind",
+        "--json",
+        "--owner",
+        "4242",
+        NIC,
+        "vfio-pci",
+    ]);
+    assert_eq!(o.status.code(), Some(11), "{}", stderr(&o));
+    assert_eq!(
+        json_results(&o),
+        [(format!("{NIC} failed vfio-pci IO"), false)]
+    );
+    says_all(
+        &stdout(&o),
+        &[
+            "giving the VFIO nodes of a device bound to --owner",
+            "no group or device node of",
+        ],
+    );
+    says_all(
+        &stderr(&o),
+        &[&format!(
+            "{NIC}: bound to vfio-pci, but it has no VFIO group or device node to give to 4242"
+        )],
+    );
+    assert_eq!(t.driver(NIC).as_deref(), Some("vfio-pci"));
+    let o = t.run(&["--dev-root", empty.to_str().unwrap(), "reattach", NIC]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    if !can_chown() {
+        return;
+    }
+    let o = t.run(&[
+        "--dev-root",
+        dev_arg,
+        "bind",
+        "--json",
+        "--owner",
+        "4242",
+        NIC,
+        "vfio-pci",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        json_results(&o),
+        [(format!("{NIC} moved vfio-pci -"), false)]
+    );
+    let group = dev.join("vfio/2");
+    assert_eq!(owner_of(&group), (4242, 0));
+    let o = t.run(&["--dev-root", dev_arg, "reattach", "--dry-run", NIC]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    says_all(
+        &stdout(&o),
+        &[
+            &format!("then give {} and ", group.display()),
+            "back to root",
+        ],
+    );
+    assert_eq!(owner_of(&group), (4242, 0), "a dry run changed an owner");
+    let o = t.run(&["--dev-root", dev_arg, "reattach", "--json", NIC]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json_results(&o), [(format!("{NIC} moved e1000e -"), false)]);
 }

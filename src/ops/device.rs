@@ -17,7 +17,8 @@ pub struct DeviceInfo {
     pub driver_override: Option<String>,
     pub iommu_group: Option<u32>,
     pub vfio_bound: bool,
-    /// The module of the best VFIO driver for it (`None` without a usable modalias).
+    /// The module of the best VFIO driver for it; `None` without a usable modalias, and for a
+    /// bridge, which no group move moves ([`Modalias::is_bridge`]).
     pub vfio_module: Option<ModuleName>,
 }
 
@@ -37,6 +38,7 @@ impl Context {
         Ok(DeviceInfo {
             vfio_module: modalias
                 .as_ref()
+                .filter(|m| !m.is_bridge())
                 .map(|m| self.vfio_variant_for(&address, m)),
             modalias,
             driver,

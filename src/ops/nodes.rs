@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::os::files;
 use crate::types::address::PciAddress;
 use crate::types::error::{Error, Result};
 use crate::Context;
@@ -21,7 +22,7 @@ impl Context {
             });
         }
         let dev = &self.dev_root;
-        let exists = |p: &PathBuf| p.symlink_metadata().is_ok();
+        let exists = |p: &PathBuf| files::exists(p);
         let mut nodes = Vec::new();
         let container = dev.join("vfio/vfio");
         if exists(&container) {

@@ -3,8 +3,8 @@
 
 use crate::policy::group::{self, GroupMember};
 use crate::types::address::PciAddress;
-use crate::types::error::{Error, Result};
-use crate::{Context, DriverName};
+use crate::types::error::Result;
+use crate::Context;
 
 impl Context {
     /// True when the device is bound to a VFIO driver (`vfio-dev/` present, `vfio-pci`, or a
@@ -14,40 +14,11 @@ impl Context {
         Ok(self.vfio_driver_of(&address)?.is_some())
     }
 
-    /// The device's driver when it is a VFIO driver, else `None`.
-    pub(crate) fn vfio_driver_of(&self, address: &PciAddress) -> Result<Option<DriverName>> {
-        let driver = self.sysfs.device_driver(address)?;
-        Ok(driver.filter(|d| self.on_vfio_driver(address, Some(d))))
-    }
-
-    /// Whether a device bound to `driver` (as the caller read it) is on a VFIO driver: it has
-    /// a `vfio-dev/` entry, or the driver is `vfio-pci` or a variant. Unbound is not.
-    pub(crate) fn on_vfio_driver(&self, address: &PciAddress, driver: Option<&DriverName>) -> bool {
-        driver.is_some_and(|d| self.sysfs.has_vfio_dev(address) || self.is_vfio_driver(d))
-    }
-
     /// The members of the device's IOMMU group (itself included), with their drivers and what
     /// those mean for assigning the group.
     pub fn iommu_group(&self, address: &str) -> Result<Vec<GroupMember>> {
         let address = PciAddress::parse(address)?;
-        let group = self.sysfs.iommu_group(&address)?.ok_or_else(|| {
-            Error::io(
-                "the device has no IOMMU group (is the IOMMU enabled?)",
-                self.sysfs.device_dir(&address).join("iommu_group"),
-                std::io::Error::from_raw_os_error(libc::ENOENT),
-            )
-        })?;
-        let mut members = Vec::new();
-        for member in self.sysfs.iommu_group_devices(group)? {
-            let driver = self.sysfs.device_driver(&member)?;
-            let is_vfio = self.on_vfio_driver(&member, driver.as_ref());
-            members.push(GroupMember {
-                address: member,
-                class: group::classify(driver.as_ref(), is_vfio),
-                driver,
-            });
-        }
-        Ok(members)
+        group::members(&self.classifier(), &address)
     }
 
     /// `None` when the device's IOMMU group can be assigned (no blocking member), else why not.

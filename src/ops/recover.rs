@@ -6,6 +6,7 @@
 
 use crate::os::lock::{find_records, Deadline, DeviceGuard};
 use crate::os::record::{Record, Recorded};
+use crate::txn::sriov::{recover_sriov, SriovState, SriovStep};
 use crate::txn::{DeviceTxn, Locked, Restored};
 use crate::types::address::PciAddress;
 use crate::types::error::{Error, Result};
@@ -164,9 +165,10 @@ impl Context {
     }
 
     /// A PF whose VF count change was interrupted: its VF count and `sriov_drivers_autoprobe`
-    /// put back as recorded. VFs made by the interrupted call are removed (with their locks
-    /// held); a VF on a VFIO driver means someone has used them since, and they stay. The
-    /// old VFs, when the count had gone through 0, come back as new devices.
+    /// put back as recorded, by the steps `recover_sriov` gives. VFs made by the interrupted
+    /// call are removed (with their locks held); a VF on a VFIO driver means someone has used
+    /// them since, and they stay. The old VFs, when the count had gone through 0, come back as
+    /// new devices.
     fn roll_back_sriov(
         &self,
         pf: &PciAddress,
@@ -175,7 +177,6 @@ impl Context {
         what: &str,
         deadline: &Deadline,
     ) -> Result<bool> {
-        let now = self.sysfs.sriov_numvfs(pf)?;
         let fail = |e: Error| {
             let message = format!("{what}, and putting its VFs back failed: {e}");
             self.log.log(Priority::Err, format_args!("{message}"));
@@ -185,40 +186,48 @@ impl Context {
                 errno: e.errno(),
             }
         };
-        if now != numvfs {
+        let now_numvfs = self.sysfs.sriov_numvfs(pf)?;
+        let mut vf_locks = None;
+        let mut keep_vfs = false;
+        if now_numvfs != numvfs {
             let vfs = self.sysfs.sriov_virtfns(pf)?;
-            let vf_locks = self.locks.lock_in_order(&self.lock_dir, &vfs, deadline)?;
+            vf_locks = Some(self.locks.lock_in_order(&self.lock_dir, &vfs, deadline)?);
             for vf in &vfs {
                 if let Some(driver) = self.vfio_driver_of(vf)? {
                     self.log.log(
                         Priority::Warning,
                         format_args!(
-                            "{what}, but its VF {vf} is on {driver} since; the PF's {now} VFs \
-                             are left as they are"
+                            "{what}, but its VF {vf} is on {driver} since; the PF's {now_numvfs} \
+                             VFs are left as they are"
                         ),
                     );
-                    return self
-                        .put_back_autoprobe(pf, autoprobe)
-                        .map_err(fail)
-                        .map(|()| true);
+                    keep_vfs = true;
+                    break;
                 }
             }
-            if now > 0 {
-                self.sysfs.set_sriov_numvfs(pf, 0).map_err(fail)?;
-            }
-            drop(vf_locks);
-            if numvfs > 0 {
-                // Made as the kernel makes them when autoprobe is as recorded.
-                self.put_back_autoprobe(pf, autoprobe).map_err(fail)?;
-                self.sysfs.set_sriov_numvfs(pf, numvfs).map_err(fail)?;
+        }
+        let now = SriovState {
+            numvfs: now_numvfs,
+            autoprobe: self.sysfs.sriov_drivers_autoprobe(pf).map_err(fail)?,
+        };
+        let recorded = SriovState { numvfs, autoprobe };
+        for step in recover_sriov(now, recorded, keep_vfs) {
+            self.run_sriov_step(pf, &step, None, deadline)
+                .map_err(fail)?;
+            if matches!(step, SriovStep::RemoveVfs { .. }) {
+                // The VFs are gone: the new ones are made as the kernel makes them.
+                vf_locks = None;
             }
         }
-        self.put_back_autoprobe(pf, autoprobe).map_err(fail)?;
+        drop(vf_locks);
+        if keep_vfs {
+            return Ok(true);
+        }
         self.log.log(
             Priority::Warning,
             format_args!(
                 "{what}; rolled back to {numvfs} VFs{} with sriov_drivers_autoprobe {}",
-                if now != numvfs && numvfs > 0 {
+                if now_numvfs != numvfs && numvfs > 0 {
                     " (made anew)"
                 } else {
                     ""
@@ -229,11 +238,19 @@ impl Context {
         Ok(true)
     }
 
-    fn put_back_autoprobe(&self, pf: &PciAddress, autoprobe: bool) -> Result<()> {
-        if self.sysfs.sriov_drivers_autoprobe(pf)? != autoprobe {
-            self.sysfs.set_sriov_drivers_autoprobe(pf, autoprobe)?;
-        }
-        Ok(())
+    /// The plan's first line when the device's lock file holds the record of an interrupted
+    /// transaction: a dry run takes no lock, so it rolls nothing back; the real call would,
+    /// first.
+    pub(crate) fn interrupted_note(&self, address: &PciAddress) -> Option<String> {
+        let found = self.interrupted().ok()?;
+        let i = found
+            .into_iter()
+            .find(|i| i.address == *address && !i.running)?;
+        Some(format!(
+            "first roll back the interrupted transaction of {address} ({}); the plan below \
+             starts from the device as it is now",
+            i.description
+        ))
     }
 
     /// Rolls back the interrupted transactions of the device at `address`, or with `None` of

@@ -8,9 +8,11 @@
 pub(crate) mod beneath;
 pub(crate) mod blockdev;
 pub(crate) mod dirstream;
+pub(crate) mod files;
 pub(crate) mod holders;
 pub(crate) mod lock;
 pub(crate) mod modprobe;
 pub(crate) mod netlink;
+pub(crate) mod procfs;
 pub(crate) mod record;
 pub(crate) mod sysfs;

@@ -1,9 +1,12 @@
 //! IOMMU groups (SPEC 3.4): a device's group members, what each member's driver means for
-//! assigning the group, and whether the group is viable.
+//! assigning the group, and whether the group is viable. Which class a driver is, is
+//! `classify.rs`'s to say.
 
 use std::fmt;
 
+use crate::policy::classify::Classifier;
 use crate::types::address::PciAddress;
+use crate::types::error::{Error, Result};
 use crate::types::name::DriverName;
 
 /// What a group member's driver means for assignment.
@@ -28,17 +31,6 @@ impl fmt::Display for MemberClass {
     }
 }
 
-/// Drivers that hold a device for nobody: a device on one is not "on its host driver", never
-/// a host driver to give it back to, and harmless in an IOMMU group. `pciback` is Xen's, which
-/// holds devices for guests as pci-stub does for nobody.
-pub(crate) const STUB_DRIVERS: [&str; 2] = ["pci-stub", "pciback"];
-
-/// True for a driver whose binding means the host does not use the device: a stub, or the
-/// PCIe port driver.
-pub(crate) fn is_harmless_driver(driver: &DriverName) -> bool {
-    STUB_DRIVERS.contains(&driver.as_str()) || driver.as_str() == "pcieport"
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupMember {
     pub address: PciAddress,
@@ -46,14 +38,28 @@ pub struct GroupMember {
     pub class: MemberClass,
 }
 
-/// Classifies a member from its driver and whether that driver is a VFIO one.
-pub(crate) fn classify(driver: Option<&DriverName>, is_vfio: bool) -> MemberClass {
-    match driver {
-        None => MemberClass::Harmless,
-        Some(_) if is_vfio => MemberClass::Vfio,
-        Some(d) if is_harmless_driver(d) => MemberClass::Harmless,
-        Some(_) => MemberClass::Blocking,
+/// The members of the device's IOMMU group (itself included), with their drivers and what
+/// those mean for assigning the group. A device with no group is an I/O error (`ENOENT` on its
+/// `iommu_group` link).
+pub(crate) fn members(drivers: &Classifier<'_>, address: &PciAddress) -> Result<Vec<GroupMember>> {
+    let sysfs = drivers.sysfs;
+    let group = sysfs.iommu_group(address)?.ok_or_else(|| {
+        Error::io(
+            "the device has no IOMMU group (is the IOMMU enabled?)",
+            sysfs.device_dir(address).join("iommu_group"),
+            std::io::Error::from_raw_os_error(libc::ENOENT),
+        )
+    })?;
+    let mut members = Vec::new();
+    for member in sysfs.iommu_group_devices(group)? {
+        let driver = sysfs.device_driver(&member)?;
+        members.push(GroupMember {
+            address: member,
+            class: drivers.member_class(&member, driver.as_ref()),
+            driver,
+        });
     }
+    Ok(members)
 }
 
 /// `None` when the group is viable (no blocking member), else why not.

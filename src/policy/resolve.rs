@@ -11,6 +11,9 @@ use crate::types::error::{Error, Result};
 use crate::types::log::{Logger, Priority};
 use crate::types::name::{DriverName, ModuleName};
 
+/// `name` resolved to a registered driver (SPEC 3.1), loading its module when needed: the
+/// three parts below in a row, for a caller with no transaction around the load
+/// (`Context::resolve_driver`). A move loads as a step of its transaction instead (`txn::Load`).
 pub(crate) fn resolve_driver(
     sysfs: &Sysfs,
     modprobe: &Modprobe,
@@ -18,6 +21,34 @@ pub(crate) fn resolve_driver(
     log: &Logger,
     name: &DriverName,
 ) -> Result<DriverName> {
+    match before_load(sysfs, log, name, !modprobe.is_disabled())? {
+        Resolved::Driver(driver) => Ok(driver),
+        Resolved::NeedsLoad(module) => {
+            let loaded = load_module(sysfs, modprobe, modprobe_timeout, log, &module);
+            after_load(sysfs, log, name, Some(loaded))
+        }
+    }
+}
+
+/// What a name resolves to before anything is loaded.
+#[derive(Debug)]
+pub(crate) enum Resolved {
+    /// A registered driver: nothing to load.
+    Driver(DriverName),
+    /// Only loading this module tells (SPEC 3.1 step 3: not loaded yet, or a load in flight,
+    /// and loading is enabled); [`after_load`] gives the answer once it ran.
+    NeedsLoad(ModuleName),
+}
+
+/// SPEC 3.1 up to the load: the driver when `name` names one now, else the module to load
+/// first (`may_load`: module loading is enabled), else the answer without a load (steps 3-5
+/// with nothing loaded).
+pub(crate) fn before_load(
+    sysfs: &Sysfs,
+    log: &Logger,
+    name: &DriverName,
+    may_load: bool,
+) -> Result<Resolved> {
     // `none` is what `driver_override` holds to keep a device on no driver (and what driverctl
     // users type for that); as a driver name it would only ever mean `modprobe none`.
     if name.as_str() == NO_DRIVER_OVERRIDE {
@@ -34,42 +65,68 @@ pub(crate) fn resolve_driver(
                 Priority::Debug,
                 format_args!("'{name}' resolves to PCI driver '{candidate}'"),
             );
-            return Ok(candidate);
+            return Ok(Resolved::Driver(candidate));
         }
     }
 
-    // 3: the name as a module, loaded if needed, and the PCI drivers it registers. The
-    // module's directory appears when a load starts and its driver during its init, a moment
-    // later: a directory without a driver whose initstate is not `live` is a load in flight,
-    // perhaps another caller's. modprobe runs then too (the kernel makes it wait for the load
-    // in flight); a load still in flight after it (modprobe disabled, or one that did not
-    // wait) is waited for. So two callers racing on a first load both end with the driver.
+    // 3: the name as a module, loaded if needed. The module's directory appears when a load
+    // starts and its driver during its init, a moment later: a directory without a driver
+    // whose initstate is not `live` is a load in flight, perhaps another caller's. modprobe
+    // runs then too (the kernel makes it wait for the load in flight).
+    let module = ModuleName::from(name);
+    let in_flight = load_in_flight(sysfs, &module)?;
+    if may_load && (in_flight.is_some() || !sysfs.module_exists(&module)) {
+        return Ok(Resolved::NeedsLoad(module));
+    }
+    after_load(sysfs, log, name, None).map(Resolved::Driver)
+}
+
+/// Loads `module` for a driver name being resolved (SPEC 3.1 step 3, 3.6), saying so in the
+/// log. "No such module" is only said at `Info`: the usual end of a mistyped name, reported
+/// in the error when nothing else finds a driver.
+pub(crate) fn load_module(
+    sysfs: &Sysfs,
+    modprobe: &Modprobe,
+    modprobe_timeout: Duration,
+    log: &Logger,
+    module: &ModuleName,
+) -> std::result::Result<(), LoadError> {
+    match load_in_flight(sysfs, module) {
+        Ok(Some(state)) => log.log(
+            Priority::Info,
+            format_args!("loading module '{module}' (a load is in flight: initstate {state})"),
+        ),
+        _ => log.log(Priority::Info, format_args!("loading module '{module}'")),
+    }
+    let loaded = modprobe.try_load(module, modprobe_timeout);
+    match &loaded {
+        Ok(()) => {}
+        Err(LoadError::NotFound { detail, .. }) => {
+            log.log(Priority::Info, format_args!("{detail}"))
+        }
+        Err(LoadError::Failed(e)) => log.log(Priority::Warning, format_args!("{e}")),
+    }
+    loaded
+}
+
+/// SPEC 3.1 steps 3-5 once the module load `loaded` ran (`None`: none ran). A load still in
+/// flight after it (modprobe disabled, or one that did not wait) is waited for, so two callers
+/// racing on a first load both end with the driver.
+pub(crate) fn after_load(
+    sysfs: &Sysfs,
+    log: &Logger,
+    name: &DriverName,
+    loaded: Option<std::result::Result<(), LoadError>>,
+) -> Result<DriverName> {
     let module = ModuleName::from(name);
     let mut load_error = None;
     let mut not_found = None;
     let mut loaded_now = false;
-    let in_flight = load_in_flight(sysfs, &module)?;
-    if (in_flight.is_some() || !sysfs.module_exists(&module)) && !modprobe.is_disabled() {
-        match &in_flight {
-            Some(state) => log.log(
-                Priority::Info,
-                format_args!("loading module '{module}' (a load is in flight: initstate {state})"),
-            ),
-            None => log.log(Priority::Info, format_args!("loading module '{module}'")),
-        }
-        match modprobe.try_load(&module, modprobe_timeout) {
-            Ok(()) => loaded_now = true,
-            // The usual end of a mistyped name, and said in the error if nothing below finds
-            // a driver: not worth a warning.
-            Err(LoadError::NotFound { detail, .. }) => {
-                log.log(Priority::Info, format_args!("{detail}"));
-                not_found = Some(detail);
-            }
-            Err(LoadError::Failed(e)) => {
-                log.log(Priority::Warning, format_args!("{e}"));
-                load_error = Some(e);
-            }
-        }
+    match loaded {
+        None => {}
+        Some(Ok(())) => loaded_now = true,
+        Some(Err(LoadError::NotFound { detail, .. })) => not_found = Some(detail),
+        Some(Err(LoadError::Failed(e))) => load_error = Some(e),
     }
     wait_for_load(sysfs, log, &module, LOAD_WAIT)?;
     if let Some(driver) = registered_driver(sysfs, log, name, &module)? {

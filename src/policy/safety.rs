@@ -1,11 +1,8 @@
 //! The safety checks of SPEC 3.3 step 5, run before anything is written (and by a dry run):
 //! the device is not in use on the host, an SR-IOV PF with VFs is not handed to a VFIO driver,
-//! and the target driver claims the device. Also which drivers are VFIO drivers.
+//! and the target driver claims the device. Which drivers are VFIO drivers is `classify.rs`'s
+//! to say; how a device is in use, `inuse/` (a VMM holding it, `inuse/vmm.rs`).
 
-use std::path::PathBuf;
-
-use crate::os::holders::{self, Holder};
-use crate::policy::group::STUB_DRIVERS;
 use crate::policy::inuse::{self, InUse, InUseKinds};
 use crate::tables::Side;
 use crate::types::address::PciAddress;
@@ -27,56 +24,6 @@ pub(crate) enum Destination<'a> {
 }
 
 impl Context {
-    /// The modules a driver may belong to, most likely first: its `module` link, the module
-    /// name the user gave, the driver name in `_` spelling.
-    fn module_candidates(
-        &self,
-        driver: &DriverName,
-        given: Option<&DriverName>,
-    ) -> Result<Vec<ModuleName>> {
-        let mut out = Vec::new();
-        if let Some(m) = self.sysfs.driver_module(driver)? {
-            out.push(m);
-        }
-        for m in given.into_iter().chain([driver]).map(ModuleName::from) {
-            if !out.contains(&m) {
-                out.push(m);
-            }
-        }
-        Ok(out)
-    }
-
-    /// The modules a target may belong to: a registered driver's candidates, or the module a
-    /// dry run would load.
-    fn target_modules(
-        &self,
-        target: &Target,
-        given: Option<&DriverName>,
-    ) -> Result<Vec<ModuleName>> {
-        match target {
-            Target::Driver(d) => self.module_candidates(d, given),
-            Target::Unloaded(m) => Ok(vec![m.clone()]),
-        }
-    }
-
-    /// True when `driver` is a VFIO driver: `vfio-pci`, or a driver whose module is a VFIO
-    /// one (a variant the kernel ships, or one declaring `vfio_pci:` aliases).
-    pub(crate) fn is_vfio_driver(&self, driver: &DriverName) -> bool {
-        self.is_vfio_target(&Target::Driver(driver.clone()))
-    }
-
-    pub(crate) fn is_vfio_target(&self, target: &Target) -> bool {
-        if matches!(target, Target::Driver(d) if d.as_str() == "vfio-pci") {
-            return true;
-        }
-        let Ok(candidates) = self.target_modules(target, None) else {
-            return false;
-        };
-        candidates
-            .iter()
-            .any(|m| self.tables.is_vfio_module(m, &self.log))
-    }
-
     /// The one decision (SPEC 3.3 step 5) for every path that moves the device at `address`
     /// from `start` to `to`: bind, unbind, reattach, the members of a group transaction, the
     /// tool's `bind ADDR none` and `apply` (which are those), and the VFs an SR-IOV count
@@ -163,13 +110,6 @@ impl Context {
         self.check_claims(address, target, given, side)
     }
 
-    /// True for a device on a host driver: a driver that is neither a VFIO driver nor a stub.
-    pub(crate) fn on_host_driver(&self, address: &PciAddress, driver: Option<&DriverName>) -> bool {
-        driver.is_some_and(|d| {
-            !STUB_DRIVERS.contains(&d.as_str()) && !self.on_vfio_driver(address, Some(d))
-        })
-    }
-
     /// Whether the device at `address`, on `driver`, is in use, and how (SPEC 1): with `host`,
     /// what is below it (the host's use); always, a VMM holding it when it is on a VFIO driver.
     pub(crate) fn in_use_now(
@@ -216,86 +156,6 @@ impl Context {
         self.in_use_now(&address, driver.as_ref(), host)
     }
 
-    /// Why a device on a VFIO driver belongs to a running VM (SPEC 1, "Held by a VMM"): a
-    /// process has its group node or its cdev open. Unbinding it would make vfio-pci ask that
-    /// process to let go and wait, forever if its guest does not answer. `None` for a device
-    /// on no VFIO driver, or held by nobody. Processes whose open files cannot be read are a
-    /// reason too: not knowing is not "not held".
-    pub(crate) fn vmm_holding(
-        &self,
-        address: &PciAddress,
-        driver: Option<&DriverName>,
-    ) -> Result<Option<String>> {
-        let Some(driver) = driver.filter(|d| self.on_vfio_driver(address, Some(d))) else {
-            return Ok(None);
-        };
-        let nodes = self.vfio_nodes_held_by_a_vmm(address)?;
-        let (holders, unreadable) = holders::find(&self.proc_root, &nodes)?;
-        if !holders.is_empty() {
-            return Ok(Some(format!(
-                "it is held by a VMM: {}; taking it off {driver} would make the kernel wait \
-                 until that process lets go (forever, if its guest does not answer)",
-                holders::describe(&holders)
-            )));
-        }
-        if !unreadable.is_empty() {
-            let pids: Vec<String> = unreadable
-                .iter()
-                .take(8)
-                .map(|u| format!("{} ({})", u.pid, u.why))
-                .collect();
-            return Ok(Some(format!(
-                "it is on {driver}, and whether a VMM holds it could not be seen: the open files \
-                 of process {}{} could not be read",
-                pids.join(", "),
-                if unreadable.len() > 8 { ", ..." } else { "" }
-            )));
-        }
-        Ok(None)
-    }
-
-    /// The nodes whose holders own a device on a VFIO driver: its group's node (legacy or
-    /// no-IOMMU) and its cdev, those that exist under the dev root.
-    fn vfio_nodes_held_by_a_vmm(&self, address: &PciAddress) -> Result<Vec<PathBuf>> {
-        let mut nodes = Vec::new();
-        if let Some(group) = self.sysfs.iommu_group(address)? {
-            nodes.push(self.dev_root.join(format!("vfio/{group}")));
-            nodes.push(self.dev_root.join(format!("vfio/noiommu-{group}")));
-        }
-        for name in self.sysfs.vfio_dev_names(address)? {
-            nodes.push(self.dev_root.join("vfio/devices").join(name));
-        }
-        nodes.retain(|n| n.symlink_metadata().is_ok());
-        Ok(nodes)
-    }
-
-    /// The processes that hold each of `addresses` that is on a VFIO driver (its group node or
-    /// its cdev open: a running VM), found with one look at every process's open files; devices
-    /// on no VFIO driver are left out. For listings (`pcibind status`); a move off a VFIO driver
-    /// asks for its own device.
-    pub fn vmm_holders(&self, addresses: &[PciAddress]) -> Result<Vec<(PciAddress, Vec<Holder>)>> {
-        let mut wanted: Vec<(PciAddress, Vec<PathBuf>)> = Vec::new();
-        for address in addresses {
-            let driver = self.sysfs.device_driver(address)?;
-            if self.on_vfio_driver(address, driver.as_ref()) {
-                wanted.push((*address, self.vfio_nodes_held_by_a_vmm(address)?));
-            }
-        }
-        let all: Vec<PathBuf> = wanted.iter().flat_map(|(_, n)| n.iter().cloned()).collect();
-        let (holders, _) = holders::find(&self.proc_root, &all)?;
-        Ok(wanted
-            .into_iter()
-            .map(|(address, nodes)| {
-                let mine = holders
-                    .iter()
-                    .filter(|h| nodes.contains(&h.node))
-                    .cloned()
-                    .collect();
-                (address, mine)
-            })
-            .collect())
-    }
-
     /// A PF any of whose VFs is on a VFIO driver stays on its driver: unbinding it (mlx5_core,
     /// ice, i40e, ixgbe) disables SR-IOV and pulls the VFs out of the guests using them.
     fn check_no_vfio_vfs(&self, address: &PciAddress) -> Result<()> {
@@ -328,7 +188,7 @@ impl Context {
         side: Side,
     ) -> Result<()> {
         let modalias = self.sysfs.modalias(address)?;
-        let candidates = self.target_modules(target, given)?;
+        let candidates = self.classifier().target_modules(target, given)?;
         let allow = |why: String| {
             self.log.log(
                 Priority::Warning,
@@ -381,7 +241,7 @@ impl Context {
         given: Option<&DriverName>,
     ) -> Option<bool> {
         let modalias = self.sysfs.modalias(address).ok()?;
-        let candidates = self.target_modules(target, given).ok()?;
+        let candidates = self.classifier().target_modules(target, given).ok()?;
         let mut claims = candidates
             .iter()
             .map(|m| self.tables.claims(m, &modalias, Side::Host, &self.log));

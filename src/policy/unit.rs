@@ -4,20 +4,18 @@
 
 use std::collections::BTreeMap;
 
+use crate::policy::classify::is_harmless_driver;
 use crate::types::address::PciAddress;
 use crate::types::error::{Error, Result};
 use crate::types::name::DriverName;
 use crate::Context;
-
-/// PCI base class of bridges of every kind (host, ISA/LPC, PCI-to-PCI, ...).
-const BRIDGE_CLASS: u8 = 0x06;
 
 /// One member of a unit, as it is when the unit is worked out.
 #[derive(Clone, Debug)]
 pub(crate) struct UnitMember {
     pub address: PciAddress,
     pub driver: Option<DriverName>,
-    /// Base class 0x06: never moved.
+    /// A bridge (`Modalias::is_bridge`): never moved.
     pub bridge: bool,
     /// On a VFIO driver already.
     pub vfio: bool,
@@ -27,19 +25,15 @@ impl UnitMember {
     /// A bridge on a host driver (an LPC bridge on `lpc_ich`): the unit cannot be assigned
     /// safely, forced or not.
     pub fn is_host_bridge(&self) -> bool {
-        self.bridge
-            && self
-                .driver
-                .as_ref()
-                .is_some_and(|d| !crate::policy::group::is_harmless_driver(d))
+        self.bridge && self.driver.as_ref().is_some_and(|d| !is_harmless_driver(d))
     }
 }
 
 impl Context {
     fn unit_member(&self, address: &PciAddress) -> Result<UnitMember> {
         let driver = self.sysfs.device_driver(address)?;
-        let vfio = self.on_vfio_driver(address, driver.as_ref());
-        let bridge = self.sysfs.modalias(address)?.class().0 == BRIDGE_CLASS;
+        let vfio = self.classifier().on_vfio_driver(address, driver.as_ref());
+        let bridge = self.sysfs.modalias(address)?.is_bridge();
         Ok(UnitMember {
             address: *address,
             driver,

@@ -10,7 +10,7 @@
 //!   and device IDs they name, for the claim check and the host-module lookup. Built on the
 //!   first question about a host driver, in the same pass, which fills the `vfio_pci:` side too.
 //!
-//! No file is opened here: `tables.rs` owns the files and the cache.
+//! No file is opened here: `tables.rs` owns the files (opened by `os/files.rs`) and the cache.
 
 use std::io::{self, Read};
 

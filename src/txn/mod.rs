@@ -6,16 +6,22 @@
 //! members of an IOMMU group together runs on the same executor as binding one device.
 //!
 //! Here: the step vocabulary, the step lists of a move and of a restore, and the record a
-//! transaction leaves; `executor` runs them, `render` prints them.
+//! transaction leaves; `executor` runs them, `render` prints them, and `load` runs the module
+//! loads a move needs before its target is known (the transaction's first phase). A PF's VF
+//! count change is a transaction of its own kind, with its own steps (`sriov`), on the same
+//! executor and renderer.
 
 use crate::os::record::{Record, Recorded};
 mod executor;
+mod load;
 mod render;
+pub(crate) mod sriov;
 
 use crate::types::address::PciAddress;
 use crate::types::name::DriverName;
 pub(crate) use crate::types::state::{DeviceState, Target};
 pub(crate) use executor::{Locked, Restored};
+pub(crate) use load::{Fallback, Load, LoadFor, Loads};
 
 /// A value for `driver_override`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +59,13 @@ pub(crate) enum Step {
     Probe,
     /// Read the `driver` link and compare.
     Expect(Expect),
+    /// Load a kernel module (SPEC 3.1 step 3, 3.6), through the configured program or the
+    /// caller's loader. A failed load fails no transaction by itself: what it means is decided
+    /// by what needed the module (the target's resolution, a warning for a host module). A
+    /// load can probe the device (a host module taking an unbound device): a failure after it
+    /// restores the device to its start. A restore never unloads a module: other devices may
+    /// already use it.
+    Load(Load),
 }
 
 /// The steps that move a device from where it is to `target` (SPEC 3.3 steps 6-7): the same
@@ -165,6 +178,11 @@ impl Known {
             },
             Step::Expect(Expect::Unbound) => Known::Driver(None),
             Step::Expect(Expect::AnyDriver { .. }) => Known::Unknown,
+            // A new driver probes only unbound devices: a bound one stays where it is.
+            Step::Load(_) => match self {
+                Known::Driver(None) => Known::Unknown,
+                Known::Driver(Some(_)) | Known::Unknown => return,
+            },
         }
     }
 }
@@ -242,5 +260,53 @@ mod tests {
         assert!(matches!(known, Known::Driver(None)));
         known.after(&Step::Probe);
         assert!(matches!(known, Known::Unknown));
+    }
+
+    fn load(m: &str) -> Step {
+        Step::Load(Load {
+            module: crate::types::name::ModuleName::new(m).unwrap(),
+            purpose: LoadFor::Target(None),
+        })
+    }
+
+    #[test]
+    fn a_load_makes_an_unbound_device_unknown_and_leaves_a_bound_one() {
+        let mut known = Known::Driver(None);
+        known.after(&load("e1000e"));
+        assert!(
+            matches!(known, Known::Unknown),
+            "a host module may probe it"
+        );
+        let mut known = Known::Driver(Some(d("mlx5_core")));
+        known.after(&load("mlx5_vfio_pci"));
+        assert!(matches!(&known, Known::Driver(Some(x)) if x.as_str() == "mlx5_core"));
+    }
+
+    #[test]
+    fn the_record_of_a_transaction_with_loads_names_only_its_overrides() {
+        let target = Target::Driver(d("mlx5_vfio_pci"));
+        let mut steps = vec![load("mlx5_vfio_pci")];
+        steps.extend(move_to(&target));
+        let txn = DeviceTxn {
+            address: PciAddress::parse("0000:3b:00.2").unwrap(),
+            start: DeviceState {
+                driver: None,
+                driver_override: None,
+            },
+            steps,
+            doing: "binding to mlx5_vfio_pci".into(),
+            forced: false,
+        };
+        match record_of(&txn).what {
+            Recorded::Move { start, may_leave } => {
+                assert_eq!(start, txn.start);
+                assert_eq!(may_leave, vec![Some("mlx5_vfio_pci".to_owned())]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A restore goes back to the start: it has no load to undo, and unloads nothing.
+        assert!(!restore_to(&txn.start)
+            .iter()
+            .any(|s| matches!(s, Step::Load(_))));
     }
 }

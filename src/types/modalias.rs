@@ -13,6 +13,9 @@ pub const FIELDS: [(&str, usize); 7] = [
     ("i", 2),
 ];
 
+/// The PCI base class of bridges of every kind.
+const BRIDGE_CLASS: u8 = 0x06;
+
 /// A validated PCI modalias. The kernel prints upper-case hex; other case is accepted (and then
 /// matches only case-insensitive aliases, as with kmod: alias matching is case-sensitive).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +82,14 @@ impl Modalias {
             self.hex(47..49) as u8,
         )
     }
+
+    /// A bridge of any kind (base class 0x06: host, ISA/LPC, PCI-to-PCI, ...): part of the
+    /// host's PCI topology, which no group move moves (SPEC 3.8: vfio-pci refuses devices whose
+    /// header is not a normal one, and a chipset's LPC bridge belongs to the host), so no VFIO
+    /// driver is chosen for it.
+    pub fn is_bridge(&self) -> bool {
+        self.class().0 == BRIDGE_CLASS
+    }
 }
 
 impl fmt::Display for Modalias {
@@ -90,6 +101,22 @@ impl fmt::Display for Modalias {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bridges_of_every_kind_are_bridges() {
+        let with_class = |bc: &str, sc: &str| {
+            Modalias::parse(&format!(
+                "pci:v00008086d0000A110sv00008086sd00007270bc{bc}sc{sc}i00"
+            ))
+            .unwrap()
+        };
+        for sc in ["00", "01", "04", "80"] {
+            assert!(with_class("06", sc).is_bridge(), "06{sc}");
+        }
+        for (bc, sc) in [("02", "00"), ("03", "00"), ("0C", "03"), ("60", "06")] {
+            assert!(!with_class(bc, sc).is_bridge(), "{bc}{sc}");
+        }
+    }
 
     #[test]
     fn accepts_kernel_modaliases() {

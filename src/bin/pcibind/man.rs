@@ -44,7 +44,7 @@ pub fn render(cmd: Command, out: &mut dyn Write) -> io::Result<()> {
     for sub in &commands {
         let _ = writeln!(page, ".SS \"{}\"", usage(sub).replace('"', "\\(dq"));
         paragraphs(&mut page, &text(sub.get_long_about().or(sub.get_about())));
-        for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+        for arg in shown_arguments(sub) {
             let help = text(arg.get_long_help().or(arg.get_help()));
             if help.is_empty() {
                 continue;
@@ -76,10 +76,19 @@ pub fn render(cmd: Command, out: &mut dyn Write) -> io::Result<()> {
     out.write_all(page.as_bytes())
 }
 
+/// A command's arguments as `--help` shows them: not hidden, the operands first, then the
+/// options in display order (the order of their definitions, which `mut_arg` keeps where the
+/// order of `get_arguments` does not).
+fn shown_arguments(sub: &Command) -> Vec<&clap::Arg> {
+    let mut args: Vec<&clap::Arg> = sub.get_arguments().filter(|a| !a.is_hide_set()).collect();
+    args.sort_by_key(|a| (!a.is_positional(), a.get_display_order()));
+    args
+}
+
 /// `list [--overrides] [--json]`: the command and its arguments, as in the synopsis.
 fn usage(sub: &Command) -> String {
     let mut parts = vec![format!("\\fB{}\\fR", escape(sub.get_name()))];
-    for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+    for arg in shown_arguments(sub) {
         let names: Vec<String> = arg
             .get_value_names()
             .map(|v| v.iter().map(|n| n.to_string()).collect())
@@ -227,7 +236,9 @@ its IOMMU group (\fBnull\fR without an IOMMU)
 \fBtrue\fR when it is on \fBvfio\-pci\fR or a VFIO variant driver
 .TP
 .B vfio_driver_module
-the module of the VFIO driver \fBbind\fR would pick for it
+the module of the VFIO driver \fBbind\fR would pick for it; \fBnull\fR for a bridge (host,
+PCI, ISA/LPC: no group move moves one; the \fBVFIO DRIVER\fR column of \fBlist\fR shows
+\fB\-\fR)
 .PP
 \fBpcibind show \fIADDRESS\fB \-\-json\fR prints one such object with six more keys:
 .TP
@@ -296,6 +307,65 @@ the driver it is on now (\fBnull\fR: unbound or not present)
 .TP
 .B applied
 whether it is on its saved driver
+.SS "JSON RESULTS"
+\fBbind\fR, \fBunbind\fR, \fBreattach\fR, \fBapply\fR, \fBrecover\fR and \fBsriov\fR take
+\fB\-\-json\fR: stdout is then one JSON array (always an array, as for \fBlist \-\-json\fR, even
+for one device), one object per device in the order given, instead of the text lines and the
+summary. Messages still go to stderr and the exit status is the same as without
+\fB\-\-json\fR. Every key is always present:
+.PP
+.RS 4
+.nf
+$ pcibind bind \-\-json 0000:3b:00.2 0000:00:02.0
+[
+  {"address": "0000:3b:00.2", "outcome": "moved", "driver": "mlx5_vfio_pci",
+   "error": null, "message": null, "plan": null, "group_moved": null},
+  {"address": "0000:00:02.0", "outcome": "refused", "driver": "e1000e",
+   "error": "IN_USE", "message": "0000:00:02.0 is in use on the host: ...",
+   "plan": null, "group_moved": null}
+]
+$ echo $?
+8
+.fi
+.RE
+.TP
+.B address
+the device (\fBnull\fR when a refusal is about the command as a whole, such as a
+\fIDRIVER\fR that resolves to no driver)
+.TP
+.B outcome
+\fBmoved\fR (done, and the device's driver changed), \fBunchanged\fR (done: it was already
+there), \fBplanned\fR (\fB\-\-dry\-run\fR: nothing changed), \fBrefused\fR (nothing was changed:
+an argument, a safety check, the lock, the driver or its module stopped it), \fBrestored\fR
+(the kernel did not bind and the device was put back where it was), \fBfailed\fR (anything
+else: the device could not be put back, and the message says where it is; it disappeared; an
+I/O error), \fBrolled_back\fR (\fBrecover\fR: its interrupted transaction was rolled back);
+\fBsriov\fR says \fBlisted\fR, \fBchanged\fR or \fBunchanged\fR
+.TP
+.B driver
+the driver the device is on after the call (\fBnull\fR: unbound); for \fBplanned\fR, the
+driver it would end on when the plan knows it
+.TP
+\fBerror\fR, \fBmessage\fR
+the error's code name, as \fIpcibind.h\fR spells it after \fBPCIBIND_ERR_\fR
+(\fBINVALID_ARG\fR, \fBINVALID_ADDRESS\fR, \fBNO_DEVICE\fR, \fBNO_DRIVER\fR,
+\fBMODULE_LOAD\fR, \fBBIND\fR, \fBRESTORE\fR, \fBIN_USE\fR, \fBIO\fR, \fBBUSY\fR,
+\fBINTERNAL\fR, \fBNOT_CLAIMED\fR, \fBUNSUPPORTED\fR), and what stderr says; both
+\fBnull\fR on success
+.TP
+.B plan
+a dry run's plan, an array of its lines
+.TP
+.B group_moved
+with \fB\-\-group\fR, the members moved (or that would move)
+.PP
+A command refused before it touches any device (a malformed address, a device that does not
+exist, a \fIDRIVER\fR that does not resolve) prints one \fBrefused\fR object per reason.
+\fBsriov \-\-json\fR prints one object for the PF with \fBvfs\fR (its VFs after the call, or
+\fBnull\fR) in place of \fBgroup_moved\fR; with \fB\-\-dry\-run\fR, \fBvfs\fR is \fBnull\fR,
+\fBplan\fR holds the plan and the outcome is \fBplanned\fR. With \fBbind \-\-owner\fR, a
+device bound whose VFIO nodes could not be given is \fBfailed\fR (\fBIO\fR, with the driver it
+is on), and a dry run's \fBplan\fR ends with the give.
 "#;
 
 const EXAMPLES: &str = r#".SH EXAMPLES
@@ -363,6 +433,16 @@ Which devices are where, and which IOMMU groups a guest could have:
 .RS 4
 .nf
 pcibind status
+.fi
+.RE
+.PP
+Give an SR\-IOV NIC four virtual functions that no host driver takes (unbound, ready for
+\fBpcibind bind\fR), looking first at the writes it makes and what a failure would put back:
+.PP
+.RS 4
+.nf
+pcibind sriov 0000:03:00.0 4 \-\-dry\-run
+pcibind sriov 0000:03:00.0 4
 .fi
 .RE
 .PP

@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 
 use pcibind::{Context, Error};
 
+use crate::runner::{Done, Refusal};
+
 /// Who the nodes are given to, as resolved from `USER[:GROUP]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
@@ -144,16 +146,8 @@ pub fn nodes_of(ctx: &Context, address: &str) -> Vec<PathBuf> {
 }
 
 /// The nodes of every member of the unit `reattach --group` moves for `address` (from its dry
-/// run, which changes nothing), before the move; none for a dry run.
-pub fn group_nodes_of(
-    ctx: &Context,
-    address: &str,
-    options: pcibind::BindOptions,
-    dry_run: bool,
-) -> Vec<PathBuf> {
-    if dry_run {
-        return Vec::new();
-    }
+/// run, which changes nothing), before the move.
+pub fn group_nodes_of(ctx: &Context, address: &str, options: pcibind::BindOptions) -> Vec<PathBuf> {
     let members = ctx
         .reattach_group(address, options, true)
         .map(|o| o.members)
@@ -196,21 +190,21 @@ impl Owner {
     /// Everything `bind --owner` checks before anything changes: the target is a VFIO driver
     /// (`unbound`: DRIVER `none`; `driver`: DRIVER, `None` for the best VFIO driver), and, but
     /// for a group move, no IOMMU group is shared with a device the command does not bind. On
-    /// failure the messages are printed and the exit status returned.
-    pub fn check(
+    /// failure, why, for `runner::refuse`.
+    pub(crate) fn check(
         &self,
         ctx: &Context,
         addresses: &[String],
         unbound: bool,
         driver: Option<&str>,
         group: bool,
-    ) -> Result<(), u8> {
+    ) -> Result<(), Vec<Refusal>> {
         if unbound {
-            eprintln!(
-                "pcibind: --owner gives the nodes of a VFIO driver's devices, and DRIVER `none` \
-                 leaves them on no driver; nothing was changed"
-            );
-            return Err(2);
+            let line = "--owner gives the nodes of a VFIO driver's devices, and DRIVER `none` \
+                        leaves them on no driver"
+                .to_owned();
+            let e = Error::InvalidArg(line.clone());
+            return Err(vec![Refusal::with_line(None, line, e, 2)]);
         }
         if let (Some(driver), Some(first)) = (driver, addresses.first()) {
             // The library's own answer to --require-vfio, which --owner implies; forced, so
@@ -221,26 +215,20 @@ impl Owner {
                 ..Default::default()
             };
             if let Err(e @ Error::NotClaimed { .. }) = ctx.bind_plan(first, Some(driver), options) {
-                return Err(crate::refuse(vec![e]));
+                return Err(vec![Refusal::of(e)]);
             }
         }
         if !group {
-            if let Err(errors) = self.check_groups(ctx, addresses) {
-                for e in errors {
-                    eprintln!("pcibind: {e}");
-                }
-                eprintln!("pcibind: nothing was changed");
-                return Err(2);
-            }
+            self.check_groups(ctx, addresses)?;
         }
         Ok(())
     }
 
     /// That no IOMMU group of `addresses` (the devices the command binds) has another member
     /// that is not among them: its node would give that member too. Bridges do not count (no
-    /// VFIO driver takes one). One message per group.
-    fn check_groups(&self, ctx: &Context, addresses: &[String]) -> Result<(), Vec<String>> {
-        let mut errors = Vec::new();
+    /// VFIO driver takes one). One refusal per group.
+    fn check_groups(&self, ctx: &Context, addresses: &[String]) -> Result<(), Vec<Refusal>> {
+        let mut refusals = Vec::new();
         let mut seen = Vec::new();
         for address in addresses {
             let Ok(members) = ctx.iommu_group(address) else {
@@ -257,58 +245,82 @@ impl Owner {
                 .filter(|m| !addresses.contains(m) && !is_bridge(ctx, m))
                 .collect();
             if !others.is_empty() {
-                errors.push(format!(
+                let line = format!(
                     "{address}: --owner {} would give its IOMMU group's node{}, which opens {} \
                      too, not bound by this command: name {} as well (or use --group)",
                     self.spec,
                     group.map_or(String::new(), |g| format!(" (vfio/{g})")),
                     others.join(" "),
                     if others.len() == 1 { "it" } else { "them" },
-                ));
+                );
+                let e = Error::InvalidArg(line.clone());
+                refusals.push(Refusal::with_line(Some(address.clone()), line, e, 2));
             }
         }
-        if errors.is_empty() {
+        if refusals.is_empty() {
             Ok(())
         } else {
-            Err(errors)
+            Err(refusals)
         }
     }
 
-    /// After the device at `address` was bound (`done`: its report line): gives its nodes to
-    /// the owner and says so on the line. A failure is the device's failure; it stays bound,
-    /// and the message says so.
-    pub fn give(&self, ctx: &Context, address: &str, done: String) -> Result<String, Error> {
+    /// After the device at `address` was bound (`done`: its report): gives its nodes to the
+    /// owner and says so on the line. A failure is the device's failure (an I/O error: its
+    /// JSON outcome is `failed`, with the driver it is on); it stays bound, and the messages
+    /// say so.
+    pub(crate) fn give(&self, ctx: &Context, address: &str, mut done: Done) -> Result<Done, Error> {
         let nodes = nodes_of(ctx, address);
         if nodes.is_empty() {
-            eprintln!("pcibind: {address}: {done}, but it has no VFIO group or device node");
-            return Err(Error::InvalidArg(format!(
-                "--owner {}: no VFIO node of {address} was found to give",
-                self.spec
-            )));
+            eprintln!(
+                "pcibind: {address}: {}, but it has no VFIO group or device node to give to {}",
+                done.line, self.spec
+            );
+            return Err(Error::Io {
+                step: "giving the VFIO nodes of a device bound to --owner",
+                path: ctx.dev_root().join("vfio"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no group or device node of {address} is there"),
+                ),
+            });
         }
         for node in &nodes {
             if let Err(e) = std::os::unix::fs::lchown(node, Some(self.uid), self.gid) {
                 eprintln!(
-                    "pcibind: {address}: {done}, but its VFIO nodes were not given to {}",
-                    self.spec
+                    "pcibind: {address}: {}, but its VFIO nodes were not given to {}",
+                    done.line, self.spec
                 );
                 return Err(Error::Io {
-                    step: "giving a VFIO node to --owner",
+                    step: "giving a VFIO node of a device bound to --owner",
                     path: node.clone(),
                     source: e,
                 });
             }
         }
-        Ok(format!("{done}; {} given to {}", names(&nodes), self.spec))
+        done.line = format!("{}; {} given to {}", done.line, names(&nodes), self.spec);
+        Ok(done)
     }
 
-    /// The line a dry run adds to each plan.
-    pub fn plan_note(&self) -> String {
-        format!(
-            "then give the device's VFIO group node and character device to {}",
-            self.spec
+    /// A dry run's report with the plan's last line: the nodes given after the bind.
+    pub(crate) fn noted(&self, done: Done) -> Done {
+        with_plan_line(
+            done,
+            format!(
+                "then give the device's VFIO group node and character device to {}",
+                self.spec
+            ),
         )
     }
+}
+
+/// `done` (a dry run's report) with `line` added to its plan, in the text and in the plan's
+/// lines (the JSON results' `plan`).
+fn with_plan_line(mut done: Done, line: String) -> Done {
+    done.line = format!("{}\n{line}", done.line);
+    if let Some(plan) = &mut done.plan {
+        plan.push(line);
+    }
+    done
 }
 
 /// A PCI bridge of any kind (base class 0x06), which the library never moves.
@@ -319,35 +331,53 @@ fn is_bridge(ctx: &Context, address: &str) -> bool {
         .is_some_and(|m| m.class().0 == 0x06)
 }
 
-/// After `reattach` (`done`: the line): `nodes` (the device's, from before the move) that are
-/// still there and not root's go back to root:root, mode untouched; the line says which.
-pub fn give_back(nodes: &[PathBuf], done: String) -> Result<String, Error> {
+/// The nodes of `nodes` still there and not root's: those `give_back` changes.
+fn not_roots(nodes: &[PathBuf]) -> Vec<&PathBuf> {
+    nodes
+        .iter()
+        .filter(|node| {
+            node.symlink_metadata()
+                .is_ok_and(|meta| meta.uid() != 0 || meta.gid() != 0)
+        })
+        .collect()
+}
+
+/// After `reattach` (`done`: its report): `nodes` (the device's, from before the move) that
+/// are still there and not root's go back to root:root, mode untouched (those removed with the
+/// device's VFIO driver, as the kernel does, are gone); the line says which. A failure is the
+/// device's failure, an I/O error, as for `Owner::give`.
+pub(crate) fn give_back(nodes: &[PathBuf], mut done: Done) -> Result<Done, Error> {
     let mut given = Vec::new();
-    for node in nodes {
-        let Ok(meta) = node.symlink_metadata() else {
-            continue; // removed with the device's VFIO driver, as the kernel does
-        };
-        if meta.uid() == 0 && meta.gid() == 0 {
-            continue;
-        }
+    for node in not_roots(nodes) {
         if let Err(e) = std::os::unix::fs::lchown(node, Some(0), Some(0)) {
             eprintln!(
-                "pcibind: {done}, but {} was not given back to root",
+                "pcibind: {}, but {} was not given back to root",
+                done.line,
                 node.display()
             );
             return Err(Error::Io {
-                step: "giving a VFIO node back to root",
+                step: "giving a VFIO node back to root after the reattach",
                 path: node.clone(),
                 source: e,
             });
         }
         given.push(node.clone());
     }
-    if given.is_empty() {
-        Ok(done)
-    } else {
-        Ok(format!("{done}; {} given back to root", names(&given)))
+    if !given.is_empty() {
+        done.line = format!("{}; {} given back to root", done.line, names(&given));
     }
+    Ok(done)
+}
+
+/// A reattach dry run's report, with the plan's last line when `nodes` (the device's, now)
+/// has some that `give_back` would give back to root.
+pub(crate) fn noted_back(nodes: &[PathBuf], done: Done) -> Done {
+    let back: Vec<PathBuf> = not_roots(nodes).into_iter().cloned().collect();
+    if back.is_empty() {
+        return done;
+    }
+    let line = format!("then give {} back to root, those still there", names(&back));
+    with_plan_line(done, line)
 }
 
 /// The name of user id `uid`, for tests and messages (`None`: no entry).

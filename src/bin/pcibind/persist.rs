@@ -15,14 +15,16 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use pcibind::{BindOptions, Context, DriverName, Error, PciAddress, Priority, NO_DRIVER_OVERRIDE};
+use pcibind::{Context, DriverName, Error, PciAddress, NO_DRIVER_OVERRIDE};
+
+use crate::runner::{refuse, Done, Format, Refusal};
 
 /// Where driverctl keeps its overrides, and so where the tool does unless told otherwise.
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/driverctl.d";
 
 /// The bus prefix of driverctl's file names (`pci-0000:01:00.0`); driverctl also writes other
 /// buses' files into the same directory, which are not ours to read.
-const PREFIX: &str = "pci-";
+pub(crate) const PREFIX: &str = "pci-";
 
 /// The longest saved file read: a driver name and a newline are far shorter.
 const MAX_FILE: u64 = 4096;
@@ -252,7 +254,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.sync_all()
 }
 
-// ---- The commands: --persist, `list --persisted`, `apply` ------------------------------------
+// ---- The commands: --persist, `list --persisted` (`apply`: apply.rs) ----------------------------
 
 /// What `--persist` does once a device has changed.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -278,7 +280,7 @@ impl Persist {
 
     /// Before anything changes: can the files of these devices be saved or removed? On
     /// failure the errors are printed and the exit status returned, nothing changed.
-    pub fn check(self, store: &Store, addresses: &[PciAddress]) -> Result<(), u8> {
+    pub fn check(self, format: Format, store: &Store, addresses: &[PciAddress]) -> Result<(), u8> {
         if self == Persist::No {
             return Ok(());
         }
@@ -287,7 +289,7 @@ impl Persist {
         }
         store
             .check_writable(addresses)
-            .map_err(|e| crate::refuse(vec![e]))
+            .map_err(|e| refuse(format, vec![Refusal::of(e)]))
     }
 
     /// After a device changed to `driver` (`None`: unbound), with `done` its report line:
@@ -327,15 +329,17 @@ impl Persist {
         }
     }
 
-    /// `after` for a report about the device at `address` (as the tool prints it).
+    /// `after` for the report of the device at `address`.
     pub fn after_one(
         self,
         store: &Store,
         address: &str,
-        outcome: Result<(Option<DriverName>, String), Error>,
-    ) -> Result<String, Error> {
-        let (driver, done) = outcome?;
-        self.after(store, &PciAddress::parse(address)?, driver.as_ref(), done)
+        outcome: Result<Done, Error>,
+    ) -> Result<Done, Error> {
+        let mut done = outcome?;
+        let address = PciAddress::parse(address)?;
+        done.line = self.after(store, &address, done.driver.as_ref(), done.line)?;
+        Ok(done)
     }
 
     /// After a group moved (`members`: every member of its unit, bridges included): with
@@ -347,17 +351,16 @@ impl Persist {
         ctx: &Context,
         store: &Store,
         members: &[PciAddress],
-        done: String,
-    ) -> Result<String, Error> {
-        let mut line = done;
+        mut done: Done,
+    ) -> Result<Done, Error> {
         for member in members {
             let driver = ctx.current_driver(&member.to_string())?;
             if self == Persist::Save && !ctx.is_vfio_bound(&member.to_string())? {
                 continue;
             }
-            line = self.after(store, member, driver.as_ref(), line)?;
+            done.line = self.after(store, member, driver.as_ref(), done.line)?;
         }
-        Ok(line)
+        Ok(done)
     }
 }
 
@@ -372,17 +375,17 @@ pub fn list(ctx: &Context, store: &Store, json: bool) -> Result<u8, Error> {
             Ok((address, driver)) => rows.push(Row::new(ctx, address, driver)),
             Err(e) => {
                 eprintln!("pcibind: {e}");
-                status = crate::status_of(&e);
+                status = crate::exit::status_of(&e);
             }
         }
     }
     let mut out = io::stdout().lock();
     if json {
         let items: Vec<String> = rows.iter().map(Row::json).collect();
-        crate::print_json_array(&mut out, &items);
+        crate::output::print_json_array(&mut out, &items);
     } else {
         let cells: Vec<Vec<String>> = rows.iter().map(Row::cells).collect();
-        crate::print_table(&mut out, &["ADDRESS", "SAVED", "DRIVER", "APPLIED"], &cells);
+        crate::output::print_table(&mut out, &["ADDRESS", "SAVED", "DRIVER", "APPLIED"], &cells);
     }
     Ok(status)
 }
@@ -427,138 +430,16 @@ impl Row {
         format!(
             "  {{\"address\": {}, \"saved_driver\": {}, \"present\": {}, \"driver\": {}, \
              \"applied\": {}}}",
-            crate::json_str(&self.address.to_string()),
-            crate::json_str(self.saved.as_str()),
+            crate::output::json_str(&self.address.to_string()),
+            crate::output::json_str(self.saved.as_str()),
             self.now.is_some(),
-            crate::json_opt(
+            crate::output::json_opt(
                 self.now
                     .as_ref()
                     .and_then(|d| d.as_ref().map(|d| d.as_str()))
             ),
             self.applied(),
         )
-    }
-}
-
-/// `pcibind apply [ADDRESS...]`: the devices named (each must exist and have a saved
-/// override), or every saved override whose device is present, put on their saved drivers.
-/// Everything is read and checked first; any failure there changes nothing.
-pub fn apply(ctx: &Context, store: &Store, args: &[String], options: BindOptions) -> u8 {
-    let todo = if args.is_empty() {
-        present(ctx, store)
-    } else {
-        named(ctx, store, args)
-    };
-    let todo = match all_or_errors(todo) {
-        Ok(todo) => todo,
-        Err(errors) => return crate::refuse(errors),
-    };
-    let addresses: Vec<String> = todo.iter().map(|(a, _)| a.to_string()).collect();
-    crate::each_in_parallel(&addresses, "applying", |a| {
-        let (_, driver) = todo
-            .iter()
-            .find(|(t, _)| t.to_string() == a)
-            .expect("listed");
-        if driver.as_str() == NO_DRIVER_OVERRIDE {
-            ctx.unbind(a, options)
-                .map(|_| format!("{}, as saved", crate::UNBOUND))
-        } else {
-            ctx.bind(a, Some(driver.as_str()), options)
-                .map(|d| format!("bound to {d}, as saved"))
-        }
-    })
-}
-
-/// A `pci-` file whose name is no canonical address (an editor's `~` backup, a package
-/// manager's `.dpkg-old`): not a saved override of any device.
-fn names_no_device(e: &Error) -> Option<&Path> {
-    match e {
-        Error::Malformed { path, .. } => path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix(PREFIX))
-            .filter(|rest| !PciAddress::parse(rest).is_ok_and(|a| a.to_string() == *rest))
-            .map(|_| path.as_path()),
-        _ => None,
-    }
-}
-
-/// Every saved override whose device is present; the others are skipped, as at boot only the
-/// devices there matter, and so are files whose name is no device's (with a warning): one
-/// stray file must not keep every device from its saved driver.
-fn present(ctx: &Context, store: &Store) -> Vec<Saved> {
-    let saved = match store.list() {
-        Ok(saved) => saved,
-        Err(e) => return vec![Err(e)],
-    };
-    saved
-        .into_iter()
-        .filter(|saved| match saved {
-            Ok((address, driver)) => match ctx.current_driver(&address.to_string()) {
-                Err(Error::NoDevice { .. }) => {
-                    ctx.logger().log(
-                        Priority::Info,
-                        format_args!(
-                            "{address} is not present: its saved override ({driver}) waits"
-                        ),
-                    );
-                    false
-                }
-                _ => true,
-            },
-            Err(e) => match names_no_device(e) {
-                Some(path) => {
-                    ctx.logger().log(
-                        Priority::Warning,
-                        format_args!(
-                            "skipping {}: its name is no PCI address in driverctl's form",
-                            path.display()
-                        ),
-                    );
-                    false
-                }
-                None => true,
-            },
-        })
-        .collect()
-}
-
-/// The saved overrides of the devices named (addresses or interface names).
-fn named(ctx: &Context, store: &Store, args: &[String]) -> Vec<Saved> {
-    let mut todo: Vec<Saved> = Vec::new();
-    for arg in args {
-        let saved = crate::device_of(ctx, arg).and_then(|address| {
-            if todo.iter().flatten().any(|(a, _)| *a == address) {
-                return Err(Error::InvalidArg(format!("{address} is given twice")));
-            }
-            ctx.current_driver(&address.to_string())?;
-            match store.load(&address)? {
-                Some(driver) => Ok((address, driver)),
-                None => Err(Error::InvalidArg(format!(
-                    "nothing is saved for {address} (no {}; bind --persist saves it)",
-                    store.path(&address).display()
-                ))),
-            }
-        });
-        todo.push(saved);
-    }
-    todo
-}
-
-/// Every value, or every error when there is one.
-fn all_or_errors<T>(results: Vec<Result<T, Error>>) -> Result<Vec<T>, Vec<Error>> {
-    let mut values = Vec::new();
-    let mut errors = Vec::new();
-    for result in results {
-        match result {
-            Ok(value) => values.push(value),
-            Err(e) => errors.push(e),
-        }
-    }
-    if errors.is_empty() {
-        Ok(values)
-    } else {
-        Err(errors)
     }
 }
 

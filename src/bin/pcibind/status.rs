@@ -32,7 +32,7 @@ struct Listed {
 
 impl Listed {
     fn line(&self) -> String {
-        let (ids, class) = crate::ids_and_class(&self.info);
+        let (ids, class) = crate::output::ids_and_class(&self.info);
         let driver = self
             .info
             .driver
@@ -74,7 +74,7 @@ impl Listed {
             Some(blocking) => {
                 let items: Vec<String> = blocking
                     .iter()
-                    .map(|m| crate::json_str(&m.address.to_string()))
+                    .map(|m| crate::output::json_str(&m.address.to_string()))
                     .collect();
                 (
                     blocking.is_empty().to_string(),
@@ -91,7 +91,7 @@ impl Listed {
                         format!(
                             "{{\"pid\": {}, \"command\": {}}}",
                             h.pid,
-                            crate::json_str(&h.command)
+                            crate::output::json_str(&h.command)
                         )
                     })
                     .collect();
@@ -101,7 +101,7 @@ impl Listed {
         format!(
             "{{{}, \"iommu_group_viable\": {viable}, \"iommu_group_blocking\": {blocking}, \
              \"vmm_holders\": {vmm}}}",
-            crate::device_json_fields(&self.info),
+            crate::output::device_json_fields(&self.info),
         )
     }
 }
@@ -176,8 +176,8 @@ pub fn status(ctx: &Context, json: bool) -> Result<(), Error> {
                     .map(|i| {
                         format!(
                             "{{\"address\": {}, \"transaction\": {}, \"running\": {}}}",
-                            crate::json_str(&i.address.to_string()),
-                            crate::json_str(&i.description),
+                            crate::output::json_str(&i.address.to_string()),
+                            crate::output::json_str(&i.description),
                             i.running
                         )
                     })

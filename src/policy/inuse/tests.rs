@@ -661,7 +661,7 @@ fn device_with_nothing_below_is_not_in_use() {
 
 #[test]
 fn mountinfo_escapes_are_undone_and_odd_ones_kept() {
-    use super::unescape;
+    use super::storage::unescape;
     assert_eq!(unescape("/mnt/my\\040disk"), "/mnt/my disk");
     assert_eq!(unescape("/a\\134b"), "/a\\b");
     assert_eq!(unescape("\\777\\0\\"), "\\777\\0\\");
@@ -1127,7 +1127,7 @@ fn unreadable_iomem_refuses() {
 
 #[test]
 fn iomem_lines_that_are_odd_are_skipped() {
-    use super::parse_iomem;
+    use super::display::parse_iomem;
     let lines: Vec<String> = [
         "",
         "x",
@@ -1143,17 +1143,4 @@ fn iomem_lines_that_are_odd_are_skipped() {
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[1].name, "BOOTFB");
     assert_eq!(entries[1].parent, None);
-}
-
-/// Only the real /proc is asked over netlink (however spelled); a tree keeps its own files.
-#[test]
-fn netlink_only_for_the_real_proc() {
-    use super::is_real_proc;
-    use std::path::Path;
-    for p in ["/proc", "/proc/", "/proc/."] {
-        assert!(is_real_proc(Path::new(p)), "{p}");
-    }
-    for p in ["/tmp/proc", "/proc/self", "/", "/proc/.."] {
-        assert!(!is_real_proc(Path::new(p)), "{p}");
-    }
 }
