@@ -1214,6 +1214,10 @@ fn interface_names_stand_for_their_pci_devices() {
         Some("devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1:1.0"),
         Some("usb"),
     );
+    // The shell completions offer the interfaces that stand for a PCI device, and only those.
+    let o = t.run(&["__complete", "interfaces"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "eth0\neth1\n");
 
     let shown = stdout(&t.run(&["show", "eth0", "--json"]));
     assert!(

@@ -14,11 +14,12 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
 use clap::builder::PossibleValue;
 use clap::{Arg, ArgAction, Command};
 use pcibind::Context;
+
+use crate::args::Global;
 
 /// A shell `pcibind completions` writes a script for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -472,12 +473,20 @@ complete -c pcibind -n 'test -n "$(__pcibind_host_kinds)"' -f -a '(__pcibind_hos
     s
 }
 
-/// `pcibind __complete KIND...`: the values of each kind, one a line, sorted, each once; what
-/// cannot be read is left out (a completion has nowhere to say why).
-pub fn values(sysfs_root: &Path, modules_dir: Option<&Path>, kinds: &[Kind]) -> Vec<String> {
-    let Ok(ctx) = Context::new(sysfs_root) else {
-        return Vec::new();
+/// `pcibind __complete KIND...`: the values of each kind, one a line, sorted, each once, asked
+/// of a context on the tree and tables of the global options; what cannot be read is left out
+/// (a completion has nowhere to say why, so nothing is logged).
+pub fn values(global: &Global, kinds: &[Kind]) -> Vec<String> {
+    let mut ctx = match Context::new(crate::absolute(&global.sysfs_root)) {
+        Ok(ctx) => ctx,
+        Err(_) => return Vec::new(),
     };
+    if ctx
+        .set_modules_dir(global.modules_dir.as_deref().map(crate::absolute))
+        .is_err()
+    {
+        return Vec::new();
+    }
     let mut out = BTreeSet::new();
     for kind in kinds {
         match kind {
@@ -487,83 +496,32 @@ pub fn values(sysfs_root: &Path, modules_dir: Option<&Path>, kinds: &[Kind]) -> 
                     .iter()
                     .map(|a| a.to_string()),
             ),
-            Kind::Interfaces => out.extend(
-                names_in(&sysfs_root.join("class/net"))
-                    .into_iter()
-                    .filter(|name| ctx.net_interface_device(name).is_ok()),
-            ),
-            Kind::Drivers => out.extend(drivers(sysfs_root, modules_dir)),
+            Kind::Interfaces => out.extend(ctx.pci_net_interfaces().unwrap_or_default()),
+            Kind::Drivers => out.extend(drivers(&ctx)),
         }
     }
     out.into_iter().collect()
 }
 
-/// The registered PCI drivers, `none`, and the modules `modules.alias` gives PCI aliases to
-/// whose driver is not registered (in either spelling: `vfio_pci` once `vfio-pci` is there).
-fn drivers(sysfs_root: &Path, modules_dir: Option<&Path>) -> Vec<String> {
-    let registered = names_in(&sysfs_root.join("bus/pci/drivers"));
+/// The registered PCI drivers, `none`, and the modules the tables give PCI aliases to whose
+/// driver is not registered (in either spelling: no `vfio_pci` once `vfio-pci` is there).
+fn drivers(ctx: &Context) -> Vec<String> {
+    let registered: Vec<String> = ctx
+        .pci_drivers()
+        .unwrap_or_default()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
     let known: BTreeSet<String> = registered.iter().map(|d| d.replace('-', "_")).collect();
     let mut out = registered;
     out.push(pcibind::NO_DRIVER_OVERRIDE.to_owned());
-    let dirs = match modules_dir {
-        Some(dir) => vec![dir.to_path_buf()],
-        None => default_modules_dirs(),
-    };
-    if let Some(text) = dirs
-        .iter()
-        .find_map(|d| std::fs::read_to_string(d.join("modules.alias")).ok())
-    {
-        out.extend(
-            pci_modules(&text)
-                .into_iter()
-                .filter(|m| !known.contains(&m.replace('-', "_"))),
-        );
-    }
+    out.extend(
+        ctx.pci_modules()
+            .iter()
+            .map(|m| m.to_string())
+            .filter(|m| !known.contains(&m.replace('-', "_"))),
+    );
     out
-}
-
-/// The modules of `alias pci:...` and `alias vfio_pci:...` lines.
-fn pci_modules(alias: &str) -> BTreeSet<String> {
-    alias
-        .lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("alias ")?;
-            if !(rest.starts_with("pci:") || rest.starts_with("vfio_pci:")) {
-                return None;
-            }
-            rest.split_whitespace().nth(1).map(str::to_owned)
-        })
-        .collect()
-}
-
-/// Where modules.alias is when --modules-dir is not given: the running kernel's, as the
-/// library looks for it.
-fn default_modules_dirs() -> Vec<PathBuf> {
-    // SAFETY: uname fills the zeroed struct; its fields are NUL-terminated.
-    let release = unsafe {
-        let mut u: libc::utsname = std::mem::zeroed();
-        if libc::uname(&mut u) != 0 {
-            return Vec::new();
-        }
-        std::ffi::CStr::from_ptr(u.release.as_ptr())
-            .to_string_lossy()
-            .into_owned()
-    };
-    ["/lib/modules", "/usr/lib/modules"]
-        .iter()
-        .map(|d| Path::new(d).join(&release))
-        .collect()
-}
-
-/// The names in a directory (none when it cannot be read).
-fn names_in(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -628,15 +586,5 @@ mod tests {
         );
         assert!(gen.get_arguments().all(|a| !a.is_hide_set()));
         assert!(gen.get_arguments().any(|a| a.get_id() == "sysfs_root"));
-    }
-
-    #[test]
-    fn pci_modules_come_from_pci_and_vfio_pci_aliases_only() {
-        let text = "alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n\
-                    alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci\n\
-                    alias usb:v1234p* usbthing\n\
-                    alias fs-ext4 ext4\n";
-        let got: Vec<String> = pci_modules(text).into_iter().collect();
-        assert_eq!(got, ["e1000e", "mlx5_vfio_pci"]);
     }
 }

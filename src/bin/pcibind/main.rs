@@ -95,8 +95,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             return Ok(0);
         }
         Command::Complete { kinds } => {
-            let g = &cli.global;
-            let values = complete::values(&g.sysfs_root, g.modules_dir.as_deref(), kinds);
+            let values = complete::values(&cli.global, kinds);
             let mut out = io::stdout().lock();
             for value in values {
                 let _ = writeln!(out, "{value}");
