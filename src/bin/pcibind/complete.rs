@@ -569,6 +569,63 @@ mod tests {
         }
     }
 
+    /// Every visible option of every visible command is offered for that command in every
+    /// shell's script (so a new option, such as `--json` or `sriov --dry-run`, reaches them).
+    #[test]
+    fn every_commands_options_are_in_every_script() {
+        let cmd = crate::Cli::command();
+        let scripts: Vec<(Shell, String)> = [Shell::Bash, Shell::Zsh, Shell::Fish]
+            .into_iter()
+            .map(|shell| (shell, script(shell, &cmd).unwrap()))
+            .collect();
+        let mut checked = 0;
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let name = sub.get_name();
+            for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+                let Some(long) = arg.get_long() else {
+                    continue;
+                };
+                for (shell, text) in &scripts {
+                    let found = match shell {
+                        Shell::Bash => section(text, &format!("pcibind__{name})"))
+                            .contains(&format!(" --{long} ")),
+                        Shell::Zsh => {
+                            let section = section(text, &format!("({name})"));
+                            // `'--json[...]'`, `'--owner=[...]:...'`, `'(--overrides)--persisted[...]'`
+                            ["[", "=["]
+                                .iter()
+                                .any(|end| section.contains(&format!("--{long}{end}")))
+                        }
+                        Shell::Fish => text.contains(&format!(
+                            "__fish_pcibind_using_subcommand {name}\" -l {long} "
+                        )),
+                    };
+                    assert!(found, "{shell:?}: {name} --{long} missing");
+                }
+                checked += 1;
+            }
+        }
+        for (name, long) in [("bind", "owner"), ("sriov", "dry-run"), ("apply", "json")] {
+            assert!(
+                cmd.find_subcommand(name)
+                    .is_some_and(|s| s.get_arguments().any(|a| a.get_long() == Some(long))),
+                "{name} --{long} is no longer an option: update this test"
+            );
+        }
+        assert!(checked > 25, "{checked}");
+    }
+
+    /// The lines from the first that is `label` (a `case` label) up to the `;;` that ends it.
+    fn section(text: &str, label: &str) -> String {
+        let lines: Vec<&str> = text
+            .lines()
+            .skip_while(|l| l.trim() != label)
+            .take_while(|l| l.trim() != ";;")
+            .collect();
+        assert!(!lines.is_empty(), "no {label:?}");
+        lines.join("\n") + "\n"
+    }
+
     /// Hidden commands and options are left out of what the generator sees.
     #[test]
     fn the_generator_sees_no_hidden_command_or_option() {
