@@ -161,6 +161,10 @@ impl Context {
         Ok(())
     }
 
+    pub fn dev_root(&self) -> &Path {
+        &self.dev_root
+    }
+
     pub fn set_logger(&mut self, log: Logger) {
         self.log = log;
     }
@@ -196,6 +200,32 @@ impl Context {
             .chain([&name.underscored()])
             .any(|d| self.sysfs.driver_exists(d))
             || self.sysfs.module_exists(&ModuleName::from(&name))
+    }
+
+    /// The registered PCI drivers (`bus/pci/drivers/`), by their exact names, in name order.
+    /// A question about the tree as it is (nothing is loaded), e.g. for offering driver names
+    /// in the tool's shell completions.
+    pub fn pci_drivers(&self) -> Result<Vec<DriverName>> {
+        self.sysfs.drivers()
+    }
+
+    /// The modules that the module tables (`modules.alias` and `modules.builtin.modinfo` of
+    /// [`Context::set_modules_dir`]'s directory) give PCI aliases, host (`pci:`) or VFIO
+    /// (`vfio_pci:`) ones: the modules that can register a PCI driver, loaded or not, each once
+    /// in name order. Read-only (nothing is loaded), e.g. for offering driver names in the
+    /// tool's shell completions. Missing or unreadable tables are not an error: a warning is
+    /// logged and the list is empty.
+    pub fn pci_modules(&self) -> Vec<ModuleName> {
+        match self.tables.pci_modules(&self.log) {
+            Ok(modules) => modules,
+            Err(why) => {
+                self.log.log(
+                    crate::types::log::Priority::Warning,
+                    format_args!("{why}; no PCI modules listed"),
+                );
+                Vec::new()
+            }
+        }
     }
 
     /// The driver the device at `address` is bound to, or `None` when it is unbound.

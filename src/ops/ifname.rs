@@ -55,6 +55,16 @@ impl Context {
         })
     }
 
+    /// The names of the network interfaces (`class/net/`) that stand for a PCI device, those
+    /// [`Context::net_interface_device`] answers for, in name order; virtual interfaces and
+    /// those of other buses are left out. E.g. for offering interface names in the tool's
+    /// shell completions.
+    pub fn pci_net_interfaces(&self) -> Result<Vec<String>> {
+        let mut names = self.sysfs.net_interface_names()?;
+        names.retain(|name| self.net_interface_device(name).is_ok());
+        Ok(names)
+    }
+
     /// True when a network interface of that name exists (whatever its device).
     pub fn is_net_interface(&self, name: &str) -> bool {
         valid_ifname(name)
