@@ -176,6 +176,10 @@ impl Context {
         Ok(())
     }
 
+    pub fn dev_root(&self) -> &Path {
+        &self.dev_root
+    }
+
     pub fn set_logger(&mut self, log: Logger) {
         self.log = log;
     }
@@ -204,6 +208,23 @@ impl Context {
     /// network interface called like a driver). A malformed name names nothing.
     pub fn names_driver_or_module(&self, name: &str) -> bool {
         ops::resolve::names_driver_or_module(self, name)
+    }
+
+    /// The registered PCI drivers (`bus/pci/drivers/`), by their exact names, in name order.
+    /// A question about the tree as it is (nothing is loaded), e.g. for offering driver names
+    /// in the tool's shell completions.
+    pub fn pci_drivers(&self) -> Result<Vec<DriverName>> {
+        ops::resolve::pci_drivers(self)
+    }
+
+    /// The modules that the module tables (`modules.alias` and `modules.builtin.modinfo` of
+    /// [`Context::set_modules_dir`]'s directory) give PCI aliases, host (`pci:`) or VFIO
+    /// (`vfio_pci:`) ones: the modules that can register a PCI driver, loaded or not, each once
+    /// in name order. Read-only (nothing is loaded), e.g. for offering driver names in the
+    /// tool's shell completions. Missing or unreadable tables are not an error: a warning is
+    /// logged and the list is empty.
+    pub fn pci_modules(&self) -> Vec<ModuleName> {
+        ops::resolve::pci_modules(self)
     }
 
     /// The module of the most specific VFIO driver for the device at `address` (SPEC 3.2):
@@ -286,6 +307,14 @@ impl Context {
     /// [`Error::InvalidArg`], saying which.
     pub fn net_interface_device(&self, name: &str) -> Result<PciAddress> {
         ops::ifname::net_interface_device(self, name)
+    }
+
+    /// The names of the network interfaces (`class/net/`) that stand for a PCI device, those
+    /// [`Context::net_interface_device`] answers for, in name order; virtual interfaces and
+    /// those of other buses are left out. E.g. for offering interface names in the tool's
+    /// shell completions.
+    pub fn pci_net_interfaces(&self) -> Result<Vec<String>> {
+        ops::ifname::pci_net_interfaces(self)
     }
 
     /// True when a network interface of that name exists (whatever its device).

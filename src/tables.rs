@@ -416,6 +416,20 @@ impl ModuleTables {
         Ok(self.host(log)?.matching_modules(modalias))
     }
 
+    /// Every module with a `pci:` or a `vfio_pci:` alias, each once, in name order.
+    pub fn pci_modules(&self, log: &Logger) -> Result<Vec<ModuleName>, TablesUnavailable> {
+        let (vfio, host) = self.indexes(true, log)?;
+        let mut out: Vec<ModuleName> = host
+            .iter()
+            .flat_map(|h| h.modules())
+            .chain(vfio.modules())
+            .cloned()
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     fn host(&self, log: &Logger) -> Result<Arc<HostAliases>, TablesUnavailable> {
         match self.indexes(true, log)? {
             (_, Some(host)) => Ok(host),

@@ -1297,6 +1297,10 @@ fn interface_names_stand_for_their_pci_devices() {
         Some("devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1:1.0"),
         Some("usb"),
     );
+    // The shell completions offer the interfaces that stand for a PCI device, and only those.
+    let o = t.run(&["__complete", "interfaces"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "eth0\neth1\n");
 
     let shown = stdout(&t.run(&["show", "eth0", "--json"]));
     assert!(
@@ -1525,6 +1529,202 @@ fn status_and_show_name_the_vmm_holding_a_device() {
     assert_eq!(t.driver(NIC).as_deref(), Some("e1000e"));
 }
 
+// ---- bind --owner: the VFIO nodes for a VMM that does not run as root -------------------------
+
+/// The tree's dev root as the kernel would have it with the VFIO character device: the
+/// container and /dev/iommu there from the start, group and device nodes made by the shim as
+/// devices bind.
+fn vfio_dev_root(t: &Tree) -> PathBuf {
+    let dev = t.root.join("dev");
+    std::fs::create_dir_all(dev.join("vfio/devices")).unwrap();
+    std::fs::write(dev.join("vfio/vfio"), "").unwrap();
+    std::fs::write(dev.join("iommu"), "").unwrap();
+    dev
+}
+
+fn owner_of(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    (meta.uid(), meta.gid())
+}
+
+/// Changing a node's owner needs root; these tests say so and check nothing otherwise.
+fn can_chown() -> bool {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("SKIPPED: not root, so --owner cannot change the fake nodes' owner");
+    }
+    root
+}
+
+const AUDIO: &str = "0000:01:00.1"; // the GPU's HDMI audio function, IOMMU group 5 with it
+
+#[test]
+fn owner_gives_the_group_node_and_the_cdev_and_reattach_gives_them_back() {
+    if !can_chown() {
+        return;
+    }
+    let t = Tree::new();
+    let dev = vfio_dev_root(&t);
+    let dev_arg = dev.to_str().unwrap();
+    let o = t.run(&[
+        "--dev-root",
+        dev_arg,
+        "bind",
+        "--owner",
+        "4242:4343",
+        NIC,
+        "vfio-pci",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (group, cdev) = (dev.join("vfio/2"), dev.join("vfio/devices/vfio0"));
+    says_all(
+        &stdout(&o),
+        &[&format!(
+            "{NIC}: bound to vfio-pci; {} and {} given to 4242:4343",
+            group.display(),
+            cdev.display()
+        )],
+    );
+    assert_eq!(owner_of(&group), (4242, 4343));
+    assert_eq!(owner_of(&cdev), (4242, 4343));
+    // The nodes every device shares stay root's.
+    assert_eq!(owner_of(&dev.join("vfio/vfio")), (0, 0));
+    assert_eq!(owner_of(&dev.join("iommu")), (0, 0));
+
+    // Both functions of group 5, USER alone: the owner changes, the group stays root's.
+    let o = t.run(&["--dev-root", dev_arg, "bind", "--owner", "4242", GPU, AUDIO]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let group5 = dev.join("vfio/5");
+    assert_eq!(owner_of(&group5), (4242, 0));
+    for cdev in ["vfio/devices/vfio1", "vfio/devices/vfio2"] {
+        assert_eq!(owner_of(&dev.join(cdev)), (4242, 0), "{cdev}");
+    }
+    // The GPU back to the host: the kernel removes its cdev; group 5's node stays (the audio
+    // function is still on vfio-pci) and goes back to root.
+    let o = t.run(&["--dev-root", dev_arg, "reattach", GPU]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    says_all(
+        &stdout(&o),
+        &[&format!(
+            "{GPU}: bound to nouveau; {} given back to root",
+            group5.display()
+        )],
+    );
+    assert_eq!(owner_of(&group5), (0, 0));
+    // A device whose nodes are root's already: reattach says nothing of them.
+    let o = t.run(&["--dev-root", dev_arg, "reattach", AUDIO]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("given back"), "{}", stdout(&o));
+}
+
+/// A group node opens every member of the group: it is given only with all of them, and the
+/// refusal names the others and changes nothing; --group gives the whole group.
+#[test]
+fn owner_refuses_a_group_node_shared_with_a_device_not_given() {
+    if !can_chown() {
+        return;
+    }
+    let t = Tree::new();
+    let dev = vfio_dev_root(&t);
+    let dev_arg = dev.to_str().unwrap();
+    let o = t.run(&["--dev-root", dev_arg, "bind", "--owner", "4242", GPU]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    says_all(
+        &stderr(&o),
+        &[
+            &format!("{GPU}: --owner 4242 would give its IOMMU group's node (vfio/5)"),
+            &format!("opens {AUDIO} too"),
+            "nothing was changed",
+        ],
+    );
+    assert_eq!(t.writes(), "");
+    assert_eq!(t.driver(GPU).as_deref(), Some("nouveau"));
+
+    // A user by name, with its login group (`USER:`), where the system has `nobody`.
+    let (user, ids) = match Command::new("id").args(["-u", "nobody"]).output() {
+        Ok(o) if o.status.success() => {
+            let uid: u32 = stdout(&o).trim().parse().unwrap();
+            let g = Command::new("id").args(["-g", "nobody"]).output().unwrap();
+            ("nobody:", (uid, stdout(&g).trim().parse::<u32>().unwrap()))
+        }
+        _ => ("4242:4242", (4242, 4242)),
+    };
+    let o = t.run(&[
+        "--dev-root",
+        dev_arg,
+        "bind",
+        "--group",
+        "--owner",
+        user,
+        GPU,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(owner_of(&dev.join("vfio/5")), ids);
+    assert_eq!(owner_of(&dev.join("vfio/devices/vfio0")), ids);
+    assert_eq!(owner_of(&dev.join("vfio/devices/vfio1")), ids);
+    // reattach --group gives back what is left of them (here: nothing, the kernel removed
+    // them all with the group's last device).
+    let o = t.run(&["--dev-root", dev_arg, "reattach", "--group", GPU]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!dev.join("vfio/5").exists());
+}
+
+/// --owner needs a VFIO driver and a known user, checked before anything changes; a dry run
+/// says what it would give.
+#[test]
+fn owner_is_refused_for_a_non_vfio_target_or_an_unknown_user() {
+    let t = Tree::new();
+    let dev = vfio_dev_root(&t);
+    let dev_arg = dev.to_str().unwrap();
+    for (args, status, why) in [
+        (
+            vec!["bind", "--owner", "4242", NIC, "none"],
+            2,
+            "DRIVER `none` leaves them on no driver",
+        ),
+        (
+            vec!["bind", "--owner", "4242", NIC, "nouveau"],
+            9,
+            "it is not a VFIO driver, and a VFIO driver was required",
+        ),
+        (
+            vec!["bind", "--owner", "no-such-user-pcibind", NIC],
+            2,
+            "no user is named \"no-such-user-pcibind\"",
+        ),
+        (
+            vec!["bind", "--owner", "4242:no-such-group-pcibind", NIC],
+            2,
+            "no group is named \"no-such-group-pcibind\"",
+        ),
+    ] {
+        let mut all = vec!["--dev-root", dev_arg];
+        all.extend(&args);
+        let o = t.run(&all);
+        assert_eq!(o.status.code(), Some(status), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(why), "{args:?}: {}", stderr(&o));
+        assert_eq!(t.writes(), "", "{args:?} wrote");
+        assert_eq!(t.driver(NIC).as_deref(), Some("e1000e"));
+    }
+    let o = t.run(&[
+        "--dev-root",
+        dev_arg,
+        "bind",
+        "--dry-run",
+        "--owner",
+        "4242",
+        NIC,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    says_all(
+        &stdout(&o),
+        &["then give the device's VFIO group node and character device to 4242"],
+    );
+    assert_eq!(t.writes(), "");
+}
+
 // ---- --json results ----------------------------------------------------------------------------
 
 /// The objects of a `--json` result, checked to be one valid JSON array (by Python's parser),
@@ -1713,4 +1913,117 @@ fn json_results_of_apply_recover_and_sriov() {
         results[0].0.starts_with(&format!("{XE} refused xe ")),
         "{results:?}"
     );
+}
+
+/// --owner with --json: a give that fails after the bind is the device's failure, an I/O error
+/// (`failed`, on the driver it was bound to), as stderr says; refusals are `refused` objects;
+/// a dry run's plan (text and JSON) ends with the give, and reattach's with the give back.
+#[test]
+fn owner_with_json_and_dry_run() {
+    let t = Tree::new();
+    let dev = vfio_dev_root(&t);
+    let dev_arg = dev.to_str().unwrap();
+    let writes = t.writes();
+    let o = t.run(&[
+        "--dev-root",
+        dev_arg,
+        "bind",
+        "--json",
+        "--dry-run",
+        "--owner",
+        "4242",
+        NIC,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json_results(&o), [(format!("{NIC} planned - -"), true)]);
+    let note = "then give the device's VFIO group node and character device to 4242";
+    assert!(
+        stdout(&o).contains(&format!("\"{note}\"]")),
+        "the plan's last line: {}",
+        stdout(&o)
+    );
+    let o = t.run(&[
+        "--dev-root",
+        dev_arg,
+        "bind",
+        "--json",
+        "--owner",
+        "4242",
+        GPU,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(
+        json_results(&o),
+        [(format!("{GPU} refused nouveau INVALID_ARG"), false)]
+    );
+    assert_eq!(t.writes(), writes, "nothing changed");
+
+    // A dev root where the kernel made no node: the bind stands, the give fails.
+    let empty = t.root.join("no-dev");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = t.run(&[
+        "--dev-root",
+        empty.to_str().unwrap(),
+        "bind",
+        "--json",
+        "--owner",
+        "4242",
+        NIC,
+        "vfio-pci",
+    ]);
+    assert_eq!(o.status.code(), Some(11), "{}", stderr(&o));
+    assert_eq!(
+        json_results(&o),
+        [(format!("{NIC} failed vfio-pci IO"), false)]
+    );
+    says_all(
+        &stdout(&o),
+        &[
+            "giving the VFIO nodes of a device bound to --owner",
+            "no group or device node of",
+        ],
+    );
+    says_all(
+        &stderr(&o),
+        &[&format!(
+            "{NIC}: bound to vfio-pci, but it has no VFIO group or device node to give to 4242"
+        )],
+    );
+    assert_eq!(t.driver(NIC).as_deref(), Some("vfio-pci"));
+    let o = t.run(&["--dev-root", empty.to_str().unwrap(), "reattach", NIC]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    if !can_chown() {
+        return;
+    }
+    let o = t.run(&[
+        "--dev-root",
+        dev_arg,
+        "bind",
+        "--json",
+        "--owner",
+        "4242",
+        NIC,
+        "vfio-pci",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        json_results(&o),
+        [(format!("{NIC} moved vfio-pci -"), false)]
+    );
+    let group = dev.join("vfio/2");
+    assert_eq!(owner_of(&group), (4242, 0));
+    let o = t.run(&["--dev-root", dev_arg, "reattach", "--dry-run", NIC]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    says_all(
+        &stdout(&o),
+        &[
+            &format!("then give {} and ", group.display()),
+            "back to root",
+        ],
+    );
+    assert_eq!(owner_of(&group), (4242, 0), "a dry run changed an owner");
+    let o = t.run(&["--dev-root", dev_arg, "reattach", "--json", NIC]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json_results(&o), [(format!("{NIC} moved e1000e -"), false)]);
 }

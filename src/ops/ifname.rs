@@ -49,6 +49,13 @@ pub(crate) fn net_interface_device(ctx: &Context, name: &str) -> Result<PciAddre
     })
 }
 
+/// [`Context::pci_net_interfaces`].
+pub(crate) fn pci_net_interfaces(ctx: &Context) -> Result<Vec<String>> {
+    let mut names = ctx.sysfs.net_interface_names()?;
+    names.retain(|name| net_interface_device(ctx, name).is_ok());
+    Ok(names)
+}
+
 /// [`Context::is_net_interface`].
 pub(crate) fn is_net_interface(ctx: &Context, name: &str) -> bool {
     valid_ifname(name)

@@ -175,6 +175,11 @@ impl HostAliases {
         )
     }
 
+    /// Every module with a `pci:` alias, each once, in name order.
+    pub fn modules(&self) -> impl Iterator<Item = &ModuleName> {
+        self.by_name.iter().map(|&i| &self.modules[i as usize])
+    }
+
     /// The modules whose `pci:` aliases match `modalias`, each once, in table order.
     pub fn matching_modules(&self, modalias: &Modalias) -> Vec<ModuleName> {
         let text = Text::of(modalias);

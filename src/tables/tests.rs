@@ -172,3 +172,28 @@ fn known_variants_are_vfio_without_tables() {
     assert_eq!(variant(&tables), "vfio_pci");
     assert_eq!(tables.reads(), 0);
 }
+
+#[test]
+fn pci_modules_are_those_of_pci_and_vfio_pci_aliases_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}alias pci:v00008086d000010D4sv*sd*bc*sc*i* e1000e\n\
+         alias usb:v1234p* usbthing\n\
+         alias fs-ext4 ext4\n",
+        tables_text("mlx5_vfio_pci")
+    );
+    fs::write(dir.path().join(ALIAS_FILE), text).unwrap();
+    let tables = ModuleTables::new(Some(dir.path().to_path_buf()));
+    let got = tables.pci_modules(&Logger::default()).unwrap();
+    assert_eq!(
+        got,
+        [
+            m("e1000e"),
+            m("mlx5_core"),
+            m("mlx5_vfio_pci"),
+            m("vfio_pci")
+        ]
+    );
+    let missing = ModuleTables::new(Some(dir.path().join("nowhere")));
+    assert!(missing.pci_modules(&Logger::default()).is_err());
+}

@@ -113,6 +113,11 @@ impl AliasIndex {
         self.aliases.iter().any(|a| a.module == *module)
     }
 
+    /// The module of every `vfio_pci:` alias, in table order (a module once per alias).
+    pub fn modules(&self) -> impl Iterator<Item = &ModuleName> {
+        self.aliases.iter().map(|a| &a.module)
+    }
+
     /// `None` when `module` declares no `vfio_pci:` aliases, else whether one matches.
     pub fn module_claims(&self, module: &ModuleName, text: &Text) -> Option<bool> {
         let mut known = false;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::persist;
+use crate::{complete, owner, persist};
 
 const AFTER_HELP: &str = "\
 Exit status:
@@ -208,6 +208,22 @@ pub(crate) enum Command {
     /// Print the man page (roff) to stdout
     #[command(hide = true)]
     Man,
+    /// Print the completion script for SHELL to stdout (meson installs them; for a hand-built
+    /// tool, e.g. `pcibind completions bash > /etc/bash_completion.d/pcibind`)
+    ///
+    /// They complete commands, options and option values, and where a command takes a device or
+    /// a driver, the PCI addresses and network interfaces of the host and its PCI drivers and
+    /// modules, asked of pcibind as you type (with the --sysfs-root and --modules-dir given).
+    Completions {
+        #[arg(value_enum)]
+        shell: complete::Shell,
+    },
+    /// The values the completion scripts offer, one a line (see complete.rs)
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        #[arg(value_enum, required = true)]
+        kinds: Vec<complete::Kind>,
+    },
 }
 
 // `bind`'s arguments; its help is the doc comment of `Command::Bind`.
@@ -239,6 +255,16 @@ pub(crate) struct BindArgs {
     /// at boot. With no DRIVER that is the VFIO driver chosen now.
     #[arg(long, conflicts_with = "dry_run")]
     pub(crate) persist: bool,
+    /// After each successful bind, give the device's VFIO nodes, its IOMMU group's node
+    /// (/dev/vfio/N) and its VFIO character device (/dev/vfio/devices/vfioX), to USER (and
+    /// GROUP; `USER:` is the user's login group; names or numeric ids), as chown does, so a
+    /// VMM that does not run as root can open them. Implies --require-vfio. Refused before
+    /// anything changes when the group node would also open a device the command does not
+    /// bind (another member of the IOMMU group, bridges aside): name it too, or use
+    /// --group. `reattach` gives the nodes back to root.
+    #[arg(long, value_name = "USER[:GROUP]", value_parser = owner::parse,
+          value_hint = clap::ValueHint::Username)]
+    pub(crate) owner: Option<owner::Owner>,
     /// Print the results as JSON: an array of one object per device (JSON RESULTS in
     /// pcibind(1)); messages still go to stderr, and the exit status is the same
     #[arg(long)]

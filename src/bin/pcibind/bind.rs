@@ -1,11 +1,13 @@
 //! `pcibind bind`, `unbind` and `reattach`: the commands that move devices one by one (in
-//! parallel for `bind`) or a whole IOMMU group at a time.
+//! parallel for `bind`) or a whole IOMMU group at a time; `bind --owner` gives the VFIO nodes
+//! of the devices bound to a user and `reattach` gives them back to root (`owner.rs`).
 
 use pcibind::{BindOptions, Context, DriverName, Error};
 
 use crate::args::{Allow, BindArgs, Checks, ReattachArgs, UnbindArgs};
 use crate::operands::{prepare, Target};
 use crate::output::UNBOUND;
+use crate::owner;
 use crate::persist::{Persist, Store};
 use crate::runner::{each, each_in_parallel, refuse, Done, Format, Refusal};
 
@@ -19,6 +21,7 @@ pub(crate) fn bind(ctx: &Context, store: &Store, a: BindArgs) -> Result<u8, Erro
         dry_run,
         group,
         persist,
+        owner,
         json,
     } = a;
     let format = Format::new(json, ctx);
@@ -27,8 +30,29 @@ pub(crate) fn bind(ctx: &Context, store: &Store, a: BindArgs) -> Result<u8, Erro
         Ok(prepared) => prepared,
         Err(status) => return Ok(status),
     };
+    // --- bind --owner (owner.rs): checked before anything changes ---
+    if let Some(owner) = &owner {
+        let driver = match &target {
+            Target::Driver(d) => Some(d.as_str()),
+            _ => None,
+        };
+        let unbound = matches!(target, Target::Unbound);
+        if let Err(refusals) = owner.check(ctx, &addresses, unbound, driver, group) {
+            return Ok(refuse(format, refusals));
+        }
+    }
+    let owner = owner.as_ref();
+    // Gives the nodes of a device bound (owner.rs), or adds that to the plan.
+    let give = |a: &str, done: Result<Done, Error>| match owner {
+        Some(owner) => done.and_then(|d| owner.give(ctx, a, d)),
+        None => done,
+    };
+    let noted = |done: Done| match owner {
+        Some(owner) => owner.noted(done),
+        None => done,
+    };
     let options = BindOptions {
-        require_vfio,
+        require_vfio: require_vfio || owner.is_some(),
         strict_variant,
         ..checks.options()
     };
@@ -38,7 +62,18 @@ pub(crate) fn bind(ctx: &Context, store: &Store, a: BindArgs) -> Result<u8, Erro
         }
         return Ok(each(format, &addresses, "binding the group of", |a| {
             let o = ctx.bind_group(a, options, dry_run)?;
-            persist.after_group(ctx, store, &o.members, group_done(ctx, a, &o, dry_run))
+            let done = persist.after_group(ctx, store, &o.members, group_done(ctx, a, &o, dry_run));
+            if dry_run || owner.is_none() {
+                return done.map(noted);
+            }
+            // Each member now on a VFIO driver; a bridge stays where it is.
+            o.members.iter().try_fold(done?, |done, m| {
+                let m = m.to_string();
+                match ctx.is_vfio_bound(&m)? {
+                    true => give(&m, Ok(done)),
+                    false => Ok(done),
+                }
+            })
         }));
     }
     let driver = match &target {
@@ -54,10 +89,13 @@ pub(crate) fn bind(ctx: &Context, store: &Store, a: BindArgs) -> Result<u8, Erro
         }),
         (_, true) => each(format, &addresses, "planning", |a| {
             ctx.bind_plan(a, driver, options)
-                .map(|p| Done::planned(p.target.clone(), &p))
+                .map(|p| noted(Done::planned(p.target.clone(), &p)))
         }),
         (_, false) => each_in_parallel(format, &addresses, "binding", |a| {
-            persist.after_one(store, a, bind_one(ctx, a, driver, options))
+            give(
+                a,
+                persist.after_one(store, a, bind_one(ctx, a, driver, options)),
+            )
         }),
     })
 }
@@ -108,9 +146,16 @@ pub(crate) fn reattach(ctx: &Context, store: &Store, a: ReattachArgs) -> Result<
         if !matches!(target, Target::Default) {
             return Ok(no_driver_with_group(format));
         }
+        // The nodes are those of before the move (owner.rs gives them back to root).
         return Ok(each(format, &addresses, "reattaching the group of", |a| {
+            let nodes = owner::group_nodes_of(ctx, a, options);
             let o = ctx.reattach_group(a, options, dry_run)?;
-            persist.after_group(ctx, store, &o.members, group_done(ctx, a, &o, dry_run))
+            let done =
+                persist.after_group(ctx, store, &o.members, group_done(ctx, a, &o, dry_run))?;
+            match dry_run {
+                true => Ok(owner::noted_back(&nodes, done)),
+                false => owner::give_back(&nodes, done),
+            }
         }));
     }
     if dry_run {
@@ -118,16 +163,23 @@ pub(crate) fn reattach(ctx: &Context, store: &Store, a: ReattachArgs) -> Result<
             Target::Driver(d) => Some(d.as_str()),
             _ => None,
         };
-        return Ok(each(format, &addresses, "planning", |a| match target {
-            Target::Unbound => ctx.unbind_plan(a, options).map(|p| Done::planned(None, &p)),
-            _ => ctx
-                .reattach_plan(a, driver, options)
-                .map(|p| Done::planned(p.target.clone(), &p)),
+        return Ok(each(format, &addresses, "planning", |a| {
+            let done = match target {
+                Target::Unbound => ctx.unbind_plan(a, options).map(|p| Done::planned(None, &p)),
+                _ => ctx
+                    .reattach_plan(a, driver, options)
+                    .map(|p| Done::planned(p.target.clone(), &p)),
+            };
+            done.map(|d| owner::noted_back(&owner::nodes_of(ctx, a), d))
         }));
     }
+    // The nodes reattach gives back to root (owner.rs), as they are before the move.
     Ok(match target {
         Target::Unbound => each(format, &addresses, "unbinding", |a| {
-            persist.after_one(store, a, unbind_one(ctx, a, options))
+            let nodes = owner::nodes_of(ctx, a);
+            persist
+                .after_one(store, a, unbind_one(ctx, a, options))
+                .and_then(|d| owner::give_back(&nodes, d))
         }),
         target => {
             let driver = match &target {
@@ -135,6 +187,7 @@ pub(crate) fn reattach(ctx: &Context, store: &Store, a: ReattachArgs) -> Result<
                 _ => None,
             };
             each(format, &addresses, "reattaching", |a| {
+                let nodes = owner::nodes_of(ctx, a);
                 let before = driver_before(ctx, a);
                 let done = ctx.reattach(a, driver, options).map(|d| {
                     let line = match &d {
@@ -143,7 +196,9 @@ pub(crate) fn reattach(ctx: &Context, store: &Store, a: ReattachArgs) -> Result<
                     };
                     Done::now_on(before.as_ref(), d, line)
                 });
-                persist.after_one(store, a, done)
+                persist
+                    .after_one(store, a, done)
+                    .and_then(|d| owner::give_back(&nodes, d))
             })
         }
     })

@@ -3,16 +3,19 @@
 //! `args.rs` defines the command line, `main.rs` sets up the context and hands each command
 //! to its file (`list`, `show`, `status`, `bind` for bind/unbind/reattach, `recover`, `sriov`,
 //! `persist` for apply and the saved overrides); `operands.rs` parses `ADDRESS... [DRIVER]`,
-//! `runner.rs` runs an operation on each device, `output.rs` and `exit.rs` say what happened.
+//! `runner.rs` runs an operation on each device, `output.rs` and `exit.rs` say what happened;
+//! `complete.rs` writes the shell completions, `owner.rs` gives VFIO nodes to `bind --owner`.
 
 mod apply;
 mod args;
 mod bind;
+mod complete;
 mod exit;
 mod list;
 mod man;
 mod operands;
 mod output;
+mod owner;
 mod persist;
 mod recover;
 mod runner;
@@ -84,6 +87,23 @@ fn run(cli: Cli) -> Result<u8, Error> {
         let _ = io::stdout().write_all(&out);
         return Ok(0);
     }
+    // --- Shell completions (complete.rs): no context of the global options, nothing logged ---
+    match &cli.command {
+        Command::Completions { shell } => {
+            let text = complete::script(*shell, &Cli::command()).map_err(Error::Internal)?;
+            let _ = io::stdout().write_all(text.as_bytes());
+            return Ok(0);
+        }
+        Command::Complete { kinds } => {
+            let values = complete::values(&cli.global, kinds);
+            let mut out = io::stdout().lock();
+            for value in values {
+                let _ = writeln!(out, "{value}");
+            }
+            return Ok(0);
+        }
+        _ => {}
+    }
     let ctx = context(&cli.global)?;
     let store = Store::new(absolute(&cli.global.config_dir));
     Ok(match cli.command {
@@ -114,7 +134,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
         Command::Recover { addresses, json } => recover::recover(&ctx, &addresses, json)?,
         Command::Reattach(a) => bind::reattach(&ctx, &store, a)?,
         Command::Sriov(a) => sriov::sriov(&ctx, a)?,
-        Command::Man => unreachable!(),
+        Command::Man | Command::Completions { .. } | Command::Complete { .. } => unreachable!(),
     })
 }
 

@@ -365,7 +365,9 @@ A command refused before it touches any device (a malformed address, a device th
 exist, a \fIDRIVER\fR that does not resolve) prints one \fBrefused\fR object per reason.
 \fBsriov \-\-json\fR prints one object for the PF with \fBvfs\fR (its VFs after the call, or
 \fBnull\fR) in place of \fBgroup_moved\fR; with \fB\-\-dry\-run\fR, \fBvfs\fR is \fBnull\fR,
-\fBplan\fR holds the plan and the outcome is \fBplanned\fR.
+\fBplan\fR holds the plan and the outcome is \fBplanned\fR. With \fBbind \-\-owner\fR, a
+device bound whose VFIO nodes could not be given is \fBfailed\fR (\fBIO\fR, with the driver it
+is on), and a dry run's \fBplan\fR ends with the give.
 "#;
 
 const EXAMPLES: &str = r#".SH EXAMPLES
@@ -414,6 +416,17 @@ the interface is gone while the NIC is on \fBvfio\-pci\fR):
 pcibind bind \-\-persist eth1 vfio\-pci
 pcibind list \-\-persisted
 pcibind reattach \-\-persist 0000:01:00.0
+.fi
+.RE
+.PP
+Give a GPU and its audio function (one IOMMU group) to \fBvfio\-pci\fR for a QEMU that runs as
+user \fBqemu\fR: \fI/dev/vfio/\fRGROUP and each \fI/dev/vfio/devices/vfio\fRN become
+\fBqemu\fR's (mode 0600, as the kernel made them); later, back to the host and to root:
+.PP
+.RS 4
+.nf
+pcibind bind \-\-group \-\-owner qemu:kvm 0000:01:00.0
+pcibind reattach \-\-group 0000:01:00.0
 .fi
 .RE
 .PP
@@ -471,6 +484,14 @@ the systemd unit that runs \fBpcibind apply \-\-overrides\-only\fR at boot, befo
 coldplug loads any module: every saved driver is written into the \fIdriver_override\fR of its
 device if no driver holds it, so a host driver loaded for an identical sibling device does not
 bind it first (a driver the initramfs loaded has bound it already: the device's unit moves it)
+.TP
+.IR /dev/vfio/ GROUP ", " /dev/vfio/devices/vfio N
+a device's VFIO nodes, root:root mode 0600 as the kernel creates them; \fBbind \-\-owner\fR
+gives them to a user, \fBreattach\fR back to root (\fB\-\-dev\-root\fR elsewhere, for tests)
+.TP
+.IR bash\-completion/completions/pcibind ", " zsh/site\-functions/_pcibind ", " fish/vendor_completions.d/pcibind.fish
+the shell completions, under the data directory (installed by meson with the tool; printed by
+\fBpcibind completions\fR \fISHELL\fR)
 .SH "SEE ALSO"
 .BR driverctl (8),
 .BR systemd.unit (5),
