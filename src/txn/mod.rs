@@ -9,7 +9,9 @@
 //! transaction leaves; `executor` runs them, `render` prints them, and `load` runs the module
 //! loads a move needs before its target is known (the transaction's first phase). A PF's VF
 //! count change is a transaction of its own kind, with its own steps (`sriov`), on the same
-//! executor and renderer.
+//! executor and renderer. All of them are methods of an [`Engine`] (`engine`), which holds
+//! only what the engine needs of a context; `recover` takes the locks, rolling back the
+//! interrupted transaction a lock file records.
 
 use crate::os::record::{Record, Recorded};
 mod engine;
