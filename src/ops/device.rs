@@ -22,32 +22,30 @@ pub struct DeviceInfo {
     pub vfio_module: Option<ModuleName>,
 }
 
-impl Context {
-    /// Every PCI device in the tree, in address order.
-    pub fn devices(&self) -> Result<Vec<PciAddress>> {
-        self.sysfs.devices()
-    }
+/// [`Context::devices`].
+pub(crate) fn devices(ctx: &Context) -> Result<Vec<PciAddress>> {
+    ctx.sysfs.devices()
+}
 
-    /// The state of the device at `address`.
-    pub fn device_info(&self, address: &str) -> Result<DeviceInfo> {
-        let address = PciAddress::parse(address)?;
-        self.sysfs.require_device(&address)?;
-        let modalias = self.sysfs.modalias(&address).ok();
-        let driver = self.sysfs.device_driver(&address)?;
-        let vfio_bound = self.on_vfio_driver(&address, driver.as_ref());
-        Ok(DeviceInfo {
-            vfio_module: modalias
-                .as_ref()
-                .filter(|m| !m.is_bridge())
-                .map(|m| self.vfio_variant_for(&address, m)),
-            modalias,
-            driver,
-            driver_override: self.sysfs.driver_override(&address)?,
-            iommu_group: self.sysfs.iommu_group(&address).unwrap_or(None),
-            vfio_bound,
-            address,
-        })
-    }
+/// [`Context::device_info`].
+pub(crate) fn device_info(ctx: &Context, address: &str) -> Result<DeviceInfo> {
+    let address = PciAddress::parse(address)?;
+    ctx.sysfs.require_device(&address)?;
+    let modalias = ctx.sysfs.modalias(&address).ok();
+    let driver = ctx.sysfs.device_driver(&address)?;
+    let vfio_bound = ctx.classifier().on_vfio_driver(&address, driver.as_ref());
+    Ok(DeviceInfo {
+        vfio_module: modalias
+            .as_ref()
+            .filter(|m| !m.is_bridge())
+            .map(|m| ctx.vfio_variant_for(&address, m)),
+        modalias,
+        driver,
+        driver_override: ctx.sysfs.driver_override(&address)?,
+        iommu_group: ctx.sysfs.iommu_group(&address).unwrap_or(None),
+        vfio_bound,
+        address,
+    })
 }
 
 /// A short name for a PCI class (base class, subclass).

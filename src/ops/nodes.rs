@@ -8,43 +8,38 @@ use crate::types::address::PciAddress;
 use crate::types::error::{Error, Result};
 use crate::Context;
 
-impl Context {
-    /// The device nodes that exist for the device at `address`, under the dev root: the
-    /// container `vfio/vfio`, the group `vfio/GROUP` (or `vfio/noiommu-GROUP`), then `iommu`
-    /// and `vfio/devices/vfioN` (its `vfio-dev/` entry), the last two only when both exist.
-    /// A device not on a VFIO driver is [`Error::Unsupported`].
-    pub fn vfio_device_nodes(&self, address: &str) -> Result<Vec<PathBuf>> {
-        let address = PciAddress::parse(address)?;
-        if self.vfio_driver_of(&address)?.is_none() {
-            return Err(Error::Unsupported {
-                address,
-                detail: "not on a VFIO driver, so it has no VFIO device nodes".into(),
-            });
-        }
-        let dev = &self.dev_root;
-        let exists = |p: &PathBuf| files::exists(p);
-        let mut nodes = Vec::new();
-        let container = dev.join("vfio/vfio");
-        if exists(&container) {
-            nodes.push(container);
-        }
-        if let Some(group) = self.sysfs.iommu_group(&address)? {
-            let found = [
-                dev.join(format!("vfio/{group}")),
-                dev.join(format!("vfio/noiommu-{group}")),
-            ]
-            .into_iter()
-            .find(exists);
-            nodes.extend(found);
-        }
-        let iommu = dev.join("iommu");
-        if let Some(name) = self.sysfs.vfio_dev_names(&address)?.first() {
-            let cdev = dev.join("vfio/devices").join(name);
-            if exists(&iommu) && exists(&cdev) {
-                nodes.push(iommu);
-                nodes.push(cdev);
-            }
-        }
-        Ok(nodes)
+/// [`Context::vfio_device_nodes`].
+pub(crate) fn vfio_device_nodes(ctx: &Context, address: &str) -> Result<Vec<PathBuf>> {
+    let address = PciAddress::parse(address)?;
+    if ctx.classifier().vfio_driver_of(&address)?.is_none() {
+        return Err(Error::Unsupported {
+            address,
+            detail: "not on a VFIO driver, so it has no VFIO device nodes".into(),
+        });
     }
+    let dev = &ctx.dev_root;
+    let exists = |p: &PathBuf| files::exists(p);
+    let mut nodes = Vec::new();
+    let container = dev.join("vfio/vfio");
+    if exists(&container) {
+        nodes.push(container);
+    }
+    if let Some(group) = ctx.sysfs.iommu_group(&address)? {
+        let found = [
+            dev.join(format!("vfio/{group}")),
+            dev.join(format!("vfio/noiommu-{group}")),
+        ]
+        .into_iter()
+        .find(exists);
+        nodes.extend(found);
+    }
+    let iommu = dev.join("iommu");
+    if let Some(name) = ctx.sysfs.vfio_dev_names(&address)?.first() {
+        let cdev = dev.join("vfio/devices").join(name);
+        if exists(&iommu) && exists(&cdev) {
+            nodes.push(iommu);
+            nodes.push(cdev);
+        }
+    }
+    Ok(nodes)
 }

@@ -4,6 +4,7 @@
 //! Only the override is written, as a one-step transaction under the device's lock: no module
 //! is loaded, no probe made, a bound device is left alone.
 
+use crate::ops::recover;
 use crate::txn::{DeviceTxn, Override, Step};
 use crate::types::address::PciAddress;
 use crate::types::error::Result;
@@ -23,36 +24,30 @@ pub enum Preset {
     Bound(DriverName),
 }
 
-impl Context {
-    /// Writes `name` into the `driver_override` of the device at `address` if no driver is
-    /// bound to it, and does nothing else: the next probe of the device, by whichever driver
-    /// registers, binds only the driver of that name (or nothing, for `none` or a name no
-    /// driver has). The name is written as given, after the checks of a driver name; it is
-    /// not resolved (resolving may load modules, which is what this must precede).
-    pub fn preset_override(&self, address: &str, name: &str) -> Result<Preset> {
-        let address = PciAddress::parse(address)?;
-        let name = DriverName::new(name)?;
-        self.on_locked_device(&address, |locked, _| {
-            let start = self.state(&address)?;
-            if let Some(driver) = start.driver {
-                return Ok(Preset::Bound(driver));
-            }
-            if start.driver_override.as_deref() == Some(name.as_str()) {
-                return Ok(Preset::AlreadySet);
-            }
-            let txn = DeviceTxn {
-                address,
-                start,
-                steps: vec![Step::SetOverride(Override::Value(name.to_string()))],
-                doing: format!("presetting driver_override to {name}"),
-                forced: false,
-            };
-            self.execute(&[txn], locked)?;
-            self.log.log(
-                Priority::Info,
-                format_args!("{address}: driver_override set to {name}; no driver probed"),
-            );
-            Ok(Preset::Written)
-        })
-    }
+/// [`Context::preset_override`].
+pub(crate) fn preset_override(ctx: &Context, address: &str, name: &str) -> Result<Preset> {
+    let address = PciAddress::parse(address)?;
+    let name = DriverName::new(name)?;
+    recover::on_locked_device(ctx, &address, |locked, _| {
+        let start = ctx.state(&address)?;
+        if let Some(driver) = start.driver {
+            return Ok(Preset::Bound(driver));
+        }
+        if start.driver_override.as_deref() == Some(name.as_str()) {
+            return Ok(Preset::AlreadySet);
+        }
+        let txn = DeviceTxn {
+            address,
+            start,
+            steps: vec![Step::SetOverride(Override::Value(name.to_string()))],
+            doing: format!("presetting driver_override to {name}"),
+            forced: false,
+        };
+        ctx.engine().execute(&[txn], locked)?;
+        ctx.log.log(
+            Priority::Info,
+            format_args!("{address}: driver_override set to {name}; no driver probed"),
+        );
+        Ok(Preset::Written)
+    })
 }

@@ -1,28 +1,51 @@
-//! Read-only questions about devices and their VFIO state (SPEC 3.4): is a device on a VFIO
-//! driver, who is in its IOMMU group, and can the group be assigned.
+//! Read-only questions about devices and their VFIO state (SPEC 3.4, 3.14): a device's driver,
+//! is it a VFIO driver, who is in its IOMMU group and can the group be assigned, is the device
+//! in use, which processes hold devices on VFIO drivers.
 
+use crate::os::holders::Holder;
 use crate::policy::group::{self, GroupMember};
+use crate::policy::inuse::{vmm, InUse};
 use crate::types::address::PciAddress;
 use crate::types::error::Result;
+use crate::types::name::DriverName;
 use crate::Context;
 
-impl Context {
-    /// True when the device is bound to a VFIO driver (`vfio-dev/` present, `vfio-pci`, or a
-    /// variant), so callers stop comparing driver names with `"vfio-pci"`.
-    pub fn is_vfio_bound(&self, address: &str) -> Result<bool> {
-        let address = PciAddress::parse(address)?;
-        Ok(self.vfio_driver_of(&address)?.is_some())
-    }
+/// [`Context::current_driver`].
+pub(crate) fn current_driver(ctx: &Context, address: &str) -> Result<Option<DriverName>> {
+    let address = PciAddress::parse(address)?;
+    ctx.sysfs.device_driver(&address)
+}
 
-    /// The members of the device's IOMMU group (itself included), with their drivers and what
-    /// those mean for assigning the group.
-    pub fn iommu_group(&self, address: &str) -> Result<Vec<GroupMember>> {
-        let address = PciAddress::parse(address)?;
-        group::members(&self.classifier(), &address)
-    }
+/// [`Context::is_vfio_bound`].
+pub(crate) fn is_vfio_bound(ctx: &Context, address: &str) -> Result<bool> {
+    let address = PciAddress::parse(address)?;
+    Ok(ctx.classifier().vfio_driver_of(&address)?.is_some())
+}
 
-    /// `None` when the device's IOMMU group can be assigned (no blocking member), else why not.
-    pub fn iommu_group_viability(&self, address: &str) -> Result<Option<String>> {
-        Ok(group::viability(&self.iommu_group(address)?))
-    }
+/// [`Context::iommu_group`].
+pub(crate) fn iommu_group(ctx: &Context, address: &str) -> Result<Vec<GroupMember>> {
+    let address = PciAddress::parse(address)?;
+    group::members(&ctx.classifier(), &address)
+}
+
+/// [`Context::iommu_group_viability`].
+pub(crate) fn iommu_group_viability(ctx: &Context, address: &str) -> Result<Option<String>> {
+    Ok(group::viability(&iommu_group(ctx, address)?))
+}
+
+/// [`Context::in_use`].
+pub(crate) fn in_use(ctx: &Context, address: &str) -> Result<Option<InUse>> {
+    let address = PciAddress::parse(address)?;
+    ctx.sysfs.require_device(&address)?;
+    let driver = ctx.sysfs.device_driver(&address)?;
+    let host = driver.is_none() || ctx.classifier().on_host_driver(&address, driver.as_ref());
+    ctx.safety().in_use_now(&address, driver.as_ref(), host)
+}
+
+/// [`Context::vmm_holders`].
+pub(crate) fn vmm_holders(
+    ctx: &Context,
+    addresses: &[PciAddress],
+) -> Result<Vec<(PciAddress, Vec<Holder>)>> {
+    vmm::vmm_holders(&ctx.classifier(), &ctx.proc_root, &ctx.dev_root, addresses)
 }

@@ -2,6 +2,7 @@
 //! host driver grabs the new ones.
 
 use crate::ops::bind::Plan;
+use crate::ops::recover;
 use crate::os::lock::Deadline;
 use crate::policy::safety::Destination;
 use crate::txn::sriov::{SriovState, SriovTxn};
@@ -23,188 +24,183 @@ pub struct SriovOptions {
     pub autoprobe: bool,
 }
 
-impl Context {
-    /// The VFs of the PF at `pf`, in `virtfnN` order. A device without `sriov_totalvfs` (no
-    /// SR-IOV, or a VF) is `Unsupported`.
-    pub fn sriov_vfs(&self, pf: &str) -> Result<Vec<PciAddress>> {
-        let pf = PciAddress::parse(pf)?;
-        self.sysfs.require_device(&pf)?;
-        self.require_sriov(&pf)?;
-        self.sysfs.sriov_virtfns(&pf)
-    }
+/// [`Context::sriov_vfs`].
+pub(crate) fn sriov_vfs(ctx: &Context, pf: &str) -> Result<Vec<PciAddress>> {
+    let pf = PciAddress::parse(pf)?;
+    ctx.sysfs.require_device(&pf)?;
+    require_sriov(ctx, &pf)?;
+    ctx.sysfs.sriov_virtfns(&pf)
+}
 
-    /// `sriov_totalvfs`, or `Unsupported` when the device has none.
-    fn require_sriov(&self, pf: &PciAddress) -> Result<u32> {
-        self.sysfs
-            .sriov_totalvfs(pf)?
-            .ok_or_else(|| Error::Unsupported {
-                address: *pf,
-                detail: "not an SR-IOV physical function (it has no sriov_totalvfs)".into(),
-            })
-    }
-
-    /// Sets the number of VFs of the PF at `pf` to `numvfs` (SPEC 3.10) and returns the VFs it
-    /// then has. More than `sriov_totalvfs` is refused with nothing written; the current count
-    /// writes nothing. Any other change removes the VFs there are first (the kernel refuses to
-    /// go from one non-zero count to another), which is refused while one of them is on a
-    /// VFIO driver unless `force`. Unless `autoprobe`, the new VFs are kept from host drivers:
-    /// the PF's `sriov_drivers_autoprobe` is 0 while they are created, each gets
-    /// `driver_override` `none`, then the setting is put back. The PF is locked meanwhile, and
-    /// so are its VFs while they are removed and each new VF while it is parked.
-    pub fn sriov_set_numvfs(
-        &self,
-        pf: &str,
-        numvfs: u32,
-        options: SriovOptions,
-    ) -> Result<Vec<PciAddress>> {
-        let pf = PciAddress::parse(pf)?;
-        self.on_locked_device(&pf, |locked, deadline| {
-            let Some((txn, vf_locks)) = self.prepare_sriov(&pf, numvfs, options, Some(deadline))?
-            else {
-                self.log.log(
-                    Priority::Info,
-                    format_args!("{pf} already has {numvfs} VFs; nothing to do"),
-                );
-                return self.sysfs.sriov_virtfns(&pf);
-            };
-            self.execute_sriov(&txn, locked, vf_locks, deadline)?;
-            if numvfs == 0 {
-                return Ok(Vec::new());
-            }
-            self.sysfs.sriov_virtfns(&pf)
+/// `sriov_totalvfs`, or `Unsupported` when the device has none.
+fn require_sriov(ctx: &Context, pf: &PciAddress) -> Result<u32> {
+    ctx.sysfs
+        .sriov_totalvfs(pf)?
+        .ok_or_else(|| Error::Unsupported {
+            address: *pf,
+            detail: "not an SR-IOV physical function (it has no sriov_totalvfs)".into(),
         })
-    }
+}
 
-    /// What [`Context::sriov_set_numvfs`] with the same arguments would do, without doing any
-    /// of it: its checks run and fail as the real call's, nothing is written and no lock is
-    /// taken. The plan comes from the step list the real call executes.
-    pub fn sriov_set_numvfs_plan(
-        &self,
-        pf: &str,
-        numvfs: u32,
-        options: SriovOptions,
-    ) -> Result<Plan> {
-        let pf = PciAddress::parse(pf)?;
-        self.sysfs.require_device(&pf)?;
-        let mut lines: Vec<String> = self.interrupted_note(&pf).into_iter().collect();
-        match self.prepare_sriov(&pf, numvfs, options, None)? {
-            None => lines.push(format!("{pf} already has {numvfs} VFs; nothing to do")),
-            Some((txn, _)) => {
-                if txn.start.numvfs > 0 {
-                    lines.push(if options.force {
-                        "safety checks skipped (forced)".to_owned()
-                    } else {
-                        "safety checks passed: no VF to remove is on a VFIO driver or in use \
-                         on the host"
-                            .to_owned()
-                    });
-                }
-                self.render_sriov(&txn, &mut lines);
-            }
-        }
-        Ok(Plan {
-            target: None,
-            lines,
-        })
-    }
-
-    /// SPEC 3.10's checks and the steps to run: the one description of a VF count change that
-    /// the real call executes and the dry run renders; `None` when the PF has `numvfs` VFs
-    /// already. With a `deadline` (a real call, under the PF's lock) the VFs are locked before
-    /// they are checked, so that no bind of one slips in between the check and their removal,
-    /// and their locks are returned with the transaction.
-    fn prepare_sriov(
-        &self,
-        pf: &PciAddress,
-        numvfs: u32,
-        options: SriovOptions,
-        deadline: Option<&Deadline>,
-    ) -> Result<Option<(SriovTxn, Locked<'_>)>> {
-        let total = self.require_sriov(pf)?;
-        if numvfs > total {
-            return Err(Error::InvalidArg(format!(
-                "{pf} supports at most {total} VFs (sriov_totalvfs), not {numvfs}"
-            )));
-        }
-        let current = self.sysfs.sriov_numvfs(pf)?;
-        if numvfs == current {
-            return Ok(None);
-        }
-        let start = SriovState {
-            numvfs: current,
-            autoprobe: self.sysfs.sriov_drivers_autoprobe(pf)?,
+/// [`Context::sriov_set_numvfs`].
+pub(crate) fn sriov_set_numvfs(
+    ctx: &Context,
+    pf: &str,
+    numvfs: u32,
+    options: SriovOptions,
+) -> Result<Vec<PciAddress>> {
+    let pf = PciAddress::parse(pf)?;
+    recover::on_locked_device(ctx, &pf, |locked, deadline| {
+        let Some((txn, vf_locks)) = prepare_sriov(ctx, &pf, numvfs, options, Some(deadline))?
+        else {
+            ctx.log.log(
+                Priority::Info,
+                format_args!("{pf} already has {numvfs} VFs; nothing to do"),
+            );
+            return ctx.sysfs.sriov_virtfns(&pf);
         };
-        let mut vf_locks = Locked::none();
-        let mut wait_for_vmm = false;
-        if current > 0 {
-            let vfs = self.sysfs.sriov_virtfns(pf)?;
-            if let Some(deadline) = deadline {
-                // After the PF's lock, whose address precedes theirs.
-                vf_locks = self.lock_devices(&vfs, deadline)?;
-            }
-            self.check_vfs_removable(&vfs, pf, options.force)?;
-            wait_for_vmm = options.force
-                && vfs
-                    .iter()
-                    .any(|vf| self.vfio_driver_of(vf).ok().flatten().is_some());
+        ctx.engine()
+            .execute_sriov(&txn, locked, vf_locks, deadline)?;
+        if numvfs == 0 {
+            return Ok(Vec::new());
         }
-        Ok(Some((
-            SriovTxn {
-                pf: *pf,
-                start,
-                steps: txn::sriov::change_numvfs(start, numvfs, !options.autoprobe, wait_for_vmm),
-                doing: format!("changing the VF count from {current} to {numvfs}"),
-            },
-            vf_locks,
-        )))
-    }
+        ctx.sysfs.sriov_virtfns(&pf)
+    })
+}
 
-    /// Removing the PF's VFs is refused while one is on a VFIO driver, unless forced.
-    /// VFs on host drivers pass the checks of every move off a host driver (a VF's interface
-    /// may carry the host's traffic).
-    fn check_vfs_removable(&self, vfs: &[PciAddress], pf: &PciAddress, force: bool) -> Result<()> {
-        for vf in vfs {
-            let Some(driver) = self.vfio_driver_of(vf)? else {
-                let start = self.state(vf)?;
-                let options = BindOptions {
-                    force,
-                    ..BindOptions::default()
-                };
-                self.check_move(vf, &start, Destination::Unbound, None, &options)
-                    .map_err(|e| match e {
-                        Error::InUse {
-                            address,
-                            reason,
-                            check,
-                        } => Error::InUse {
-                            address: *pf,
-                            reason: format!(
-                                "removing its VFs would take VF {address} from the host: {reason}"
-                            ),
-                            check,
-                        },
-                        e => e,
-                    })?;
-                continue;
-            };
-            if !force {
-                return Err(Error::InUse {
-                    check: Check::InUse,
-                    address: *pf,
-                    reason: format!(
-                        "its VF {vf} is on {driver}, probably assigned to a VM; removing the \
-                         VFs would take it away"
-                    ),
+/// [`Context::sriov_set_numvfs_plan`].
+pub(crate) fn sriov_set_numvfs_plan(
+    ctx: &Context,
+    pf: &str,
+    numvfs: u32,
+    options: SriovOptions,
+) -> Result<Plan> {
+    let pf = PciAddress::parse(pf)?;
+    ctx.sysfs.require_device(&pf)?;
+    let mut lines: Vec<String> = recover::interrupted_note(ctx, &pf).into_iter().collect();
+    match prepare_sriov(ctx, &pf, numvfs, options, None)? {
+        None => lines.push(format!("{pf} already has {numvfs} VFs; nothing to do")),
+        Some((txn, _)) => {
+            if txn.start.numvfs > 0 {
+                lines.push(if options.force {
+                    "safety checks skipped (forced)".to_owned()
+                } else {
+                    "safety checks passed: no VF to remove is on a VFIO driver or in use \
+                     on the host"
+                        .to_owned()
                 });
             }
-            self.log.log(
-                Priority::Warning,
-                format_args!(
-                    "{pf}: removing VF {vf} although it is on {driver} (forced); the kernel \
-                     waits until its user lets go of it"
-                ),
-            );
+            ctx.engine().render_sriov(&txn, &mut lines);
         }
-        Ok(())
     }
+    Ok(Plan {
+        target: None,
+        lines,
+    })
+}
+
+/// SPEC 3.10's checks and the steps to run: the one description of a VF count change that
+/// the real call executes and the dry run renders; `None` when the PF has `numvfs` VFs
+/// already. With a `deadline` (a real call, under the PF's lock) the VFs are locked before
+/// they are checked, so that no bind of one slips in between the check and their removal,
+/// and their locks are returned with the transaction.
+fn prepare_sriov<'a>(
+    ctx: &'a Context,
+    pf: &PciAddress,
+    numvfs: u32,
+    options: SriovOptions,
+    deadline: Option<&Deadline>,
+) -> Result<Option<(SriovTxn, Locked<'a>)>> {
+    let total = require_sriov(ctx, pf)?;
+    if numvfs > total {
+        return Err(Error::InvalidArg(format!(
+            "{pf} supports at most {total} VFs (sriov_totalvfs), not {numvfs}"
+        )));
+    }
+    let current = ctx.sysfs.sriov_numvfs(pf)?;
+    if numvfs == current {
+        return Ok(None);
+    }
+    let start = SriovState {
+        numvfs: current,
+        autoprobe: ctx.sysfs.sriov_drivers_autoprobe(pf)?,
+    };
+    let mut vf_locks = Locked::none();
+    let mut wait_for_vmm = false;
+    if current > 0 {
+        let vfs = ctx.sysfs.sriov_virtfns(pf)?;
+        if let Some(deadline) = deadline {
+            // After the PF's lock, whose address precedes theirs.
+            vf_locks = ctx.engine().lock_devices(&vfs, deadline)?;
+        }
+        check_vfs_removable(ctx, &vfs, pf, options.force)?;
+        wait_for_vmm = options.force
+            && vfs
+                .iter()
+                .any(|vf| ctx.classifier().vfio_driver_of(vf).ok().flatten().is_some());
+    }
+    Ok(Some((
+        SriovTxn {
+            pf: *pf,
+            start,
+            steps: txn::sriov::change_numvfs(start, numvfs, !options.autoprobe, wait_for_vmm),
+            doing: format!("changing the VF count from {current} to {numvfs}"),
+        },
+        vf_locks,
+    )))
+}
+
+/// Removing the PF's VFs is refused while one is on a VFIO driver, unless forced.
+/// VFs on host drivers pass the checks of every move off a host driver (a VF's interface
+/// may carry the host's traffic).
+fn check_vfs_removable(
+    ctx: &Context,
+    vfs: &[PciAddress],
+    pf: &PciAddress,
+    force: bool,
+) -> Result<()> {
+    for vf in vfs {
+        let Some(driver) = ctx.classifier().vfio_driver_of(vf)? else {
+            let start = ctx.state(vf)?;
+            let options = BindOptions {
+                force,
+                ..BindOptions::default()
+            };
+            ctx.safety()
+                .check_move(vf, &start, Destination::Unbound, None, &options)
+                .map_err(|e| match e {
+                    Error::InUse {
+                        address,
+                        reason,
+                        check,
+                    } => Error::InUse {
+                        address: *pf,
+                        reason: format!(
+                            "removing its VFs would take VF {address} from the host: {reason}"
+                        ),
+                        check,
+                    },
+                    e => e,
+                })?;
+            continue;
+        };
+        if !force {
+            return Err(Error::InUse {
+                check: Check::InUse,
+                address: *pf,
+                reason: format!(
+                    "its VF {vf} is on {driver}, probably assigned to a VM; removing the \
+                     VFs would take it away"
+                ),
+            });
+        }
+        ctx.log.log(
+            Priority::Warning,
+            format_args!(
+                "{pf}: removing VF {vf} although it is on {driver} (forced); the kernel \
+                 waits until its user lets go of it"
+            ),
+        );
+    }
+    Ok(())
 }

@@ -6,7 +6,8 @@
 //! operations (where a device may be given back).
 //!
 //! The questions that need the tree or the tables are a [`Classifier`], made from the context
-//! by [`Context::classifier`]; the context's own methods of the same names delegate to it.
+//! by `Context::classifier` (and from the engine's and the checks' views, which hold the same
+//! tree and tables).
 
 use crate::os::sysfs::Sysfs;
 use crate::policy::group::MemberClass;
@@ -16,7 +17,6 @@ use crate::types::error::Result;
 use crate::types::log::Logger;
 use crate::types::name::{DriverName, ModuleName};
 use crate::types::state::Target;
-use crate::Context;
 
 /// The one VFIO driver that is no variant, known by name without tables.
 const VFIO_PCI_DRIVER: &str = "vfio-pci";
@@ -132,44 +132,6 @@ impl Classifier<'_> {
     pub fn vfio_driver_of(&self, address: &PciAddress) -> Result<Option<DriverName>> {
         let driver = self.sysfs.device_driver(address)?;
         Ok(driver.filter(|d| self.on_vfio_driver(address, Some(d))))
-    }
-}
-
-/// The classifier's questions as the context's methods, which the operations and the
-/// transaction engine call.
-impl Context {
-    /// The classifier on this context's tree and tables.
-    pub(crate) fn classifier(&self) -> Classifier<'_> {
-        Classifier {
-            sysfs: &self.sysfs,
-            tables: &self.tables,
-            log: &self.log,
-        }
-    }
-
-    /// [`Classifier::is_vfio_driver`].
-    pub(crate) fn is_vfio_driver(&self, driver: &DriverName) -> bool {
-        self.classifier().is_vfio_driver(driver)
-    }
-
-    /// [`Classifier::is_vfio_target`].
-    pub(crate) fn is_vfio_target(&self, target: &Target) -> bool {
-        self.classifier().is_vfio_target(target)
-    }
-
-    /// [`Classifier::on_vfio_driver`].
-    pub(crate) fn on_vfio_driver(&self, address: &PciAddress, driver: Option<&DriverName>) -> bool {
-        self.classifier().on_vfio_driver(address, driver)
-    }
-
-    /// [`Classifier::on_host_driver`].
-    pub(crate) fn on_host_driver(&self, address: &PciAddress, driver: Option<&DriverName>) -> bool {
-        self.classifier().on_host_driver(address, driver)
-    }
-
-    /// [`Classifier::vfio_driver_of`].
-    pub(crate) fn vfio_driver_of(&self, address: &PciAddress) -> Result<Option<DriverName>> {
-        self.classifier().vfio_driver_of(address)
     }
 }
 

@@ -3,17 +3,23 @@
 //! and the target driver claims the device. Which drivers are VFIO drivers is `classify.rs`'s
 //! to say; how a device is in use, `inuse/` (a VMM holding it, `inuse/vmm.rs`).
 
+use std::path::Path;
+
+use crate::os::sysfs::Sysfs;
+use crate::policy::classify::Classifier;
+use crate::policy::inuse::vmm;
 use crate::policy::inuse::{self, InUse, InUseKinds};
+use crate::tables::ModuleTables;
 use crate::tables::Side;
 use crate::types::address::PciAddress;
 use crate::types::error::{Check, Error, Result};
+use crate::types::log::Logger;
 use crate::types::log::Priority;
 use crate::types::name::{DriverName, ModuleName};
 use crate::types::options::BindOptions;
 use crate::types::state::{DeviceState, Target};
-use crate::Context;
 
-/// Where a move takes a device, for [`Context::check_move`].
+/// Where a move takes a device, for [`Safety::check_move`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Destination<'a> {
     Driver(&'a Target),
@@ -23,7 +29,28 @@ pub(crate) enum Destination<'a> {
     Host,
 }
 
-impl Context {
+/// What the checks read: the tree, the module tables (claims, which drivers are VFIO ones),
+/// the roots of `/proc` and `/dev` (the in-use checks), and the log. Made from the context by
+/// `Context::safety`, as the [`Classifier`] is.
+#[derive(Clone, Copy)]
+pub(crate) struct Safety<'a> {
+    pub sysfs: &'a Sysfs,
+    pub tables: &'a ModuleTables,
+    pub log: &'a Logger,
+    pub proc_root: &'a Path,
+    pub dev_root: &'a Path,
+}
+
+impl<'a> Safety<'a> {
+    /// The classifier on the same tree and tables.
+    pub fn classifier(&self) -> Classifier<'a> {
+        Classifier {
+            sysfs: self.sysfs,
+            tables: self.tables,
+            log: self.log,
+        }
+    }
+
     /// The one decision (SPEC 3.3 step 5) for every path that moves the device at `address`
     /// from `start` to `to`: bind, unbind, reattach, the members of a group transaction, the
     /// tool's `bind ADDR none` and `apply` (which are those), and the VFs an SR-IOV count
@@ -38,7 +65,7 @@ impl Context {
     /// - claims: a target driver must claim the device.
     ///
     /// The in-use check comes first: it needs no tables.
-    pub(crate) fn check_move(
+    pub fn check_move(
         &self,
         address: &PciAddress,
         start: &DeviceState,
@@ -58,10 +85,13 @@ impl Context {
         // the console over from them.
         let unbound_to_vfio = start.driver.is_none()
             && !options.skips(Check::InUse)
-            && target.is_some_and(|t| self.is_vfio_target(t));
+            && target.is_some_and(|t| self.classifier().is_vfio_target(t));
         // The host uses a device through its host driver (SPEC 3.3): one on a VFIO or stub
         // driver is no host's, and only a VMM holding it can stand in the way of its leaving.
-        let off_a_host_driver = leaves && self.on_host_driver(address, start.driver.as_ref());
+        let off_a_host_driver = leaves
+            && self
+                .classifier()
+                .on_host_driver(address, start.driver.as_ref());
         if (leaves || unbound_to_vfio) && !options.skips(Check::InUse) {
             let found = self.in_use_now(
                 address,
@@ -85,7 +115,7 @@ impl Context {
         if options.skips(Check::Sriov) && options.skips(Check::Claims) {
             return Ok(());
         }
-        let target_is_vfio = self.is_vfio_target(target);
+        let target_is_vfio = self.classifier().is_vfio_target(target);
         if target_is_vfio && !options.skips(Check::Sriov) {
             let vfs = self.sysfs.sriov_numvfs(address)?;
             if vfs > 0 {
@@ -112,24 +142,24 @@ impl Context {
 
     /// Whether the device at `address`, on `driver`, is in use, and how (SPEC 1): with `host`,
     /// what is below it (the host's use); always, a VMM holding it when it is on a VFIO driver.
-    pub(crate) fn in_use_now(
+    pub fn in_use_now(
         &self,
         address: &PciAddress,
         driver: Option<&DriverName>,
         host: bool,
     ) -> Result<Option<InUse>> {
         let mut found = if host {
-            inuse::in_use(
-                &self.sysfs,
-                &self.proc_root,
-                &self.dev_root,
-                &self.log,
-                address,
-            )?
+            inuse::in_use(self.sysfs, self.proc_root, self.dev_root, self.log, address)?
         } else {
             None
         };
-        if let Some(reason) = self.vmm_holding(address, driver)? {
+        if let Some(reason) = vmm::vmm_holding(
+            &self.classifier(),
+            self.proc_root,
+            self.dev_root,
+            address,
+            driver,
+        )? {
             found = Some(match found {
                 None => InUse {
                     kinds: InUseKinds::VMM,
@@ -144,18 +174,6 @@ impl Context {
         Ok(found)
     }
 
-    /// Whether the device at `address` is in use, and how: the question the in-use check of a
-    /// move off its driver asks (SPEC 3.14), answered alone. A device on a host driver or on
-    /// none is asked about the host's use of it; one on a VFIO driver about a VMM holding it;
-    /// one on a stub is in use by nobody. `None` when it is not in use.
-    pub fn in_use(&self, address: &str) -> Result<Option<InUse>> {
-        let address = PciAddress::parse(address)?;
-        self.sysfs.require_device(&address)?;
-        let driver = self.sysfs.device_driver(&address)?;
-        let host = driver.is_none() || self.on_host_driver(&address, driver.as_ref());
-        self.in_use_now(&address, driver.as_ref(), host)
-    }
-
     /// A PF any of whose VFs is on a VFIO driver stays on its driver: unbinding it (mlx5_core,
     /// ice, i40e, ixgbe) disables SR-IOV and pulls the VFs out of the guests using them.
     fn check_no_vfio_vfs(&self, address: &PciAddress) -> Result<()> {
@@ -163,7 +181,7 @@ impl Context {
             return Ok(());
         }
         for vf in self.sysfs.sriov_virtfns(address)? {
-            if let Some(driver) = self.vfio_driver_of(&vf)? {
+            if let Some(driver) = self.classifier().vfio_driver_of(&vf)? {
                 return Err(Error::InUse {
                     check: Check::Sriov,
                     address: *address,
@@ -200,7 +218,7 @@ impl Context {
         };
         // The first candidate the tables know decides.
         for module in &candidates {
-            match self.tables.claims(module, &modalias, side, &self.log) {
+            match self.tables.claims(module, &modalias, side, self.log) {
                 Err(why) => return allow(why.to_string()),
                 Ok(None) => continue,
                 Ok(Some(true)) => return Ok(()),
@@ -234,7 +252,7 @@ impl Context {
     /// Whether `target` matches the device by its own ID table (its module has a `pci:` alias
     /// for it): a reprobe with the override cleared would keep the device there. `None` when
     /// the tables cannot tell.
-    pub(crate) fn claims_by_id_table(
+    pub fn claims_by_id_table(
         &self,
         address: &PciAddress,
         target: &Target,
@@ -244,15 +262,15 @@ impl Context {
         let candidates = self.classifier().target_modules(target, given).ok()?;
         let mut claims = candidates
             .iter()
-            .map(|m| self.tables.claims(m, &modalias, Side::Host, &self.log));
+            .map(|m| self.tables.claims(m, &modalias, Side::Host, self.log));
         // Unreadable tables cannot tell; a module they hold no alias of has no ID table.
         claims.try_fold(false, |any, c| Some(any || c.ok()?.unwrap_or(false)))
     }
 
     /// The host modules (`pci:` aliases) the tables name for the device, in table order;
     /// `None` when no tables can be read.
-    pub(crate) fn host_modules_for(&self, address: &PciAddress) -> Result<Option<Vec<ModuleName>>> {
+    pub fn host_modules_for(&self, address: &PciAddress) -> Result<Option<Vec<ModuleName>>> {
         let modalias = self.sysfs.modalias(address)?;
-        Ok(self.tables.host_modules(&modalias, &self.log).ok())
+        Ok(self.tables.host_modules(&modalias, self.log).ok())
     }
 }

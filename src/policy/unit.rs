@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use crate::policy::classify::is_harmless_driver;
+use crate::policy::classify::Classifier;
 use crate::types::address::PciAddress;
 use crate::types::error::{Error, Result};
 use crate::types::name::DriverName;
-use crate::Context;
 
 /// One member of a unit, as it is when the unit is worked out.
 #[derive(Clone, Debug)]
@@ -29,61 +29,57 @@ impl UnitMember {
     }
 }
 
-impl Context {
-    fn unit_member(&self, address: &PciAddress) -> Result<UnitMember> {
-        let driver = self.sysfs.device_driver(address)?;
-        let vfio = self.classifier().on_vfio_driver(address, driver.as_ref());
-        let bridge = self.sysfs.modalias(address)?.is_bridge();
-        Ok(UnitMember {
-            address: *address,
-            driver,
-            bridge,
-            vfio,
-        })
-    }
+fn unit_member(classifier: &Classifier<'_>, address: &PciAddress) -> Result<UnitMember> {
+    let driver = classifier.sysfs.device_driver(address)?;
+    let vfio = classifier.on_vfio_driver(address, driver.as_ref());
+    let bridge = classifier.sysfs.modalias(address)?.is_bridge();
+    Ok(UnitMember {
+        address: *address,
+        driver,
+        bridge,
+        vfio,
+    })
+}
 
-    /// The unit of the device at `address`, in address order: its IOMMU group, closed over the
-    /// `consumer:pci:` links of the members for which `moves` is true. A device with no IOMMU
-    /// group is [`Error::Unsupported`].
-    pub(crate) fn unit(
-        &self,
-        address: &PciAddress,
-        moves: impl Fn(&UnitMember) -> bool,
-    ) -> Result<Vec<UnitMember>> {
-        let no_group = |address: PciAddress| Error::Unsupported {
-            address,
-            detail: "it has no IOMMU group (is the IOMMU enabled?)".into(),
-        };
-        let first = self.sysfs.iommu_group(address)?.ok_or(no_group(*address))?;
-        let mut groups = vec![first];
-        let mut members: BTreeMap<PciAddress, UnitMember> = BTreeMap::new();
-        let mut next = 0;
-        while next < groups.len() {
-            for m in self.sysfs.iommu_group_devices(groups[next])? {
-                if let std::collections::btree_map::Entry::Vacant(e) = members.entry(m) {
-                    e.insert(self.unit_member(&m)?);
+/// The unit of the device at `address`, in address order: its IOMMU group, closed over the
+/// `consumer:pci:` links of the members for which `moves` is true. A device with no IOMMU
+/// group is [`Error::Unsupported`].
+pub(crate) fn unit(
+    classifier: &Classifier<'_>,
+    address: &PciAddress,
+    moves: impl Fn(&UnitMember) -> bool,
+) -> Result<Vec<UnitMember>> {
+    let no_group = |address: PciAddress| Error::Unsupported {
+        address,
+        detail: "it has no IOMMU group (is the IOMMU enabled?)".into(),
+    };
+    let sysfs = classifier.sysfs;
+    let first = sysfs.iommu_group(address)?.ok_or(no_group(*address))?;
+    let mut groups = vec![first];
+    let mut members: BTreeMap<PciAddress, UnitMember> = BTreeMap::new();
+    let mut next = 0;
+    while next < groups.len() {
+        for m in sysfs.iommu_group_devices(groups[next])? {
+            if let std::collections::btree_map::Entry::Vacant(e) = members.entry(m) {
+                e.insert(unit_member(classifier, &m)?);
+            }
+        }
+        next += 1;
+        if next < groups.len() {
+            continue;
+        }
+        // Every group read: follow the consumers of the members that move.
+        for m in members.values().filter(|m| moves(m)) {
+            for consumer in sysfs.pci_consumers(&m.address)? {
+                if members.contains_key(&consumer) {
+                    continue;
                 }
-            }
-            next += 1;
-            if next < groups.len() {
-                continue;
-            }
-            // Every group read: follow the consumers of the members that move.
-            for m in members.values().filter(|m| moves(m)) {
-                for consumer in self.sysfs.pci_consumers(&m.address)? {
-                    if members.contains_key(&consumer) {
-                        continue;
-                    }
-                    let group = self
-                        .sysfs
-                        .iommu_group(&consumer)?
-                        .ok_or(no_group(consumer))?;
-                    if !groups.contains(&group) {
-                        groups.push(group);
-                    }
+                let group = sysfs.iommu_group(&consumer)?.ok_or(no_group(consumer))?;
+                if !groups.contains(&group) {
+                    groups.push(group);
                 }
             }
         }
-        Ok(members.into_values().collect())
     }
+    Ok(members.into_values().collect())
 }

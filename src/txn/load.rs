@@ -10,7 +10,7 @@
 //! asks whether the device is already there and runs the safety checks on the device as the
 //! loads left it. A refusal there puts a device the loads moved back to its start
 //! ([`Loads::abandon`]); otherwise the writes follow as the rest of the same step list, run by
-//! [`Context::execute_from`] and rolled back to the start recorded before the loads.
+//! [`Engine::execute_from`] and rolled back to the start recorded before the loads.
 //!
 //! A dry run goes through the same code with [`Loads::dry_run`]: it lists the loads instead of
 //! running them, so its plan is the rendering of the same steps (`render.rs`).
@@ -20,12 +20,12 @@
 use crate::os::modprobe::LoadError;
 use crate::os::record::{Record, Recorded};
 use crate::policy::resolve;
+use crate::txn::Engine;
 use crate::txn::{DeviceState, DeviceTxn, Locked, Restored, Step, Target};
 use crate::types::address::PciAddress;
 use crate::types::error::{Error, Result};
 use crate::types::log::Priority;
 use crate::types::name::ModuleName;
-use crate::Context;
 
 /// What a VFIO variant chosen for a device (SPEC 3.2) falls back to when it cannot be had.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +60,7 @@ pub(crate) struct Load {
 /// as it is asked for; a dry run only lists them. Ends with [`Loads::into_txn`] (the writes
 /// follow) or [`Loads::abandon`] (the operation refused or failed at the checkpoint).
 pub(crate) struct Loads<'a> {
-    ctx: &'a Context,
+    engine: Engine<'a>,
     address: PciAddress,
     /// Read under the device's lock before any load: what a restore goes back to.
     start: DeviceState,
@@ -77,14 +77,14 @@ impl<'a> Loads<'a> {
     /// A real call's first phase on the device at `address`, locked in `locked`, which
     /// started at `start`. `verb` says what it does, followed by its target ("binding to").
     pub fn real(
-        ctx: &'a Context,
+        engine: Engine<'a>,
         locked: &'a Locked<'a>,
         address: PciAddress,
         start: DeviceState,
         verb: &'static str,
     ) -> Loads<'a> {
         Loads {
-            ctx,
+            engine,
             address,
             start,
             real: Some((locked, verb)),
@@ -94,9 +94,9 @@ impl<'a> Loads<'a> {
     }
 
     /// A dry run's: the loads are listed, never run.
-    pub fn dry_run(ctx: &'a Context, address: PciAddress, start: DeviceState) -> Loads<'a> {
+    pub fn dry_run(engine: Engine<'a>, address: PciAddress, start: DeviceState) -> Loads<'a> {
         Loads {
-            ctx,
+            engine,
             address,
             start,
             real: None,
@@ -144,7 +144,7 @@ impl<'a> Loads<'a> {
             )?;
             self.doing = Some(doing);
         }
-        let outcome = self.ctx.run_load(&self.address, &load);
+        let outcome = self.engine.run_load(&self.address, &load);
         self.steps.push(Step::Load(load));
         Ok(Some(outcome))
     }
@@ -154,7 +154,7 @@ impl<'a> Loads<'a> {
         if self.is_dry_run() || self.steps.is_empty() {
             return Ok(self.start.clone());
         }
-        self.ctx.state(&self.address)
+        self.engine.state(&self.address)
     }
 
     /// The checkpoint passed: the whole transaction, the loads followed by `writes`' steps,
@@ -179,7 +179,7 @@ impl<'a> Loads<'a> {
             None if self.steps.is_empty() => Ok(None),
             None => {
                 if let Some((locked, _)) = self.real {
-                    if self.ctx.state(&self.address)? == self.start {
+                    if self.engine.state(&self.address)? == self.start {
                         locked.clear(&self.address)?;
                         return Ok(None);
                     }
@@ -212,7 +212,7 @@ impl<'a> Loads<'a> {
             return error;
         };
         let address = self.address;
-        if matches!(self.ctx.state(&address), Ok(now) if now == self.start) {
+        if matches!(self.engine.state(&address), Ok(now) if now == self.start) {
             let _ = locked.clear(&address);
             return error;
         }
@@ -223,10 +223,10 @@ impl<'a> Loads<'a> {
             doing,
             forced: false,
         };
-        match self.ctx.restore(&txn) {
+        match self.engine.restore(&txn) {
             Restored::Back(now) => {
                 let _ = locked.clear(&address);
-                self.ctx.log.log(
+                self.engine.log.log(
                     Priority::Warning,
                     format_args!(
                         "{address}: {}: {error}; the device, moved by the module load, was \
@@ -240,7 +240,7 @@ impl<'a> Loads<'a> {
             Restored::Gone => {
                 let _ = locked.clear(&address);
                 let detail = format!(" ({}; nothing more was written for it)", txn.doing);
-                self.ctx.log.log(
+                self.engine.log.log(
                     Priority::Warning,
                     format_args!("{address} disappeared during the operation{detail}"),
                 );
@@ -248,7 +248,7 @@ impl<'a> Loads<'a> {
             }
             Restored::Failed(why) => {
                 let message = format!("{}: {error}; {why}", txn.doing);
-                self.ctx
+                self.engine
                     .log
                     .log(Priority::Err, format_args!("{address}: {message}"));
                 Error::Restore {
@@ -261,7 +261,7 @@ impl<'a> Loads<'a> {
     }
 }
 
-impl Context {
+impl Engine<'_> {
     /// Runs one [`Step::Load`], saying so in the log; its outcome is for what needed the
     /// module to judge. A host module's failed load is a warning here.
     pub(crate) fn run_load(
@@ -271,10 +271,10 @@ impl Context {
     ) -> std::result::Result<(), LoadError> {
         match load.purpose {
             LoadFor::Target(_) => resolve::load_module(
-                &self.sysfs,
-                &self.modprobe,
+                self.sysfs,
+                self.modprobe,
                 self.modprobe_timeout,
-                &self.log,
+                self.log,
                 &load.module,
             ),
             LoadFor::Host => {
@@ -300,6 +300,7 @@ mod tests {
     use super::*;
     use crate::txn::{move_to, Expect, Override};
     use crate::types::name::DriverName;
+    use crate::Context;
 
     #[test]
     fn a_dry_run_lists_its_loads_first_and_loads_nothing() {
@@ -313,7 +314,7 @@ mod tests {
             driver: Some(DriverName::new("mlx5_core").unwrap()),
             driver_override: None,
         };
-        let mut loads = Loads::dry_run(&ctx, address, start.clone());
+        let mut loads = Loads::dry_run(ctx.engine(), address, start.clone());
         let module = ModuleName::new("mlx5_vfio_pci").unwrap();
         let load = Load {
             module: module.clone(),
@@ -341,7 +342,7 @@ mod tests {
             Some(&Step::Expect(Expect::Driver(target)))
         );
         // Stopped at the checkpoint, a dry run has nothing to put back.
-        let loads = Loads::dry_run(&ctx, address, start);
+        let loads = Loads::dry_run(ctx.engine(), address, start);
         assert!(matches!(
             loads.abandon(Error::NoDriver("x".into())),
             Error::NoDriver(m) if m == "x"

@@ -9,17 +9,22 @@
 //! transaction leaves; `executor` runs them, `render` prints them, and `load` runs the module
 //! loads a move needs before its target is known (the transaction's first phase). A PF's VF
 //! count change is a transaction of its own kind, with its own steps (`sriov`), on the same
-//! executor and renderer.
+//! executor and renderer. All of them are methods of an [`Engine`] (`engine`), which holds
+//! only what the engine needs of a context; `recover` takes the locks, rolling back the
+//! interrupted transaction a lock file records.
 
 use crate::os::record::{Record, Recorded};
+mod engine;
 mod executor;
 mod load;
+mod recover;
 mod render;
 pub(crate) mod sriov;
 
 use crate::types::address::PciAddress;
 use crate::types::name::DriverName;
 pub(crate) use crate::types::state::{DeviceState, Target};
+pub(crate) use engine::{vmm_wait, Engine};
 pub(crate) use executor::{Locked, Restored};
 pub(crate) use load::{Fallback, Load, LoadFor, Loads};
 

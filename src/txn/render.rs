@@ -2,15 +2,15 @@
 //! executor runs, followed by the restore a failure would run.
 
 use crate::tables::VFIO_PCI_MODULE;
+use crate::txn::Engine;
 use crate::txn::{restore_to, DeviceTxn, Expect, Fallback, Known, Load, LoadFor, Override, Step};
 use crate::types::address::PciAddress;
-use crate::Context;
 
 use crate::txn::sriov::{restore_sriov, SriovStep, SriovTxn};
 
-impl Context {
+impl Engine<'_> {
     /// The plan of one device's transaction, one action per line: exactly the steps
-    /// [`Context::execute`] runs, with `checkpoint` (what the operation decides once its
+    /// [`Engine::execute`] runs, with `checkpoint` (what the operation decides once its
     /// module loads ran: the safety checks) after the leading loads, then the restore it would
     /// run on failure.
     pub(crate) fn render(&self, txn: &DeviceTxn, checkpoint: &[String], lines: &mut Vec<String>) {
@@ -128,9 +128,9 @@ impl Context {
 }
 
 /// The plan of a PF's VF count change (`txn/sriov.rs`).
-impl Context {
+impl Engine<'_> {
     /// The plan of a VF count change, one action per line: exactly the steps
-    /// [`Context::execute_sriov`] runs, then for each step whose failure has something to
+    /// [`Engine::execute_sriov`] runs, then for each step whose failure has something to
     /// restore, that restore.
     pub(crate) fn render_sriov(&self, txn: &SriovTxn, lines: &mut Vec<String>) {
         let pf = &txn.pf;
@@ -203,7 +203,7 @@ impl Context {
                  waiting at most {:?} for a VMM holding a VF to let go of it",
                 numvfs.display(),
                 vfs(count),
-                self.vmm_wait()
+                self.vmm_wait
             )],
             SriovStep::SetAutoprobe(on) => {
                 vec![format!(
@@ -241,6 +241,7 @@ mod tests {
     use super::*;
     use crate::txn::{move_to, DeviceState, Fallback, Load, LoadFor, Target};
     use crate::types::name::{DriverName, ModuleName};
+    use crate::Context;
     use crate::{Modprobe, ModuleLoader};
 
     const ADDR: &str = "0000:3b:00.2";
@@ -297,7 +298,8 @@ mod tests {
         let ctx = context(&dir, Modprobe::Program("/opt/kmod/modprobe".into()));
         let mut lines = Vec::new();
         let checks = vec!["safety checks passed: all".to_owned()];
-        ctx.render(&variant_bind(on("mlx5_core")), &checks, &mut lines);
+        ctx.engine()
+            .render(&variant_bind(on("mlx5_core")), &checks, &mut lines);
         assert_eq!(
             lines[0],
             "run /opt/kmod/modprobe -b mlx5_vfio_pci; its PCI driver is known once it is \
@@ -327,7 +329,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ctx = context(&dir, Modprobe::Loader(ModuleLoader::new(|_| Ok(()))));
         let mut lines = Vec::new();
-        ctx.render(&variant_bind(on("mlx5_core")), &[], &mut lines);
+        ctx.engine()
+            .render(&variant_bind(on("mlx5_core")), &[], &mut lines);
         assert_eq!(
             lines[0],
             "ask the caller's module loader for mlx5_vfio_pci; its PCI driver is known once it \
@@ -340,7 +343,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ctx = context(&dir, Modprobe::Program("/sbin/modprobe".into()));
         let mut lines = Vec::new();
-        ctx.render(&variant_bind(unbound()), &[], &mut lines);
+        ctx.engine()
+            .render(&variant_bind(unbound()), &[], &mut lines);
         assert!(
             lines[2].contains("DRIVER/unbind of the driver holding it, if any"),
             "{lines:#?}"
@@ -349,7 +353,7 @@ mod tests {
         let mut txn = variant_bind(unbound());
         txn.steps.remove(0);
         let mut lines = Vec::new();
-        ctx.render(&txn, &[], &mut lines);
+        ctx.engine().render(&txn, &[], &mut lines);
         let restore = lines
             .iter()
             .position(|l| l.starts_with("on failure"))
@@ -373,29 +377,32 @@ mod tests {
         let known = Known::Unknown;
         let address = PciAddress::parse(ADDR).unwrap();
         assert_eq!(
-            ctx.describe(&address, &load("e1000e", LoadFor::Host), &known)
+            ctx.engine()
+                .describe(&address, &load("e1000e", LoadFor::Host), &known)
                 .unwrap(),
             "load host module e1000e: load e1000e (module loading is disabled: it would fail)"
         );
         let ctx = context(&dir, Modprobe::Program("/sbin/modprobe".into()));
         assert_eq!(
-            ctx.describe(
-                &address,
-                &load("mlx5_vfio_pci", LoadFor::Target(Some(Fallback::Strict))),
-                &known
-            )
-            .unwrap(),
+            ctx.engine()
+                .describe(
+                    &address,
+                    &load("mlx5_vfio_pci", LoadFor::Target(Some(Fallback::Strict))),
+                    &known
+                )
+                .unwrap(),
             "run /sbin/modprobe -b mlx5_vfio_pci; its PCI driver is known once it is loaded \
              (should it fail to load: an error, no fallback)"
         );
         // vfio_pci itself has nothing to fall back to.
         assert_eq!(
-            ctx.describe(
-                &address,
-                &load("vfio_pci", LoadFor::Target(Some(Fallback::VfioPci))),
-                &known
-            )
-            .unwrap(),
+            ctx.engine()
+                .describe(
+                    &address,
+                    &load("vfio_pci", LoadFor::Target(Some(Fallback::VfioPci))),
+                    &known
+                )
+                .unwrap(),
             "run /sbin/modprobe -b vfio_pci; its PCI driver is known once it is loaded"
         );
     }

@@ -38,7 +38,7 @@ mod storage;
 mod subtree;
 #[cfg(test)]
 mod tests;
-mod vmm;
+pub(crate) mod vmm;
 
 use display::{boot_framebuffer, framebuffers};
 use network::network_below;
@@ -111,7 +111,7 @@ pub struct InUse {
 /// is one of several live paths to an in-use namespace is not in use; `log` gets a warning
 /// naming the namespace. A device that is gone when the checks end (removed while they walked
 /// its subtree) is [`Error::NoDevice`], whatever the walk met. A VMM holding the device is
-/// the caller's to ask (`Context::in_use_now`).
+/// the caller's to ask (`Safety::in_use_now`).
 pub(crate) fn in_use(
     sysfs: &Sysfs,
     proc_root: &Path,
