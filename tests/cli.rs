@@ -218,6 +218,27 @@ fn without_tables_the_plan_says_so_and_the_warning_comes_once() {
         3,
         "{plan}"
     );
+    // vfio-pci claims every device (its catch-all), tables or not; whether another driver
+    // claims one, only the tables tell: the plan says it is not known, not that it passed.
+    assert_eq!(
+        plan.matches("the driver claims the device").count(),
+        3,
+        "{plan}"
+    );
+    let o = t.run(&["bind", "--dry-run", "--modules-dir", none, VF, "e1000e"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let plan = stdout(&o);
+    assert!(
+        plan.contains(
+            "safety checks passed: not in use on the host, no SR-IOV VFs in the way, \
+             whether the driver claims the device is not known (cannot read"
+        ),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("in the way, the driver claims the device"),
+        "{plan}"
+    );
     assert_eq!(
         stderr(&o).matches("modules.alias").count(),
         1,
@@ -238,6 +259,8 @@ fn without_tables_the_plan_says_so_and_the_warning_comes_once() {
             && plan.contains("by its alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i*"),
         "{plan}"
     );
+    assert!(plan.contains("the driver claims the device"), "{plan}");
+    assert!(!plan.contains("is not known"), "{plan}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::fmt;
 
 use crate::ops::{query, recover};
 use crate::policy::resolve::{self, Resolved};
-use crate::policy::safety::Destination;
+use crate::policy::safety::{Destination, Passed};
 use crate::tables::{ChoiceBasis, VfioChoice, VFIO_PCI_MODULE, VFIO_PREFIX};
 use crate::txn::{self, DeviceTxn, Fallback, Load, LoadFor, Loads, Locked, Override, Step, Target};
 use crate::types::address::PciAddress;
@@ -40,13 +40,17 @@ impl fmt::Display for Plan {
 }
 
 /// The plan's line about the safety checks a move to a driver runs.
-pub(super) fn checks_note(options: &BindOptions) -> String {
+pub(super) fn checks_note(options: &BindOptions, passed: &Passed) -> String {
+    let claims = match &passed.claim_unknown {
+        None => "the driver claims the device".to_owned(),
+        Some(why) => format!("whether the driver claims the device is not known ({why}): allowed"),
+    };
     checks_note_of(
         options,
         &[
             (Check::InUse, "not in use on the host"),
             (Check::Sriov, "no SR-IOV VFs in the way"),
-            (Check::Claims, "the driver claims the device"),
+            (Check::Claims, &claims),
         ],
     )
 }
@@ -309,8 +313,9 @@ pub(super) fn prepare_bind(
             return Ok(already_bound(ctx, address, t, start, &now, notes));
         }
     }
-    ctx.safety()
-        .check_move(address, &now, Destination::Driver(&target), name, &options)?;
+    let passed =
+        ctx.safety()
+            .check_move(address, &now, Destination::Driver(&target), name, &options)?;
     Ok(Prepared {
         target: match &target {
             Target::Driver(d) => Some(d.clone()),
@@ -324,7 +329,7 @@ pub(super) fn prepare_bind(
             start,
         }),
         notes,
-        checkpoint: vec![checks_note(&options)],
+        checkpoint: vec![checks_note(&options, &passed)],
     })
 }
 

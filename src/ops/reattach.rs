@@ -138,9 +138,14 @@ pub(super) fn prepare_reattach(
         }
         _ => {
             // `reattach(host NIC, "vfio-pci")` must not take what `bind` refuses.
-            ctx.safety()
-                .check_move(address, &now, Destination::Driver(&target), name, &options)?;
-            checkpoint.push(checks_note(&options));
+            let passed = ctx.safety().check_move(
+                address,
+                &now,
+                Destination::Driver(&target),
+                name,
+                &options,
+            )?;
+            checkpoint.push(checks_note(&options, &passed));
             let mut steps = txn::move_to(&target);
             if host {
                 steps.push(Step::SetOverride(Override::Clear));

@@ -72,7 +72,7 @@ impl<'a> Safety<'a> {
         to: Destination<'_>,
         given: Option<&DriverName>,
         options: &BindOptions,
-    ) -> Result<()> {
+    ) -> Result<Passed> {
         let target = match to {
             Destination::Driver(t) => Some(t),
             Destination::Unbound | Destination::Host => None,
@@ -110,10 +110,10 @@ impl<'a> Safety<'a> {
             self.check_no_vfio_vfs(address)?;
         }
         let Some(target) = target else {
-            return Ok(());
+            return Ok(Passed::default());
         };
         if options.skips(Check::Sriov) && options.skips(Check::Claims) {
-            return Ok(());
+            return Ok(Passed::default());
         }
         let target_is_vfio = self.classifier().is_vfio_target(target);
         if target_is_vfio && !options.skips(Check::Sriov) {
@@ -130,14 +130,16 @@ impl<'a> Safety<'a> {
             }
         }
         if target.driver() == start.driver.as_ref() || options.skips(Check::Claims) {
-            return Ok(());
+            return Ok(Passed::default());
         }
         let side = if target_is_vfio {
             Side::Vfio
         } else {
             Side::Host
         };
-        self.check_claims(address, target, given, side)
+        Ok(Passed {
+            claim_unknown: self.check_claims(address, target, given, side)?,
+        })
     }
 
     /// Whether the device at `address`, on `driver`, is in use, and how (SPEC 1): with `host`,
@@ -197,14 +199,15 @@ impl<'a> Safety<'a> {
 
     /// Refuses a target whose module's aliases do not match the device (SPEC 3.3 step 5):
     /// `driver_override` makes the kernel probe a driver whatever its ID table says, and some
-    /// probes accept foreign hardware.
+    /// probes accept foreign hardware. `Some(why)`: the tables cannot tell, and the target is
+    /// allowed with a warning.
     fn check_claims(
         &self,
         address: &PciAddress,
         target: &Target,
         given: Option<&DriverName>,
         side: Side,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
         let modalias = self.sysfs.modalias(address)?;
         let candidates = self.classifier().target_modules(target, given)?;
         let allow = |why: String| {
@@ -214,14 +217,14 @@ impl<'a> Safety<'a> {
                     "cannot tell whether '{target}' claims {address} ({why}); allowing it"
                 ),
             );
-            Ok(())
+            Ok(Some(why))
         };
         // The first candidate the tables know decides.
         for module in &candidates {
             match self.tables.claims(module, &modalias, side, self.log) {
                 Err(why) => return allow(why.to_string()),
                 Ok(None) => continue,
-                Ok(Some(true)) => return Ok(()),
+                Ok(Some(true)) => return Ok(None),
                 Ok(Some(false)) => {
                     return Err(Error::NotClaimed {
                         check: Check::Claims,
@@ -273,4 +276,13 @@ impl<'a> Safety<'a> {
         let modalias = self.sysfs.modalias(address)?;
         Ok(self.tables.host_modules(&modalias, self.log).ok())
     }
+}
+
+/// What [`Safety::check_move`] passed without being able to tell: a plan says so rather than
+/// claim the check passed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Passed {
+    /// Why the tables could not tell whether the target claims the device (no readable
+    /// tables, no aliases of its module): the move is allowed, with a warning (SPEC 3.3).
+    pub claim_unknown: Option<String>,
 }
