@@ -214,6 +214,67 @@ static void dry_run_plans_every_member_and_writes_nothing(void)
     teardown();
 }
 
+/* The plans as strings (0.3): the same lines the dry run logs, the refusals of the real call,
+ * nothing written, and the reattach plan of a group on vfio-pci. */
+static void group_plans_are_returned_as_strings(void)
+{
+    setup(1);
+    char *p = (char *)1;
+    CHECK_RC(pcibind_bind_group_plan(ctx, GPU, 0, &p), PCIBIND_OK);
+    CHECK(p != NULL);
+    if (p) {
+        CHECK_CONTAINS(p, "nouveau/unbind");
+        CHECK_CONTAINS(p, "snd_hda_intel/unbind");
+        CHECK_CONTAINS(p, "restored in reverse order");
+        CHECK(p[strlen(p) - 1] != '\n');
+    }
+    pcibind_string_free(p);
+    /* The dry run logs exactly these lines. */
+    plan[0] = '\0';
+    CHECK_RC(pcibind_ctx_set_log_fn(ctx, capture_plan, NULL, LOG_NOTICE), PCIBIND_OK);
+    CHECK_RC(pcibind_bind_group_plan(ctx, GPU, PCIBIND_BIND_DRY_RUN, &p), PCIBIND_OK);
+    CHECK_RC(pcibind_bind_group(ctx, GPU, PCIBIND_BIND_DRY_RUN, NULL), PCIBIND_OK);
+    if (p) {
+        char logged[16384];
+        int n = 0;
+        for (const char *line = plan; *line;) {
+            const char *end = strchr(line, '\n');
+            CHECK(strncmp(line, "dry run: ", 9) == 0);
+            n += snprintf(logged + n, sizeof(logged) - n, "%s%.*s", n ? "\n" : "",
+                          (int)(end - line - 9), line + 9);
+            line = end + 1;
+        }
+        CHECK_STR(logged, p);
+    }
+    pcibind_string_free(p);
+    char *log = ptk_write_log(root);
+    CHECK_STR(log, "");
+    free(log);
+    /* Refused as the real call would be, with *plan_out NULL. */
+    ptk_mkdirs(root, "devices/pci0000:00/" GPU "/graphics/fb0");
+    p = (char *)1;
+    CHECK_RC(pcibind_bind_group_plan(ctx, AUDIO, 0, &p), PCIBIND_ERR_IN_USE);
+    CHECK(p == NULL);
+    CHECK_RC(pcibind_bind_group_plan(ctx, GPU, 256, &p), PCIBIND_ERR_INVALID_ARG);
+    CHECK_RC(pcibind_bind_group_plan(ctx, GPU, 0, NULL), PCIBIND_ERR_INVALID_ARG);
+    CHECK_RC(pcibind_reattach_group_plan(ctx, "x", 0, &p), PCIBIND_ERR_INVALID_ADDRESS);
+    char *fb = ptk_path(root, "devices/pci0000:00/" GPU "/graphics/fb0");
+    CHECK(rmdir(fb) == 0);
+    free(fb);
+    /* On vfio-pci, the reattach plan gives both back to the host. */
+    CHECK_RC(pcibind_bind_group(ctx, GPU, 0, NULL), PCIBIND_OK);
+    CHECK_RC(pcibind_reattach_group_plan(ctx, GPU, 0, &p), PCIBIND_OK);
+    if (p) {
+        CHECK_CONTAINS(p, GPU);
+        CHECK_CONTAINS(p, AUDIO);
+        CHECK_CONTAINS(p, "vfio-pci/unbind");
+    }
+    pcibind_string_free(p);
+    CHECK(ptk_is_bound_to(root, GPU, "vfio-pci"));
+    CHECK(ptk_is_bound_to(root, AUDIO, "vfio-pci"));
+    teardown();
+}
+
 static void plain_bind_of_one_member_warns_about_the_others(void)
 {
     setup(1);
@@ -240,5 +301,6 @@ RUN_TESTS(TEST_CASE(group_moves_to_vfio_and_back), TEST_CASE(a_failing_member_re
           TEST_CASE(a_host_bridge_refuses_the_unit_even_forced),
           TEST_CASE(companions_are_found_through_device_links),
           TEST_CASE(dry_run_plans_every_member_and_writes_nothing),
+          TEST_CASE(group_plans_are_returned_as_strings),
           TEST_CASE(plain_bind_of_one_member_warns_about_the_others),
           TEST_CASE(no_iommu_group_is_unsupported))

@@ -716,6 +716,43 @@ int pcibind_reattach_group(const struct pcibind_ctx *ctx,
                            char ***moved_out);
 
 /**
+ * What `pcibind_bind_group()` with the same arguments would do, without doing any of it: the
+ * plan of every member that would move, each member's lines as `pcibind_bind_plan()` gives
+ * them (module loads, checks, each sysfs write with its value and path, the check of the
+ * result, what a failure would restore), or a line saying nothing would move. Nothing is
+ * written or loaded and no lock is taken; the checks of every member run (and fail the call)
+ * as the real call's. PCIBIND_BIND_DRY_RUN is implied; `flags` are otherwise those of
+ * `pcibind_bind_group()`.
+ *
+ * On success `*plan_out` receives the plan, which the caller owns and releases with
+ * `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of
+ * `pcibind_bind_group()` that can occur before anything is written.
+ * @since 0.3
+ */
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_bind_group_plan(const struct pcibind_ctx *ctx,
+                            const char *address,
+                            unsigned int flags,
+                            char **plan_out);
+
+/**
+ * What `pcibind_reattach_group()` with the same arguments would do, without doing any of it,
+ * as `pcibind_bind_group_plan()` says it: the plan of every member that would go back to the
+ * host. PCIBIND_BIND_DRY_RUN is implied; `flags` are otherwise those of
+ * `pcibind_reattach_group()`.
+ *
+ * On success `*plan_out` receives the plan, which the caller owns and releases with
+ * `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of
+ * `pcibind_reattach_group()` that can occur before anything is written.
+ * @since 0.3
+ */
+PCIBIND_WARN_UNUSED_RESULT
+int pcibind_reattach_group_plan(const struct pcibind_ctx *ctx,
+                                const char *address,
+                                unsigned int flags,
+                                char **plan_out);
+
+/**
  * Rolls back interrupted transactions (SPEC 3.12): those of the device at `address`, or with
  * NULL `address` of every device whose lock file in the lock directory holds a record.
  *

@@ -131,6 +131,68 @@ pub unsafe extern "C" fn pcibind_reattach_group(
     })
 }
 
+/// What `pcibind_bind_group()` with the same arguments would do, without doing any of it: the
+/// plan of every member that would move, each member's lines as `pcibind_bind_plan()` gives
+/// them (module loads, checks, each sysfs write with its value and path, the check of the
+/// result, what a failure would restore), or a line saying nothing would move. Nothing is
+/// written or loaded and no lock is taken; the checks of every member run (and fail the call)
+/// as the real call's. PCIBIND_BIND_DRY_RUN is implied; `flags` are otherwise those of
+/// `pcibind_bind_group()`.
+///
+/// On success `*plan_out` receives the plan, which the caller owns and releases with
+/// `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of
+/// `pcibind_bind_group()` that can occur before anything is written.
+/// @since 0.3
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn pcibind_bind_group_plan(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    flags: c_uint,
+    plan_out: *mut *mut c_char,
+) -> c_int {
+    let out = out_init(plan_out);
+    with_ctx(ctx, |ctx| {
+        let out = out.ok_or_else(|| null("plan_out"))?;
+        let (options, _) = move_options(flags, BIND_GROUP_FLAGS)?;
+        let outcome = ctx.bind_group(address_arg(address)?, options, true)?;
+        *out = malloc_string(&group_plan(&outcome))?;
+        Ok(())
+    })
+}
+
+/// What `pcibind_reattach_group()` with the same arguments would do, without doing any of it,
+/// as `pcibind_bind_group_plan()` says it: the plan of every member that would go back to the
+/// host. PCIBIND_BIND_DRY_RUN is implied; `flags` are otherwise those of
+/// `pcibind_reattach_group()`.
+///
+/// On success `*plan_out` receives the plan, which the caller owns and releases with
+/// `pcibind_string_free()`. On failure it is NULL. Returns 0 or the codes of
+/// `pcibind_reattach_group()` that can occur before anything is written.
+/// @since 0.3
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn pcibind_reattach_group_plan(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    flags: c_uint,
+    plan_out: *mut *mut c_char,
+) -> c_int {
+    let out = out_init(plan_out);
+    with_ctx(ctx, |ctx| {
+        let out = out.ok_or_else(|| null("plan_out"))?;
+        let (options, _) = move_options(flags, REATTACH_GROUP_FLAGS)?;
+        let outcome = ctx.reattach_group(address_arg(address)?, options, true)?;
+        *out = malloc_string(&group_plan(&outcome))?;
+        Ok(())
+    })
+}
+
+/// A group dry run's plan as one string, a line each.
+fn group_plan(outcome: &crate::GroupOutcome) -> String {
+    outcome.plan.join("\n")
+}
+
 /// Logs a group dry run's plan and hands the moved addresses to the caller.
 fn group_outcome(
     ctx: &Context,
