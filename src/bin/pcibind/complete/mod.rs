@@ -276,7 +276,7 @@ mod tests {
             for arg in sub.get_positionals() {
                 assert!(
                     dynamic(arg.get_id().as_str()).is_some(),
-                    "{} {}: say in complete.rs what it completes to",
+                    "{} {}: say in complete/mod.rs (`dynamic`) what it completes to",
                     sub.get_name(),
                     arg.get_id()
                 );
