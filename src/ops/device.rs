@@ -18,7 +18,7 @@ pub struct DeviceInfo {
     pub iommu_group: Option<u32>,
     pub vfio_bound: bool,
     /// The module of the best VFIO driver for it; `None` without a usable modalias, and for a
-    /// bridge, which no group move moves ([`Modalias::is_bridge`]).
+    /// bridge, which no group move moves (`Modalias::is_bridge`).
     pub vfio_module: Option<ModuleName>,
 }
 

@@ -198,9 +198,8 @@ fn refused(step: &'static str, path: &Path) -> Error {
 }
 
 impl DeviceLocks {
-    /// Locks `address` for the calling thread: first in-process, then `LOCK_DIR/ADDRESS.lock`
-    /// with `flock`, both within `timeout` in all (`Busy` after it; zero: `Busy` at once when
-    /// either is held; `Duration::MAX`: no limit).
+    /// As [`DeviceLocks::lock_until`], both waits within `timeout` in all (zero: `Busy` at once
+    /// when either is held; `Duration::MAX`: no limit).
     #[cfg(test)]
     pub fn lock(
         &self,
@@ -211,7 +210,8 @@ impl DeviceLocks {
         self.lock_until(lock_dir, address, &Deadline::after(timeout))
     }
 
-    /// As [`DeviceLocks::lock`], both waits ending at `deadline`.
+    /// Locks `address` for the calling thread: first in-process, then `LOCK_DIR/ADDRESS.lock`
+    /// with `flock`, both waits ending at `deadline` (`Busy` after it).
     pub fn lock_until(
         &self,
         lock_dir: &Path,

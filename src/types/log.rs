@@ -38,8 +38,8 @@ impl Logger {
 
     /// Formats and delivers the message only when someone listens at that priority: one
     /// delivery per line (a message that carries, say, modprobe's stderr may have several).
-    /// While this thread holds a [`Deferral`], the lines are kept and delivered when the last
-    /// deferral ends.
+    /// While this thread holds a guard of [`Logger::defer`], the lines are kept and delivered
+    /// when the last such guard is dropped.
     pub fn log(&self, priority: Priority, message: fmt::Arguments<'_>) {
         let Some((sink, max)) = &self.sink else {
             return;

@@ -18,7 +18,7 @@ pub struct BindOptions {
     /// Skip the SR-IOV checks: a PF with VFs going to a VFIO driver, a PF one of whose VFs is
     /// on a VFIO driver leaving its driver.
     pub allow_sriov: bool,
-    /// A named target must be a VFIO driver ([`Error::NotClaimed`] otherwise); bind only.
+    /// A named target must be a VFIO driver ([`crate::Error::NotClaimed`] otherwise); bind only.
     pub require_vfio: bool,
     /// With no name, a VFIO variant that cannot be had is an error ([`crate::Error::ModuleLoad`]),
     /// not a fallback to vfio-pci; bind only.

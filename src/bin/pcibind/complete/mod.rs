@@ -11,15 +11,25 @@
 //! (bash), and a small layer of the shell's own code, with tables made here from the
 //! definitions, completes those positions. Fish gets its own lines, since clap_complete writes
 //! none for positional arguments.
+//!
+//! Here: the definitions as the generator sees them, the tables, and the post-processing of
+//! clap_complete's output; each shell's layer in `bash.rs`, `zsh.rs`, `fish.rs`; the host's
+//! names for `__complete` in `host.rs`.
+
+mod bash;
+mod fish;
+mod host;
+mod zsh;
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 
 use clap::builder::PossibleValue;
 use clap::{Arg, ArgAction, Command};
-use pcibind::Context;
 
-use crate::args::Global;
+use bash::bash_layer;
+use fish::fish_layer;
+pub use host::values;
+use zsh::zsh_layer;
 
 /// A shell `pcibind completions` writes a script for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -253,277 +263,6 @@ pub fn script(shell: Shell, cmd: &Command) -> Result<String, String> {
 /// The options `__complete` is given again: where the devices and the module tables are.
 const ROOT_OPTIONS: &[&str] = &["--sysfs-root", "--modules-dir"];
 
-fn bash_layer(cmd: &Command) -> String {
-    let mut s = String::from(
-        r#"
-# What the definitions cannot know, asked of `pcibind __complete` (with the --sysfs-root and
-# --modules-dir typed so far): the host's PCI addresses, network interfaces and drivers, where
-# a command takes a device or a driver. The line is split on blanks here, not on
-# COMP_WORDBREAKS, so an address is one word in spite of its colons.
-_pcibind_host() {
-    _pcibind "$@"
-    local line=${COMP_LINE:0:COMP_POINT} cur command="" word i n=0 value=0 dashdash=0
-    local -a words root=()
-    read -r -a words <<<"$line"
-    if [[ -z $line || $line == *[[:blank:]] ]]; then
-        words+=("")
-    fi
-    cur=${words[${#words[@]}-1]}
-    # From the pcibind word on (after a wrapper such as sudo, if the line still has it).
-    for ((i = 0; i < ${#words[@]} - 1; i++)); do
-        if [[ ${words[i]##*/} == pcibind ]]; then
-            words=("${words[@]:i}")
-            break
-        fi
-    done
-    for ((i = 1; i < ${#words[@]} - 1; i++)); do
-        word=${words[i]}
-        if ((value)); then
-            value=0
-            continue
-        fi
-        if ((!dashdash)) && [[ $word == -* ]]; then
-            case $word in
-            --) dashdash=1 ;;
-"#,
-    );
-    for opt in ROOT_OPTIONS {
-        let _ = writeln!(
-            s,
-            "            {opt}=*) root+=(\"$word\") ;;\n            {opt}) root+=(\"$word\" \"${{words[i+1]}}\") ;;"
-        );
-    }
-    s.push_str(
-        r#"            esac
-            [[ $word != *=* ]] && _pcibind_takes_value "$word" && value=1
-            continue
-        fi
-        if [[ -z $command ]]; then
-            command=$word
-        else
-            n=$((n + 1))
-        fi
-    done
-    if ((value)) || [[ -z $command ]] || { ((!dashdash)) && [[ $cur == -* ]]; }; then
-        return 0
-    fi
-    local kinds
-    kinds=$(_pcibind_kinds "$command" "$n")
-    [[ -n $kinds ]] || return 0
-    local values
-    # shellcheck disable=SC2086
-    values=$("${words[0]}" "${root[@]}" __complete $kinds 2>/dev/null)
-    COMPREPLY=()
-    local IFS=$'\n' v
-    for v in $(compgen -W "$values" -- "$cur"); do
-        # Readline replaces only what follows the last colon when COMP_WORDBREAKS has one.
-        if [[ $cur == *:* && $COMP_WORDBREAKS == *:* ]]; then
-            v=${v#"${cur%"${cur##*:}"}"}
-        fi
-        COMPREPLY+=("$v")
-    done
-    return 0
-}
-
-# From the argument definitions: the options that take a value (the next word is theirs).
-_pcibind_takes_value() {
-    case $1 in
-"#,
-    );
-    let _ = writeln!(
-        s,
-        "    {}) return 0 ;;\n    esac\n    return 1\n}}",
-        value_options(cmd).join("|")
-    );
-    s.push_str(
-        "\n# From the argument definitions: what positional argument $2 (from 0) of command $1\n\
-         # completes to.\n_pcibind_kinds() {\n    case \"$1,$2\" in\n",
-    );
-    for (label, kinds) in position_cases(cmd) {
-        let _ = writeln!(s, "    {label}) echo \"{kinds}\" ;;");
-    }
-    s.push_str("    esac\n}\n");
-    s
-}
-
-fn zsh_layer(generated: &str) -> Result<String, String> {
-    // clap_complete ends the file by calling or registering _pcibind; the helper goes before.
-    let tail = "if [ \"$funcstack[1]\" = \"_pcibind\" ]; then";
-    let at = generated
-        .rfind(tail)
-        .ok_or_else(|| format!("no `{tail}` in clap_complete's zsh script"))?;
-    let mut s = String::from(
-        r#"# What the definitions cannot know, asked of `pcibind __complete` (with the --sysfs-root and
-# --modules-dir typed so far): the host's PCI addresses, network interfaces and drivers. The
-# last two arguments: the kinds of a first value, and those of the values after it (in a `*::`
-# spec, CURRENT counts the positional arguments only).
-(( $+functions[_pcibind_host] )) ||
-_pcibind_host() {
-    local -a line root kinds values
-    local i
-    line=(${(Q)${(z)BUFFER}})
-    # From the pcibind word on: BUFFER still has a wrapper such as sudo.
-    i=${line[(i)(*/|)pcibind]}
-    (( i <= $#line )) && line=(${line[i,-1]})
-    for (( i = 2; i <= $#line; i++ )); do
-        case $line[i] in
-"#,
-    );
-    for opt in ROOT_OPTIONS {
-        let _ = writeln!(
-            s,
-            "        {opt}=*) root+=($line[i]) ;;\n        {opt}) root+=($line[i] $line[i+1]) ;;"
-        );
-    }
-    s.push_str(
-        r#"        esac
-    done
-    # _arguments puts compadd's options (-J group ...) before the spec's two words.
-    kinds=(${(s:,:)@[-2]})
-    (( CURRENT > 1 )) && kinds=(${(s:,:)@[-1]})
-    values=(${(f)"$($line[1] $root __complete $kinds 2>/dev/null)"})
-    compadd "${@[1,-3]}" -a values
-}
-
-"#,
-    );
-    Ok(format!("{}{s}{}", &generated[..at], &generated[at..]))
-}
-
-fn fish_layer(cmd: &Command) -> String {
-    let mut s = String::from(
-        r#"
-# What the definitions cannot know, asked of `pcibind __complete` (with the --sysfs-root and
-# --modules-dir typed so far): the host's PCI addresses, network interfaces and drivers, where
-# a command takes a device or a driver (clap_complete writes nothing for positional arguments).
-# The tokens before the cursor from the pcibind word on (after a wrapper such as sudo).
-function __pcibind_words
-    set -l words (commandline -opc)
-    set -l at (contains -i -- pcibind (string replace -r '.*/' '' -- $words))
-    test -n "$at"; or set at 1
-    printf '%s\n' $words[$at..-1]
-end
-
-function __pcibind_host_kinds
-    set -l words (__pcibind_words)
-    set -l command
-    set -l n 0
-    set -l value 0
-    set -l dashdash 0
-    for word in $words[2..-1]
-        if test $value = 1
-            set value 0
-            continue
-        end
-        if test $dashdash = 0; and string match -q -- '-*' $word
-            if test "$word" = --
-                set dashdash 1
-            else if not string match -q -- '*=*' $word; and contains -- $word $__pcibind_value_options
-                set value 1
-            end
-            continue
-        end
-        if test -z "$command"
-            set command $word
-        else
-            set n (math $n + 1)
-        end
-    end
-    if test $value = 1; or test -z "$command"
-        return
-    end
-    if test $dashdash = 0; and string match -q -- '-*' (commandline -ct)
-        return
-    end
-    switch "$command,$n"
-"#,
-    );
-    for (label, kinds) in position_cases(cmd) {
-        let _ = writeln!(s, "        case '{label}'\n            echo {kinds}");
-    }
-    s.push_str(
-        r#"    end
-end
-
-function __pcibind_host
-    set -l words (__pcibind_words)
-    set -l root
-    for i in (seq 2 (count $words))
-        switch $words[$i]
-"#,
-    );
-    for opt in ROOT_OPTIONS {
-        let _ = writeln!(
-            s,
-            "            case '{opt}=*'\n                set -a root $words[$i]\n            case {opt}\n                set -a root $words[$i] $words[(math $i + 1)]"
-        );
-    }
-    let _ = write!(
-        s,
-        r#"        end
-    end
-    $words[1] $root __complete (string split ' ' -- (__pcibind_host_kinds)) 2>/dev/null
-end
-
-set -g __pcibind_value_options {}
-complete -c pcibind -n 'test -n "$(__pcibind_host_kinds)"' -f -a '(__pcibind_host)'
-"#,
-        value_options(cmd).join(" ")
-    );
-    s
-}
-
-/// `pcibind __complete KIND...`: the values of each kind, one a line, sorted, each once, asked
-/// of a context on the tree and tables of the global options; what cannot be read is left out
-/// (a completion has nowhere to say why, so nothing is logged).
-pub fn values(global: &Global, kinds: &[Kind]) -> Vec<String> {
-    let mut ctx = match Context::new(crate::absolute(&global.sysfs_root)) {
-        Ok(ctx) => ctx,
-        Err(_) => return Vec::new(),
-    };
-    if ctx
-        .set_modules_dir(global.modules_dir.as_deref().map(crate::absolute))
-        .is_err()
-    {
-        return Vec::new();
-    }
-    let mut out = BTreeSet::new();
-    for kind in kinds {
-        match kind {
-            Kind::Addresses => out.extend(
-                ctx.devices()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|a| a.to_string()),
-            ),
-            Kind::Interfaces => out.extend(ctx.pci_net_interfaces().unwrap_or_default()),
-            Kind::Drivers => out.extend(drivers(&ctx)),
-        }
-    }
-    out.into_iter().collect()
-}
-
-/// The registered PCI drivers, `none`, and the modules the tables give PCI aliases to whose
-/// driver is not registered (in either spelling: no `vfio_pci` once `vfio-pci` is there).
-fn drivers(ctx: &Context) -> Vec<String> {
-    let registered: Vec<String> = ctx
-        .pci_drivers()
-        .unwrap_or_default()
-        .iter()
-        .map(|d| d.to_string())
-        .collect();
-    let known: BTreeSet<String> = registered.iter().map(|d| d.replace('-', "_")).collect();
-    let mut out = registered;
-    out.push(pcibind::NO_DRIVER_OVERRIDE.to_owned());
-    out.extend(
-        ctx.pci_modules()
-            .iter()
-            .map(|m| m.to_string())
-            .filter(|m| !known.contains(&m.replace('-', "_"))),
-    );
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,7 +276,7 @@ mod tests {
             for arg in sub.get_positionals() {
                 assert!(
                     dynamic(arg.get_id().as_str()).is_some(),
-                    "{} {}: say in complete.rs what it completes to",
+                    "{} {}: say in complete/mod.rs (`dynamic`) what it completes to",
                     sub.get_name(),
                     arg.get_id()
                 );
