@@ -1,5 +1,5 @@
 //! The command line's definitions (clap) and nothing else: what the man page
-//! (`man.rs`) and the shell completions are generated from. Parsing the positional operands
+//! (`man/`) and the shell completions are generated from. Parsing the positional operands
 //! (`ADDRESS... [DRIVER]`) is `operands.rs`; what each command does, its own file.
 
 use std::path::PathBuf;
@@ -218,7 +218,7 @@ pub(crate) enum Command {
         #[arg(value_enum)]
         shell: complete::Shell,
     },
-    /// The values the completion scripts offer, one a line (see complete.rs)
+    /// The values the completion scripts offer, one a line (see complete/)
     #[command(name = "__complete", hide = true)]
     Complete {
         #[arg(value_enum, required = true)]

@@ -4,7 +4,7 @@
 //! to its file (`list`, `show`, `status`, `bind` for bind/unbind/reattach, `recover`, `sriov`,
 //! `persist` for apply and the saved overrides); `operands.rs` parses `ADDRESS... [DRIVER]`,
 //! `runner.rs` runs an operation on each device, `output.rs` and `exit.rs` say what happened;
-//! `complete.rs` writes the shell completions, `owner.rs` gives VFIO nodes to `bind --owner`.
+//! `complete/` writes the shell completions, `owner.rs` gives VFIO nodes to `bind --owner`.
 
 mod apply;
 mod args;
@@ -87,7 +87,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
         let _ = io::stdout().write_all(&out);
         return Ok(0);
     }
-    // --- Shell completions (complete.rs): no context of the global options, nothing logged ---
+    // --- Shell completions (complete/): no context of the global options, nothing logged ---
     match &cli.command {
         Command::Completions { shell } => {
             let text = complete::script(*shell, &Cli::command()).map_err(Error::Internal)?;
