@@ -44,7 +44,7 @@ use display::{boot_framebuffer, framebuffers};
 use network::network_below;
 use nvme::nvme_multipath;
 use storage::{disks_reasons, BlockDevice, Storage};
-use subtree::DeviceSubtree;
+use subtree::{device_subtree, DeviceSubtree};
 
 /// The ways a device is in use (SPEC 3.14's kinds, the C API's `PCIBIND_IN_USE_*` bits): a
 /// set, since one device can be several at once.
@@ -156,7 +156,7 @@ fn reasons(
     log: &Logger,
     address: &PciAddress,
 ) -> Result<Vec<(InUseKinds, String)>> {
-    let tree = sysfs.device_subtree(address)?;
+    let tree = device_subtree(sysfs, address)?;
     let tag = |kind: InUseKinds| move |why: String| (kind, why);
     let mut reasons: Vec<(InUseKinds, String)> = tree
         .unread

@@ -153,7 +153,7 @@ fn network_above(
             continue;
         }
         // Gone since the link was read: no traffic through it.
-        let Some(upper) = sysfs.net_interface(&link.name)? else {
+        let Some(upper) = net_interface(sysfs, &link.name)? else {
             continue;
         };
         if !upper.unread.is_empty() {
@@ -195,7 +195,7 @@ fn open_vswitch(
         if seen.contains(&name) {
             continue;
         }
-        let Some(port) = sysfs.net_interface(&name)? else {
+        let Some(port) = net_interface(sysfs, &name)? else {
             continue;
         };
         let on_datapath = port
@@ -266,80 +266,77 @@ pub struct NetInterface {
     pub unread: Vec<String>,
 }
 
-impl Sysfs {
-    /// The network interface `name` (`class/net/NAME`), or `None` when there is none.
-    pub fn net_interface(&self, name: &str) -> Result<Option<NetInterface>> {
-        if !valid_ifname(name) {
-            return Ok(None);
-        }
-        let dir = self.root().join("class/net").join(name);
-        if !self.is_dir(&dir) {
-            return Ok(None);
-        }
-        Ok(Some(self.read_interface(&dir, name.to_owned())))
+/// The network interface `name` (`class/net/NAME`), or `None` when there is none.
+fn net_interface(sysfs: &Sysfs, name: &str) -> Result<Option<NetInterface>> {
+    if !valid_ifname(name) {
+        return Ok(None);
     }
+    let dir = sysfs.root().join("class/net").join(name);
+    if !sysfs.is_dir(&dir) {
+        return Ok(None);
+    }
+    Ok(Some(read_interface(sysfs, &dir, name.to_owned())))
+}
 
-    /// The interface whose directory is `dir`. What cannot be read (its flags, its links) is
-    /// listed in `unread`, never taken for "down" or "nothing above".
-    pub(super) fn read_interface(&self, dir: &Path, name: String) -> NetInterface {
-        let mut unread = Vec::new();
-        let flags_path = dir.join("flags");
-        let flags = match self.read_small(&flags_path, "reading an interface's flags") {
-            Ok(t) => match u32::from_str_radix(t.trim().trim_start_matches("0x"), 16) {
-                Ok(flags) => flags,
-                Err(_) => {
-                    unread.push(format!(
-                        "its flags ({}: {:?})",
-                        flags_path.display(),
-                        t.trim()
-                    ));
-                    0
-                }
-            },
-            Err(e) => {
-                unread.push(format!("its flags ({})", unread_detail(&e)));
+/// The interface whose directory is `dir`. What cannot be read (its flags, its links) is
+/// listed in `unread`, never taken for "down" or "nothing above".
+pub(super) fn read_interface(sysfs: &Sysfs, dir: &Path, name: String) -> NetInterface {
+    let mut unread = Vec::new();
+    let flags_path = dir.join("flags");
+    let flags = match sysfs.read_small(&flags_path, "reading an interface's flags") {
+        Ok(t) => match u32::from_str_radix(t.trim().trim_start_matches("0x"), 16) {
+            Ok(flags) => flags,
+            Err(_) => {
+                unread.push(format!(
+                    "its flags ({}: {:?})",
+                    flags_path.display(),
+                    t.trim()
+                ));
                 0
             }
-        };
-        let kind = if self.is_dir(&dir.join("bridge")) {
-            NetKind::Bridge
-        } else if self.is_dir(&dir.join("bonding")) {
-            NetKind::Bond
-        } else {
-            NetKind::Other
-        };
-        let mut uppers: Vec<UpperLink> = Vec::new();
-        let mut links = match self.list_dir(dir, "listing an interface's links") {
-            Ok(links) => links,
-            Err(e) => {
-                unread.push(format!("the interfaces above it ({})", unread_detail(&e)));
-                Vec::new()
-            }
-        };
-        // `master` first, so the relation shown is "a port of", not "below".
-        links.sort_by_key(|l| l != "master");
-        for link in links {
-            let is_master = link == "master";
-            if !is_master && !link.starts_with("upper_") {
-                continue;
-            }
-            let Ok(Some(upper)) = self.link_basename(&dir.join(&link), "reading an upper link")
-            else {
-                continue;
-            };
-            if valid_ifname(&upper) && !uppers.iter().any(|u| u.name == upper) {
-                uppers.push(UpperLink {
-                    name: upper,
-                    is_master,
-                });
-            }
+        },
+        Err(e) => {
+            unread.push(format!("its flags ({})", unread_detail(&e)));
+            0
         }
-        NetInterface {
-            name,
-            flags,
-            kind,
-            uppers,
-            unread,
+    };
+    let kind = if sysfs.is_dir(&dir.join("bridge")) {
+        NetKind::Bridge
+    } else if sysfs.is_dir(&dir.join("bonding")) {
+        NetKind::Bond
+    } else {
+        NetKind::Other
+    };
+    let mut uppers: Vec<UpperLink> = Vec::new();
+    let mut links = match sysfs.list_dir(dir, "listing an interface's links") {
+        Ok(links) => links,
+        Err(e) => {
+            unread.push(format!("the interfaces above it ({})", unread_detail(&e)));
+            Vec::new()
         }
+    };
+    // `master` first, so the relation shown is "a port of", not "below".
+    links.sort_by_key(|l| l != "master");
+    for link in links {
+        let is_master = link == "master";
+        if !is_master && !link.starts_with("upper_") {
+            continue;
+        }
+        let Ok(Some(upper)) = sysfs.link_basename(&dir.join(&link), "reading an upper link") else {
+            continue;
+        };
+        if valid_ifname(&upper) && !uppers.iter().any(|u| u.name == upper) {
+            uppers.push(UpperLink {
+                name: upper,
+                is_master,
+            });
+        }
+    }
+    NetInterface {
+        name,
+        flags,
+        kind,
+        uppers,
+        unread,
     }
 }

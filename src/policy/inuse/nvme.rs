@@ -4,7 +4,7 @@
 use std::io;
 use std::path::Path;
 
-use super::storage::{disks_reasons, BlockDevice, Storage};
+use super::storage::{child_block_devices, disks_reasons, BlockDevice, Storage};
 use super::{could_not_read, not_found, unread_of, DeviceSubtree};
 use crate::os::sysfs::EntryKind;
 use crate::os::sysfs::Sysfs;
@@ -34,7 +34,7 @@ pub(super) fn nvme_multipath(
     if tree.nvme_controllers.is_empty() {
         return Ok(reasons);
     }
-    let subsystems = match sysfs.nvme_subsystems() {
+    let subsystems = match nvme_subsystems(sysfs) {
         Ok(subsystems) => subsystems,
         Err(e) => return Ok(vec![could_not_read(&unread_of(e)?)]),
     };
@@ -130,93 +130,89 @@ pub struct NvmeSubsystem {
     pub namespaces: Vec<NvmeNamespace>,
 }
 
-impl Sysfs {
-    fn read_nsid(&self, disk: &Path) -> Option<u32> {
-        self.read_small(&disk.join("nsid"), "reading a namespace id")
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-    }
+fn read_nsid(sysfs: &Sysfs, disk: &Path) -> Option<u32> {
+    sysfs
+        .read_small(&disk.join("nsid"), "reading a namespace id")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+}
 
-    /// The controller at `dir` (reached directly or through a subsystem's link); `None` when
-    /// it has no `state`, so is no NVMe controller.
-    pub(super) fn read_nvme_controller(
-        &self,
-        dir: &Path,
-        name: String,
-    ) -> Result<Option<NvmeController>> {
-        let state = match self.read_small(&dir.join("state"), "reading a controller's state") {
-            Ok(state) => state,
-            Err(e) if not_found(&e) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let identity = self
-            .identity(dir)
-            .map_err(|e| Error::io("looking up an NVMe controller", dir, e))?;
-        let path_nsids = self
-            .child_block_devices(dir)
-            .iter()
-            .filter_map(|(path, _)| self.read_nsid(path))
-            .collect();
-        Ok(Some(NvmeController {
-            name,
-            live: state.trim() == "live",
-            path_nsids,
-            identity,
-        }))
-    }
+/// The controller at `dir` (reached directly or through a subsystem's link); `None` when
+/// it has no `state`, so is no NVMe controller.
+pub(super) fn read_nvme_controller(
+    sysfs: &Sysfs,
+    dir: &Path,
+    name: String,
+) -> Result<Option<NvmeController>> {
+    let state = match sysfs.read_small(&dir.join("state"), "reading a controller's state") {
+        Ok(state) => state,
+        Err(e) if not_found(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let identity = sysfs
+        .identity(dir)
+        .map_err(|e| Error::io("looking up an NVMe controller", dir, e))?;
+    let path_nsids = child_block_devices(sysfs, dir)
+        .iter()
+        .filter_map(|(path, _)| read_nsid(sysfs, path))
+        .collect();
+    Ok(Some(NvmeController {
+        name,
+        live: state.trim() == "live",
+        path_nsids,
+        identity,
+    }))
+}
 
-    /// Every NVMe subsystem (`class/nvme-subsystem/`), with its controllers and the multipath
-    /// disks of its namespaces; none when the class does not exist.
-    pub fn nvme_subsystems(&self) -> Result<Vec<NvmeSubsystem>> {
-        let class = self.root().join("class/nvme-subsystem");
-        let names = match self.list_dir(&class, "listing NVMe subsystems") {
-            Ok(names) => names,
-            Err(e) if not_found(&e) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+/// Every NVMe subsystem (`class/nvme-subsystem/`), with its controllers and the multipath
+/// disks of its namespaces; none when the class does not exist.
+fn nvme_subsystems(sysfs: &Sysfs) -> Result<Vec<NvmeSubsystem>> {
+    let class = sysfs.root().join("class/nvme-subsystem");
+    let names = match sysfs.list_dir(&class, "listing NVMe subsystems") {
+        Ok(names) => names,
+        Err(e) if not_found(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let dir = class.join(&name);
+        let entries = match sysfs.read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("listing an NVMe subsystem", dir, e)),
         };
-        let mut out = Vec::new();
-        for name in names {
-            let dir = class.join(&name);
-            let entries = match self.read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io("listing an NVMe subsystem", dir, e)),
-            };
-            let mut controllers = Vec::new();
-            for (entry, kind) in entries {
-                // The subsystem links each of its controllers by the controller's name.
-                if kind != EntryKind::Link || entry == "subsystem" {
-                    continue;
-                }
-                let shown = entry.to_string_lossy().into_owned();
-                if let Some(c) = self.read_nvme_controller(&dir.join(&entry), shown)? {
-                    controllers.push(c);
-                }
+        let mut controllers = Vec::new();
+        for (entry, kind) in entries {
+            // The subsystem links each of its controllers by the controller's name.
+            if kind != EntryKind::Link || entry == "subsystem" {
+                continue;
             }
-            controllers.sort_by(|a, b| a.name.cmp(&b.name));
-            let namespaces = self
-                .child_block_devices(&dir)
-                .into_iter()
-                .map(|(path, disk)| NvmeNamespace {
-                    nsid: self.read_nsid(&path),
-                    partitions: self
-                        .child_block_devices(&path)
-                        .into_iter()
-                        .map(|(_, mut part)| {
-                            part.whole = Some(disk.name.clone());
-                            part
-                        })
-                        .collect(),
-                    disk,
-                })
-                .collect();
-            out.push(NvmeSubsystem {
-                name,
-                controllers,
-                namespaces,
-            });
+            let shown = entry.to_string_lossy().into_owned();
+            if let Some(c) = read_nvme_controller(sysfs, &dir.join(&entry), shown)? {
+                controllers.push(c);
+            }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        controllers.sort_by(|a, b| a.name.cmp(&b.name));
+        let namespaces = child_block_devices(sysfs, &dir)
+            .into_iter()
+            .map(|(path, disk)| NvmeNamespace {
+                nsid: read_nsid(sysfs, &path),
+                partitions: child_block_devices(sysfs, &path)
+                    .into_iter()
+                    .map(|(_, mut part)| {
+                        part.whole = Some(disk.name.clone());
+                        part
+                    })
+                    .collect(),
+                disk,
+            })
+            .collect();
+        out.push(NvmeSubsystem {
+            name,
+            controllers,
+            namespaces,
+        });
     }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }

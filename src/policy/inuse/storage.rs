@@ -106,7 +106,7 @@ impl Storage {
             .filter_map(|l| l.split_whitespace().next().map(unescape))
             .filter(|f| f != "Filename")
             .collect();
-        let btrfs = match sysfs.btrfs_filesystems() {
+        let btrfs = match btrfs_filesystems(sysfs) {
             Ok(btrfs) => btrfs,
             Err(e) => {
                 unread.push(unread_of(e)?);
@@ -319,109 +319,108 @@ pub struct BtrfsFilesystem {
     pub members: Vec<String>,
 }
 
-impl Sysfs {
-    /// True when `dir` is a block device: its `subsystem` link names `block`.
-    pub(super) fn is_block_device(&self, dir: &Path) -> bool {
-        self.read_link(&dir.join("subsystem"))
-            .ok()
-            .flatten()
-            .is_some_and(|t| t.file_name().is_some_and(|n| n == "block"))
-    }
+/// True when `dir` is a block device: its `subsystem` link names `block`.
+pub(super) fn is_block_device(sysfs: &Sysfs, dir: &Path) -> bool {
+    sysfs
+        .read_link(&dir.join("subsystem"))
+        .ok()
+        .flatten()
+        .is_some_and(|t| t.file_name().is_some_and(|n| n == "block"))
+}
 
-    /// The block device whose directory is `dir`. What cannot be read (its number, its
-    /// `holders/`) is listed in `unread`.
-    pub(super) fn read_block_device(&self, dir: &Path, name: String) -> BlockDevice {
-        let mut unread = Vec::new();
-        // No `dev` at all: a hidden per-path disk of an older kernel.
-        let dev = match self.read_small(&dir.join("dev"), "reading a block device's number") {
-            Ok(t) => t.trim().to_owned(),
-            Err(e) if not_found(&e) => String::new(),
-            Err(e) => {
-                unread.push(format!("its number ({})", unread_detail(&e)));
-                String::new()
-            }
-        };
-        let hidden = (dev.is_empty() && unread.is_empty())
-            || self
-                .read_small(&dir.join("hidden"), "reading a disk's hidden flag")
-                .is_ok_and(|t| t.trim() == "1");
-        let holders = match self.list_dir(&dir.join("holders"), "listing holders") {
-            Ok(holders) => holders,
-            Err(e) => {
-                unread.push(format!("its holders/ ({})", unread_detail(&e)));
-                Vec::new()
-            }
-        };
-        BlockDevice {
-            name,
-            dev,
-            holders,
-            hidden,
-            devname: self.read_devname(dir),
-            whole: None,
-            unread,
+/// The block device whose directory is `dir`. What cannot be read (its number, its
+/// `holders/`) is listed in `unread`.
+pub(super) fn read_block_device(sysfs: &Sysfs, dir: &Path, name: String) -> BlockDevice {
+    let mut unread = Vec::new();
+    // No `dev` at all: a hidden per-path disk of an older kernel.
+    let dev = match sysfs.read_small(&dir.join("dev"), "reading a block device's number") {
+        Ok(t) => t.trim().to_owned(),
+        Err(e) if not_found(&e) => String::new(),
+        Err(e) => {
+            unread.push(format!("its number ({})", unread_detail(&e)));
+            String::new()
         }
+    };
+    let hidden = (dev.is_empty() && unread.is_empty())
+        || sysfs
+            .read_small(&dir.join("hidden"), "reading a disk's hidden flag")
+            .is_ok_and(|t| t.trim() == "1");
+    let holders = match sysfs.list_dir(&dir.join("holders"), "listing holders") {
+        Ok(holders) => holders,
+        Err(e) => {
+            unread.push(format!("its holders/ ({})", unread_detail(&e)));
+            Vec::new()
+        }
+    };
+    BlockDevice {
+        name,
+        dev,
+        holders,
+        hidden,
+        devname: read_devname(sysfs, dir),
+        whole: None,
+        unread,
     }
+}
 
-    /// `DEVNAME=` of the device's `uevent`, when it is a relative path of plain names (as
-    /// devtmpfs names nodes: `nvme0n1`, `mapper/...` is not a disk's).
-    fn read_devname(&self, dir: &Path) -> Option<String> {
-        let uevent = self
-            .read_small(&dir.join("uevent"), "reading a device's uevent")
-            .ok()?;
-        let name = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME="))?;
-        let safe = !name.is_empty()
-            && !name.starts_with('/')
-            && name
-                .split('/')
-                .all(|c| !c.is_empty() && c != "." && c != "..");
-        safe.then(|| name.to_owned())
-    }
+/// `DEVNAME=` of the device's `uevent`, when it is a relative path of plain names (as
+/// devtmpfs names nodes: `nvme0n1`, `mapper/...` is not a disk's).
+fn read_devname(sysfs: &Sysfs, dir: &Path) -> Option<String> {
+    let uevent = sysfs
+        .read_small(&dir.join("uevent"), "reading a device's uevent")
+        .ok()?;
+    let name = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME="))?;
+    let safe = !name.is_empty()
+        && !name.starts_with('/')
+        && name
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..");
+    safe.then(|| name.to_owned())
+}
 
-    /// The block devices directly below `dir`, in name order.
-    pub(super) fn child_block_devices(&self, dir: &Path) -> Vec<(PathBuf, BlockDevice)> {
-        let mut out: Vec<(PathBuf, BlockDevice)> = self
-            .read_dir(dir)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(_, kind)| *kind == EntryKind::Dir)
-            .map(|(name, _)| dir.join(&name))
-            .filter(|path| self.is_block_device(path))
-            .map(|path| {
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let disk = self.read_block_device(&path, name);
-                (path, disk)
-            })
-            .collect();
-        out.sort_by(|a, b| a.1.name.cmp(&b.1.name));
-        out
-    }
+/// The block devices directly below `dir`, in name order.
+pub(super) fn child_block_devices(sysfs: &Sysfs, dir: &Path) -> Vec<(PathBuf, BlockDevice)> {
+    let mut out: Vec<(PathBuf, BlockDevice)> = sysfs
+        .read_dir(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, kind)| *kind == EntryKind::Dir)
+        .map(|(name, _)| dir.join(&name))
+        .filter(|path| is_block_device(sysfs, path))
+        .map(|path| {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let disk = read_block_device(sysfs, &path, name);
+            (path, disk)
+        })
+        .collect();
+    out.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+    out
+}
 
-    /// Every mounted btrfs file system (`fs/btrfs/UUID/devices/`); none without btrfs.
-    pub fn btrfs_filesystems(&self) -> Result<Vec<BtrfsFilesystem>> {
-        let dir = self.root().join("fs/btrfs");
-        let names = match self.list_dir(&dir, "listing btrfs file systems") {
-            Ok(names) => names,
-            Err(e) if not_found(&e) => return Ok(Vec::new()),
+/// Every mounted btrfs file system (`fs/btrfs/UUID/devices/`); none without btrfs.
+fn btrfs_filesystems(sysfs: &Sysfs) -> Result<Vec<BtrfsFilesystem>> {
+    let dir = sysfs.root().join("fs/btrfs");
+    let names = match sysfs.list_dir(&dir, "listing btrfs file systems") {
+        Ok(names) => names,
+        Err(e) if not_found(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for uuid in names {
+        // `features/` and anything else without `devices/` is no file system.
+        let devices = dir.join(&uuid).join("devices");
+        match sysfs.list_dir(&devices, "listing a btrfs file system's devices") {
+            Ok(mut members) => {
+                members.sort();
+                out.push(BtrfsFilesystem { uuid, members });
+            }
+            Err(e) if not_found(&e) => continue,
             Err(e) => return Err(e),
-        };
-        let mut out = Vec::new();
-        for uuid in names {
-            // `features/` and anything else without `devices/` is no file system.
-            let devices = dir.join(&uuid).join("devices");
-            match self.list_dir(&devices, "listing a btrfs file system's devices") {
-                Ok(mut members) => {
-                    members.sort();
-                    out.push(BtrfsFilesystem { uuid, members });
-                }
-                Err(e) if not_found(&e) => continue,
-                Err(e) => return Err(e),
-            }
         }
-        out.sort_by(|a, b| a.uuid.cmp(&b.uuid));
-        Ok(out)
     }
+    out.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+    Ok(out)
 }

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use super::network::NetInterface;
-use super::nvme::NvmeController;
-use super::storage::BlockDevice;
+use super::network::{read_interface, NetInterface};
+use super::nvme::{read_nvme_controller, NvmeController};
+use super::storage::{is_block_device, read_block_device, BlockDevice};
 use super::{is_gone, not_found, unread_detail};
 use crate::os::sysfs::EntryKind;
 use crate::os::sysfs::Sysfs;
@@ -40,104 +40,102 @@ const MAX_SUBTREE_DEPTH: usize = 16;
 /// an in-use check that has not looked everywhere must not say "not in use").
 const MAX_SUBTREE_DIRS: usize = 100_000;
 
-impl Sysfs {
-    /// Walks the device's subtree once (directories only, never through a link, at most
-    /// `MAX_SUBTREE_DEPTH` deep) and collects its interfaces, disks, framebuffers and NVMe
-    /// controllers. Children of a class directory are recognised by its name, as the kernel
-    /// names them (`net`, `graphics`, `nvme`); disks by their `subsystem` link.
-    ///
-    /// The device itself missing is [`Error::NoDevice`]. Something below that went away while
-    /// it was walked is skipped (the caller checks that the device is still there at the
-    /// end); a directory or attribute that cannot be read is listed in `unread`, never taken
-    /// for "nothing there".
-    pub fn device_subtree(&self, address: &PciAddress) -> Result<DeviceSubtree> {
-        let top = self.device_dir(address);
-        let mut out = DeviceSubtree::default();
-        let mut visited = 0usize;
-        // Each directory with the block device whose directory holds it, if any.
-        let mut stack = vec![(top.clone(), 0usize, None::<String>)];
-        while let Some((dir, depth, block_parent)) = stack.pop() {
-            let entries = match self.read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if is_gone(&e) && depth == 0 => {
-                    return Err(Error::NoDevice {
-                        address: *address,
-                        path: top,
-                    })
-                }
-                // Something below went away while we looked (a device being removed).
-                Err(e) if is_gone(&e) => continue,
-                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                    return Err(Error::io("walking the device's subtree", dir, e))
-                }
-                Err(e) => {
-                    out.unread.push(format!("{} ({e})", dir.display()));
+/// Walks the device's subtree once (directories only, never through a link, at most
+/// `MAX_SUBTREE_DEPTH` deep) and collects its interfaces, disks, framebuffers and NVMe
+/// controllers. Children of a class directory are recognised by its name, as the kernel
+/// names them (`net`, `graphics`, `nvme`); disks by their `subsystem` link.
+///
+/// The device itself missing is [`Error::NoDevice`]. Something below that went away while
+/// it was walked is skipped (the caller checks that the device is still there at the
+/// end); a directory or attribute that cannot be read is listed in `unread`, never taken
+/// for "nothing there".
+pub(super) fn device_subtree(sysfs: &Sysfs, address: &PciAddress) -> Result<DeviceSubtree> {
+    let top = sysfs.device_dir(address);
+    let mut out = DeviceSubtree::default();
+    let mut visited = 0usize;
+    // Each directory with the block device whose directory holds it, if any.
+    let mut stack = vec![(top.clone(), 0usize, None::<String>)];
+    while let Some((dir, depth, block_parent)) = stack.pop() {
+        let entries = match sysfs.read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if is_gone(&e) && depth == 0 => {
+                return Err(Error::NoDevice {
+                    address: *address,
+                    path: top,
+                })
+            }
+            // Something below went away while we looked (a device being removed).
+            Err(e) if is_gone(&e) => continue,
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                return Err(Error::io("walking the device's subtree", dir, e))
+            }
+            Err(e) => {
+                out.unread.push(format!("{} ({e})", dir.display()));
+                continue;
+            }
+        };
+        let class = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        // `BDF/mdev_supported_types/TYPE/devices/`: its entries are links, one per
+        // mediated device of that type.
+        let mdev_list = depth == 3
+            && class == "devices"
+            && dir
+                .parent()
+                .and_then(Path::parent)
+                .and_then(Path::file_name)
+                .is_some_and(|n| n == "mdev_supported_types");
+        for (name, kind) in entries {
+            if mdev_list {
+                out.mdevs.push(name.to_string_lossy().into_owned());
+                continue;
+            }
+            if kind != EntryKind::Dir {
+                continue;
+            }
+            visited += 1;
+            if visited > MAX_SUBTREE_DIRS {
+                return Err(Error::Malformed {
+                    path: top,
+                    detail: format!("more than {MAX_SUBTREE_DIRS} directories below it"),
+                });
+            }
+            let path = dir.join(&name);
+            let shown = name.to_string_lossy().into_owned();
+            match class {
+                // Nothing the checks need lies below an interface or a framebuffer.
+                "net" => {
+                    out.interfaces.push(read_interface(sysfs, &path, shown));
                     continue;
                 }
-            };
-            let class = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            // `BDF/mdev_supported_types/TYPE/devices/`: its entries are links, one per
-            // mediated device of that type.
-            let mdev_list = depth == 3
-                && class == "devices"
-                && dir
-                    .parent()
-                    .and_then(Path::parent)
-                    .and_then(Path::file_name)
-                    .is_some_and(|n| n == "mdev_supported_types");
-            for (name, kind) in entries {
-                if mdev_list {
-                    out.mdevs.push(name.to_string_lossy().into_owned());
+                "graphics" => {
+                    out.framebuffers.push(shown);
                     continue;
                 }
-                if kind != EntryKind::Dir {
-                    continue;
-                }
-                visited += 1;
-                if visited > MAX_SUBTREE_DIRS {
-                    return Err(Error::Malformed {
-                        path: top,
-                        detail: format!("more than {MAX_SUBTREE_DIRS} directories below it"),
-                    });
-                }
-                let path = dir.join(&name);
-                let shown = name.to_string_lossy().into_owned();
-                match class {
-                    // Nothing the checks need lies below an interface or a framebuffer.
-                    "net" => {
-                        out.interfaces.push(self.read_interface(&path, shown));
-                        continue;
-                    }
-                    "graphics" => {
-                        out.framebuffers.push(shown);
-                        continue;
-                    }
-                    "nvme" => match self.read_nvme_controller(&path, shown.clone()) {
-                        Ok(Some(c)) => out.nvme_controllers.push(c),
-                        Ok(None) => {}
-                        Err(e) if not_found(&e) => continue,
-                        Err(e @ Error::Escape { .. }) => return Err(e),
-                        Err(e) => out.unread.push(unread_detail(&e)),
-                    },
-                    _ => {}
-                }
-                let mut parent_of_children = None;
-                if self.is_block_device(&path) {
-                    let mut disk = self.read_block_device(&path, shown.clone());
-                    disk.whole = block_parent.clone();
-                    out.disks.push(disk);
-                    parent_of_children = Some(shown);
-                }
-                if depth + 1 < MAX_SUBTREE_DEPTH {
-                    stack.push((path, depth + 1, parent_of_children));
-                }
+                "nvme" => match read_nvme_controller(sysfs, &path, shown.clone()) {
+                    Ok(Some(c)) => out.nvme_controllers.push(c),
+                    Ok(None) => {}
+                    Err(e) if not_found(&e) => continue,
+                    Err(e @ Error::Escape { .. }) => return Err(e),
+                    Err(e) => out.unread.push(unread_detail(&e)),
+                },
+                _ => {}
+            }
+            let mut parent_of_children = None;
+            if is_block_device(sysfs, &path) {
+                let mut disk = read_block_device(sysfs, &path, shown.clone());
+                disk.whole = block_parent.clone();
+                out.disks.push(disk);
+                parent_of_children = Some(shown);
+            }
+            if depth + 1 < MAX_SUBTREE_DEPTH {
+                stack.push((path, depth + 1, parent_of_children));
             }
         }
-        out.interfaces.sort_by(|a, b| a.name.cmp(&b.name));
-        out.disks.sort_by(|a, b| a.name.cmp(&b.name));
-        out.framebuffers.sort();
-        out.mdevs.sort();
-        out.nvme_controllers.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
     }
+    out.interfaces.sort_by(|a, b| a.name.cmp(&b.name));
+    out.disks.sort_by(|a, b| a.name.cmp(&b.name));
+    out.framebuffers.sort();
+    out.mdevs.sort();
+    out.nvme_controllers.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
