@@ -151,14 +151,14 @@ pub unsafe extern "C" fn pcibind_bind_group_plan(
     flags: c_uint,
     plan_out: *mut *mut c_char,
 ) -> c_int {
-    let out = out_init(plan_out);
-    with_ctx(ctx, |ctx| {
-        let out = out.ok_or_else(|| null("plan_out"))?;
-        let (options, _) = move_options(flags, BIND_GROUP_FLAGS)?;
-        let outcome = ctx.bind_group(address_arg(address)?, options, true)?;
-        *out = malloc_string(&group_plan(&outcome))?;
-        Ok(())
-    })
+    group_plan(
+        ctx,
+        address,
+        flags,
+        BIND_GROUP_FLAGS,
+        plan_out,
+        Context::bind_group,
+    )
 }
 
 /// What `pcibind_reattach_group()` with the same arguments would do, without doing any of it,
@@ -178,19 +178,33 @@ pub unsafe extern "C" fn pcibind_reattach_group_plan(
     flags: c_uint,
     plan_out: *mut *mut c_char,
 ) -> c_int {
+    group_plan(
+        ctx,
+        address,
+        flags,
+        REATTACH_GROUP_FLAGS,
+        plan_out,
+        Context::reattach_group,
+    )
+}
+
+/// The plan of a group move (`moves`, as a dry run) into `*plan_out`, a line each.
+unsafe fn group_plan(
+    ctx: *const pcibind_ctx,
+    address: *const c_char,
+    flags: c_uint,
+    allowed: c_uint,
+    plan_out: *mut *mut c_char,
+    moves: fn(&Context, &str, crate::BindOptions, bool) -> crate::Result<crate::GroupOutcome>,
+) -> c_int {
     let out = out_init(plan_out);
     with_ctx(ctx, |ctx| {
         let out = out.ok_or_else(|| null("plan_out"))?;
-        let (options, _) = move_options(flags, REATTACH_GROUP_FLAGS)?;
-        let outcome = ctx.reattach_group(address_arg(address)?, options, true)?;
-        *out = malloc_string(&group_plan(&outcome))?;
+        let (options, _) = move_options(flags, allowed)?;
+        let outcome = moves(ctx, address_arg(address)?, options, true)?;
+        *out = malloc_string(&outcome.plan.join("\n"))?;
         Ok(())
     })
-}
-
-/// A group dry run's plan as one string, a line each.
-fn group_plan(outcome: &crate::GroupOutcome) -> String {
-    outcome.plan.join("\n")
 }
 
 /// Logs a group dry run's plan and hands the moved addresses to the caller.
