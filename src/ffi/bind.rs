@@ -5,7 +5,7 @@
 use std::ffi::{c_char, c_int, c_uint};
 
 use super::boundary::{
-    address_arg, int_out_init, malloc_string, null, opt_str_arg, out_init, with_ctx,
+    address_arg, int_out_init, malloc_string, null, opt_str_arg, out_init, with_ctx, with_plan_out,
 };
 use super::{log_plan, move_options, pcibind_ctx, BIND_FLAGS, CHECK_FLAGS};
 
@@ -92,13 +92,9 @@ pub unsafe extern "C" fn pcibind_bind_plan(
     flags: c_uint,
     plan_out: *mut *mut c_char,
 ) -> c_int {
-    let out = out_init(plan_out);
-    with_ctx(ctx, |ctx| {
-        let out = out.ok_or_else(|| null("plan_out"))?;
+    with_plan_out(ctx, plan_out, |ctx| {
         let (options, _) = move_options(flags, BIND_FLAGS)?;
-        let plan = ctx.bind_plan(address_arg(address)?, opt_str_arg(name, "name")?, options)?;
-        *out = malloc_string(&plan.to_string())?;
-        Ok(())
+        ctx.bind_plan(address_arg(address)?, opt_str_arg(name, "name")?, options)
     })
 }
 
@@ -120,13 +116,9 @@ pub unsafe extern "C" fn pcibind_unbind_plan(
     flags: c_uint,
     plan_out: *mut *mut c_char,
 ) -> c_int {
-    let out = out_init(plan_out);
-    with_ctx(ctx, |ctx| {
-        let out = out.ok_or_else(|| null("plan_out"))?;
+    with_plan_out(ctx, plan_out, |ctx| {
         let (options, _) = move_options(flags, CHECK_FLAGS)?;
-        let plan = ctx.unbind_plan(address_arg(address)?, options)?;
-        *out = malloc_string(&plan.to_string())?;
-        Ok(())
+        ctx.unbind_plan(address_arg(address)?, options)
     })
 }
 
@@ -148,13 +140,9 @@ pub unsafe extern "C" fn pcibind_reattach_plan(
     flags: c_uint,
     plan_out: *mut *mut c_char,
 ) -> c_int {
-    let out = out_init(plan_out);
-    with_ctx(ctx, |ctx| {
-        let out = out.ok_or_else(|| null("plan_out"))?;
+    with_plan_out(ctx, plan_out, |ctx| {
         let (options, _) = move_options(flags, CHECK_FLAGS)?;
-        let plan = ctx.reattach_plan(address_arg(address)?, opt_str_arg(name, "name")?, options)?;
-        *out = malloc_string(&plan.to_string())?;
-        Ok(())
+        ctx.reattach_plan(address_arg(address)?, opt_str_arg(name, "name")?, options)
     })
 }
 

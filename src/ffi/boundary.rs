@@ -123,6 +123,27 @@ pub(crate) unsafe fn with_ctx(
     }
 }
 
+/// `with_ctx` for the `_plan` exports: `*plan_out` is reset, required, and on success given
+/// the plan `f` works out, in `malloc`ed memory the caller releases with
+/// `pcibind_string_free()`.
+///
+/// # Safety
+/// As `with_ctx`; `plan_out` is NULL or writable.
+pub(crate) unsafe fn with_plan_out(
+    ctx: *const pcibind_ctx,
+    plan_out: *mut *mut c_char,
+    f: impl FnOnce(&Context) -> Result<crate::Plan>,
+) -> c_int {
+    let out = unsafe { out_init(plan_out) };
+    unsafe {
+        with_ctx(ctx, |ctx| {
+            let out = out.ok_or_else(|| null("plan_out"))?;
+            *out = malloc_string(&f(ctx)?.to_string())?;
+            Ok(())
+        })
+    }
+}
+
 /// `guarded` for the setters (`pcibind_ctx *`), which the caller must not run concurrently with
 /// other calls on the same context.
 ///

@@ -5,6 +5,7 @@ use std::ffi::{c_char, c_int, c_uint};
 
 use super::boundary::{
     self, address_arg, check_flags, int_out_init, malloc_string, null, out_init, with_ctx,
+    with_plan_out,
 };
 use super::{log_plan, move_options, pcibind_ctx, BIND_GROUP_FLAGS, REATTACH_GROUP_FLAGS};
 use crate::Context;
@@ -197,13 +198,13 @@ unsafe fn group_plan(
     plan_out: *mut *mut c_char,
     moves: fn(&Context, &str, crate::BindOptions, bool) -> crate::Result<crate::GroupOutcome>,
 ) -> c_int {
-    let out = out_init(plan_out);
-    with_ctx(ctx, |ctx| {
-        let out = out.ok_or_else(|| null("plan_out"))?;
+    with_plan_out(ctx, plan_out, |ctx| {
         let (options, _) = move_options(flags, allowed)?;
         let outcome = moves(ctx, address_arg(address)?, options, true)?;
-        *out = malloc_string(&outcome.plan.join("\n"))?;
-        Ok(())
+        Ok(crate::Plan {
+            target: None,
+            lines: outcome.plan,
+        })
     })
 }
 

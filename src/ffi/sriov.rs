@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_int, c_uint};
 
-use super::boundary::{self, address_arg, check_flags, null, out_init, with_ctx};
+use super::boundary::{self, address_arg, check_flags, null, out_init, with_ctx, with_plan_out};
 use super::{pcibind_bind_flags, pcibind_ctx, FORCE};
 
 /// Lists the SR-IOV virtual functions of the physical function at `pf_address`, in `virtfnN`
@@ -97,13 +97,9 @@ pub unsafe extern "C" fn pcibind_sriov_set_numvfs_plan(
     flags: c_uint,
     plan_out: *mut *mut c_char,
 ) -> c_int {
-    let out = out_init(plan_out);
-    with_ctx(ctx, |ctx| {
-        let out = out.ok_or_else(|| null("plan_out"))?;
+    with_plan_out(ctx, plan_out, |ctx| {
         let options = sriov_options(flags)?;
-        let plan = ctx.sriov_set_numvfs_plan(address_arg(pf_address)?, numvfs, options)?;
-        *out = boundary::malloc_string(&plan.to_string())?;
-        Ok(())
+        ctx.sriov_set_numvfs_plan(address_arg(pf_address)?, numvfs, options)
     })
 }
 
