@@ -1083,6 +1083,21 @@ fn apply_of_named_devices_needs_a_saved_override_and_skips_nothing_silently() {
 /// What pcibind-early.service runs at boot before udev's coldplug: each saved driver written
 /// into the override of an unbound device, nothing else (no module load, no probe); a bound
 /// device, an absent one and an unusable file are each left alone, the last named.
+/// `apply --overrides-only --json`: a written override is outcome `preset`, the device still
+/// on no driver.
+#[test]
+fn apply_overrides_only_json_says_preset() {
+    const LPC: &str = "0000:00:1f.0"; // bound to no driver in the example tree
+    let t = Tree::new();
+    std::fs::create_dir_all(t.config_dir()).unwrap();
+    std::fs::write(t.saved_file(LPC), "vfio-pci\n").unwrap();
+    let o = t.run(&["apply", "--overrides-only", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json_results(&o), [(format!("{LPC} preset - -"), false)]);
+    assert_eq!(t.driver_override(LPC), "vfio-pci");
+    assert_eq!(t.driver(LPC), None);
+}
+
 #[test]
 fn apply_overrides_only_presets_unbound_devices_and_nothing_else() {
     const LPC: &str = "0000:00:1f.0"; // bound to no driver in the example tree
